@@ -1,0 +1,2 @@
+//! The study's text CNN (skeleton; being written).
+#![forbid(unsafe_code)]

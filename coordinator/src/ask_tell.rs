@@ -1,0 +1,1 @@
+//! (ask_tell: being written.)

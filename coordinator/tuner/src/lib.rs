@@ -1,0 +1,2 @@
+//! Bayesian optimization for tunefleet (skeleton; being written).
+#![forbid(unsafe_code)]

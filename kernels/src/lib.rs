@@ -1,0 +1,355 @@
+//! The numerical operations of the Kim-2014 text CNN, behind one [`Backend`] trait.
+//!
+//! `kernels` sits at the bottom of the agent's stack (STYLE.md §1: `agent → cnn → kernels`). It
+//! knows nothing of tokio, gRPC or the model's structure: it offers buffers and operations with
+//! explicit shapes, and the `cnn` crate composes them into forward, backward and optimizer steps.
+//!
+//! Two implementations:
+//! - [`cpu::CpuBackend`]: the reference that every CUDA kernel is checked against, and the
+//!   production CPU path (rayon, cache-friendly loops).
+//! - `cuda::CudaBackend` (feature `cuda`): hand-written CUDA kernels compiled with NVRTC and
+//!   launched through cudarc. Without the feature, [`probe_cuda`] returns
+//!   [`Error::CudaUnavailable`].
+//!
+//! # Conventions shared by every backend
+//! - Buffers are flat, row-major `f32` ([`Backend::Buf`]) or `u32` ([`Backend::IdxBuf`]).
+//! - Each operation reads and writes only the leading elements its shape needs; a buffer may be
+//!   longer (so one allocation serves a smaller last batch) but never shorter, which is an
+//!   [`Error::BufferTooShort`] raised before any work is done.
+//! - "Overwrite" outputs are fully written; "accumulate" outputs are added to.
+//! - Operations are asynchronous on devices that queue work; [`Backend::download`] and
+//!   [`Backend::synchronize`] wait for queued work.
+//!
+//! ```
+//! use kernels::{Backend, cpu::CpuBackend, LinearShape};
+//! let cpu = CpuBackend::new();
+//! let x = cpu.upload(&[1.0, 2.0]).unwrap();
+//! let w = cpu.upload(&[3.0, 4.0]).unwrap();
+//! let b = cpu.upload(&[0.5]).unwrap();
+//! let mut out = cpu.alloc(1).unwrap();
+//! let shape = LinearShape { batch: 1, in_features: 2, out_features: 1 };
+//! cpu.linear_fwd(&shape, &x, &w, &b, &mut out).unwrap();
+//! assert_eq!(cpu.download(&out).unwrap(), vec![11.5]);
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod cpu;
+mod error;
+pub mod rng;
+
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
+pub use error::{Error, Result};
+
+/// Shape of one convolution branch with its fused ReLU and max-over-time pooling.
+///
+/// Input `x` is `[batch, seq_len, embed_dim]`, weights `w` are `[num_filters, width, embed_dim]`,
+/// bias `b` is `[num_filters]`. The convolution is "valid" over time: it has
+/// `positions() = seq_len - width + 1` outputs per filter, so `width <= seq_len`. The pooled
+/// output is a `[batch, pooled_cols]` matrix shared by all branches; this branch owns columns
+/// `pooled_offset .. pooled_offset + num_filters`. `argmax` is `[batch, num_filters]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Sentences in the batch.
+    pub batch: usize,
+    /// Tokens a sentence (padded).
+    pub seq_len: usize,
+    /// Embedding width.
+    pub embed_dim: usize,
+    /// Filter width in tokens.
+    pub width: usize,
+    /// Feature maps of this branch.
+    pub num_filters: usize,
+    /// Columns of the shared pooled matrix (all branches together).
+    pub pooled_cols: usize,
+    /// First column of this branch in the pooled matrix.
+    pub pooled_offset: usize,
+}
+
+impl ConvShape {
+    /// Output positions over time, `seq_len - width + 1`.
+    pub fn positions(&self) -> usize {
+        self.seq_len + 1 - self.width
+    }
+}
+
+/// Shape of a fully connected layer: `x [batch, in_features]`, `w [out_features, in_features]`,
+/// `b [out_features]`, `out [batch, out_features]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinearShape {
+    /// Rows of `x`.
+    pub batch: usize,
+    /// Columns of `x`.
+    pub in_features: usize,
+    /// Columns of `out`.
+    pub out_features: usize,
+}
+
+/// Hyperparameters of one RMSProp step with global-norm gradient clipping.
+///
+/// With `norm = sqrt(grad_norm_sq[0])` and `scale = max_grad_norm / norm` when
+/// `max_grad_norm > 0 && norm > max_grad_norm`, else `scale = 1`, each element does
+/// `g = scale * grad; n = decay * n + (1 - decay) * g²` and then
+/// - plain: `w -= lr * g / (sqrt(n) + eps)`;
+/// - centered: `a = decay * a + (1 - decay) * g; w -= lr * g / (sqrt(max(n - a², 0)) + eps)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsProp {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decay of the running averages (0.9 in the study).
+    pub decay: f32,
+    /// Added to the denominator (1e-8 in the study).
+    pub eps: f32,
+    /// Clip threshold for the global gradient norm; 0 disables clipping.
+    pub max_grad_norm: f32,
+    /// Use the centered form (keeps a running mean of the gradient too).
+    pub centered: bool,
+}
+
+/// Optimizer state of one parameter tensor: the running mean square, and for the centered form
+/// the running mean.
+#[derive(Debug)]
+pub struct RmsState<'a, B: Backend + ?Sized> {
+    /// Running mean of g², same length as the parameter.
+    pub mean_square: &'a mut B::Buf,
+    /// Running mean of g (centered form only).
+    pub mean: Option<&'a mut B::Buf>,
+}
+
+/// Where a CUDA device was found, as reported by [`probe_cuda`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    /// Device name, e.g. "NVIDIA H100 80GB HBM3".
+    pub name: String,
+    /// Total device memory.
+    pub memory_bytes: u64,
+    /// Compute capability (major, minor).
+    pub compute_capability: (i32, i32),
+    /// Ordinal of the device.
+    pub ordinal: usize,
+}
+
+/// Checks that CUDA device `ordinal` can be used, without panicking when the driver is absent.
+///
+/// # Errors
+/// [`Error::CudaUnavailable`] saying which case it was: built without the `cuda` feature, no
+/// driver library, no NVRTC library, no device, or an ordinal past the last device.
+pub fn probe_cuda(ordinal: usize) -> Result<DeviceInfo> {
+    #[cfg(feature = "cuda")]
+    {
+        cuda::probe(ordinal)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Err(Error::CudaUnavailable {
+            reason: format!(
+                "GPU {ordinal} requested, but this binary was built without the `cuda` feature \
+                 (rebuild with `--features cuda`)"
+            ),
+        })
+    }
+}
+
+/// The operations a training step and an evaluation need, one for one on every backend.
+///
+/// Each method documents its exact arithmetic; the CPU backend is the reference and the CUDA
+/// backend must match it within floating-point tolerance (index outputs exactly, on inputs
+/// without ties).
+pub trait Backend {
+    /// A device buffer of `f32`.
+    type Buf;
+    /// A device buffer of `u32` (token ids, labels, argmax positions, row lists).
+    type IdxBuf;
+
+    /// A short description, e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H100".
+    fn name(&self) -> String;
+
+    /// Allocates `len` zeros.
+    fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    /// Allocates `len` zero indices.
+    fn alloc_idx(&self, len: usize) -> Result<Self::IdxBuf>;
+    /// Copies host data into a new buffer.
+    fn upload(&self, host: &[f32]) -> Result<Self::Buf>;
+    /// Copies host indices into a new buffer.
+    fn upload_idx(&self, host: &[u32]) -> Result<Self::IdxBuf>;
+    /// Copies `host` into the first `host.len()` elements of `dst`.
+    fn write(&self, dst: &mut Self::Buf, host: &[f32]) -> Result<()>;
+    /// Copies `host` into the first `host.len()` elements of `dst`.
+    fn write_idx(&self, dst: &mut Self::IdxBuf, host: &[u32]) -> Result<()>;
+    /// Copies a whole buffer to the host, waiting for queued work.
+    fn download(&self, src: &Self::Buf) -> Result<Vec<f32>>;
+    /// Copies a whole index buffer to the host, waiting for queued work.
+    fn download_idx(&self, src: &Self::IdxBuf) -> Result<Vec<u32>>;
+    /// Sets the first `len` elements to `value`.
+    fn fill(&self, buf: &mut Self::Buf, len: usize, value: f32) -> Result<()>;
+    /// Waits until all queued work is done.
+    fn synchronize(&self) -> Result<()>;
+    /// Device memory in use by this process, where the backend can tell.
+    fn memory_used_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    /// Embedding lookup: `out[t*E + e] = table[ids[t]*E + e]` for `t < n_tokens`, `e < E`.
+    ///
+    /// `table` is `[vocab, embed_dim]`; an id `>= vocab` is [`Error::IndexOutOfRange`] (the CPU
+    /// checks; devices may clamp, so callers validate ids once on upload).
+    fn embedding_gather(
+        &self,
+        table: &Self::Buf,
+        vocab: usize,
+        embed_dim: usize,
+        ids: &Self::IdxBuf,
+        n_tokens: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Embedding gradient, compacted to the rows a batch touched (overwrite):
+    /// `grad_rows[r*E + e] = Σ_{t : slots[t] = r} grad_out[t*E + e]` for `r < n_rows`.
+    ///
+    /// `slots[t]` maps token position `t` to its row's slot in the batch's list of distinct ids
+    /// (built on the host with the batch). Rows no token maps to are zero.
+    fn embedding_grad_rows(
+        &self,
+        grad_out: &Self::Buf,
+        slots: &Self::IdxBuf,
+        n_tokens: usize,
+        embed_dim: usize,
+        n_rows: usize,
+        grad_rows: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Convolution, bias, ReLU and max over time, fused (see [`ConvShape`]):
+    /// `z[b,t,f] = bias[f] + Σ_{j<width, e<E} x[b,t+j,e] · w[f,j,e]` for `t < positions`,
+    /// `argmax[b*F + f]` = the first `t` maximizing `z[b,t,f]`, and
+    /// `pooled[b*pooled_cols + pooled_offset + f] = max(0, z[b, argmax, f])` (overwrite).
+    ///
+    /// `max_t relu(z) = relu(max_t z)`, so this equals the unfused chain exactly.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_pool_fwd(
+        &self,
+        shape: &ConvShape,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        bias: &Self::Buf,
+        pooled: &mut Self::Buf,
+        argmax: &mut Self::IdxBuf,
+    ) -> Result<()>;
+
+    /// Backward of [`Backend::conv_pool_fwd`]. With the ReLU gate
+    /// `g[b,f] = grad_pooled[b*pooled_cols + pooled_offset + f]` where
+    /// `pooled[..same index..] > 0`, else 0:
+    /// - `grad_w[f,j,e] = Σ_b g[b,f] · x[b, argmax[b,f] + j, e]` (overwrite);
+    /// - `grad_b[f] = Σ_b g[b,f]` (overwrite);
+    /// - `grad_x[b, argmax[b,f] + j, e] += g[b,f] · w[f,j,e]` (accumulate, so the branches add up).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_pool_bwd(
+        &self,
+        shape: &ConvShape,
+        grad_pooled: &Self::Buf,
+        pooled: &Self::Buf,
+        argmax: &Self::IdxBuf,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        grad_w: &mut Self::Buf,
+        grad_b: &mut Self::Buf,
+        grad_x: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Inverted dropout (overwrite): `mask[i] = 1/(1-p)` when
+    /// [`rng::dropout_uniform`]`(seed, i) >= p`, else 0; `out[i] = x[i] · mask[i]`.
+    /// `p = 0` keeps everything (`mask = 1`); `p` must be in `[0, 1)`.
+    fn dropout_fwd(
+        &self,
+        x: &Self::Buf,
+        len: usize,
+        drop_prob: f32,
+        seed: u64,
+        out: &mut Self::Buf,
+        mask: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Element-wise product (overwrite): `out[i] = a[i] · b[i]`. Dropout's backward.
+    fn mul(&self, a: &Self::Buf, b: &Self::Buf, len: usize, out: &mut Self::Buf) -> Result<()>;
+
+    /// Fully connected layer (overwrite): `out[n,o] = b[o] + Σ_i x[n,i] · w[o,i]`.
+    fn linear_fwd(
+        &self,
+        shape: &LinearShape,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Backward of [`Backend::linear_fwd`] (all overwrite):
+    /// `grad_x[n,i] = Σ_o grad_out[n,o] · w[o,i]`, `grad_w[o,i] = Σ_n grad_out[n,o] · x[n,i]`,
+    /// `grad_b[o] = Σ_n grad_out[n,o]`.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_bwd(
+        &self,
+        shape: &LinearShape,
+        grad_out: &Self::Buf,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        grad_x: &mut Self::Buf,
+        grad_w: &mut Self::Buf,
+        grad_b: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Softmax cross-entropy over `logits [batch, classes]` with `labels [batch]`.
+    ///
+    /// Accumulates `stats[0] += Σ_n -log softmax(logits[n])[labels[n]]` (computed stably, by
+    /// log-sum-exp) and `stats[1] += #{n : first argmax of logits[n] = labels[n]}`. When
+    /// `grad_logits` is given it is overwritten with `(softmax(logits[n])[c] - [c = label]) /
+    /// batch`, the gradient of the batch-mean loss.
+    fn softmax_xent(
+        &self,
+        logits: &Self::Buf,
+        labels: &Self::IdxBuf,
+        batch: usize,
+        classes: usize,
+        grad_logits: Option<&mut Self::Buf>,
+        stats: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Accumulates the sum of squares: `acc[0] += Σ_{i<len} x[i]²`. Used for the global
+    /// gradient norm without a host round trip.
+    fn sum_squares(&self, x: &Self::Buf, len: usize, acc: &mut Self::Buf) -> Result<()>;
+
+    /// One dense RMSProp step with global-norm clipping (see [`RmsProp`]) over `len` elements.
+    /// `grad_norm_sq[0]` holds the squared global norm of all gradients of the step.
+    fn rmsprop(
+        &self,
+        params: &RmsProp,
+        w: &mut Self::Buf,
+        grad: &Self::Buf,
+        state: RmsState<'_, Self>,
+        len: usize,
+        grad_norm_sq: &Self::Buf,
+    ) -> Result<()>;
+
+    /// RMSProp on the embedding rows one batch touched, with lazy decay, equal to the dense
+    /// update to rounding.
+    ///
+    /// A row whose gradient is zero at a step leaves its weights unchanged and only decays its
+    /// running averages by `decay`. So for each slot `s < n_rows`, row `r = rows[s]`, the missed
+    /// steps `k = step - last_step[r] - 1` are applied first (`n *= decay^k`, and `a *= decay^k`
+    /// when centered), then the step with `grad_rows[s]` exactly as [`Backend::rmsprop`], and
+    /// `last_step[r] = step`. Steps count from 1; `last_step` starts at 0.
+    #[allow(clippy::too_many_arguments)]
+    fn rmsprop_rows(
+        &self,
+        params: &RmsProp,
+        table: &mut Self::Buf,
+        grad_rows: &Self::Buf,
+        rows: &Self::IdxBuf,
+        n_rows: usize,
+        embed_dim: usize,
+        state: RmsState<'_, Self>,
+        last_step: &mut Self::IdxBuf,
+        step: u32,
+        grad_norm_sq: &Self::Buf,
+    ) -> Result<()>;
+}
