@@ -18,6 +18,7 @@ if [[ -x "$bin_dir/prometheus" && -x "$bin_dir/promtool" ]]; then
 fi
 
 work="$(mktemp -d)"
+chmod 755 "$work" # lets the _apt user write the download (no "unsandboxed" warning)
 trap 'rm -rf "$work"' EXIT
 
 # `apt-get download` needs the package lists; refresh them once when the package is unknown.

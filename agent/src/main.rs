@@ -1,1 +1,129 @@
-fn main() {}
+//! The `agent` binary: parses flags and config, sets up logging, and runs [`agent::run`].
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Pulls trials from a tunefleet coordinator and trains them on a GPU or the CPU.
+#[derive(Debug, Parser)]
+#[command(name = "agent", version, about)]
+struct Cli {
+    /// The coordinator's gRPC endpoint, e.g. http://10.0.0.5:50051.
+    #[arg(long = "coordinator", value_name = "URL")]
+    coordinator_url: Option<String>,
+    /// Train on CUDA device N.
+    #[arg(long, value_name = "N", conflicts_with = "cpu")]
+    gpu: Option<u32>,
+    /// Train on the CPU.
+    #[arg(long)]
+    cpu: bool,
+    /// Trials trained at once.
+    #[arg(long, value_name = "K")]
+    slots: Option<u32>,
+    /// TOML config file (see agent/examples/agent.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where /metrics listens (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen_addr: Option<String>,
+    /// Cloud instance type, for pricing (e.g. p2.xlarge).
+    #[arg(long, value_name = "NAME")]
+    instance_type: Option<String>,
+    /// Price of the whole instance in dollars an hour (overrides the catalogue).
+    #[arg(long = "price-per-hour", value_name = "DOLLARS")]
+    price_per_hour_dollars: Option<f64>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Trains one configuration locally, without a coordinator.
+    Train(agent::train_cmd::TrainOptions),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Train(options)) = &cli.command {
+        return agent::train_cmd::run(options);
+    }
+    let overrides = agent::config::CliOverrides {
+        coordinator_url: cli.coordinator_url,
+        gpu: cli.gpu,
+        cpu: cli.cpu,
+        slots: cli.slots,
+        metrics_listen_addr: cli.metrics_listen_addr,
+        instance_type: cli.instance_type,
+        price_per_hour_dollars: cli.price_per_hour_dollars,
+    };
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let config = agent::config::load(cli.config.as_deref(), &env, &overrides).context("failed to load the agent config")?;
+    if let Some(threads) = config.cpu_threads {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("failed to size the cpu thread pool")?;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    runtime.block_on(agent::run(config, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "failed to listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "failed to listen for sigterm");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received ctrl-c, shutting down"),
+        () = terminate => tracing::info!("received sigterm, shutting down"),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,7 +1,142 @@
-//! The tunefleet coordinator (skeleton; being written).
+//! The tunefleet coordinator: a tokio + tonic gRPC daemon that runs hyperparameter-tuning
+//! experiments (batch Bayesian optimization, random and grid search via `tuner`), hands trials to
+//! agents under leases, and keeps everything in SQLite; plus the `tunectl` client's commands.
+//!
+//! Place in the workspace (STYLE.md §1): depends on `tuner` and `proto`, never on `agent`,
+//! `cnn` or `kernels`. Modules: [`config`], [`telemetry`], [`metrics`], [`store`] (durable and
+//! in-memory), [`service`] (the domain: experiments and the trial state machine), [`suggest`]
+//! (the bridge to `tuner`), [`grpc`] (thin tonic adapters) and [`cli`] (`tunectl`).
+//!
+//! ```no_run
+//! # async fn demo() -> coordinator::Result<()> {
+//! use std::collections::HashMap;
+//! let config = coordinator::config::Config::load(None, &HashMap::new(), &Default::default())?;
+//! coordinator::run(config, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod ask_tell;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod grpc;
 pub mod local;
 pub mod metrics;
 pub mod scenario;
+pub mod service;
+pub mod store;
+pub mod suggest;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::service::Coordinator;
+use crate::store::{ExperimentStore, SqliteStore};
+
+/// The readiness line's prefix (COMMON.md).
+pub const READY_PREFIX: &str = "TUNEFLEET_READY";
+
+/// The readiness line printed once both listeners are bound.
+pub fn readiness_line(grpc: SocketAddr, metrics: SocketAddr) -> String {
+    let body = serde_json::json!({"service": "coordinator", "grpc": grpc.to_string(), "metrics": metrics.to_string()});
+    format!("{READY_PREFIX} {body}")
+}
+
+/// Formats an error with its chain of causes: `a: b: c`.
+pub fn display_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::io(format!("bind {what} listener on {addr}"), e))
+}
+
+fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr> {
+    listener.local_addr().map_err(|e| Error::io("read a listener's address", e))
+}
+
+/// Runs the coordinator: opens the store, binds both listeners, prints the readiness line on
+/// stdout, and serves until `shutdown` completes, then drains and returns.
+///
+/// # Errors
+/// When the store cannot be opened, a listener cannot be bound, or the server fails.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    tracing::info!(config = ?config, "starting coordinator");
+    let data_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir))
+        .await
+        .map_err(|e| Error::Internal(format!("store open task failed: {e}")))??;
+    tracing::info!(path = %store.path().display(), "store opened");
+    let store: Arc<dyn ExperimentStore> = Arc::new(store);
+    let metrics = Arc::new(Metrics::new());
+    let coordinator = Coordinator::start(store, config.settings(), Arc::clone(&metrics)).await?;
+    let grpc_listener = bind(config.listen_addr, "grpc").await?;
+    let metrics_listener = bind(config.metrics_listen_addr, "metrics").await?;
+    let grpc_addr = local_addr(&grpc_listener)?;
+    let metrics_addr = local_addr(&metrics_listener)?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    };
+    let metrics_task = tokio::spawn(metrics::serve(metrics_listener, Arc::clone(&metrics), wait_stop()));
+    let sweeper = coordinator.spawn_lease_sweeper();
+    println!("{}", readiness_line(grpc_addr, metrics_addr));
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, "coordinator ready");
+
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    };
+    let served = grpc::serve(coordinator, metrics, grpc_listener, config.auth_token.clone(), signal).await;
+    sweeper.abort();
+    match metrics_task.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics server failed"),
+        Err(e) => tracing::warn!(error = %e, "metrics server task failed"),
+        Ok(Ok(())) => {}
+    }
+    tracing::info!("coordinator stopped");
+    served
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the coordinator");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

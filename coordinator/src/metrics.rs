@@ -1,1 +1,223 @@
-//! (metrics: being written.)
+//! The coordinator's Prometheus metrics (`tunefleet_coordinator_*`), registered in one
+//! [`prometheus::Registry`] per daemon, and the `/metrics` HTTP server on its own listener.
+//!
+//! ```
+//! let metrics = coordinator::metrics::Metrics::new();
+//! metrics.leases_active.set(2);
+//! assert!(metrics.render().contains("tunefleet_coordinator_leases_active 2"));
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use prometheus::{
+    Counter, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+const NAMESPACE: &str = "tunefleet";
+const SUBSYSTEM: &str = "coordinator";
+
+/// Every coordinator metric.
+pub struct Metrics {
+    registry: Registry,
+    /// gRPC requests by method and status code.
+    pub grpc_requests_total: IntCounterVec,
+    /// Trial transitions into each status.
+    pub trials_total: IntCounterVec,
+    /// Trials held under a lease now.
+    pub leases_active: IntGauge,
+    /// Leases that expired.
+    pub leases_expired_total: IntCounter,
+    /// Agents seen within one lease timeout.
+    pub agents_connected: IntGauge,
+    /// Time to suggest a batch, including the GP fit.
+    pub suggest_duration_seconds: Histogram,
+    /// Time to fit the GP hyperparameters.
+    pub gp_fit_duration_seconds: Histogram,
+    /// Best objective so far, per experiment.
+    pub best_objective: GaugeVec,
+    /// Trials that became terminal, per experiment.
+    pub experiment_trials_completed_total: IntCounterVec,
+    /// Epoch reports received, per experiment.
+    pub experiment_epochs_total: IntCounterVec,
+    /// Dollars reported, per experiment.
+    pub experiment_cost_dollars_total: CounterVec,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(NAMESPACE).subsystem(SUBSYSTEM)
+}
+
+fn histogram(name: &str, help: &str) -> Histogram {
+    let buckets = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+    Histogram::with_opts(HistogramOpts::new(name, help).namespace(NAMESPACE).subsystem(SUBSYSTEM).buckets(buckets))
+        .expect("histogram options are valid")
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let metrics = Self {
+            registry: Registry::new(),
+            grpc_requests_total: IntCounterVec::new(
+                opts("grpc_requests_total", "gRPC requests handled, by method and status code"),
+                &["method", "code"],
+            )
+            .expect("valid metric"),
+            trials_total: IntCounterVec::new(
+                opts("trials_total", "Trial transitions into each status"),
+                &["status"],
+            )
+            .expect("valid metric"),
+            leases_active: IntGauge::with_opts(opts("leases_active", "Trials currently leased to an agent"))
+                .expect("valid metric"),
+            leases_expired_total: IntCounter::with_opts(opts(
+                "leases_expired_total",
+                "Leases that expired without being renewed",
+            ))
+            .expect("valid metric"),
+            agents_connected: IntGauge::with_opts(opts(
+                "agents_connected",
+                "Agents that made a request within one lease timeout",
+            ))
+            .expect("valid metric"),
+            suggest_duration_seconds: histogram(
+                "suggest_duration_seconds",
+                "Time to suggest a batch of trials, GP fit included",
+            ),
+            gp_fit_duration_seconds: histogram("gp_fit_duration_seconds", "Time to fit the GP surrogate"),
+            best_objective: GaugeVec::new(
+                opts("best_objective", "Best objective value so far, per experiment"),
+                &["experiment"],
+            )
+            .expect("valid metric"),
+            experiment_trials_completed_total: IntCounterVec::new(
+                opts("experiment_trials_completed_total", "Trials that reached a terminal state, per experiment"),
+                &["experiment"],
+            )
+            .expect("valid metric"),
+            experiment_epochs_total: IntCounterVec::new(
+                opts("experiment_epochs_total", "Epoch reports received, per experiment"),
+                &["experiment"],
+            )
+            .expect("valid metric"),
+            experiment_cost_dollars_total: CounterVec::new(
+                opts("experiment_cost_dollars_total", "Dollars reported by agents, per experiment"),
+                &["experiment"],
+            )
+            .expect("valid metric"),
+        };
+        metrics.register_all();
+        metrics
+    }
+
+    fn register_all(&self) {
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(self.grpc_requests_total.clone()),
+            Box::new(self.trials_total.clone()),
+            Box::new(self.leases_active.clone()),
+            Box::new(self.leases_expired_total.clone()),
+            Box::new(self.agents_connected.clone()),
+            Box::new(self.suggest_duration_seconds.clone()),
+            Box::new(self.gp_fit_duration_seconds.clone()),
+            Box::new(self.best_objective.clone()),
+            Box::new(self.experiment_trials_completed_total.clone()),
+            Box::new(self.experiment_epochs_total.clone()),
+            Box::new(self.experiment_cost_dollars_total.clone()),
+        ];
+        for collector in collectors {
+            self.registry.register(collector).expect("metric names are unique");
+        }
+    }
+
+    /// The registry holding every metric.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The cost counter of one experiment.
+    pub fn experiment_cost(&self, experiment: &str) -> Counter {
+        self.experiment_cost_dollars_total.with_label_values(&[experiment])
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer).expect("text encoding into a vec cannot fail");
+        String::from_utf8(buffer).expect("the text format is utf-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves `GET /metrics` (and `GET /healthz`) on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// When the HTTP server fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_the_prefix_and_help() {
+        let metrics = Metrics::new();
+        metrics.grpc_requests_total.with_label_values(&["LeaseTrial", "Ok"]).inc();
+        metrics.trials_total.with_label_values(&["succeeded"]).inc();
+        metrics.best_objective.with_label_values(&["exp-1"]).set(0.5);
+        metrics.experiment_trials_completed_total.with_label_values(&["exp-1"]).inc();
+        metrics.experiment_epochs_total.with_label_values(&["exp-1"]).inc();
+        metrics.experiment_cost("exp-1").inc_by(0.25);
+        metrics.suggest_duration_seconds.observe(0.01);
+        let text = metrics.render();
+        for name in [
+            "grpc_requests_total",
+            "trials_total",
+            "leases_active",
+            "leases_expired_total",
+            "agents_connected",
+            "suggest_duration_seconds",
+            "gp_fit_duration_seconds",
+            "best_objective",
+            "experiment_trials_completed_total",
+            "experiment_epochs_total",
+            "experiment_cost_dollars_total",
+        ] {
+            let full = format!("tunefleet_coordinator_{name}");
+            assert!(text.contains(&format!("# HELP {full} ")), "missing help for {full}");
+        }
+        assert!(text.contains(r#"tunefleet_coordinator_experiment_cost_dollars_total{experiment="exp-1"} 0.25"#));
+    }
+
+    #[test]
+    fn two_registries_coexist() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.leases_active.set(3);
+        assert!(b.render().contains("tunefleet_coordinator_leases_active 0"));
+    }
+}

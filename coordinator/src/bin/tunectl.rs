@@ -1,1 +1,53 @@
-fn main() {}
+//! `tunectl`, the tunefleet command-line client. Errors are one line on stderr and exit code 1.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use coordinator::cli::{self, ConnectOptions, ExperimentCommand};
+
+/// Creates, inspects and stops tunefleet experiments.
+#[derive(Debug, Parser)]
+#[command(name = "tunectl", version)]
+struct Args {
+    #[command(flatten)]
+    connect: ConnectOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Experiment(ExperimentCommand),
+    /// Runs the tuner in-process, speaking JSON lines on stdin/stdout (for benchmarks).
+    AskTell(coordinator::ask_tell::AskTellOptions),
+    /// Runs a whole cluster on this machine (coordinator and agents as child processes).
+    Local(coordinator::local::LocalOptions),
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Experiment(command) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let mut stdout = std::io::stdout().lock();
+            runtime.block_on(cli::run(&args.connect, command, &mut stdout))
+        }
+        Command::AskTell(options) => {
+            coordinator::ask_tell::run(&options, std::io::stdin().lock(), std::io::stdout().lock())
+        }
+        Command::Local(options) => coordinator::local::run(&options),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    coordinator::telemetry::init(coordinator::telemetry::LogFormat::Text);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

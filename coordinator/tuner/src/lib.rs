@@ -1,2 +1,335 @@
-//! Bayesian optimization for tunefleet (skeleton; being written).
+//! Bayesian optimization for tunefleet: search spaces, a Gaussian-process surrogate, expected
+//! improvement and batch q-EI, random and grid search.
+//!
+//! This crate is the coordinator's pure optimizer (STYLE.md §1 and §3): it does no I/O, reads no
+//! clock and has no global RNG. Every call is deterministic for its inputs and `seed`, so the
+//! coordinator reproduces its suggestions after a restart. It never depends on tokio, tonic or
+//! proto; the coordinator runs it inside `spawn_blocking`.
+//!
+//! The BO loop, for `q` suggestions with some trials still running (pending):
+//! 1. While fewer than [`SuggestConfig::initial_trials`] results exist, points come from a
+//!    space-filling design ([`design`]-style greedy maximin over Sobol' points).
+//! 2. Otherwise a GP with a Matérn-5/2 ARD kernel is fit to the standardized results by
+//!    maximizing the log marginal likelihood ([`fit`]).
+//! 3. Each point maximizes log expected improvement ([`acquisition::ei`]) over thousands of
+//!    Sobol' and local candidates, refined by projected L-BFGS ([`optimize`]).
+//! 4. Batches use the constant liar: pending and already chosen points enter the GP as fantasy
+//!    observations at the lie value ([`BatchStrategy`]), or Monte Carlo q-EI
+//!    ([`acquisition::qei`]).
+//!
+//! ```
+//! use tuner::{suggest, Observation, SuggestConfig, space::{ParamSpec, Space}};
+//! let params: Vec<ParamSpec> = serde_json::from_str(
+//!     r#"[{"name":"x","type":"float","low":-5,"high":10},{"name":"n","type":"int","low":1,"high":8}]"#,
+//! ).unwrap();
+//! let space = Space::new(params).unwrap();
+//! let cfg = SuggestConfig::default();
+//! let mut observations = Vec::new();
+//! for round in 0..8u64 {
+//!     for candidate in suggest(&space, &observations, &[], 2, &cfg, round).unwrap() {
+//!         let x = candidate.params["x"].as_f64().unwrap();
+//!         observations.push(Observation { params: candidate.params, value: (x - 1.0).powi(2) });
+//!     }
+//! }
+//! assert_eq!(observations.len(), 16);
+//! ```
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod acquisition;
+mod bo;
+mod design;
+pub mod error;
+pub mod fit;
+pub mod gp;
+pub mod kernel;
+pub mod lbfgs;
+pub mod optimize;
+pub mod rng;
+pub mod sobol;
+pub mod space;
+mod special;
+
+use serde::{Deserialize, Serialize};
+
+pub use design::grid_size;
+pub use error::{Error, Result};
+use space::{Assignment, Space};
+
+/// Whether larger or smaller objective values are better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Smaller is better.
+    #[default]
+    Minimize,
+    /// Larger is better.
+    Maximize,
+}
+
+/// One finished trial: its parameters and the objective value as the user measured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The trial's parameters.
+    pub params: Assignment,
+    /// The objective, in the user's units and direction.
+    pub value: f64,
+}
+
+/// The search strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Bayesian optimization with a GP surrogate.
+    #[default]
+    Bo,
+    /// Uniform random search.
+    Random,
+    /// Grid search with `levels` levels a numeric parameter (every choice of a categorical).
+    Grid {
+        /// Levels a numeric parameter (the study used 3).
+        levels: usize,
+    },
+}
+
+/// How BO fills a batch of `q > 1` points (and accounts for pending trials).
+///
+/// The constant-liar lies are named by the value they take **in the user's units**: `ClMin` lies
+/// with the smallest observed value, `ClMax` with the largest, `ClMean` with the mean (Ginsbourger,
+/// Le Riche and Carraro, "Kriging is well-suited to parallelize optimization", 2010). For a
+/// minimization `ClMin` is the best value, for a maximization it is the worst.
+/// [`BatchStrategy::best_value_lie`] gives the issue's default, "CL-min for minimization, the
+/// best value for maximization", i.e. the lie is the best value seen in either direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchStrategy {
+    /// Lie with the minimum observed value.
+    #[default]
+    ClMin,
+    /// Lie with the mean observed value.
+    ClMean,
+    /// Lie with the maximum observed value.
+    ClMax,
+    /// Monte Carlo q-EI over fixed base samples, chosen greedily point by point.
+    McQei,
+}
+
+impl BatchStrategy {
+    /// The default batch strategy: the constant liar whose lie is the best observed value
+    /// (`ClMin` when minimizing, `ClMax` when maximizing).
+    pub fn best_value_lie(direction: Direction) -> BatchStrategy {
+        match direction {
+            Direction::Minimize => BatchStrategy::ClMin,
+            Direction::Maximize => BatchStrategy::ClMax,
+        }
+    }
+}
+
+/// Settings of [`suggest`]; `Default` gives BO, minimization, the best-value lie.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SuggestConfig {
+    /// The search strategy.
+    pub strategy: Strategy,
+    /// Whether the objective is minimized or maximized.
+    pub direction: Direction,
+    /// How BO fills batches.
+    pub batch: BatchStrategy,
+    /// Results to collect from the space-filling design before the GP is used; 0 means
+    /// automatic: `max(5, d + 1)` (never fewer than 2 are used).
+    pub initial_trials: usize,
+    /// Whether the first design point is the space's default assignment (when it has one).
+    pub include_default: bool,
+    /// Sobol' plus local candidates scored before gradient refinement.
+    pub candidates: usize,
+    /// Best candidates refined by L-BFGS.
+    pub refine_starts: usize,
+    /// Starts of the hyperparameter fit (the first is the previous optimum's neighbourhood).
+    pub fit_restarts: usize,
+    /// Monte Carlo samples of q-EI.
+    pub mc_samples: usize,
+}
+
+impl Default for SuggestConfig {
+    fn default() -> Self {
+        SuggestConfig {
+            strategy: Strategy::Bo,
+            direction: Direction::Minimize,
+            batch: BatchStrategy::ClMin,
+            initial_trials: 0,
+            include_default: true,
+            candidates: 2048,
+            refine_starts: 4,
+            fit_restarts: 4,
+            mc_samples: 256,
+        }
+    }
+}
+
+/// A [`SuggestConfig`] whose fields were checked; made by [`SuggestConfig::validate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSuggestConfig(SuggestConfig);
+
+impl std::ops::Deref for ValidSuggestConfig {
+    type Target = SuggestConfig;
+    fn deref(&self) -> &SuggestConfig {
+        &self.0
+    }
+}
+
+impl SuggestConfig {
+    /// A config with the given strategy and direction, the rest default (the lie is the best value).
+    pub fn new(strategy: Strategy, direction: Direction) -> SuggestConfig {
+        SuggestConfig { strategy, direction, batch: BatchStrategy::best_value_lie(direction), ..Default::default() }
+    }
+
+    /// Checks the fields.
+    ///
+    /// # Errors
+    /// `Error::InvalidConfig` naming the first field out of range.
+    pub fn validate(&self) -> Result<ValidSuggestConfig> {
+        let bad = |what: &str| Err(Error::InvalidConfig(what.to_string()));
+        if let Strategy::Grid { levels: 0 } = self.strategy {
+            return bad("grid levels must be at least 1");
+        }
+        if self.candidates == 0 || self.candidates > 1_000_000 {
+            return bad("candidates must be in 1..=1000000");
+        }
+        if self.refine_starts > 1000 || self.fit_restarts == 0 || self.fit_restarts > 1000 {
+            return bad("refine_starts must be at most 1000 and fit_restarts in 1..=1000");
+        }
+        if self.mc_samples == 0 || self.mc_samples > 100_000 {
+            return bad("mc_samples must be in 1..=100000");
+        }
+        Ok(ValidSuggestConfig(self.clone()))
+    }
+
+    /// The number of design points before BO for a space of dimension `dim`.
+    pub fn effective_initial_trials(&self, dim: usize) -> usize {
+        if self.initial_trials == 0 { (dim + 1).max(5) } else { self.initial_trials.max(2) }
+    }
+}
+
+/// One suggested point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The parameters to evaluate.
+    pub params: Assignment,
+}
+
+/// The state [`propose`] works from: the validated observations and, for BO past the initial
+/// design, the fitted GP.
+#[derive(Debug, Clone)]
+pub struct Model {
+    space: Space,
+    config: SuggestConfig,
+    observed: Vec<Assignment>,
+    /// Encoded observation points.
+    x: Vec<Vec<f64>>,
+    /// Observed values, negated when maximizing, so that smaller is better internally.
+    y_min: Vec<f64>,
+    gp: Option<gp::Gp>,
+}
+
+impl Model {
+    /// The space the model was fit on.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    /// The fitted GP, when the strategy is BO and the initial design is complete.
+    pub fn gp(&self) -> Option<&gp::Gp> {
+        self.gp.as_ref()
+    }
+
+    /// The number of observations.
+    pub fn observation_count(&self) -> usize {
+        self.observed.len()
+    }
+}
+
+/// Validates and encodes the observations and, for BO past the initial design, fits the GP.
+///
+/// # Errors
+/// An invalid config, an observation that does not fit the space or has a non-finite value, or
+/// a GP that cannot be factored even with the largest jitter.
+pub fn fit(space: &Space, observations: &[Observation], cfg: &SuggestConfig, seed: u64) -> Result<Model> {
+    let cfg = cfg.validate()?;
+    let mut observed = Vec::with_capacity(observations.len());
+    let mut x = Vec::with_capacity(observations.len());
+    let mut y_min = Vec::with_capacity(observations.len());
+    for (index, observation) in observations.iter().enumerate() {
+        if !observation.value.is_finite() {
+            return Err(Error::InvalidObservation { index, reason: format!("value {} is not finite", observation.value) });
+        }
+        let params = space
+            .normalize(&observation.params)
+            .map_err(|e| Error::InvalidObservation { index, reason: e.to_string() })?;
+        x.push(space.encode(&params)?);
+        observed.push(params);
+        y_min.push(match cfg.direction {
+            Direction::Minimize => observation.value,
+            Direction::Maximize => -observation.value,
+        });
+    }
+    let use_gp = cfg.strategy == Strategy::Bo && observed.len() >= cfg.effective_initial_trials(space.dim());
+    let gp = if use_gp { Some(bo::fit_gp(&x, &y_min, &cfg, seed)?) } else { None };
+    Ok(Model { space: space.clone(), config: cfg.0, observed, x, y_min, gp })
+}
+
+/// Proposes up to `q` new points from a fitted model; see [`suggest`].
+///
+/// # Errors
+/// An invalid config or pending assignment, or a numerical failure of the GP.
+pub fn propose(model: &Model, pending: &[Assignment], q: usize, cfg: &SuggestConfig, seed: u64) -> Result<Vec<Candidate>> {
+    let cfg = cfg.validate()?;
+    let space = &model.space;
+    let mut pending_norm = Vec::with_capacity(pending.len());
+    for a in pending {
+        pending_norm.push(space.normalize(a)?);
+    }
+    let mut seen = design::Seen::new(model.observed.iter().cloned().chain(pending_norm.iter().cloned()));
+    let mut rng = rng::Rng::with_stream(seed, 1);
+    let chosen = match cfg.strategy {
+        Strategy::Grid { levels } => design::grid_points(space, levels, &mut seen, q),
+        Strategy::Random => design::random_points(space, &mut seen, q, &mut rng),
+        Strategy::Bo => match &model.gp {
+            None => {
+                let existing: Vec<Vec<f64>> = model.x.iter().cloned().chain(pending_norm.iter().filter_map(|a| space.encode(a).ok())).collect();
+                design::initial_design(space, &existing, &mut seen, q, cfg.include_default, &mut rng)
+            }
+            Some(gp) => {
+                let pending_x: Vec<Vec<f64>> = pending_norm.iter().map(|a| space.encode(a)).collect::<Result<_>>()?;
+                bo::propose(model, gp, &pending_x, &mut seen, q, &cfg, &mut rng)?
+            }
+        },
+    };
+    Ok(chosen.into_iter().map(|params| Candidate { params }).collect())
+}
+
+/// Suggests up to `q` new points. `pending` are points running now: they enter BO as lies and
+/// are never re-suggested, and neither is an observed point. Pure and deterministic for
+/// (inputs, seed). Grid returns fewer than `q` (possibly zero) when the grid is exhausted, and
+/// random search when a finite space is.
+///
+/// # Errors
+/// As [`fit`] and [`propose`].
+pub fn suggest(
+    space: &Space,
+    observations: &[Observation],
+    pending: &[Assignment],
+    q: usize,
+    cfg: &SuggestConfig,
+    seed: u64,
+) -> Result<Vec<Candidate>> {
+    let model = fit(space, observations, cfg, seed)?;
+    propose(&model, pending, q, cfg, seed)
+}
+
+/// The fitted length-scale of each parameter (in unit-cube units; shorter means the objective
+/// varies faster along it), for importance reports. `None` before the GP is used.
+pub fn length_scales(model: &Model) -> Option<Vec<(String, f64)>> {
+    let gp = model.gp.as_ref()?;
+    let scales = kernel::Kernel::length_scales(gp.kernel());
+    Some(model.space.params().iter().zip(scales).map(|(p, l)| (p.name.clone(), l)).collect())
+}

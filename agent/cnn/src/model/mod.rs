@@ -1,0 +1,278 @@
+//! The Kim-2014 CNN as a sequence of backend operations: embedding → three convolution branches
+//! with ReLU and max over time → concatenation → dropout → linear → softmax cross-entropy.
+//!
+//! Every buffer lives on the backend and is allocated once for the largest batch; a step
+//! uploads only the batch (ids, labels and the compacted row lists) and leaves the loss and
+//! accuracy sums in a device buffer that the training loop reads once an epoch.
+
+pub mod batch;
+
+use kernels::{Backend, ConvShape, LinearShape};
+
+use crate::Result;
+use batch::HostBatch;
+
+/// The sizes of one model instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Vocabulary entries.
+    pub vocab: usize,
+    /// Embedding width.
+    pub embed_dim: usize,
+    /// Tokens a (padded) sentence.
+    pub seq_len: usize,
+    /// Output classes.
+    pub classes: usize,
+    /// Widths of the three branches.
+    pub filter_sizes: [usize; 3],
+    /// Feature maps a branch.
+    pub maps: usize,
+    /// The largest batch any call will use.
+    pub capacity: usize,
+}
+
+impl Dims {
+    /// Columns of the concatenated pooled features.
+    pub fn features(&self) -> usize {
+        3 * self.maps
+    }
+
+    /// The shape of branch `i` for a batch of `n`.
+    pub fn conv(&self, i: usize, n: usize) -> ConvShape {
+        ConvShape {
+            batch: n,
+            seq_len: self.seq_len,
+            embed_dim: self.embed_dim,
+            width: self.filter_sizes[i],
+            num_filters: self.maps,
+            pooled_cols: self.features(),
+            pooled_offset: i * self.maps,
+        }
+    }
+
+    /// The classifier's shape for a batch of `n`.
+    pub fn fc(&self, n: usize) -> LinearShape {
+        LinearShape {
+            batch: n,
+            in_features: self.features(),
+            out_features: self.classes,
+        }
+    }
+
+    /// Lengths of the dense parameters: conv w ×3, conv b ×3, fc w, fc b.
+    pub fn dense_lens(&self) -> [usize; 8] {
+        let k = |i: usize| self.maps * self.filter_sizes[i] * self.embed_dim;
+        let fc_w = self.classes * self.features();
+        [k(0), k(1), k(2), self.maps, self.maps, self.maps, fc_w, self.classes]
+    }
+}
+
+/// The trainable parameters. Dense tensors are in [`Dims::dense_lens`] order.
+pub struct Weights<B: Backend> {
+    /// `[vocab, embed_dim]`.
+    pub embedding: B::Buf,
+    /// Conv weights ×3, conv biases ×3, classifier weights, classifier bias.
+    pub dense: Vec<B::Buf>,
+}
+
+/// Gradients of one step: the embedding's compacted rows and the dense tensors.
+pub struct Grads<B: Backend> {
+    /// `[n_rows, embed_dim]` for the batch's distinct ids.
+    pub rows: B::Buf,
+    /// Same order and lengths as [`Weights::dense`].
+    pub dense: Vec<B::Buf>,
+}
+
+struct Activations<B: Backend> {
+    x: B::Buf,
+    pooled: B::Buf,
+    argmax: Vec<B::IdxBuf>,
+    dropped: B::Buf,
+    mask: B::Buf,
+    logits: B::Buf,
+    grad_logits: B::Buf,
+    grad_dropped: B::Buf,
+    grad_pooled: B::Buf,
+    grad_x: B::Buf,
+}
+
+pub(crate) struct BatchBufs<B: Backend> {
+    ids: B::IdxBuf,
+    labels: B::IdxBuf,
+    slots: B::IdxBuf,
+    /// The batch's distinct ids (the embedding rows to update).
+    pub(crate) rows: B::IdxBuf,
+}
+
+/// The model, its gradients and its work buffers on one backend.
+pub struct Model<B: Backend> {
+    /// Sizes.
+    pub dims: Dims,
+    /// Parameters.
+    pub weights: Weights<B>,
+    /// Gradients of the last [`Model::backward`].
+    pub grads: Grads<B>,
+    act: Activations<B>,
+    pub(crate) batch: BatchBufs<B>,
+    n: usize,
+    n_rows: usize,
+}
+
+/// Seeds of the parameter tensors' initial values, one stream each.
+const INIT_STREAM: u64 = 0x1a17;
+
+/// `len` values uniform in `[-0.1, 0.1]` from the counter-based generator.
+fn uniform_init(seed: u64, tensor: u64, len: usize) -> Vec<f32> {
+    let stream = kernels::rng::mix64(seed ^ INIT_STREAM, tensor);
+    (0..len)
+        .map(|i| (kernels::rng::dropout_uniform(stream, i as u64) * 2.0 - 1.0) * 0.1)
+        .collect()
+}
+
+impl<B: Backend> Model<B> {
+    /// Allocates everything and initializes the weights uniform in [-0.1, 0.1], biases zero.
+    ///
+    /// # Errors
+    /// A backend allocation or upload failure.
+    pub fn new(b: &B, dims: Dims, seed: u64) -> Result<Self> {
+        let lens = dims.dense_lens();
+        let mut dense = Vec::with_capacity(lens.len());
+        for (i, &len) in lens.iter().enumerate() {
+            let is_bias = matches!(i, 3..=5 | 7);
+            dense.push(if is_bias { b.alloc(len)? } else { b.upload(&uniform_init(seed, i as u64 + 1, len))? });
+        }
+        let embedding = b.upload(&uniform_init(seed, 0, dims.vocab * dims.embed_dim))?;
+        let tokens = dims.capacity * dims.seq_len;
+        let feats = dims.capacity * dims.features();
+        let logits = dims.capacity * dims.classes;
+        let mut grad_dense = Vec::with_capacity(lens.len());
+        for &len in &lens {
+            grad_dense.push(b.alloc(len)?);
+        }
+        let act = Activations {
+            x: b.alloc(tokens * dims.embed_dim)?,
+            pooled: b.alloc(feats)?,
+            argmax: (0..3).map(|_| b.alloc_idx(dims.capacity * dims.maps)).collect::<Result<_, _>>()?,
+            dropped: b.alloc(feats)?,
+            mask: b.alloc(feats)?,
+            logits: b.alloc(logits)?,
+            grad_logits: b.alloc(logits)?,
+            grad_dropped: b.alloc(feats)?,
+            grad_pooled: b.alloc(feats)?,
+            grad_x: b.alloc(tokens * dims.embed_dim)?,
+        };
+        let batch = BatchBufs {
+            ids: b.alloc_idx(tokens)?,
+            labels: b.alloc_idx(dims.capacity)?,
+            slots: b.alloc_idx(tokens)?,
+            rows: b.alloc_idx(tokens)?,
+        };
+        Ok(Self {
+            dims,
+            weights: Weights { embedding, dense },
+            grads: Grads { rows: b.alloc(tokens * dims.embed_dim)?, dense: grad_dense },
+            act,
+            batch,
+            n: 0,
+            n_rows: 0,
+        })
+    }
+
+    /// Uploads a batch of at most `capacity` sentences. Ids must be below `vocab` (checked
+    /// here, once, so devices that clamp never see a bad id).
+    ///
+    /// # Errors
+    /// [`kernels::Error::IndexOutOfRange`] for a bad id or label, or a backend failure.
+    pub fn upload(&mut self, b: &B, host: &HostBatch) -> Result<()> {
+        let n = host.labels.len();
+        let d = self.dims;
+        if n == 0 || n > d.capacity || host.ids.len() != n * d.seq_len {
+            return Err(kernels::Error::InvalidShape {
+                op: "upload batch",
+                reason: format!("{n} sentences, {} ids, capacity {}", host.ids.len(), d.capacity),
+            }
+            .into());
+        }
+        check_below("batch ids", &host.ids, d.vocab)?;
+        check_below("batch labels", &host.labels, d.classes)?;
+        b.write_idx(&mut self.batch.ids, &host.ids)?;
+        b.write_idx(&mut self.batch.labels, &host.labels)?;
+        b.write_idx(&mut self.batch.slots, &host.slots)?;
+        b.write_idx(&mut self.batch.rows, &host.rows)?;
+        self.n = n;
+        self.n_rows = host.rows.len();
+        Ok(())
+    }
+
+    /// The forward pass of the uploaded batch, accumulating `[loss sum, correct]` into `stats`.
+    /// With `dropout = Some((p, seed))` it trains (dropout on, gradient of the logits kept for
+    /// [`Model::backward`]); with `None` it evaluates.
+    ///
+    /// # Errors
+    /// A backend failure.
+    pub fn forward(&mut self, b: &B, dropout: Option<(f32, u64)>, stats: &mut B::Buf) -> Result<()> {
+        let (d, n) = (self.dims, self.n);
+        let w = &self.weights;
+        let a = &mut self.act;
+        b.embedding_gather(&w.embedding, d.vocab, d.embed_dim, &self.batch.ids, n * d.seq_len, &mut a.x)?;
+        for i in 0..3 {
+            b.conv_pool_fwd(&d.conv(i, n), &a.x, &w.dense[i], &w.dense[3 + i], &mut a.pooled, &mut a.argmax[i])?;
+        }
+        let features = match dropout {
+            Some((p, seed)) => {
+                b.dropout_fwd(&a.pooled, n * d.features(), p, seed, &mut a.dropped, &mut a.mask)?;
+                &a.dropped
+            }
+            None => &a.pooled,
+        };
+        b.linear_fwd(&d.fc(n), features, &w.dense[6], &w.dense[7], &mut a.logits)?;
+        let grad = dropout.is_some().then_some(&mut a.grad_logits);
+        b.softmax_xent(&a.logits, &self.batch.labels, n, d.classes, grad, stats)?;
+        Ok(())
+    }
+
+    /// The backward pass of the last training [`Model::forward`], into [`Model::grads`].
+    ///
+    /// # Errors
+    /// A backend failure.
+    pub fn backward(&mut self, b: &B) -> Result<()> {
+        let (d, n) = (self.dims, self.n);
+        let (w, g, a) = (&self.weights, &mut self.grads, &mut self.act);
+        let (gw, rest) = g.dense.split_at_mut(7);
+        b.linear_bwd(&d.fc(n), &a.grad_logits, &a.dropped, &w.dense[6], &mut a.grad_dropped, &mut gw[6], &mut rest[0])?;
+        b.mul(&a.grad_dropped, &a.mask, n * d.features(), &mut a.grad_pooled)?;
+        b.fill(&mut a.grad_x, n * d.seq_len * d.embed_dim, 0.0)?;
+        let (conv_w, conv_b) = gw.split_at_mut(3);
+        for i in 0..3 {
+            b.conv_pool_bwd(
+                &d.conv(i, n),
+                &a.grad_pooled,
+                &a.pooled,
+                &a.argmax[i],
+                &a.x,
+                &w.dense[i],
+                &mut conv_w[i],
+                &mut conv_b[i],
+                &mut a.grad_x,
+            )?;
+        }
+        let tokens = n * d.seq_len;
+        b.embedding_grad_rows(&a.grad_x, &self.batch.slots, tokens, d.embed_dim, self.n_rows, &mut g.rows)?;
+        Ok(())
+    }
+
+    /// Distinct ids of the uploaded batch.
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+}
+
+fn check_below(op: &'static str, values: &[u32], bound: usize) -> Result<()> {
+    match values.iter().find(|&&v| v as usize >= bound) {
+        Some(&index) => Err(kernels::Error::IndexOutOfRange { op, index, bound }.into()),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

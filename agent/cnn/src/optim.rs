@@ -1,0 +1,112 @@
+//! RMSProp with global-norm clipping over the model's parameters, all on the backend.
+//!
+//! The squared global norm is summed on the device (`sum_squares` over every gradient) and read
+//! by the update kernels from the device, so a step needs no host round trip. The embedding is
+//! updated sparsely with `rmsprop_rows`: a row that no token of the batch uses has a zero
+//! gradient, which in the dense update leaves its weights unchanged and only multiplies its
+//! running average by `decay`; the lazy form applies those `k` missed decays as `decay^k` when
+//! the row is next used. The weights are therefore the dense update's to rounding, and the
+//! norm is the same because the missing rows contribute zero to it.
+
+use kernels::{Backend, RmsProp, RmsState};
+
+use crate::model::Model;
+use crate::{HyperParams, Result};
+
+/// RMSProp's decay and epsilon in the study.
+const DECAY: f32 = 0.9;
+const EPS: f32 = 1e-8;
+
+/// The optimizer state of one model.
+pub struct Optimizer<B: Backend> {
+    params: RmsProp,
+    dense_n: Vec<B::Buf>,
+    dense_a: Vec<B::Buf>,
+    embedding_n: B::Buf,
+    embedding_a: Option<B::Buf>,
+    last_step: B::IdxBuf,
+    norm_sq: B::Buf,
+    step: u32,
+}
+
+impl<B: Backend> Optimizer<B> {
+    /// Zero state for `model`.
+    ///
+    /// # Errors
+    /// A backend allocation failure.
+    pub fn new(b: &B, model: &Model<B>, hp: &HyperParams) -> Result<Self> {
+        let d = model.dims;
+        let centered = hp.centered_rmsprop;
+        let lens = d.dense_lens();
+        let dense_n = lens.iter().map(|&l| b.alloc(l)).collect::<Result<_, _>>()?;
+        let dense_a = if centered {
+            lens.iter().map(|&l| b.alloc(l)).collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let table = d.vocab * d.embed_dim;
+        Ok(Self {
+            params: RmsProp {
+                lr: hp.learning_rate as f32,
+                decay: DECAY,
+                eps: EPS,
+                max_grad_norm: hp.max_grad_norm as f32,
+                centered,
+            },
+            dense_n,
+            dense_a,
+            embedding_n: b.alloc(table)?,
+            embedding_a: if centered { Some(b.alloc(table)?) } else { None },
+            last_step: b.alloc_idx(d.vocab)?,
+            norm_sq: b.alloc(1)?,
+            step: 0,
+        })
+    }
+
+    /// Sets the learning rate (the schedule halves it after epochs 50 and 100).
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.params.lr = lr as f32;
+    }
+
+    /// Clips by the global norm and applies one step to every parameter of `model`.
+    ///
+    /// # Errors
+    /// A backend failure.
+    pub fn step(&mut self, b: &B, model: &mut Model<B>) -> Result<()> {
+        self.step += 1;
+        let d = model.dims;
+        let lens = d.dense_lens();
+        let n_rows = model.n_rows();
+        b.fill(&mut self.norm_sq, 1, 0.0)?;
+        b.sum_squares(&model.grads.rows, n_rows * d.embed_dim, &mut self.norm_sq)?;
+        for (g, &len) in model.grads.dense.iter().zip(&lens) {
+            b.sum_squares(g, len, &mut self.norm_sq)?;
+        }
+        for (i, &len) in lens.iter().enumerate() {
+            let state = RmsState {
+                mean_square: &mut self.dense_n[i],
+                mean: self.dense_a.get_mut(i),
+            };
+            let (w, g) = (&mut model.weights.dense[i], &model.grads.dense[i]);
+            b.rmsprop(&self.params, w, g, state, len, &self.norm_sq)?;
+        }
+        let state = RmsState {
+            mean_square: &mut self.embedding_n,
+            mean: self.embedding_a.as_mut(),
+        };
+        let (table, grad_rows, rows) = (&mut model.weights.embedding, &model.grads.rows, &model.batch.rows);
+        b.rmsprop_rows(
+            &self.params,
+            table,
+            grad_rows,
+            rows,
+            n_rows,
+            d.embed_dim,
+            state,
+            &mut self.last_step,
+            self.step,
+            &self.norm_sq,
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! Training on a slice of MR: it learns, a fixed seed reproduces it, and the controls work.
+
+use super::*;
+use kernels::cpu::CpuBackend;
+
+fn small_hp(epochs: usize) -> HyperParams {
+    HyperParams::study_default()
+        .with_overrides([
+            ("embed_dim", 32.0),
+            ("num_feature_maps", 32.0),
+            ("epochs", epochs as f64),
+            ("learning_rate", 0.002),
+        ])
+        .unwrap()
+}
+
+fn slice() -> Dataset {
+    crate::data::mr_embedded().unwrap().truncated(3000, 500)
+}
+
+#[test]
+fn tiny_model_on_mr_learns_well_above_chance() {
+    let data = slice();
+    let mut reports = Vec::new();
+    let summary = train(&CpuBackend::new(), &data, &small_hp(6), 3, |r| {
+        reports.push(r.clone());
+        Control::Continue
+    })
+    .unwrap();
+    let last = reports.last().unwrap();
+    assert_eq!((summary.epochs_run, reports.len(), last.examples), (6, 6, 3000));
+    assert!(last.train_accuracy > 0.85, "train accuracy {}", last.train_accuracy);
+    assert!(reports[0].train_loss > last.train_loss, "the loss falls: {reports:?}");
+    assert!(summary.best_dev_accuracy > 0.6, "dev accuracy {summary:?}");
+    assert!(summary.best_epoch >= 1 && summary.final_dev_accuracy == last.dev_accuracy);
+}
+
+#[test]
+fn same_seed_same_results_and_stop_ends_training() {
+    let data = slice().truncated(600, 200);
+    let run = |seed: u64| {
+        let mut reports = Vec::new();
+        let summary = train(&CpuBackend::new(), &data, &small_hp(3), seed, |r| {
+            reports.push((r.train_loss, r.train_accuracy, r.dev_accuracy));
+            if r.epoch == 2 { Control::Stop } else { Control::Continue }
+        })
+        .unwrap();
+        (reports, summary)
+    };
+    let (first, summary) = run(11);
+    let (second, _) = run(11);
+    let (other, _) = run(12);
+    assert_eq!(first, second);
+    assert_ne!(first, other);
+    assert_eq!((summary.epochs_run, summary.stopped), (2, true));
+}
+
+#[test]
+fn a_non_finite_loss_is_diverged_not_a_panic() {
+    assert!(matches!(finite_loss(f64::NAN, 4), Err(Error::Diverged { epoch: 4 })));
+    assert!(matches!(finite_loss(f64::INFINITY, 1), Err(Error::Diverged { epoch: 1 })));
+    assert_eq!(finite_loss(0.5, 1).unwrap(), 0.5);
+}
+
+#[test]
+fn learning_rate_halves_after_epochs_50_and_100() {
+    assert_eq!(learning_rate_at(1.0, 50), 1.0);
+    assert_eq!(learning_rate_at(1.0, 51), 0.5);
+    assert_eq!(learning_rate_at(1.0, 101), 0.25);
+}
+
+#[test]
+fn short_sentences_are_padded_for_wide_filters_and_tiny_sets_are_errors() {
+    let mut data = slice().truncated(100, 50);
+    let hp = HyperParams { filter_sizes: [3, 4, 70], epochs: 1, ..small_hp(1) };
+    assert!(train(&CpuBackend::new(), &data, &hp, 1, |_| Control::Continue).is_ok());
+    data = data.truncated(10, 10);
+    let err = train(&CpuBackend::new(), &data, &small_hp(1), 1, |_| Control::Continue).unwrap_err();
+    assert!(matches!(err, Error::Data { .. }), "{err}");
+}

@@ -1,0 +1,379 @@
+//! The agent's configuration: defaults → TOML file → `AGENT_*` environment → CLI flags.
+//!
+//! Loading has two stages (STYLE.md §6): the `config` crate layers the sources into
+//! [`RawConfig`] (`deny_unknown_fields`, defaults on every field), then [`RawConfig::validate`]
+//! turns it into the typed [`Config`] (`Duration`, `SocketAddr`, [`Pricing`]). The environment is
+//! passed in as a map so tests can supply one.
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use agent::config::{load, CliOverrides};
+//! let env = HashMap::from([("AGENT_SLOTS".to_string(), "2".to_string())]);
+//! let cfg = load(None, &env, &CliOverrides::default()).unwrap();
+//! assert_eq!(cfg.slots.get(), 2);
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cost::Pricing;
+use crate::error::{Error, Result};
+
+/// The only config file version this agent reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// The raw, layered configuration, as written in TOML or `AGENT_*` variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Config format version; must be 1.
+    pub version: u32,
+    /// The coordinator's gRPC endpoint, e.g. `http://10.0.0.5:50051`.
+    pub coordinator_url: String,
+    /// Where `/metrics` listens (port 0 picks a free port).
+    pub metrics_listen_addr: String,
+    /// `cpu` or `cuda`.
+    pub backend: String,
+    /// CUDA device ordinal (with `backend = "cuda"`).
+    pub gpu_ordinal: u32,
+    /// Trials trained at once on the device.
+    pub slots: u32,
+    /// Cloud instance type, looked up in the built-in catalogue ([`crate::cost`]).
+    pub instance_type: Option<String>,
+    /// Price of the whole instance in dollars an hour; overrides the catalogue.
+    pub price_per_hour_dollars: Option<f64>,
+    /// GPUs in the instance; overrides the catalogue.
+    pub gpus_per_instance: Option<u32>,
+    /// Bearer token sent to the coordinator, when it requires one.
+    pub auth_token: Option<String>,
+    /// Heartbeat interval used until the coordinator says otherwise.
+    pub heartbeat_interval_secs: f64,
+    /// Deadline of one RPC.
+    pub request_timeout_secs: f64,
+    /// Deadline of one connection attempt.
+    pub connect_timeout_secs: f64,
+    /// First delay between retries of a failed call (doubles, with jitter).
+    pub retry_initial_backoff_secs: f64,
+    /// Largest delay between retries.
+    pub retry_max_backoff_secs: f64,
+    /// Longest wait between lease requests when there is no work.
+    pub idle_poll_max_secs: f64,
+    /// On shutdown, how long to keep trying to deliver unreported results.
+    pub shutdown_grace_secs: f64,
+    /// Threads of the CPU backend (default: all cores).
+    pub cpu_threads: Option<usize>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            coordinator_url: "http://127.0.0.1:50051".to_string(),
+            metrics_listen_addr: "127.0.0.1:9101".to_string(),
+            backend: "cpu".to_string(),
+            gpu_ordinal: 0,
+            slots: 1,
+            instance_type: None,
+            price_per_hour_dollars: None,
+            gpus_per_instance: None,
+            auth_token: None,
+            heartbeat_interval_secs: 5.0,
+            request_timeout_secs: 10.0,
+            connect_timeout_secs: 3.0,
+            retry_initial_backoff_secs: 0.2,
+            retry_max_backoff_secs: 10.0,
+            idle_poll_max_secs: 2.0,
+            shutdown_grace_secs: 30.0,
+            cpu_threads: None,
+        }
+    }
+}
+
+/// The device an agent trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU backend.
+    Cpu,
+    /// CUDA device with this ordinal.
+    Cuda(u32),
+}
+
+/// Retry and timing settings, all as `Duration`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    /// Heartbeat interval until the coordinator gives one.
+    pub heartbeat_interval: Duration,
+    /// Deadline of one RPC.
+    pub request_timeout: Duration,
+    /// Deadline of one connection attempt.
+    pub connect_timeout: Duration,
+    /// First retry delay.
+    pub retry_initial_backoff: Duration,
+    /// Largest retry delay.
+    pub retry_max_backoff: Duration,
+    /// Longest idle wait between lease requests.
+    pub idle_poll_max: Duration,
+    /// Time to deliver unreported results on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The coordinator's gRPC endpoint.
+    pub coordinator_url: String,
+    /// Where `/metrics` listens.
+    pub metrics_listen_addr: SocketAddr,
+    /// The training device.
+    pub device: Device,
+    /// Trials at once.
+    pub slots: NonZeroU32,
+    /// How trials are priced.
+    pub pricing: Pricing,
+    /// Bearer token for the coordinator.
+    pub auth_token: Option<String>,
+    /// Timing and retries.
+    pub timing: Timing,
+    /// CPU backend threads.
+    pub cpu_threads: Option<usize>,
+}
+
+/// Flags given on the command line, applied over every other source.
+#[derive(Debug, Clone, Default)]
+pub struct CliOverrides {
+    /// `--coordinator URL`.
+    pub coordinator_url: Option<String>,
+    /// `--gpu N` (Some) or `--cpu` (`cpu = true`).
+    pub gpu: Option<u32>,
+    /// `--cpu`.
+    pub cpu: bool,
+    /// `--slots K`.
+    pub slots: Option<u32>,
+    /// `--metrics-listen-addr ADDR`.
+    pub metrics_listen_addr: Option<String>,
+    /// `--instance-type NAME`.
+    pub instance_type: Option<String>,
+    /// `--price-per-hour DOLLARS`.
+    pub price_per_hour_dollars: Option<f64>,
+}
+
+/// Loads the configuration from the layered sources.
+///
+/// # Errors
+/// [`Error::ConfigLoad`] when a source cannot be read or a field has the wrong type or is
+/// unknown; [`Error::Config`] when a value is out of range.
+pub fn load(file: Option<&Path>, env: &HashMap<String, String>, cli: &CliOverrides) -> Result<Config> {
+    let mut builder = config::Config::builder();
+    if let Some(path) = file {
+        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+    }
+    let agent_env: config::Map<String, String> =
+        env.iter().filter(|(key, _)| key.starts_with("AGENT_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("AGENT").prefix_separator("_").try_parsing(true).source(Some(agent_env)),
+    );
+    builder = apply_cli(builder, cli)?;
+    let raw: RawConfig = builder.build()?.try_deserialize()?;
+    raw.validate()
+}
+
+/// Parses a TOML document (an example file, a test) over the defaults, without other layers.
+///
+/// # Errors
+/// As [`load`].
+pub fn from_toml_str(text: &str) -> Result<Config> {
+    let raw: RawConfig = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()?
+        .try_deserialize()?;
+    raw.validate()
+}
+
+type Builder = config::ConfigBuilder<config::builder::DefaultState>;
+
+fn apply_cli(builder: Builder, cli: &CliOverrides) -> Result<Builder> {
+    let mut builder = builder
+        .set_override_option("coordinator_url", cli.coordinator_url.clone())?
+        .set_override_option("slots", cli.slots.map(i64::from))?
+        .set_override_option("metrics_listen_addr", cli.metrics_listen_addr.clone())?
+        .set_override_option("instance_type", cli.instance_type.clone())?
+        .set_override_option("price_per_hour_dollars", cli.price_per_hour_dollars)?;
+    if let Some(ordinal) = cli.gpu {
+        builder = builder.set_override("backend", "cuda")?.set_override("gpu_ordinal", i64::from(ordinal))?;
+    } else if cli.cpu {
+        builder = builder.set_override("backend", "cpu")?;
+    }
+    Ok(builder)
+}
+
+impl RawConfig {
+    /// Checks every field and builds the typed [`Config`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first invalid field.
+    pub fn validate(self) -> Result<Config> {
+        if self.version != CONFIG_VERSION {
+            return Err(invalid(format!("version must be {CONFIG_VERSION}, got {}", self.version)));
+        }
+        let device = match self.backend.as_str() {
+            "cpu" => Device::Cpu,
+            "cuda" | "gpu" => Device::Cuda(self.gpu_ordinal),
+            other => return Err(invalid(format!("backend must be 'cpu' or 'cuda', got '{other}'"))),
+        };
+        let slots = NonZeroU32::new(self.slots).ok_or_else(|| invalid("slots must be at least 1".to_string()))?;
+        let metrics_listen_addr = self.metrics_listen_addr.parse().map_err(|_| {
+            invalid(format!("metrics_listen_addr '{}' is not an address like 127.0.0.1:9101", self.metrics_listen_addr))
+        })?;
+        if !(self.coordinator_url.starts_with("http://") || self.coordinator_url.starts_with("https://")) {
+            return Err(invalid(format!("coordinator_url '{}' must start with http:// or https://", self.coordinator_url)));
+        }
+        let pricing = Pricing::resolve(
+            self.instance_type.as_deref(),
+            self.price_per_hour_dollars,
+            self.gpus_per_instance,
+            device != Device::Cpu,
+            slots.get(),
+        )?;
+        let timing = self.timing()?;
+        if self.cpu_threads == Some(0) {
+            return Err(invalid("cpu_threads must be at least 1".to_string()));
+        }
+        Ok(Config {
+            coordinator_url: self.coordinator_url,
+            metrics_listen_addr,
+            device,
+            slots,
+            pricing,
+            auth_token: self.auth_token.filter(|token| !token.is_empty()),
+            timing,
+            cpu_threads: self.cpu_threads,
+        })
+    }
+
+    fn timing(&self) -> Result<Timing> {
+        let timing = Timing {
+            heartbeat_interval: seconds("heartbeat_interval_secs", self.heartbeat_interval_secs)?,
+            request_timeout: seconds("request_timeout_secs", self.request_timeout_secs)?,
+            connect_timeout: seconds("connect_timeout_secs", self.connect_timeout_secs)?,
+            retry_initial_backoff: seconds("retry_initial_backoff_secs", self.retry_initial_backoff_secs)?,
+            retry_max_backoff: seconds("retry_max_backoff_secs", self.retry_max_backoff_secs)?,
+            idle_poll_max: seconds("idle_poll_max_secs", self.idle_poll_max_secs)?,
+            shutdown_grace: seconds("shutdown_grace_secs", self.shutdown_grace_secs)?,
+        };
+        if timing.retry_max_backoff < timing.retry_initial_backoff {
+            return Err(invalid("retry_max_backoff_secs must be >= retry_initial_backoff_secs".to_string()));
+        }
+        Ok(timing)
+    }
+}
+
+impl Config {
+    /// A one-line description of the effective config, with the auth token redacted.
+    pub fn redacted_summary(&self) -> String {
+        format!(
+            "coordinator_url={} metrics_listen_addr={} device={:?} slots={} instance_type='{}' \
+             price_per_hour_dollars={} devices_per_instance={} auth_token={} timing={:?}",
+            self.coordinator_url,
+            self.metrics_listen_addr,
+            self.device,
+            self.slots,
+            self.pricing.instance_type,
+            self.pricing.instance_price_per_hour_dollars,
+            self.pricing.devices_per_instance,
+            if self.auth_token.is_some() { "<redacted>" } else { "<none>" },
+            self.timing,
+        )
+    }
+}
+
+fn seconds(field: &str, value: f64) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(invalid(format!("{field} must be a positive number of seconds, got {value}")));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn invalid(reason: String) -> Error {
+    Error::Config { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_a_valid_cpu_agent() {
+        let cfg = load(None, &HashMap::new(), &CliOverrides::default()).expect("defaults load");
+        assert_eq!(cfg.device, Device::Cpu);
+        assert_eq!(cfg.slots.get(), 1);
+        assert_eq!(cfg.timing.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(cfg.pricing.trial_cost_dollars(3600.0), 0.0);
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../examples/agent.toml");
+        let cfg = from_toml_str(text).expect("examples/agent.toml parses");
+        assert_eq!(cfg.pricing.instance_type, "p2.xlarge");
+        assert_eq!(cfg.device, Device::Cuda(0));
+        assert!(cfg.auth_token.is_none());
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_cli() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        let toml = "version = 1\nslots = 2\ninstance_type = \"g5.xlarge\"\nmetrics_listen_addr = \"127.0.0.1:1\"\n";
+        std::fs::write(&path, toml).expect("write config");
+        let vars = env(&[("AGENT_SLOTS", "3"), ("AGENT_AUTH_TOKEN", "s3cret"), ("OTHER_SLOTS", "9")]);
+        let from_env = load(Some(&path), &vars, &CliOverrides::default()).expect("loads");
+        assert_eq!(from_env.slots.get(), 3, "env beats file");
+        assert_eq!(from_env.pricing.instance_type, "g5.xlarge", "file beats defaults");
+        assert!(!from_env.redacted_summary().contains("s3cret"));
+        let cli = CliOverrides { slots: Some(4), gpu: Some(1), ..CliOverrides::default() };
+        let from_cli = load(Some(&path), &vars, &cli).expect("loads");
+        assert_eq!(from_cli.slots.get(), 4, "cli beats env");
+        assert_eq!(from_cli.device, Device::Cuda(1));
+        assert_eq!(from_cli.pricing.slots, 4);
+    }
+
+    #[test]
+    fn cpu_flag_overrides_a_cuda_file() {
+        let vars = env(&[("AGENT_BACKEND", "cuda")]);
+        let cli = CliOverrides { cpu: true, ..CliOverrides::default() };
+        assert_eq!(load(None, &vars, &cli).expect("loads").device, Device::Cpu);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            ("version = 2", "version"),
+            ("slots = 0", "slots"),
+            ("backend = \"tpu\"", "backend"),
+            ("heartbeat_interval_secs = -1.0", "heartbeat_interval_secs"),
+            ("coordinator_url = \"localhost:1\"", "coordinator_url"),
+            ("metrics_listen_addr = \"nowhere\"", "metrics_listen_addr"),
+            ("instance_type = \"z1.nope\"", "z1.nope"),
+        ];
+        for (text, field) in cases {
+            let err = from_toml_str(text).expect_err(text);
+            assert!(err.to_string().contains(field), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(from_toml_str("slotz = 2").is_err());
+        let vars = env(&[("AGENT_SLOTZ", "2")]);
+        assert!(load(None, &vars, &CliOverrides::default()).is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! `tunectl`, the command-line client: create, list, inspect, watch and stop experiments over
+//! gRPC. (`ask-tell` and `local` live in [`crate::ask_tell`] and [`crate::local`].)
+
+pub mod output;
+pub mod spec;
+pub mod watch;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use proto::v1 as pb;
+use proto::v1::experiment_service_client::ExperimentServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use output::Format;
+use spec::SpecFile;
+
+/// Where the coordinator is and how to authenticate.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ConnectOptions {
+    /// Coordinator gRPC URL.
+    #[arg(long, env = "TUNEFLEET_COORDINATOR", default_value = "http://127.0.0.1:50051", global = true)]
+    pub coordinator: String,
+    /// Bearer token, when the coordinator requires one.
+    #[arg(long, env = "TUNEFLEET_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+/// The experiment commands (`create` … `stop`).
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum ExperimentCommand {
+    /// Creates an experiment from a TOML spec and prints its id.
+    Create {
+        /// The spec file.
+        spec: PathBuf,
+    },
+    /// Lists experiments.
+    List {
+        /// Only this study's experiments.
+        #[arg(long)]
+        study: Option<String>,
+    },
+    /// Shows one experiment.
+    Status {
+        /// Experiment id.
+        id: String,
+    },
+    /// Shows a live progress bar until the experiment ends.
+    Watch {
+        /// Experiment id.
+        id: String,
+        /// Seconds between polls.
+        #[arg(long, default_value_t = 1.0)]
+        interval_secs: f64,
+    },
+    /// Prints the best trial.
+    Best {
+        /// Experiment id.
+        id: String,
+    },
+    /// Prints the trials.
+    Trials {
+        /// Experiment id.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Include each trial's epoch reports (JSON only).
+        #[arg(long)]
+        epochs: bool,
+    },
+    /// Stops an experiment (running trials stop at their next epoch).
+    Stop {
+        /// Experiment id.
+        id: String,
+    },
+}
+
+/// Adds `authorization: Bearer …` to every request when a token is set.
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The client type `tunectl` uses.
+pub type Client = ExperimentServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// Connects to the coordinator.
+///
+/// # Errors
+/// When the URL is invalid or the coordinator cannot be reached.
+pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Client> {
+    let endpoint = Endpoint::from_shared(options.coordinator.clone())
+        .with_context(|| format!("invalid coordinator url '{}'", options.coordinator))?
+        .connect_timeout(std::time::Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the coordinator at {}", options.coordinator))?;
+    let token = match &options.token {
+        Some(token) => Some(format!("Bearer {token}").parse().context("the token must be printable ascii")?),
+        None => None,
+    };
+    Ok(ExperimentServiceClient::with_interceptor(channel, BearerToken(token)))
+}
+
+/// Turns a status into a one-line error.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+}
+
+/// Runs one experiment command, writing its output to `out`.
+///
+/// # Errors
+/// When the spec is invalid, the coordinator cannot be reached, or it refuses the request.
+pub async fn run(options: &ConnectOptions, command: ExperimentCommand, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    if let ExperimentCommand::Create { spec } = &command {
+        // Check the spec before connecting, so a bad file is reported as such.
+        let spec = SpecFile::read(spec)?;
+        let mut client = connect(options).await?;
+        let request = pb::CreateExperimentRequest { spec: Some(spec.to_pb()) };
+        let response = client.create_experiment(request).await.map_err(status_error)?.into_inner();
+        let experiment = response.experiment.context("the coordinator returned no experiment")?;
+        writeln!(out, "{}", experiment.id)?;
+        return Ok(());
+    }
+    let mut client = connect(options).await?;
+    match command {
+        ExperimentCommand::Create { .. } => unreachable!("handled above"),
+        ExperimentCommand::List { study } => {
+            let request = pb::ListExperimentsRequest { study: study.unwrap_or_default() };
+            let response = client.list_experiments(request).await.map_err(status_error)?.into_inner();
+            for experiment in &response.experiments {
+                writeln!(out, "{}", output::experiment_line(experiment))?;
+            }
+        }
+        ExperimentCommand::Status { id } => {
+            let experiment = get_experiment(&mut client, &id).await?;
+            write!(out, "{}", output::experiment_status(&experiment))?;
+        }
+        ExperimentCommand::Watch { id, interval_secs } => watch::watch(&mut client, &id, interval_secs, out).await?,
+        ExperimentCommand::Best { id } => {
+            let request = pb::GetBestTrialRequest { experiment_id: id };
+            let response = client.get_best_trial(request).await.map_err(status_error)?.into_inner();
+            match response.trial {
+                Some(trial) => write!(out, "{}", output::trials(&[trial], Format::Table))?,
+                None => anyhow::bail!("no result yet"),
+            }
+        }
+        ExperimentCommand::Trials { id, format, epochs } => {
+            let request = pb::ListTrialsRequest { experiment_id: id, include_epochs: epochs };
+            let response = client.list_trials(request).await.map_err(status_error)?.into_inner();
+            write!(out, "{}", output::trials(&response.trials, format))?;
+        }
+        ExperimentCommand::Stop { id } => {
+            let request = pb::StopExperimentRequest { experiment_id: id };
+            let response = client.stop_experiment(request).await.map_err(status_error)?.into_inner();
+            let experiment = response.experiment.context("the coordinator returned no experiment")?;
+            writeln!(out, "{} {}", experiment.id, output::experiment_state(&experiment))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fetches one experiment.
+///
+/// # Errors
+/// When the request fails.
+pub async fn get_experiment(client: &mut Client, id: &str) -> anyhow::Result<pb::Experiment> {
+    let request = pb::GetExperimentRequest { experiment_id: id.to_owned() };
+    let response = client.get_experiment(request).await.map_err(status_error)?.into_inner();
+    response.experiment.context("the coordinator returned no experiment")
+}

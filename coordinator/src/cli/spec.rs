@@ -1,0 +1,236 @@
+//! The experiment spec file `tunectl create` reads (TOML), and its conversion to the wire spec.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use proto::v1 as pb;
+use serde::Deserialize;
+use tuner::space::{ParamSpec, Value};
+
+use crate::grpc::convert::{param_spec_to_pb, params_to_pb};
+
+/// `direction = "maximize" | "minimize"`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectionArg {
+    /// Larger is better.
+    Maximize,
+    /// Smaller is better.
+    Minimize,
+}
+
+/// `strategy = "bo" | "random" | "grid"`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyArg {
+    /// Bayesian optimization.
+    #[default]
+    Bo,
+    /// Random search.
+    Random,
+    /// Grid search.
+    Grid,
+}
+
+/// `batch = "cl-min" | "cl-mean" | "cl-max" | "mc-qei"`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchArg {
+    /// Constant liar, optimistic.
+    #[default]
+    ClMin,
+    /// Constant liar at the mean.
+    ClMean,
+    /// Constant liar, pessimistic.
+    ClMax,
+    /// Monte Carlo q-EI.
+    McQei,
+}
+
+/// The `[workload]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadFile {
+    /// `textcnn` or `function`.
+    pub kind: String,
+    /// Data set.
+    #[serde(default)]
+    pub dataset: String,
+    /// Constant parameters.
+    #[serde(default)]
+    pub fixed_params: BTreeMap<String, Value>,
+    /// Training examples kept (0: all).
+    #[serde(default)]
+    pub max_train_examples: u32,
+    /// Validation examples kept (0: all).
+    #[serde(default)]
+    pub max_dev_examples: u32,
+}
+
+/// A spec file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    /// Experiment name.
+    pub name: String,
+    /// Objective name.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// Maximize or minimize.
+    pub direction: DirectionArg,
+    /// Search strategy.
+    #[serde(default)]
+    pub strategy: StrategyArg,
+    /// BO batch strategy.
+    #[serde(default)]
+    pub batch: BatchArg,
+    /// Trials in total.
+    pub budget: u32,
+    /// Trials at once.
+    #[serde(default = "one")]
+    pub parallelism: u32,
+    /// Seed (0: chosen by the coordinator).
+    #[serde(default)]
+    pub seed: u64,
+    /// Grid levels.
+    #[serde(default)]
+    pub grid_levels: u32,
+    /// Initial space-filling trials.
+    #[serde(default)]
+    pub initial_trials: u32,
+    /// Attempts a trial.
+    #[serde(default)]
+    pub max_attempts: u32,
+    /// Dollar budget (0: none).
+    #[serde(default)]
+    pub budget_dollars: f64,
+    /// Study label.
+    #[serde(default)]
+    pub study: String,
+    /// The search space.
+    pub parameters: Vec<ParamSpec>,
+    /// What agents train.
+    #[serde(default)]
+    pub workload: Option<WorkloadFile>,
+}
+
+fn default_metric() -> String {
+    "value".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl SpecFile {
+    /// Reads and checks a spec file.
+    ///
+    /// # Errors
+    /// When the file cannot be read, is not valid TOML, or has an invalid search space.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read spec '{}'", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid spec '{}'", path.display()))
+    }
+
+    /// Parses and checks spec text.
+    ///
+    /// # Errors
+    /// When it is not valid TOML or the search space is invalid.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let spec: SpecFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        if spec.budget == 0 {
+            bail!("budget must be at least 1");
+        }
+        tuner::space::Space::new(spec.parameters.clone()).map_err(|e| anyhow::anyhow!("invalid search space: {e}"))?;
+        Ok(spec)
+    }
+
+    /// The wire spec.
+    pub fn to_pb(&self) -> pb::ExperimentSpec {
+        pb::ExperimentSpec {
+            name: self.name.clone(),
+            metric: self.metric.clone(),
+            direction: match self.direction {
+                DirectionArg::Maximize => pb::Direction::Maximize,
+                DirectionArg::Minimize => pb::Direction::Minimize,
+            } as i32,
+            strategy: match self.strategy {
+                StrategyArg::Bo => pb::Strategy::Bo,
+                StrategyArg::Random => pb::Strategy::Random,
+                StrategyArg::Grid => pb::Strategy::Grid,
+            } as i32,
+            batch_strategy: match self.batch {
+                BatchArg::ClMin => pb::BatchStrategy::ClMin,
+                BatchArg::ClMean => pb::BatchStrategy::ClMean,
+                BatchArg::ClMax => pb::BatchStrategy::ClMax,
+                BatchArg::McQei => pb::BatchStrategy::McQei,
+            } as i32,
+            budget_trials: self.budget,
+            parallelism: self.parallelism,
+            parameters: self.parameters.iter().map(param_spec_to_pb).collect(),
+            seed: self.seed,
+            grid_levels: self.grid_levels,
+            initial_trials: self.initial_trials,
+            max_attempts: self.max_attempts,
+            workload: self.workload.as_ref().map(|w| pb::Workload {
+                kind: w.kind.clone(),
+                dataset: w.dataset.clone(),
+                fixed_params: params_to_pb(&w.fixed_params),
+                max_train_examples: w.max_train_examples,
+                max_dev_examples: w.max_dev_examples,
+            }),
+            budget_dollars: self.budget_dollars,
+            study: self.study.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BRANIN: &str = r#"
+name = "branin"
+direction = "minimize"
+strategy = "random"
+budget = 10
+parallelism = 2
+seed = 7
+[[parameters]]
+name = "x1"
+type = "float"
+low = -5.0
+high = 10.0
+[[parameters]]
+name = "x2"
+type = "float"
+low = 0.0
+high = 15.0
+[workload]
+kind = "function"
+dataset = "branin"
+[workload.fixed_params]
+epochs = 1
+"#;
+
+    #[test]
+    fn parses_a_full_spec() {
+        let spec = SpecFile::parse(BRANIN).expect("parses");
+        let wire = spec.to_pb();
+        assert_eq!(wire.parameters.len(), 2);
+        assert_eq!(wire.direction(), pb::Direction::Minimize);
+        assert_eq!(wire.strategy(), pb::Strategy::Random);
+        assert_eq!(wire.workload.expect("workload").fixed_params.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let unknown = SpecFile::parse(&BRANIN.replace("budget = 10", "budgett = 10")).expect_err("refused");
+        assert!(format!("{unknown:#}").contains("budgett"), "{unknown:#}");
+        let bad_space = SpecFile::parse(&BRANIN.replace("high = 10.0", "high = -6.0")).expect_err("refused");
+        assert!(format!("{bad_space:#}").contains("x1"), "{bad_space:#}");
+        let bad_direction = SpecFile::parse(&BRANIN.replace("\"minimize\"", "\"down\"")).expect_err("refused");
+        assert!(format!("{bad_direction:#}").contains("down"), "{bad_direction:#}");
+    }
+}

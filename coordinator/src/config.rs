@@ -1,0 +1,359 @@
+//! Configuration, loaded in two stages (STYLE.md §6): the `config` crate layers defaults, the TOML
+//! file, `COORDINATOR_*` environment variables and CLI flags into a raw
+//! `#[serde(deny_unknown_fields)]` struct; [`RawConfig::validate`] turns it into a typed
+//! [`Config`].
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use coordinator::config::{Config, Overrides};
+//! let env = HashMap::from([("COORDINATOR_LEASE_TIMEOUT_SECS".to_string(), "30".to_string())]);
+//! let config = Config::load(None, &env, &Overrides::default()).unwrap();
+//! assert_eq!(config.lease_timeout.as_secs(), 30);
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Environment, File, FileFormat};
+use serde::Deserialize;
+
+use crate::service::Settings;
+use crate::{Error, Result};
+
+/// The only config file version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// The environment prefix.
+pub const ENV_PREFIX: &str = "COORDINATOR_";
+
+/// Every field of the file, for filtering the environment.
+const FIELDS: &[&str] = &[
+    "version",
+    "listen_addr",
+    "metrics_listen_addr",
+    "data_dir",
+    "lease_timeout_secs",
+    "heartbeat_interval_secs",
+    "lease_check_interval_secs",
+    "max_attempts",
+    "default_initial_trials",
+    "auth_token",
+    "auth_token_file",
+];
+
+/// The layered, unvalidated configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    version: u32,
+    listen_addr: String,
+    metrics_listen_addr: String,
+    data_dir: String,
+    lease_timeout_secs: u64,
+    heartbeat_interval_secs: u64,
+    lease_check_interval_secs: u64,
+    max_attempts: u32,
+    default_initial_trials: u32,
+    #[serde(default)]
+    auth_token: Option<String>,
+    #[serde(default)]
+    auth_token_file: Option<String>,
+}
+
+/// Values from CLI flags, the highest layer.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--listen-addr`.
+    pub listen_addr: Option<String>,
+    /// `--metrics-listen-addr`.
+    pub metrics_listen_addr: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--auth-token-file`.
+    pub auth_token_file: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// gRPC listener.
+    pub listen_addr: SocketAddr,
+    /// `/metrics` listener.
+    pub metrics_listen_addr: SocketAddr,
+    /// Directory of the SQLite file.
+    pub data_dir: PathBuf,
+    /// Lease expiry.
+    pub lease_timeout: Duration,
+    /// Heartbeat period told to agents.
+    pub heartbeat_interval: Duration,
+    /// Expiry sweep period.
+    pub lease_check_interval: Duration,
+    /// Default leases a trial gets.
+    pub max_attempts: NonZeroU32,
+    /// Default initial space-filling trials.
+    pub default_initial_trials: NonZeroU32,
+    /// Bearer token, when required.
+    pub auth_token: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    /// Prints the effective config with the token redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("metrics_listen_addr", &self.metrics_listen_addr)
+            .field("data_dir", &self.data_dir)
+            .field("lease_timeout", &self.lease_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("lease_check_interval", &self.lease_check_interval)
+            .field("max_attempts", &self.max_attempts)
+            .field("default_initial_trials", &self.default_initial_trials)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn builder_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, config::ConfigError> {
+    config::Config::builder()
+        .set_default("version", i64::from(CONFIG_VERSION))?
+        .set_default("listen_addr", "127.0.0.1:50051")?
+        .set_default("metrics_listen_addr", "127.0.0.1:9464")?
+        .set_default("data_dir", "./tunefleet-data")?
+        .set_default("lease_timeout_secs", 60)?
+        .set_default("heartbeat_interval_secs", 10)?
+        .set_default("lease_check_interval_secs", 5)?
+        .set_default("max_attempts", 3)?
+        .set_default("default_initial_trials", 10)
+}
+
+/// The known `COORDINATOR_*` variables, keyed by field. Others are ignored: Kubernetes injects
+/// `COORDINATOR_PORT` and friends for a Service named `coordinator`.
+fn known_env(env: &HashMap<String, String>) -> config::Map<String, String> {
+    env.iter()
+        .filter_map(|(key, value)| {
+            let field = key.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+            FIELDS.contains(&field.as_str()).then(|| (format!("{ENV_PREFIX}{}", field.to_ascii_uppercase()), value.clone()))
+        })
+        .collect()
+}
+
+/// Reads and checks the config file on its own, so its errors name the file.
+fn check_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::ConfigFile { path: path.to_owned(), message: format!("cannot read: {e}") })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| Error::ConfigFile { path: path.to_owned(), message: e.to_string().trim().to_owned() })?;
+    match table.get("version") {
+        Some(toml::Value::Integer(v)) if *v == i64::from(CONFIG_VERSION) => Ok(text),
+        Some(other) => Err(Error::ConfigFile {
+            path: path.to_owned(),
+            message: format!("unsupported version {other} (this coordinator reads version {CONFIG_VERSION})"),
+        }),
+        None => Err(Error::ConfigFile {
+            path: path.to_owned(),
+            message: format!("missing top-level `version = {CONFIG_VERSION}`"),
+        }),
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file`, then the `COORDINATOR_*` entries of `env`, then `overrides`.
+    ///
+    /// # Errors
+    /// `ConfigFile` naming the file when it cannot be read or parsed; `Config` when a value is
+    /// invalid.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>, overrides: &Overrides) -> Result<Self> {
+        let layer = |e: config::ConfigError| match file {
+            Some(path) => Error::ConfigFile { path: path.to_owned(), message: e.to_string() },
+            None => Error::Config(e.to_string()),
+        };
+        let mut builder = builder_defaults().map_err(layer)?;
+        if let Some(path) = file {
+            let text = check_file(path)?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            Environment::with_prefix("COORDINATOR").prefix_separator("_").try_parsing(true).source(Some(known_env(env))),
+        );
+        let flags = [
+            ("listen_addr", overrides.listen_addr.clone()),
+            ("metrics_listen_addr", overrides.metrics_listen_addr.clone()),
+            ("data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string())),
+            ("auth_token_file", overrides.auth_token_file.as_ref().map(|p| p.display().to_string())),
+        ];
+        for (key, value) in flags {
+            builder = builder.set_override_option(key, value).map_err(layer)?;
+        }
+        let raw: RawConfig = builder.build().and_then(config::Config::try_deserialize).map_err(layer)?;
+        raw.validate()
+    }
+
+    /// The service settings this config implies.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            lease_timeout: self.lease_timeout,
+            heartbeat_interval: self.heartbeat_interval,
+            lease_check_interval: self.lease_check_interval,
+            max_attempts: self.max_attempts,
+            default_initial_trials: self.default_initial_trials,
+            ..Settings::default()
+        }
+    }
+}
+
+fn addr(field: &str, raw: &str) -> Result<SocketAddr> {
+    raw.parse().map_err(|e| Error::Config(format!("{field} '{raw}' is not a socket address (host:port): {e}")))
+}
+
+fn positive_secs(field: &str, secs: u64) -> Result<Duration> {
+    if secs == 0 {
+        return Err(Error::Config(format!("{field} must be at least 1")));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn non_zero(field: &str, value: u32) -> Result<NonZeroU32> {
+    NonZeroU32::new(value).ok_or_else(|| Error::Config(format!("{field} must be at least 1")))
+}
+
+impl RawConfig {
+    /// Checks every value and builds the typed config (reading the token file if given).
+    ///
+    /// # Errors
+    /// `Config` naming the field.
+    pub fn validate(self) -> Result<Config> {
+        if self.version != CONFIG_VERSION {
+            return Err(Error::Config(format!("version must be {CONFIG_VERSION}, got {}", self.version)));
+        }
+        let lease_timeout = positive_secs("lease_timeout_secs", self.lease_timeout_secs)?;
+        let heartbeat_interval = positive_secs("heartbeat_interval_secs", self.heartbeat_interval_secs)?;
+        if heartbeat_interval >= lease_timeout {
+            return Err(Error::Config(format!(
+                "heartbeat_interval_secs ({}) must be less than lease_timeout_secs ({})",
+                self.heartbeat_interval_secs, self.lease_timeout_secs
+            )));
+        }
+        if self.data_dir.trim().is_empty() {
+            return Err(Error::Config("data_dir must not be empty".into()));
+        }
+        Ok(Config {
+            listen_addr: addr("listen_addr", &self.listen_addr)?,
+            metrics_listen_addr: addr("metrics_listen_addr", &self.metrics_listen_addr)?,
+            data_dir: PathBuf::from(self.data_dir),
+            lease_timeout,
+            heartbeat_interval,
+            lease_check_interval: positive_secs("lease_check_interval_secs", self.lease_check_interval_secs)?,
+            max_attempts: non_zero("max_attempts", self.max_attempts)?,
+            default_initial_trials: non_zero("default_initial_trials", self.default_initial_trials)?,
+            auth_token: resolve_token(self.auth_token, self.auth_token_file)?,
+        })
+    }
+}
+
+fn resolve_token(token: Option<String>, file: Option<String>) -> Result<Option<String>> {
+    let token = token.filter(|t| !t.is_empty());
+    let file = file.filter(|f| !f.is_empty());
+    match (token, file) {
+        (Some(_), Some(_)) => Err(Error::Config("set auth_token or auth_token_file, not both".into())),
+        (Some(token), None) => Ok(Some(token)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("read auth_token_file '{path}'"), e))?;
+            let token = text.trim().to_owned();
+            if token.is_empty() {
+                return Err(Error::Config(format!("auth_token_file '{path}' is empty")));
+            }
+            Ok(Some(token))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> HashMap<String, String> {
+        HashMap::new()
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, text).expect("writes config");
+        path
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::load(None, &no_env(), &Overrides::default()).expect("defaults load");
+        assert_eq!(config.listen_addr.port(), 50051);
+        assert_eq!(config.lease_timeout, Duration::from_secs(60));
+        assert_eq!(config.auth_token, None);
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coordinator.toml");
+        let config = Config::load(Some(&path), &no_env(), &Overrides::default()).expect("example parses");
+        assert_eq!(config.lease_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(&dir, "version = 1\nlisten_addr = \"127.0.0.1:1\"\nmax_attempts = 5\nlease_timeout_secs = 40\n");
+        let env = HashMap::from([
+            ("COORDINATOR_LISTEN_ADDR".to_string(), "127.0.0.1:2".to_string()),
+            ("COORDINATOR_MAX_ATTEMPTS".to_string(), "7".to_string()),
+            ("COORDINATOR_PORT".to_string(), "tcp://10.0.0.1:50051".to_string()),
+        ]);
+        let overrides = Overrides { listen_addr: Some("127.0.0.1:3".into()), ..Overrides::default() };
+        let config = Config::load(Some(&path), &env, &overrides).expect("loads");
+        assert_eq!(config.listen_addr.port(), 3);
+        assert_eq!(config.max_attempts.get(), 7);
+        assert_eq!(config.lease_timeout, Duration::from_secs(40));
+    }
+
+    #[test]
+    fn corrupt_file_names_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(&dir, "version = 1\nlisten_addr = [unclosed\n");
+        let message = Config::load(Some(&path), &no_env(), &Overrides::default()).expect_err("refused").to_string();
+        assert!(message.contains("coordinator.toml"), "{message}");
+    }
+
+    #[test]
+    fn unknown_field_and_missing_version_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(&dir, "version = 1\nlisten_adr = \"127.0.0.1:1\"\n");
+        let message = Config::load(Some(&path), &no_env(), &Overrides::default()).expect_err("refused").to_string();
+        assert!(message.contains("listen_adr"), "{message}");
+        let path = write(&dir, "listen_addr = \"127.0.0.1:1\"\n");
+        let message = Config::load(Some(&path), &no_env(), &Overrides::default()).expect_err("refused").to_string();
+        assert!(message.contains("version"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let env = HashMap::from([("COORDINATOR_LEASE_TIMEOUT_SECS".to_string(), "0".to_string())]);
+        let message = Config::load(None, &env, &Overrides::default()).expect_err("refused").to_string();
+        assert!(message.contains("lease_timeout_secs"), "{message}");
+        let overrides = Overrides { listen_addr: Some("nowhere".into()), ..Overrides::default() };
+        let message = Config::load(None, &no_env(), &overrides).expect_err("refused").to_string();
+        assert!(message.contains("listen_addr"), "{message}");
+    }
+
+    #[test]
+    fn token_file_is_read_and_redacted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token_path = dir.path().join("token");
+        std::fs::write(&token_path, "s3cret\n").expect("writes token");
+        let overrides = Overrides { auth_token_file: Some(token_path), ..Overrides::default() };
+        let config = Config::load(None, &no_env(), &overrides).expect("loads");
+        assert_eq!(config.auth_token.as_deref(), Some("s3cret"));
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+}

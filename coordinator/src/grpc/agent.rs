@@ -1,0 +1,109 @@
+//! `AgentService` over gRPC: decode, call the domain, encode, map the error.
+
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use proto::v1::agent_service_server::AgentService as PbAgentService;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::convert::action_to_pb;
+use super::status::respond;
+use crate::Error;
+use crate::metrics::Metrics;
+use crate::service::model::{AgentId, LeaseId};
+use crate::service::{AgentService, Completion, EpochInput, LeaseOutcome};
+
+/// The tonic adapter over any [`AgentService`].
+pub struct AgentGrpc<S> {
+    service: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> AgentGrpc<S> {
+    /// Wraps a domain service.
+    pub fn new(service: S, metrics: Arc<Metrics>) -> Self {
+        Self { service, metrics }
+    }
+}
+
+fn non_empty(what: &str, raw: String) -> crate::Result<String> {
+    if raw.is_empty() {
+        return Err(Error::InvalidArgument(format!("{what} is empty")));
+    }
+    Ok(raw)
+}
+
+#[tonic::async_trait]
+impl<S: AgentService> PbAgentService for AgentGrpc<S> {
+    #[instrument(skip(self, request))]
+    async fn register_agent(
+        &self,
+        request: Request<pb::RegisterAgentRequest>,
+    ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
+        let inner = request.into_inner();
+        let agent_id = Some(inner.agent_id).filter(|id| !id.is_empty()).map(AgentId);
+        let capabilities = inner.capabilities.unwrap_or_default().into();
+        let result = self.service.register_agent(capabilities, agent_id).await.map(|r| pb::RegisterAgentResponse {
+            agent_id: r.agent_id.0,
+            heartbeat_interval_seconds: r.heartbeat_interval.as_secs_f64(),
+            lease_timeout_seconds: r.lease_timeout.as_secs_f64(),
+        });
+        respond(&self.metrics, "RegisterAgent", result)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn lease_trial(
+        &self,
+        request: Request<pb::LeaseTrialRequest>,
+    ) -> Result<Response<pb::LeaseTrialResponse>, Status> {
+        use pb::lease_trial_response::Outcome;
+        let result = async {
+            let agent_id = AgentId(non_empty("agent_id", request.into_inner().agent_id)?);
+            let outcome = match self.service.lease_trial(agent_id).await? {
+                LeaseOutcome::Lease(lease) => Outcome::Lease(pb::Lease::from(lease.as_ref())),
+                LeaseOutcome::RetryAfter(after) => Outcome::RetryAfterSeconds(after.as_secs_f64()),
+            };
+            Ok(pb::LeaseTrialResponse { outcome: Some(outcome) })
+        };
+        respond(&self.metrics, "LeaseTrial", result.await)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let inner = request.into_inner();
+        let leases = inner.lease_ids.into_iter().map(LeaseId).collect();
+        let result = self.service.heartbeat(AgentId(inner.agent_id), leases).await.map(|statuses| {
+            pb::HeartbeatResponse { leases: statuses.iter().map(pb::LeaseStatus::from).collect() }
+        });
+        respond(&self.metrics, "Heartbeat", result)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn report_epoch(
+        &self,
+        request: Request<pb::ReportEpochRequest>,
+    ) -> Result<Response<pb::ReportEpochResponse>, Status> {
+        let result = async {
+            let inner = request.into_inner();
+            let lease_id = LeaseId(non_empty("lease_id", inner.lease_id)?);
+            let action = self.service.report_epoch(lease_id, EpochInput::try_from(inner.report)?).await?;
+            Ok(pb::ReportEpochResponse { action: action_to_pb(action) as i32 })
+        };
+        respond(&self.metrics, "ReportEpoch", result.await)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn complete_trial(
+        &self,
+        request: Request<pb::CompleteTrialRequest>,
+    ) -> Result<Response<pb::CompleteTrialResponse>, Status> {
+        let result = async {
+            let mut inner = request.into_inner();
+            let lease_id = LeaseId(non_empty("lease_id", std::mem::take(&mut inner.lease_id))?);
+            self.service.complete_trial(lease_id, Completion::try_from(inner)?).await?;
+            Ok(pb::CompleteTrialResponse {})
+        };
+        respond(&self.metrics, "CompleteTrial", result.await)
+    }
+}

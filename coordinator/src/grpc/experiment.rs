@@ -1,0 +1,111 @@
+//! `ExperimentService` over gRPC: decode, call the domain, encode, map the error.
+
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use proto::v1::experiment_service_server::ExperimentService as PbExperimentService;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::status::respond;
+use crate::Error;
+use crate::metrics::Metrics;
+use crate::service::ExperimentService;
+use crate::service::model::{ExperimentId, ExperimentSpec};
+
+/// The tonic adapter over any [`ExperimentService`].
+pub struct ExperimentGrpc<S> {
+    service: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> ExperimentGrpc<S> {
+    /// Wraps a domain service.
+    pub fn new(service: S, metrics: Arc<Metrics>) -> Self {
+        Self { service, metrics }
+    }
+}
+
+fn experiment_id(raw: String) -> crate::Result<ExperimentId> {
+    if raw.is_empty() {
+        return Err(Error::InvalidArgument("experiment_id is empty".into()));
+    }
+    Ok(ExperimentId(raw))
+}
+
+#[tonic::async_trait]
+impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
+    #[instrument(skip(self, request))]
+    async fn create_experiment(
+        &self,
+        request: Request<pb::CreateExperimentRequest>,
+    ) -> Result<Response<pb::CreateExperimentResponse>, Status> {
+        let result = async {
+            let raw = request.into_inner().spec.ok_or_else(|| Error::InvalidArgument("spec is missing".into()))?;
+            let view = self.service.create_experiment(ExperimentSpec::try_from(raw)?).await?;
+            Ok(pb::CreateExperimentResponse { experiment: Some((&view).into()) })
+        };
+        respond(&self.metrics, "CreateExperiment", result.await)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn get_experiment(
+        &self,
+        request: Request<pb::GetExperimentRequest>,
+    ) -> Result<Response<pb::GetExperimentResponse>, Status> {
+        let result = async {
+            let view = self.service.get_experiment(experiment_id(request.into_inner().experiment_id)?).await?;
+            Ok(pb::GetExperimentResponse { experiment: Some((&view).into()) })
+        };
+        respond(&self.metrics, "GetExperiment", result.await)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn list_experiments(
+        &self,
+        request: Request<pb::ListExperimentsRequest>,
+    ) -> Result<Response<pb::ListExperimentsResponse>, Status> {
+        let study = Some(request.into_inner().study).filter(|s| !s.is_empty());
+        let result = self.service.list_experiments(study).await.map(|views| pb::ListExperimentsResponse {
+            experiments: views.iter().map(pb::Experiment::from).collect(),
+        });
+        respond(&self.metrics, "ListExperiments", result)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn stop_experiment(
+        &self,
+        request: Request<pb::StopExperimentRequest>,
+    ) -> Result<Response<pb::StopExperimentResponse>, Status> {
+        let result = async {
+            let view = self.service.stop_experiment(experiment_id(request.into_inner().experiment_id)?).await?;
+            Ok(pb::StopExperimentResponse { experiment: Some((&view).into()) })
+        };
+        respond(&self.metrics, "StopExperiment", result.await)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn list_trials(
+        &self,
+        request: Request<pb::ListTrialsRequest>,
+    ) -> Result<Response<pb::ListTrialsResponse>, Status> {
+        let result = async {
+            let inner = request.into_inner();
+            let trials = self.service.list_trials(experiment_id(inner.experiment_id)?, inner.include_epochs).await?;
+            Ok(pb::ListTrialsResponse { trials: trials.iter().map(pb::Trial::from).collect() })
+        };
+        respond(&self.metrics, "ListTrials", result.await)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn get_best_trial(
+        &self,
+        request: Request<pb::GetBestTrialRequest>,
+    ) -> Result<Response<pb::GetBestTrialResponse>, Status> {
+        let result = async {
+            let best = self.service.best_trial(experiment_id(request.into_inner().experiment_id)?).await?;
+            Ok(pb::GetBestTrialResponse { trial: best.as_ref().map(pb::Trial::from) })
+        };
+        respond(&self.metrics, "GetBestTrial", result.await)
+    }
+}

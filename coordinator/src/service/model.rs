@@ -1,0 +1,391 @@
+//! Domain types of the coordinator: ids, experiment specs, and the records the store keeps.
+//! They are plain data with serde, independent of `proto` (conversions live in `grpc::convert`).
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tuner::space::{Assignment, ParamSpec, Value};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn generate() -> Self {
+                Self(format!(concat!($prefix, "-{:016x}"), random_u64()))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self(value.to_owned())
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies an experiment.
+    ExperimentId, "exp");
+id_type!(
+    /// Identifies a trial (stable across attempts).
+    TrialId, "trial");
+id_type!(
+    /// Identifies one attempt of a trial held by one agent.
+    LeaseId, "lease");
+id_type!(
+    /// Identifies a registered agent.
+    AgentId, "agent");
+
+/// A random 64-bit number from the standard library's randomly keyed hasher, mixed with the time
+/// and a counter, so ids are unique without a random-number dependency.
+pub fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    hasher.finish()
+}
+
+/// Seconds since the Unix epoch, as the API carries times.
+pub fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Whether larger or smaller objective values are better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Larger is better (accuracy).
+    Maximize,
+    /// Smaller is better (loss, regret).
+    Minimize,
+}
+
+impl Direction {
+    /// Whether `candidate` is strictly better than `incumbent`.
+    pub fn is_better(self, candidate: f64, incumbent: f64) -> bool {
+        match self {
+            Direction::Maximize => candidate > incumbent,
+            Direction::Minimize => candidate < incumbent,
+        }
+    }
+}
+
+/// How new trials are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Batch Bayesian optimization.
+    Bo,
+    /// Uniform random search.
+    Random,
+    /// Grid search with `grid_levels` levels a parameter.
+    Grid,
+}
+
+/// How BO picks a batch of q points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchStrategy {
+    /// Constant liar at the best value.
+    ClMin,
+    /// Constant liar at the mean.
+    ClMean,
+    /// Constant liar at the worst value.
+    ClMax,
+    /// Monte Carlo q-EI.
+    McQei,
+}
+
+/// What the agents train.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// `textcnn` or `function`.
+    pub kind: String,
+    /// Data set name or path.
+    pub dataset: String,
+    /// Parameters held constant, merged under each trial's parameters.
+    pub fixed_params: BTreeMap<String, Value>,
+    /// Training examples to keep (0: all).
+    pub max_train_examples: u32,
+    /// Validation examples to keep (0: all).
+    pub max_dev_examples: u32,
+}
+
+/// A validated experiment specification, with every default resolved (so it is stored as run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    /// Display name.
+    pub name: String,
+    /// Name of the objective.
+    pub metric: String,
+    /// Whether to maximize or minimize the objective.
+    pub direction: Direction,
+    /// Search strategy.
+    pub strategy: Strategy,
+    /// Batch strategy for BO.
+    pub batch: BatchStrategy,
+    /// Trials to run in total.
+    pub budget_trials: u32,
+    /// Trials in flight at once.
+    pub parallelism: u32,
+    /// The search space.
+    pub parameters: Vec<ParamSpec>,
+    /// Seed of the experiment's suggestions (never 0 once stored).
+    pub seed: u64,
+    /// Levels a parameter for grid search.
+    pub grid_levels: u32,
+    /// Space-filling trials before BO uses its model.
+    pub initial_trials: u32,
+    /// Leases a trial gets before it is failed.
+    pub max_attempts: u32,
+    /// What agents train, if anything specific.
+    pub workload: Option<Workload>,
+    /// Stop creating trials once this many dollars were reported (0: no limit).
+    pub budget_dollars: f64,
+    /// Study label.
+    pub study: String,
+}
+
+/// Lifecycle of an experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExperimentState {
+    /// Creating and running trials.
+    Running,
+    /// Budget used up or space exhausted, every trial terminal.
+    Completed,
+    /// Stopped by a user.
+    Stopped,
+}
+
+/// An experiment as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentRecord {
+    /// Its id.
+    pub id: ExperimentId,
+    /// Its resolved spec.
+    pub spec: ExperimentSpec,
+    /// Lifecycle state.
+    pub state: ExperimentState,
+    /// Creation time, Unix seconds.
+    pub created_unix: f64,
+    /// The strategy returned fewer points than asked (grid exhausted): create no more.
+    pub exhausted: bool,
+}
+
+/// Lifecycle of a trial (`proto` `TrialState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    /// Waiting for an agent.
+    Pending,
+    /// Handed to an agent, not yet reported on.
+    Leased,
+    /// The agent heartbeated or reported an epoch.
+    Running,
+    /// Ran to the end with a value.
+    Succeeded,
+    /// Failed (not retried) or ran out of attempts.
+    Failed,
+    /// The experiment was stopped first.
+    Cancelled,
+    /// Stopped early; its value is the last one reported.
+    EarlyStopped,
+}
+
+impl TrialState {
+    /// Whether the trial will never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::EarlyStopped)
+    }
+
+    /// Whether an agent holds it.
+    pub fn is_leased(self) -> bool {
+        matches!(self, Self::Leased | Self::Running)
+    }
+
+    /// The label used in metrics and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Leased => "leased",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::EarlyStopped => "early_stopped",
+        }
+    }
+}
+
+/// The current lease of a trial.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The attempt's lease id.
+    pub lease_id: LeaseId,
+    /// The agent holding it.
+    pub agent_id: AgentId,
+    /// When it expires unless renewed, Unix seconds.
+    pub deadline_unix: f64,
+}
+
+/// A trial as stored (its epoch reports are kept separately).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    /// Its id.
+    pub id: TrialId,
+    /// Its experiment.
+    pub experiment_id: ExperimentId,
+    /// Position in the experiment, from 0.
+    pub number: u32,
+    /// The parameters to evaluate.
+    pub params: Assignment,
+    /// Lifecycle state.
+    pub state: TrialState,
+    /// The objective, once known.
+    pub value: Option<f64>,
+    /// Leases handed out so far (an interrupted attempt gives its attempt back).
+    pub attempts: u32,
+    /// The agent currently or last holding it.
+    pub agent_id: Option<AgentId>,
+    /// The current lease, while leased or running.
+    pub lease: Option<LeaseRecord>,
+    /// Epochs the last attempt ran.
+    pub epochs_run: u32,
+    /// Best epoch of the last attempt.
+    pub best_epoch: u32,
+    /// Wall seconds over all attempts.
+    pub wall_seconds: f64,
+    /// Device seconds over all attempts.
+    pub device_seconds: f64,
+    /// Dollars over all attempts.
+    pub cost_dollars: f64,
+    /// Why it failed.
+    pub failure_reason: String,
+    /// Instance type of the last agent.
+    pub instance_type: String,
+    /// Creation time, Unix seconds.
+    pub created_unix: f64,
+    /// When it became terminal, Unix seconds.
+    pub finished_unix: Option<f64>,
+    /// The experiment was stopped while it ran: tell the agent to stop.
+    pub stop_requested: bool,
+}
+
+/// One epoch report of one attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// The trial.
+    pub trial_id: TrialId,
+    /// The attempt it belongs to (1-based).
+    pub attempt: u32,
+    /// The epoch number as reported.
+    pub epoch: u32,
+    /// The objective after this epoch.
+    pub value: f64,
+    /// Training loss.
+    pub train_loss: f64,
+    /// Training accuracy.
+    pub train_accuracy: f64,
+    /// Seconds the epoch took.
+    pub epoch_seconds: f64,
+}
+
+/// What an agent says about itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentCapabilities {
+    /// `cpu` or `cuda`.
+    pub backend: String,
+    /// Device model.
+    pub device_name: String,
+    /// Device memory.
+    pub device_memory_bytes: u64,
+    /// GPU ordinal, -1 for CPU.
+    pub device_ordinal: i32,
+    /// Instance type.
+    pub instance_type: String,
+    /// Dollars an hour.
+    pub price_per_hour_dollars: f64,
+    /// Trials at once.
+    pub slots: u32,
+    /// Host name.
+    pub hostname: String,
+    /// Workload kinds it can train (empty: any).
+    pub workloads: Vec<String>,
+    /// Agent version.
+    pub version: String,
+}
+
+/// A registered agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Its id.
+    pub id: AgentId,
+    /// What it said at its last registration.
+    pub capabilities: AgentCapabilities,
+    /// Last registration time.
+    pub registered_unix: f64,
+    /// Last request seen, Unix seconds.
+    pub last_seen_unix: f64,
+}
+
+impl AgentRecord {
+    /// Whether this agent can train experiments with this workload.
+    pub fn accepts(&self, workload: Option<&Workload>) -> bool {
+        match workload {
+            None => true,
+            Some(_) if self.capabilities.workloads.is_empty() => true,
+            Some(w) => self.capabilities.workloads.iter().any(|kind| kind == &w.kind),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_prefixed() {
+        let a = TrialId::generate();
+        let b = TrialId::generate();
+        assert_ne!(a, b);
+        assert!(a.0.starts_with("trial-"));
+    }
+
+    #[test]
+    fn direction_compares() {
+        assert!(Direction::Maximize.is_better(2.0, 1.0));
+        assert!(Direction::Minimize.is_better(1.0, 2.0));
+        assert!(!Direction::Minimize.is_better(1.0, 1.0));
+    }
+
+    #[test]
+    fn workload_filter() {
+        let mut agent = AgentRecord {
+            id: AgentId::generate(),
+            capabilities: AgentCapabilities::default(),
+            registered_unix: 0.0,
+            last_seen_unix: 0.0,
+        };
+        let w = Workload { kind: "function".into(), ..Workload::default() };
+        assert!(agent.accepts(Some(&w)));
+        agent.capabilities.workloads = vec!["textcnn".into()];
+        assert!(!agent.accepts(Some(&w)));
+        assert!(agent.accepts(None));
+    }
+}

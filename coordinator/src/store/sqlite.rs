@@ -1,0 +1,422 @@
+//! The durable store: one SQLite file (WAL, `synchronous = FULL`) under the data directory.
+//!
+//! Specs, parameters and capabilities are JSON columns; states and numbers are plain columns so
+//! the file can be inspected with `sqlite3`. The schema version is SQLite's `user_version`, and
+//! [`MIGRATIONS`] upgrades older files step by step.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Change, ExperimentStore, Snapshot};
+use crate::service::model::{
+    AgentRecord, EpochRecord, ExperimentRecord, LeaseRecord, TrialRecord,
+};
+use crate::{Error, Result};
+
+/// The file name inside the data directory.
+pub const DB_FILE_NAME: &str = "coordinator.sqlite3";
+
+/// Schema migrations; entry `i` upgrades `user_version` i to i + 1.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE experiments (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    created_unix REAL NOT NULL,
+    exhausted INTEGER NOT NULL
+);
+CREATE TABLE trials (
+    id TEXT PRIMARY KEY NOT NULL,
+    experiment_id TEXT NOT NULL REFERENCES experiments(id),
+    number INTEGER NOT NULL,
+    params_json TEXT NOT NULL,
+    state TEXT NOT NULL,
+    value REAL,
+    attempts INTEGER NOT NULL,
+    agent_id TEXT,
+    lease_id TEXT,
+    lease_agent_id TEXT,
+    lease_deadline_unix REAL,
+    epochs_run INTEGER NOT NULL,
+    best_epoch INTEGER NOT NULL,
+    wall_seconds REAL NOT NULL,
+    device_seconds REAL NOT NULL,
+    cost_dollars REAL NOT NULL,
+    failure_reason TEXT NOT NULL,
+    instance_type TEXT NOT NULL,
+    created_unix REAL NOT NULL,
+    finished_unix REAL,
+    stop_requested INTEGER NOT NULL,
+    UNIQUE (experiment_id, number)
+);
+CREATE TABLE epoch_reports (
+    trial_id TEXT NOT NULL REFERENCES trials(id),
+    attempt INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    value REAL NOT NULL,
+    train_loss REAL NOT NULL,
+    train_accuracy REAL NOT NULL,
+    epoch_seconds REAL NOT NULL,
+    PRIMARY KEY (trial_id, attempt, epoch)
+);
+CREATE TABLE agents (
+    id TEXT PRIMARY KEY NOT NULL,
+    capabilities_json TEXT NOT NULL,
+    registered_unix REAL NOT NULL,
+    last_seen_unix REAL NOT NULL
+);
+"];
+
+/// An `ExperimentStore` on a SQLite file.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `coordinator.sqlite3` in `data_dir` and migrates it.
+    ///
+    /// # Errors
+    /// When the directory cannot be created, the file is not a SQLite database, or its schema is
+    /// newer than this build.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::io(format!("create data directory '{}'", data_dir.display()), e))?;
+        Self::open_file(&data_dir.join(DB_FILE_NAME))
+    }
+
+    /// Opens a database file directly.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub fn open_file(path: &Path) -> Result<Self> {
+        let what = || format!("open database '{}'", path.display());
+        let mut conn = Connection::open(path).map_err(|e| Error::store(what(), e))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| Error::store(what(), e))?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| Error::store(what(), e))?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| Error::store(what(), e))?;
+        migrate(&mut conn).map_err(|e| Error::store(what(), e))?;
+        Ok(Self { conn: Mutex::new(conn), path: path.to_owned() })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MigrateError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("schema version {found} is newer than this coordinator's {supported}")]
+    TooNew { found: usize, supported: usize },
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let stored: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let version = usize::try_from(stored).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(MigrateError::TooNew { found: version, supported: MIGRATIONS.len() });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i64::try_from(index + 1).expect("few migrations"))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Errors decoding a stored row.
+#[derive(Debug, thiserror::Error)]
+enum RowError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("bad json in column '{column}': {source}")]
+    Json { column: &'static str, source: serde_json::Error },
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store records serialize to json")
+}
+
+/// A unit enum as its serde name (`"running"`), for text columns.
+fn to_text<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value).expect("store enums serialize") {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    }
+}
+
+fn from_json<T: DeserializeOwned>(column: &'static str, text: &str) -> Result<T, RowError> {
+    serde_json::from_str(text).map_err(|source| RowError::Json { column, source })
+}
+
+fn from_text<T: DeserializeOwned>(column: &'static str, text: String) -> Result<T, RowError> {
+    serde_json::from_value(serde_json::Value::String(text)).map_err(|source| RowError::Json { column, source })
+}
+
+fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
+    match change {
+        Change::PutExperiment(e) => {
+            tx.execute(
+                "INSERT INTO experiments (id, name, state, spec_json, created_unix, exhausted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(id) DO UPDATE SET name = ?2, state = ?3, spec_json = ?4,
+                     created_unix = ?5, exhausted = ?6",
+                params![e.id.0, e.spec.name, to_text(&e.state), to_json(&e.spec), e.created_unix, e.exhausted],
+            )?;
+        }
+        Change::PutTrial(t) => put_trial(tx, t)?,
+        Change::AddEpoch(e) => {
+            tx.execute(
+                "INSERT OR IGNORE INTO epoch_reports
+                 (trial_id, attempt, epoch, value, train_loss, train_accuracy, epoch_seconds)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.trial_id.0, e.attempt, e.epoch, e.value, e.train_loss, e.train_accuracy, e.epoch_seconds],
+            )?;
+        }
+        Change::PutAgent(a) => {
+            tx.execute(
+                "INSERT INTO agents (id, capabilities_json, registered_unix, last_seen_unix)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET capabilities_json = ?2, registered_unix = ?3,
+                     last_seen_unix = ?4",
+                params![a.id.0, to_json(&a.capabilities), a.registered_unix, a.last_seen_unix],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn put_trial(tx: &rusqlite::Transaction<'_>, t: &TrialRecord) -> rusqlite::Result<()> {
+    let lease = t.lease.as_ref();
+    tx.execute(
+        "INSERT INTO trials (id, experiment_id, number, params_json, state, value, attempts, agent_id,
+             lease_id, lease_agent_id, lease_deadline_unix, epochs_run, best_epoch, wall_seconds,
+             device_seconds, cost_dollars, failure_reason, instance_type, created_unix,
+             finished_unix, stop_requested)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+             ?19, ?20, ?21)
+         ON CONFLICT(id) DO UPDATE SET params_json = ?4, state = ?5, value = ?6, attempts = ?7,
+             agent_id = ?8, lease_id = ?9, lease_agent_id = ?10, lease_deadline_unix = ?11,
+             epochs_run = ?12, best_epoch = ?13, wall_seconds = ?14, device_seconds = ?15,
+             cost_dollars = ?16, failure_reason = ?17, instance_type = ?18, finished_unix = ?20,
+             stop_requested = ?21",
+        params![
+            t.id.0,
+            t.experiment_id.0,
+            t.number,
+            to_json(&t.params),
+            to_text(&t.state),
+            t.value,
+            t.attempts,
+            t.agent_id.as_ref().map(|a| a.0.clone()),
+            lease.map(|l| l.lease_id.0.clone()),
+            lease.map(|l| l.agent_id.0.clone()),
+            lease.map(|l| l.deadline_unix),
+            t.epochs_run,
+            t.best_epoch,
+            t.wall_seconds,
+            t.device_seconds,
+            t.cost_dollars,
+            t.failure_reason,
+            t.instance_type,
+            t.created_unix,
+            t.finished_unix,
+            t.stop_requested,
+        ],
+    )?;
+    Ok(())
+}
+
+fn experiment_from_row(row: &Row<'_>) -> Result<ExperimentRecord, RowError> {
+    Ok(ExperimentRecord {
+        id: row.get::<_, String>(0)?.as_str().into(),
+        state: from_text("state", row.get(1)?)?,
+        spec: from_json("spec_json", &row.get::<_, String>(2)?)?,
+        created_unix: row.get(3)?,
+        exhausted: row.get(4)?,
+    })
+}
+
+fn trial_from_row(row: &Row<'_>) -> Result<TrialRecord, RowError> {
+    let lease_id: Option<String> = row.get(8)?;
+    let lease_agent: Option<String> = row.get(9)?;
+    let lease_deadline: Option<f64> = row.get(10)?;
+    let lease = match (lease_id, lease_agent, lease_deadline) {
+        (Some(lease_id), Some(agent_id), Some(deadline_unix)) => Some(LeaseRecord {
+            lease_id: lease_id.as_str().into(),
+            agent_id: agent_id.as_str().into(),
+            deadline_unix,
+        }),
+        _ => None,
+    };
+    Ok(TrialRecord {
+        id: row.get::<_, String>(0)?.as_str().into(),
+        experiment_id: row.get::<_, String>(1)?.as_str().into(),
+        number: row.get(2)?,
+        params: from_json("params_json", &row.get::<_, String>(3)?)?,
+        state: from_text("state", row.get(4)?)?,
+        value: row.get(5)?,
+        attempts: row.get(6)?,
+        agent_id: row.get::<_, Option<String>>(7)?.map(|a| a.as_str().into()),
+        lease,
+        epochs_run: row.get(11)?,
+        best_epoch: row.get(12)?,
+        wall_seconds: row.get(13)?,
+        device_seconds: row.get(14)?,
+        cost_dollars: row.get(15)?,
+        failure_reason: row.get(16)?,
+        instance_type: row.get(17)?,
+        created_unix: row.get(18)?,
+        finished_unix: row.get(19)?,
+        stop_requested: row.get(20)?,
+    })
+}
+
+fn epoch_from_row(row: &Row<'_>) -> Result<EpochRecord, RowError> {
+    Ok(EpochRecord {
+        trial_id: row.get::<_, String>(0)?.as_str().into(),
+        attempt: row.get(1)?,
+        epoch: row.get(2)?,
+        value: row.get(3)?,
+        train_loss: row.get(4)?,
+        train_accuracy: row.get(5)?,
+        epoch_seconds: row.get(6)?,
+    })
+}
+
+fn agent_from_row(row: &Row<'_>) -> Result<AgentRecord, RowError> {
+    Ok(AgentRecord {
+        id: row.get::<_, String>(0)?.as_str().into(),
+        capabilities: from_json("capabilities_json", &row.get::<_, String>(1)?)?,
+        registered_unix: row.get(2)?,
+        last_seen_unix: row.get(3)?,
+    })
+}
+
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    decode: impl Fn(&Row<'_>) -> Result<T, RowError>,
+) -> Result<Vec<T>, RowError> {
+    let mut statement = conn.prepare(sql)?;
+    let mut rows = statement.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+impl ExperimentStore for SqliteStore {
+    fn load(&self) -> Result<Snapshot> {
+        let conn = self.conn.lock().expect("sqlite connection lock is never poisoned");
+        let what = || format!("load '{}'", self.path.display());
+        let load = || -> Result<Snapshot, RowError> {
+            Ok(Snapshot {
+                experiments: query_all(
+                    &conn,
+                    "SELECT id, state, spec_json, created_unix, exhausted FROM experiments
+                     ORDER BY created_unix, rowid",
+                    experiment_from_row,
+                )?,
+                trials: query_all(
+                    &conn,
+                    "SELECT id, experiment_id, number, params_json, state, value, attempts, agent_id,
+                         lease_id, lease_agent_id, lease_deadline_unix, epochs_run, best_epoch,
+                         wall_seconds, device_seconds, cost_dollars, failure_reason, instance_type,
+                         created_unix, finished_unix, stop_requested
+                     FROM trials ORDER BY experiment_id, number",
+                    trial_from_row,
+                )?,
+                epochs: query_all(
+                    &conn,
+                    "SELECT trial_id, attempt, epoch, value, train_loss, train_accuracy, epoch_seconds
+                     FROM epoch_reports ORDER BY trial_id, attempt, epoch",
+                    epoch_from_row,
+                )?,
+                agents: query_all(
+                    &conn,
+                    "SELECT id, capabilities_json, registered_unix, last_seen_unix FROM agents",
+                    agent_from_row,
+                )?,
+            })
+        };
+        load().map_err(|e| Error::store(what(), e))
+    }
+
+    fn commit(&self, changes: &[Change]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().expect("sqlite connection lock is never poisoned");
+        let write = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for change in changes {
+                put(&tx, change)?;
+            }
+            tx.commit()
+        };
+        write(&mut conn).map_err(|e| Error::store(format!("commit {} changes", changes.len()), e))
+    }
+}
+
+/// The schema version of a database file, for diagnostics.
+///
+/// # Errors
+/// When the file cannot be opened.
+pub fn schema_version(path: &Path) -> Result<Option<u32>> {
+    let conn = Connection::open(path).map_err(|e| Error::store("open database", e))?;
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .optional()
+        .map_err(|e| Error::store("read schema version", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests_support::sample_changes;
+
+    #[test]
+    fn round_trips_every_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).expect("opens");
+        let (changes, expected) = sample_changes();
+        store.commit(&changes).expect("commits");
+        // A duplicate epoch is ignored, not an error.
+        store.commit(&changes[2..3]).expect("duplicate epoch ignored");
+        drop(store);
+        let reopened = SqliteStore::open(dir.path()).expect("reopens");
+        assert_eq!(reopened.load().expect("loads"), expected);
+        assert_eq!(schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"), Some(1));
+    }
+
+    #[test]
+    fn corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(DB_FILE_NAME), b"this is not a database, just text").expect("writes");
+        let err = SqliteStore::open(dir.path()).err().expect("refuses a corrupt file");
+        let message = format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+        assert!(message.contains("coordinator.sqlite3"), "{message}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(DB_FILE_NAME);
+        let conn = Connection::open(&path).expect("opens");
+        conn.pragma_update(None, "user_version", 99).expect("sets version");
+        drop(conn);
+        let err = SqliteStore::open(dir.path()).err().expect("refuses newer schema");
+        let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+        assert!(source.contains("newer"), "{source}");
+    }
+}

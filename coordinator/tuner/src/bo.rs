@@ -1,0 +1,130 @@
+//! The BO step: fits the GP, then fills a batch point by point with the constant liar or greedy
+//! Monte Carlo q-EI, rejecting candidates that decode to an assignment already observed,
+//! pending or chosen (so integer rounding never yields duplicates).
+//!
+//! Constant liar (Ginsbourger, Le Riche and Carraro 2010): every pending trial and every point
+//! already chosen for this batch enters the GP as a fantasy observation whose value is the lie
+//! (see [`crate::BatchStrategy`]); the GP keeps the hyperparameters and standardization fitted on
+//! the real data and is re-factored with the fantasies before the next point is chosen. The EI
+//! incumbent is the best real observation.
+
+use crate::acquisition::Acquisition;
+use crate::acquisition::ei::LogEi;
+use crate::acquisition::qei::QEi;
+use crate::design::{Seen, random_points};
+use crate::error::Result;
+use crate::gp::Gp;
+use crate::optimize::{candidates, maximize};
+use crate::rng::Rng;
+use crate::space::{Assignment, Space};
+use crate::{BatchStrategy, Direction, Model, SuggestConfig};
+
+/// L-BFGS iterations of each acquisition refinement.
+const REFINE_ITERATIONS: usize = 60;
+/// Points re-scored after snapping to the values they decode to.
+const SNAP_RESCORE: usize = 64;
+/// Observed points whose neighbourhoods get local candidates.
+const INCUMBENTS: usize = 5;
+
+/// Fits the GP to encoded points and minimization-oriented values.
+pub(crate) fn fit_gp(x: &[Vec<f64>], y_min: &[f64], cfg: &SuggestConfig, seed: u64) -> Result<Gp> {
+    crate::fit::fit_gp(x, y_min, cfg.fit_restarts, seed)
+}
+
+/// The lie in the model's internal (minimization) units.
+fn lie_value(model: &Model, batch: BatchStrategy) -> f64 {
+    let sign = match model.config.direction {
+        Direction::Minimize => 1.0,
+        Direction::Maximize => -1.0,
+    };
+    let user: Vec<f64> = model.y_min.iter().map(|y| sign * y).collect();
+    let lie_user = match batch {
+        BatchStrategy::ClMin | BatchStrategy::McQei => user.iter().copied().fold(f64::INFINITY, f64::min),
+        BatchStrategy::ClMax => user.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        BatchStrategy::ClMean => user.iter().sum::<f64>() / user.len().max(1) as f64,
+    };
+    let lie_user = if matches!(batch, BatchStrategy::McQei) { best_user(model, &user) } else { lie_user };
+    sign * lie_user
+}
+
+/// The best value in user units (used when q-EI falls back to a liar).
+fn best_user(model: &Model, user: &[f64]) -> f64 {
+    match model.config.direction {
+        Direction::Minimize => user.iter().copied().fold(f64::INFINITY, f64::min),
+        Direction::Maximize => user.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    }
+}
+
+/// The encoded observed points, best first.
+fn incumbents(model: &Model) -> Vec<Vec<f64>> {
+    let mut order: Vec<usize> = (0..model.y_min.len()).collect();
+    order.sort_by(|a, b| model.y_min[*a].total_cmp(&model.y_min[*b]));
+    order.into_iter().take(INCUMBENTS).map(|i| model.x[i].clone()).collect()
+}
+
+/// Picks the best unseen point of a maximization; records it in `seen`.
+fn pick(space: &Space, acquisition: &impl Acquisition, scored: Vec<(Vec<f64>, f64)>, seen: &mut Seen) -> Option<(Assignment, Vec<f64>)> {
+    let mut snapped: Vec<(Vec<f64>, f64)> = scored.iter().take(SNAP_RESCORE).map(|(x, _)| space.snap(x)).map(|x| {
+        let value = acquisition.value(&x);
+        (x, value)
+    }).collect();
+    snapped.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let rest = scored.into_iter().skip(SNAP_RESCORE).map(|(x, v)| (space.snap(&x), v));
+    for (x, _) in snapped.into_iter().chain(rest) {
+        let a = space.decode(&x);
+        if seen.insert(&a) {
+            return Some((a, x));
+        }
+    }
+    None
+}
+
+/// Proposes `q` points with the fitted `gp`.
+pub(crate) fn propose(model: &Model, gp: &Gp, pending_x: &[Vec<f64>], seen: &mut Seen, q: usize, cfg: &SuggestConfig, rng: &mut Rng) -> Result<Vec<Assignment>> {
+    let space = &model.space;
+    let (mean, std) = gp.standardization();
+    let best = gp.y_standardized().iter().copied().fold(f64::INFINITY, f64::min);
+    let lie = lie_value(model, cfg.batch);
+    let local = incumbents(model);
+    let mut fantasy_x: Vec<Vec<f64>> = model.x.clone();
+    let mut fantasy_y: Vec<f64> = model.y_min.clone();
+    let mut chosen_x: Vec<Vec<f64>> = Vec::new();
+    for p in pending_x {
+        fantasy_x.push(p.clone());
+        fantasy_y.push(lie);
+    }
+    let mut chosen = Vec::with_capacity(q);
+    for _ in 0..q {
+        let points = candidates(space.dim(), cfg.candidates, &local, rng);
+        let mut picked = None;
+        if cfg.batch == BatchStrategy::McQei && !(pending_x.is_empty() && chosen_x.is_empty()) {
+            let set: Vec<Vec<f64>> = pending_x.iter().chain(&chosen_x).cloned().collect();
+            let acquisition = QEi::new(gp, best, set, cfg.mc_samples, rng.next_u64());
+            let scored = maximize(&acquisition, points.clone(), cfg.refine_starts, REFINE_ITERATIONS / 3);
+            if scored.first().is_some_and(|(_, v)| *v > 1e-12) {
+                picked = pick(space, &acquisition, scored, seen);
+            }
+        }
+        if picked.is_none() {
+            let fantasy;
+            let gp_now = if fantasy_x.len() == model.x.len() {
+                gp
+            } else {
+                fantasy = Gp::with_standardization(gp.kernel().clone(), gp.noise_variance(), fantasy_x.clone(), &fantasy_y, mean, std)?;
+                &fantasy
+            };
+            let acquisition = LogEi::new(gp_now, best);
+            let scored = maximize(&acquisition, points, cfg.refine_starts, REFINE_ITERATIONS);
+            picked = pick(space, &acquisition, scored, seen);
+        }
+        let Some((assignment, x)) = picked else {
+            chosen.extend(random_points(space, seen, 1, rng));
+            continue;
+        };
+        fantasy_x.push(x.clone());
+        fantasy_y.push(lie);
+        chosen_x.push(x);
+        chosen.push(assignment);
+    }
+    Ok(chosen)
+}

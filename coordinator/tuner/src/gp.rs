@@ -1,0 +1,317 @@
+//! The Gaussian-process surrogate (Rasmussen and Williams 2006, algorithm 2.1).
+//!
+//! Targets are standardized, `ỹ = (y − mean(y)) / std(y)`, so the kernel's signal variance and
+//! the noise are in units of the data's spread and suggestions do not change under an affine
+//! change of `y`. With `K = k(X, X) + (σₙ² + jitter) I = L Lᵀ` and `α = K⁻¹ỹ`, the posterior at
+//! `x` is `μ(x) = k*ᵀα` and `s²(x) = k(x, x) − vᵀv` with `v = L⁻¹k*`. The gradients with
+//! respect to `x` are `∇μ = Σᵢ αᵢ ∇ₓk(x, xᵢ)` and `∇s² = −2 Σᵢ wᵢ ∇ₓk(x, xᵢ)` with `w = L⁻ᵀv`.
+//!
+//! The Cholesky factorization first tries no jitter, then adds `10⁻¹⁰·σ²`, growing tenfold up to
+//! `10⁻⁴·σ²`; past that it returns [`Error::NotPositiveDefinite`] (it never panics).
+
+use faer::{Mat, Side};
+
+use crate::error::{Error, Result};
+use crate::kernel::{Kernel, Matern52};
+
+/// The largest jitter tried, relative to the kernel's signal variance.
+pub const MAX_RELATIVE_JITTER: f64 = 1e-4;
+
+/// A GP conditioned on (standardized) training data.
+#[derive(Debug, Clone)]
+pub struct Gp<K: Kernel = Matern52> {
+    kernel: K,
+    noise_variance: f64,
+    x: Vec<Vec<f64>>,
+    y_mean: f64,
+    y_std: f64,
+    y: Vec<f64>,
+    /// Row-major lower Cholesky factor, `n × n`.
+    l_rows: Vec<f64>,
+    l_chol: Mat<f64>,
+    alpha: Vec<f64>,
+    jitter: f64,
+}
+
+/// The mean and standard deviation used to standardize `y` (the deviation is 1 when the values
+/// are all equal or there is only one).
+pub fn standardization(y: &[f64]) -> (f64, f64) {
+    if y.is_empty() {
+        return (0.0, 1.0);
+    }
+    let n = y.len() as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let std = var.sqrt();
+    if std.is_finite() && std > 1e-12 * mean.abs().max(1e-300) && std > 0.0 { (mean, std) } else { (mean, 1.0) }
+}
+
+/// Factors `k(X, X) + noise·I` with growing jitter; returns the lower factor and the jitter.
+///
+/// # Errors
+/// `Error::NotPositiveDefinite` when even the largest jitter fails, or a non-finite entry.
+pub fn factor<K: Kernel>(kernel: &K, noise_variance: f64, x: &[Vec<f64>]) -> Result<(Mat<f64>, f64)> {
+    let n = x.len();
+    let gram = Mat::<f64>::from_fn(n, n, |i, j| kernel.value(&x[i], &x[j]));
+    let scale = kernel.prior_variance();
+    let all_finite = (0..n).all(|j| (0..n).all(|i| gram[(i, j)].is_finite()));
+    if !(scale.is_finite() && noise_variance.is_finite()) || !all_finite {
+        return Err(Error::Numerical("kernel matrix has non-finite entries".into()));
+    }
+    let mut jitter = 0.0;
+    loop {
+        let mut k = gram.clone();
+        for i in 0..n {
+            k[(i, i)] += noise_variance + jitter;
+        }
+        if let Ok(llt) = k.llt(Side::Lower) {
+            return Ok((llt.L().to_owned(), jitter));
+        }
+        jitter = if jitter == 0.0 { 1e-10 * scale } else { jitter * 10.0 };
+        if jitter > MAX_RELATIVE_JITTER * scale * 1.000_001 {
+            return Err(Error::NotPositiveDefinite { n, max_jitter: MAX_RELATIVE_JITTER * scale });
+        }
+    }
+}
+
+impl<K: Kernel> Gp<K> {
+    /// Conditions the GP on `(x, y)`, standardizing `y` with its own mean and deviation.
+    ///
+    /// # Errors
+    /// As [`factor`].
+    pub fn new(kernel: K, noise_variance: f64, x: Vec<Vec<f64>>, y: &[f64]) -> Result<Gp<K>> {
+        let (mean, std) = standardization(y);
+        Gp::with_standardization(kernel, noise_variance, x, y, mean, std)
+    }
+
+    /// Conditions the GP on `(x, y)` with a given standardization (used for fantasy points,
+    /// which must not move the scale fitted on the real data).
+    ///
+    /// # Errors
+    /// As [`factor`].
+    pub fn with_standardization(kernel: K, noise_variance: f64, x: Vec<Vec<f64>>, y: &[f64], y_mean: f64, y_std: f64) -> Result<Gp<K>> {
+        debug_assert_eq!(x.len(), y.len(), "one target per point");
+        let (l_chol, jitter) = factor(&kernel, noise_variance, &x)?;
+        let n = x.len();
+        let l_rows: Vec<f64> = (0..n * n).map(|k| if k % n <= k / n { l_chol[(k / n, k % n)] } else { 0.0 }).collect();
+        let ys: Vec<f64> = y.iter().map(|v| (v - y_mean) / y_std).collect();
+        let mut gp = Gp { kernel, noise_variance, x, y_mean, y_std, y: ys, l_rows, l_chol, alpha: Vec::new(), jitter };
+        let v = gp.forward(&gp.y);
+        gp.alpha = gp.backward(v);
+        if gp.alpha.iter().any(|a| !a.is_finite()) {
+            return Err(Error::Numerical("GP weights are not finite".into()));
+        }
+        Ok(gp)
+    }
+
+    /// Solves `L v = b`.
+    fn forward(&self, b: &[f64]) -> Vec<f64> {
+        let n = self.x.len();
+        let mut v = b.to_vec();
+        for i in 0..n {
+            let row = &self.l_rows[i * n..i * n + i];
+            let s: f64 = row.iter().zip(&v[..i]).map(|(l, x)| l * x).sum();
+            v[i] = (v[i] - s) / self.l_rows[i * n + i];
+        }
+        v
+    }
+
+    /// Solves `Lᵀ w = v`.
+    fn backward(&self, mut v: Vec<f64>) -> Vec<f64> {
+        let n = self.x.len();
+        for i in (0..n).rev() {
+            v[i] /= self.l_rows[i * n + i];
+            let vi = v[i];
+            let row = &self.l_rows[i * n..i * n + i];
+            for (vj, l) in v[..i].iter_mut().zip(row) {
+                *vj -= l * vi;
+            }
+        }
+        v
+    }
+
+    /// The kernel.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// The noise variance (standardized units).
+    pub fn noise_variance(&self) -> f64 {
+        self.noise_variance
+    }
+
+    /// The jitter that made the factorization succeed.
+    pub fn jitter(&self) -> f64 {
+        self.jitter
+    }
+
+    /// The training inputs.
+    pub fn x(&self) -> &[Vec<f64>] {
+        &self.x
+    }
+
+    /// The standardized training targets.
+    pub fn y_standardized(&self) -> &[f64] {
+        &self.y
+    }
+
+    /// `(mean, std)` of the standardization.
+    pub fn standardization(&self) -> (f64, f64) {
+        (self.y_mean, self.y_std)
+    }
+
+    /// Posterior mean and variance at `x`, standardized units.
+    pub fn predict_standardized(&self, x: &[f64]) -> (f64, f64) {
+        let k_star: Vec<f64> = self.x.iter().map(|xi| self.kernel.value(x, xi)).collect();
+        let mean: f64 = k_star.iter().zip(&self.alpha).map(|(k, a)| k * a).sum();
+        let v = self.forward(&k_star);
+        let var = self.kernel.prior_variance() - v.iter().map(|t| t * t).sum::<f64>();
+        (mean, var.max(0.0))
+    }
+
+    /// Posterior mean and variance at `x` in the units of `y`.
+    pub fn predict(&self, x: &[f64]) -> (f64, f64) {
+        let (mean, var) = self.predict_standardized(x);
+        (self.y_mean + self.y_std * mean, var * self.y_std * self.y_std)
+    }
+
+    /// Posterior mean and variance (standardized) with their gradients with respect to `x`.
+    pub fn predict_with_grad(&self, x: &[f64], mean_grad: &mut [f64], var_grad: &mut [f64]) -> (f64, f64) {
+        let n = self.x.len();
+        let d = x.len();
+        let mut k_grads = vec![0.0; n * d];
+        let mut k_star = vec![0.0; n];
+        for i in 0..n {
+            k_star[i] = self.kernel.value_and_x_grad(x, &self.x[i], &mut k_grads[i * d..(i + 1) * d]);
+        }
+        let mean: f64 = k_star.iter().zip(&self.alpha).map(|(k, a)| k * a).sum();
+        let v = self.forward(&k_star);
+        let var = self.kernel.prior_variance() - v.iter().map(|t| t * t).sum::<f64>();
+        let w = self.backward(v);
+        mean_grad.fill(0.0);
+        var_grad.fill(0.0);
+        for i in 0..n {
+            let g = &k_grads[i * d..(i + 1) * d];
+            for j in 0..d {
+                mean_grad[j] += self.alpha[i] * g[j];
+                var_grad[j] -= 2.0 * w[i] * g[j];
+            }
+        }
+        if var <= 0.0 {
+            var_grad.fill(0.0);
+        }
+        (mean, var.max(0.0))
+    }
+
+    /// `V = L⁻¹ k(X, P)` for a batch of points (one column per point), via faer.
+    pub fn whitened_cross(&self, points: &[Vec<f64>]) -> Mat<f64> {
+        let mut v = Mat::<f64>::from_fn(self.x.len(), points.len(), |i, j| self.kernel.value(&self.x[i], &points[j]));
+        self.l_chol.solve_lower_triangular_in_place(v.as_mut());
+        v
+    }
+
+    /// Posterior means and variances (standardized) of a batch of points.
+    pub fn predict_batch(&self, points: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+        let n = self.x.len();
+        let mut means = Vec::with_capacity(points.len());
+        let mut vars = Vec::with_capacity(points.len());
+        let prior = self.kernel.prior_variance();
+        for chunk in points.chunks(256) {
+            let k_star = Mat::<f64>::from_fn(n, chunk.len(), |i, j| self.kernel.value(&self.x[i], &chunk[j]));
+            for j in 0..chunk.len() {
+                means.push((0..n).map(|i| k_star[(i, j)] * self.alpha[i]).sum());
+            }
+            let mut v = k_star;
+            self.l_chol.solve_lower_triangular_in_place(v.as_mut());
+            for j in 0..chunk.len() {
+                let ss: f64 = (0..n).map(|i| v[(i, j)] * v[(i, j)]).sum();
+                vars.push((prior - ss).max(0.0));
+            }
+        }
+        (means, vars)
+    }
+
+    /// The log marginal likelihood of the standardized targets,
+    /// `−½ ỹᵀα − Σ ln Lᵢᵢ − (n/2) ln 2π` (R&W eq. 2.30).
+    pub fn log_marginal_likelihood(&self) -> f64 {
+        let n = self.x.len();
+        let fit: f64 = self.y.iter().zip(&self.alpha).map(|(y, a)| y * a).sum();
+        let log_det: f64 = (0..n).map(|i| self.l_rows[i * n + i].ln()).sum();
+        -0.5 * fit - log_det - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    fn training(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let mut rng = Rng::new(seed);
+        let x = rng.latin_hypercube(n, d);
+        let y = x.iter().map(|p| p.iter().enumerate().map(|(i, v)| ((i + 1) as f64 * v).sin()).sum::<f64>() * 3.0 + 10.0).collect();
+        (x, y)
+    }
+
+    #[test]
+    fn posterior_interpolates_training_points() {
+        let (x, y) = training(15, 2, 1);
+        let noise = 1e-6;
+        let gp = Gp::new(Matern52::new(2, 0.3, 1.0), noise, x.clone(), &y).expect("factors");
+        let (_, std) = gp.standardization();
+        for (xi, yi) in x.iter().zip(&y) {
+            let (mean, var) = gp.predict(xi);
+            assert!((mean - yi).abs() < 1e-3 * std, "mean {mean} vs {yi}");
+            assert!(var >= 0.0 && var <= 2.0 * noise * std * std + 1e-12, "var {var}");
+        }
+        let (_, far_var) = gp.predict_standardized(&[5.0, 5.0]);
+        assert!((far_var - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn batch_prediction_matches_pointwise() {
+        let (x, y) = training(20, 3, 2);
+        let gp = Gp::new(Matern52::new(3, 0.4, 1.3), 1e-4, x, &y).expect("factors");
+        let points = Rng::new(9).latin_hypercube(300, 3);
+        let (means, vars) = gp.predict_batch(&points);
+        for (p, (m, v)) in points.iter().zip(means.iter().zip(&vars)) {
+            let (mean, var) = gp.predict_standardized(p);
+            assert!((mean - m).abs() < 1e-9 && (var - v).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn posterior_gradients_match_finite_differences() {
+        let (x, y) = training(12, 3, 3);
+        let gp = Gp::new(Matern52::new(3, 0.35, 1.0), 1e-5, x, &y).expect("factors");
+        let point = [0.31, 0.72, 0.45];
+        let (mut gm, mut gv) = (vec![0.0; 3], vec![0.0; 3]);
+        gp.predict_with_grad(&point, &mut gm, &mut gv);
+        let step = 1e-5;
+        for j in 0..3 {
+            let (mut plus, mut minus) = (point, point);
+            plus[j] += step;
+            minus[j] -= step;
+            let (mp, vp) = gp.predict_standardized(&plus);
+            let (mm, vm) = gp.predict_standardized(&minus);
+            let (nm, nv) = ((mp - mm) / (2.0 * step), (vp - vm) / (2.0 * step));
+            assert!((nm - gm[j]).abs() / 1f64.max(nm.abs()) < 1e-6, "mean grad {j}: {nm} vs {}", gm[j]);
+            assert!((nv - gv[j]).abs() / 1f64.max(nv.abs()) < 1e-6, "var grad {j}: {nv} vs {}", gv[j]);
+        }
+    }
+
+    #[test]
+    fn duplicate_points_factor_with_jitter_or_noise() {
+        let x = vec![vec![0.5, 0.5]; 6];
+        let y = vec![1.0, 1.1, 0.9, 1.0, 1.05, 0.95];
+        let gp = Gp::new(Matern52::new(2, 0.3, 1.0), 0.0, x, &y).expect("jitter rescues duplicates");
+        assert!(gp.jitter() > 0.0);
+    }
+
+    #[test]
+    fn non_finite_kernel_is_an_error_not_a_panic() {
+        let mut kernel = Matern52::new(1, 0.3, 1.0);
+        kernel.set_params(&[0.0, f64::NAN]);
+        assert!(Gp::new(kernel, 1e-6, vec![vec![0.1], vec![0.2]], &[1.0, 2.0]).is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! A small bound-constrained L-BFGS: the two-loop recursion (Nocedal and Wright, "Numerical
+//! Optimization", 2nd ed., algorithm 7.4) on the free variables, a projected backtracking line
+//! search with the Armijo condition along the projection arc (Bertsekas, "Projected Newton
+//! methods", SIAM J. Control Optim. 1982), and a restart from steepest descent whenever the
+//! quasi-Newton direction is not a descent direction. Non-finite trial values count as failed
+//! steps, so an objective may return `+∞` where it cannot be evaluated.
+
+/// Stopping rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LbfgsOptions {
+    /// Maximum iterations.
+    pub max_iterations: usize,
+    /// Stop when the projected gradient's largest component is below this.
+    pub gradient_tolerance: f64,
+    /// Stop when an iteration improves the objective by less than this (relative).
+    pub value_tolerance: f64,
+    /// Pairs `(s, y)` kept.
+    pub memory: usize,
+}
+
+impl Default for LbfgsOptions {
+    fn default() -> Self {
+        LbfgsOptions { max_iterations: 100, gradient_tolerance: 1e-6, value_tolerance: 1e-10, memory: 8 }
+    }
+}
+
+/// The result of a minimization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Minimum {
+    /// The best point found.
+    pub x: Vec<f64>,
+    /// The objective there.
+    pub value: f64,
+    /// Objective evaluations used.
+    pub evaluations: usize,
+}
+
+fn project(x: &mut [f64], lower: &[f64], upper: &[f64]) {
+    for ((v, lo), hi) in x.iter_mut().zip(lower).zip(upper) {
+        *v = v.clamp(*lo, *hi);
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Whether coordinate `i` sits on a bound that the step `-g` would push through.
+fn is_blocked(x: f64, g: f64, lo: f64, hi: f64) -> bool {
+    (x <= lo && g > 0.0) || (x >= hi && g < 0.0)
+}
+
+/// The quasi-Newton direction from the stored pairs, with blocked coordinates zeroed.
+fn direction(grad: &[f64], pairs: &[(Vec<f64>, Vec<f64>)], blocked: &[bool]) -> Vec<f64> {
+    let mut q: Vec<f64> = grad.iter().zip(blocked).map(|(g, b)| if *b { 0.0 } else { *g }).collect();
+    let mut alphas = Vec::with_capacity(pairs.len());
+    for (s, y) in pairs.iter().rev() {
+        let rho = 1.0 / dot(y, s);
+        let a = rho * dot(s, &q);
+        for (qi, yi) in q.iter_mut().zip(y) {
+            *qi -= a * yi;
+        }
+        alphas.push((a, rho));
+    }
+    if let Some((s, y)) = pairs.last() {
+        let gamma = dot(s, y) / dot(y, y);
+        q.iter_mut().for_each(|v| *v *= gamma);
+    }
+    for ((s, y), (a, rho)) in pairs.iter().zip(alphas.iter().rev()) {
+        let b = rho * dot(y, &q);
+        for (qi, si) in q.iter_mut().zip(s) {
+            *qi += (a - b) * si;
+        }
+    }
+    q.iter().zip(blocked).map(|(v, b)| if *b { 0.0 } else { -v }).collect()
+}
+
+/// Minimizes `f` over the box `[lower, upper]` from `x0`. `f(x, grad)` returns the value and
+/// writes the gradient. Never panics on a non-finite objective: it returns the best point seen.
+pub fn minimize(
+    mut f: impl FnMut(&[f64], &mut [f64]) -> f64,
+    x0: &[f64],
+    lower: &[f64],
+    upper: &[f64],
+    options: &LbfgsOptions,
+) -> Minimum {
+    let n = x0.len();
+    let mut x = x0.to_vec();
+    project(&mut x, lower, upper);
+    let mut grad = vec![0.0; n];
+    let mut value = f(&x, &mut grad);
+    let mut evaluations = 1;
+    if !value.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+        return Minimum { x, value: f64::INFINITY, evaluations };
+    }
+    let mut pairs: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
+    let mut trial_grad = vec![0.0; n];
+    for iteration in 0..options.max_iterations {
+        let blocked: Vec<bool> = (0..n).map(|i| is_blocked(x[i], grad[i], lower[i], upper[i])).collect();
+        let projected_norm = (0..n).filter(|i| !blocked[*i]).map(|i| grad[i].abs()).fold(0.0, f64::max);
+        if projected_norm < options.gradient_tolerance {
+            break;
+        }
+        let mut d = direction(&grad, &pairs, &blocked);
+        if dot(&d, &grad) >= 0.0 {
+            pairs.clear();
+            d = grad.iter().zip(&blocked).map(|(g, b)| if *b { 0.0 } else { -g }).collect();
+        }
+        let mut step = if iteration == 0 && pairs.is_empty() { (1.0 / projected_norm).min(1.0) } else { 1.0 };
+        let mut accepted = None;
+        for _ in 0..40 {
+            let mut trial: Vec<f64> = x.iter().zip(&d).map(|(xi, di)| xi + step * di).collect();
+            project(&mut trial, lower, upper);
+            let moved: Vec<f64> = trial.iter().zip(&x).map(|(t, xi)| t - xi).collect();
+            let trial_value = f(&trial, &mut trial_grad);
+            evaluations += 1;
+            let finite = trial_value.is_finite() && trial_grad.iter().all(|g| g.is_finite());
+            if finite && trial_value <= value + 1e-4 * dot(&grad, &moved) {
+                accepted = Some((trial, trial_value, moved));
+                break;
+            }
+            step *= 0.5;
+        }
+        let Some((trial, trial_value, s)) = accepted else { break };
+        let y: Vec<f64> = trial_grad.iter().zip(&grad).map(|(a, b)| a - b).collect();
+        let improvement = value - trial_value;
+        if dot(&s, &y) > 1e-12 * dot(&y, &y).sqrt() * dot(&s, &s).sqrt() {
+            if pairs.len() == options.memory {
+                pairs.remove(0);
+            }
+            pairs.push((s, y));
+        }
+        x = trial;
+        value = trial_value;
+        grad.copy_from_slice(&trial_grad);
+        if improvement <= options.value_tolerance * value.abs().max(1.0) {
+            break;
+        }
+    }
+    Minimum { x, value, evaluations }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rosenbrock(x: &[f64], g: &mut [f64]) -> f64 {
+        let (a, b) = (x[0], x[1]);
+        g[0] = -2.0 * (1.0 - a) - 400.0 * a * (b - a * a);
+        g[1] = 200.0 * (b - a * a);
+        (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2)
+    }
+
+    #[test]
+    fn minimizes_rosenbrock() {
+        let options = LbfgsOptions { max_iterations: 500, value_tolerance: 0.0, ..Default::default() };
+        let m = minimize(rosenbrock, &[-1.2, 1.0], &[-5.0, -5.0], &[5.0, 5.0], &options);
+        assert!((m.x[0] - 1.0).abs() < 1e-4 && (m.x[1] - 1.0).abs() < 1e-4, "{m:?}");
+    }
+
+    #[test]
+    fn respects_bounds() {
+        let options = LbfgsOptions::default();
+        let m = minimize(rosenbrock, &[0.1, 0.1], &[-1.0, -1.0], &[0.5, 0.5], &options);
+        assert!(m.x.iter().all(|v| (-1.0..=0.5).contains(v)));
+        assert!((m.x[0] - 0.5).abs() < 1e-3, "{m:?}");
+    }
+
+    #[test]
+    fn infinite_start_returns_without_panicking() {
+        let m = minimize(|_, _| f64::INFINITY, &[0.0], &[-1.0], &[1.0], &LbfgsOptions::default());
+        assert_eq!(m.value, f64::INFINITY);
+    }
+}

@@ -1,0 +1,268 @@
+// The convolution branch of the text CNN: convolution over time, bias, ReLU and max over time,
+// fused in the forward pass; weight, bias and data gradients through the argmax positions.
+//
+// Layouts (row-major): x [batch, seq_len, E], w [F, width, E], bias [F], pooled [batch, cols]
+// (this branch owns cols offset .. offset + F), argmax [batch, F].
+//
+// Forward as an implicit matrix product: for a sentence b, z[t, f] = bias[f] +
+// sum_{j, e} x[b, t + j, e] * w[f, j, e]. A block owns one sentence and a tile of CONV_TF
+// filters; it walks the positions in tiles of CONV_TP and the embedding in chunks of CONV_KC
+// columns. The x rows of a position tile plus the width - 1 rows after it are staged in shared
+// memory once per chunk and reused by every filter row j (the windows of neighbouring positions
+// overlap), the filters of a group of j rows are staged beside them, and each thread keeps a
+// CONV_RP x CONV_RF register tile of z. The max over time is taken in registers and then across
+// the threads of the block, so z never reaches device memory.
+
+#define CONV_TP 64                          // positions per tile
+#define CONV_TF 32                          // filters per block
+#define CONV_KC 32                          // embedding columns per chunk
+#define CONV_RP 4                           // positions per thread
+#define CONV_RF 4                           // filters per thread (one float4)
+#define CONV_TX (CONV_TF / CONV_RF)         // 8 threads across filters
+#define CONV_TY (CONV_TP / CONV_RP)         // 16 threads across positions
+#define CONV_THREADS (CONV_TX * CONV_TY)    // 128
+#define CONV_XS (CONV_KC + 1)               // padded x row: conflict-free column reads
+
+__device__ __forceinline__ float neg_infinity() { return __int_as_float(0xff800000); }
+
+// Stages x[b, p0 + r, e0 + c] for r < x_rows, c < CONV_KC into xs (zero outside the sentence).
+__device__ __forceinline__ void conv_stage_x(float* xs, const float* __restrict__ xb,
+                                             unsigned int p0, unsigned int e0,
+                                             unsigned int x_rows, unsigned int seq_len,
+                                             unsigned int embed_dim) {
+    for (unsigned int idx = threadIdx.x; idx < x_rows * CONV_KC; idx += CONV_THREADS) {
+        const unsigned int r = idx / CONV_KC;
+        const unsigned int c = idx - r * CONV_KC;
+        const unsigned int t = p0 + r;
+        const unsigned int e = e0 + c;
+        xs[r * CONV_XS + c] =
+            (t < seq_len && e < embed_dim) ? xb[(size_t)t * embed_dim + e] : 0.0f;
+    }
+}
+
+// Stages w[f0 + f, j0 + jj, e0 + kk] for jj < jn into ws[jj][kk][f], zero outside the filters.
+// Threads read 8 consecutive columns of 4 filters (coalesced 32-byte sectors); the float4 group
+// of filters is XOR-swizzled with kk so that these stores and the float4 reads are conflict-free.
+__device__ __forceinline__ void conv_stage_w(float* ws, const float* __restrict__ w,
+                                             unsigned int f0, unsigned int j0, unsigned int jn,
+                                             unsigned int e0, unsigned int width,
+                                             unsigned int embed_dim, unsigned int num_filters) {
+    const size_t filter_len = (size_t)width * embed_dim;
+    for (unsigned int idx = threadIdx.x; idx < jn * CONV_KC * CONV_TF; idx += CONV_THREADS) {
+        const unsigned int kk_lo = idx & 7u;
+        const unsigned int f_lo = (idx >> 3) & 3u;
+        const unsigned int rest = idx >> 5;
+        const unsigned int kk = (rest % (CONV_KC / 8)) * 8 + kk_lo;
+        const unsigned int rest2 = rest / (CONV_KC / 8);
+        const unsigned int f = (rest2 % (CONV_TF / 4)) * 4 + f_lo;
+        const unsigned int jj = rest2 / (CONV_TF / 4);
+        const unsigned int fg = f0 + f;
+        const unsigned int e = e0 + kk;
+        float v = 0.0f;
+        if (fg < num_filters && e < embed_dim) {
+            v = w[(size_t)fg * filter_len + (size_t)(j0 + jj) * embed_dim + e];
+        }
+        ws[(jj * CONV_KC + kk) * CONV_TF + ((((f >> 2) ^ (kk & 7u))) << 2) + (f & 3u)] = v;
+    }
+}
+
+// Dynamic shared memory: round_up4((CONV_TP + width - 1) * CONV_XS) + j_group * CONV_KC * CONV_TF
+// floats; launch with CONV_THREADS threads, any grid (grid-stride over sentence x filter tile).
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+conv_pool_fwd_f32(const float* __restrict__ x, const float* __restrict__ w,
+                  const float* __restrict__ bias, float* __restrict__ pooled,
+                  unsigned int* __restrict__ argmax, unsigned int batch, unsigned int seq_len,
+                  unsigned int embed_dim, unsigned int width, unsigned int num_filters,
+                  unsigned int pooled_cols, unsigned int pooled_offset, unsigned int j_group) {
+    extern __shared__ float smem[];
+    if (blockDim.x != CONV_THREADS || width == 0 || width > seq_len || j_group == 0) {
+        return;
+    }
+    const unsigned int positions = seq_len - width + 1;
+    const unsigned int x_rows = CONV_TP + width - 1;
+    const unsigned int xs_floats = (x_rows * CONV_XS + 3u) & ~3u;
+    float* xs = smem;
+    float* ws = smem + xs_floats;
+    const unsigned int tx = threadIdx.x % CONV_TX;
+    const unsigned int ty = threadIdx.x / CONV_TX;
+    const unsigned int filter_tiles = (num_filters + CONV_TF - 1) / CONV_TF;
+
+    for (unsigned int tile = blockIdx.x; tile < batch * filter_tiles; tile += gridDim.x) {
+        const unsigned int b = tile / filter_tiles;
+        const unsigned int f0 = (tile - b * filter_tiles) * CONV_TF;
+        const float* xb = x + (size_t)b * seq_len * embed_dim;
+        float best[CONV_RF];
+        unsigned int best_t[CONV_RF];
+#pragma unroll
+        for (int q = 0; q < CONV_RF; ++q) {
+            best[q] = neg_infinity();
+            best_t[q] = 0;
+        }
+        for (unsigned int p0 = 0; p0 < positions; p0 += CONV_TP) {
+            float acc[CONV_RP][CONV_RF];
+#pragma unroll
+            for (int i = 0; i < CONV_RP; ++i) {
+#pragma unroll
+                for (int q = 0; q < CONV_RF; ++q) {
+                    acc[i][q] = 0.0f;
+                }
+            }
+            for (unsigned int e0 = 0; e0 < embed_dim; e0 += CONV_KC) {
+                for (unsigned int j0 = 0; j0 < width; j0 += j_group) {
+                    const unsigned int jn = (width - j0 < j_group) ? width - j0 : j_group;
+                    __syncthreads();  // earlier reads of xs and ws are done
+                    if (j0 == 0) {
+                        conv_stage_x(xs, xb, p0, e0, x_rows, seq_len, embed_dim);
+                    }
+                    conv_stage_w(ws, w, f0, j0, jn, e0, width, embed_dim, num_filters);
+                    __syncthreads();
+                    for (unsigned int jj = 0; jj < jn; ++jj) {
+                        const float* xrow = xs + (ty * CONV_RP + j0 + jj) * CONV_XS;
+                        const float* wrow = ws + jj * CONV_KC * CONV_TF;
+#pragma unroll
+                        for (unsigned int kk = 0; kk < CONV_KC; ++kk) {
+                            const float4 wv = *reinterpret_cast<const float4*>(
+                                wrow + kk * CONV_TF + ((tx ^ (kk & 7u)) << 2));
+#pragma unroll
+                            for (int i = 0; i < CONV_RP; ++i) {
+                                const float xv = xrow[i * CONV_XS + kk];
+                                acc[i][0] = fmaf(xv, wv.x, acc[i][0]);
+                                acc[i][1] = fmaf(xv, wv.y, acc[i][1]);
+                                acc[i][2] = fmaf(xv, wv.z, acc[i][2]);
+                                acc[i][3] = fmaf(xv, wv.w, acc[i][3]);
+                            }
+                        }
+                    }
+                }
+            }
+            // Fold this position tile into the running max; positions rise, so a strict
+            // comparison keeps the first maximizing position.
+#pragma unroll
+            for (int q = 0; q < CONV_RF; ++q) {
+                const unsigned int fg = f0 + tx * CONV_RF + q;
+                const float bq = fg < num_filters ? bias[fg] : 0.0f;
+#pragma unroll
+                for (int i = 0; i < CONV_RP; ++i) {
+                    const unsigned int t = p0 + ty * CONV_RP + i;
+                    const float z = acc[i][q] + bq;
+                    if (t < positions && z > best[q]) {
+                        best[q] = z;
+                        best_t[q] = t;
+                    }
+                }
+            }
+        }
+        // Max across the CONV_TY position groups, ties to the earliest position.
+        __syncthreads();  // the last chunk's reads of xs are done before it is reused
+        float* red_v = smem;
+        unsigned int* red_t = reinterpret_cast<unsigned int*>(smem + CONV_TY * CONV_TF);
+#pragma unroll
+        for (int q = 0; q < CONV_RF; ++q) {
+            red_v[ty * CONV_TF + tx * CONV_RF + q] = best[q];
+            red_t[ty * CONV_TF + tx * CONV_RF + q] = best_t[q];
+        }
+        __syncthreads();
+        if (threadIdx.x < CONV_TF) {
+            const unsigned int f = threadIdx.x;
+            float bv = red_v[f];
+            unsigned int bt = red_t[f];
+            for (unsigned int y = 1; y < CONV_TY; ++y) {
+                const float v = red_v[y * CONV_TF + f];
+                const unsigned int t = red_t[y * CONV_TF + f];
+                if (v > bv || (v == bv && t < bt)) {
+                    bv = v;
+                    bt = t;
+                }
+            }
+            const unsigned int fg = f0 + f;
+            if (fg < num_filters) {
+                pooled[(size_t)b * pooled_cols + pooled_offset + fg] = fmaxf(bv, 0.0f);
+                argmax[(size_t)b * num_filters + fg] = bt;
+            }
+        }
+    }
+}
+
+// The ReLU-gated upstream gradient g[b, f] (zero where the pooled output was not positive).
+__device__ __forceinline__ float conv_gate(const float* __restrict__ grad_pooled,
+                                           const float* __restrict__ pooled, unsigned int b,
+                                           unsigned int f, unsigned int pooled_cols,
+                                           unsigned int pooled_offset) {
+    const size_t col = (size_t)b * pooled_cols + pooled_offset + f;
+    return pooled[col] > 0.0f ? grad_pooled[col] : 0.0f;
+}
+
+// grad_w[f, j, e] = sum_b g[b, f] * x[b, argmax[b, f] + j, e] and grad_b[f] = sum_b g[b, f]
+// (overwrite). One thread per weight, summing over the batch in order: deterministic.
+extern "C" __global__ void conv_pool_weights_bwd_f32(
+    const float* __restrict__ grad_pooled, const float* __restrict__ pooled,
+    const unsigned int* __restrict__ argmax, const float* __restrict__ x,
+    float* __restrict__ grad_w, float* __restrict__ grad_b, unsigned int batch,
+    unsigned int seq_len, unsigned int embed_dim, unsigned int width, unsigned int num_filters,
+    unsigned int pooled_cols, unsigned int pooled_offset) {
+    const size_t filter_len = (size_t)width * embed_dim;
+    const size_t total = (size_t)num_filters * filter_len;
+    const size_t stride = (size_t)blockDim.x * gridDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const unsigned int f = (unsigned int)(i / filter_len);
+        const size_t rem = i - (size_t)f * filter_len;
+        const unsigned int j = (unsigned int)(rem / embed_dim);
+        const unsigned int e = (unsigned int)(rem - (size_t)j * embed_dim);
+        float acc = 0.0f;
+        float acc_b = 0.0f;
+        for (unsigned int b = 0; b < batch; ++b) {
+            const float g = conv_gate(grad_pooled, pooled, b, f, pooled_cols, pooled_offset);
+            const unsigned int t = argmax[(size_t)b * num_filters + f];
+            if (g != 0.0f && t + width <= seq_len) {
+                acc = fmaf(g, x[((size_t)b * seq_len + t + j) * embed_dim + e], acc);
+            }
+            acc_b += g;
+        }
+        grad_w[i] = acc;
+        if (rem == 0) {
+            grad_b[f] = acc_b;
+        }
+    }
+}
+
+// grad_x[b, t, e] += sum_{f : argmax[b, f] <= t < argmax[b, f] + width} g[b, f] *
+// w[f, t - argmax[b, f], e] (accumulate, so the branches add up). One block per (b, t) row with
+// the sentence's gates and argmax staged in shared memory (2 * F words of dynamic shared
+// memory); the filter loop is uniform across the block and runs in order: deterministic.
+extern "C" __global__ void conv_pool_data_bwd_f32(
+    const float* __restrict__ grad_pooled, const float* __restrict__ pooled,
+    const unsigned int* __restrict__ argmax, const float* __restrict__ w,
+    float* __restrict__ grad_x, unsigned int batch, unsigned int seq_len,
+    unsigned int embed_dim, unsigned int width, unsigned int num_filters,
+    unsigned int pooled_cols, unsigned int pooled_offset) {
+    extern __shared__ float smem[];
+    float* gates = smem;
+    unsigned int* starts = reinterpret_cast<unsigned int*>(smem + num_filters);
+    const size_t filter_len = (size_t)width * embed_dim;
+    for (unsigned int row = blockIdx.x; row < batch * seq_len; row += gridDim.x) {
+        const unsigned int b = row / seq_len;
+        const unsigned int t = row - b * seq_len;
+        __syncthreads();  // the previous row's reads of gates and starts are done
+        for (unsigned int f = threadIdx.x; f < num_filters; f += blockDim.x) {
+            gates[f] = conv_gate(grad_pooled, pooled, b, f, pooled_cols, pooled_offset);
+            starts[f] = argmax[(size_t)b * num_filters + f];
+        }
+        __syncthreads();
+        for (unsigned int e = threadIdx.x; e < embed_dim; e += blockDim.x) {
+            float acc = 0.0f;
+            bool touched = false;
+            for (unsigned int f = 0; f < num_filters; ++f) {
+                const unsigned int a = starts[f];
+                const float g = gates[f];
+                if (g != 0.0f && t >= a && t - a < width) {
+                    acc = fmaf(g, w[(size_t)f * filter_len + (size_t)(t - a) * embed_dim + e],
+                               acc);
+                    touched = true;
+                }
+            }
+            if (touched) {
+                grad_x[(size_t)row * embed_dim + e] += acc;
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The CUDA backend: hand-written kernels compiled by NVRTC and launched through cudarc.
+//!
+//! One `.cu` file per op family sits next to its launcher (`conv.cu` and `conv.rs`, ...);
+//! [`module`] holds the registry and the compile cache, [`probe`] the checks that turn a missing
+//! driver, library or device into [`Error::CudaUnavailable`] instead of a panic.
+//!
+//! Each [`CudaBackend`] owns a handle on the device's primary context and a stream of its own,
+//! plus its buffers, so several trials can share one GPU (`agent --gpu 0 --slots K`): their
+//! streams run concurrently, which separate contexts would not (contexts time-slice).
+//! Every operation is enqueued on the backend's stream; only [`Backend::download`],
+//! [`Backend::download_idx`], the host-to-device writes and [`Backend::synchronize`] wait.
+//!
+//! ```no_run
+//! use kernels::{Backend, cuda::CudaBackend};
+//! let gpu = CudaBackend::new(0)?;
+//! let x = gpu.upload(&[1.0, 2.0, 3.0])?;
+//! let mut y = gpu.alloc(3)?;
+//! gpu.mul(&x, &x, 3, &mut y)?;
+//! assert_eq!(gpu.download(&y)?, vec![1.0, 4.0, 9.0]);
+//! # Ok::<(), kernels::Error>(())
+//! ```
+
+mod conv;
+mod elementwise;
+mod embedding;
+mod linear;
+mod loss;
+pub mod module;
+mod optim;
+mod probe;
+
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::sys::CUdevice_attribute;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig,
+    ValidAsZeroBits,
+};
+
+pub use module::compile_all_for_arch;
+pub use probe::probe;
+
+use crate::{Backend, ConvShape, DeviceInfo, Error, LinearShape, Result, RmsProp, RmsState};
+use module::{Kernel, KernelCache};
+
+/// Partial sums of the two-pass sum-of-squares reduction (fixed, so results are deterministic).
+const REDUCE_PARTIALS: usize = 1024;
+
+/// The CUDA implementation of [`Backend`] on one device, with its own stream.
+#[derive(Debug)]
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    kernels: KernelCache,
+    info: DeviceInfo,
+    multiprocessors: u32,
+    /// Scratch of the sum-of-squares reduction; the lock keeps its two launches together.
+    reduce_scratch: Mutex<CudaSlice<f32>>,
+}
+
+fn driver_error(op: &'static str) -> impl FnOnce(DriverError) -> Error {
+    move |err| Error::Cuda {
+        op,
+        message: err.to_string(),
+    }
+}
+
+/// Converts a size to the `unsigned int` the kernels take.
+fn to_u32(op: &'static str, what: &str, value: usize) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::InvalidShape {
+        op,
+        reason: format!("{what} = {value} exceeds the 32-bit range of the CUDA kernels"),
+    })
+}
+
+impl CudaBackend {
+    /// Opens GPU `ordinal`: probes it, takes a handle on its primary context, creates a stream
+    /// for this backend and compiles (once per process) and loads every kernel module.
+    ///
+    /// # Errors
+    /// [`Error::CudaUnavailable`] (see [`crate::probe_cuda`]), [`Error::Compile`] with the NVRTC
+    /// log, or [`Error::Cuda`].
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let info = probe::probe(ordinal)?;
+        let ctx = CudaContext::new(ordinal).map_err(driver_error("create context"))?;
+        // SAFETY: every buffer of this backend is allocated on, and only ever used on, its own
+        // stream (launchers check a buffer's stream before launching), so cudarc's cross-stream
+        // events are not needed; work on one stream runs in order.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(driver_error("create stream"))?;
+        let multiprocessors = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(driver_error("query multiprocessors"))?;
+        let (major, minor) = info.compute_capability;
+        let kernels = KernelCache::new(ctx.clone(), format!("sm_{major}{minor}"));
+        kernels.load_all()?;
+        let scratch = stream
+            .alloc_zeros::<f32>(REDUCE_PARTIALS)
+            .map_err(driver_error("alloc"))?;
+        Ok(Self {
+            ctx,
+            stream,
+            kernels,
+            info,
+            multiprocessors: u32::try_from(multiprocessors).unwrap_or(1).max(1),
+            reduce_scratch: Mutex::new(scratch),
+        })
+    }
+
+    /// The device this backend runs on.
+    pub fn device_info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// The backend's stream (for timing with events, or CUDA graphs).
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    fn function(&self, kernel: Kernel) -> Result<&CudaFunction> {
+        self.kernels.function(kernel)
+    }
+
+    /// A 1-D grid of `threads`-wide blocks covering `n` items, capped at 32 blocks a
+    /// multiprocessor (the kernels stride over the rest).
+    fn grid(&self, n: usize, threads: u32) -> LaunchConfig {
+        let cap = (self.multiprocessors as usize) * 32;
+        let blocks = n.div_ceil(threads as usize).clamp(1, cap);
+        LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    /// Checks that `buf` has at least `needed` elements and belongs to this backend's stream.
+    fn check<T>(
+        &self,
+        op: &'static str,
+        buffer: &'static str,
+        buf: &CudaSlice<T>,
+        needed: usize,
+    ) -> Result<()> {
+        if !Arc::ptr_eq(buf.stream(), &self.stream) {
+            return Err(Error::InvalidShape {
+                op,
+                reason: format!("buffer '{buffer}' belongs to another backend"),
+            });
+        }
+        if buf.len() < needed {
+            return Err(Error::BufferTooShort {
+                op,
+                buffer,
+                needed,
+                actual: buf.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
+        self.stream
+            .alloc_zeros::<T>(len)
+            .map_err(driver_error("alloc"))
+    }
+
+    fn write_into<T: DeviceRepr>(
+        &self,
+        op: &'static str,
+        dst: &mut CudaSlice<T>,
+        host: &[T],
+    ) -> Result<()> {
+        self.check(op, "dst", dst, host.len())?;
+        if host.is_empty() {
+            return Ok(());
+        }
+        let mut view = dst.slice_mut(0..host.len());
+        self.stream
+            .memcpy_htod(host, &mut view)
+            .map_err(driver_error(op))
+    }
+
+    fn read_back<T: DeviceRepr>(&self, op: &'static str, src: &CudaSlice<T>) -> Result<Vec<T>> {
+        self.check(op, "src", src, 0)?;
+        if src.is_empty() {
+            return Ok(Vec::new());
+        }
+        let host = self.stream.clone_dtoh(src).map_err(driver_error(op))?;
+        self.stream.synchronize().map_err(driver_error(op))?;
+        Ok(host)
+    }
+}
+
+impl Backend for CudaBackend {
+    type Buf = CudaSlice<f32>;
+    type IdxBuf = CudaSlice<u32>;
+
+    fn name(&self) -> String {
+        format!("cuda:{} {}", self.info.ordinal, self.info.name)
+    }
+
+    fn alloc(&self, len: usize) -> Result<Self::Buf> {
+        self.alloc_zeros(len)
+    }
+
+    fn alloc_idx(&self, len: usize) -> Result<Self::IdxBuf> {
+        self.alloc_zeros(len)
+    }
+
+    fn upload(&self, host: &[f32]) -> Result<Self::Buf> {
+        let mut buf = self.alloc_zeros(host.len())?;
+        self.write_into("upload", &mut buf, host)?;
+        Ok(buf)
+    }
+
+    fn upload_idx(&self, host: &[u32]) -> Result<Self::IdxBuf> {
+        let mut buf = self.alloc_zeros(host.len())?;
+        self.write_into("upload_idx", &mut buf, host)?;
+        Ok(buf)
+    }
+
+    fn write(&self, dst: &mut Self::Buf, host: &[f32]) -> Result<()> {
+        self.write_into("write", dst, host)
+    }
+
+    fn write_idx(&self, dst: &mut Self::IdxBuf, host: &[u32]) -> Result<()> {
+        self.write_into("write_idx", dst, host)
+    }
+
+    fn download(&self, src: &Self::Buf) -> Result<Vec<f32>> {
+        self.read_back("download", src)
+    }
+
+    fn download_idx(&self, src: &Self::IdxBuf) -> Result<Vec<u32>> {
+        self.read_back("download_idx", src)
+    }
+
+    fn fill(&self, buf: &mut Self::Buf, len: usize, value: f32) -> Result<()> {
+        elementwise::fill(self, buf, len, value)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(driver_error("synchronize"))
+    }
+
+    fn memory_used_bytes(&self) -> Option<u64> {
+        // Device-wide (every process), which is what a per-GPU gauge wants.
+        let (free, total) = self.ctx.mem_get_info().ok()?;
+        Some(total.saturating_sub(free) as u64)
+    }
+
+    fn embedding_gather(
+        &self,
+        table: &Self::Buf,
+        vocab: usize,
+        embed_dim: usize,
+        ids: &Self::IdxBuf,
+        n_tokens: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()> {
+        embedding::gather(self, table, vocab, embed_dim, ids, n_tokens, out)
+    }
+
+    fn embedding_grad_rows(
+        &self,
+        grad_out: &Self::Buf,
+        slots: &Self::IdxBuf,
+        n_tokens: usize,
+        embed_dim: usize,
+        n_rows: usize,
+        grad_rows: &mut Self::Buf,
+    ) -> Result<()> {
+        embedding::grad_rows(
+            self, grad_out, slots, n_tokens, embed_dim, n_rows, grad_rows,
+        )
+    }
+
+    fn conv_pool_fwd(
+        &self,
+        shape: &ConvShape,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        bias: &Self::Buf,
+        pooled: &mut Self::Buf,
+        argmax: &mut Self::IdxBuf,
+    ) -> Result<()> {
+        conv::forward(self, shape, x, w, bias, pooled, argmax)
+    }
+
+    fn conv_pool_bwd(
+        &self,
+        shape: &ConvShape,
+        grad_pooled: &Self::Buf,
+        pooled: &Self::Buf,
+        argmax: &Self::IdxBuf,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        grad_w: &mut Self::Buf,
+        grad_b: &mut Self::Buf,
+        grad_x: &mut Self::Buf,
+    ) -> Result<()> {
+        let inputs = conv::BackwardInputs {
+            grad_pooled,
+            pooled,
+            argmax,
+            x,
+            w,
+        };
+        conv::backward(self, shape, &inputs, grad_w, grad_b, grad_x)
+    }
+
+    fn dropout_fwd(
+        &self,
+        x: &Self::Buf,
+        len: usize,
+        drop_prob: f32,
+        seed: u64,
+        out: &mut Self::Buf,
+        mask: &mut Self::Buf,
+    ) -> Result<()> {
+        elementwise::dropout(self, x, len, drop_prob, seed, out, mask)
+    }
+
+    fn mul(&self, a: &Self::Buf, b: &Self::Buf, len: usize, out: &mut Self::Buf) -> Result<()> {
+        elementwise::mul(self, a, b, len, out)
+    }
+
+    fn linear_fwd(
+        &self,
+        shape: &LinearShape,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        b: &Self::Buf,
+        out: &mut Self::Buf,
+    ) -> Result<()> {
+        linear::forward(self, shape, x, w, b, out)
+    }
+
+    fn linear_bwd(
+        &self,
+        shape: &LinearShape,
+        grad_out: &Self::Buf,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        grad_x: &mut Self::Buf,
+        grad_w: &mut Self::Buf,
+        grad_b: &mut Self::Buf,
+    ) -> Result<()> {
+        linear::backward(self, shape, grad_out, x, w, grad_x, grad_w, grad_b)
+    }
+
+    fn softmax_xent(
+        &self,
+        logits: &Self::Buf,
+        labels: &Self::IdxBuf,
+        batch: usize,
+        classes: usize,
+        grad_logits: Option<&mut Self::Buf>,
+        stats: &mut Self::Buf,
+    ) -> Result<()> {
+        loss::softmax_xent(self, logits, labels, batch, classes, grad_logits, stats)
+    }
+
+    fn sum_squares(&self, x: &Self::Buf, len: usize, acc: &mut Self::Buf) -> Result<()> {
+        optim::sum_squares(self, x, len, acc)
+    }
+
+    fn rmsprop(
+        &self,
+        params: &RmsProp,
+        w: &mut Self::Buf,
+        grad: &Self::Buf,
+        state: RmsState<'_, Self>,
+        len: usize,
+        grad_norm_sq: &Self::Buf,
+    ) -> Result<()> {
+        optim::rmsprop(self, params, w, grad, state, len, grad_norm_sq)
+    }
+
+    fn rmsprop_rows(
+        &self,
+        params: &RmsProp,
+        table: &mut Self::Buf,
+        grad_rows: &Self::Buf,
+        rows: &Self::IdxBuf,
+        n_rows: usize,
+        embed_dim: usize,
+        state: RmsState<'_, Self>,
+        last_step: &mut Self::IdxBuf,
+        step: u32,
+        grad_norm_sq: &Self::Buf,
+    ) -> Result<()> {
+        let sparse = optim::RowsUpdate {
+            grad_rows,
+            rows,
+            n_rows,
+            embed_dim,
+            step,
+        };
+        optim::rmsprop_rows(self, params, table, &sparse, state, last_step, grad_norm_sq)
+    }
+}
