@@ -33,6 +33,7 @@ pub mod session;
 pub mod slot;
 #[cfg(test)]
 mod testing;
+pub mod textcnn;
 pub mod train_cmd;
 pub mod trainer;
 pub mod worker;
@@ -84,9 +85,20 @@ pub fn trainer_factory(device: Device) -> TrainerFactory {
 
 fn textcnn_trainer(device: Device) -> Result<Option<Box<dyn Trainer>>, String> {
     match device {
-        Device::Cpu => Ok(None),
-        Device::Cuda(ordinal) => Err(format!("cuda:{ordinal}: the textcnn trainer is not available yet")),
+        Device::Cpu => Ok(Some(Box::new(textcnn::TextCnnTrainer::new(kernels::cpu::CpuBackend::new())))),
+        Device::Cuda(ordinal) => cuda_trainer(ordinal),
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_trainer(ordinal: u32) -> Result<Option<Box<dyn Trainer>>, String> {
+    let backend = kernels::cuda::CudaBackend::new(ordinal as usize).map_err(|error| error.to_string())?;
+    Ok(Some(Box::new(textcnn::TextCnnTrainer::new(backend))))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_trainer(ordinal: u32) -> Result<Option<Box<dyn Trainer>>, String> {
+    Err(kernels::probe_cuda(ordinal as usize).err().map_or_else(|| "cuda unavailable".to_string(), |e| e.to_string()))
 }
 
 /// Runs the agent against any coordinator client, with the given trainers (one per slot).

@@ -67,7 +67,9 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<()> {
         .with_override_str(&opts.params)
         .context("invalid --params")?;
     if let Some(epochs) = opts.epochs {
-        hp = hp.with_overrides([("epochs", epochs as f64)]).context("invalid --epochs")?;
+        hp = hp
+            .with_overrides([("epochs", epochs as f64)])
+            .context("invalid --epochs")?;
     }
     let data = match &opts.data {
         Some(path) => cnn::data::load_labelled_file(path, opts.seed)
@@ -76,14 +78,20 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<()> {
     }
     .truncated(opts.max_train, opts.max_dev);
     if let Some(ordinal) = opts.gpu {
-        let device = kernels::probe_cuda(ordinal).with_context(|| format!("cannot train on GPU {ordinal}"))?;
-        anyhow::bail!("GPU {ordinal} ({}) found, but the CUDA training path is not wired into `agent train` yet", device.name);
+        let device = kernels::probe_cuda(ordinal)
+            .with_context(|| format!("cannot train on GPU {ordinal}"))?;
+        anyhow::bail!(
+            "GPU {ordinal} ({}) found, but the CUDA training path is not wired into `agent train` yet",
+            device.name
+        );
     }
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(threads) = opts.threads {
         pool = pool.num_threads(threads);
     }
-    let pool = pool.build().context("failed to build the cpu thread pool")?;
+    let pool = pool
+        .build()
+        .context("failed to build the cpu thread pool")?;
     pool.install(|| train_on(&kernels::cpu::CpuBackend::new(), &data, &hp, opts))
 }
 
@@ -120,7 +128,10 @@ pub fn train_on<B: Backend>(
         peak_rss_bytes: peak_rss_bytes(),
     };
     if opts.json {
-        println!("{}", serde_json::to_string(&line).context("failed to encode the summary")?);
+        println!(
+            "{}",
+            serde_json::to_string(&line).context("failed to encode the summary")?
+        );
     } else {
         println!(
             "final dev accuracy {:.4} (best {:.4} at epoch {}), {} epochs in {:.1} s on {}",
@@ -137,11 +148,18 @@ pub fn train_on<B: Backend>(
 
 fn print_epoch(report: &EpochReport, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(report).context("failed to encode an epoch")?);
+        println!(
+            "{}",
+            serde_json::to_string(report).context("failed to encode an epoch")?
+        );
     } else {
         println!(
             "epoch {:>3}: train loss {:.4} accuracy {:.4} | dev accuracy {:.4} | {:.2} s",
-            report.epoch, report.train_loss, report.train_accuracy, report.dev_accuracy, report.epoch_seconds
+            report.epoch,
+            report.train_loss,
+            report.train_accuracy,
+            report.dev_accuracy,
+            report.epoch_seconds
         );
     }
     Ok(())
@@ -182,8 +200,15 @@ mod tests {
     #[test]
     fn unknown_parameters_and_missing_gpus_are_clear_errors() {
         let err = run(&opts("embed_dims=8")).unwrap_err();
-        assert!(format!("{err:#}").contains("invalid hyperparameter 'embed_dims'"), "{err:#}");
-        let gpu = TrainOptions { gpu: Some(0), cpu: false, ..opts("embed_dim=8") };
+        assert!(
+            format!("{err:#}").contains("invalid hyperparameter 'embed_dims'"),
+            "{err:#}"
+        );
+        let gpu = TrainOptions {
+            gpu: Some(0),
+            cpu: false,
+            ..opts("embed_dim=8")
+        };
         let err = run(&gpu).unwrap_err();
         assert!(format!("{err:#}").contains("GPU 0"), "{err:#}");
     }

@@ -111,12 +111,16 @@ impl std::fmt::Debug for Config {
             .field("lease_check_interval", &self.lease_check_interval)
             .field("max_attempts", &self.max_attempts)
             .field("default_initial_trials", &self.default_initial_trials)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
 
-fn builder_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, config::ConfigError> {
+fn builder_defaults()
+-> Result<config::ConfigBuilder<config::builder::DefaultState>, config::ConfigError> {
     config::Config::builder()
         .set_default("version", i64::from(CONFIG_VERSION))?
         .set_default("listen_addr", "127.0.0.1:50051")?
@@ -135,23 +139,35 @@ fn known_env(env: &HashMap<String, String>) -> config::Map<String, String> {
     env.iter()
         .filter_map(|(key, value)| {
             let field = key.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
-            FIELDS.contains(&field.as_str()).then(|| (format!("{ENV_PREFIX}{}", field.to_ascii_uppercase()), value.clone()))
+            FIELDS.contains(&field.as_str()).then(|| {
+                (
+                    format!("{ENV_PREFIX}{}", field.to_ascii_uppercase()),
+                    value.clone(),
+                )
+            })
         })
         .collect()
 }
 
 /// Reads and checks the config file on its own, so its errors name the file.
 fn check_file(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::ConfigFile { path: path.to_owned(), message: format!("cannot read: {e}") })?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::ConfigFile {
+        path: path.to_owned(),
+        message: format!("cannot read: {e}"),
+    })?;
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| Error::ConfigFile { path: path.to_owned(), message: e.to_string().trim().to_owned() })?;
+        .map_err(|e: toml::de::Error| Error::ConfigFile {
+            path: path.to_owned(),
+            message: e.to_string().trim().to_owned(),
+        })?;
     match table.get("version") {
         Some(toml::Value::Integer(v)) if *v == i64::from(CONFIG_VERSION) => Ok(text),
         Some(other) => Err(Error::ConfigFile {
             path: path.to_owned(),
-            message: format!("unsupported version {other} (this coordinator reads version {CONFIG_VERSION})"),
+            message: format!(
+                "unsupported version {other} (this coordinator reads version {CONFIG_VERSION})"
+            ),
         }),
         None => Err(Error::ConfigFile {
             path: path.to_owned(),
@@ -166,9 +182,16 @@ impl Config {
     /// # Errors
     /// `ConfigFile` naming the file when it cannot be read or parsed; `Config` when a value is
     /// invalid.
-    pub fn load(file: Option<&Path>, env: &HashMap<String, String>, overrides: &Overrides) -> Result<Self> {
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Self> {
         let layer = |e: config::ConfigError| match file {
-            Some(path) => Error::ConfigFile { path: path.to_owned(), message: e.to_string() },
+            Some(path) => Error::ConfigFile {
+                path: path.to_owned(),
+                message: e.to_string(),
+            },
             None => Error::Config(e.to_string()),
         };
         let mut builder = builder_defaults().map_err(layer)?;
@@ -177,18 +200,33 @@ impl Config {
             builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
         builder = builder.add_source(
-            Environment::with_prefix("COORDINATOR").prefix_separator("_").try_parsing(true).source(Some(known_env(env))),
+            Environment::with_prefix("COORDINATOR")
+                .prefix_separator("_")
+                .try_parsing(true)
+                .source(Some(known_env(env))),
         );
         let flags = [
             ("listen_addr", overrides.listen_addr.clone()),
             ("metrics_listen_addr", overrides.metrics_listen_addr.clone()),
-            ("data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string())),
-            ("auth_token_file", overrides.auth_token_file.as_ref().map(|p| p.display().to_string())),
+            (
+                "data_dir",
+                overrides.data_dir.as_ref().map(|p| p.display().to_string()),
+            ),
+            (
+                "auth_token_file",
+                overrides
+                    .auth_token_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            ),
         ];
         for (key, value) in flags {
             builder = builder.set_override_option(key, value).map_err(layer)?;
         }
-        let raw: RawConfig = builder.build().and_then(config::Config::try_deserialize).map_err(layer)?;
+        let raw: RawConfig = builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(layer)?;
         raw.validate()
     }
 
@@ -206,7 +244,11 @@ impl Config {
 }
 
 fn addr(field: &str, raw: &str) -> Result<SocketAddr> {
-    raw.parse().map_err(|e| Error::Config(format!("{field} '{raw}' is not a socket address (host:port): {e}")))
+    raw.parse().map_err(|e| {
+        Error::Config(format!(
+            "{field} '{raw}' is not a socket address (host:port): {e}"
+        ))
+    })
 }
 
 fn positive_secs(field: &str, secs: u64) -> Result<Duration> {
@@ -227,10 +269,14 @@ impl RawConfig {
     /// `Config` naming the field.
     pub fn validate(self) -> Result<Config> {
         if self.version != CONFIG_VERSION {
-            return Err(Error::Config(format!("version must be {CONFIG_VERSION}, got {}", self.version)));
+            return Err(Error::Config(format!(
+                "version must be {CONFIG_VERSION}, got {}",
+                self.version
+            )));
         }
         let lease_timeout = positive_secs("lease_timeout_secs", self.lease_timeout_secs)?;
-        let heartbeat_interval = positive_secs("heartbeat_interval_secs", self.heartbeat_interval_secs)?;
+        let heartbeat_interval =
+            positive_secs("heartbeat_interval_secs", self.heartbeat_interval_secs)?;
         if heartbeat_interval >= lease_timeout {
             return Err(Error::Config(format!(
                 "heartbeat_interval_secs ({}) must be less than lease_timeout_secs ({})",
@@ -246,9 +292,15 @@ impl RawConfig {
             data_dir: PathBuf::from(self.data_dir),
             lease_timeout,
             heartbeat_interval,
-            lease_check_interval: positive_secs("lease_check_interval_secs", self.lease_check_interval_secs)?,
+            lease_check_interval: positive_secs(
+                "lease_check_interval_secs",
+                self.lease_check_interval_secs,
+            )?,
             max_attempts: non_zero("max_attempts", self.max_attempts)?,
-            default_initial_trials: non_zero("default_initial_trials", self.default_initial_trials)?,
+            default_initial_trials: non_zero(
+                "default_initial_trials",
+                self.default_initial_trials,
+            )?,
             auth_token: resolve_token(self.auth_token, self.auth_token_file)?,
         })
     }
@@ -258,10 +310,13 @@ fn resolve_token(token: Option<String>, file: Option<String>) -> Result<Option<S
     let token = token.filter(|t| !t.is_empty());
     let file = file.filter(|f| !f.is_empty());
     match (token, file) {
-        (Some(_), Some(_)) => Err(Error::Config("set auth_token or auth_token_file, not both".into())),
+        (Some(_), Some(_)) => Err(Error::Config(
+            "set auth_token or auth_token_file, not both".into(),
+        )),
         (Some(token), None) => Ok(Some(token)),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("read auth_token_file '{path}'"), e))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("read auth_token_file '{path}'"), e))?;
             let token = text.trim().to_owned();
             if token.is_empty() {
                 return Err(Error::Config(format!("auth_token_file '{path}' is empty")));
@@ -297,20 +352,33 @@ mod tests {
     #[test]
     fn example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coordinator.toml");
-        let config = Config::load(Some(&path), &no_env(), &Overrides::default()).expect("example parses");
+        let config =
+            Config::load(Some(&path), &no_env(), &Overrides::default()).expect("example parses");
         assert_eq!(config.lease_timeout, Duration::from_secs(60));
     }
 
     #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = write(&dir, "version = 1\nlisten_addr = \"127.0.0.1:1\"\nmax_attempts = 5\nlease_timeout_secs = 40\n");
+        let path = write(
+            &dir,
+            "version = 1\nlisten_addr = \"127.0.0.1:1\"\nmax_attempts = 5\nlease_timeout_secs = 40\n",
+        );
         let env = HashMap::from([
-            ("COORDINATOR_LISTEN_ADDR".to_string(), "127.0.0.1:2".to_string()),
+            (
+                "COORDINATOR_LISTEN_ADDR".to_string(),
+                "127.0.0.1:2".to_string(),
+            ),
             ("COORDINATOR_MAX_ATTEMPTS".to_string(), "7".to_string()),
-            ("COORDINATOR_PORT".to_string(), "tcp://10.0.0.1:50051".to_string()),
+            (
+                "COORDINATOR_PORT".to_string(),
+                "tcp://10.0.0.1:50051".to_string(),
+            ),
         ]);
-        let overrides = Overrides { listen_addr: Some("127.0.0.1:3".into()), ..Overrides::default() };
+        let overrides = Overrides {
+            listen_addr: Some("127.0.0.1:3".into()),
+            ..Overrides::default()
+        };
         let config = Config::load(Some(&path), &env, &overrides).expect("loads");
         assert_eq!(config.listen_addr.port(), 3);
         assert_eq!(config.max_attempts.get(), 7);
@@ -321,7 +389,9 @@ mod tests {
     fn corrupt_file_names_the_file() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = write(&dir, "version = 1\nlisten_addr = [unclosed\n");
-        let message = Config::load(Some(&path), &no_env(), &Overrides::default()).expect_err("refused").to_string();
+        let message = Config::load(Some(&path), &no_env(), &Overrides::default())
+            .expect_err("refused")
+            .to_string();
         assert!(message.contains("coordinator.toml"), "{message}");
     }
 
@@ -329,20 +399,34 @@ mod tests {
     fn unknown_field_and_missing_version_are_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = write(&dir, "version = 1\nlisten_adr = \"127.0.0.1:1\"\n");
-        let message = Config::load(Some(&path), &no_env(), &Overrides::default()).expect_err("refused").to_string();
+        let message = Config::load(Some(&path), &no_env(), &Overrides::default())
+            .expect_err("refused")
+            .to_string();
         assert!(message.contains("listen_adr"), "{message}");
         let path = write(&dir, "listen_addr = \"127.0.0.1:1\"\n");
-        let message = Config::load(Some(&path), &no_env(), &Overrides::default()).expect_err("refused").to_string();
+        let message = Config::load(Some(&path), &no_env(), &Overrides::default())
+            .expect_err("refused")
+            .to_string();
         assert!(message.contains("version"), "{message}");
     }
 
     #[test]
     fn bad_values_name_the_field() {
-        let env = HashMap::from([("COORDINATOR_LEASE_TIMEOUT_SECS".to_string(), "0".to_string())]);
-        let message = Config::load(None, &env, &Overrides::default()).expect_err("refused").to_string();
+        let env = HashMap::from([(
+            "COORDINATOR_LEASE_TIMEOUT_SECS".to_string(),
+            "0".to_string(),
+        )]);
+        let message = Config::load(None, &env, &Overrides::default())
+            .expect_err("refused")
+            .to_string();
         assert!(message.contains("lease_timeout_secs"), "{message}");
-        let overrides = Overrides { listen_addr: Some("nowhere".into()), ..Overrides::default() };
-        let message = Config::load(None, &no_env(), &overrides).expect_err("refused").to_string();
+        let overrides = Overrides {
+            listen_addr: Some("nowhere".into()),
+            ..Overrides::default()
+        };
+        let message = Config::load(None, &no_env(), &overrides)
+            .expect_err("refused")
+            .to_string();
         assert!(message.contains("listen_addr"), "{message}");
     }
 
@@ -351,7 +435,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let token_path = dir.path().join("token");
         std::fs::write(&token_path, "s3cret\n").expect("writes token");
-        let overrides = Overrides { auth_token_file: Some(token_path), ..Overrides::default() };
+        let overrides = Overrides {
+            auth_token_file: Some(token_path),
+            ..Overrides::default()
+        };
         let config = Config::load(None, &no_env(), &overrides).expect("loads");
         assert_eq!(config.auth_token.as_deref(), Some("s3cret"));
         assert!(!format!("{config:?}").contains("s3cret"));

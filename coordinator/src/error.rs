@@ -62,18 +62,30 @@ pub enum Error {
 
 impl Error {
     /// Wraps a store-level error with the operation that failed.
-    pub fn store(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Error::Store { what: what.into(), source: Box::new(source) }
+    pub fn store(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Store {
+            what: what.into(),
+            source: Box::new(source),
+        }
     }
 
     /// Wraps an I/O error with the operation that failed.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { what: what.into(), source }
+        Error::Io {
+            what: what.into(),
+            source,
+        }
     }
 
     /// A `NotFound` for an id of the given kind.
     pub fn not_found(what: &'static str, id: impl std::fmt::Display) -> Self {
-        Error::NotFound { what, id: id.to_string() }
+        Error::NotFound {
+            what,
+            id: id.to_string(),
+        }
     }
 }
 

@@ -202,7 +202,7 @@ impl LocalCluster {
         {
             bail!("the coordinator exited ({status}) during the study");
         }
-        let alive = self.agents.iter_mut().filter(|agent| matches!(agent.child.try_wait(), Ok(None))).count();
+        let alive = self.agents.iter_mut().filter_map(|agent| matches!(agent.child.try_wait(), Ok(None)).then_some(())).count();
         if alive == 0 {
             bail!("every agent exited during the study");
         }

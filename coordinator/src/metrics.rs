@@ -11,8 +11,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use prometheus::{
-    Counter, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Counter, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 
 const NAMESPACE: &str = "tunefleet";
@@ -46,13 +46,22 @@ pub struct Metrics {
 }
 
 fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help).namespace(NAMESPACE).subsystem(SUBSYSTEM)
+    Opts::new(name, help)
+        .namespace(NAMESPACE)
+        .subsystem(SUBSYSTEM)
 }
 
 fn histogram(name: &str, help: &str) -> Histogram {
-    let buckets = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-    Histogram::with_opts(HistogramOpts::new(name, help).namespace(NAMESPACE).subsystem(SUBSYSTEM).buckets(buckets))
-        .expect("histogram options are valid")
+    let buckets = vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    Histogram::with_opts(
+        HistogramOpts::new(name, help)
+            .namespace(NAMESPACE)
+            .subsystem(SUBSYSTEM)
+            .buckets(buckets),
+    )
+    .expect("histogram options are valid")
 }
 
 impl Metrics {
@@ -61,7 +70,10 @@ impl Metrics {
         let metrics = Self {
             registry: Registry::new(),
             grpc_requests_total: IntCounterVec::new(
-                opts("grpc_requests_total", "gRPC requests handled, by method and status code"),
+                opts(
+                    "grpc_requests_total",
+                    "gRPC requests handled, by method and status code",
+                ),
                 &["method", "code"],
             )
             .expect("valid metric"),
@@ -70,8 +82,11 @@ impl Metrics {
                 &["status"],
             )
             .expect("valid metric"),
-            leases_active: IntGauge::with_opts(opts("leases_active", "Trials currently leased to an agent"))
-                .expect("valid metric"),
+            leases_active: IntGauge::with_opts(opts(
+                "leases_active",
+                "Trials currently leased to an agent",
+            ))
+            .expect("valid metric"),
             leases_expired_total: IntCounter::with_opts(opts(
                 "leases_expired_total",
                 "Leases that expired without being renewed",
@@ -86,24 +101,39 @@ impl Metrics {
                 "suggest_duration_seconds",
                 "Time to suggest a batch of trials, GP fit included",
             ),
-            gp_fit_duration_seconds: histogram("gp_fit_duration_seconds", "Time to fit the GP surrogate"),
+            gp_fit_duration_seconds: histogram(
+                "gp_fit_duration_seconds",
+                "Time to fit the GP surrogate",
+            ),
             best_objective: GaugeVec::new(
-                opts("best_objective", "Best objective value so far, per experiment"),
+                opts(
+                    "best_objective",
+                    "Best objective value so far, per experiment",
+                ),
                 &["experiment"],
             )
             .expect("valid metric"),
             experiment_trials_completed_total: IntCounterVec::new(
-                opts("experiment_trials_completed_total", "Trials that reached a terminal state, per experiment"),
+                opts(
+                    "experiment_trials_completed_total",
+                    "Trials that reached a terminal state, per experiment",
+                ),
                 &["experiment"],
             )
             .expect("valid metric"),
             experiment_epochs_total: IntCounterVec::new(
-                opts("experiment_epochs_total", "Epoch reports received, per experiment"),
+                opts(
+                    "experiment_epochs_total",
+                    "Epoch reports received, per experiment",
+                ),
                 &["experiment"],
             )
             .expect("valid metric"),
             experiment_cost_dollars_total: CounterVec::new(
-                opts("experiment_cost_dollars_total", "Dollars reported by agents, per experiment"),
+                opts(
+                    "experiment_cost_dollars_total",
+                    "Dollars reported by agents, per experiment",
+                ),
                 &["experiment"],
             )
             .expect("valid metric"),
@@ -127,7 +157,9 @@ impl Metrics {
             Box::new(self.experiment_cost_dollars_total.clone()),
         ];
         for collector in collectors {
-            self.registry.register(collector).expect("metric names are unique");
+            self.registry
+                .register(collector)
+                .expect("metric names are unique");
         }
     }
 
@@ -138,13 +170,16 @@ impl Metrics {
 
     /// The cost counter of one experiment.
     pub fn experiment_cost(&self, experiment: &str) -> Counter {
-        self.experiment_cost_dollars_total.with_label_values(&[experiment])
+        self.experiment_cost_dollars_total
+            .with_label_values(&[experiment])
     }
 
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer).expect("text encoding into a vec cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding into a vec cannot fail");
         String::from_utf8(buffer).expect("the text format is utf-8")
     }
 }
@@ -171,12 +206,20 @@ pub async fn serve(
             get(move || {
                 let metrics = Arc::clone(&metrics);
                 async move {
-                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.render())
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.render(),
+                    )
                 }
             }),
         )
         .route("/healthz", get(|| async { "ok" }));
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -186,11 +229,23 @@ mod tests {
     #[test]
     fn every_metric_has_the_prefix_and_help() {
         let metrics = Metrics::new();
-        metrics.grpc_requests_total.with_label_values(&["LeaseTrial", "Ok"]).inc();
+        metrics
+            .grpc_requests_total
+            .with_label_values(&["LeaseTrial", "Ok"])
+            .inc();
         metrics.trials_total.with_label_values(&["succeeded"]).inc();
-        metrics.best_objective.with_label_values(&["exp-1"]).set(0.5);
-        metrics.experiment_trials_completed_total.with_label_values(&["exp-1"]).inc();
-        metrics.experiment_epochs_total.with_label_values(&["exp-1"]).inc();
+        metrics
+            .best_objective
+            .with_label_values(&["exp-1"])
+            .set(0.5);
+        metrics
+            .experiment_trials_completed_total
+            .with_label_values(&["exp-1"])
+            .inc();
+        metrics
+            .experiment_epochs_total
+            .with_label_values(&["exp-1"])
+            .inc();
         metrics.experiment_cost("exp-1").inc_by(0.25);
         metrics.suggest_duration_seconds.observe(0.01);
         let text = metrics.render();
@@ -208,9 +263,14 @@ mod tests {
             "experiment_cost_dollars_total",
         ] {
             let full = format!("tunefleet_coordinator_{name}");
-            assert!(text.contains(&format!("# HELP {full} ")), "missing help for {full}");
+            assert!(
+                text.contains(&format!("# HELP {full} ")),
+                "missing help for {full}"
+            );
         }
-        assert!(text.contains(r#"tunefleet_coordinator_experiment_cost_dollars_total{experiment="exp-1"} 0.25"#));
+        assert!(text.contains(
+            r#"tunefleet_coordinator_experiment_cost_dollars_total{experiment="exp-1"} 0.25"#
+        ));
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::{Error, Result};
 /// # Errors
 /// `InvalidArgument` naming the parameter when the space is invalid.
 pub fn space_of(spec: &ExperimentSpec) -> Result<Space> {
-    Space::new(spec.parameters.clone()).map_err(|e| Error::InvalidArgument(format!("invalid search space: {e}")))
+    Space::new(spec.parameters.clone())
+        .map_err(|e| Error::InvalidArgument(format!("invalid search space: {e}")))
 }
 
 /// The tuner configuration of a spec.
@@ -27,7 +28,9 @@ pub fn suggest_config(spec: &ExperimentSpec, strategy: Strategy) -> SuggestConfi
         strategy: match strategy {
             Strategy::Bo => tuner::Strategy::Bo,
             Strategy::Random => tuner::Strategy::Random,
-            Strategy::Grid => tuner::Strategy::Grid { levels: spec.grid_levels as usize },
+            Strategy::Grid => tuner::Strategy::Grid {
+                levels: spec.grid_levels as usize,
+            },
         },
         direction: match spec.direction {
             Direction::Maximize => tuner::Direction::Maximize,
@@ -90,16 +93,25 @@ pub fn suggest(input: &SuggestInput, metrics: &Metrics) -> Result<Vec<Assignment
             tuner::suggest(&space, &input.observations, &input.pending, input.q, &cfg, input.seed)
         }
     };
-    metrics.suggest_duration_seconds.observe(started.elapsed().as_secs_f64());
-    let candidates = result.map_err(|e| Error::Internal(format!("failed to suggest trials: {e}")))?;
+    metrics
+        .suggest_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let candidates =
+        result.map_err(|e| Error::Internal(format!("failed to suggest trials: {e}")))?;
     Ok(candidates.into_iter().map(|c| c.params).collect())
 }
 
-fn suggest_bo(space: &Space, input: &SuggestInput, metrics: &Metrics) -> tuner::Result<Vec<tuner::Candidate>> {
+fn suggest_bo(
+    space: &Space,
+    input: &SuggestInput,
+    metrics: &Metrics,
+) -> tuner::Result<Vec<tuner::Candidate>> {
     let cfg = suggest_config(&input.spec, Strategy::Bo);
     let fit_started = Instant::now();
     let model = tuner::fit(space, &input.observations, &cfg, input.seed)?;
-    metrics.gp_fit_duration_seconds.observe(fit_started.elapsed().as_secs_f64());
+    metrics
+        .gp_fit_duration_seconds
+        .observe(fit_started.elapsed().as_secs_f64());
     tuner::propose(&model, &input.pending, input.q, &cfg, input.seed)
 }
 

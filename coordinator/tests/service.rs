@@ -24,25 +24,52 @@ impl Server {
     async fn start(store: MemoryStore, settings: Settings, token: Option<&str>) -> Server {
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn ExperimentStore> = Arc::new(store);
-        let coordinator = Coordinator::start(store, settings, Arc::clone(&metrics)).await.expect("coordinator starts");
+        let coordinator = Coordinator::start(store, settings, Arc::clone(&metrics))
+            .await
+            .expect("coordinator starts");
         let sweeper = coordinator.spawn_lease_sweeper();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds loopback");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds loopback");
         let addr = listener.local_addr().expect("has an address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let token = token.map(str::to_owned);
-        let task = tokio::spawn(coordinator::grpc::serve(coordinator, metrics, listener, token, async {
-            let _ = stopped.await;
-        }));
-        Server { addr, stop: Some(stop), task, sweeper }
+        let task = tokio::spawn(coordinator::grpc::serve(
+            coordinator,
+            metrics,
+            listener,
+            token,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Server {
+            addr,
+            stop: Some(stop),
+            task,
+            sweeper,
+        }
     }
 
     async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr)).expect("valid url").connect().await.expect("connects")
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("valid url")
+            .connect()
+            .await
+            .expect("connects")
     }
 
-    async fn clients(&self) -> (ExperimentServiceClient<Channel>, AgentServiceClient<Channel>) {
+    async fn clients(
+        &self,
+    ) -> (
+        ExperimentServiceClient<Channel>,
+        AgentServiceClient<Channel>,
+    ) {
         let channel = self.channel().await;
-        (ExperimentServiceClient::new(channel.clone()), AgentServiceClient::new(channel))
+        (
+            ExperimentServiceClient::new(channel.clone()),
+            AgentServiceClient::new(channel),
+        )
     }
 
     async fn shutdown(mut self) {
@@ -50,7 +77,10 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await.expect("server task joins").expect("server exits cleanly");
+        (&mut self.task)
+            .await
+            .expect("server task joins")
+            .expect("server exits cleanly");
     }
 }
 
@@ -67,7 +97,12 @@ fn fast_settings() -> Settings {
 fn float_param(name: &str, low: f64, high: f64) -> pb::ParameterSpec {
     pb::ParameterSpec {
         name: name.into(),
-        kind: Some(pb::parameter_spec::Kind::Float(pb::FloatParam { low, high, log: false, default_value: None })),
+        kind: Some(pb::parameter_spec::Kind::Float(pb::FloatParam {
+            low,
+            high,
+            log: false,
+            default_value: None,
+        })),
     }
 }
 
@@ -81,7 +116,11 @@ fn branin_spec(budget: u32, parallelism: u32) -> pb::ExperimentSpec {
         parallelism,
         parameters: vec![float_param("x1", -5.0, 10.0), float_param("x2", 0.0, 15.0)],
         seed: 11,
-        workload: Some(pb::Workload { kind: "function".into(), dataset: "branin".into(), ..Default::default() }),
+        workload: Some(pb::Workload {
+            kind: "function".into(),
+            dataset: "branin".into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -98,8 +137,14 @@ fn branin(params: &std::collections::HashMap<String, pb::ParameterValue>) -> f64
     (x2 - b * x1 * x1 + c * x1 - 6.0).powi(2) + 10.0 * (1.0 - 1.0 / (8.0 * pi)) * x1.cos() + 10.0
 }
 
-async fn create(experiments: &mut ExperimentServiceClient<Channel>, spec: pb::ExperimentSpec) -> pb::Experiment {
-    let response = experiments.create_experiment(pb::CreateExperimentRequest { spec: Some(spec) }).await.expect("creates");
+async fn create(
+    experiments: &mut ExperimentServiceClient<Channel>,
+    spec: pb::ExperimentSpec,
+) -> pb::Experiment {
+    let response = experiments
+        .create_experiment(pb::CreateExperimentRequest { spec: Some(spec) })
+        .await
+        .expect("creates");
     response.into_inner().experiment.expect("has an experiment")
 }
 
@@ -110,15 +155,28 @@ async fn register(agents: &mut AgentServiceClient<Channel>) -> String {
         workloads: vec!["function".into()],
         ..Default::default()
     };
-    let request = pb::RegisterAgentRequest { capabilities: Some(capabilities), agent_id: String::new() };
-    agents.register_agent(request).await.expect("registers").into_inner().agent_id
+    let request = pb::RegisterAgentRequest {
+        capabilities: Some(capabilities),
+        agent_id: String::new(),
+    };
+    agents
+        .register_agent(request)
+        .await
+        .expect("registers")
+        .into_inner()
+        .agent_id
 }
 
 /// Polls `lease_trial` until a lease comes back or the deadline passes.
 async fn lease(agents: &mut AgentServiceClient<Channel>, agent_id: &str) -> pb::Lease {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let response = agents.lease_trial(pb::LeaseTrialRequest { agent_id: agent_id.into() }).await.expect("lease call");
+        let response = agents
+            .lease_trial(pb::LeaseTrialRequest {
+                agent_id: agent_id.into(),
+            })
+            .await
+            .expect("lease call");
         match response.into_inner().outcome {
             Some(pb::lease_trial_response::Outcome::Lease(lease)) => return lease,
             Some(pb::lease_trial_response::Outcome::RetryAfterSeconds(after)) => {
@@ -131,12 +189,28 @@ async fn lease(agents: &mut AgentServiceClient<Channel>, agent_id: &str) -> pb::
 }
 
 fn epoch(number: u32, value: f64) -> pb::EpochReport {
-    pb::EpochReport { epoch: number, value, train_loss: 0.5, train_accuracy: 0.5, epoch_seconds: 0.01 }
+    pb::EpochReport {
+        epoch: number,
+        value,
+        train_loss: 0.5,
+        train_accuracy: 0.5,
+        epoch_seconds: 0.01,
+    }
 }
 
-async fn report(agents: &mut AgentServiceClient<Channel>, lease_id: &str, report: pb::EpochReport) -> Result<pb::LeaseAction, tonic::Status> {
-    let request = pb::ReportEpochRequest { lease_id: lease_id.into(), report: Some(report) };
-    agents.report_epoch(request).await.map(|r| r.into_inner().action())
+async fn report(
+    agents: &mut AgentServiceClient<Channel>,
+    lease_id: &str,
+    report: pb::EpochReport,
+) -> Result<pb::LeaseAction, tonic::Status> {
+    let request = pb::ReportEpochRequest {
+        lease_id: lease_id.into(),
+        report: Some(report),
+    };
+    agents
+        .report_epoch(request)
+        .await
+        .map(|r| r.into_inner().action())
 }
 
 async fn complete(
@@ -159,13 +233,29 @@ async fn complete(
 }
 
 async fn get(experiments: &mut ExperimentServiceClient<Channel>, id: &str) -> pb::Experiment {
-    let request = pb::GetExperimentRequest { experiment_id: id.into() };
-    experiments.get_experiment(request).await.expect("gets").into_inner().experiment.expect("has an experiment")
+    let request = pb::GetExperimentRequest {
+        experiment_id: id.into(),
+    };
+    experiments
+        .get_experiment(request)
+        .await
+        .expect("gets")
+        .into_inner()
+        .experiment
+        .expect("has an experiment")
 }
 
 async fn trials(experiments: &mut ExperimentServiceClient<Channel>, id: &str) -> Vec<pb::Trial> {
-    let request = pb::ListTrialsRequest { experiment_id: id.into(), include_epochs: true };
-    experiments.list_trials(request).await.expect("lists").into_inner().trials
+    let request = pb::ListTrialsRequest {
+        experiment_id: id.into(),
+        include_epochs: true,
+    };
+    experiments
+        .list_trials(request)
+        .await
+        .expect("lists")
+        .into_inner()
+        .trials
 }
 
 #[tokio::test]
@@ -173,23 +263,58 @@ async fn fake_agent_runs_an_experiment_to_completion() {
     let server = Server::start(MemoryStore::new(), fast_settings(), None).await;
     let (mut experiments, mut agents) = server.clients().await;
     let experiment = create(&mut experiments, branin_spec(6, 2)).await;
-    assert_eq!(experiment.trials_created, 2, "parallelism trials are created up front");
+    assert_eq!(
+        experiment.trials_created, 2,
+        "parallelism trials are created up front"
+    );
     let agent_id = register(&mut agents).await;
     for _ in 0..6 {
         let lease = lease(&mut agents, &agent_id).await;
         let value = branin(&lease.params);
-        assert_eq!(report(&mut agents, &lease.lease_id, epoch(1, value)).await.expect("reports"), pb::LeaseAction::Continue);
-        complete(&mut agents, &lease.lease_id, pb::TrialOutcome::Succeeded, Some(value)).await.expect("completes");
+        assert_eq!(
+            report(&mut agents, &lease.lease_id, epoch(1, value))
+                .await
+                .expect("reports"),
+            pb::LeaseAction::Continue
+        );
+        complete(
+            &mut agents,
+            &lease.lease_id,
+            pb::TrialOutcome::Succeeded,
+            Some(value),
+        )
+        .await
+        .expect("completes");
     }
     let done = get(&mut experiments, &experiment.id).await;
     assert_eq!(done.state(), pb::ExperimentState::Completed);
-    assert_eq!((done.trials_created, done.trials_succeeded, done.epochs_reported), (6, 6, 6));
+    assert_eq!(
+        (
+            done.trials_created,
+            done.trials_succeeded,
+            done.epochs_reported
+        ),
+        (6, 6, 6)
+    );
     let all = trials(&mut experiments, &experiment.id).await;
-    let best = all.iter().filter_map(|t| t.value).fold(f64::INFINITY, f64::min);
+    let best = all
+        .iter()
+        .filter_map(|t| t.value)
+        .fold(f64::INFINITY, f64::min);
     assert_eq!(done.best_value, Some(best));
-    assert!(all.iter().all(|t| t.epochs.len() == 1 && t.state() == pb::TrialState::Succeeded));
-    let response = agents.lease_trial(pb::LeaseTrialRequest { agent_id }).await.expect("lease call").into_inner();
-    assert!(matches!(response.outcome, Some(pb::lease_trial_response::Outcome::RetryAfterSeconds(_))));
+    assert!(
+        all.iter()
+            .all(|t| t.epochs.len() == 1 && t.state() == pb::TrialState::Succeeded)
+    );
+    let response = agents
+        .lease_trial(pb::LeaseTrialRequest { agent_id })
+        .await
+        .expect("lease call")
+        .into_inner();
+    assert!(matches!(
+        response.outcome,
+        Some(pb::lease_trial_response::Outcome::RetryAfterSeconds(_))
+    ));
     server.shutdown().await;
 }
 
@@ -211,21 +336,46 @@ async fn expired_lease_is_requeued_and_stale_reports_refused() {
         assert!(Instant::now() < deadline, "lease never expired");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let stale = report(&mut agents, &first.lease_id, epoch(1, 1.0)).await.expect_err("stale report refused");
+    let stale = report(&mut agents, &first.lease_id, epoch(1, 1.0))
+        .await
+        .expect_err("stale report refused");
     assert_eq!(stale.code(), Code::FailedPrecondition);
-    let stale = complete(&mut agents, &first.lease_id, pb::TrialOutcome::Succeeded, Some(1.0)).await.expect_err("refused");
+    let stale = complete(
+        &mut agents,
+        &first.lease_id,
+        pb::TrialOutcome::Succeeded,
+        Some(1.0),
+    )
+    .await
+    .expect_err("refused");
     assert_eq!(stale.code(), Code::FailedPrecondition);
     let beat = agents
-        .heartbeat(pb::HeartbeatRequest { agent_id: agent_id.clone(), lease_ids: vec![first.lease_id.clone()] })
+        .heartbeat(pb::HeartbeatRequest {
+            agent_id: agent_id.clone(),
+            lease_ids: vec![first.lease_id.clone()],
+        })
         .await
         .expect("heartbeat")
         .into_inner();
     assert_eq!(beat.leases[0].action(), pb::LeaseAction::Abandon);
     let second = lease(&mut agents, &agent_id).await;
-    assert_eq!((second.trial_id.as_str(), second.attempt), (first.trial_id.as_str(), 2));
-    complete(&mut agents, &second.lease_id, pb::TrialOutcome::Succeeded, Some(3.0)).await.expect("completes");
+    assert_eq!(
+        (second.trial_id.as_str(), second.attempt),
+        (first.trial_id.as_str(), 2)
+    );
+    complete(
+        &mut agents,
+        &second.lease_id,
+        pb::TrialOutcome::Succeeded,
+        Some(3.0),
+    )
+    .await
+    .expect("completes");
     let done = get(&mut experiments, &experiment.id).await;
-    assert_eq!((done.state(), done.best_value), (pb::ExperimentState::Completed, Some(3.0)));
+    assert_eq!(
+        (done.state(), done.best_value),
+        (pb::ExperimentState::Completed, Some(3.0))
+    );
     server.shutdown().await;
 }
 
@@ -241,12 +391,22 @@ async fn heartbeats_keep_a_lease_and_attempts_run_out() {
     // Heartbeats past several lease timeouts keep it alive.
     let until = Instant::now() + Duration::from_millis(1000);
     while Instant::now() < until {
-        let request = pb::HeartbeatRequest { agent_id: agent_id.clone(), lease_ids: vec![held.lease_id.clone()] };
-        let beat = agents.heartbeat(request).await.expect("heartbeat").into_inner();
+        let request = pb::HeartbeatRequest {
+            agent_id: agent_id.clone(),
+            lease_ids: vec![held.lease_id.clone()],
+        };
+        let beat = agents
+            .heartbeat(request)
+            .await
+            .expect("heartbeat")
+            .into_inner();
         assert_eq!(beat.leases[0].action(), pb::LeaseAction::Continue);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(trials(&mut experiments, &experiment.id).await[0].state(), pb::TrialState::Running);
+    assert_eq!(
+        trials(&mut experiments, &experiment.id).await[0].state(),
+        pb::TrialState::Running
+    );
     // Then it stops heartbeating: with one attempt allowed, the trial fails and the experiment ends.
     let deadline = Instant::now() + Duration::from_secs(10);
     while get(&mut experiments, &experiment.id).await.state() != pb::ExperimentState::Completed {
@@ -255,7 +415,11 @@ async fn heartbeats_keep_a_lease_and_attempts_run_out() {
     }
     let all = trials(&mut experiments, &experiment.id).await;
     assert_eq!(all[0].state(), pb::TrialState::Failed);
-    assert!(all[0].failure_reason.contains("lease expired"), "{}", all[0].failure_reason);
+    assert!(
+        all[0].failure_reason.contains("lease expired"),
+        "{}",
+        all[0].failure_reason
+    );
     server.shutdown().await;
 }
 
@@ -265,11 +429,16 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
     let (mut experiments, mut agents) = server.clients().await;
     let mut bad = branin_spec(1, 1);
     bad.parameters[0] = float_param("x1", 10.0, -5.0);
-    let err = experiments.create_experiment(pb::CreateExperimentRequest { spec: Some(bad) }).await.expect_err("refused");
+    let err = experiments
+        .create_experiment(pb::CreateExperimentRequest { spec: Some(bad) })
+        .await
+        .expect_err("refused");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("x1"), "{}", err.message());
     let missing = experiments
-        .get_experiment(pb::GetExperimentRequest { experiment_id: "exp-nope".into() })
+        .get_experiment(pb::GetExperimentRequest {
+            experiment_id: "exp-nope".into(),
+        })
         .await
         .expect_err("unknown id");
     assert_eq!(missing.code(), Code::NotFound);
@@ -277,19 +446,44 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
     let experiment = create(&mut experiments, branin_spec(1, 1)).await;
     let agent_id = register(&mut agents).await;
     let held = lease(&mut agents, &agent_id).await;
-    let nan = report(&mut agents, &held.lease_id, epoch(1, f64::NAN)).await.expect_err("nan refused");
+    let nan = report(&mut agents, &held.lease_id, epoch(1, f64::NAN))
+        .await
+        .expect_err("nan refused");
     assert_eq!(nan.code(), Code::InvalidArgument);
-    let inf = complete(&mut agents, &held.lease_id, pb::TrialOutcome::Succeeded, Some(f64::INFINITY)).await;
+    let inf = complete(
+        &mut agents,
+        &held.lease_id,
+        pb::TrialOutcome::Succeeded,
+        Some(f64::INFINITY),
+    )
+    .await;
     assert_eq!(inf.expect_err("inf refused").code(), Code::InvalidArgument);
-    assert_eq!(report(&mut agents, &held.lease_id, epoch(1, 2.0)).await.expect("reports"), pb::LeaseAction::Continue);
+    assert_eq!(
+        report(&mut agents, &held.lease_id, epoch(1, 2.0))
+            .await
+            .expect("reports"),
+        pb::LeaseAction::Continue
+    );
     // The same epoch again is ignored, not double counted.
-    report(&mut agents, &held.lease_id, epoch(1, 5.0)).await.expect("repeat accepted");
+    report(&mut agents, &held.lease_id, epoch(1, 5.0))
+        .await
+        .expect("repeat accepted");
     let all = trials(&mut experiments, &experiment.id).await;
     assert_eq!(all[0].epochs.len(), 1);
     assert_eq!(all[0].epochs[0].value, 2.0);
-    assert_eq!(get(&mut experiments, &experiment.id).await.epochs_reported, 1);
-    let unknown = agents.lease_trial(pb::LeaseTrialRequest { agent_id: "agent-nope".into() }).await;
-    assert_eq!(unknown.expect_err("unregistered agent").code(), Code::NotFound);
+    assert_eq!(
+        get(&mut experiments, &experiment.id).await.epochs_reported,
+        1
+    );
+    let unknown = agents
+        .lease_trial(pb::LeaseTrialRequest {
+            agent_id: "agent-nope".into(),
+        })
+        .await;
+    assert_eq!(
+        unknown.expect_err("unregistered agent").code(),
+        Code::NotFound
+    );
     server.shutdown().await;
 }
 
@@ -300,40 +494,114 @@ async fn interrupted_trials_keep_their_attempts_and_stop_cancels() {
     let experiment = create(&mut experiments, branin_spec(4, 2)).await;
     let agent_id = register(&mut agents).await;
     let first = lease(&mut agents, &agent_id).await;
-    complete(&mut agents, &first.lease_id, pb::TrialOutcome::Interrupted, None).await.expect("interrupted");
+    complete(
+        &mut agents,
+        &first.lease_id,
+        pb::TrialOutcome::Interrupted,
+        None,
+    )
+    .await
+    .expect("interrupted");
     let again = lease(&mut agents, &agent_id).await;
-    assert_eq!((again.trial_id.as_str(), again.attempt), (first.trial_id.as_str(), 1));
+    assert_eq!(
+        (again.trial_id.as_str(), again.attempt),
+        (first.trial_id.as_str(), 1)
+    );
 
-    let request = pb::StopExperimentRequest { experiment_id: experiment.id.clone() };
-    let stopped = experiments.stop_experiment(request).await.expect("stops").into_inner().experiment.expect("experiment");
+    let request = pb::StopExperimentRequest {
+        experiment_id: experiment.id.clone(),
+    };
+    let stopped = experiments
+        .stop_experiment(request)
+        .await
+        .expect("stops")
+        .into_inner()
+        .experiment
+        .expect("experiment");
     assert_eq!(stopped.state(), pb::ExperimentState::Stopped);
-    assert_eq!(report(&mut agents, &again.lease_id, epoch(1, 4.0)).await.expect("reports"), pb::LeaseAction::Stop);
-    complete(&mut agents, &again.lease_id, pb::TrialOutcome::Stopped, None).await.expect("stopped");
+    assert_eq!(
+        report(&mut agents, &again.lease_id, epoch(1, 4.0))
+            .await
+            .expect("reports"),
+        pb::LeaseAction::Stop
+    );
+    complete(
+        &mut agents,
+        &again.lease_id,
+        pb::TrialOutcome::Stopped,
+        None,
+    )
+    .await
+    .expect("stopped");
     let all = trials(&mut experiments, &experiment.id).await;
-    assert!(all.iter().all(|t| t.state() == pb::TrialState::Cancelled), "{all:?}");
-    assert_eq!(all[0].value, Some(4.0), "a stopped trial keeps its last value");
+    assert!(
+        all.iter().all(|t| t.state() == pb::TrialState::Cancelled),
+        "{all:?}"
+    );
+    assert_eq!(
+        all[0].value,
+        Some(4.0),
+        "a stopped trial keeps its last value"
+    );
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn restart_resumes_leases_from_the_store() {
     let store = MemoryStore::new();
-    let server = Server::start(store.clone(), Settings { lease_timeout: Duration::from_secs(30), ..fast_settings() }, None).await;
+    let server = Server::start(
+        store.clone(),
+        Settings {
+            lease_timeout: Duration::from_secs(30),
+            ..fast_settings()
+        },
+        None,
+    )
+    .await;
     let (mut experiments, mut agents) = server.clients().await;
     let experiment = create(&mut experiments, branin_spec(2, 1)).await;
     let agent_id = register(&mut agents).await;
     let held = lease(&mut agents, &agent_id).await;
-    report(&mut agents, &held.lease_id, epoch(1, 7.0)).await.expect("reports");
+    report(&mut agents, &held.lease_id, epoch(1, 7.0))
+        .await
+        .expect("reports");
     server.shutdown().await;
 
-    let server = Server::start(store, Settings { lease_timeout: Duration::from_secs(30), ..fast_settings() }, None).await;
+    let server = Server::start(
+        store,
+        Settings {
+            lease_timeout: Duration::from_secs(30),
+            ..fast_settings()
+        },
+        None,
+    )
+    .await;
     let (mut experiments, mut agents) = server.clients().await;
-    report(&mut agents, &held.lease_id, epoch(2, 6.0)).await.expect("the lease survived the restart");
-    complete(&mut agents, &held.lease_id, pb::TrialOutcome::Succeeded, Some(6.0)).await.expect("completes");
+    report(&mut agents, &held.lease_id, epoch(2, 6.0))
+        .await
+        .expect("the lease survived the restart");
+    complete(
+        &mut agents,
+        &held.lease_id,
+        pb::TrialOutcome::Succeeded,
+        Some(6.0),
+    )
+    .await
+    .expect("completes");
     let next = lease(&mut agents, &agent_id).await;
-    complete(&mut agents, &next.lease_id, pb::TrialOutcome::Succeeded, Some(8.0)).await.expect("completes");
+    complete(
+        &mut agents,
+        &next.lease_id,
+        pb::TrialOutcome::Succeeded,
+        Some(8.0),
+    )
+    .await
+    .expect("completes");
     let done = get(&mut experiments, &experiment.id).await;
-    assert_eq!((done.state(), done.trials_succeeded, done.epochs_reported), (pb::ExperimentState::Completed, 2, 2));
+    assert_eq!(
+        (done.state(), done.trials_succeeded, done.epochs_reported),
+        (pb::ExperimentState::Completed, 2, 2)
+    );
     assert_eq!(done.best_value, Some(6.0));
     server.shutdown().await;
 }
@@ -346,20 +614,32 @@ async fn grid_completes_when_exhausted() {
     spec.strategy = pb::Strategy::Grid as i32;
     spec.parameters = vec![pb::ParameterSpec {
         name: "opt".into(),
-        kind: Some(pb::parameter_spec::Kind::Categorical(pb::CategoricalParam {
-            choices: vec!["a".into(), "b".into()],
-            default_value: None,
-        })),
+        kind: Some(pb::parameter_spec::Kind::Categorical(
+            pb::CategoricalParam {
+                choices: vec!["a".into(), "b".into()],
+                default_value: None,
+            },
+        )),
     }];
     let experiment = create(&mut experiments, spec).await;
     assert_eq!(experiment.trials_created, 2);
     let agent_id = register(&mut agents).await;
     for value in [1.0, 2.0] {
         let held = lease(&mut agents, &agent_id).await;
-        complete(&mut agents, &held.lease_id, pb::TrialOutcome::Succeeded, Some(value)).await.expect("completes");
+        complete(
+            &mut agents,
+            &held.lease_id,
+            pb::TrialOutcome::Succeeded,
+            Some(value),
+        )
+        .await
+        .expect("completes");
     }
     let done = get(&mut experiments, &experiment.id).await;
-    assert_eq!((done.state(), done.trials_created), (pb::ExperimentState::Completed, 2));
+    assert_eq!(
+        (done.state(), done.trials_created),
+        (pb::ExperimentState::Completed, 2)
+    );
     server.shutdown().await;
 }
 
@@ -368,17 +648,37 @@ async fn bearer_token_is_required_except_for_health() {
     let server = Server::start(MemoryStore::new(), fast_settings(), Some("s3cret")).await;
     let channel = server.channel().await;
     let mut anonymous = ExperimentServiceClient::new(channel.clone());
-    let err = anonymous.list_experiments(pb::ListExperimentsRequest::default()).await.expect_err("refused");
+    let err = anonymous
+        .list_experiments(pb::ListExperimentsRequest::default())
+        .await
+        .expect_err("refused");
     assert_eq!(err.code(), Code::Unauthenticated);
     let token: tonic::metadata::MetadataValue<_> = "Bearer s3cret".parse().expect("ascii");
-    let mut authed = ExperimentServiceClient::with_interceptor(channel.clone(), move |mut request: tonic::Request<()>| {
-        request.metadata_mut().insert("authorization", token.clone());
-        Ok(request)
-    });
-    authed.list_experiments(pb::ListExperimentsRequest::default()).await.expect("accepted with the token");
+    let mut authed = ExperimentServiceClient::with_interceptor(
+        channel.clone(),
+        move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+            Ok(request)
+        },
+    );
+    authed
+        .list_experiments(pb::ListExperimentsRequest::default())
+        .await
+        .expect("accepted with the token");
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let request = tonic_health::pb::HealthCheckRequest { service: "tunefleet.v1.AgentService".into() };
-    let status = health.check(request).await.expect("health needs no token").into_inner();
-    assert_eq!(status.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: "tunefleet.v1.AgentService".into(),
+    };
+    let status = health
+        .check(request)
+        .await
+        .expect("health needs no token")
+        .into_inner();
+    assert_eq!(
+        status.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
     server.shutdown().await;
 }

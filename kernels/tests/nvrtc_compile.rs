@@ -64,7 +64,10 @@ fn a_compile_error_carries_the_nvrtc_log() {
     match compile_source("broken", bad, "sm_90") {
         Err(Error::Compile { module, log }) => {
             assert_eq!(module, "broken");
-            assert!(log.contains("undefined_name"), "log without the culprit: {log}");
+            assert!(
+                log.contains("undefined_name"),
+                "log without the culprit: {log}"
+            );
         }
         Err(Error::CudaUnavailable { reason }) if !nvrtc_required() => {
             println!("skipped: {reason}");

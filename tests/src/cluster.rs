@@ -33,8 +33,14 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// the binaries sit in `target/<profile>/`.
 pub fn bin_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the test executable")?;
-    let parent = exe.parent().context("the test executable has no parent folder")?;
-    let dir = if parent.ends_with("deps") { parent.parent().context("no profile folder above deps")? } else { parent };
+    let parent = exe
+        .parent()
+        .context("the test executable has no parent folder")?;
+    let dir = if parent.ends_with("deps") {
+        parent.parent().context("no profile folder above deps")?
+    } else {
+        parent
+    };
     Ok(dir.to_path_buf())
 }
 
@@ -42,7 +48,10 @@ pub fn bin_dir() -> Result<PathBuf> {
 pub fn binary(name: &str) -> Result<PathBuf> {
     let path = bin_dir()?.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !path.is_file() {
-        bail!("binary {} not found: run `cargo build --workspace --bins` (or `cargo test --workspace`)", path.display());
+        bail!(
+            "binary {} not found: run `cargo build --workspace --bins` (or `cargo test --workspace`)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -62,7 +71,12 @@ impl Daemon {
     ///
     /// # Errors
     /// When it cannot start, or exits or stays silent past `timeout`; the error holds its log.
-    pub fn spawn(name: &str, mut command: Command, log_dir: &Path, timeout: Duration) -> Result<Daemon> {
+    pub fn spawn(
+        name: &str,
+        mut command: Command,
+        log_dir: &Path,
+        timeout: Duration,
+    ) -> Result<Daemon> {
         let log_path = log_dir.join(format!("{name}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -79,26 +93,41 @@ impl Daemon {
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             // Keep draining stdout after the readiness line so the child never blocks on a full pipe.
-            for line in BufReader::new(stdout).lines().map_while(std::io::Result::ok) {
+            for line in BufReader::new(stdout)
+                .lines()
+                .map_while(std::io::Result::ok)
+            {
                 if let Some(json) = line.strip_prefix(READY_PREFIX) {
                     let _ = sender.send(json.to_owned());
                 }
             }
         });
-        let mut daemon = Daemon { name: name.to_owned(), child, ready: serde_json::Value::Null, log_path };
+        let mut daemon = Daemon {
+            name: name.to_owned(),
+            child,
+            ready: serde_json::Value::Null,
+            log_path,
+        };
         let deadline = Instant::now() + timeout;
         let line = loop {
             match receiver.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => break line,
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                     if let Ok(Some(status)) = daemon.child.try_wait() {
-                        bail!("{name} exited ({status}) before it was ready; log:\n{}", daemon.log());
+                        bail!(
+                            "{name} exited ({status}) before it was ready; log:\n{}",
+                            daemon.log()
+                        );
                     }
                 }
-                Err(_) => bail!("{name} printed no readiness line within {timeout:?}; log:\n{}", daemon.log()),
+                Err(_) => bail!(
+                    "{name} printed no readiness line within {timeout:?}; log:\n{}",
+                    daemon.log()
+                ),
             }
         };
-        daemon.ready = serde_json::from_str(&line).with_context(|| format!("bad readiness line from {name}: {line}"))?;
+        daemon.ready = serde_json::from_str(&line)
+            .with_context(|| format!("bad readiness line from {name}: {line}"))?;
         Ok(daemon)
     }
 
@@ -108,12 +137,18 @@ impl Daemon {
     /// When the field is missing.
     pub fn ready_field(&self, field: &str) -> Result<String> {
         let value = self.ready[field].as_str();
-        value.map(str::to_owned).with_context(|| format!("{} readiness line has no '{field}': {}", self.name, self.ready))
+        value.map(str::to_owned).with_context(|| {
+            format!(
+                "{} readiness line has no '{field}': {}",
+                self.name, self.ready
+            )
+        })
     }
 
     /// The daemon's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log_path.display()))
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log_path.display()))
     }
 
     /// The process id.
@@ -133,7 +168,11 @@ impl Daemon {
     /// # Errors
     /// When the signal cannot be sent or it does not exit in time.
     pub fn terminate(&mut self, timeout: Duration) -> Result<bool> {
-        let status = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status().context("cannot run kill")?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .context("cannot run kill")?;
         if !status.success() {
             bail!("kill -TERM {} failed", self.pid());
         }
@@ -143,7 +182,11 @@ impl Daemon {
                 return Ok(status.success());
             }
             if Instant::now() >= deadline {
-                bail!("{} did not exit within {timeout:?} of SIGTERM; log:\n{}", self.name, self.log());
+                bail!(
+                    "{} did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -195,7 +238,13 @@ impl ClusterBuilder {
         }
         let config_path = dir.path().join("coordinator.toml");
         std::fs::write(&config_path, config).context("cannot write the coordinator config")?;
-        let mut cluster = Cluster { dir, config_path, token: self.token, coordinator: None, grpc_addr: None };
+        let mut cluster = Cluster {
+            dir,
+            config_path,
+            token: self.token,
+            coordinator: None,
+            grpc_addr: None,
+        };
         cluster.start_coordinator()?;
         Ok(cluster)
     }
@@ -233,7 +282,10 @@ impl Cluster {
     /// When it cannot start.
     pub fn start_coordinator(&mut self) -> Result<()> {
         let mut command = Command::new(binary("coordinator")?);
-        command.arg("--config").arg(&self.config_path).env("RUST_LOG", "info,coordinator=debug");
+        command
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info,coordinator=debug");
         if let Some(addr) = &self.grpc_addr {
             command.arg("--listen-addr").arg(addr);
         }
@@ -248,7 +300,9 @@ impl Cluster {
     /// # Errors
     /// When it is stopped.
     pub fn coordinator(&mut self) -> Result<&mut Daemon> {
-        self.coordinator.as_mut().context("the coordinator is not running")
+        self.coordinator
+            .as_mut()
+            .context("the coordinator is not running")
     }
 
     /// Kills the coordinator with SIGKILL (a crash).
@@ -272,7 +326,12 @@ impl Cluster {
     /// # Errors
     /// Before the first start.
     pub fn grpc_url(&self) -> Result<String> {
-        Ok(format!("http://{}", self.grpc_addr.as_deref().context("the coordinator never started")?))
+        Ok(format!(
+            "http://{}",
+            self.grpc_addr
+                .as_deref()
+                .context("the coordinator never started")?
+        ))
     }
 
     /// `http://127.0.0.1:PORT/metrics` of the running coordinator.
@@ -280,13 +339,18 @@ impl Cluster {
     /// # Errors
     /// When it is not running.
     pub fn metrics_url(&self) -> Result<String> {
-        let daemon = self.coordinator.as_ref().context("the coordinator is not running")?;
+        let daemon = self
+            .coordinator
+            .as_ref()
+            .context("the coordinator is not running")?;
         Ok(format!("http://{}/metrics", daemon.ready_field("metrics")?))
     }
 
     /// The coordinator's log so far.
     pub fn coordinator_log(&self) -> String {
-        self.coordinator.as_ref().map_or_else(|| "(not running)".into(), Daemon::log)
+        self.coordinator
+            .as_ref()
+            .map_or_else(|| "(not running)".into(), Daemon::log)
     }
 
     /// Runs `tunectl ARGS` against this cluster and returns its output (whatever the exit code).
@@ -295,7 +359,10 @@ impl Cluster {
     /// When `tunectl` cannot be started.
     pub fn tunectl(&self, args: &[&str]) -> Result<Output> {
         let mut command = Command::new(binary("tunectl")?);
-        command.args(args).env("TUNEFLEET_COORDINATOR", self.grpc_url()?).env_remove("TUNEFLEET_TOKEN");
+        command
+            .args(args)
+            .env("TUNEFLEET_COORDINATOR", self.grpc_url()?)
+            .env_remove("TUNEFLEET_TOKEN");
         if let Some(token) = &self.token {
             command.env("TUNEFLEET_TOKEN", token);
         }
@@ -309,7 +376,10 @@ impl Cluster {
     pub async fn channel(&self) -> Result<tonic::transport::Channel> {
         let url = self.grpc_url()?;
         let endpoint = tonic::transport::Endpoint::from_shared(url.clone())?;
-        endpoint.connect().await.with_context(|| format!("cannot connect to {url}"))
+        endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {url}"))
     }
 }
 
@@ -320,7 +390,11 @@ impl Cluster {
 pub fn tunectl_ok(cluster: &Cluster, args: &[&str]) -> Result<String> {
     let output = cluster.tunectl(args)?;
     if !output.status.success() {
-        bail!("tunectl {args:?} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "tunectl {args:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(String::from_utf8(output.stdout)?)
 }

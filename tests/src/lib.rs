@@ -2,5 +2,6 @@
 //! loopback. [`cluster`] is the general harness; [`prometheus`] runs a real Prometheus.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod cluster;
 pub mod prometheus;

@@ -5,20 +5,23 @@
 //! Without the binaries the tests print `skipped: prometheus not installed (run
 //! scripts/install-prometheus.sh)` and pass, unless `REQUIRE_PROMETHEUS=1` (CI sets it).
 
+mod api;
 pub mod daemons;
 pub mod queries;
 
-use std::collections::BTreeMap;
+pub use api::{Alert, RuleStatus, Sample, Target};
+use api::{AlertsData, ApiResponse, QueryData, RulesData, TargetsData};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 
 /// The message a test prints when it skips for want of Prometheus.
-pub const SKIP_MESSAGE: &str = "skipped: prometheus not installed (run scripts/install-prometheus.sh)";
+pub const SKIP_MESSAGE: &str =
+    "skipped: prometheus not installed (run scripts/install-prometheus.sh)";
 
 /// Paths of the `prometheus` and `promtool` binaries.
 #[derive(Debug, Clone)]
@@ -36,7 +39,10 @@ impl Tools {
         let local = queries::repo_root().join(".tools/prometheus/usr/bin");
         let prometheus = find_binary("PROMETHEUS_BIN", "prometheus", &local)?;
         let promtool = find_binary("PROMTOOL_BIN", "promtool", &local)?;
-        Some(Tools { prometheus, promtool })
+        Some(Tools {
+            prometheus,
+            promtool,
+        })
     }
 
     /// [`Tools::find`], or `None` after printing [`SKIP_MESSAGE`].
@@ -59,13 +65,25 @@ impl Tools {
     /// non-zero exit.
     pub fn promtool(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
         let mut command = Command::new(&self.promtool);
-        command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        let mut child = command.spawn().with_context(|| format!("failed to run {}", self.promtool.display()))?;
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("failed to run {}", self.promtool.display()))?;
         if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes()).context("failed to write to promtool's stdin")?;
+            pipe.write_all(text.as_bytes())
+                .context("failed to write to promtool's stdin")?;
         }
-        let output = child.wait_with_output().context("failed to wait for promtool")?;
+        let output = child
+            .wait_with_output()
+            .context("failed to wait for promtool")?;
         if !output.status.success() {
             bail!(
                 "`promtool {}` failed ({}):\n{}{}",
@@ -88,7 +106,9 @@ fn find_binary(env_var: &str, name: &str, local_dir: &Path) -> Option<PathBuf> {
         return Some(local);
     }
     let path_var = std::env::var_os("PATH")?;
-    std::env::split_paths(&path_var).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+    std::env::split_paths(&path_var)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 /// A Prometheus server on `127.0.0.1`, killed on drop.
@@ -104,10 +124,13 @@ impl Server {
     /// Writes `config` (and `files`, e.g. rule files it names, beside it) to a temporary folder
     /// and starts Prometheus on a free loopback port; returns once `/-/ready` answers.
     pub async fn start(tools: &Tools, config: &str, files: &[(&str, &str)]) -> Result<Server> {
-        let dir = tempfile::tempdir().context("failed to create a temporary folder for prometheus")?;
-        std::fs::write(dir.path().join("prometheus.yml"), config).context("failed to write prometheus.yml")?;
+        let dir =
+            tempfile::tempdir().context("failed to create a temporary folder for prometheus")?;
+        std::fs::write(dir.path().join("prometheus.yml"), config)
+            .context("failed to write prometheus.yml")?;
         for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).with_context(|| format!("failed to write {name}"))?;
+            std::fs::write(dir.path().join(name), text)
+                .with_context(|| format!("failed to write {name}"))?;
         }
         // The port is chosen before Prometheus binds it, so another process may take it first:
         // try a few ports.
@@ -119,7 +142,12 @@ impl Server {
                         .timeout(Duration::from_secs(10))
                         .build()
                         .context("failed to build an HTTP client")?;
-                    return Ok(Server { child, url, dir, http });
+                    return Ok(Server {
+                        child,
+                        url,
+                        dir,
+                        http,
+                    });
                 }
                 Err(error) => last_error = Some(error),
             }
@@ -129,11 +157,20 @@ impl Server {
 
     async fn spawn(tools: &Tools, dir: &Path) -> Result<(Child, String)> {
         let port = free_port()?;
-        let log = std::fs::File::create(dir.join("prometheus.log")).context("failed to create prometheus.log")?;
-        let log_err = log.try_clone().context("failed to clone the log file handle")?;
+        let log = std::fs::File::create(dir.join("prometheus.log"))
+            .context("failed to create prometheus.log")?;
+        let log_err = log
+            .try_clone()
+            .context("failed to clone the log file handle")?;
         let mut child = Command::new(&tools.prometheus)
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
             .current_dir(dir)
@@ -169,7 +206,11 @@ impl Server {
     }
 
     /// GETs an API path with query parameters and returns its `data`, or the API's error.
-    async fn api<T: serde::de::DeserializeOwned>(&self, path: &str, params: &[(&str, &str)]) -> Result<T> {
+    async fn api<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<T> {
         let url = format!("{}{path}", self.url);
         let response = self
             .http
@@ -179,7 +220,10 @@ impl Server {
             .await
             .with_context(|| format!("failed to GET {url}"))?;
         let status = response.status();
-        let body = response.text().await.with_context(|| format!("failed to read the body of {url}"))?;
+        let body = response
+            .text()
+            .await
+            .with_context(|| format!("failed to read the body of {url}"))?;
         let parsed: ApiResponse<T> = serde_json::from_str(&body)
             .with_context(|| format!("{path} answered {status} with an unexpected body: {body}"))?;
         match (parsed.status.as_str(), parsed.data) {
@@ -202,7 +246,11 @@ impl Server {
     /// The values of `label` on series matching `selector` (what Grafana's
     /// `label_values(selector, label)` lists).
     pub async fn label_values(&self, selector: &str, label: &str) -> Result<Vec<String>> {
-        self.api(&format!("/api/v1/label/{label}/values"), &[("match[]", selector)]).await
+        self.api(
+            &format!("/api/v1/label/{label}/values"),
+            &[("match[]", selector)],
+        )
+        .await
     }
 
     /// The active scrape targets.
@@ -214,7 +262,11 @@ impl Server {
     /// Every loaded rule, with its health.
     pub async fn rules(&self) -> Result<Vec<RuleStatus>> {
         let data: RulesData = self.api("/api/v1/rules", &[]).await?;
-        Ok(data.groups.into_iter().flat_map(|group| group.rules).collect())
+        Ok(data
+            .groups
+            .into_iter()
+            .flat_map(|group| group.rules)
+            .collect())
     }
 
     /// Alerts now pending or firing.
@@ -225,19 +277,29 @@ impl Server {
 
     /// Polls until every target of each job in `jobs` is up (and each job has one), or fails at
     /// the deadline listing the targets' states.
-    pub async fn wait_for_targets_up(&self, jobs: &[&str], timeout: Duration) -> Result<Vec<Target>> {
+    pub async fn wait_for_targets_up(
+        &self,
+        jobs: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<Target>> {
         let deadline = Instant::now() + timeout;
         loop {
             let targets = self.targets().await?;
             let all_up = jobs.iter().all(|job| {
-                let of_job: Vec<_> = targets.iter().filter(|target| target.job() == *job).collect();
+                let of_job: Vec<_> = targets
+                    .iter()
+                    .filter(|target| target.job() == *job)
+                    .collect();
                 !of_job.is_empty() && of_job.iter().all(|target| target.health == "up")
             });
             if all_up {
                 return Ok(targets);
             }
             if Instant::now() > deadline {
-                bail!("targets of {jobs:?} not all up after {timeout:?}: {targets:#?}\nprometheus log:\n{}", self.log());
+                bail!(
+                    "targets of {jobs:?} not all up after {timeout:?}: {targets:#?}\nprometheus log:\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -252,117 +314,10 @@ impl Drop for Server {
 }
 
 fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
-    Ok(listener.local_addr().context("failed to read a bound address")?.port())
-}
-
-#[derive(Deserialize)]
-struct ApiResponse<T> {
-    status: String,
-    data: Option<T>,
-    #[serde(rename = "errorType")]
-    error_type: Option<String>,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
-enum QueryData {
-    Vector(Vec<RawSample>),
-    Scalar((f64, String)),
-    Matrix(serde::de::IgnoredAny),
-    String(serde::de::IgnoredAny),
-}
-
-#[derive(Deserialize)]
-struct RawSample {
-    metric: BTreeMap<String, String>,
-    value: (f64, String),
-}
-
-/// One sample of an instant query's result.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// The series' labels (`__name__` included when kept).
-    pub labels: BTreeMap<String, String>,
-    /// The value; `NaN` when Prometheus answered `NaN`.
-    pub value: f64,
-}
-
-impl QueryData {
-    fn into_samples(self) -> Result<Vec<Sample>> {
-        let parse = |text: &str| text.parse::<f64>().with_context(|| format!("bad sample value '{text}'"));
-        match self {
-            QueryData::Vector(raw) => raw
-                .into_iter()
-                .map(|sample| Ok(Sample { labels: sample.metric, value: parse(&sample.value.1)? }))
-                .collect(),
-            QueryData::Scalar((_, value)) => Ok(vec![Sample { labels: BTreeMap::new(), value: parse(&value)? }]),
-            QueryData::Matrix(_) | QueryData::String(_) => bail!("an instant query returned a matrix or a string"),
-        }
-    }
-}
-
-/// A scrape target as `/api/v1/targets` reports it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Target {
-    /// Target labels (`job`, `instance`, ...).
-    pub labels: BTreeMap<String, String>,
-    /// `up`, `down` or `unknown`.
-    pub health: String,
-    /// The last scrape's error, if any.
-    #[serde(rename = "lastError", default)]
-    pub last_error: String,
-    /// The URL scraped.
-    #[serde(rename = "scrapeUrl", default)]
-    pub scrape_url: String,
-}
-
-impl Target {
-    /// The target's `job` label.
-    pub fn job(&self) -> &str {
-        self.labels.get("job").map_or("", String::as_str)
-    }
-}
-
-#[derive(Deserialize)]
-struct TargetsData {
-    #[serde(rename = "activeTargets")]
-    active_targets: Vec<Target>,
-}
-
-/// A rule's state as `/api/v1/rules` reports it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RuleStatus {
-    /// The alert or record name.
-    pub name: String,
-    /// `ok`, `err` or `unknown` (not evaluated yet).
-    pub health: String,
-    /// The last evaluation's error.
-    #[serde(rename = "lastError", default)]
-    pub last_error: String,
-}
-
-#[derive(Deserialize)]
-struct RulesGroup {
-    rules: Vec<RuleStatus>,
-}
-
-#[derive(Deserialize)]
-struct RulesData {
-    groups: Vec<RulesGroup>,
-}
-
-/// An alert as `/api/v1/alerts` reports it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Alert {
-    /// Its labels (`alertname`, ...).
-    pub labels: BTreeMap<String, String>,
-    /// `pending` or `firing`.
-    pub state: String,
-}
-
-#[derive(Deserialize)]
-struct AlertsData {
-    alerts: Vec<Alert>,
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
+    Ok(listener
+        .local_addr()
+        .context("failed to read a bound address")?
+        .port())
 }

@@ -56,7 +56,11 @@ impl<B: Backend> Optimizer<B> {
             dense_n,
             dense_a,
             embedding_n: b.alloc(table)?,
-            embedding_a: if centered { Some(b.alloc(table)?) } else { None },
+            embedding_a: if centered {
+                Some(b.alloc(table)?)
+            } else {
+                None
+            },
             last_step: b.alloc_idx(d.vocab)?,
             norm_sq: b.alloc(1)?,
             step: 0,
@@ -94,7 +98,11 @@ impl<B: Backend> Optimizer<B> {
             mean_square: &mut self.embedding_n,
             mean: self.embedding_a.as_mut(),
         };
-        let (table, grad_rows, rows) = (&mut model.weights.embedding, &model.grads.rows, &model.batch.rows);
+        let (table, grad_rows, rows) = (
+            &mut model.weights.embedding,
+            &model.grads.rows,
+            &model.batch.rows,
+        );
         b.rmsprop_rows(
             &self.params,
             table,

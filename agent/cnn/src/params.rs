@@ -152,7 +152,10 @@ mod tests {
         let hp = HyperParams::study_default()
             .with_override_str("embed_dim=100, learning_rate=0.001,filter_size_3=7")
             .unwrap();
-        assert_eq!((hp.embed_dim, hp.learning_rate, hp.filter_sizes), (100, 0.001, [3, 4, 7]));
+        assert_eq!(
+            (hp.embed_dim, hp.learning_rate, hp.filter_sizes),
+            (100, 0.001, [3, 4, 7])
+        );
         for (text, name) in [
             ("embed_dim=0", "embed_dim"),
             ("batch_size=2.5", "batch_size"),
@@ -161,8 +164,13 @@ mod tests {
             ("colour=3", "colour"),
             ("epochs=x", "epochs"),
         ] {
-            let err = HyperParams::study_default().with_override_str(text).unwrap_err();
-            assert!(matches!(&err, Error::InvalidParam { name: n, .. } if n == name), "{text}: {err}");
+            let err = HyperParams::study_default()
+                .with_override_str(text)
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidParam { name: n, .. } if n == name),
+                "{text}: {err}"
+            );
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::{Dataset, Error, HyperParams, Result};
 const EVAL_BATCH: usize = 250;
 
 /// The dropout stream of a trial's seed.
-const DROPOUT_STREAM: u64 = 0xd20f_0a7;
+const DROPOUT_STREAM: u64 = 0x0d20_f0a7;
 
 /// What one epoch achieved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,7 +170,11 @@ fn padded_for(data: &Dataset, min_len: usize) -> Cow<'_, Dataset> {
 
 /// The loss, or [`Error::Diverged`] when it is NaN or infinite.
 fn finite_loss(loss: f64, epoch: usize) -> Result<f64> {
-    if loss.is_finite() { Ok(loss) } else { Err(Error::Diverged { epoch }) }
+    if loss.is_finite() {
+        Ok(loss)
+    } else {
+        Err(Error::Diverged { epoch })
+    }
 }
 
 /// The state of one run besides the model and the optimizer.
@@ -203,7 +207,11 @@ impl<B: Backend> Run<'_, B> {
             model.upload(b, &self.host)?;
             self.step += 1;
             let dropout_seed = kernels::rng::mix64(self.seed ^ DROPOUT_STREAM, self.step);
-            model.forward(b, Some((self.hp.dropout as f32, dropout_seed)), &mut self.stats)?;
+            model.forward(
+                b,
+                Some((self.hp.dropout as f32, dropout_seed)),
+                &mut self.stats,
+            )?;
             model.backward(b)?;
             optimizer.step(b, model)?;
         }
@@ -230,7 +238,8 @@ impl<B: Backend> Run<'_, B> {
         for start in (0..n).step_by(cap) {
             let end = (start + cap).min(n);
             let ids = &self.data.dev_ids[start * s..end * s];
-            self.batcher.fill(ids, &self.data.dev_labels[start..end], &mut self.host);
+            self.batcher
+                .fill(ids, &self.data.dev_labels[start..end], &mut self.host);
             model.upload(b, &self.host)?;
             model.forward(b, None, &mut self.stats)?;
         }

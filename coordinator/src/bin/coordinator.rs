@@ -44,7 +44,8 @@ fn main() -> ExitCode {
     };
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let result = Config::load(args.config.as_deref(), &env, &overrides).and_then(|config| {
-        let runtime = tokio::runtime::Runtime::new().map_err(|e| coordinator::Error::io("start the tokio runtime", e))?;
+        let runtime = tokio::runtime::Runtime::new()
+            .map_err(|e| coordinator::Error::io("start the tokio runtime", e))?;
         runtime.block_on(coordinator::run(config, coordinator::shutdown_signal()))
     });
     match result {

@@ -29,7 +29,9 @@ enum Command {
 fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Experiment(command) => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let mut stdout = std::io::stdout().lock();
             runtime.block_on(cli::run(&args.connect, command, &mut stdout))
         }

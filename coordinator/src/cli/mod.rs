@@ -22,7 +22,12 @@ use spec::SpecFile;
 #[derive(Clone, Debug, clap::Args)]
 pub struct ConnectOptions {
     /// Coordinator gRPC URL.
-    #[arg(long, env = "TUNEFLEET_COORDINATOR", default_value = "http://127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        env = "TUNEFLEET_COORDINATOR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
     pub coordinator: String,
     /// Bearer token, when the coordinator requires one.
     #[arg(long, env = "TUNEFLEET_TOKEN", hide_env_values = true, global = true)]
@@ -84,9 +89,14 @@ pub enum ExperimentCommand {
 pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl Interceptor for BearerToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -103,15 +113,24 @@ pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Client> {
     let endpoint = Endpoint::from_shared(options.coordinator.clone())
         .with_context(|| format!("invalid coordinator url '{}'", options.coordinator))?
         .connect_timeout(std::time::Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to the coordinator at {}", options.coordinator))?;
+    let channel = endpoint.connect().await.with_context(|| {
+        format!(
+            "cannot connect to the coordinator at {}",
+            options.coordinator
+        )
+    })?;
     let token = match &options.token {
-        Some(token) => Some(format!("Bearer {token}").parse().context("the token must be printable ascii")?),
+        Some(token) => Some(
+            format!("Bearer {token}")
+                .parse()
+                .context("the token must be printable ascii")?,
+        ),
         None => None,
     };
-    Ok(ExperimentServiceClient::with_interceptor(channel, BearerToken(token)))
+    Ok(ExperimentServiceClient::with_interceptor(
+        channel,
+        BearerToken(token),
+    ))
 }
 
 /// Turns a status into a one-line error.
@@ -123,14 +142,26 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
 ///
 /// # Errors
 /// When the spec is invalid, the coordinator cannot be reached, or it refuses the request.
-pub async fn run(options: &ConnectOptions, command: ExperimentCommand, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+pub async fn run(
+    options: &ConnectOptions,
+    command: ExperimentCommand,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
     if let ExperimentCommand::Create { spec } = &command {
         // Check the spec before connecting, so a bad file is reported as such.
         let spec = SpecFile::read(spec)?;
         let mut client = connect(options).await?;
-        let request = pb::CreateExperimentRequest { spec: Some(spec.to_pb()) };
-        let response = client.create_experiment(request).await.map_err(status_error)?.into_inner();
-        let experiment = response.experiment.context("the coordinator returned no experiment")?;
+        let request = pb::CreateExperimentRequest {
+            spec: Some(spec.to_pb()),
+        };
+        let response = client
+            .create_experiment(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        let experiment = response
+            .experiment
+            .context("the coordinator returned no experiment")?;
         writeln!(out, "{}", experiment.id)?;
         return Ok(());
     }
@@ -138,8 +169,14 @@ pub async fn run(options: &ConnectOptions, command: ExperimentCommand, out: &mut
     match command {
         ExperimentCommand::Create { .. } => unreachable!("handled above"),
         ExperimentCommand::List { study } => {
-            let request = pb::ListExperimentsRequest { study: study.unwrap_or_default() };
-            let response = client.list_experiments(request).await.map_err(status_error)?.into_inner();
+            let request = pb::ListExperimentsRequest {
+                study: study.unwrap_or_default(),
+            };
+            let response = client
+                .list_experiments(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             for experiment in &response.experiments {
                 writeln!(out, "{}", output::experiment_line(experiment))?;
             }
@@ -148,25 +185,49 @@ pub async fn run(options: &ConnectOptions, command: ExperimentCommand, out: &mut
             let experiment = get_experiment(&mut client, &id).await?;
             write!(out, "{}", output::experiment_status(&experiment))?;
         }
-        ExperimentCommand::Watch { id, interval_secs } => watch::watch(&mut client, &id, interval_secs, out).await?,
+        ExperimentCommand::Watch { id, interval_secs } => {
+            watch::watch(&mut client, &id, interval_secs, out).await?
+        }
         ExperimentCommand::Best { id } => {
             let request = pb::GetBestTrialRequest { experiment_id: id };
-            let response = client.get_best_trial(request).await.map_err(status_error)?.into_inner();
+            let response = client
+                .get_best_trial(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             match response.trial {
                 Some(trial) => write!(out, "{}", output::trials(&[trial], Format::Table))?,
                 None => anyhow::bail!("no result yet"),
             }
         }
         ExperimentCommand::Trials { id, format, epochs } => {
-            let request = pb::ListTrialsRequest { experiment_id: id, include_epochs: epochs };
-            let response = client.list_trials(request).await.map_err(status_error)?.into_inner();
+            let request = pb::ListTrialsRequest {
+                experiment_id: id,
+                include_epochs: epochs,
+            };
+            let response = client
+                .list_trials(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             write!(out, "{}", output::trials(&response.trials, format))?;
         }
         ExperimentCommand::Stop { id } => {
             let request = pb::StopExperimentRequest { experiment_id: id };
-            let response = client.stop_experiment(request).await.map_err(status_error)?.into_inner();
-            let experiment = response.experiment.context("the coordinator returned no experiment")?;
-            writeln!(out, "{} {}", experiment.id, output::experiment_state(&experiment))?;
+            let response = client
+                .stop_experiment(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let experiment = response
+                .experiment
+                .context("the coordinator returned no experiment")?;
+            writeln!(
+                out,
+                "{} {}",
+                experiment.id,
+                output::experiment_state(&experiment)
+            )?;
         }
     }
     Ok(())
@@ -177,7 +238,15 @@ pub async fn run(options: &ConnectOptions, command: ExperimentCommand, out: &mut
 /// # Errors
 /// When the request fails.
 pub async fn get_experiment(client: &mut Client, id: &str) -> anyhow::Result<pb::Experiment> {
-    let request = pb::GetExperimentRequest { experiment_id: id.to_owned() };
-    let response = client.get_experiment(request).await.map_err(status_error)?.into_inner();
-    response.experiment.context("the coordinator returned no experiment")
+    let request = pb::GetExperimentRequest {
+        experiment_id: id.to_owned(),
+    };
+    let response = client
+        .get_experiment(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    response
+        .experiment
+        .context("the coordinator returned no experiment")
 }

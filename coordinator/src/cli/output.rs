@@ -41,7 +41,9 @@ fn value_json(value: &pb::ParameterValue) -> serde_json::Value {
 
 /// A state enum's name in lowercase (`EXPERIMENT_STATE_RUNNING` → `running`).
 fn short_state(name: &str) -> String {
-    name.trim_start_matches("EXPERIMENT_STATE_").trim_start_matches("TRIAL_STATE_").to_ascii_lowercase()
+    name.trim_start_matches("EXPERIMENT_STATE_")
+        .trim_start_matches("TRIAL_STATE_")
+        .to_ascii_lowercase()
 }
 
 /// The trial state's label.
@@ -55,7 +57,9 @@ pub fn experiment_state(experiment: &pb::Experiment) -> String {
 }
 
 fn optional(value: Option<f64>) -> String {
-    value.map(|v| format!("{v:.6}")).unwrap_or_else(|| "-".into())
+    value
+        .map(|v| format!("{v:.6}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 /// One line per experiment for `tunectl list`.
@@ -80,12 +84,34 @@ pub fn experiment_status(e: &pb::Experiment) -> String {
         ("id", e.id.clone()),
         ("name", spec.name.clone()),
         ("state", experiment_state(e)),
-        ("metric", format!("{} ({})", spec.metric, short_dir(spec.direction()))),
-        ("strategy", spec.strategy().as_str_name().trim_start_matches("STRATEGY_").to_ascii_lowercase()),
-        ("trials", format!("{} created of {} budget, {} running", e.trials_created, spec.budget_trials, e.trials_running)),
+        (
+            "metric",
+            format!("{} ({})", spec.metric, short_dir(spec.direction())),
+        ),
+        (
+            "strategy",
+            spec.strategy()
+                .as_str_name()
+                .trim_start_matches("STRATEGY_")
+                .to_ascii_lowercase(),
+        ),
+        (
+            "trials",
+            format!(
+                "{} created of {} budget, {} running",
+                e.trials_created, spec.budget_trials, e.trials_running
+            ),
+        ),
         ("succeeded", e.trials_succeeded.to_string()),
         ("failed", e.trials_failed.to_string()),
-        ("best", format!("{} (trial {})", optional(e.best_value), e.best_trial_id.clone().unwrap_or_else(|| "-".into()))),
+        (
+            "best",
+            format!(
+                "{} (trial {})",
+                optional(e.best_value),
+                e.best_trial_id.clone().unwrap_or_else(|| "-".into())
+            ),
+        ),
         ("epochs", e.epochs_reported.to_string()),
         ("cost", format!("${:.4}", e.cost_dollars)),
         ("device seconds", format!("{:.1}", e.device_seconds)),
@@ -130,39 +156,90 @@ fn trial_cells(t: &pb::Trial, names: &[String]) -> Vec<String> {
         format!("{:.2}", t.wall_seconds),
         format!("{:.4}", t.cost_dollars),
     ];
-    cells.extend(names.iter().map(|n| t.params.get(n).map(value_text).unwrap_or_default()));
+    cells.extend(
+        names
+            .iter()
+            .map(|n| t.params.get(n).map(value_text).unwrap_or_default()),
+    );
     cells
 }
 
-const HEADER: [&str; 8] = ["number", "id", "state", "value", "attempts", "epochs", "wall_seconds", "cost_dollars"];
+const HEADER: [&str; 8] = [
+    "number",
+    "id",
+    "state",
+    "value",
+    "attempts",
+    "epochs",
+    "wall_seconds",
+    "cost_dollars",
+];
 
 fn trials_table(trials: &[pb::Trial]) -> String {
     let names = param_names(trials);
-    let header: Vec<String> = HEADER.iter().map(|h| (*h).to_string()).chain(names.iter().cloned()).collect();
+    let header: Vec<String> = HEADER
+        .iter()
+        .map(|h| (*h).to_string())
+        .chain(names.iter().cloned())
+        .collect();
     let rows: Vec<Vec<String>> = trials.iter().map(|t| trial_cells(t, &names)).collect();
     let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in std::iter::once(&header).chain(rows.iter()) {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
     out
 }
 
 fn csv_cell(cell: &str) -> String {
-    if cell.contains([',', '"', '\n']) { format!("\"{}\"", cell.replace('"', "\"\"")) } else { cell.to_owned() }
+    if cell.contains([',', '"', '\n']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell.to_owned()
+    }
 }
 
 fn trials_csv(trials: &[pb::Trial]) -> String {
     let names = param_names(trials);
     let mut out = String::new();
-    let header: Vec<String> = HEADER.iter().map(|h| (*h).to_string()).chain(names.iter().cloned()).collect();
-    let _ = writeln!(out, "{}", header.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+    let header: Vec<String> = HEADER
+        .iter()
+        .map(|h| (*h).to_string())
+        .chain(names.iter().cloned())
+        .collect();
+    let _ = writeln!(
+        out,
+        "{}",
+        header
+            .iter()
+            .map(|c| csv_cell(c))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     for t in trials {
         let cells = trial_cells(t, &names);
-        let _ = writeln!(out, "{}", cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+        let _ = writeln!(
+            out,
+            "{}",
+            cells
+                .iter()
+                .map(|c| csv_cell(c))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
     }
     out
 }
@@ -199,10 +276,17 @@ mod tests {
 
     fn sample() -> Vec<pb::Trial> {
         let mut params = std::collections::HashMap::new();
-        params.insert("x".to_string(), pb::ParameterValue { kind: Some(pb::parameter_value::Kind::FloatValue(0.5)) });
+        params.insert(
+            "x".to_string(),
+            pb::ParameterValue {
+                kind: Some(pb::parameter_value::Kind::FloatValue(0.5)),
+            },
+        );
         params.insert(
             "opt".to_string(),
-            pb::ParameterValue { kind: Some(pb::parameter_value::Kind::CategoricalValue("a,b".into())) },
+            pb::ParameterValue {
+                kind: Some(pb::parameter_value::Kind::CategoricalValue("a,b".into())),
+            },
         );
         vec![pb::Trial {
             id: "trial-1".into(),
@@ -222,7 +306,8 @@ mod tests {
         let csv = super::trials(&trials, Format::Csv);
         assert!(csv.starts_with("number,id,state,value"));
         assert!(csv.contains("\"a,b\""));
-        let parsed: serde_json::Value = serde_json::from_str(&super::trials(&trials, Format::Json)).expect("valid json");
+        let parsed: serde_json::Value =
+            serde_json::from_str(&super::trials(&trials, Format::Json)).expect("valid json");
         assert_eq!(parsed[0]["params"]["x"], json!(0.5));
         assert_eq!(parsed[0]["state"], json!("succeeded"));
     }

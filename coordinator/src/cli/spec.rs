@@ -129,7 +129,8 @@ impl SpecFile {
     /// # Errors
     /// When the file cannot be read, is not valid TOML, or has an invalid search space.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read spec '{}'", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read spec '{}'", path.display()))?;
         Self::parse(&text).with_context(|| format!("invalid spec '{}'", path.display()))
     }
 
@@ -138,11 +139,13 @@ impl SpecFile {
     /// # Errors
     /// When it is not valid TOML or the search space is invalid.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let spec: SpecFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let spec: SpecFile =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         if spec.budget == 0 {
             bail!("budget must be at least 1");
         }
-        tuner::space::Space::new(spec.parameters.clone()).map_err(|e| anyhow::anyhow!("invalid search space: {e}"))?;
+        tuner::space::Space::new(spec.parameters.clone())
+            .map_err(|e| anyhow::anyhow!("invalid search space: {e}"))?;
         Ok(spec)
     }
 
@@ -226,11 +229,17 @@ epochs = 1
 
     #[test]
     fn errors_name_the_problem() {
-        let unknown = SpecFile::parse(&BRANIN.replace("budget = 10", "budgett = 10")).expect_err("refused");
+        let unknown =
+            SpecFile::parse(&BRANIN.replace("budget = 10", "budgett = 10")).expect_err("refused");
         assert!(format!("{unknown:#}").contains("budgett"), "{unknown:#}");
-        let bad_space = SpecFile::parse(&BRANIN.replace("high = 10.0", "high = -6.0")).expect_err("refused");
+        let bad_space =
+            SpecFile::parse(&BRANIN.replace("high = 10.0", "high = -6.0")).expect_err("refused");
         assert!(format!("{bad_space:#}").contains("x1"), "{bad_space:#}");
-        let bad_direction = SpecFile::parse(&BRANIN.replace("\"minimize\"", "\"down\"")).expect_err("refused");
-        assert!(format!("{bad_direction:#}").contains("down"), "{bad_direction:#}");
+        let bad_direction =
+            SpecFile::parse(&BRANIN.replace("\"minimize\"", "\"down\"")).expect_err("refused");
+        assert!(
+            format!("{bad_direction:#}").contains("down"),
+            "{bad_direction:#}"
+        );
     }
 }

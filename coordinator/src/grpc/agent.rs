@@ -42,13 +42,19 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
         request: Request<pb::RegisterAgentRequest>,
     ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
         let inner = request.into_inner();
-        let agent_id = Some(inner.agent_id).filter(|id| !id.is_empty()).map(AgentId);
+        let agent_id = Some(inner.agent_id)
+            .filter(|id| !id.is_empty())
+            .map(AgentId);
         let capabilities = inner.capabilities.unwrap_or_default().into();
-        let result = self.service.register_agent(capabilities, agent_id).await.map(|r| pb::RegisterAgentResponse {
-            agent_id: r.agent_id.0,
-            heartbeat_interval_seconds: r.heartbeat_interval.as_secs_f64(),
-            lease_timeout_seconds: r.lease_timeout.as_secs_f64(),
-        });
+        let result = self
+            .service
+            .register_agent(capabilities, agent_id)
+            .await
+            .map(|r| pb::RegisterAgentResponse {
+                agent_id: r.agent_id.0,
+                heartbeat_interval_seconds: r.heartbeat_interval.as_secs_f64(),
+                lease_timeout_seconds: r.lease_timeout.as_secs_f64(),
+            });
         respond(&self.metrics, "RegisterAgent", result)
     }
 
@@ -64,18 +70,27 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
                 LeaseOutcome::Lease(lease) => Outcome::Lease(pb::Lease::from(lease.as_ref())),
                 LeaseOutcome::RetryAfter(after) => Outcome::RetryAfterSeconds(after.as_secs_f64()),
             };
-            Ok(pb::LeaseTrialResponse { outcome: Some(outcome) })
+            Ok(pb::LeaseTrialResponse {
+                outcome: Some(outcome),
+            })
         };
         respond(&self.metrics, "LeaseTrial", result.await)
     }
 
     #[instrument(skip(self, request))]
-    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let inner = request.into_inner();
         let leases = inner.lease_ids.into_iter().map(LeaseId).collect();
-        let result = self.service.heartbeat(AgentId(inner.agent_id), leases).await.map(|statuses| {
-            pb::HeartbeatResponse { leases: statuses.iter().map(pb::LeaseStatus::from).collect() }
-        });
+        let result = self
+            .service
+            .heartbeat(AgentId(inner.agent_id), leases)
+            .await
+            .map(|statuses| pb::HeartbeatResponse {
+                leases: statuses.iter().map(pb::LeaseStatus::from).collect(),
+            });
         respond(&self.metrics, "Heartbeat", result)
     }
 
@@ -87,8 +102,13 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
         let result = async {
             let inner = request.into_inner();
             let lease_id = LeaseId(non_empty("lease_id", inner.lease_id)?);
-            let action = self.service.report_epoch(lease_id, EpochInput::try_from(inner.report)?).await?;
-            Ok(pb::ReportEpochResponse { action: action_to_pb(action) as i32 })
+            let action = self
+                .service
+                .report_epoch(lease_id, EpochInput::try_from(inner.report)?)
+                .await?;
+            Ok(pb::ReportEpochResponse {
+                action: action_to_pb(action) as i32,
+            })
         };
         respond(&self.metrics, "ReportEpoch", result.await)
     }
@@ -101,7 +121,9 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
         let result = async {
             let mut inner = request.into_inner();
             let lease_id = LeaseId(non_empty("lease_id", std::mem::take(&mut inner.lease_id))?);
-            self.service.complete_trial(lease_id, Completion::try_from(inner)?).await?;
+            self.service
+                .complete_trial(lease_id, Completion::try_from(inner)?)
+                .await?;
             Ok(pb::CompleteTrialResponse {})
         };
         respond(&self.metrics, "CompleteTrial", result.await)

@@ -7,8 +7,8 @@ use proto::v1 as pb;
 use tuner::space::{ParamKind, ParamSpec, Value};
 
 use crate::service::model::{
-    AgentCapabilities, BatchStrategy, Direction, EpochRecord, ExperimentSpec, ExperimentState, Strategy,
-    TrialState, Workload,
+    AgentCapabilities, BatchStrategy, Direction, EpochRecord, ExperimentSpec, ExperimentState,
+    Strategy, TrialState, Workload,
 };
 use crate::service::{
     Completion, EpochInput, ExperimentView, Lease, LeaseAction, LeaseStatus, Outcome, TrialView,
@@ -46,15 +46,23 @@ pub fn value_from_pb(name: &str, value: &pb::ParameterValue) -> Result<Value> {
 
 /// An assignment to the wire.
 pub fn params_to_pb(params: &BTreeMap<String, Value>) -> HashMap<String, pb::ParameterValue> {
-    params.iter().map(|(k, v)| (k.clone(), value_to_pb(v))).collect()
+    params
+        .iter()
+        .map(|(k, v)| (k.clone(), value_to_pb(v)))
+        .collect()
 }
 
 /// An assignment from the wire.
 ///
 /// # Errors
 /// When a value is empty.
-pub fn params_from_pb(params: &HashMap<String, pb::ParameterValue>) -> Result<BTreeMap<String, Value>> {
-    params.iter().map(|(k, v)| Ok((k.clone(), value_from_pb(k, v)?))).collect()
+pub fn params_from_pb(
+    params: &HashMap<String, pb::ParameterValue>,
+) -> Result<BTreeMap<String, Value>> {
+    params
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), value_from_pb(k, v)?)))
+        .collect()
 }
 
 /// A tuner parameter spec to the wire.
@@ -84,7 +92,10 @@ pub fn param_spec_to_pb(spec: &ParamSpec) -> pb::ParameterSpec {
             }),
         }),
     };
-    pb::ParameterSpec { name: spec.name.clone(), kind: Some(kind) }
+    pb::ParameterSpec {
+        name: spec.name.clone(),
+        kind: Some(kind),
+    }
 }
 
 /// A tuner parameter spec from the wire (checked later, with the whole space, by `Space::new`).
@@ -94,17 +105,40 @@ pub fn param_spec_to_pb(spec: &ParamSpec) -> pb::ParameterSpec {
 pub fn param_spec_from_pb(spec: &pb::ParameterSpec) -> Result<ParamSpec> {
     use pb::parameter_spec::Kind;
     let (kind, default) = match &spec.kind {
-        Some(Kind::Int(p)) => (ParamKind::Int { low: p.low, high: p.high, log: p.log }, p.default_value.map(Value::Int)),
-        Some(Kind::Float(p)) => {
-            (ParamKind::Float { low: p.low, high: p.high, log: p.log }, p.default_value.map(Value::Float))
-        }
+        Some(Kind::Int(p)) => (
+            ParamKind::Int {
+                low: p.low,
+                high: p.high,
+                log: p.log,
+            },
+            p.default_value.map(Value::Int),
+        ),
+        Some(Kind::Float(p)) => (
+            ParamKind::Float {
+                low: p.low,
+                high: p.high,
+                log: p.log,
+            },
+            p.default_value.map(Value::Float),
+        ),
         Some(Kind::Categorical(p)) => (
-            ParamKind::Categorical { choices: p.choices.clone() },
+            ParamKind::Categorical {
+                choices: p.choices.clone(),
+            },
             p.default_value.clone().map(Value::Categorical),
         ),
-        None => return Err(invalid(format!("invalid parameter '{}': no type (int, float or categorical)", spec.name))),
+        None => {
+            return Err(invalid(format!(
+                "invalid parameter '{}': no type (int, float or categorical)",
+                spec.name
+            )));
+        }
     };
-    Ok(ParamSpec { name: spec.name.clone(), kind, default })
+    Ok(ParamSpec {
+        name: spec.name.clone(),
+        kind,
+        default,
+    })
 }
 
 impl TryFrom<pb::Workload> for Workload {
@@ -138,7 +172,9 @@ impl TryFrom<pb::ExperimentSpec> for ExperimentSpec {
         let direction = match spec.direction() {
             pb::Direction::Maximize => Direction::Maximize,
             pb::Direction::Minimize => Direction::Minimize,
-            pb::Direction::Unspecified => return Err(invalid("direction must be maximize or minimize")),
+            pb::Direction::Unspecified => {
+                return Err(invalid("direction must be maximize or minimize"));
+            }
         };
         let strategy = match spec.strategy() {
             pb::Strategy::Bo | pb::Strategy::Unspecified => Strategy::Bo,
@@ -151,7 +187,11 @@ impl TryFrom<pb::ExperimentSpec> for ExperimentSpec {
             pb::BatchStrategy::ClMax => BatchStrategy::ClMax,
             pb::BatchStrategy::McQei => BatchStrategy::McQei,
         };
-        let parameters = spec.parameters.iter().map(param_spec_from_pb).collect::<Result<Vec<_>>>()?;
+        let parameters = spec
+            .parameters
+            .iter()
+            .map(param_spec_from_pb)
+            .collect::<Result<Vec<_>>>()?;
         Ok(ExperimentSpec {
             name: spec.name,
             metric: spec.metric,
@@ -392,7 +432,10 @@ mod tests {
         )
         .expect("specs parse");
         for spec in &specs {
-            assert_eq!(&param_spec_from_pb(&param_spec_to_pb(spec)).expect("converts back"), spec);
+            assert_eq!(
+                &param_spec_from_pb(&param_spec_to_pb(spec)).expect("converts back"),
+                spec
+            );
         }
     }
 
@@ -404,7 +447,10 @@ mod tests {
 
     #[test]
     fn empty_parameter_kind_names_the_parameter() {
-        let spec = pb::ParameterSpec { name: "lr".into(), kind: None };
+        let spec = pb::ParameterSpec {
+            name: "lr".into(),
+            kind: None,
+        };
         let err = param_spec_from_pb(&spec).expect_err("refused");
         assert!(err.to_string().contains("'lr'"));
     }

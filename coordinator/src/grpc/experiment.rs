@@ -41,9 +41,17 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
         request: Request<pb::CreateExperimentRequest>,
     ) -> Result<Response<pb::CreateExperimentResponse>, Status> {
         let result = async {
-            let raw = request.into_inner().spec.ok_or_else(|| Error::InvalidArgument("spec is missing".into()))?;
-            let view = self.service.create_experiment(ExperimentSpec::try_from(raw)?).await?;
-            Ok(pb::CreateExperimentResponse { experiment: Some((&view).into()) })
+            let raw = request
+                .into_inner()
+                .spec
+                .ok_or_else(|| Error::InvalidArgument("spec is missing".into()))?;
+            let view = self
+                .service
+                .create_experiment(ExperimentSpec::try_from(raw)?)
+                .await?;
+            Ok(pb::CreateExperimentResponse {
+                experiment: Some((&view).into()),
+            })
         };
         respond(&self.metrics, "CreateExperiment", result.await)
     }
@@ -54,8 +62,13 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
         request: Request<pb::GetExperimentRequest>,
     ) -> Result<Response<pb::GetExperimentResponse>, Status> {
         let result = async {
-            let view = self.service.get_experiment(experiment_id(request.into_inner().experiment_id)?).await?;
-            Ok(pb::GetExperimentResponse { experiment: Some((&view).into()) })
+            let view = self
+                .service
+                .get_experiment(experiment_id(request.into_inner().experiment_id)?)
+                .await?;
+            Ok(pb::GetExperimentResponse {
+                experiment: Some((&view).into()),
+            })
         };
         respond(&self.metrics, "GetExperiment", result.await)
     }
@@ -66,9 +79,13 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
         request: Request<pb::ListExperimentsRequest>,
     ) -> Result<Response<pb::ListExperimentsResponse>, Status> {
         let study = Some(request.into_inner().study).filter(|s| !s.is_empty());
-        let result = self.service.list_experiments(study).await.map(|views| pb::ListExperimentsResponse {
-            experiments: views.iter().map(pb::Experiment::from).collect(),
-        });
+        let result =
+            self.service
+                .list_experiments(study)
+                .await
+                .map(|views| pb::ListExperimentsResponse {
+                    experiments: views.iter().map(pb::Experiment::from).collect(),
+                });
         respond(&self.metrics, "ListExperiments", result)
     }
 
@@ -78,8 +95,13 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
         request: Request<pb::StopExperimentRequest>,
     ) -> Result<Response<pb::StopExperimentResponse>, Status> {
         let result = async {
-            let view = self.service.stop_experiment(experiment_id(request.into_inner().experiment_id)?).await?;
-            Ok(pb::StopExperimentResponse { experiment: Some((&view).into()) })
+            let view = self
+                .service
+                .stop_experiment(experiment_id(request.into_inner().experiment_id)?)
+                .await?;
+            Ok(pb::StopExperimentResponse {
+                experiment: Some((&view).into()),
+            })
         };
         respond(&self.metrics, "StopExperiment", result.await)
     }
@@ -91,8 +113,13 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
     ) -> Result<Response<pb::ListTrialsResponse>, Status> {
         let result = async {
             let inner = request.into_inner();
-            let trials = self.service.list_trials(experiment_id(inner.experiment_id)?, inner.include_epochs).await?;
-            Ok(pb::ListTrialsResponse { trials: trials.iter().map(pb::Trial::from).collect() })
+            let trials = self
+                .service
+                .list_trials(experiment_id(inner.experiment_id)?, inner.include_epochs)
+                .await?;
+            Ok(pb::ListTrialsResponse {
+                trials: trials.iter().map(pb::Trial::from).collect(),
+            })
         };
         respond(&self.metrics, "ListTrials", result.await)
     }
@@ -103,8 +130,13 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
         request: Request<pb::GetBestTrialRequest>,
     ) -> Result<Response<pb::GetBestTrialResponse>, Status> {
         let result = async {
-            let best = self.service.best_trial(experiment_id(request.into_inner().experiment_id)?).await?;
-            Ok(pb::GetBestTrialResponse { trial: best.as_ref().map(pb::Trial::from) })
+            let best = self
+                .service
+                .best_trial(experiment_id(request.into_inner().experiment_id)?)
+                .await?;
+            Ok(pb::GetBestTrialResponse {
+                trial: best.as_ref().map(pb::Trial::from),
+            })
         };
         respond(&self.metrics, "GetBestTrial", result.await)
     }

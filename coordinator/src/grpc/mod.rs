@@ -25,7 +25,10 @@ pub use agent::AgentGrpc;
 pub use experiment::ExperimentGrpc;
 
 /// The full gRPC names of the two services, as health checks know them.
-pub const SERVICE_NAMES: [&str; 2] = ["tunefleet.v1.ExperimentService", "tunefleet.v1.AgentService"];
+pub const SERVICE_NAMES: [&str; 2] = [
+    "tunefleet.v1.ExperimentService",
+    "tunefleet.v1.AgentService",
+];
 
 /// Checks every request: `Unavailable` while draining, `Unauthenticated` without the bearer
 /// token when one is configured.
@@ -38,7 +41,10 @@ pub struct Gate {
 impl Gate {
     /// A gate requiring `token` when given.
     pub fn new(token: Option<String>, draining: Arc<AtomicBool>) -> Self {
-        Self { token: token.map(Arc::from), draining }
+        Self {
+            token: token.map(Arc::from),
+            draining,
+        }
     }
 }
 
@@ -47,7 +53,9 @@ impl Interceptor for Gate {
         if self.draining.load(Ordering::Acquire) {
             return Err(Status::unavailable("coordinator is shutting down"));
         }
-        let Some(token) = &self.token else { return Ok(request) };
+        let Some(token) = &self.token else {
+            return Ok(request);
+        };
         let presented = request
             .metadata()
             .get("authorization")
@@ -56,7 +64,9 @@ impl Interceptor for Gate {
         match presented {
             Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => Ok(request),
             Some(_) => Err(Status::unauthenticated("invalid bearer token")),
-            None => Err(Status::unauthenticated("missing bearer token (authorization: Bearer ...)")),
+            None => Err(Status::unauthenticated(
+                "missing bearer token (authorization: Bearer ...)",
+            )),
         }
     }
 }
@@ -85,22 +95,31 @@ where
     let gate = Gate::new(token, Arc::clone(&draining));
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in SERVICE_NAMES {
-        reporter.set_service_status(name, ServingStatus::Serving).await;
+        reporter
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
     }
     let experiments = ExperimentGrpc::new(service.clone(), Arc::clone(&metrics));
     let agents = AgentGrpc::new(service, metrics);
     let drained = async move {
         shutdown.await;
         draining.store(true, Ordering::Release);
-        reporter.set_service_status("", ServingStatus::NotServing).await;
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         for name in SERVICE_NAMES {
-            reporter.set_service_status(name, ServingStatus::NotServing).await;
+            reporter
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
         }
         tracing::info!("draining grpc server");
     };
     tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(ExperimentServiceServer::with_interceptor(experiments, gate.clone()))
+        .add_service(ExperimentServiceServer::with_interceptor(
+            experiments,
+            gate.clone(),
+        ))
         .add_service(AgentServiceServer::with_interceptor(agents, gate))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained)
         .await?;
@@ -114,7 +133,9 @@ mod tests {
     fn request_with(header: Option<&str>) -> Request<()> {
         let mut request = Request::new(());
         if let Some(value) = header {
-            request.metadata_mut().insert("authorization", value.parse().expect("ascii header"));
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().expect("ascii header"));
         }
         request
     }
@@ -124,10 +145,23 @@ mod tests {
         let draining = Arc::new(AtomicBool::new(false));
         let mut gate = Gate::new(Some("s3cret".into()), Arc::clone(&draining));
         assert!(gate.call(request_with(Some("Bearer s3cret"))).is_ok());
-        assert_eq!(gate.call(request_with(Some("Bearer nope"))).expect_err("wrong").code(), tonic::Code::Unauthenticated);
-        assert_eq!(gate.call(request_with(None)).expect_err("missing").code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            gate.call(request_with(Some("Bearer nope")))
+                .expect_err("wrong")
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            gate.call(request_with(None)).expect_err("missing").code(),
+            tonic::Code::Unauthenticated
+        );
         draining.store(true, Ordering::Release);
-        assert_eq!(gate.call(request_with(Some("Bearer s3cret"))).expect_err("draining").code(), tonic::Code::Unavailable);
+        assert_eq!(
+            gate.call(request_with(Some("Bearer s3cret")))
+                .expect_err("draining")
+                .code(),
+            tonic::Code::Unavailable
+        );
         let mut open = Gate::new(None, Arc::new(AtomicBool::new(false)));
         assert!(open.call(request_with(None)).is_ok());
     }

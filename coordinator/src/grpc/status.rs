@@ -34,13 +34,20 @@ pub fn to_status(error: &Error) -> Status {
 }
 
 /// Counts the request by method and code and converts the result.
-pub fn respond<T>(metrics: &Metrics, method: &str, result: crate::Result<T>) -> Result<Response<T>, Status> {
+pub fn respond<T>(
+    metrics: &Metrics,
+    method: &str,
+    result: crate::Result<T>,
+) -> Result<Response<T>, Status> {
     let outcome = result.map(Response::new).map_err(|e| to_status(&e));
     let code = match &outcome {
         Ok(_) => Code::Ok,
         Err(status) => status.code(),
     };
-    metrics.grpc_requests_total.with_label_values(&[method, &format!("{code:?}")]).inc();
+    metrics
+        .grpc_requests_total
+        .with_label_values(&[method, &format!("{code:?}")])
+        .inc();
     outcome
 }
 
@@ -50,9 +57,18 @@ mod tests {
 
     #[test]
     fn codes_follow_the_contract() {
-        assert_eq!(code_of(&Error::InvalidArgument("x".into())), Code::InvalidArgument);
-        assert_eq!(code_of(&Error::not_found("experiment", "e")), Code::NotFound);
-        assert_eq!(code_of(&Error::FailedPrecondition("stale".into())), Code::FailedPrecondition);
+        assert_eq!(
+            code_of(&Error::InvalidArgument("x".into())),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            code_of(&Error::not_found("experiment", "e")),
+            Code::NotFound
+        );
+        assert_eq!(
+            code_of(&Error::FailedPrecondition("stale".into())),
+            Code::FailedPrecondition
+        );
         assert_eq!(code_of(&Error::Unavailable), Code::Unavailable);
         assert_eq!(code_of(&Error::Internal("boom".into())), Code::Internal);
     }

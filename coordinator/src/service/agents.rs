@@ -4,13 +4,13 @@
 use tracing::{debug, info, instrument, warn};
 
 use super::model::{
-    AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentState, LeaseId, LeaseRecord, TrialRecord,
-    TrialState, now_unix,
+    AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentState, LeaseId, LeaseRecord,
+    TrialRecord, TrialState, now_unix,
 };
 use super::state::State;
 use super::{
-    AgentService, Completion, Coordinator, EpochInput, Lease, LeaseAction, LeaseOutcome, LeaseStatus, Outcome,
-    Registration,
+    AgentService, Completion, Coordinator, EpochInput, Lease, LeaseAction, LeaseOutcome,
+    LeaseStatus, Outcome, Registration,
 };
 use crate::store::Change;
 use crate::{Error, Result};
@@ -19,7 +19,9 @@ fn check_finite(what: &str, value: f64) -> Result<()> {
     if value.is_finite() {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!("{what} must be finite, got {value}")))
+        Err(Error::InvalidArgument(format!(
+            "{what} must be finite, got {value}"
+        )))
     }
 }
 
@@ -31,11 +33,15 @@ impl Coordinator {
     /// The trial holding a current, unexpired lease.
     fn current_lease<'s>(state: &'s State, lease_id: &LeaseId) -> Result<&'s TrialRecord> {
         let trial = state.trial_by_lease(lease_id).ok_or_else(|| {
-            Error::FailedPrecondition(format!("lease '{lease_id}' is not current (expired, reassigned or finished)"))
+            Error::FailedPrecondition(format!(
+                "lease '{lease_id}' is not current (expired, reassigned or finished)"
+            ))
         })?;
         let deadline = trial.lease.as_ref().map_or(0.0, |l| l.deadline_unix);
         if deadline < now_unix() {
-            return Err(Error::FailedPrecondition(format!("lease '{lease_id}' expired")));
+            return Err(Error::FailedPrecondition(format!(
+                "lease '{lease_id}' expired"
+            )));
         }
         Ok(trial)
     }
@@ -43,7 +49,9 @@ impl Coordinator {
     /// Whether the agent holding this trial should stop it.
     fn should_stop(state: &State, trial: &TrialRecord) -> bool {
         trial.stop_requested
-            || state.experiment(&trial.experiment_id).map_or(true, |e| e.state != ExperimentState::Running)
+            || state
+                .experiment(&trial.experiment_id)
+                .map_or(true, |e| e.state != ExperimentState::Running)
     }
 
     /// Requeues (or fails, after `max_attempts`) every trial whose lease expired.
@@ -59,12 +67,15 @@ impl Coordinator {
             if trial.lease.as_ref().is_none_or(|l| l.deadline_unix >= now) {
                 continue;
             }
-            let max_attempts = state.experiment(&trial.experiment_id).map_or(1, |e| e.spec.max_attempts);
+            let max_attempts = state
+                .experiment(&trial.experiment_id)
+                .map_or(1, |e| e.spec.max_attempts);
             let mut updated = trial.clone();
             updated.lease = None;
             if trial.attempts >= max_attempts {
                 updated.state = TrialState::Failed;
-                updated.failure_reason = format!("lease expired on each of {} attempts", trial.attempts);
+                updated.failure_reason =
+                    format!("lease expired on each of {} attempts", trial.attempts);
                 updated.finished_unix = Some(now);
             } else if trial.stop_requested {
                 updated.state = TrialState::Cancelled;
@@ -93,22 +104,37 @@ impl Coordinator {
             if !agent.accepts(experiment.spec.workload.as_ref()) {
                 continue;
             }
-            let has_pending = |s: &State| s.trials_of(&id).iter().any(|t| t.state == TrialState::Pending);
+            let has_pending = |s: &State| {
+                s.trials_of(&id)
+                    .iter()
+                    .any(|t| t.state == TrialState::Pending)
+            };
             if !has_pending(state) {
                 self.advance_or_log(state, &id).await;
             }
-            let Some(trial) = state.trials_of(&id).into_iter().find(|t| t.state == TrialState::Pending) else {
+            let Some(trial) = state
+                .trials_of(&id)
+                .into_iter()
+                .find(|t| t.state == TrialState::Pending)
+            else {
                 continue;
             };
             let mut updated = trial.clone();
-            let lease = LeaseRecord { lease_id: LeaseId::generate(), agent_id: agent.id.clone(), deadline_unix: self.deadline() };
+            let lease = LeaseRecord {
+                lease_id: LeaseId::generate(),
+                agent_id: agent.id.clone(),
+                deadline_unix: self.deadline(),
+            };
             updated.state = TrialState::Leased;
             updated.attempts += 1;
             updated.agent_id = Some(agent.id.clone());
-            updated.instance_type.clone_from(&agent.capabilities.instance_type);
+            updated
+                .instance_type
+                .clone_from(&agent.capabilities.instance_type);
             updated.lease = Some(lease.clone());
             updated.stop_requested = false;
-            self.commit(state, vec![Change::PutTrial(updated.clone())]).await?;
+            self.commit(state, vec![Change::PutTrial(updated.clone())])
+                .await?;
             info!(trial_id = %updated.id, agent_id = %agent.id, attempt = updated.attempts, "trial leased");
             return Ok(Some(Lease {
                 lease_id: lease.lease_id,
@@ -126,7 +152,11 @@ impl Coordinator {
     }
 
     /// The trial after an attempt ends, or an error when the completion is invalid.
-    fn completed_trial(state: &State, trial: &TrialRecord, completion: &Completion) -> Result<TrialRecord> {
+    fn completed_trial(
+        state: &State,
+        trial: &TrialRecord,
+        completion: &Completion,
+    ) -> Result<TrialRecord> {
         let mut updated = trial.clone();
         updated.lease = None;
         updated.wall_seconds += completion.wall_seconds;
@@ -135,12 +165,17 @@ impl Coordinator {
         updated.epochs_run = completion.epochs_run;
         updated.best_epoch = completion.best_epoch;
         updated.finished_unix = Some(now_unix());
-        let last_epoch_value = || state.epochs_of(&trial.id, trial.attempts).last().map(|e| e.value);
+        let last_epoch_value = || {
+            state
+                .epochs_of(&trial.id, trial.attempts)
+                .last()
+                .map(|e| e.value)
+        };
         match completion.outcome {
             Outcome::Succeeded => {
-                let value = completion
-                    .value
-                    .ok_or_else(|| Error::InvalidArgument("a succeeded trial needs a value".into()))?;
+                let value = completion.value.ok_or_else(|| {
+                    Error::InvalidArgument("a succeeded trial needs a value".into())
+                })?;
                 updated.state = TrialState::Succeeded;
                 updated.value = Some(value);
             }
@@ -153,15 +188,25 @@ impl Coordinator {
                 };
             }
             Outcome::Stopped => {
-                let experiment_stopped = state.experiment(&trial.experiment_id).map_or(true, |e| e.state == ExperimentState::Stopped);
-                updated.state = if experiment_stopped { TrialState::Cancelled } else { TrialState::EarlyStopped };
+                let experiment_stopped = state
+                    .experiment(&trial.experiment_id)
+                    .map_or(true, |e| e.state == ExperimentState::Stopped);
+                updated.state = if experiment_stopped {
+                    TrialState::Cancelled
+                } else {
+                    TrialState::EarlyStopped
+                };
                 updated.value = completion.value.or_else(last_epoch_value);
                 if updated.state == TrialState::EarlyStopped && updated.value.is_none() {
                     updated.state = TrialState::Cancelled;
                 }
             }
             Outcome::Interrupted => {
-                updated.state = if trial.stop_requested { TrialState::Cancelled } else { TrialState::Pending };
+                updated.state = if trial.stop_requested {
+                    TrialState::Cancelled
+                } else {
+                    TrialState::Pending
+                };
                 updated.attempts = updated.attempts.saturating_sub(1);
                 updated.finished_unix = None;
             }
@@ -175,7 +220,11 @@ impl Coordinator {
 
 impl AgentService for Coordinator {
     #[instrument(skip(self, capabilities))]
-    async fn register_agent(&self, capabilities: AgentCapabilities, agent_id: Option<AgentId>) -> Result<Registration> {
+    async fn register_agent(
+        &self,
+        capabilities: AgentCapabilities,
+        agent_id: Option<AgentId>,
+    ) -> Result<Registration> {
         let now = now_unix();
         let agent = AgentRecord {
             id: agent_id.unwrap_or_else(AgentId::generate),
@@ -184,7 +233,8 @@ impl AgentService for Coordinator {
             last_seen_unix: now,
         };
         let mut state = self.inner.state.lock().await;
-        self.commit(&mut state, vec![Change::PutAgent(agent.clone())]).await?;
+        self.commit(&mut state, vec![Change::PutAgent(agent.clone())])
+            .await?;
         info!(agent_id = %agent.id, backend = %agent.capabilities.backend, device = %agent.capabilities.device_name, "agent registered");
         Ok(Registration {
             agent_id: agent.id,
@@ -215,7 +265,10 @@ impl AgentService for Coordinator {
     async fn heartbeat(&self, agent_id: AgentId, leases: Vec<LeaseId>) -> Result<Vec<LeaseStatus>> {
         let mut state = self.inner.state.lock().await;
         if let Some(agent) = state.agent(&agent_id).cloned() {
-            state.apply(Change::PutAgent(AgentRecord { last_seen_unix: now_unix(), ..agent }));
+            state.apply(Change::PutAgent(AgentRecord {
+                last_seen_unix: now_unix(),
+                ..agent
+            }));
         }
         let mut statuses = Vec::with_capacity(leases.len());
         let mut changes = Vec::new();
@@ -223,11 +276,19 @@ impl AgentService for Coordinator {
             let trial = match Self::current_lease(&state, &lease_id) {
                 Ok(trial) if trial.lease.as_ref().is_some_and(|l| l.agent_id == agent_id) => trial,
                 _ => {
-                    statuses.push(LeaseStatus { lease_id, action: LeaseAction::Abandon, deadline_unix: 0.0 });
+                    statuses.push(LeaseStatus {
+                        lease_id,
+                        action: LeaseAction::Abandon,
+                        deadline_unix: 0.0,
+                    });
                     continue;
                 }
             };
-            let action = if Self::should_stop(&state, trial) { LeaseAction::Stop } else { LeaseAction::Continue };
+            let action = if Self::should_stop(&state, trial) {
+                LeaseAction::Stop
+            } else {
+                LeaseAction::Continue
+            };
             let mut updated = trial.clone();
             let deadline_unix = self.deadline();
             if let Some(lease) = updated.lease.as_mut() {
@@ -237,7 +298,11 @@ impl AgentService for Coordinator {
                 updated.state = TrialState::Running;
             }
             changes.push(Change::PutTrial(updated));
-            statuses.push(LeaseStatus { lease_id, action, deadline_unix });
+            statuses.push(LeaseStatus {
+                lease_id,
+                action,
+                deadline_unix,
+            });
         }
         self.commit(&mut state, changes).await?;
         Ok(statuses)
@@ -251,7 +316,11 @@ impl AgentService for Coordinator {
         check_finite("epoch_seconds", report.epoch_seconds)?;
         let mut state = self.inner.state.lock().await;
         let trial = Self::current_lease(&state, &lease_id)?;
-        let action = if Self::should_stop(&state, trial) { LeaseAction::Stop } else { LeaseAction::Continue };
+        let action = if Self::should_stop(&state, trial) {
+            LeaseAction::Stop
+        } else {
+            LeaseAction::Continue
+        };
         if state.has_epoch(&trial.id, trial.attempts, report.epoch) {
             debug!(trial_id = %trial.id, "repeated epoch report ignored");
             return Ok(action);
@@ -272,7 +341,11 @@ impl AgentService for Coordinator {
             lease.deadline_unix = self.deadline();
         }
         info!(trial_id = %trial.id, value = report.value, "epoch done");
-        self.commit(&mut state, vec![Change::AddEpoch(epoch), Change::PutTrial(updated)]).await?;
+        self.commit(
+            &mut state,
+            vec![Change::AddEpoch(epoch), Change::PutTrial(updated)],
+        )
+        .await?;
         Ok(action)
     }
 
@@ -292,10 +365,18 @@ impl AgentService for Coordinator {
         let trial = Self::current_lease(&state, &lease_id)?.clone();
         let updated = Self::completed_trial(&state, &trial, &completion)?;
         let experiment_id = trial.experiment_id.clone();
-        self.commit(&mut state, vec![Change::PutTrial(updated.clone())]).await?;
-        self.inner.metrics.experiment_cost(&experiment_id.0).inc_by(completion.cost_dollars.max(0.0));
+        self.commit(&mut state, vec![Change::PutTrial(updated.clone())])
+            .await?;
+        self.inner
+            .metrics
+            .experiment_cost(&experiment_id.0)
+            .inc_by(completion.cost_dollars.max(0.0));
         if let Some(best) = state.best_trial(&experiment_id).and_then(|t| t.value) {
-            self.inner.metrics.best_objective.with_label_values(&[&experiment_id.0]).set(best);
+            self.inner
+                .metrics
+                .best_objective
+                .with_label_values(&[&experiment_id.0])
+                .set(best);
         }
         info!(trial_id = %trial.id, state = updated.state.as_str(), value = ?updated.value, "trial finished");
         self.advance_or_log(&mut state, &experiment_id).await;

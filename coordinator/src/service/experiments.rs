@@ -7,8 +7,8 @@ use tracing::{info, instrument};
 use tuner::Observation;
 
 use super::model::{
-    ExperimentId, ExperimentRecord, ExperimentSpec, ExperimentState, TrialId, TrialRecord, TrialState, now_unix,
-    random_u64,
+    ExperimentId, ExperimentRecord, ExperimentSpec, ExperimentState, TrialId, TrialRecord,
+    TrialState, now_unix, random_u64,
 };
 use super::state::{State, TrialCounts, result_value};
 use super::{Coordinator, ExperimentService, ExperimentView, TrialView};
@@ -24,7 +24,9 @@ impl Coordinator {
     fn resolve_spec(&self, mut spec: ExperimentSpec) -> Result<ExperimentSpec> {
         space_of(&spec)?;
         if spec.budget_trials == 0 {
-            return Err(Error::InvalidArgument("budget_trials must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "budget_trials must be at least 1".into(),
+            ));
         }
         if !spec.budget_dollars.is_finite() || spec.budget_dollars < 0.0 {
             return Err(Error::InvalidArgument(format!(
@@ -33,7 +35,9 @@ impl Coordinator {
             )));
         }
         if spec.name.trim().is_empty() {
-            return Err(Error::InvalidArgument("experiment name must not be empty".into()));
+            return Err(Error::InvalidArgument(
+                "experiment name must not be empty".into(),
+            ));
         }
         if spec.metric.trim().is_empty() {
             spec.metric = "value".into();
@@ -75,7 +79,8 @@ impl Coordinator {
                 updated.exhausted = true;
             }
             for (offset, params) in points.into_iter().enumerate() {
-                let number = counts.created + u32::try_from(offset).expect("batch sizes fit in u32");
+                let number =
+                    counts.created + u32::try_from(offset).expect("batch sizes fit in u32");
                 changes.push(Change::PutTrial(new_trial(id, number, params)));
             }
         }
@@ -102,18 +107,27 @@ impl Coordinator {
         ExperimentView {
             record: record.clone(),
             counts: state.counts(&record.id),
-            best: state.best_trial(&record.id).and_then(|t| t.value.map(|v| (t.id.clone(), v))),
+            best: state
+                .best_trial(&record.id)
+                .and_then(|t| t.value.map(|v| (t.id.clone(), v))),
             epochs_reported: state.epochs_reported(&record.id),
         }
     }
 
     fn trial_view(state: &State, trial: &TrialRecord, include_epochs: bool) -> TrialView {
         let epochs = if include_epochs {
-            state.epochs_of(&trial.id, trial.attempts).into_iter().cloned().collect()
+            state
+                .epochs_of(&trial.id, trial.attempts)
+                .into_iter()
+                .cloned()
+                .collect()
         } else {
             Vec::new()
         };
-        TrialView { record: trial.clone(), epochs }
+        TrialView {
+            record: trial.clone(),
+            epochs,
+        }
     }
 }
 
@@ -122,24 +136,37 @@ fn dollars_reached(experiment: &ExperimentRecord, counts: &TrialCounts) -> bool 
 }
 
 fn can_create_more(experiment: &ExperimentRecord, counts: &TrialCounts) -> bool {
-    !experiment.exhausted && counts.created < experiment.spec.budget_trials && !dollars_reached(experiment, counts)
+    !experiment.exhausted
+        && counts.created < experiment.spec.budget_trials
+        && !dollars_reached(experiment, counts)
 }
 
 fn trials_wanted(experiment: &ExperimentRecord, counts: &TrialCounts) -> usize {
     if !can_create_more(experiment, counts) {
         return 0;
     }
-    let free_slots = experiment.spec.parallelism.saturating_sub(counts.in_flight());
+    let free_slots = experiment
+        .spec
+        .parallelism
+        .saturating_sub(counts.in_flight());
     let left = experiment.spec.budget_trials - counts.created;
     free_slots.min(left) as usize
 }
 
-fn suggest_input(state: &State, experiment: &ExperimentRecord, created: u32, q: usize) -> SuggestInput {
+fn suggest_input(
+    state: &State,
+    experiment: &ExperimentRecord,
+    created: u32,
+    q: usize,
+) -> SuggestInput {
     let mut observations = Vec::new();
     let mut pending = Vec::new();
     for trial in state.trials_of(&experiment.id) {
         if let Some(value) = result_value(trial) {
-            observations.push(Observation { params: trial.params.clone(), value });
+            observations.push(Observation {
+                params: trial.params.clone(),
+                value,
+            });
         } else if !trial.state.is_terminal() {
             pending.push(trial.params.clone());
         }
@@ -153,7 +180,11 @@ fn suggest_input(state: &State, experiment: &ExperimentRecord, created: u32, q: 
     }
 }
 
-fn new_trial(experiment_id: &ExperimentId, number: u32, params: tuner::space::Assignment) -> TrialRecord {
+fn new_trial(
+    experiment_id: &ExperimentId,
+    number: u32,
+    params: tuner::space::Assignment,
+) -> TrialRecord {
     TrialRecord {
         id: TrialId::generate(),
         experiment_id: experiment_id.clone(),
@@ -189,7 +220,8 @@ impl ExperimentService for Coordinator {
             exhausted: false,
         };
         let mut state = self.inner.state.lock().await;
-        self.commit(&mut state, vec![Change::PutExperiment(record.clone())]).await?;
+        self.commit(&mut state, vec![Change::PutExperiment(record.clone())])
+            .await?;
         info!(experiment_id = %record.id, seed = record.spec.seed, "experiment created");
         self.advance_or_log(&mut state, &record.id).await;
         let current = state.experiment(&record.id)?;
@@ -204,7 +236,12 @@ impl ExperimentService for Coordinator {
     async fn list_experiments(&self, study: Option<String>) -> Result<Vec<ExperimentView>> {
         let state = self.inner.state.lock().await;
         let wanted = |e: &&ExperimentRecord| study.as_deref().is_none_or(|s| e.spec.study == s);
-        Ok(state.experiments().into_iter().filter(wanted).map(|e| self.view(&state, e)).collect())
+        Ok(state
+            .experiments()
+            .into_iter()
+            .filter(wanted)
+            .map(|e| self.view(&state, e))
+            .collect())
     }
 
     #[instrument(skip(self), fields(experiment_id = %id))]
@@ -225,7 +262,10 @@ impl ExperimentService for Coordinator {
                 }
                 changes.push(Change::PutTrial(updated));
             }
-            changes.push(Change::PutExperiment(ExperimentRecord { state: ExperimentState::Stopped, ..experiment }));
+            changes.push(Change::PutExperiment(ExperimentRecord {
+                state: ExperimentState::Stopped,
+                ..experiment
+            }));
             self.commit(&mut state, changes).await?;
             info!("experiment stopped");
         }
@@ -235,12 +275,18 @@ impl ExperimentService for Coordinator {
     async fn list_trials(&self, id: ExperimentId, include_epochs: bool) -> Result<Vec<TrialView>> {
         let state = self.inner.state.lock().await;
         state.experiment(&id)?;
-        Ok(state.trials_of(&id).into_iter().map(|t| Self::trial_view(&state, t, include_epochs)).collect())
+        Ok(state
+            .trials_of(&id)
+            .into_iter()
+            .map(|t| Self::trial_view(&state, t, include_epochs))
+            .collect())
     }
 
     async fn best_trial(&self, id: ExperimentId) -> Result<Option<TrialView>> {
         let state = self.inner.state.lock().await;
         state.experiment(&id)?;
-        Ok(state.best_trial(&id).map(|t| Self::trial_view(&state, t, true)))
+        Ok(state
+            .best_trial(&id)
+            .map(|t| Self::trial_view(&state, t, true)))
     }
 }

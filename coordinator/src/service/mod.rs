@@ -26,8 +26,8 @@ use crate::metrics::Metrics;
 use crate::store::{Change, ExperimentStore};
 use crate::{Error, Result};
 use model::{
-    AgentCapabilities, AgentId, Direction, EpochRecord, ExperimentId, ExperimentRecord, ExperimentSpec, LeaseId,
-    TrialId, TrialRecord, Workload,
+    AgentCapabilities, AgentId, Direction, EpochRecord, ExperimentId, ExperimentRecord,
+    ExperimentSpec, LeaseId, TrialId, TrialRecord, Workload,
 };
 use state::{State, TrialCounts};
 
@@ -200,18 +200,36 @@ pub struct Completion {
 /// What people and tools call.
 pub trait ExperimentService: Send + Sync + 'static {
     /// Validates and creates an experiment; zero seed/initial trials/attempts/levels take defaults.
-    fn create_experiment(&self, spec: ExperimentSpec) -> impl Future<Output = Result<ExperimentView>> + Send;
+    fn create_experiment(
+        &self,
+        spec: ExperimentSpec,
+    ) -> impl Future<Output = Result<ExperimentView>> + Send;
     /// One experiment.
-    fn get_experiment(&self, id: ExperimentId) -> impl Future<Output = Result<ExperimentView>> + Send;
+    fn get_experiment(
+        &self,
+        id: ExperimentId,
+    ) -> impl Future<Output = Result<ExperimentView>> + Send;
     /// Every experiment (of one study when given), oldest first.
-    fn list_experiments(&self, study: Option<String>) -> impl Future<Output = Result<Vec<ExperimentView>>> + Send;
+    fn list_experiments(
+        &self,
+        study: Option<String>,
+    ) -> impl Future<Output = Result<Vec<ExperimentView>>> + Send;
     /// Stops an experiment: pending trials are cancelled, running ones told to stop.
-    fn stop_experiment(&self, id: ExperimentId) -> impl Future<Output = Result<ExperimentView>> + Send;
+    fn stop_experiment(
+        &self,
+        id: ExperimentId,
+    ) -> impl Future<Output = Result<ExperimentView>> + Send;
     /// An experiment's trials in creation order.
-    fn list_trials(&self, id: ExperimentId, include_epochs: bool)
-    -> impl Future<Output = Result<Vec<TrialView>>> + Send;
+    fn list_trials(
+        &self,
+        id: ExperimentId,
+        include_epochs: bool,
+    ) -> impl Future<Output = Result<Vec<TrialView>>> + Send;
     /// The best trial so far.
-    fn best_trial(&self, id: ExperimentId) -> impl Future<Output = Result<Option<TrialView>>> + Send;
+    fn best_trial(
+        &self,
+        id: ExperimentId,
+    ) -> impl Future<Output = Result<Option<TrialView>>> + Send;
 }
 
 /// What agents call.
@@ -225,12 +243,23 @@ pub trait AgentService: Send + Sync + 'static {
     /// Leases the next trial, creating trials as the experiments' parallelism allows.
     fn lease_trial(&self, agent_id: AgentId) -> impl Future<Output = Result<LeaseOutcome>> + Send;
     /// Extends the agent's leases and says what to do with each.
-    fn heartbeat(&self, agent_id: AgentId, leases: Vec<LeaseId>)
-    -> impl Future<Output = Result<Vec<LeaseStatus>>> + Send;
+    fn heartbeat(
+        &self,
+        agent_id: AgentId,
+        leases: Vec<LeaseId>,
+    ) -> impl Future<Output = Result<Vec<LeaseStatus>>> + Send;
     /// Records one epoch; a repeated epoch is ignored.
-    fn report_epoch(&self, lease_id: LeaseId, report: EpochInput) -> impl Future<Output = Result<LeaseAction>> + Send;
+    fn report_epoch(
+        &self,
+        lease_id: LeaseId,
+        report: EpochInput,
+    ) -> impl Future<Output = Result<LeaseAction>> + Send;
     /// Ends an attempt.
-    fn complete_trial(&self, lease_id: LeaseId, completion: Completion) -> impl Future<Output = Result<()>> + Send;
+    fn complete_trial(
+        &self,
+        lease_id: LeaseId,
+        completion: Completion,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// The coordinator's domain service. Cloning shares it.
@@ -252,7 +281,11 @@ impl Coordinator {
     ///
     /// # Errors
     /// When the store cannot be loaded or written.
-    pub async fn start(store: Arc<dyn ExperimentStore>, settings: Settings, metrics: Arc<Metrics>) -> Result<Self> {
+    pub async fn start(
+        store: Arc<dyn ExperimentStore>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
         let loader = Arc::clone(&store);
         let snapshot = tokio::task::spawn_blocking(move || loader.load())
             .await
@@ -260,7 +293,12 @@ impl Coordinator {
         let experiments = snapshot.experiments.len();
         let trials = snapshot.trials.len();
         let coordinator = Self {
-            inner: Arc::new(Inner { state: Mutex::new(State::from_snapshot(snapshot)), store, settings, metrics }),
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::from_snapshot(snapshot)),
+                store,
+                settings,
+                metrics,
+            }),
         };
         tracing::info!(experiments, trials, "state loaded");
         coordinator.expire_leases().await?;
@@ -287,7 +325,8 @@ impl Coordinator {
     pub fn spawn_lease_sweeper(&self) -> tokio::task::JoinHandle<()> {
         let coordinator = self.clone();
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(coordinator.inner.settings.lease_check_interval);
+            let mut interval =
+                tokio::time::interval(coordinator.inner.settings.lease_check_interval);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
@@ -321,9 +360,15 @@ impl Coordinator {
             Change::PutTrial(trial) => {
                 let old = state.trial(&trial.id).map(|t| t.state);
                 if old != Some(trial.state) {
-                    metrics.trials_total.with_label_values(&[trial.state.as_str()]).inc();
+                    metrics
+                        .trials_total
+                        .with_label_values(&[trial.state.as_str()])
+                        .inc();
                     if trial.state.is_terminal() {
-                        metrics.experiment_trials_completed_total.with_label_values(&[&trial.experiment_id.0]).inc();
+                        metrics
+                            .experiment_trials_completed_total
+                            .with_label_values(&[&trial.experiment_id.0])
+                            .inc();
                     }
                 }
             }
@@ -331,7 +376,10 @@ impl Coordinator {
                 if let Some(trial) = state.trial(&epoch.trial_id)
                     && !state.has_epoch(&epoch.trial_id, epoch.attempt, epoch.epoch)
                 {
-                    metrics.experiment_epochs_total.with_label_values(&[&trial.experiment_id.0]).inc();
+                    metrics
+                        .experiment_epochs_total
+                        .with_label_values(&[&trial.experiment_id.0])
+                        .inc();
                 }
             }
             Change::PutExperiment(_) | Change::PutAgent(_) => {}
@@ -340,9 +388,16 @@ impl Coordinator {
 
     fn refresh_gauges(&self, state: &State) {
         let metrics = &self.inner.metrics;
-        metrics.leases_active.set(i64::try_from(state.leases_active()).unwrap_or(i64::MAX));
+        metrics
+            .leases_active
+            .set(i64::try_from(state.leases_active()).unwrap_or(i64::MAX));
         let horizon = model::now_unix() - self.inner.settings.lease_timeout.as_secs_f64();
-        let connected = state.agents().filter(|a| a.last_seen_unix >= horizon).count();
-        metrics.agents_connected.set(i64::try_from(connected).unwrap_or(i64::MAX));
+        let connected = state
+            .agents()
+            .filter(|a| a.last_seen_unix >= horizon)
+            .count();
+        metrics
+            .agents_connected
+            .set(i64::try_from(connected).unwrap_or(i64::MAX));
     }
 }

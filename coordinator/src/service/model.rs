@@ -56,13 +56,21 @@ pub fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     hasher.finish()
 }
 
 /// Seconds since the Unix epoch, as the API carries times.
 pub fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Whether larger or smaller objective values are better.
@@ -211,7 +219,10 @@ pub enum TrialState {
 impl TrialState {
     /// Whether the trial will never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::EarlyStopped)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::EarlyStopped
+        )
     }
 
     /// Whether an agent holds it.
@@ -350,7 +361,11 @@ impl AgentRecord {
         match workload {
             None => true,
             Some(_) if self.capabilities.workloads.is_empty() => true,
-            Some(w) => self.capabilities.workloads.iter().any(|kind| kind == &w.kind),
+            Some(w) => self
+                .capabilities
+                .workloads
+                .iter()
+                .any(|kind| kind == &w.kind),
         }
     }
 }
@@ -382,7 +397,10 @@ mod tests {
             registered_unix: 0.0,
             last_seen_unix: 0.0,
         };
-        let w = Workload { kind: "function".into(), ..Workload::default() };
+        let w = Workload {
+            kind: "function".into(),
+            ..Workload::default()
+        };
         assert!(agent.accepts(Some(&w)));
         agent.capabilities.workloads = vec!["textcnn".into()];
         assert!(!agent.accepts(Some(&w)));

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::model::{
-    AgentId, AgentRecord, EpochRecord, ExperimentId, ExperimentRecord, ExperimentState, LeaseId, TrialId,
-    TrialRecord, TrialState,
+    AgentId, AgentRecord, EpochRecord, ExperimentId, ExperimentRecord, ExperimentState, LeaseId,
+    TrialId, TrialRecord, TrialState,
 };
 use crate::store::{Change, Snapshot};
 use crate::{Error, Result};
@@ -85,7 +85,10 @@ impl State {
                     return;
                 }
                 if let Some(trial) = self.trials.get(&e.trial_id) {
-                    *self.epochs_by_experiment.entry(trial.experiment_id.clone()).or_default() += 1;
+                    *self
+                        .epochs_by_experiment
+                        .entry(trial.experiment_id.clone())
+                        .or_default() += 1;
                 }
                 per_trial.insert((e.attempt, e.epoch), e);
             }
@@ -116,26 +119,41 @@ impl State {
     /// # Errors
     /// `NotFound` when there is none.
     pub fn experiment(&self, id: &ExperimentId) -> Result<&ExperimentRecord> {
-        self.experiments.get(id).ok_or_else(|| Error::not_found("experiment", id))
+        self.experiments
+            .get(id)
+            .ok_or_else(|| Error::not_found("experiment", id))
     }
 
     /// All experiments, oldest first.
     pub fn experiments(&self) -> Vec<&ExperimentRecord> {
         let mut all: Vec<&ExperimentRecord> = self.experiments.values().collect();
-        all.sort_by(|a, b| a.created_unix.total_cmp(&b.created_unix).then_with(|| a.id.cmp(&b.id)));
+        all.sort_by(|a, b| {
+            a.created_unix
+                .total_cmp(&b.created_unix)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         all
     }
 
     /// Running experiments, oldest first.
     pub fn running_experiments(&self) -> Vec<ExperimentId> {
-        self.experiments().into_iter().filter(|e| e.state == ExperimentState::Running).map(|e| e.id.clone()).collect()
+        self.experiments()
+            .into_iter()
+            .filter(|e| e.state == ExperimentState::Running)
+            .map(|e| e.id.clone())
+            .collect()
     }
 
     /// An experiment's trials in creation order.
     pub fn trials_of(&self, id: &ExperimentId) -> Vec<&TrialRecord> {
         self.trials_by_experiment
             .get(id)
-            .map(|by_number| by_number.values().filter_map(|t| self.trials.get(t)).collect())
+            .map(|by_number| {
+                by_number
+                    .values()
+                    .filter_map(|t| self.trials.get(t))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -158,13 +176,19 @@ impl State {
     pub fn epochs_of(&self, trial: &TrialId, attempt: u32) -> Vec<&EpochRecord> {
         self.epochs
             .get(trial)
-            .map(|all| all.range((attempt, 0)..=(attempt, u32::MAX)).map(|(_, e)| e).collect())
+            .map(|all| {
+                all.range((attempt, 0)..=(attempt, u32::MAX))
+                    .map(|(_, e)| e)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Whether this epoch of this attempt was already reported.
     pub fn has_epoch(&self, trial: &TrialId, attempt: u32, epoch: u32) -> bool {
-        self.epochs.get(trial).is_some_and(|all| all.contains_key(&(attempt, epoch)))
+        self.epochs
+            .get(trial)
+            .is_some_and(|all| all.contains_key(&(attempt, epoch)))
     }
 
     /// Epoch reports received for an experiment over all attempts.
@@ -205,8 +229,13 @@ impl State {
         let direction = self.experiments.get(id)?.spec.direction;
         let mut best: Option<&TrialRecord> = None;
         for trial in self.trials_of(id) {
-            let Some(value) = result_value(trial) else { continue };
-            if best.and_then(|b| b.value).is_none_or(|incumbent| direction.is_better(value, incumbent)) {
+            let Some(value) = result_value(trial) else {
+                continue;
+            };
+            if best
+                .and_then(|b| b.value)
+                .is_none_or(|incumbent| direction.is_better(value, incumbent))
+            {
                 best = Some(trial);
             }
         }
@@ -243,7 +272,11 @@ mod tests {
         let lease: LeaseId = "lease-1".into();
         assert!(state.trial_by_lease(&lease).is_some());
         let mut trial = snapshot.trials[0].clone();
-        trial.lease = Some(LeaseRecord { lease_id: "lease-2".into(), agent_id: "agent-1".into(), deadline_unix: 5.0 });
+        trial.lease = Some(LeaseRecord {
+            lease_id: "lease-2".into(),
+            agent_id: "agent-1".into(),
+            deadline_unix: 5.0,
+        });
         state.apply(Change::PutTrial(trial));
         assert!(state.trial_by_lease(&lease).is_none());
         assert_eq!(state.leases_active(), 1);
@@ -254,8 +287,13 @@ mod tests {
     fn best_trial_respects_direction_and_state() {
         let mut state = State::default();
         state.apply(Change::PutExperiment(sample_experiment()));
-        for (number, (value, trial_state)) in
-            [(3.0, TrialState::Succeeded), (1.0, TrialState::Failed), (2.0, TrialState::EarlyStopped)].into_iter().enumerate()
+        for (number, (value, trial_state)) in [
+            (3.0, TrialState::Succeeded),
+            (1.0, TrialState::Failed),
+            (2.0, TrialState::EarlyStopped),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let mut trial = sample_trial();
             trial.id = TrialId(format!("trial-{number}"));
@@ -268,6 +306,14 @@ mod tests {
         let best = state.best_trial(&"exp-1".into()).expect("has a best");
         assert_eq!(best.value, Some(2.0));
         let counts = state.counts(&"exp-1".into());
-        assert_eq!((counts.created, counts.succeeded, counts.failed, counts.other_terminal), (3, 1, 1, 1));
+        assert_eq!(
+            (
+                counts.created,
+                counts.succeeded,
+                counts.failed,
+                counts.other_terminal
+            ),
+            (3, 1, 1, 1)
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use super::{Change, ExperimentStore, Snapshot};
 use crate::Result;
-use crate::service::model::{AgentId, AgentRecord, EpochRecord, ExperimentId, ExperimentRecord, TrialId, TrialRecord};
+use crate::service::model::{
+    AgentId, AgentRecord, EpochRecord, ExperimentId, ExperimentRecord, TrialId, TrialRecord,
+};
 
 #[derive(Default)]
 struct Tables {
@@ -32,7 +34,10 @@ impl MemoryStore {
 
 impl ExperimentStore for MemoryStore {
     fn load(&self) -> Result<Snapshot> {
-        let tables = self.tables.lock().expect("memory store lock is never poisoned");
+        let tables = self
+            .tables
+            .lock()
+            .expect("memory store lock is never poisoned");
         Ok(Snapshot {
             experiments: tables.experiments.clone(),
             trials: tables.trials.values().cloned().collect(),
@@ -42,20 +47,28 @@ impl ExperimentStore for MemoryStore {
     }
 
     fn commit(&self, changes: &[Change]) -> Result<()> {
-        let mut tables = self.tables.lock().expect("memory store lock is never poisoned");
+        let mut tables = self
+            .tables
+            .lock()
+            .expect("memory store lock is never poisoned");
         for change in changes {
             match change {
-                Change::PutExperiment(e) => match tables.experiments.iter_mut().find(|x| x.id == e.id) {
-                    Some(slot) => *slot = e.clone(),
-                    None => tables.experiments.push(e.clone()),
-                },
+                Change::PutExperiment(e) => {
+                    match tables.experiments.iter_mut().find(|x| x.id == e.id) {
+                        Some(slot) => *slot = e.clone(),
+                        None => tables.experiments.push(e.clone()),
+                    }
+                }
                 Change::PutTrial(t) => {
                     let key = (t.experiment_id.clone(), t.number);
                     tables.trial_keys.insert(t.id.clone(), key.clone());
                     tables.trials.insert(key, t.clone());
                 }
                 Change::AddEpoch(e) => {
-                    tables.epochs.entry((e.trial_id.clone(), e.attempt, e.epoch)).or_insert_with(|| e.clone());
+                    tables
+                        .epochs
+                        .entry((e.trial_id.clone(), e.attempt, e.epoch))
+                        .or_insert_with(|| e.clone());
                 }
                 Change::PutAgent(a) => {
                     tables.agents.insert(a.id.clone(), a.clone());

@@ -81,7 +81,11 @@ pub(crate) mod tests_support {
                 grid_levels: 3,
                 initial_trials: 2,
                 max_attempts: 3,
-                workload: Some(Workload { kind: "function".into(), dataset: "branin".into(), ..Workload::default() }),
+                workload: Some(Workload {
+                    kind: "function".into(),
+                    dataset: "branin".into(),
+                    ..Workload::default()
+                }),
                 budget_dollars: 0.0,
                 study: String::new(),
             },
@@ -104,7 +108,11 @@ pub(crate) mod tests_support {
             value: None,
             attempts: 1,
             agent_id: Some("agent-1".into()),
-            lease: Some(LeaseRecord { lease_id: "lease-1".into(), agent_id: "agent-1".into(), deadline_unix: 99.5 }),
+            lease: Some(LeaseRecord {
+                lease_id: "lease-1".into(),
+                agent_id: "agent-1".into(),
+                deadline_unix: 99.5,
+            }),
             epochs_run: 1,
             best_epoch: 0,
             wall_seconds: 0.0,
@@ -133,7 +141,11 @@ pub(crate) mod tests_support {
         };
         let agent = AgentRecord {
             id: "agent-1".into(),
-            capabilities: AgentCapabilities { backend: "cpu".into(), slots: 1, ..AgentCapabilities::default() },
+            capabilities: AgentCapabilities {
+                backend: "cpu".into(),
+                slots: 1,
+                ..AgentCapabilities::default()
+            },
             registered_unix: 1.0,
             last_seen_unix: 2.0,
         };
@@ -143,7 +155,12 @@ pub(crate) mod tests_support {
             Change::AddEpoch(epoch.clone()),
             Change::PutAgent(agent.clone()),
         ];
-        let snapshot = Snapshot { experiments: vec![experiment], trials: vec![trial], epochs: vec![epoch], agents: vec![agent] };
+        let snapshot = Snapshot {
+            experiments: vec![experiment],
+            trials: vec![trial],
+            epochs: vec![epoch],
+            agents: vec![agent],
+        };
         (changes, snapshot)
     }
 

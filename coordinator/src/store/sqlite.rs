@@ -12,9 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Change, ExperimentStore, Snapshot};
-use crate::service::model::{
-    AgentRecord, EpochRecord, ExperimentRecord, LeaseRecord, TrialRecord,
-};
+use crate::service::model::{AgentRecord, EpochRecord, ExperimentRecord, LeaseRecord, TrialRecord};
 use crate::{Error, Result};
 
 /// The file name inside the data directory.
@@ -97,11 +95,17 @@ impl SqliteStore {
     pub fn open_file(path: &Path) -> Result<Self> {
         let what = || format!("open database '{}'", path.display());
         let mut conn = Connection::open(path).map_err(|e| Error::store(what(), e))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| Error::store(what(), e))?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| Error::store(what(), e))?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| Error::store(what(), e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| Error::store(what(), e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| Error::store(what(), e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| Error::store(what(), e))?;
         migrate(&mut conn).map_err(|e| Error::store(what(), e))?;
-        Ok(Self { conn: Mutex::new(conn), path: path.to_owned() })
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+        })
     }
 
     /// The database file.
@@ -122,12 +126,19 @@ fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     let stored: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     let version = usize::try_from(stored).unwrap_or(usize::MAX);
     if version > MIGRATIONS.len() {
-        return Err(MigrateError::TooNew { found: version, supported: MIGRATIONS.len() });
+        return Err(MigrateError::TooNew {
+            found: version,
+            supported: MIGRATIONS.len(),
+        });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i64::try_from(index + 1).expect("few migrations"))?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(index + 1).expect("few migrations"),
+        )?;
         tx.commit()?;
     }
     Ok(())
@@ -139,7 +150,10 @@ enum RowError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
     #[error("bad json in column '{column}': {source}")]
-    Json { column: &'static str, source: serde_json::Error },
+    Json {
+        column: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -159,7 +173,8 @@ fn from_json<T: DeserializeOwned>(column: &'static str, text: &str) -> Result<T,
 }
 
 fn from_text<T: DeserializeOwned>(column: &'static str, text: String) -> Result<T, RowError> {
-    serde_json::from_value(serde_json::Value::String(text)).map_err(|source| RowError::Json { column, source })
+    serde_json::from_value(serde_json::Value::String(text))
+        .map_err(|source| RowError::Json { column, source })
 }
 
 fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
@@ -170,7 +185,14 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(id) DO UPDATE SET name = ?2, state = ?3, spec_json = ?4,
                      created_unix = ?5, exhausted = ?6",
-                params![e.id.0, e.spec.name, to_text(&e.state), to_json(&e.spec), e.created_unix, e.exhausted],
+                params![
+                    e.id.0,
+                    e.spec.name,
+                    to_text(&e.state),
+                    to_json(&e.spec),
+                    e.created_unix,
+                    e.exhausted
+                ],
             )?;
         }
         Change::PutTrial(t) => put_trial(tx, t)?,
@@ -179,7 +201,15 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
                 "INSERT OR IGNORE INTO epoch_reports
                  (trial_id, attempt, epoch, value, train_loss, train_accuracy, epoch_seconds)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![e.trial_id.0, e.attempt, e.epoch, e.value, e.train_loss, e.train_accuracy, e.epoch_seconds],
+                params![
+                    e.trial_id.0,
+                    e.attempt,
+                    e.epoch,
+                    e.value,
+                    e.train_loss,
+                    e.train_accuracy,
+                    e.epoch_seconds
+                ],
             )?;
         }
         Change::PutAgent(a) => {
@@ -188,7 +218,12 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET capabilities_json = ?2, registered_unix = ?3,
                      last_seen_unix = ?4",
-                params![a.id.0, to_json(&a.capabilities), a.registered_unix, a.last_seen_unix],
+                params![
+                    a.id.0,
+                    to_json(&a.capabilities),
+                    a.registered_unix,
+                    a.last_seen_unix
+                ],
             )?;
         }
     }
@@ -318,7 +353,10 @@ fn query_all<T>(
 
 impl ExperimentStore for SqliteStore {
     fn load(&self) -> Result<Snapshot> {
-        let conn = self.conn.lock().expect("sqlite connection lock is never poisoned");
+        let conn = self
+            .conn
+            .lock()
+            .expect("sqlite connection lock is never poisoned");
         let what = || format!("load '{}'", self.path.display());
         let load = || -> Result<Snapshot, RowError> {
             Ok(Snapshot {
@@ -357,7 +395,10 @@ impl ExperimentStore for SqliteStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn.lock().expect("sqlite connection lock is never poisoned");
+        let mut conn = self
+            .conn
+            .lock()
+            .expect("sqlite connection lock is never poisoned");
         let write = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             for change in changes {
@@ -392,19 +433,35 @@ mod tests {
         let (changes, expected) = sample_changes();
         store.commit(&changes).expect("commits");
         // A duplicate epoch is ignored, not an error.
-        store.commit(&changes[2..3]).expect("duplicate epoch ignored");
+        store
+            .commit(&changes[2..3])
+            .expect("duplicate epoch ignored");
         drop(store);
         let reopened = SqliteStore::open(dir.path()).expect("reopens");
         assert_eq!(reopened.load().expect("loads"), expected);
-        assert_eq!(schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"), Some(1));
+        assert_eq!(
+            schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"),
+            Some(1)
+        );
     }
 
     #[test]
     fn corrupt_file_is_a_clear_error() {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join(DB_FILE_NAME), b"this is not a database, just text").expect("writes");
-        let err = SqliteStore::open(dir.path()).err().expect("refuses a corrupt file");
-        let message = format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+        std::fs::write(
+            dir.path().join(DB_FILE_NAME),
+            b"this is not a database, just text",
+        )
+        .expect("writes");
+        let err = SqliteStore::open(dir.path())
+            .err()
+            .expect("refuses a corrupt file");
+        let message = format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
         assert!(message.contains("coordinator.sqlite3"), "{message}");
     }
 
@@ -413,10 +470,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join(DB_FILE_NAME);
         let conn = Connection::open(&path).expect("opens");
-        conn.pragma_update(None, "user_version", 99).expect("sets version");
+        conn.pragma_update(None, "user_version", 99)
+            .expect("sets version");
         drop(conn);
-        let err = SqliteStore::open(dir.path()).err().expect("refuses newer schema");
-        let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+        let err = SqliteStore::open(dir.path())
+            .err()
+            .expect("refuses newer schema");
+        let source = std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default();
         assert!(source.contains("newer"), "{source}");
     }
 }

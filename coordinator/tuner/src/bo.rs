@@ -31,28 +31,21 @@ pub(crate) fn fit_gp(x: &[Vec<f64>], y_min: &[f64], cfg: &SuggestConfig, seed: u
     crate::fit::fit_gp(x, y_min, cfg.fit_restarts, seed)
 }
 
-/// The lie in the model's internal (minimization) units.
+/// The lie in the model's internal (minimization) units. `McQei` uses the best value when it
+/// falls back to a liar (when every candidate's q-EI is zero).
 fn lie_value(model: &Model, batch: BatchStrategy) -> f64 {
     let sign = match model.config.direction {
         Direction::Minimize => 1.0,
         Direction::Maximize => -1.0,
     };
-    let user: Vec<f64> = model.y_min.iter().map(|y| sign * y).collect();
+    let user = model.y_min.iter().map(|y| sign * y);
     let lie_user = match batch {
-        BatchStrategy::ClMin | BatchStrategy::McQei => user.iter().copied().fold(f64::INFINITY, f64::min),
-        BatchStrategy::ClMax => user.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        BatchStrategy::ClMean => user.iter().sum::<f64>() / user.len().max(1) as f64,
+        BatchStrategy::ClMin => user.fold(f64::INFINITY, f64::min),
+        BatchStrategy::ClMax => user.fold(f64::NEG_INFINITY, f64::max),
+        BatchStrategy::ClMean => user.sum::<f64>() / model.y_min.len().max(1) as f64,
+        BatchStrategy::McQei => return model.y_min.iter().copied().fold(f64::INFINITY, f64::min),
     };
-    let lie_user = if matches!(batch, BatchStrategy::McQei) { best_user(model, &user) } else { lie_user };
     sign * lie_user
-}
-
-/// The best value in user units (used when q-EI falls back to a liar).
-fn best_user(model: &Model, user: &[f64]) -> f64 {
-    match model.config.direction {
-        Direction::Minimize => user.iter().copied().fold(f64::INFINITY, f64::min),
-        Direction::Maximize => user.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-    }
 }
 
 /// The encoded observed points, best first.
@@ -127,4 +120,35 @@ pub(crate) fn propose(model: &Model, gp: &Gp, pending_x: &[Vec<f64>], seen: &mut
         chosen.push(assignment);
     }
     Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::{ParamKind, ParamSpec};
+    use crate::{Observation, Strategy, fit};
+
+    fn model(direction: Direction) -> Model {
+        let space = Space::new(vec![ParamSpec { name: "x".into(), kind: ParamKind::Float { low: 0.0, high: 1.0, log: false }, default: None }])
+            .expect("valid");
+        let observations: Vec<Observation> =
+            [1.0, 5.0, 3.0].iter().enumerate().map(|(i, v)| Observation { params: space.decode(&[0.2 + 0.3 * i as f64]), value: *v }).collect();
+        let cfg = SuggestConfig { strategy: Strategy::Bo, direction, initial_trials: 2, ..SuggestConfig::default() };
+        fit(&space, &observations, &cfg, 1).expect("fits")
+    }
+
+    #[test]
+    fn lies_are_named_in_user_units() {
+        let minimize = model(Direction::Minimize);
+        assert_eq!(lie_value(&minimize, BatchStrategy::ClMin), 1.0);
+        assert_eq!(lie_value(&minimize, BatchStrategy::ClMax), 5.0);
+        assert_eq!(lie_value(&minimize, BatchStrategy::ClMean), 3.0);
+        // Maximizing, internal values are negated: ClMin (user 1.0, the worst) is internal -1.0,
+        // the largest internal value; ClMax (user 5.0, the best) is internal -5.0.
+        let maximize = model(Direction::Maximize);
+        assert_eq!(lie_value(&maximize, BatchStrategy::ClMin), -1.0);
+        assert_eq!(lie_value(&maximize, BatchStrategy::ClMax), -5.0);
+        assert_eq!(lie_value(&maximize, BatchStrategy::McQei), -5.0);
+        assert_eq!(BatchStrategy::best_value_lie(Direction::Maximize), BatchStrategy::ClMax);
+    }
 }

@@ -98,8 +98,8 @@ pub(crate) fn random_points(space: &Space, seen: &mut Seen, q: usize, rng: &mut 
     }
     if chosen.len() < q {
         // A small finite space: enumerate what is left in grid order.
-        if let Some(count) = space.cardinality().filter(|c| *c <= 1_000_000) {
-            let levels: Vec<Vec<f64>> = space.params().iter().map(|p| all_levels(p, count)).collect();
+        if space.cardinality().is_some_and(|c| c <= 1_000_000) {
+            let levels: Vec<Vec<f64>> = space.params().iter().map(all_levels).collect();
             chosen.extend(grid_walk(space, &levels, seen, q - chosen.len()));
         }
     }
@@ -107,7 +107,7 @@ pub(crate) fn random_points(space: &Space, seen: &mut Seen, q: usize, rng: &mut 
 }
 
 /// Encoded positions of every value of a finite parameter.
-fn all_levels(spec: &crate::space::ParamSpec, _total: u64) -> Vec<f64> {
+fn all_levels(spec: &crate::space::ParamSpec) -> Vec<f64> {
     let n = spec.cardinality().unwrap_or(1) as usize;
     (0..n).map(|i| (i as f64 + 0.5) / n as f64).collect()
 }

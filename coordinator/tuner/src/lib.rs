@@ -50,6 +50,9 @@ pub mod sobol;
 pub mod space;
 mod special;
 
+#[cfg(test)]
+mod proptests;
+
 use serde::{Deserialize, Serialize};
 
 pub use design::grid_size;
@@ -332,4 +335,92 @@ pub fn length_scales(model: &Model) -> Option<Vec<(String, f64)>> {
     let gp = model.gp.as_ref()?;
     let scales = kernel::Kernel::length_scales(gp.kernel());
     Some(model.space.params().iter().zip(scales).map(|(p, l)| (p.name.clone(), l)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use space::{ParamKind, ParamSpec, Value};
+
+    fn unit_space(dim: usize) -> Space {
+        let params = (0..dim).map(|i| ParamSpec { name: format!("x{i}"), kind: ParamKind::Float { low: 0.0, high: 1.0, log: false }, default: None }).collect();
+        Space::new(params).expect("valid")
+    }
+
+    fn run_loop(space: &Space, cfg: &SuggestConfig, evaluations: usize, q: usize, f: impl Fn(&[f64]) -> f64) -> f64 {
+        let mut observations: Vec<Observation> = Vec::new();
+        let mut round = 0;
+        while observations.len() < evaluations {
+            for c in suggest(space, &observations, &[], q, cfg, round).expect("suggests") {
+                let x = space.encode(&c.params).expect("encodes");
+                observations.push(Observation { params: c.params, value: f(&x) });
+            }
+            round += 1;
+        }
+        observations.iter().map(|o| o.value).fold(f64::INFINITY, f64::min)
+    }
+
+    #[test]
+    fn bo_finds_the_minimum_of_a_smooth_function() {
+        let space = unit_space(2);
+        let f = |x: &[f64]| (x[0] - 0.3).powi(2) + (x[1] - 0.7).powi(2);
+        let best = run_loop(&space, &SuggestConfig::default(), 20, 1, f);
+        assert!(best < 1e-4, "best {best}");
+        let batch = run_loop(&space, &SuggestConfig::default(), 24, 4, f);
+        assert!(batch < 1e-3, "batch best {batch}");
+    }
+
+    #[test]
+    fn maximization_finds_the_maximum() {
+        let space = unit_space(1);
+        let cfg = SuggestConfig::new(Strategy::Bo, Direction::Maximize);
+        let mut observations = Vec::new();
+        for round in 0..12u64 {
+            for c in suggest(&space, &observations, &[], 1, &cfg, round).expect("suggests") {
+                let x = c.params["x0"].as_f64().expect("float");
+                observations.push(Observation { params: c.params, value: -(x - 0.6).powi(2) });
+            }
+        }
+        let best = observations.iter().map(|o| o.value).fold(f64::NEG_INFINITY, f64::max);
+        assert!(best > -1e-4, "best {best}");
+    }
+
+    #[test]
+    fn integer_spaces_never_repeat() {
+        let params: Vec<ParamSpec> = serde_json::from_str(r#"[{"name":"a","type":"int","low":1,"high":3},{"name":"b","type":"int","low":1,"high":4}]"#).expect("parses");
+        let space = Space::new(params).expect("valid");
+        let mut observations: Vec<Observation> = Vec::new();
+        for round in 0..6u64 {
+            for c in suggest(&space, &observations, &[], 2, &SuggestConfig::default(), round).expect("suggests") {
+                assert!(!observations.iter().any(|o| o.params == c.params));
+                let (Value::Int(a), Value::Int(b)) = (&c.params["a"], &c.params["b"]) else { panic!("ints") };
+                observations.push(Observation { params: c.params.clone(), value: (a * b) as f64 });
+            }
+        }
+        assert_eq!(observations.len(), 12);
+        assert_eq!(suggest(&space, &observations, &[], 5, &SuggestConfig::default(), 99).expect("suggests").len(), 0);
+    }
+
+    #[test]
+    fn invalid_inputs_are_errors() {
+        let space = unit_space(1);
+        let bad = Observation { params: space.decode(&[0.5]), value: f64::NAN };
+        assert!(suggest(&space, &[bad], &[], 1, &SuggestConfig::default(), 0).is_err());
+        let cfg = SuggestConfig { strategy: Strategy::Grid { levels: 0 }, ..SuggestConfig::default() };
+        assert!(suggest(&space, &[], &[], 1, &cfg, 0).is_err());
+        let mut wrong = space.decode(&[0.5]);
+        wrong.insert("y".into(), Value::Int(1));
+        assert!(suggest(&space, &[], &[wrong], 1, &SuggestConfig::default(), 0).is_err());
+    }
+
+    #[test]
+    fn length_scales_name_each_parameter() {
+        let space = unit_space(2);
+        let observations: Vec<Observation> =
+            (0..8).map(|i| { let x = [i as f64 / 8.0, (i * 3 % 8) as f64 / 8.0]; Observation { params: space.decode(&x), value: (6.0 * x[0]).sin() } }).collect();
+        let model = fit(&space, &observations, &SuggestConfig::default(), 0).expect("fits");
+        let scales = length_scales(&model).expect("BO model");
+        assert_eq!(scales[0].0, "x0");
+        assert!(scales[0].1 < scales[1].1, "x0 matters more: {scales:?}");
+    }
 }

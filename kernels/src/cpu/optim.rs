@@ -164,12 +164,11 @@ pub(crate) fn rmsprop_rows(
         let decay_missed = params.decay.powi(missed.min(i32::MAX as u32) as i32);
         let span = r * e..(r + 1) * e;
         let n = &mut state.mean_square[span.clone()];
-        let a = mean.as_deref_mut().map(|m| &mut m[span.clone()]);
         n.iter_mut().for_each(|v| *v *= decay_missed);
-        let a = a.map(|a| {
+        let mut a = mean.as_deref_mut().map(|m| &mut m[span.clone()]);
+        if let Some(a) = a.as_deref_mut() {
             a.iter_mut().for_each(|v| *v *= decay_missed);
-            a
-        });
+        }
         let g = &grad_rows[slot * e..(slot + 1) * e];
         step_slice(params, scale, &mut table[span], g, n, a);
         last_step[r] = step;

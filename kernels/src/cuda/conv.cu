@@ -74,7 +74,8 @@ conv_pool_fwd_f32(const float* __restrict__ x, const float* __restrict__ w,
                   unsigned int* __restrict__ argmax, unsigned int batch, unsigned int seq_len,
                   unsigned int embed_dim, unsigned int width, unsigned int num_filters,
                   unsigned int pooled_cols, unsigned int pooled_offset, unsigned int j_group) {
-    extern __shared__ float smem[];
+    extern __shared__ float4 smem_f4[];  // float4: the staged filters are read 16 bytes wide
+    float* smem = reinterpret_cast<float*>(smem_f4);
     if (blockDim.x != CONV_THREADS || width == 0 || width > seq_len || j_group == 0) {
         return;
     }
@@ -235,7 +236,8 @@ extern "C" __global__ void conv_pool_data_bwd_f32(
     float* __restrict__ grad_x, unsigned int batch, unsigned int seq_len,
     unsigned int embed_dim, unsigned int width, unsigned int num_filters,
     unsigned int pooled_cols, unsigned int pooled_offset) {
-    extern __shared__ float smem[];
+    extern __shared__ float4 smem_f4[];
+    float* smem = reinterpret_cast<float*>(smem_f4);
     float* gates = smem;
     unsigned int* starts = reinterpret_cast<unsigned int*>(smem + num_filters);
     const size_t filter_len = (size_t)width * embed_dim;

@@ -31,10 +31,10 @@ mod probe;
 
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::sys::CUdevice_attribute;
+use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig,
-    ValidAsZeroBits,
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError,
+    LaunchConfig, ValidAsZeroBits,
 };
 
 pub use module::compile_all_for_arch;
@@ -115,6 +115,30 @@ impl CudaBackend {
     /// The backend's stream (for timing with events, or CUDA graphs).
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// Records a timing event on this backend's stream (for device-side timings).
+    ///
+    /// # Errors
+    /// [`Error::Cuda`] when the driver refuses.
+    pub fn record_timing_event(&self) -> Result<CudaEvent> {
+        self.stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(driver_error("record event"))
+    }
+
+    /// Seconds of device time between two events of [`CudaBackend::record_timing_event`],
+    /// waiting for `end` to complete.
+    ///
+    /// # Errors
+    /// [`Error::Cuda`] when the driver refuses.
+    pub fn elapsed_seconds(start: &CudaEvent, end: &CudaEvent) -> Result<f64> {
+        end.synchronize()
+            .map_err(driver_error("event synchronize"))?;
+        let ms = start
+            .elapsed_ms(end)
+            .map_err(driver_error("event elapsed"))?;
+        Ok(f64::from(ms) / 1e3)
     }
 
     fn function(&self, kernel: Kernel) -> Result<&CudaFunction> {

@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 /// The repository's root folder (the tests crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from(".."), Path::to_path_buf)
 }
 
 /// The `deploy/` folder.
@@ -81,10 +83,13 @@ pub fn dashboard_files() -> Result<Vec<PathBuf>> {
 
 /// The files in `dir` ending in `.ext`, sorted.
 pub fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("failed to list {}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("failed to list {}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry.with_context(|| format!("failed to list {}", dir.display()))?.path();
+        let path = entry
+            .with_context(|| format!("failed to list {}", dir.display()))?
+            .path();
         if path.extension().is_some_and(|found| found == ext) {
             files.push(path);
         }
@@ -96,22 +101,31 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
 /// Parses a Grafana dashboard JSON file into its queries and variables.
 pub fn load_dashboard(path: &Path) -> Result<Dashboard> {
     let text = read_text(path)?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let file = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let file = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut dashboard = Dashboard {
         file: file.clone(),
         uid: json["uid"].as_str().unwrap_or_default().to_string(),
         ..Dashboard::default()
     };
     for variable in json["templating"]["list"].as_array().into_iter().flatten() {
-        let name = variable["name"].as_str().context("a template variable has no name")?.to_string();
+        let name = variable["name"]
+            .as_str()
+            .context("a template variable has no name")?
+            .to_string();
         if variable["type"] == "query" {
             let query = match &variable["query"] {
                 serde_json::Value::String(text) => text.clone(),
                 object => object["query"].as_str().unwrap_or_default().to_string(),
             };
-            dashboard.query_variables.push(QueryVariable { name: name.clone(), query });
+            dashboard.query_variables.push(QueryVariable {
+                name: name.clone(),
+                query,
+            });
         }
         dashboard.variables.insert(name);
     }
@@ -122,22 +136,35 @@ pub fn load_dashboard(path: &Path) -> Result<Dashboard> {
 fn collect_panels(panels: &serde_json::Value, file: &str, dashboard: &mut Dashboard) -> Result<()> {
     for panel in panels.as_array().into_iter().flatten() {
         let title = panel["title"].as_str().unwrap_or_default().to_string();
-        let id = panel["id"].as_u64().with_context(|| format!("{file}: panel '{title}' has no numeric id"))?;
+        let id = panel["id"]
+            .as_u64()
+            .with_context(|| format!("{file}: panel '{title}' has no numeric id"))?;
         dashboard.panel_ids.push(id);
         // A collapsed row keeps its panels inside it.
         collect_panels(&panel["panels"], file, dashboard)?;
         if panel["type"] == "row" {
             continue;
         }
-        let targets = panel["targets"].as_array().filter(|targets| !targets.is_empty());
+        let targets = panel["targets"]
+            .as_array()
+            .filter(|targets| !targets.is_empty());
         let targets = targets.with_context(|| format!("{file}: panel '{title}' has no query"))?;
         for target in targets {
-            let expr = target["expr"].as_str().unwrap_or_default().trim().to_string();
+            let expr = target["expr"]
+                .as_str()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             if expr.is_empty() {
                 bail!("{file}: panel '{title}' has a target without a PromQL expression");
             }
             let ref_id = target["refId"].as_str().unwrap_or_default().to_string();
-            dashboard.queries.push(PanelQuery { dashboard: file.to_string(), panel: title.clone(), ref_id, expr });
+            dashboard.queries.push(PanelQuery {
+                dashboard: file.to_string(),
+                panel: title.clone(),
+                ref_id,
+                expr,
+            });
         }
     }
     Ok(())
@@ -163,13 +190,19 @@ struct Rule {
 /// Parses a Prometheus rule file (`groups: [{rules: [...]}]`).
 pub fn load_rules(path: &Path) -> Result<Vec<RuleQuery>> {
     let text = read_text(path)?;
-    let file: RuleFile =
-        serde_yaml::from_str(&text).with_context(|| format!("{} is not a Prometheus rule file", path.display()))?;
+    let file: RuleFile = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a Prometheus rule file", path.display()))?;
     let mut rules = Vec::new();
     for group in file.groups {
         for rule in group.rules {
-            let name = rule.alert.or(rule.record).context("a rule has neither `alert` nor `record`")?;
-            rules.push(RuleQuery { name, expr: rule.expr.trim().to_string() });
+            let name = rule
+                .alert
+                .or(rule.record)
+                .context("a rule has neither `alert` nor `record`")?;
+            rules.push(RuleQuery {
+                name,
+                expr: rule.expr.trim().to_string(),
+            });
         }
     }
     Ok(rules)
@@ -188,7 +221,9 @@ pub fn substitute(expr: &str, values: &BTreeMap<String, String>) -> Result<Strin
             rest = &tail[1..];
             continue;
         };
-        let value = values.get(name).with_context(|| format!("no value for the variable ${name} in `{expr}`"))?;
+        let value = values
+            .get(name)
+            .with_context(|| format!("no value for the variable ${name} in `{expr}`"))?;
         out.push_str(value);
         rest = &tail[consumed..];
     }
@@ -266,7 +301,10 @@ pub fn base_metric_name(series: &str) -> &str {
 
 /// Splits `label_values(metric, label)` into its metric selector and label.
 pub fn parse_label_values(query: &str) -> Option<(String, String)> {
-    let inner = query.trim().strip_prefix("label_values(")?.strip_suffix(')')?;
+    let inner = query
+        .trim()
+        .strip_prefix("label_values(")?
+        .strip_suffix(')')?;
     let (metric, label) = inner.rsplit_once(',')?;
     Some((metric.trim().to_string(), label.trim().to_string()))
 }
@@ -276,7 +314,10 @@ mod tests {
     use super::*;
 
     fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
     }
 
     #[test]
@@ -284,8 +325,14 @@ mod tests {
         let vars = values(&[("experiment", "exp-1"), ("__rate_interval", "1m")]);
         let expr = r#"rate(x{e=~"$experiment"}[$__rate_interval]) + y{e="${experiment}"} + z{e="[[experiment]]"}"#;
         let out = substitute(expr, &vars).expect("all known");
-        assert_eq!(out, r#"rate(x{e=~"exp-1"}[1m]) + y{e="exp-1"} + z{e="exp-1"}"#);
-        assert_eq!(substitute("a[5m] + b", &vars).expect("no variables"), "a[5m] + b");
+        assert_eq!(
+            out,
+            r#"rate(x{e=~"exp-1"}[1m]) + y{e="exp-1"} + z{e="exp-1"}"#
+        );
+        assert_eq!(
+            substitute("a[5m] + b", &vars).expect("no variables"),
+            "a[5m] + b"
+        );
     }
 
     #[test]
@@ -298,15 +345,34 @@ mod tests {
     fn finds_metric_names_outside_strings() {
         let expr = r#"sum by (le) (rate(tunefleet_agent_epoch_duration_seconds_bucket{job="tunefleet_agent_x"}[1m])) / tunefleet_coordinator_agents_connected and up"#;
         let names: Vec<_> = metric_names(expr).into_iter().collect();
-        assert_eq!(names, ["tunefleet_agent_epoch_duration_seconds_bucket", "tunefleet_coordinator_agents_connected"]);
-        assert_eq!(base_metric_name("tunefleet_agent_epoch_duration_seconds_bucket"), "tunefleet_agent_epoch_duration_seconds");
-        assert_eq!(base_metric_name("tunefleet_agent_epochs_total"), "tunefleet_agent_epochs_total");
+        assert_eq!(
+            names,
+            [
+                "tunefleet_agent_epoch_duration_seconds_bucket",
+                "tunefleet_coordinator_agents_connected"
+            ]
+        );
+        assert_eq!(
+            base_metric_name("tunefleet_agent_epoch_duration_seconds_bucket"),
+            "tunefleet_agent_epoch_duration_seconds"
+        );
+        assert_eq!(
+            base_metric_name("tunefleet_agent_epochs_total"),
+            "tunefleet_agent_epochs_total"
+        );
     }
 
     #[test]
     fn parses_label_values_queries() {
-        let parsed = parse_label_values("label_values(tunefleet_coordinator_best_objective, experiment)");
-        assert_eq!(parsed, Some(("tunefleet_coordinator_best_objective".into(), "experiment".into())));
+        let parsed =
+            parse_label_values("label_values(tunefleet_coordinator_best_objective, experiment)");
+        assert_eq!(
+            parsed,
+            Some((
+                "tunefleet_coordinator_best_objective".into(),
+                "experiment".into()
+            ))
+        );
         assert_eq!(parse_label_values("query_result(up)"), None);
     }
 }

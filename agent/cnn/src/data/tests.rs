@@ -21,13 +21,26 @@ fn mr_matches_the_reference_check_values() {
     assert_eq!((dev_positive, 1000 - dev_positive), (483, 517));
     assert_eq!(&data.permutation[..3], &[7359, 5573, 10180]);
     let text: String = data.permutation.iter().map(|i| format!("{i}\n")).collect();
-    let hex: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, "ab3ec06102ae950c75bbdd7a21cfc636b0c5fad1f5ba461e0d850a9fc156cd51");
+    let hex: String = Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        hex,
+        "ab3ec06102ae950c75bbdd7a21cfc636b0c5fad1f5ba461e0d850a9fc156cd51"
+    );
     // The longest sentence (overall index 5640) has no padding.
     let at = data.permutation.iter().position(|&i| i == 5640).unwrap();
-    let row = if at < 9662 { &data.train_ids[at * 56..(at + 1) * 56] } else { &data.dev_ids[(at - 9662) * 56..(at - 9661) * 56] };
+    let row = if at < 9662 {
+        &data.train_ids[at * 56..(at + 1) * 56]
+    } else {
+        &data.dev_ids[(at - 9662) * 56..(at - 9661) * 56]
+    };
     assert!(row.iter().all(|&id| id != data.pad_id));
-    assert!(data.vocab.iter().any(|w| w == "\\("), "the backslash tokens are in the vocabulary");
+    assert!(
+        data.vocab.iter().any(|w| w == "\\("),
+        "the backslash tokens are in the vocabulary"
+    );
 }
 
 #[test]
@@ -41,12 +54,27 @@ fn vocabulary_breaks_count_ties_by_first_appearance() {
 fn labelled_file_is_split_and_errors_name_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.tsv");
-    let lines: String = (0..30).map(|i| format!("{}\tsentence number {i} is {}\n", i % 3, ["ok", "bad", "fine"][i % 3])).collect();
+    let lines: String = (0..30)
+        .map(|i| {
+            format!(
+                "{}\tsentence number {i} is {}\n",
+                i % 3,
+                ["ok", "bad", "fine"][i % 3]
+            )
+        })
+        .collect();
     std::fs::write(&good, lines).unwrap();
     let data = load_labelled_file(&good, 7).unwrap();
-    assert_eq!((data.train_len(), data.dev_len(), data.num_classes), (27, 3, 3));
+    assert_eq!(
+        (data.train_len(), data.dev_len(), data.num_classes),
+        (27, 3, 3)
+    );
     assert_eq!(data.class_names, vec!["0", "1", "2"]);
-    assert_eq!(load_labelled_file(&good, 7).unwrap(), data, "same seed, same split");
+    assert_eq!(
+        load_labelled_file(&good, 7).unwrap(),
+        data,
+        "same seed, same split"
+    );
 
     let bad = dir.path().join("bad.tsv");
     std::fs::write(&bad, "1\tfine\n0 no tab here\n").unwrap();

@@ -63,7 +63,16 @@ impl Dims {
     pub fn dense_lens(&self) -> [usize; 8] {
         let k = |i: usize| self.maps * self.filter_sizes[i] * self.embed_dim;
         let fc_w = self.classes * self.features();
-        [k(0), k(1), k(2), self.maps, self.maps, self.maps, fc_w, self.classes]
+        [
+            k(0),
+            k(1),
+            k(2),
+            self.maps,
+            self.maps,
+            self.maps,
+            fc_w,
+            self.classes,
+        ]
     }
 }
 
@@ -139,7 +148,11 @@ impl<B: Backend> Model<B> {
         let mut dense = Vec::with_capacity(lens.len());
         for (i, &len) in lens.iter().enumerate() {
             let is_bias = matches!(i, 3..=5 | 7);
-            dense.push(if is_bias { b.alloc(len)? } else { b.upload(&uniform_init(seed, i as u64 + 1, len))? });
+            dense.push(if is_bias {
+                b.alloc(len)?
+            } else {
+                b.upload(&uniform_init(seed, i as u64 + 1, len))?
+            });
         }
         let embedding = b.upload(&uniform_init(seed, 0, dims.vocab * dims.embed_dim))?;
         let tokens = dims.capacity * dims.seq_len;
@@ -152,7 +165,9 @@ impl<B: Backend> Model<B> {
         let act = Activations {
             x: b.alloc(tokens * dims.embed_dim)?,
             pooled: b.alloc(feats)?,
-            argmax: (0..3).map(|_| b.alloc_idx(dims.capacity * dims.maps)).collect::<Result<_, _>>()?,
+            argmax: (0..3)
+                .map(|_| b.alloc_idx(dims.capacity * dims.maps))
+                .collect::<Result<_, _>>()?,
             dropped: b.alloc(feats)?,
             mask: b.alloc(feats)?,
             logits: b.alloc(logits)?,
@@ -170,7 +185,10 @@ impl<B: Backend> Model<B> {
         Ok(Self {
             dims,
             weights: Weights { embedding, dense },
-            grads: Grads { rows: b.alloc(tokens * dims.embed_dim)?, dense: grad_dense },
+            grads: Grads {
+                rows: b.alloc(tokens * dims.embed_dim)?,
+                dense: grad_dense,
+            },
             act,
             batch,
             n: 0,
@@ -189,7 +207,11 @@ impl<B: Backend> Model<B> {
         if n == 0 || n > d.capacity || host.ids.len() != n * d.seq_len {
             return Err(kernels::Error::InvalidShape {
                 op: "upload batch",
-                reason: format!("{n} sentences, {} ids, capacity {}", host.ids.len(), d.capacity),
+                reason: format!(
+                    "{n} sentences, {} ids, capacity {}",
+                    host.ids.len(),
+                    d.capacity
+                ),
             }
             .into());
         }
@@ -210,17 +232,43 @@ impl<B: Backend> Model<B> {
     ///
     /// # Errors
     /// A backend failure.
-    pub fn forward(&mut self, b: &B, dropout: Option<(f32, u64)>, stats: &mut B::Buf) -> Result<()> {
+    pub fn forward(
+        &mut self,
+        b: &B,
+        dropout: Option<(f32, u64)>,
+        stats: &mut B::Buf,
+    ) -> Result<()> {
         let (d, n) = (self.dims, self.n);
         let w = &self.weights;
         let a = &mut self.act;
-        b.embedding_gather(&w.embedding, d.vocab, d.embed_dim, &self.batch.ids, n * d.seq_len, &mut a.x)?;
+        b.embedding_gather(
+            &w.embedding,
+            d.vocab,
+            d.embed_dim,
+            &self.batch.ids,
+            n * d.seq_len,
+            &mut a.x,
+        )?;
         for i in 0..3 {
-            b.conv_pool_fwd(&d.conv(i, n), &a.x, &w.dense[i], &w.dense[3 + i], &mut a.pooled, &mut a.argmax[i])?;
+            b.conv_pool_fwd(
+                &d.conv(i, n),
+                &a.x,
+                &w.dense[i],
+                &w.dense[3 + i],
+                &mut a.pooled,
+                &mut a.argmax[i],
+            )?;
         }
         let features = match dropout {
             Some((p, seed)) => {
-                b.dropout_fwd(&a.pooled, n * d.features(), p, seed, &mut a.dropped, &mut a.mask)?;
+                b.dropout_fwd(
+                    &a.pooled,
+                    n * d.features(),
+                    p,
+                    seed,
+                    &mut a.dropped,
+                    &mut a.mask,
+                )?;
                 &a.dropped
             }
             None => &a.pooled,
@@ -239,8 +287,21 @@ impl<B: Backend> Model<B> {
         let (d, n) = (self.dims, self.n);
         let (w, g, a) = (&self.weights, &mut self.grads, &mut self.act);
         let (gw, rest) = g.dense.split_at_mut(7);
-        b.linear_bwd(&d.fc(n), &a.grad_logits, &a.dropped, &w.dense[6], &mut a.grad_dropped, &mut gw[6], &mut rest[0])?;
-        b.mul(&a.grad_dropped, &a.mask, n * d.features(), &mut a.grad_pooled)?;
+        b.linear_bwd(
+            &d.fc(n),
+            &a.grad_logits,
+            &a.dropped,
+            &w.dense[6],
+            &mut a.grad_dropped,
+            &mut gw[6],
+            &mut rest[0],
+        )?;
+        b.mul(
+            &a.grad_dropped,
+            &a.mask,
+            n * d.features(),
+            &mut a.grad_pooled,
+        )?;
         b.fill(&mut a.grad_x, n * d.seq_len * d.embed_dim, 0.0)?;
         let (conv_w, conv_b) = gw.split_at_mut(3);
         for i in 0..3 {
@@ -257,7 +318,14 @@ impl<B: Backend> Model<B> {
             )?;
         }
         let tokens = n * d.seq_len;
-        b.embedding_grad_rows(&a.grad_x, &self.batch.slots, tokens, d.embed_dim, self.n_rows, &mut g.rows)?;
+        b.embedding_grad_rows(
+            &a.grad_x,
+            &self.batch.slots,
+            tokens,
+            d.embed_dim,
+            self.n_rows,
+            &mut g.rows,
+        )?;
         Ok(())
     }
 

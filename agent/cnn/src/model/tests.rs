@@ -1,5 +1,7 @@
 //! Gradient check of the whole model at tiny sizes: the backward pass on `CpuBackend` against
 //! central finite differences of an f64 re-implementation of the forward pass (STYLE.md §9.2).
+// Finite differences perturb parameters by index on purpose.
+#![allow(clippy::needless_range_loop)]
 
 use super::*;
 use crate::model::batch::Batcher;
@@ -38,7 +40,8 @@ fn features(p: &Params64, ids: &[u32]) -> (Vec<Vec<f64>>, Vec<f64>) {
                         for j in 0..width {
                             let id = ids[b * d.seq_len + t + j] as usize;
                             for e in 0..d.embed_dim {
-                                acc += p.embedding[id * d.embed_dim + e] * w[(f * width + j) * d.embed_dim + e];
+                                acc += p.embedding[id * d.embed_dim + e]
+                                    * w[(f * width + j) * d.embed_dim + e];
                             }
                         }
                         acc
@@ -89,7 +92,9 @@ fn clean(p: &Params64, ids: &[u32]) -> bool {
 
 fn random(seed: u64, len: usize, scale: f64) -> Vec<f32> {
     (0..len)
-        .map(|i| ((kernels::rng::dropout_uniform(seed, i as u64) as f64 * 2.0 - 1.0) * scale) as f32)
+        .map(|i| {
+            ((kernels::rng::dropout_uniform(seed, i as u64) as f64 * 2.0 - 1.0) * scale) as f32
+        })
         .collect()
 }
 
@@ -104,11 +109,18 @@ fn model_gradients_match_finite_differences() {
     let mut p64 = None;
     for seed in 0..200u64 {
         let embedding = random(seed * 10, DIMS.vocab * DIMS.embed_dim, 1.0);
-        let dense: Vec<Vec<f32>> =
-            DIMS.dense_lens().iter().enumerate().map(|(i, &l)| random(seed * 10 + 1 + i as u64, l, 0.5)).collect();
+        let dense: Vec<Vec<f32>> = DIMS
+            .dense_lens()
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| random(seed * 10 + 1 + i as u64, l, 0.5))
+            .collect();
         let candidate = Params64 {
             embedding: embedding.iter().map(|&v| f64::from(v)).collect(),
-            dense: dense.iter().map(|t| t.iter().map(|&v| f64::from(v)).collect()).collect(),
+            dense: dense
+                .iter()
+                .map(|t| t.iter().map(|&v| f64::from(v)).collect())
+                .collect(),
         };
         if clean(&candidate, &ids) {
             cpu.write(&mut model.weights.embedding, &embedding).unwrap();
@@ -124,10 +136,15 @@ fn model_gradients_match_finite_differences() {
     Batcher::new(DIMS.vocab).fill(&ids, &labels, &mut host);
     model.upload(&cpu, &host).unwrap();
     let mut stats = cpu.alloc(2).unwrap();
-    model.forward(&cpu, Some((DROP, DROP_SEED)), &mut stats).unwrap();
+    model
+        .forward(&cpu, Some((DROP, DROP_SEED)), &mut stats)
+        .unwrap();
     model.backward(&cpu).unwrap();
     let mean_loss = f64::from(stats[0]) / 4.0;
-    assert!((mean_loss - loss(&p64, &ids, &labels)).abs() < 1e-5, "forward agrees with the f64 model");
+    assert!(
+        (mean_loss - loss(&p64, &ids, &labels)).abs() < 1e-5,
+        "forward agrees with the f64 model"
+    );
 
     let e = DIMS.embed_dim;
     let mut embedding_grad = vec![0.0f64; DIMS.vocab * e];
@@ -140,7 +157,10 @@ fn model_gradients_match_finite_differences() {
     let check = |name: &str, analytic: f64, plus: f64, minus: f64| {
         let numeric = (plus - minus) / (2.0 * h);
         let err = (analytic - numeric).abs() / 1f64.max(analytic.abs()).max(numeric.abs());
-        assert!(err < 1e-6, "{name}: analytic {analytic} numeric {numeric} (err {err:e})");
+        assert!(
+            err < 1e-6,
+            "{name}: analytic {analytic} numeric {numeric} (err {err:e})"
+        );
     };
     for i in 0..p64.embedding.len() {
         let x = p64.embedding[i];
@@ -159,7 +179,12 @@ fn model_gradients_match_finite_differences() {
             p64.dense[t][i] = x - h;
             let minus = loss(&p64, &ids, &labels);
             p64.dense[t][i] = x;
-            check(&format!("dense[{t}][{i}]"), f64::from(model.grads.dense[t][i]), plus, minus);
+            check(
+                &format!("dense[{t}][{i}]"),
+                f64::from(model.grads.dense[t][i]),
+                plus,
+                minus,
+            );
         }
     }
 }
@@ -171,5 +196,8 @@ fn upload_rejects_ids_outside_the_vocabulary() {
     let mut host = HostBatch::default();
     Batcher::new(20).fill(&[9; 6], &[0], &mut host);
     let err = model.upload(&cpu, &host).unwrap_err();
-    assert!(err.to_string().contains("index 9 out of range 0..9"), "{err}");
+    assert!(
+        err.to_string().contains("index 9 out of range 0..9"),
+        "{err}"
+    );
 }

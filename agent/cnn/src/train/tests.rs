@@ -28,9 +28,19 @@ fn tiny_model_on_mr_learns_well_above_chance() {
     })
     .unwrap();
     let last = reports.last().unwrap();
-    assert_eq!((summary.epochs_run, reports.len(), last.examples), (6, 6, 3000));
-    assert!(last.train_accuracy > 0.85, "train accuracy {}", last.train_accuracy);
-    assert!(reports[0].train_loss > last.train_loss, "the loss falls: {reports:?}");
+    assert_eq!(
+        (summary.epochs_run, reports.len(), last.examples),
+        (6, 6, 3000)
+    );
+    assert!(
+        last.train_accuracy > 0.85,
+        "train accuracy {}",
+        last.train_accuracy
+    );
+    assert!(
+        reports[0].train_loss > last.train_loss,
+        "the loss falls: {reports:?}"
+    );
     assert!(summary.best_dev_accuracy > 0.6, "dev accuracy {summary:?}");
     assert!(summary.best_epoch >= 1 && summary.final_dev_accuracy == last.dev_accuracy);
 }
@@ -42,7 +52,11 @@ fn same_seed_same_results_and_stop_ends_training() {
         let mut reports = Vec::new();
         let summary = train(&CpuBackend::new(), &data, &small_hp(3), seed, |r| {
             reports.push((r.train_loss, r.train_accuracy, r.dev_accuracy));
-            if r.epoch == 2 { Control::Stop } else { Control::Continue }
+            if r.epoch == 2 {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
         })
         .unwrap();
         (reports, summary)
@@ -57,8 +71,14 @@ fn same_seed_same_results_and_stop_ends_training() {
 
 #[test]
 fn a_non_finite_loss_is_diverged_not_a_panic() {
-    assert!(matches!(finite_loss(f64::NAN, 4), Err(Error::Diverged { epoch: 4 })));
-    assert!(matches!(finite_loss(f64::INFINITY, 1), Err(Error::Diverged { epoch: 1 })));
+    assert!(matches!(
+        finite_loss(f64::NAN, 4),
+        Err(Error::Diverged { epoch: 4 })
+    ));
+    assert!(matches!(
+        finite_loss(f64::INFINITY, 1),
+        Err(Error::Diverged { epoch: 1 })
+    ));
     assert_eq!(finite_loss(0.5, 1).unwrap(), 0.5);
 }
 
@@ -72,9 +92,16 @@ fn learning_rate_halves_after_epochs_50_and_100() {
 #[test]
 fn short_sentences_are_padded_for_wide_filters_and_tiny_sets_are_errors() {
     let mut data = slice().truncated(100, 50);
-    let hp = HyperParams { filter_sizes: [3, 4, 70], epochs: 1, ..small_hp(1) };
+    let hp = HyperParams {
+        filter_sizes: [3, 4, 70],
+        epochs: 1,
+        ..small_hp(1)
+    };
     assert!(train(&CpuBackend::new(), &data, &hp, 1, |_| Control::Continue).is_ok());
     data = data.truncated(10, 10);
-    let err = train(&CpuBackend::new(), &data, &small_hp(1), 1, |_| Control::Continue).unwrap_err();
+    let err = train(&CpuBackend::new(), &data, &small_hp(1), 1, |_| {
+        Control::Continue
+    })
+    .unwrap_err();
     assert!(matches!(err, Error::Data { .. }), "{err}");
 }

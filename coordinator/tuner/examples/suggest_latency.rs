@@ -1,0 +1,75 @@
+//! Suggestion latency (issue 2): with 200 observations of Hartmann-6 in 6-D, observe one more
+//! result and suggest a batch of 8, timing the GP fit and the proposal separately.
+//!
+//! Run on an idle machine: `cargo run --release -p tuner --example suggest_latency [REPEATS] [BATCH]`
+//! (`--batch mc-qei` style strategies: set `TUNER_BATCH=mc-qei`).
+
+use std::time::Instant;
+
+use tuner::space::{ParamKind, ParamSpec, Space};
+use tuner::{BatchStrategy, Observation, SuggestConfig, fit, propose};
+
+const A: [[f64; 6]; 4] = [
+    [10.0, 3.0, 17.0, 3.5, 1.7, 8.0],
+    [0.05, 10.0, 17.0, 0.1, 8.0, 14.0],
+    [3.0, 3.5, 1.7, 10.0, 17.0, 8.0],
+    [17.0, 8.0, 0.05, 10.0, 0.1, 14.0],
+];
+const P: [[f64; 6]; 4] = [
+    [0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886],
+    [0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991],
+    [0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650],
+    [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381],
+];
+const ALPHA: [f64; 4] = [1.0, 1.2, 3.0, 3.2];
+
+fn hartmann6(x: &[f64]) -> f64 {
+    -(0..4).map(|i| ALPHA[i] * (-(0..6).map(|j| A[i][j] * (x[j] - P[i][j]).powi(2)).sum::<f64>()).exp()).sum::<f64>()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let repeats: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let batch: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(8);
+    let params = (0..6)
+        .map(|i| ParamSpec { name: format!("x{i}"), kind: ParamKind::Float { low: 0.0, high: 1.0, log: false }, default: None })
+        .collect();
+    let space = Space::new(params)?;
+    let mut cfg = SuggestConfig::default();
+    if std::env::var("TUNER_BATCH").is_ok_and(|b| b == "mc-qei") {
+        cfg.batch = BatchStrategy::McQei;
+    }
+    let mut rng = tuner::rng::Rng::new(42);
+    let mut observations: Vec<Observation> = (0..201)
+        .map(|_| {
+            let x = rng.point(6);
+            Observation { params: space.decode(&x), value: hartmann6(&x) }
+        })
+        .collect();
+    let mut per_point_ms = Vec::with_capacity(repeats);
+    for repeat in 0..repeats {
+        let extra = observations.pop().map(|o| vec![o]).unwrap_or_default();
+        observations.truncate(200);
+        observations.extend(extra);
+        let start = Instant::now();
+        let model = fit(&space, &observations, &cfg, repeat as u64)?;
+        let fitted = Instant::now();
+        let batch_points = propose(&model, &[], batch, &cfg, repeat as u64)?;
+        let done = Instant::now();
+        let total_ms = (done - start).as_secs_f64() * 1000.0;
+        per_point_ms.push(total_ms / batch as f64);
+        println!(
+            "repeat {repeat}: fit {:.1} ms, propose {:.1} ms, {:.1} ms a point ({} points, {} observations)",
+            (fitted - start).as_secs_f64() * 1000.0,
+            (done - fitted).as_secs_f64() * 1000.0,
+            total_ms / batch as f64,
+            batch_points.len(),
+            observations.len()
+        );
+        let x = rng.point(6);
+        observations.push(Observation { params: space.decode(&x), value: hartmann6(&x) });
+    }
+    per_point_ms.sort_by(f64::total_cmp);
+    println!("median {:.1} ms a point over {repeats} repeats", per_point_ms[repeats / 2]);
+    Ok(())
+}
