@@ -6,7 +6,8 @@
 # The commands (release, CUDA feature; cudarc loads libcuda/libnvrtc at run time, so no CUDA
 # toolkit is needed here):
 #   cargo build --release --features cuda -p gpu-bench
-#   cargo test  --release --features cuda -p kernels --no-run   (the parity and nvrtc_compile test executables)
+#   cargo test  --release --features cuda -p kernels -p cnn --no-run   (test executables parity,
+#                                            nvrtc_compile and cnn's gpu_step)
 # BUNDLE_PROFILE=dev builds unoptimized binaries instead (to check this script quickly; never
 # time those).
 # Binaries need only glibc 2.34+ on the GPU machine. Debug info is stripped to keep the bundle
@@ -24,7 +25,7 @@ case "$profile" in
 esac
 mkdir -p "$CARGO_TARGET_DIR"
 cargo build --profile "$profile" --features cuda -p gpu-bench
-cargo test --profile "$profile" --features cuda -p kernels --no-run \
+cargo test --profile "$profile" --features cuda -p kernels -p cnn --no-run \
     --message-format=json-render-diagnostics > "$CARGO_TARGET_DIR/test-executables.json"
 
 rm -rf "$bundle"
@@ -33,7 +34,7 @@ cp "$CARGO_TARGET_DIR/$profile_dir/gpu-bench" "$bundle/"
 echo "$profile" > "$bundle/PROFILE"
 python3 - "$CARGO_TARGET_DIR/test-executables.json" "$bundle" <<'PY'
 import json, shutil, sys
-wanted = {"parity", "nvrtc_compile"}
+wanted = {"parity", "nvrtc_compile", "gpu_step"}
 found = set()
 for line in open(sys.argv[1]):
     try:

@@ -7,7 +7,8 @@
 #     bash scripts/gpu-check.sh            # device tool: carry ["gpu-bundle"], timeout_s 540
 # It runs, in order (each step bounded by `timeout`, about 6 minutes in all):
 #   1. the device and driver; libnvrtc via `ldconfig -p`, else /usr/local/cuda/lib64;
-#   2. the NVRTC compile test and the CUDA-vs-CPU parity tests with REQUIRE_NVRTC=1 REQUIRE_CUDA=1;
+#   2. the NVRTC compile test, the CUDA-vs-CPU parity tests and cnn's whole training step on
+#      both backends (gpu_step), with REQUIRE_NVRTC=1 REQUIRE_CUDA=1;
 #   3. the FLOP/byte floor of the default configuration;
 #   4. the default configuration on MR, 1 warm-up + 3 timed epochs (device events and host clock);
 #   5. the same model in PyTorch on the same GPU (bench/pytorch_textcnn.py --device cuda);
@@ -46,6 +47,9 @@ step "parity tests (CUDA against CPU)"
 REQUIRE_CUDA=1 RAYON_NUM_THREADS=8 timeout 240 "$BUNDLE/parity" --test-threads=4 2>&1 \
     | tee "$OUT/parity.log" | tail -n 40
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "parity"
+REQUIRE_CUDA=1 RAYON_NUM_THREADS=8 timeout 120 "$BUNDLE/gpu_step" --nocapture 2>&1 \
+    | tee "$OUT/gpu_step.log" | tail -n 10
+[ "${PIPESTATUS[0]}" -eq 0 ] || fail "gpu_step (cnn training step, GPU against CPU)"
 
 step "floor"
 case "$gpu_name" in
@@ -114,7 +118,7 @@ torch = statistics.median(tsecs[warm:]) if len(tsecs) > warm else float("nan")
 fl = floor["floor"]["epoch_floor_seconds"] if floor else float("nan")
 rows = [
     ("card", gpu),
-    ("date (UTC)", datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M")),
+    ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
     ("ours: median epoch, device events (s)", f"{ours:.4f}"),
     ("ours: median epoch, host clock (s)", f"{ours_wall:.4f}"),
     ("PyTorch: median epoch (s)", f"{torch:.4f}"),

@@ -21,11 +21,15 @@ work="$(mktemp -d)"
 chmod 755 "$work" # lets the _apt user write the download (no "unsandboxed" warning)
 trap 'rm -rf "$work"' EXIT
 
-# `apt-get download` needs the package lists; refresh them once when the package is unknown.
+# `apt-get download` needs current package lists: refresh them when the package is unknown, or
+# when the download fails (stale lists name a version the mirror no longer has).
 if ! apt-cache show prometheus >/dev/null 2>&1; then
     apt-get update -qq >&2
 fi
-(cd "$work" && apt-get download -q prometheus >&2)
+if ! (cd "$work" && apt-get download -q prometheus >&2); then
+    apt-get update -qq >&2
+    (cd "$work" && apt-get download -q prometheus >&2)
+fi
 
 deb="$(find "$work" -maxdepth 1 -name 'prometheus_*.deb' | head -n 1)"
 if [[ -z "$deb" ]]; then

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod scenario;
 pub mod service;
 pub mod store;
+pub mod study;
 pub mod suggest;
 pub mod telemetry;
 

@@ -50,6 +50,10 @@ pub struct LocalOptions {
     /// Use only the first N validation sentences.
     #[arg(long)]
     pub max_dev: Option<u32>,
+    /// Price the agents' trials as this cloud instance (e.g. m4.4xlarge, p2.xlarge); by default
+    /// trials cost nothing, as on one's own machine.
+    #[arg(long)]
+    pub instance_type: Option<String>,
 }
 
 /// Runs `tunectl local`.
@@ -183,6 +187,9 @@ impl LocalCluster {
         let name = format!("agent-{index}");
         let mut command = Command::new(bin_dir.join("agent"));
         command.args(["--coordinator", url, "--metrics-listen-addr", "127.0.0.1:0"]);
+        if let Some(instance_type) = &opts.instance_type {
+            command.args(["--instance-type", instance_type]);
+        }
         if opts.gpu {
             command.args(["--gpu", &index.to_string()]);
         } else {

@@ -24,6 +24,10 @@ enum Command {
     AskTell(coordinator::ask_tell::AskTellOptions),
     /// Runs a whole cluster on this machine (coordinator and agents as child processes).
     Local(coordinator::local::LocalOptions),
+    /// Runs BO, random and grid search on a scenario as one study (tagged experiments).
+    Study(coordinator::cli::study::StudyOptions),
+    /// Writes a study's tables, plots and parameter importance into a directory.
+    Report(coordinator::cli::report::ReportOptions),
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -39,6 +43,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             coordinator::ask_tell::run(&options, std::io::stdin().lock(), std::io::stdout().lock())
         }
         Command::Local(options) => coordinator::local::run(&options),
+        Command::Study(options) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let mut stdout = std::io::stdout().lock();
+            runtime.block_on(cli::study::run(&args.connect, &options, &mut stdout))
+        }
+        Command::Report(options) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let mut stdout = std::io::stdout().lock();
+            runtime.block_on(cli::report::run(&args.connect, &options, &mut stdout))
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! gRPC. (`ask-tell` and `local` live in [`crate::ask_tell`] and [`crate::local`].)
 
 pub mod output;
+pub mod report;
 pub mod spec;
+pub mod study;
 pub mod watch;
 
 use std::path::PathBuf;
