@@ -13,7 +13,8 @@
 #   4. the default configuration on MR, 1 warm-up + 3 timed epochs (device events and host clock);
 #   5. the same model in PyTorch on the same GPU (bench/pytorch_textcnn.py --device cuda);
 #   6. 1 trial alone against 4 trials sharing the GPU (epochs a second);
-# and prints one results table, also written with every log to $OUT/ (or a temporary folder).
+# and prints one results table. $OUT/ (or a temporary folder) gets six files: tests.log, floor.json,
+# single.json, pytorch.log, shared.jsonl and results.md (the device tool returns at most 8).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
@@ -25,30 +26,39 @@ step() { echo; echo "==== $*"; }
 fail() { echo "FAILED: $*"; status=1; }
 
 step "device"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/device.csv" \
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/tests.log" \
     || fail "nvidia-smi"
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
 cat "$BUNDLE/COMMIT" 2>/dev/null || fail "no $BUNDLE/: run scripts/build-gpu-bundle.sh first and carry it"
 [ "$(cat "$BUNDLE/PROFILE" 2>/dev/null)" = release ] || echo "WARNING: not a release bundle: timings are meaningless"
 if ldconfig -p | grep -q 'libnvrtc\.so'; then
     ldconfig -p | grep 'libnvrtc\.so'
-else
-    echo "libnvrtc not in the linker cache: trying /usr/local/cuda/lib64"
+elif ls /usr/local/cuda/lib64/libnvrtc.so.13* > /dev/null 2>&1; then
+    echo "libnvrtc not in the linker cache: using /usr/local/cuda/lib64"
     export LD_LIBRARY_PATH="/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-    ls /usr/local/cuda/lib64/libnvrtc.so* 2>/dev/null || fail "no libnvrtc found"
+else
+    # PyTorch's wheels bring their own NVRTC under site-packages/nvidia/.
+    nvrtc=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null \
+        | xargs -r -n1 -I{} find {} -name 'libnvrtc.so.13*' 2>/dev/null | head -n1)
+    if [ -n "$nvrtc" ]; then
+        echo "using $nvrtc"
+        export LD_LIBRARY_PATH="$(dirname "$nvrtc"):${LD_LIBRARY_PATH:-}"
+    else
+        fail "no libnvrtc.so.13 found"
+    fi
 fi
 
 step "nvrtc compile test"
 REQUIRE_NVRTC=1 timeout 120 "$BUNDLE/nvrtc_compile" --nocapture --test-threads=2 2>&1 \
-    | tee "$OUT/nvrtc_compile.log" | tail -n 25
+    | tee -a "$OUT/tests.log" | tail -n 25
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "nvrtc_compile"
 
 step "parity tests (CUDA against CPU)"
 REQUIRE_CUDA=1 RAYON_NUM_THREADS=8 timeout 240 "$BUNDLE/parity" --test-threads=4 2>&1 \
-    | tee "$OUT/parity.log" | tail -n 40
+    | tee -a "$OUT/tests.log" | tail -n 40
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "parity"
 REQUIRE_CUDA=1 RAYON_NUM_THREADS=8 timeout 120 "$BUNDLE/gpu_step" --nocapture 2>&1 \
-    | tee "$OUT/gpu_step.log" | tail -n 10
+    | tee -a "$OUT/tests.log" | tail -n 10
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "gpu_step (cnn training step, GPU against CPU)"
 
 step "floor"
@@ -73,9 +83,9 @@ else
 fi
 
 step "trials sharing one GPU"
-timeout 120 "$BUNDLE/gpu-bench" shared --slots 1 --warmup 0 --epochs 2 | tee "$OUT/shared1.json" \
+timeout 120 "$BUNDLE/gpu-bench" shared --slots 1 --warmup 0 --epochs 2 | tee "$OUT/shared.jsonl" \
     || fail "shared 1"
-timeout 150 "$BUNDLE/gpu-bench" shared --slots 4 --warmup 0 --epochs 2 | tee "$OUT/shared4.json" \
+timeout 150 "$BUNDLE/gpu-bench" shared --slots 4 --warmup 0 --epochs 2 | tee -a "$OUT/shared.jsonl" \
     || fail "shared 4"
 
 step "results"
@@ -109,7 +119,17 @@ def torch_epochs():
         pass
     return secs, acc
 single, floor = load("single.json"), load("floor.json")
-s1, s4 = load("shared1.json"), load("shared4.json")
+def shared(slots):
+    try:
+        for line in open(f"{out}/shared.jsonl"):
+            if line.strip().startswith("{"):
+                d = json.loads(line)
+                if d.get("slots") == slots:
+                    return d
+    except (OSError, ValueError):
+        pass
+    return None
+s1, s4 = shared(1), shared(4)
 tsecs, tacc = torch_epochs()
 warm = int(single["warmup_epochs"]) if single else 1
 ours = single["median_device_epoch_seconds"] if single else float("nan")

@@ -27,7 +27,10 @@ pub fn probe(config: &Config) -> Result<AgentCapabilities> {
         price_per_hour_dollars: config.pricing.device_price_per_hour_dollars(),
         slots: config.slots.get(),
         hostname: hostname(),
-        workloads: crate::trainer::WORKLOADS.iter().map(|kind| kind.to_string()).collect(),
+        workloads: crate::trainer::WORKLOADS
+            .iter()
+            .map(|kind| kind.to_string())
+            .collect(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }
@@ -39,7 +42,8 @@ fn read(path: &str) -> String {
 /// The CPU model from `/proc/cpuinfo` ("cpu" where it cannot be read).
 pub fn cpu_model_name() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let model = parse_cpu_model(&read("/proc/cpuinfo")).unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let model = parse_cpu_model(&read("/proc/cpuinfo"))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     format!("{model} ({cores} threads)")
 }
 
@@ -65,7 +69,11 @@ fn parse_mem_total(meminfo: &str) -> Option<u64> {
 /// The host name from `/proc/sys/kernel/hostname` or `HOSTNAME` (empty where unknown).
 pub fn hostname() -> String {
     let from_proc = read("/proc/sys/kernel/hostname").trim().to_string();
-    if from_proc.is_empty() { std::env::var("HOSTNAME").unwrap_or_default() } else { from_proc }
+    if from_proc.is_empty() {
+        std::env::var("HOSTNAME").unwrap_or_default()
+    } else {
+        from_proc
+    }
 }
 
 #[cfg(test)]
@@ -75,14 +83,21 @@ mod tests {
     #[test]
     fn parses_proc_files() {
         let cpuinfo = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz\n";
-        assert_eq!(parse_cpu_model(cpuinfo).as_deref(), Some("Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz"));
-        assert_eq!(parse_mem_total("MemTotal:       16384 kB\nMemFree: 1 kB\n"), Some(16384 * 1024));
+        assert_eq!(
+            parse_cpu_model(cpuinfo).as_deref(),
+            Some("Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz")
+        );
+        assert_eq!(
+            parse_mem_total("MemTotal:       16384 kB\nMemFree: 1 kB\n"),
+            Some(16384 * 1024)
+        );
         assert_eq!(parse_mem_total("nothing"), None);
     }
 
     #[test]
     fn cpu_capabilities_advertise_price_slots_and_workloads() {
-        let config = crate::config::from_toml_str("instance_type = \"m4.4xlarge\"\nslots = 2").expect("config");
+        let config = crate::config::from_toml_str("instance_type = \"m4.4xlarge\"\nslots = 2")
+            .expect("config");
         let caps = probe(&config).expect("cpu probe never fails");
         assert_eq!(caps.backend(), Backend::Cpu);
         assert_eq!(caps.device_ordinal, -1);
@@ -94,7 +109,8 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn gpu_without_the_feature_is_a_clear_error() {
-        let config = crate::config::from_toml_str("backend = \"cuda\"\ngpu_ordinal = 0").expect("config");
+        let config =
+            crate::config::from_toml_str("backend = \"cuda\"\ngpu_ordinal = 0").expect("config");
         let err = probe(&config).expect_err("no cuda feature");
         assert!(err.to_string().contains("cuda"), "{err}");
     }

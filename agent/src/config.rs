@@ -167,15 +167,25 @@ pub struct CliOverrides {
 /// # Errors
 /// [`Error::ConfigLoad`] when a source cannot be read or a field has the wrong type or is
 /// unknown; [`Error::Config`] when a value is out of range.
-pub fn load(file: Option<&Path>, env: &HashMap<String, String>, cli: &CliOverrides) -> Result<Config> {
+pub fn load(
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+    cli: &CliOverrides,
+) -> Result<Config> {
     let mut builder = config::Config::builder();
     if let Some(path) = file {
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
-    let agent_env: config::Map<String, String> =
-        env.iter().filter(|(key, _)| key.starts_with("AGENT_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let agent_env: config::Map<String, String> = env
+        .iter()
+        .filter(|(key, _)| key.starts_with("AGENT_"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     builder = builder.add_source(
-        config::Environment::with_prefix("AGENT").prefix_separator("_").try_parsing(true).source(Some(agent_env)),
+        config::Environment::with_prefix("AGENT")
+            .prefix_separator("_")
+            .try_parsing(true)
+            .source(Some(agent_env)),
     );
     builder = apply_cli(builder, cli)?;
     let raw: RawConfig = builder.build()?.try_deserialize()?;
@@ -204,7 +214,9 @@ fn apply_cli(builder: Builder, cli: &CliOverrides) -> Result<Builder> {
         .set_override_option("instance_type", cli.instance_type.clone())?
         .set_override_option("price_per_hour_dollars", cli.price_per_hour_dollars)?;
     if let Some(ordinal) = cli.gpu {
-        builder = builder.set_override("backend", "cuda")?.set_override("gpu_ordinal", i64::from(ordinal))?;
+        builder = builder
+            .set_override("backend", "cuda")?
+            .set_override("gpu_ordinal", i64::from(ordinal))?;
     } else if cli.cpu {
         builder = builder.set_override("backend", "cpu")?;
     }
@@ -218,19 +230,35 @@ impl RawConfig {
     /// [`Error::Config`] naming the first invalid field.
     pub fn validate(self) -> Result<Config> {
         if self.version != CONFIG_VERSION {
-            return Err(invalid(format!("version must be {CONFIG_VERSION}, got {}", self.version)));
+            return Err(invalid(format!(
+                "version must be {CONFIG_VERSION}, got {}",
+                self.version
+            )));
         }
         let device = match self.backend.as_str() {
             "cpu" => Device::Cpu,
             "cuda" | "gpu" => Device::Cuda(self.gpu_ordinal),
-            other => return Err(invalid(format!("backend must be 'cpu' or 'cuda', got '{other}'"))),
+            other => {
+                return Err(invalid(format!(
+                    "backend must be 'cpu' or 'cuda', got '{other}'"
+                )));
+            }
         };
-        let slots = NonZeroU32::new(self.slots).ok_or_else(|| invalid("slots must be at least 1".to_string()))?;
+        let slots = NonZeroU32::new(self.slots)
+            .ok_or_else(|| invalid("slots must be at least 1".to_string()))?;
         let metrics_listen_addr = self.metrics_listen_addr.parse().map_err(|_| {
-            invalid(format!("metrics_listen_addr '{}' is not an address like 127.0.0.1:9101", self.metrics_listen_addr))
+            invalid(format!(
+                "metrics_listen_addr '{}' is not an address like 127.0.0.1:9101",
+                self.metrics_listen_addr
+            ))
         })?;
-        if !(self.coordinator_url.starts_with("http://") || self.coordinator_url.starts_with("https://")) {
-            return Err(invalid(format!("coordinator_url '{}' must start with http:// or https://", self.coordinator_url)));
+        if !(self.coordinator_url.starts_with("http://")
+            || self.coordinator_url.starts_with("https://"))
+        {
+            return Err(invalid(format!(
+                "coordinator_url '{}' must start with http:// or https://",
+                self.coordinator_url
+            )));
         }
         let pricing = Pricing::resolve(
             self.instance_type.as_deref(),
@@ -260,13 +288,18 @@ impl RawConfig {
             heartbeat_interval: seconds("heartbeat_interval_secs", self.heartbeat_interval_secs)?,
             request_timeout: seconds("request_timeout_secs", self.request_timeout_secs)?,
             connect_timeout: seconds("connect_timeout_secs", self.connect_timeout_secs)?,
-            retry_initial_backoff: seconds("retry_initial_backoff_secs", self.retry_initial_backoff_secs)?,
+            retry_initial_backoff: seconds(
+                "retry_initial_backoff_secs",
+                self.retry_initial_backoff_secs,
+            )?,
             retry_max_backoff: seconds("retry_max_backoff_secs", self.retry_max_backoff_secs)?,
             idle_poll_max: seconds("idle_poll_max_secs", self.idle_poll_max_secs)?,
             shutdown_grace: seconds("shutdown_grace_secs", self.shutdown_grace_secs)?,
         };
         if timing.retry_max_backoff < timing.retry_initial_backoff {
-            return Err(invalid("retry_max_backoff_secs must be >= retry_initial_backoff_secs".to_string()));
+            return Err(invalid(
+                "retry_max_backoff_secs must be >= retry_initial_backoff_secs".to_string(),
+            ));
         }
         Ok(timing)
     }
@@ -285,7 +318,11 @@ impl Config {
             self.pricing.instance_type,
             self.pricing.instance_price_per_hour_dollars,
             self.pricing.devices_per_instance,
-            if self.auth_token.is_some() { "<redacted>" } else { "<none>" },
+            if self.auth_token.is_some() {
+                "<redacted>"
+            } else {
+                "<none>"
+            },
             self.timing,
         )
     }
@@ -293,7 +330,9 @@ impl Config {
 
 fn seconds(field: &str, value: f64) -> Result<Duration> {
     if !(value.is_finite() && value > 0.0) {
-        return Err(invalid(format!("{field} must be a positive number of seconds, got {value}")));
+        return Err(invalid(format!(
+            "{field} must be a positive number of seconds, got {value}"
+        )));
     }
     Ok(Duration::from_secs_f64(value))
 }
@@ -307,7 +346,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -334,12 +376,23 @@ mod tests {
         let path = dir.path().join("agent.toml");
         let toml = "version = 1\nslots = 2\ninstance_type = \"g5.xlarge\"\nmetrics_listen_addr = \"127.0.0.1:1\"\n";
         std::fs::write(&path, toml).expect("write config");
-        let vars = env(&[("AGENT_SLOTS", "3"), ("AGENT_AUTH_TOKEN", "s3cret"), ("OTHER_SLOTS", "9")]);
+        let vars = env(&[
+            ("AGENT_SLOTS", "3"),
+            ("AGENT_AUTH_TOKEN", "s3cret"),
+            ("OTHER_SLOTS", "9"),
+        ]);
         let from_env = load(Some(&path), &vars, &CliOverrides::default()).expect("loads");
         assert_eq!(from_env.slots.get(), 3, "env beats file");
-        assert_eq!(from_env.pricing.instance_type, "g5.xlarge", "file beats defaults");
+        assert_eq!(
+            from_env.pricing.instance_type, "g5.xlarge",
+            "file beats defaults"
+        );
         assert!(!from_env.redacted_summary().contains("s3cret"));
-        let cli = CliOverrides { slots: Some(4), gpu: Some(1), ..CliOverrides::default() };
+        let cli = CliOverrides {
+            slots: Some(4),
+            gpu: Some(1),
+            ..CliOverrides::default()
+        };
         let from_cli = load(Some(&path), &vars, &cli).expect("loads");
         assert_eq!(from_cli.slots.get(), 4, "cli beats env");
         assert_eq!(from_cli.device, Device::Cuda(1));
@@ -349,7 +402,10 @@ mod tests {
     #[test]
     fn cpu_flag_overrides_a_cuda_file() {
         let vars = env(&[("AGENT_BACKEND", "cuda")]);
-        let cli = CliOverrides { cpu: true, ..CliOverrides::default() };
+        let cli = CliOverrides {
+            cpu: true,
+            ..CliOverrides::default()
+        };
         assert_eq!(load(None, &vars, &cli).expect("loads").device, Device::Cpu);
     }
 

@@ -48,12 +48,42 @@ pub struct InstanceType {
 
 /// The built-in catalogue; see the module docs for where the prices come from.
 pub const CATALOGUE: &[InstanceType] = &[
-    InstanceType { name: "p2.xlarge", price_per_hour_dollars: 0.90, gpus: 1, accelerator: "1x NVIDIA K80 (study)" },
-    InstanceType { name: "m4.4xlarge", price_per_hour_dollars: 0.862, gpus: 0, accelerator: "16 vCPU Xeon (study)" },
-    InstanceType { name: "g5.xlarge", price_per_hour_dollars: 1.006, gpus: 1, accelerator: "1x NVIDIA A10G" },
-    InstanceType { name: "g6e.xlarge", price_per_hour_dollars: 1.861, gpus: 1, accelerator: "1x NVIDIA L40S" },
-    InstanceType { name: "p4d.24xlarge", price_per_hour_dollars: 21.96, gpus: 8, accelerator: "8x NVIDIA A100 40GB" },
-    InstanceType { name: "p5.48xlarge", price_per_hour_dollars: 55.04, gpus: 8, accelerator: "8x NVIDIA H100 80GB" },
+    InstanceType {
+        name: "p2.xlarge",
+        price_per_hour_dollars: 0.90,
+        gpus: 1,
+        accelerator: "1x NVIDIA K80 (study)",
+    },
+    InstanceType {
+        name: "m4.4xlarge",
+        price_per_hour_dollars: 0.862,
+        gpus: 0,
+        accelerator: "16 vCPU Xeon (study)",
+    },
+    InstanceType {
+        name: "g5.xlarge",
+        price_per_hour_dollars: 1.006,
+        gpus: 1,
+        accelerator: "1x NVIDIA A10G",
+    },
+    InstanceType {
+        name: "g6e.xlarge",
+        price_per_hour_dollars: 1.861,
+        gpus: 1,
+        accelerator: "1x NVIDIA L40S",
+    },
+    InstanceType {
+        name: "p4d.24xlarge",
+        price_per_hour_dollars: 21.96,
+        gpus: 8,
+        accelerator: "8x NVIDIA A100 40GB",
+    },
+    InstanceType {
+        name: "p5.48xlarge",
+        price_per_hour_dollars: 55.04,
+        gpus: 8,
+        accelerator: "8x NVIDIA H100 80GB",
+    },
 ];
 
 /// Looks an instance type up in the built-in catalogue.
@@ -146,7 +176,11 @@ impl Pricing {
 }
 
 fn known_names() -> String {
-    CATALOGUE.iter().map(|entry| entry.name).collect::<Vec<_>>().join(", ")
+    CATALOGUE
+        .iter()
+        .map(|entry| entry.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn config_error(reason: String) -> Error {
@@ -206,7 +240,8 @@ mod tests {
 
     #[test]
     fn overrides_win_over_the_catalogue() {
-        let pricing = Pricing::resolve(Some("p5.48xlarge"), Some(80.0), Some(4), true, 1).expect("ok");
+        let pricing =
+            Pricing::resolve(Some("p5.48xlarge"), Some(80.0), Some(4), true, 1).expect("ok");
         assert!(close(pricing.device_price_per_hour_dollars(), 20.0));
     }
 

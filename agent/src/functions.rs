@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::f64::consts::PI;
 use std::time::{Duration, Instant};
 
-use crate::trainer::{BestEpoch, EpochControl, EpochMetrics, TrainOutcome, Trainer, TrialFailure, TrialJob};
+use crate::trainer::{
+    BestEpoch, EpochControl, EpochMetrics, TrainOutcome, Trainer, TrialFailure, TrialJob,
+};
 
 /// Parameters that shape the run instead of entering the function.
 const RUN_PARAMS: &[&str] = &["epochs", "epoch_seconds"];
@@ -29,15 +31,25 @@ impl Trainer for FunctionTrainer {
         let params = job.numeric_params()?;
         let epochs = run_param(&params, "epochs", 1.0)?;
         if epochs < 1.0 || epochs.fract() != 0.0 {
-            return Err(TrialFailure::new(format!("parameter 'epochs' must be a whole number >= 1, got {epochs}")));
+            return Err(TrialFailure::new(format!(
+                "parameter 'epochs' must be a whole number >= 1, got {epochs}"
+            )));
         }
         let epoch_seconds = run_param(&params, "epoch_seconds", 0.0)?;
         if !(0.0..=3600.0).contains(&epoch_seconds) {
-            return Err(TrialFailure::new(format!("parameter 'epoch_seconds' must be in 0..3600, got {epoch_seconds}")));
+            return Err(TrialFailure::new(format!(
+                "parameter 'epoch_seconds' must be in 0..3600, got {epoch_seconds}"
+            )));
         }
         let value = evaluate(&job.workload.dataset, &params)?;
         let mut best = BestEpoch::default();
-        let mut outcome = TrainOutcome { final_value: value, best_epoch: 0, epochs_run: 0, stopped: false, device_seconds: 0.0 };
+        let mut outcome = TrainOutcome {
+            final_value: value,
+            best_epoch: 0,
+            epochs_run: 0,
+            stopped: false,
+            device_seconds: 0.0,
+        };
         for epoch in 1..=epochs as u32 {
             let started = Instant::now();
             std::thread::sleep(Duration::from_secs_f64(epoch_seconds));
@@ -64,9 +76,19 @@ impl Trainer for FunctionTrainer {
     }
 }
 
-fn run_param(params: &BTreeMap<String, f64>, name: &str, default: f64) -> Result<f64, TrialFailure> {
+fn run_param(
+    params: &BTreeMap<String, f64>,
+    name: &str,
+    default: f64,
+) -> Result<f64, TrialFailure> {
     let value = params.get(name).copied().unwrap_or(default);
-    if value.is_finite() { Ok(value) } else { Err(TrialFailure::new(format!("parameter '{name}' is not finite"))) }
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(TrialFailure::new(format!(
+            "parameter '{name}' is not finite"
+        )))
+    }
 }
 
 /// Evaluates the function `name` at `params`.
@@ -94,7 +116,11 @@ pub fn evaluate(name: &str, params: &BTreeMap<String, f64>) -> Result<f64, Trial
                     sum += value * value;
                 }
             }
-            if sum.is_finite() { Ok(sum) } else { Err(TrialFailure::new("quadratic: parameters are not finite")) }
+            if sum.is_finite() {
+                Ok(sum)
+            } else {
+                Err(TrialFailure::new("quadratic: parameters are not finite"))
+            }
         }
         other => Err(TrialFailure::new(format!(
             "unknown function '{other}' (dataset of a 'function' workload): use branin, hartmann6 or quadratic"
@@ -102,8 +128,16 @@ pub fn evaluate(name: &str, params: &BTreeMap<String, f64>) -> Result<f64, Trial
     }
 }
 
-fn coordinate(params: &BTreeMap<String, f64>, name: &str, low: f64, high: f64, function: &str) -> Result<f64, TrialFailure> {
-    let value = *params.get(name).ok_or_else(|| TrialFailure::new(format!("{function} needs parameter '{name}'")))?;
+fn coordinate(
+    params: &BTreeMap<String, f64>,
+    name: &str,
+    low: f64,
+    high: f64,
+    function: &str,
+) -> Result<f64, TrialFailure> {
+    let value = *params
+        .get(name)
+        .ok_or_else(|| TrialFailure::new(format!("{function} needs parameter '{name}'")))?;
     if !(low..=high).contains(&value) {
         return Err(TrialFailure::new(format!(
             "parameter '{name}' = {value} is outside {function}'s domain [{low}, {high}]"
@@ -154,10 +188,21 @@ mod tests {
     fn job(function: &str, params: &[(&str, f64)]) -> TrialJob {
         TrialJob {
             trial_id: "t".into(),
-            workload: Workload { kind: "function".into(), dataset: function.into(), ..Workload::default() },
+            workload: Workload {
+                kind: "function".into(),
+                dataset: function.into(),
+                ..Workload::default()
+            },
             params: params
                 .iter()
-                .map(|(name, value)| (name.to_string(), ParameterValue { kind: Some(Kind::FloatValue(*value)) }))
+                .map(|(name, value)| {
+                    (
+                        name.to_string(),
+                        ParameterValue {
+                            kind: Some(Kind::FloatValue(*value)),
+                        },
+                    )
+                })
                 .collect(),
             metric: "value".into(),
         }
@@ -181,16 +226,26 @@ mod tests {
             })
             .expect("runs");
         assert_eq!(outcome.final_value, 25.0);
-        assert_eq!((outcome.epochs_run, outcome.best_epoch, outcome.stopped), (1, 1, false));
+        assert_eq!(
+            (outcome.epochs_run, outcome.best_epoch, outcome.stopped),
+            (1, 1, false)
+        );
         assert_eq!(epochs, vec![1]);
     }
 
     #[test]
     fn stop_ends_at_the_epoch_boundary() {
         let outcome = FunctionTrainer
-            .train(&job("quadratic", &[("a", 1.0), ("epochs", 5.0)]), &mut |m| {
-                if m.epoch == 2 { EpochControl::Stop } else { EpochControl::Continue }
-            })
+            .train(
+                &job("quadratic", &[("a", 1.0), ("epochs", 5.0)]),
+                &mut |m| {
+                    if m.epoch == 2 {
+                        EpochControl::Stop
+                    } else {
+                        EpochControl::Continue
+                    }
+                },
+            )
             .expect("runs");
         assert_eq!((outcome.epochs_run, outcome.stopped), (2, true));
     }
@@ -204,7 +259,9 @@ mod tests {
             (job("quadratic", &[("epochs", 0.5)]), "epochs"),
         ];
         for (trial, expected) in cases {
-            let err = FunctionTrainer.train(&trial, &mut |_| EpochControl::Continue).expect_err(expected);
+            let err = FunctionTrainer
+                .train(&trial, &mut |_| EpochControl::Continue)
+                .expect_err(expected);
             assert!(err.reason.contains(expected), "{err}");
         }
     }

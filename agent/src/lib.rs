@@ -62,7 +62,10 @@ use crate::worker::{SlotWorker, TrainerFactory};
 /// # Errors
 /// A device that cannot be used, a metrics address that cannot be bound, or a coordinator that
 /// refuses the registration for good.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let capabilities = capabilities::probe(&config)?;
     let timing = &config.timing;
     let api = GrpcCoordinator::new(
@@ -71,7 +74,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         timing.connect_timeout,
         timing.request_timeout,
     )?;
-    let factories = (0..config.slots.get()).map(|_| trainer_factory(config.device)).collect();
+    let factories = (0..config.slots.get())
+        .map(|_| trainer_factory(config.device))
+        .collect();
     run_with(&config, api, capabilities, factories, shutdown).await
 }
 
@@ -85,20 +90,25 @@ pub fn trainer_factory(device: Device) -> TrainerFactory {
 
 fn textcnn_trainer(device: Device) -> Result<Option<Box<dyn Trainer>>, String> {
     match device {
-        Device::Cpu => Ok(Some(Box::new(textcnn::TextCnnTrainer::new(kernels::cpu::CpuBackend::new())))),
+        Device::Cpu => Ok(Some(Box::new(textcnn::TextCnnTrainer::new(
+            kernels::cpu::CpuBackend::new(),
+        )))),
         Device::Cuda(ordinal) => cuda_trainer(ordinal),
     }
 }
 
 #[cfg(feature = "cuda")]
 fn cuda_trainer(ordinal: u32) -> Result<Option<Box<dyn Trainer>>, String> {
-    let backend = kernels::cuda::CudaBackend::new(ordinal as usize).map_err(|error| error.to_string())?;
+    let backend =
+        kernels::cuda::CudaBackend::new(ordinal as usize).map_err(|error| error.to_string())?;
     Ok(Some(Box::new(textcnn::TextCnnTrainer::new(backend))))
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_trainer(ordinal: u32) -> Result<Option<Box<dyn Trainer>>, String> {
-    Err(kernels::probe_cuda(ordinal as usize).err().map_or_else(|| "cuda unavailable".to_string(), |e| e.to_string()))
+    Err(kernels::probe_cuda(ordinal as usize)
+        .err()
+        .map_or_else(|| "cuda unavailable".to_string(), |e| e.to_string()))
 }
 
 /// Runs the agent against any coordinator client, with the given trainers (one per slot).
@@ -122,10 +132,11 @@ pub async fn run_with<A: CoordinatorApi>(
     });
     let workers = spawn_workers(factories).await?;
     let (metrics_stop_tx, metrics_stop_rx) = oneshot::channel::<()>();
-    let (metrics_addr, server) = metrics::bind(config.metrics_listen_addr, metrics.clone(), async {
-        let _ = metrics_stop_rx.await;
-    })
-    .await?;
+    let (metrics_addr, server) =
+        metrics::bind(config.metrics_listen_addr, metrics.clone(), async {
+            let _ = metrics_stop_rx.await;
+        })
+        .await?;
     let server_task = tokio::spawn(server);
     let gpu_label = match config.device {
         Device::Cuda(ordinal) => Some(ordinal.to_string()),
@@ -173,14 +184,18 @@ async fn spawn_workers(factories: Vec<TrainerFactory>) -> Result<Vec<SlotWorker>
     for (slot, factory) in factories.into_iter().enumerate() {
         let worker = tokio::task::spawn_blocking(move || SlotWorker::spawn(slot, factory))
             .await
-            .map_err(|error| Error::Worker { slot, reason: error.to_string() })??;
+            .map_err(|error| Error::Worker {
+                slot,
+                reason: error.to_string(),
+            })??;
         workers.push(worker);
     }
     Ok(workers)
 }
 
 async fn join_workers(workers: Vec<SlotWorker>) {
-    let joined = tokio::task::spawn_blocking(move || workers.into_iter().for_each(SlotWorker::join)).await;
+    let joined =
+        tokio::task::spawn_blocking(move || workers.into_iter().for_each(SlotWorker::join)).await;
     if let Err(error) = joined {
         tracing::error!(%error, "failed to join training threads");
     }

@@ -81,9 +81,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         price_per_hour_dollars: cli.price_per_hour_dollars,
     };
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let config = agent::config::load(cli.config.as_deref(), &env, &overrides).context("failed to load the agent config")?;
+    let config = agent::config::load(cli.config.as_deref(), &env, &overrides)
+        .context("failed to load the agent config")?;
     if let Some(threads) = config.cpu_threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("failed to size the cpu thread pool")?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("failed to size the cpu thread pool")?;
     }
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(agent::run(config, shutdown_signal()))?;
@@ -121,7 +125,9 @@ async fn shutdown_signal() {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

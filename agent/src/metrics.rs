@@ -5,7 +5,10 @@
 
 use std::net::SocketAddr;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 use crate::error::{Error, Result};
 
@@ -38,11 +41,16 @@ pub struct AgentMetrics {
 }
 
 fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help).namespace(NAMESPACE).subsystem(SUBSYSTEM)
+    Opts::new(name, help)
+        .namespace(NAMESPACE)
+        .subsystem(SUBSYSTEM)
 }
 
 fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Result<Histogram> {
-    let opts = HistogramOpts::new(name, help).namespace(NAMESPACE).subsystem(SUBSYSTEM).buckets(buckets);
+    let opts = HistogramOpts::new(name, help)
+        .namespace(NAMESPACE)
+        .subsystem(SUBSYSTEM)
+        .buckets(buckets);
     Ok(Histogram::with_opts(opts)?)
 }
 
@@ -55,7 +63,10 @@ impl AgentMetrics {
         let seconds_buckets = prometheus::exponential_buckets(0.01, 2.5, 14)?;
         let metrics = Self {
             registry: Registry::new(),
-            epochs_total: IntCounter::with_opts(opts("epochs_total", "Epochs trained by this agent."))?,
+            epochs_total: IntCounter::with_opts(opts(
+                "epochs_total",
+                "Epochs trained by this agent.",
+            ))?,
             epoch_duration_seconds: histogram(
                 "epoch_duration_seconds",
                 "Seconds one training epoch took, evaluation included.",
@@ -66,7 +77,10 @@ impl AgentMetrics {
                 "Wall seconds one trial took on this agent, from lease to result.",
                 seconds_buckets,
             )?,
-            examples_total: IntCounter::with_opts(opts("examples_total", "Training examples processed."))?,
+            examples_total: IntCounter::with_opts(opts(
+                "examples_total",
+                "Training examples processed.",
+            ))?,
             cost_dollars_total: prometheus::Counter::with_opts(opts(
                 "cost_dollars_total",
                 "Dollars charged to the trials this agent ran (its share of the instance price).",
@@ -76,7 +90,10 @@ impl AgentMetrics {
                 &["outcome"],
             )?,
             gpu_memory_used_bytes: IntGaugeVec::new(
-                opts("gpu_memory_used_bytes", "Device memory this agent's process uses, by GPU ordinal."),
+                opts(
+                    "gpu_memory_used_bytes",
+                    "Device memory this agent's process uses, by GPU ordinal.",
+                ),
                 &["gpu"],
             )?,
             slots: IntGauge::with_opts(opts("slots", "Trials this agent trains at once."))?,
@@ -122,21 +139,34 @@ pub async fn bind(
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + Send)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Io { what: format!("failed to bind metrics listener on {addr}"), source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| Error::Io { what: "failed to read the metrics listener address".to_string(), source })?;
+        .map_err(|source| Error::Io {
+            what: format!("failed to bind metrics listener on {addr}"),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::Io {
+        what: "failed to read the metrics listener address".to_string(),
+        source,
+    })?;
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let metrics = metrics.clone();
             async move {
-                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render())
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    metrics.render(),
+                )
             }
         }),
     );
     let server = async move {
-        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::warn!(%error, "metrics server stopped");
         }
     };
@@ -152,7 +182,10 @@ mod tests {
         let metrics = AgentMetrics::new().expect("metrics register");
         metrics.epochs_total.inc();
         metrics.trials_total.with_label_values(&["succeeded"]).inc();
-        metrics.gpu_memory_used_bytes.with_label_values(&["0"]).set(1);
+        metrics
+            .gpu_memory_used_bytes
+            .with_label_values(&["0"])
+            .set(1);
         metrics.epoch_duration_seconds.observe(0.5);
         metrics.trial_duration_seconds.observe(2.0);
         let text = metrics.render();

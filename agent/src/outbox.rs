@@ -90,7 +90,10 @@ impl Outbox {
         let mut stop_requested = false;
         while let Some(report) = self.queue.front().cloned() {
             let result = match report {
-                Report::Epoch(req) => api.report_epoch(req).await.map(|resp| resp.action() == LeaseAction::Stop),
+                Report::Epoch(req) => api
+                    .report_epoch(req)
+                    .await
+                    .map(|resp| resp.action() == LeaseAction::Stop),
                 Report::Complete(req) => api.complete(req).await.map(|_| false),
             };
             match result {
@@ -101,13 +104,21 @@ impl Outbox {
                 }
                 Err(status) => match disposition(status.code()) {
                     Disposition::Retry => {
-                        return Flush { delivered, stop_requested, state: FlushState::Pending(status) };
+                        return Flush {
+                            delivered,
+                            stop_requested,
+                            state: FlushState::Pending(status),
+                        };
                     }
                     Disposition::Stale => {
                         tracing::warn!(code = ?status.code(), message = status.message(), dropped = self.queue.len(),
                             "coordinator refused reports of a stale lease, dropping them");
                         self.queue.clear();
-                        return Flush { delivered, stop_requested, state: FlushState::Stale(status) };
+                        return Flush {
+                            delivered,
+                            stop_requested,
+                            state: FlushState::Stale(status),
+                        };
                     }
                     Disposition::Fatal => {
                         tracing::error!(code = ?status.code(), message = status.message(),
@@ -118,7 +129,11 @@ impl Outbox {
                 },
             }
         }
-        Flush { delivered, stop_requested, state: FlushState::Empty }
+        Flush {
+            delivered,
+            stop_requested,
+            state: FlushState::Empty,
+        }
     }
 }
 
@@ -131,12 +146,19 @@ pub(crate) mod tests {
     pub(crate) fn epoch(lease: &str, epoch: u32) -> Report {
         Report::Epoch(ReportEpochRequest {
             lease_id: lease.to_string(),
-            report: Some(EpochReport { epoch, value: 0.5, ..EpochReport::default() }),
+            report: Some(EpochReport {
+                epoch,
+                value: 0.5,
+                ..EpochReport::default()
+            }),
         })
     }
 
     fn complete(lease: &str) -> Report {
-        Report::Complete(CompleteTrialRequest { lease_id: lease.to_string(), ..CompleteTrialRequest::default() })
+        Report::Complete(CompleteTrialRequest {
+            lease_id: lease.to_string(),
+            ..CompleteTrialRequest::default()
+        })
     }
 
     #[tokio::test]

@@ -45,7 +45,12 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting at `initial`, capped at `max`; `seed` decorrelates agents and slots.
     pub fn new(initial: Duration, max: Duration, seed: u64) -> Self {
-        Self { initial, max: max.max(initial), current: initial, rng_state: seed ^ 0x9e37_79b9_7f4a_7c15 }
+        Self {
+            initial,
+            max: max.max(initial),
+            current: initial,
+            rng_state: seed ^ 0x9e37_79b9_7f4a_7c15,
+        }
     }
 
     /// The next delay to wait; grows the base for the one after.
@@ -77,7 +82,9 @@ pub fn jitter_seed(slot: usize) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32) ^ (slot as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)
+    nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ (slot as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 #[cfg(test)]
@@ -90,7 +97,10 @@ mod tests {
         let max = Duration::from_millis(1000);
         let mut backoff = Backoff::new(initial, max, 7);
         let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] >= initial / 2 && delays[0] <= initial, "{delays:?}");
+        assert!(
+            delays[0] >= initial / 2 && delays[0] <= initial,
+            "{delays:?}"
+        );
         assert!(delays[3] >= Duration::from_millis(400), "{delays:?}");
         assert!(delays.iter().all(|delay| *delay <= max), "{delays:?}");
         assert!(delays[7] >= max / 2, "{delays:?}");

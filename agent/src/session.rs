@@ -55,12 +55,18 @@ impl<A: CoordinatorApi> Session<A> {
 
     /// The id the coordinator gave (empty before registration).
     pub fn agent_id(&self) -> String {
-        self.agent_id.lock().expect("agent id lock poisoned").clone()
+        self.agent_id
+            .lock()
+            .expect("agent id lock poisoned")
+            .clone()
     }
 
     /// How often to heartbeat a lease.
     pub fn heartbeat_interval(&self) -> Duration {
-        *self.heartbeat_interval.lock().expect("heartbeat lock poisoned")
+        *self
+            .heartbeat_interval
+            .lock()
+            .expect("heartbeat lock poisoned")
     }
 
     /// Registers, retrying transient failures with backoff until it succeeds or shutdown.
@@ -69,12 +75,22 @@ impl<A: CoordinatorApi> Session<A> {
     /// [`Error::Refused`] when the coordinator refuses for good (bad token, bad request);
     /// [`Error::ShutdownBeforeReady`] on shutdown.
     pub async fn register(&self, shutdown: &mut watch::Receiver<bool>) -> Result<String> {
-        let mut backoff = Backoff::new(self.timing.retry_initial_backoff, self.timing.retry_max_backoff, jitter_seed(0));
+        let mut backoff = Backoff::new(
+            self.timing.retry_initial_backoff,
+            self.timing.retry_max_backoff,
+            jitter_seed(0),
+        );
         loop {
-            let request = RegisterAgentRequest { capabilities: Some(self.capabilities.clone()), agent_id: self.agent_id() };
+            let request = RegisterAgentRequest {
+                capabilities: Some(self.capabilities.clone()),
+                agent_id: self.agent_id(),
+            };
             match self.api.register(request).await {
                 Ok(response) => {
-                    self.apply_registration(&response.agent_id, response.heartbeat_interval_seconds);
+                    self.apply_registration(
+                        &response.agent_id,
+                        response.heartbeat_interval_seconds,
+                    );
                     tracing::info!(agent_id = %response.agent_id, "registered with the coordinator");
                     return Ok(response.agent_id);
                 }
@@ -85,7 +101,12 @@ impl<A: CoordinatorApi> Session<A> {
                         return Err(Error::ShutdownBeforeReady);
                     }
                 }
-                Err(status) => return Err(Error::Refused { call: "RegisterAgent", status: Box::new(status) }),
+                Err(status) => {
+                    return Err(Error::Refused {
+                        call: "RegisterAgent",
+                        status: Box::new(status),
+                    });
+                }
             }
         }
     }
@@ -93,8 +114,10 @@ impl<A: CoordinatorApi> Session<A> {
     fn apply_registration(&self, agent_id: &str, heartbeat_seconds: f64) {
         *self.agent_id.lock().expect("agent id lock poisoned") = agent_id.to_string();
         if heartbeat_seconds.is_finite() && heartbeat_seconds > 0.0 {
-            *self.heartbeat_interval.lock().expect("heartbeat lock poisoned") =
-                Duration::from_secs_f64(heartbeat_seconds);
+            *self
+                .heartbeat_interval
+                .lock()
+                .expect("heartbeat lock poisoned") = Duration::from_secs_f64(heartbeat_seconds);
         }
     }
 
@@ -104,7 +127,10 @@ impl<A: CoordinatorApi> Session<A> {
         if self.agent_id() != seen_id {
             return Ok(());
         }
-        let request = RegisterAgentRequest { capabilities: Some(self.capabilities.clone()), agent_id: seen_id.to_string() };
+        let request = RegisterAgentRequest {
+            capabilities: Some(self.capabilities.clone()),
+            agent_id: seen_id.to_string(),
+        };
         let response = self.api.register(request).await?;
         tracing::warn!(agent_id = %response.agent_id, "coordinator had forgotten this agent, registered again");
         self.apply_registration(&response.agent_id, response.heartbeat_interval_seconds);
@@ -117,10 +143,20 @@ impl<A: CoordinatorApi> Session<A> {
     /// The coordinator's status.
     pub async fn lease(&self) -> Result<LeaseTrialResponse, Status> {
         let agent_id = self.agent_id();
-        match self.api.lease(LeaseTrialRequest { agent_id: agent_id.clone() }).await {
+        match self
+            .api
+            .lease(LeaseTrialRequest {
+                agent_id: agent_id.clone(),
+            })
+            .await
+        {
             Err(status) if status.code() == Code::NotFound => {
                 self.reregister(&agent_id).await?;
-                self.api.lease(LeaseTrialRequest { agent_id: self.agent_id() }).await
+                self.api
+                    .lease(LeaseTrialRequest {
+                        agent_id: self.agent_id(),
+                    })
+                    .await
             }
             other => other,
         }
@@ -132,11 +168,19 @@ impl<A: CoordinatorApi> Session<A> {
     /// The coordinator's status.
     pub async fn heartbeat(&self, lease_ids: Vec<String>) -> Result<HeartbeatResponse, Status> {
         let agent_id = self.agent_id();
-        let request = HeartbeatRequest { agent_id: agent_id.clone(), lease_ids: lease_ids.clone() };
+        let request = HeartbeatRequest {
+            agent_id: agent_id.clone(),
+            lease_ids: lease_ids.clone(),
+        };
         match self.api.heartbeat(request).await {
             Err(status) if status.code() == Code::NotFound => {
                 self.reregister(&agent_id).await?;
-                self.api.heartbeat(HeartbeatRequest { agent_id: self.agent_id(), lease_ids }).await
+                self.api
+                    .heartbeat(HeartbeatRequest {
+                        agent_id: self.agent_id(),
+                        lease_ids,
+                    })
+                    .await
             }
             other => other,
         }
@@ -163,7 +207,11 @@ mod tests {
     async fn registration_waits_for_the_coordinator() {
         let fake = FakeCoordinator::new();
         fake.set_down(true);
-        let session = std::sync::Arc::new(Session::new(fake.clone(), AgentCapabilities::default(), fast_timing()));
+        let session = std::sync::Arc::new(Session::new(
+            fake.clone(),
+            AgentCapabilities::default(),
+            fast_timing(),
+        ));
         let (_tx, mut rx) = watch::channel(false);
         let task = {
             let session = session.clone();
@@ -190,7 +238,10 @@ mod tests {
         assert_eq!(fake.registrations(), 2);
         assert_eq!(session.agent_id(), "agent-1");
         fake.forget_agents();
-        session.heartbeat(vec!["l".into()]).await.expect("heartbeat after re-registration");
+        session
+            .heartbeat(vec!["l".into()])
+            .await
+            .expect("heartbeat after re-registration");
         assert_eq!(fake.registrations(), 3);
     }
 
@@ -201,6 +252,9 @@ mod tests {
         let session = Session::new(fake, AgentCapabilities::default(), fast_timing());
         let (tx, mut rx) = watch::channel(false);
         tx.send(true).expect("send");
-        assert!(matches!(session.register(&mut rx).await, Err(Error::ShutdownBeforeReady)));
+        assert!(matches!(
+            session.register(&mut rx).await,
+            Err(Error::ShutdownBeforeReady)
+        ));
     }
 }

@@ -8,7 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::v1::{CompleteTrialRequest, EpochReport, Lease, LeaseAction, ReportEpochRequest, TrialOutcome, lease_trial_response};
+use proto::v1::{
+    CompleteTrialRequest, EpochReport, Lease, LeaseAction, ReportEpochRequest, TrialOutcome,
+    lease_trial_response,
+};
 use tokio::sync::watch;
 
 use crate::client::CoordinatorApi;
@@ -37,9 +40,16 @@ pub struct SlotContext<A> {
 }
 
 /// Leases and trains trials until shutdown.
-pub async fn run_slot<A: CoordinatorApi>(mut ctx: SlotContext<A>, worker: SlotWorker) -> SlotWorker {
+pub async fn run_slot<A: CoordinatorApi>(
+    mut ctx: SlotContext<A>,
+    worker: SlotWorker,
+) -> SlotWorker {
     let timing = ctx.session.timing().clone();
-    let mut backoff = Backoff::new(timing.retry_initial_backoff, timing.retry_max_backoff, jitter_seed(ctx.slot));
+    let mut backoff = Backoff::new(
+        timing.retry_initial_backoff,
+        timing.retry_max_backoff,
+        jitter_seed(ctx.slot),
+    );
     while !*ctx.shutdown.borrow() {
         let delay = match ctx.session.lease().await {
             Ok(response) => match response.outcome {
@@ -86,17 +96,29 @@ struct TrialRun {
     epochs_seen: u32,
 }
 
-async fn drive_trial<A: CoordinatorApi>(ctx: &mut SlotContext<A>, worker: &SlotWorker, lease: Lease) {
+async fn drive_trial<A: CoordinatorApi>(
+    ctx: &mut SlotContext<A>,
+    worker: &SlotWorker,
+    lease: Lease,
+) {
     let job = TrialJob::from_lease(&lease);
     let span = tracing::info_span!("trial", trial_id = %lease.trial_id, experiment_id = %lease.experiment_id,
         agent_id = %ctx.session.agent_id(), slot = ctx.slot);
     let _entered = span.enter();
     tracing::info!(attempt = lease.attempt, workload = %job.workload.kind, "trial leased");
-    let mut run = TrialRun { lease, control: Arc::new(TrialControl::new()), outbox: Outbox::new(), epochs_seen: 0 };
+    let mut run = TrialRun {
+        lease,
+        control: Arc::new(TrialControl::new()),
+        outbox: Outbox::new(),
+        epochs_seen: 0,
+    };
     ctx.metrics.slots_busy.inc();
     let finished = match worker.submit(job, run.control.clone()) {
         Ok(events) => train_loop(ctx, &mut run, events).await,
-        Err(error) => Finished { result: Err(crate::trainer::TrialFailure::new(error.to_string())), wall_seconds: 0.0 },
+        Err(error) => Finished {
+            result: Err(crate::trainer::TrialFailure::new(error.to_string())),
+            wall_seconds: 0.0,
+        },
     };
     ctx.metrics.slots_busy.dec();
     finish(ctx, &mut run, finished).await;
@@ -136,15 +158,29 @@ async fn train_loop<A: CoordinatorApi>(
     }
 }
 
-async fn on_epoch<A: CoordinatorApi>(ctx: &SlotContext<A>, run: &mut TrialRun, metrics: &EpochMetrics) {
+async fn on_epoch<A: CoordinatorApi>(
+    ctx: &SlotContext<A>,
+    run: &mut TrialRun,
+    metrics: &EpochMetrics,
+) {
     ctx.metrics.epochs_total.inc();
     ctx.metrics.examples_total.inc_by(metrics.examples);
-    ctx.metrics.epoch_duration_seconds.observe(metrics.epoch_seconds);
+    ctx.metrics
+        .epoch_duration_seconds
+        .observe(metrics.epoch_seconds);
     if let (Some(label), Some(bytes)) = (&ctx.gpu_label, metrics.device_memory_bytes) {
-        ctx.metrics.gpu_memory_used_bytes.with_label_values(&[label.as_str()]).set(bytes as i64);
+        ctx.metrics
+            .gpu_memory_used_bytes
+            .with_label_values(&[label.as_str()])
+            .set(bytes as i64);
     }
-    tracing::info!(epoch = metrics.epoch, value = metrics.value, train_loss = metrics.train_loss,
-        epoch_seconds = metrics.epoch_seconds, "epoch done");
+    tracing::info!(
+        epoch = metrics.epoch,
+        value = metrics.value,
+        train_loss = metrics.train_loss,
+        epoch_seconds = metrics.epoch_seconds,
+        "epoch done"
+    );
     run.epochs_seen = metrics.epoch;
     if run.control.get() == Signal::Abandon {
         return;
@@ -189,9 +225,16 @@ async fn on_heartbeat<A: CoordinatorApi>(ctx: &SlotContext<A>, run: &mut TrialRu
     if run.control.get() == Signal::Abandon {
         return;
     }
-    match ctx.session.heartbeat(vec![run.lease.lease_id.clone()]).await {
+    match ctx
+        .session
+        .heartbeat(vec![run.lease.lease_id.clone()])
+        .await
+    {
         Ok(response) => {
-            let status = response.leases.iter().find(|status| status.lease_id == run.lease.lease_id);
+            let status = response
+                .leases
+                .iter()
+                .find(|status| status.lease_id == run.lease.lease_id);
             match status.map(|status| status.action()) {
                 Some(LeaseAction::Stop) => run.control.request(Signal::Stop),
                 Some(LeaseAction::Abandon) => abandon(run, "heartbeat answered abandon"),
@@ -201,16 +244,27 @@ async fn on_heartbeat<A: CoordinatorApi>(ctx: &SlotContext<A>, run: &mut TrialRu
                 flush_once(ctx, run).await;
             }
         }
-        Err(status) => tracing::warn!(code = ?status.code(), message = status.message(), "heartbeat failed"),
+        Err(status) => {
+            tracing::warn!(code = ?status.code(), message = status.message(), "heartbeat failed")
+        }
     }
 }
 
 /// Builds the final report and delivers it (with everything still queued).
-async fn finish<A: CoordinatorApi>(ctx: &mut SlotContext<A>, run: &mut TrialRun, finished: Finished) {
+async fn finish<A: CoordinatorApi>(
+    ctx: &mut SlotContext<A>,
+    run: &mut TrialRun,
+    finished: Finished,
+) {
     let signal = run.control.get();
-    ctx.metrics.trial_duration_seconds.observe(finished.wall_seconds);
+    ctx.metrics
+        .trial_duration_seconds
+        .observe(finished.wall_seconds);
     if signal == Signal::Abandon {
-        ctx.metrics.trials_total.with_label_values(&["abandoned"]).inc();
+        ctx.metrics
+            .trials_total
+            .with_label_values(&["abandoned"])
+            .inc();
         tracing::warn!("trial abandoned, nothing reported");
         return;
     }
@@ -225,7 +279,12 @@ async fn finish<A: CoordinatorApi>(ctx: &mut SlotContext<A>, run: &mut TrialRun,
     deliver_all(ctx, run).await;
 }
 
-fn complete_request(run: &TrialRun, finished: &Finished, signal: Signal, cost_dollars: f64) -> CompleteTrialRequest {
+fn complete_request(
+    run: &TrialRun,
+    finished: &Finished,
+    signal: Signal,
+    cost_dollars: f64,
+) -> CompleteTrialRequest {
     let mut request = CompleteTrialRequest {
         lease_id: run.lease.lease_id.clone(),
         wall_seconds: finished.wall_seconds,
@@ -267,16 +326,25 @@ fn outcome_label(outcome: TrialOutcome) -> &'static str {
 /// Delivers the outbox, retrying with backoff; on shutdown, gives up after the grace period.
 async fn deliver_all<A: CoordinatorApi>(ctx: &mut SlotContext<A>, run: &mut TrialRun) {
     let timing = ctx.session.timing().clone();
-    let mut backoff = Backoff::new(timing.retry_initial_backoff, timing.retry_max_backoff, jitter_seed(ctx.slot));
+    let mut backoff = Backoff::new(
+        timing.retry_initial_backoff,
+        timing.retry_max_backoff,
+        jitter_seed(ctx.slot),
+    );
     let mut grace_deadline = None;
     loop {
         let flush = run.outbox.flush(ctx.session.api()).await;
-        let FlushState::Pending(status) = flush.state else { return };
+        let FlushState::Pending(status) = flush.state else {
+            return;
+        };
         let now = tokio::time::Instant::now();
         if *ctx.shutdown.borrow() {
             let deadline = *grace_deadline.get_or_insert(now + timing.shutdown_grace);
             if now >= deadline {
-                tracing::error!(queued = run.outbox.len(), "shutdown grace period over, reports not delivered");
+                tracing::error!(
+                    queued = run.outbox.len(),
+                    "shutdown grace period over, reports not delivered"
+                );
                 return;
             }
         }

@@ -4,9 +4,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use proto::v1::{
-    CompleteTrialRequest, CompleteTrialResponse, HeartbeatRequest, HeartbeatResponse, Lease, LeaseAction,
-    LeaseStatus, LeaseTrialRequest, LeaseTrialResponse, RegisterAgentRequest, RegisterAgentResponse,
-    ReportEpochRequest, ReportEpochResponse, lease_trial_response::Outcome,
+    CompleteTrialRequest, CompleteTrialResponse, HeartbeatRequest, HeartbeatResponse, Lease,
+    LeaseAction, LeaseStatus, LeaseTrialRequest, LeaseTrialResponse, RegisterAgentRequest,
+    RegisterAgentResponse, ReportEpochRequest, ReportEpochResponse, lease_trial_response::Outcome,
 };
 use tonic::Status;
 
@@ -92,7 +92,10 @@ impl FakeCoordinator {
         self.state().completions.get(lease).map_or(0, Vec::len)
     }
     pub fn completion(&self, lease: &str) -> Option<CompleteTrialRequest> {
-        self.state().completions.get(lease).and_then(|all| all.last().cloned())
+        self.state()
+            .completions
+            .get(lease)
+            .and_then(|all| all.last().cloned())
     }
     pub fn pending_leases(&self) -> usize {
         self.state().leases.len()
@@ -100,7 +103,11 @@ impl FakeCoordinator {
 
     fn check_up(&self) -> Result<MutexGuard<'_, State>, Status> {
         let state = self.state();
-        if state.down { Err(Status::unavailable("fake coordinator is down")) } else { Ok(state) }
+        if state.down {
+            Err(Status::unavailable("fake coordinator is down"))
+        } else {
+            Ok(state)
+        }
     }
 
     fn check_lease(state: &State, lease: &str) -> Result<(), Status> {
@@ -122,7 +129,11 @@ impl CoordinatorApi for FakeCoordinator {
             req.agent_id
         };
         state.agents.insert(agent_id.clone());
-        Ok(RegisterAgentResponse { agent_id, heartbeat_interval_seconds: 0.05, lease_timeout_seconds: 1.0 })
+        Ok(RegisterAgentResponse {
+            agent_id,
+            heartbeat_interval_seconds: 0.05,
+            lease_timeout_seconds: 1.0,
+        })
     }
 
     async fn lease(&self, req: LeaseTrialRequest) -> Result<LeaseTrialResponse, Status> {
@@ -134,7 +145,9 @@ impl CoordinatorApi for FakeCoordinator {
             Some(lease) => Outcome::Lease(lease),
             None => Outcome::RetryAfterSeconds(0.01),
         };
-        Ok(LeaseTrialResponse { outcome: Some(outcome) })
+        Ok(LeaseTrialResponse {
+            outcome: Some(outcome),
+        })
     }
 
     async fn heartbeat(&self, req: HeartbeatRequest) -> Result<HeartbeatResponse, Status> {
@@ -147,14 +160,19 @@ impl CoordinatorApi for FakeCoordinator {
             .lease_ids
             .into_iter()
             .map(|lease_id| {
-                let action = if state.abandon.contains(&lease_id) || state.stale.contains(&lease_id) {
+                let action = if state.abandon.contains(&lease_id) || state.stale.contains(&lease_id)
+                {
                     LeaseAction::Abandon
                 } else if state.stop.contains(&lease_id) {
                     LeaseAction::Stop
                 } else {
                     LeaseAction::Continue
                 };
-                LeaseStatus { lease_id, action: action as i32, deadline_unix_seconds: 0.0 }
+                LeaseStatus {
+                    lease_id,
+                    action: action as i32,
+                    deadline_unix_seconds: 0.0,
+                }
             })
             .collect();
         Ok(HeartbeatResponse { leases })
@@ -167,15 +185,29 @@ impl CoordinatorApi for FakeCoordinator {
         if state.reject_epochs.contains(&epoch) {
             return Err(Status::invalid_argument("epoch rejected"));
         }
-        state.epochs.entry(req.lease_id.clone()).or_default().push(epoch);
-        let action = if state.stop.contains(&req.lease_id) { LeaseAction::Stop } else { LeaseAction::Continue };
-        Ok(ReportEpochResponse { action: action as i32 })
+        state
+            .epochs
+            .entry(req.lease_id.clone())
+            .or_default()
+            .push(epoch);
+        let action = if state.stop.contains(&req.lease_id) {
+            LeaseAction::Stop
+        } else {
+            LeaseAction::Continue
+        };
+        Ok(ReportEpochResponse {
+            action: action as i32,
+        })
     }
 
     async fn complete(&self, req: CompleteTrialRequest) -> Result<CompleteTrialResponse, Status> {
         let mut state = self.check_up()?;
         Self::check_lease(&state, &req.lease_id)?;
-        state.completions.entry(req.lease_id.clone()).or_default().push(req);
+        state
+            .completions
+            .entry(req.lease_id.clone())
+            .or_default()
+            .push(req);
         Ok(CompleteTrialResponse {})
     }
 }

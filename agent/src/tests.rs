@@ -17,7 +17,9 @@ use crate::trainer::Trainer;
 use crate::worker::SlotWorker;
 
 fn float(value: f64) -> ParameterValue {
-    ParameterValue { kind: Some(Kind::FloatValue(value)) }
+    ParameterValue {
+        kind: Some(Kind::FloatValue(value)),
+    }
 }
 
 fn lease(id: &str, epochs: f64, epoch_seconds: f64) -> Lease {
@@ -29,8 +31,11 @@ fn lease(id: &str, epochs: f64, epoch_seconds: f64) -> Lease {
         workload: Some(Workload {
             kind: "function".into(),
             dataset: "quadratic".into(),
-            fixed_params: [("epochs".to_string(), float(epochs)), ("epoch_seconds".to_string(), float(epoch_seconds))]
-                .into(),
+            fixed_params: [
+                ("epochs".to_string(), float(epochs)),
+                ("epoch_seconds".to_string(), float(epoch_seconds)),
+            ]
+            .into(),
             ..Workload::default()
         }),
         metric: "value".into(),
@@ -46,34 +51,64 @@ struct Harness {
 }
 
 async fn start(fake: &FakeCoordinator) -> Harness {
-    let session = Arc::new(Session::new(fake.clone(), Default::default(), fast_timing()));
+    let session = Arc::new(Session::new(
+        fake.clone(),
+        Default::default(),
+        fast_timing(),
+    ));
     let (shutdown, shutdown_rx) = watch::channel(false);
-    session.register(&mut shutdown_rx.clone()).await.expect("register");
+    session
+        .register(&mut shutdown_rx.clone())
+        .await
+        .expect("register");
     let metrics = AgentMetrics::new().expect("metrics");
     let pricing = Pricing::resolve(Some("p2.xlarge"), None, None, true, 1).expect("pricing");
-    let ctx = SlotContext { slot: 0, session, metrics: metrics.clone(), pricing, gpu_label: None, shutdown: shutdown_rx };
+    let ctx = SlotContext {
+        slot: 0,
+        session,
+        metrics: metrics.clone(),
+        pricing,
+        gpu_label: None,
+        shutdown: shutdown_rx,
+    };
     let worker = tokio::task::spawn_blocking(|| {
-        SlotWorker::spawn(0, Box::new(|| Ok(Box::new(FunctionTrainer) as Box<dyn Trainer>)))
+        SlotWorker::spawn(
+            0,
+            Box::new(|| Ok(Box::new(FunctionTrainer) as Box<dyn Trainer>)),
+        )
     })
     .await
     .expect("join")
     .expect("spawn");
-    Harness { fake: fake.clone(), metrics, shutdown, task: tokio::spawn(run_slot(ctx, worker)) }
+    Harness {
+        fake: fake.clone(),
+        metrics,
+        shutdown,
+        task: tokio::spawn(run_slot(ctx, worker)),
+    }
 }
 
 impl Harness {
     async fn wait_for(&self, what: &str, condition: impl Fn(&FakeCoordinator) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !condition(&self.fake) {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
     async fn stop(self) {
         self.shutdown.send(true).expect("send shutdown");
-        let worker = tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("slot stops").expect("join");
-        tokio::task::spawn_blocking(move || worker.join()).await.expect("join worker");
+        let worker = tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("slot stops")
+            .expect("join");
+        tokio::task::spawn_blocking(move || worker.join())
+            .await
+            .expect("join worker");
     }
 }
 
@@ -83,7 +118,11 @@ async fn trains_leased_trials_and_reports_every_epoch_and_the_cost() {
     fake.add_lease(lease("l1", 3.0, 0.0));
     fake.add_lease(lease("l2", 1.0, 0.0));
     let harness = start(&fake).await;
-    harness.wait_for("both completions", |f| f.completions("l1") == 1 && f.completions("l2") == 1).await;
+    harness
+        .wait_for("both completions", |f| {
+            f.completions("l1") == 1 && f.completions("l2") == 1
+        })
+        .await;
     assert_eq!(fake.reported_epochs("l1"), vec![1, 2, 3]);
     let done = fake.completion("l1").expect("completed");
     assert_eq!(done.outcome(), TrialOutcome::Succeeded);
@@ -92,7 +131,14 @@ async fn trains_leased_trials_and_reports_every_epoch_and_the_cost() {
     assert!(done.wall_seconds >= 0.0);
     assert!((done.cost_dollars - done.wall_seconds * 0.90 / 3600.0).abs() < 1e-12);
     assert_eq!(harness.metrics.epochs_total.get(), 4);
-    assert_eq!(harness.metrics.trials_total.with_label_values(&["succeeded"]).get(), 2);
+    assert_eq!(
+        harness
+            .metrics
+            .trials_total
+            .with_label_values(&["succeeded"])
+            .get(),
+        2
+    );
     harness.stop().await;
 }
 
@@ -104,12 +150,23 @@ async fn bad_parameters_fail_the_trial_with_a_reason_and_the_loop_goes_on() {
     fake.add_lease(bad);
     fake.add_lease(lease("good", 1.0, 0.0));
     let harness = start(&fake).await;
-    harness.wait_for("both completions", |f| f.completions("bad") == 1 && f.completions("good") == 1).await;
+    harness
+        .wait_for("both completions", |f| {
+            f.completions("bad") == 1 && f.completions("good") == 1
+        })
+        .await;
     let failed = fake.completion("bad").expect("completed");
     assert_eq!(failed.outcome(), TrialOutcome::Failed);
-    assert!(failed.failure_reason.contains("'x1'"), "{}", failed.failure_reason);
+    assert!(
+        failed.failure_reason.contains("'x1'"),
+        "{}",
+        failed.failure_reason
+    );
     assert_eq!(failed.value, None);
-    assert_eq!(fake.completion("good").expect("completed").outcome(), TrialOutcome::Succeeded);
+    assert_eq!(
+        fake.completion("good").expect("completed").outcome(),
+        TrialOutcome::Succeeded
+    );
     harness.stop().await;
 }
 
@@ -119,10 +176,16 @@ async fn stop_from_the_coordinator_ends_the_trial_at_an_epoch_boundary() {
     fake.stop_lease("l1");
     fake.add_lease(lease("l1", 50.0, 0.01));
     let harness = start(&fake).await;
-    harness.wait_for("completion", |f| f.completions("l1") == 1).await;
+    harness
+        .wait_for("completion", |f| f.completions("l1") == 1)
+        .await;
     let done = fake.completion("l1").expect("completed");
     assert_eq!(done.outcome(), TrialOutcome::Stopped);
-    assert!(done.epochs_run < 50 && done.epochs_run >= 1, "{}", done.epochs_run);
+    assert!(
+        done.epochs_run < 50 && done.epochs_run >= 1,
+        "{}",
+        done.epochs_run
+    );
     assert_eq!(fake.reported_epochs("l1").len() as u32, done.epochs_run);
     harness.stop().await;
 }
@@ -133,12 +196,23 @@ async fn an_abandoned_lease_reports_nothing_more() {
     fake.add_lease(lease("l1", 200.0, 0.01));
     fake.add_lease(lease("l2", 1.0, 0.0));
     let harness = start(&fake).await;
-    harness.wait_for("an epoch", |f| !f.reported_epochs("l1").is_empty()).await;
+    harness
+        .wait_for("an epoch", |f| !f.reported_epochs("l1").is_empty())
+        .await;
     fake.abandon_lease("l1");
-    harness.wait_for("the next trial", |f| f.completions("l2") == 1).await;
+    harness
+        .wait_for("the next trial", |f| f.completions("l2") == 1)
+        .await;
     assert_eq!(fake.completions("l1"), 0);
     assert!(fake.reported_epochs("l1").len() < 200);
-    assert_eq!(harness.metrics.trials_total.with_label_values(&["abandoned"]).get(), 1);
+    assert_eq!(
+        harness
+            .metrics
+            .trials_total
+            .with_label_values(&["abandoned"])
+            .get(),
+        1
+    );
     harness.stop().await;
 }
 
@@ -147,13 +221,20 @@ async fn reports_kept_while_the_coordinator_is_down_are_delivered_once_when_it_i
     let fake = FakeCoordinator::new();
     fake.add_lease(lease("l1", 6.0, 0.02));
     let harness = start(&fake).await;
-    harness.wait_for("an epoch", |f| !f.reported_epochs("l1").is_empty()).await;
+    harness
+        .wait_for("an epoch", |f| !f.reported_epochs("l1").is_empty())
+        .await;
     fake.set_down(true);
     tokio::time::sleep(Duration::from_millis(150)).await;
     fake.set_down(false);
-    harness.wait_for("completion", |f| f.completions("l1") == 1).await;
+    harness
+        .wait_for("completion", |f| f.completions("l1") == 1)
+        .await;
     assert_eq!(fake.reported_epochs("l1"), vec![1, 2, 3, 4, 5, 6]);
-    assert_eq!(fake.completion("l1").expect("done").outcome(), TrialOutcome::Succeeded);
+    assert_eq!(
+        fake.completion("l1").expect("done").outcome(),
+        TrialOutcome::Succeeded
+    );
     harness.stop().await;
 }
 
@@ -163,12 +244,16 @@ async fn late_reports_of_a_lease_that_went_elsewhere_are_dropped() {
     fake.add_lease(lease("l1", 4.0, 0.02));
     fake.add_lease(lease("l2", 1.0, 0.0));
     let harness = start(&fake).await;
-    harness.wait_for("an epoch", |f| !f.reported_epochs("l1").is_empty()).await;
+    harness
+        .wait_for("an epoch", |f| !f.reported_epochs("l1").is_empty())
+        .await;
     fake.set_down(true);
     fake.make_stale("l1");
     tokio::time::sleep(Duration::from_millis(60)).await;
     fake.set_down(false);
-    harness.wait_for("the next trial", |f| f.completions("l2") == 1).await;
+    harness
+        .wait_for("the next trial", |f| f.completions("l2") == 1)
+        .await;
     assert_eq!(fake.completions("l1"), 0, "a stale result is never counted");
     harness.stop().await;
 }
@@ -178,8 +263,12 @@ async fn shutdown_interrupts_the_running_trial_and_reports_it() {
     let fake = FakeCoordinator::new();
     fake.add_lease(lease("l1", 500.0, 0.01));
     let harness = start(&fake).await;
-    harness.wait_for("an epoch", |f| !f.reported_epochs("l1").is_empty()).await;
-    harness.wait_for("a heartbeat", |f| f.heartbeats() > 0).await;
+    harness
+        .wait_for("an epoch", |f| !f.reported_epochs("l1").is_empty())
+        .await;
+    harness
+        .wait_for("a heartbeat", |f| f.heartbeats() > 0)
+        .await;
     let metrics = harness.metrics.clone();
     harness.stop().await;
     let done = fake.completion("l1").expect("reported on shutdown");
@@ -195,7 +284,9 @@ async fn the_agent_registers_again_after_the_coordinator_forgot_it() {
     let harness = start(&fake).await;
     fake.forget_agents();
     fake.add_lease(lease("l1", 1.0, 0.0));
-    harness.wait_for("completion", |f| f.completions("l1") == 1).await;
+    harness
+        .wait_for("completion", |f| f.completions("l1") == 1)
+        .await;
     assert!(fake.registrations() >= 2);
     harness.stop().await;
 }

@@ -25,20 +25,33 @@ pub struct TextCnnTrainer<B: Backend> {
 impl<B: Backend> TextCnnTrainer<B> {
     /// A trainer on `backend`.
     pub fn new(backend: B) -> Self {
-        Self { backend, corpus: None }
+        Self {
+            backend,
+            corpus: None,
+        }
     }
 
-    fn dataset(&mut self, name: &str, max_train: u32, max_dev: u32) -> Result<Dataset, TrialFailure> {
+    fn dataset(
+        &mut self,
+        name: &str,
+        max_train: u32,
+        max_dev: u32,
+    ) -> Result<Dataset, TrialFailure> {
         let cached = matches!(&self.corpus, Some((cached_name, _)) if cached_name == name);
         if !cached {
             let loaded = match name {
                 "mr" | "" => cnn::data::mr_embedded(),
                 path => cnn::data::load_labelled_file(path, FILE_SPLIT_SEED),
             }
-            .map_err(|error| TrialFailure::new(format!("failed to load dataset '{name}': {error}")))?;
+            .map_err(|error| {
+                TrialFailure::new(format!("failed to load dataset '{name}': {error}"))
+            })?;
             self.corpus = Some((name.to_string(), loaded));
         }
-        let (_, full) = self.corpus.as_ref().expect("the corpus was loaded just above");
+        let (_, full) = self
+            .corpus
+            .as_ref()
+            .expect("the corpus was loaded just above");
         Ok(full.clone().truncated(max_train as usize, max_dev as usize))
     }
 }
@@ -67,17 +80,25 @@ fn hyperparams(job: &TrialJob) -> Result<(HyperParams, Option<u64>), TrialFailur
     let mut numbers: BTreeMap<String, f64> = job.numeric_params()?;
     let seed = match numbers.remove("seed") {
         Some(seed) if seed >= 0.0 && seed.fract() == 0.0 => Some(seed as u64),
-        Some(seed) => return Err(TrialFailure::new(format!("parameter 'seed' must be a whole number >= 0, got {seed}"))),
+        Some(seed) => {
+            return Err(TrialFailure::new(format!(
+                "parameter 'seed' must be a whole number >= 0, got {seed}"
+            )));
+        }
         None => None,
     };
     let pairs = numbers.iter().map(|(name, value)| (name.as_str(), *value));
-    let hp = HyperParams::study_default().with_overrides(pairs).map_err(|error| TrialFailure::new(error.to_string()))?;
+    let hp = HyperParams::study_default()
+        .with_overrides(pairs)
+        .map_err(|error| TrialFailure::new(error.to_string()))?;
     Ok((hp, seed))
 }
 
 /// FNV-1a of the trial id: a stable default seed.
 fn seed_of(trial_id: &str) -> u64 {
-    trial_id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+    trial_id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl<B: Backend> Trainer for TextCnnTrainer<B> {
@@ -89,30 +110,40 @@ impl<B: Backend> Trainer for TextCnnTrainer<B> {
         let objective = objective(&job.metric)?;
         let (hp, seed) = hyperparams(job)?;
         let workload = &job.workload;
-        let data = self.dataset(&workload.dataset, workload.max_train_examples, workload.max_dev_examples)?;
+        let data = self.dataset(
+            &workload.dataset,
+            workload.max_train_examples,
+            workload.max_dev_examples,
+        )?;
         let backend = &self.backend;
         let mut last_value = None;
-        let summary = cnn::train(backend, &data, &hp, seed.unwrap_or_else(|| seed_of(&job.trial_id)), |report| {
-            let value = match objective {
-                Objective::DevAccuracy => report.dev_accuracy,
-                Objective::TrainAccuracy => report.train_accuracy,
-                Objective::TrainLoss => report.train_loss,
-            };
-            last_value = Some(value);
-            let metrics = EpochMetrics {
-                epoch: report.epoch as u32,
-                value,
-                train_loss: report.train_loss,
-                train_accuracy: report.train_accuracy,
-                epoch_seconds: report.epoch_seconds,
-                examples: report.examples as u64,
-                device_memory_bytes: backend.memory_used_bytes(),
-            };
-            match on_epoch(&metrics) {
-                EpochControl::Continue => Control::Continue,
-                EpochControl::Stop => Control::Stop,
-            }
-        })
+        let summary = cnn::train(
+            backend,
+            &data,
+            &hp,
+            seed.unwrap_or_else(|| seed_of(&job.trial_id)),
+            |report| {
+                let value = match objective {
+                    Objective::DevAccuracy => report.dev_accuracy,
+                    Objective::TrainAccuracy => report.train_accuracy,
+                    Objective::TrainLoss => report.train_loss,
+                };
+                last_value = Some(value);
+                let metrics = EpochMetrics {
+                    epoch: report.epoch as u32,
+                    value,
+                    train_loss: report.train_loss,
+                    train_accuracy: report.train_accuracy,
+                    epoch_seconds: report.epoch_seconds,
+                    examples: report.examples as u64,
+                    device_memory_bytes: backend.memory_used_bytes(),
+                };
+                match on_epoch(&metrics) {
+                    EpochControl::Continue => Control::Continue,
+                    EpochControl::Stop => Control::Stop,
+                }
+            },
+        )
         .map_err(|error| TrialFailure::new(error.to_string()))?;
         Ok(TrainOutcome {
             final_value: last_value.unwrap_or(summary.final_dev_accuracy),
@@ -132,10 +163,21 @@ mod tests {
     fn job(params: &[(&str, f64)], metric: &str) -> TrialJob {
         TrialJob {
             trial_id: "trial-1".into(),
-            workload: Workload { kind: "textcnn".into(), dataset: "mr".into(), ..Workload::default() },
+            workload: Workload {
+                kind: "textcnn".into(),
+                dataset: "mr".into(),
+                ..Workload::default()
+            },
             params: params
                 .iter()
-                .map(|(name, value)| (name.to_string(), ParameterValue { kind: Some(Kind::FloatValue(*value)) }))
+                .map(|(name, value)| {
+                    (
+                        name.to_string(),
+                        ParameterValue {
+                            kind: Some(Kind::FloatValue(*value)),
+                        },
+                    )
+                })
                 .collect(),
             metric: metric.into(),
         }
@@ -143,7 +185,11 @@ mod tests {
 
     #[test]
     fn params_override_the_study_defaults() {
-        let (hp, seed) = hyperparams(&job(&[("embed_dim", 16.0), ("epochs", 2.0), ("seed", 7.0)], "")).expect("valid");
+        let (hp, seed) = hyperparams(&job(
+            &[("embed_dim", 16.0), ("epochs", 2.0), ("seed", 7.0)],
+            "",
+        ))
+        .expect("valid");
         assert_eq!((hp.embed_dim, hp.epochs, hp.batch_size), (16, 2, 50));
         assert_eq!(seed, Some(7));
     }
@@ -160,7 +206,10 @@ mod tests {
 
     #[test]
     fn metrics_map_to_report_fields() {
-        assert_eq!(objective("dev_accuracy").expect("known"), Objective::DevAccuracy);
+        assert_eq!(
+            objective("dev_accuracy").expect("known"),
+            Objective::DevAccuracy
+        );
         assert_eq!(objective("").expect("default"), Objective::DevAccuracy);
         assert!(objective("f1").is_err());
         assert_ne!(seed_of("a"), seed_of("b"));
@@ -169,14 +218,26 @@ mod tests {
     #[test]
     fn trains_a_tiny_model_on_a_slice_of_mr_and_stops_on_request() {
         let mut trainer = TextCnnTrainer::new(kernels::cpu::CpuBackend::new());
-        let mut tiny = job(&[("embed_dim", 8.0), ("epochs", 3.0), ("num_feature_maps", 4.0), ("batch_size", 50.0)], "");
+        let mut tiny = job(
+            &[
+                ("embed_dim", 8.0),
+                ("epochs", 3.0),
+                ("num_feature_maps", 4.0),
+                ("batch_size", 50.0),
+            ],
+            "",
+        );
         tiny.workload.max_train_examples = 200;
         tiny.workload.max_dev_examples = 100;
         let mut epochs = Vec::new();
         let outcome = trainer
             .train(&tiny, &mut |m| {
                 epochs.push(m.epoch);
-                if m.epoch == 2 { EpochControl::Stop } else { EpochControl::Continue }
+                if m.epoch == 2 {
+                    EpochControl::Stop
+                } else {
+                    EpochControl::Continue
+                }
             })
             .expect("trains");
         assert_eq!(epochs, vec![1, 2]);

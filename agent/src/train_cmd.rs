@@ -78,12 +78,10 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<()> {
     }
     .truncated(opts.max_train, opts.max_dev);
     if let Some(ordinal) = opts.gpu {
-        let device = kernels::probe_cuda(ordinal)
-            .with_context(|| format!("cannot train on GPU {ordinal}"))?;
-        anyhow::bail!(
-            "GPU {ordinal} ({}) found, but the CUDA training path is not wired into `agent train` yet",
-            device.name
-        );
+        // The probe checks the driver and NVRTC libraries before any cudarc call, so a machine
+        // without CUDA gets a clear error instead of cudarc's panic.
+        kernels::probe_cuda(ordinal).with_context(|| format!("cannot train on GPU {ordinal}"))?;
+        return train_on_gpu(ordinal, &data, &hp, opts);
     }
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(threads) = opts.threads {
@@ -93,6 +91,30 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<()> {
         .build()
         .context("failed to build the cpu thread pool")?;
     pool.install(|| train_on(&kernels::cpu::CpuBackend::new(), &data, &hp, opts))
+}
+
+/// Trains on CUDA device `ordinal` with the hand-written kernels.
+#[cfg(feature = "cuda")]
+fn train_on_gpu(
+    ordinal: usize,
+    data: &Dataset,
+    hp: &HyperParams,
+    opts: &TrainOptions,
+) -> anyhow::Result<()> {
+    let backend = kernels::cuda::CudaBackend::new(ordinal)
+        .with_context(|| format!("failed to open GPU {ordinal}"))?;
+    train_on(&backend, data, hp, opts)
+}
+
+/// Without the `cuda` feature there is no GPU path; the probe above has already failed.
+#[cfg(not(feature = "cuda"))]
+fn train_on_gpu(
+    ordinal: usize,
+    _data: &Dataset,
+    _hp: &HyperParams,
+    _opts: &TrainOptions,
+) -> anyhow::Result<()> {
+    anyhow::bail!("GPU {ordinal} requested, but this binary was built without the `cuda` feature")
 }
 
 /// Trains on `backend`, printing each epoch and the summary.

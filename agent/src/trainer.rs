@@ -29,12 +29,20 @@ impl TrialJob {
     /// Builds the job of a lease: trial parameters override the workload's fixed parameters.
     pub fn from_lease(lease: &Lease) -> Self {
         let workload = lease.workload.clone().unwrap_or_default();
-        let mut params: BTreeMap<String, ParameterValue> =
-            workload.fixed_params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut params: BTreeMap<String, ParameterValue> = workload
+            .fixed_params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (name, value) in &lease.params {
             params.insert(name.clone(), value.clone());
         }
-        Self { trial_id: lease.trial_id.clone(), workload, params, metric: lease.metric.clone() }
+        Self {
+            trial_id: lease.trial_id.clone(),
+            workload,
+            params,
+            metric: lease.metric.clone(),
+        }
     }
 
     /// The parameters as numbers, for workloads whose parameters are all numeric.
@@ -53,7 +61,11 @@ impl TrialJob {
                         self.workload.kind
                     )));
                 }
-                None => return Err(TrialFailure::new(format!("parameter '{name}' has no value"))),
+                None => {
+                    return Err(TrialFailure::new(format!(
+                        "parameter '{name}' has no value"
+                    )));
+                }
             };
             numbers.insert(name.clone(), number);
         }
@@ -114,7 +126,9 @@ pub struct TrialFailure {
 impl TrialFailure {
     /// A failure with this reason.
     pub fn new(reason: impl Into<String>) -> Self {
-        Self { reason: reason.into() }
+        Self {
+            reason: reason.into(),
+        }
     }
 }
 
@@ -146,7 +160,10 @@ pub struct Workloads {
 impl Workloads {
     /// Dispatch over the function workloads and, when given, the text CNN.
     pub fn new(textcnn: Option<Box<dyn Trainer>>) -> Self {
-        Self { function: crate::functions::FunctionTrainer, textcnn }
+        Self {
+            function: crate::functions::FunctionTrainer,
+            textcnn,
+        }
     }
 }
 
@@ -159,7 +176,9 @@ impl Trainer for Workloads {
         match (job.workload.kind.as_str(), self.textcnn.as_mut()) {
             ("function", _) => self.function.train(job, on_epoch),
             ("textcnn", Some(textcnn)) => textcnn.train(job, on_epoch),
-            ("textcnn", None) => Err(TrialFailure::new("workload 'textcnn' is not available in this agent build")),
+            ("textcnn", None) => Err(TrialFailure::new(
+                "workload 'textcnn' is not available in this agent build",
+            )),
             (other, _) => Err(TrialFailure::new(format!(
                 "unknown workload kind '{other}', this agent trains {}",
                 WORKLOADS.join(", ")
@@ -203,7 +222,9 @@ mod tests {
     use super::*;
 
     fn int(value: i64) -> ParameterValue {
-        ParameterValue { kind: Some(Kind::IntValue(value)) }
+        ParameterValue {
+            kind: Some(Kind::IntValue(value)),
+        }
     }
 
     #[test]
@@ -229,23 +250,41 @@ mod tests {
     #[test]
     fn categorical_values_are_a_clear_failure() {
         let lease = Lease {
-            workload: Some(Workload { kind: "textcnn".into(), ..Workload::default() }),
-            params: [("opt".to_string(), ParameterValue { kind: Some(Kind::CategoricalValue("adam".into())) })]
-                .into(),
+            workload: Some(Workload {
+                kind: "textcnn".into(),
+                ..Workload::default()
+            }),
+            params: [(
+                "opt".to_string(),
+                ParameterValue {
+                    kind: Some(Kind::CategoricalValue("adam".into())),
+                },
+            )]
+            .into(),
             ..Lease::default()
         };
-        let err = TrialJob::from_lease(&lease).numeric_params().expect_err("categorical");
+        let err = TrialJob::from_lease(&lease)
+            .numeric_params()
+            .expect_err("categorical");
         assert!(err.reason.contains("'opt'"), "{err}");
     }
 
     #[test]
     fn unknown_workloads_fail_with_the_known_list() {
         let job = TrialJob::from_lease(&Lease {
-            workload: Some(Workload { kind: "resnet".into(), ..Workload::default() }),
+            workload: Some(Workload {
+                kind: "resnet".into(),
+                ..Workload::default()
+            }),
             ..Lease::default()
         });
-        let err = Workloads::new(None).train(&job, &mut |_| EpochControl::Continue).expect_err("unknown kind");
-        assert!(err.reason.contains("resnet") && err.reason.contains("textcnn"), "{err}");
+        let err = Workloads::new(None)
+            .train(&job, &mut |_| EpochControl::Continue)
+            .expect_err("unknown kind");
+        assert!(
+            err.reason.contains("resnet") && err.reason.contains("textcnn"),
+            "{err}"
+        );
     }
 
     #[test]

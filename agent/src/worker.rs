@@ -44,7 +44,12 @@ impl TrialControl {
         if signal == Signal::Abandon {
             self.0.store(Signal::Abandon as u8, Ordering::SeqCst);
         } else {
-            let _ = self.0.compare_exchange(Signal::Run as u8, signal as u8, Ordering::SeqCst, Ordering::SeqCst);
+            let _ = self.0.compare_exchange(
+                Signal::Run as u8,
+                signal as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
         }
     }
 
@@ -104,11 +109,21 @@ impl SlotWorker {
         let thread = std::thread::Builder::new()
             .name(format!("train-slot-{slot}"))
             .spawn(move || thread_main(factory, jobs_rx, ready_tx))
-            .map_err(|error| Error::Worker { slot, reason: format!("failed to start thread: {error}") })?;
+            .map_err(|error| Error::Worker {
+                slot,
+                reason: format!("failed to start thread: {error}"),
+            })?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { slot, jobs: jobs_tx, thread }),
+            Ok(Ok(())) => Ok(Self {
+                slot,
+                jobs: jobs_tx,
+                thread,
+            }),
             Ok(Err(reason)) => Err(Error::Worker { slot, reason }),
-            Err(_) => Err(Error::Worker { slot, reason: "thread exited while building its trainer".to_string() }),
+            Err(_) => Err(Error::Worker {
+                slot,
+                reason: "thread exited while building its trainer".to_string(),
+            }),
         }
     }
 
@@ -116,11 +131,22 @@ impl SlotWorker {
     ///
     /// # Errors
     /// [`Error::Worker`] when the thread is gone.
-    pub fn submit(&self, job: TrialJob, control: Arc<TrialControl>) -> Result<UnboundedReceiver<WorkerEvent>> {
+    pub fn submit(
+        &self,
+        job: TrialJob,
+        control: Arc<TrialControl>,
+    ) -> Result<UnboundedReceiver<WorkerEvent>> {
         let (events, receiver) = unbounded_channel();
         self.jobs
-            .send(WorkerJob { job, control, events })
-            .map_err(|_| Error::Worker { slot: self.slot, reason: "training thread has exited".to_string() })?;
+            .send(WorkerJob {
+                job,
+                control,
+                events,
+            })
+            .map_err(|_| Error::Worker {
+                slot: self.slot,
+                reason: "training thread has exited".to_string(),
+            })?;
         Ok(receiver)
     }
 
@@ -133,7 +159,11 @@ impl SlotWorker {
     }
 }
 
-fn thread_main(factory: TrainerFactory, jobs: mpsc::Receiver<WorkerJob>, ready: mpsc::Sender<Result<(), String>>) {
+fn thread_main(
+    factory: TrainerFactory,
+    jobs: mpsc::Receiver<WorkerJob>,
+    ready: mpsc::Sender<Result<(), String>>,
+) {
     let mut trainer = match factory() {
         Ok(trainer) => trainer,
         Err(reason) => {
@@ -152,11 +182,25 @@ fn run_job(trainer: &mut dyn Trainer, work: &WorkerJob) -> Finished {
     let started = Instant::now();
     let mut on_epoch = |metrics: &EpochMetrics| {
         let _ = work.events.send(WorkerEvent::Epoch(metrics.clone()));
-        if work.control.get() == Signal::Run { EpochControl::Continue } else { EpochControl::Stop }
+        if work.control.get() == Signal::Run {
+            EpochControl::Continue
+        } else {
+            EpochControl::Stop
+        }
     };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trainer.train(&work.job, &mut on_epoch)))
-        .unwrap_or_else(|panic| Err(TrialFailure::new(format!("trainer panicked: {}", panic_message(&panic)))));
-    Finished { result, wall_seconds: started.elapsed().as_secs_f64() }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        trainer.train(&work.job, &mut on_epoch)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(TrialFailure::new(format!(
+            "trainer panicked: {}",
+            panic_message(&panic)
+        )))
+    });
+    Finished {
+        result,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -177,7 +221,11 @@ mod tests {
 
     struct Panicky;
     impl Trainer for Panicky {
-        fn train(&mut self, _: &TrialJob, _: &mut dyn FnMut(&EpochMetrics) -> EpochControl) -> Result<TrainOutcome, TrialFailure> {
+        fn train(
+            &mut self,
+            _: &TrialJob,
+            _: &mut dyn FnMut(&EpochMetrics) -> EpochControl,
+        ) -> Result<TrainOutcome, TrialFailure> {
             panic!("boom")
         }
     }
@@ -189,7 +237,9 @@ mod tests {
                 dataset: "quadratic".into(),
                 fixed_params: [(
                     "epochs".to_string(),
-                    proto::v1::ParameterValue { kind: Some(proto::v1::parameter_value::Kind::IntValue(epochs)) },
+                    proto::v1::ParameterValue {
+                        kind: Some(proto::v1::parameter_value::Kind::IntValue(epochs)),
+                    },
                 )]
                 .into(),
                 ..Workload::default()
@@ -212,26 +262,40 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs_and_stops_at_the_first_boundary_after_a_signal() {
-        let worker = SlotWorker::spawn(0, Box::new(|| Ok(Box::new(FunctionTrainer) as Box<dyn Trainer>))).expect("spawn");
+        let worker = SlotWorker::spawn(
+            0,
+            Box::new(|| Ok(Box::new(FunctionTrainer) as Box<dyn Trainer>)),
+        )
+        .expect("spawn");
         let control = Arc::new(TrialControl::new());
-        let (epochs, finished) = collect(worker.submit(quadratic_job(3), control).expect("submit")).await;
+        let (epochs, finished) =
+            collect(worker.submit(quadratic_job(3), control).expect("submit")).await;
         assert_eq!(epochs, vec![1, 2, 3]);
         assert!(!finished.result.expect("ok").stopped);
         let stopped = Arc::new(TrialControl::new());
         stopped.request(Signal::Interrupt);
         stopped.request(Signal::Stop);
         assert_eq!(stopped.get(), Signal::Interrupt, "first signal sticks");
-        let (epochs, finished) = collect(worker.submit(quadratic_job(3), stopped).expect("submit")).await;
+        let (epochs, finished) =
+            collect(worker.submit(quadratic_job(3), stopped).expect("submit")).await;
         assert_eq!(epochs, vec![1]);
         assert!(finished.result.expect("ok").stopped);
-        tokio::task::spawn_blocking(move || worker.join()).await.expect("join");
+        tokio::task::spawn_blocking(move || worker.join())
+            .await
+            .expect("join");
     }
 
     #[tokio::test]
     async fn a_panicking_trainer_fails_the_trial_and_keeps_the_thread() {
-        let worker = SlotWorker::spawn(1, Box::new(|| Ok(Box::new(Panicky) as Box<dyn Trainer>))).expect("spawn");
+        let worker = SlotWorker::spawn(1, Box::new(|| Ok(Box::new(Panicky) as Box<dyn Trainer>)))
+            .expect("spawn");
         for _ in 0..2 {
-            let (_, finished) = collect(worker.submit(quadratic_job(1), Arc::new(TrialControl::new())).expect("submit")).await;
+            let (_, finished) = collect(
+                worker
+                    .submit(quadratic_job(1), Arc::new(TrialControl::new()))
+                    .expect("submit"),
+            )
+            .await;
             let failure = finished.result.expect_err("panicked");
             assert!(failure.reason.contains("boom"), "{failure}");
         }
@@ -239,7 +303,9 @@ mod tests {
 
     #[test]
     fn a_failing_factory_is_an_error() {
-        let err = SlotWorker::spawn(2, Box::new(|| Err("no device".to_string()))).err().expect("fails");
+        let err = SlotWorker::spawn(2, Box::new(|| Err("no device".to_string())))
+            .err()
+            .expect("fails");
         assert!(err.to_string().contains("no device"), "{err}");
     }
 

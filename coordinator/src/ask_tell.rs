@@ -120,7 +120,9 @@ impl Session {
         let strategy = match opts.strategy {
             StrategyArg::Bo => Strategy::Bo,
             StrategyArg::Random => Strategy::Random,
-            StrategyArg::Grid => Strategy::Grid { levels: opts.grid_levels },
+            StrategyArg::Grid => Strategy::Grid {
+                levels: opts.grid_levels,
+            },
         };
         let batch = match opts.batch {
             None => BatchStrategy::best_value_lie(file.direction),
@@ -137,7 +139,14 @@ impl Session {
             ..SuggestConfig::default()
         };
         config.validate().context("invalid tuner settings")?;
-        Ok(Session { space, config, seed: opts.seed, observations: Vec::new(), pending: BTreeMap::new(), suggested: 0 })
+        Ok(Session {
+            space,
+            config,
+            seed: opts.seed,
+            observations: Vec::new(),
+            pending: BTreeMap::new(),
+            suggested: 0,
+        })
     }
 
     fn handle(&mut self, line: &str) -> Reply {
@@ -152,7 +161,9 @@ impl Session {
             Some((key, value)) if key == "suggest" => self.suggest(value),
             Some((key, value)) if key == "observe" => self.observe(value),
             Some((key, Json::Bool(true))) if key == "stop" => Reply::Stop,
-            Some((key, _)) => error(format!("unknown request '{key}' (expected suggest, observe or stop)")),
+            Some((key, _)) => error(format!(
+                "unknown request '{key}' (expected suggest, observe or stop)"
+            )),
             None => error("empty request"),
         }
     }
@@ -164,7 +175,14 @@ impl Session {
         let pending: Vec<Assignment> = self.pending.values().cloned().collect();
         let mut mix = self.seed ^ self.suggested.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let call_seed = tuner::rng::splitmix64(&mut mix);
-        let candidates = match tuner::suggest(&self.space, &self.observations, &pending, q as usize, &self.config, call_seed) {
+        let candidates = match tuner::suggest(
+            &self.space,
+            &self.observations,
+            &pending,
+            q as usize,
+            &self.config,
+            call_seed,
+        ) {
             Ok(c) => c,
             Err(e) => return error(format!("suggest failed: {e}")),
         };
@@ -181,7 +199,11 @@ impl Session {
     fn observe(&mut self, value: &Json) -> Reply {
         let items: Vec<ObserveItem> = match serde_json::from_value(value.clone()) {
             Ok(items) => items,
-            Err(e) => return error(format!("'observe' takes a list of {{id, params, value}}: {e}")),
+            Err(e) => {
+                return error(format!(
+                    "'observe' takes a list of {{id, params, value}}: {e}"
+                ));
+            }
         };
         let mut accepted = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
@@ -210,7 +232,13 @@ impl Session {
             (None, None) => return Err("no params and no pending suggestion with this id".into()),
         };
         let params = self.space.normalize(&params).map_err(|e| e.to_string())?;
-        Ok((item.id, Observation { params, value: item.value }))
+        Ok((
+            item.id,
+            Observation {
+                params,
+                value: item.value,
+            },
+        ))
     }
 }
 
@@ -223,9 +251,15 @@ fn error(message: impl Into<String>) -> Reply {
 ///
 /// # Errors
 /// An unreadable or invalid space file, or an I/O error on `input` or `output`.
-pub fn run(opts: &AskTellOptions, input: impl BufRead, mut output: impl Write) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&opts.space).with_context(|| format!("failed to read space file {}", opts.space.display()))?;
-    let file: SpaceFile = serde_json::from_str(&text).with_context(|| format!("failed to parse space file {}", opts.space.display()))?;
+pub fn run(
+    opts: &AskTellOptions,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&opts.space)
+        .with_context(|| format!("failed to read space file {}", opts.space.display()))?;
+    let file: SpaceFile = serde_json::from_str(&text)
+        .with_context(|| format!("failed to parse space file {}", opts.space.display()))?;
     let mut session = Session::new(opts, file)?;
     for line in input.lines() {
         let line = line.context("failed to read a request line")?;
@@ -248,7 +282,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("space.json");
         std::fs::write(&path, space_json).expect("write space");
-        let opts = AskTellOptions { space: path, seed: 7, strategy, batch: None, grid_levels: 3, initial_trials: 0 };
+        let opts = AskTellOptions {
+            space: path,
+            seed: 7,
+            strategy,
+            batch: None,
+            grid_levels: 3,
+            initial_trials: 0,
+        };
         (dir, opts)
     }
 
@@ -260,13 +301,20 @@ mod tests {
     fn session_output(opts: &AskTellOptions, input: &str) -> Vec<Json> {
         let mut out = Vec::new();
         run(opts, input.as_bytes(), &mut out).expect("session runs");
-        String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("reply is JSON")).collect()
+        String::from_utf8(out)
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("reply is JSON"))
+            .collect()
     }
 
     #[test]
     fn one_reply_per_request_and_errors_for_garbage() {
         let (_dir, opts) = options(SPACE, StrategyArg::Bo);
-        let replies = session_output(&opts, "{\"suggest\": 3}\nnot json\n{\"bogus\": 1}\n{\"suggest\": -1}\n\n{\"stop\": true}\n{\"suggest\": 1}\n");
+        let replies = session_output(
+            &opts,
+            "{\"suggest\": 3}\nnot json\n{\"bogus\": 1}\n{\"suggest\": -1}\n\n{\"stop\": true}\n{\"suggest\": 1}\n",
+        );
         assert_eq!(replies.len(), 5);
         assert_eq!(replies[0]["suggestions"].as_array().expect("list").len(), 3);
         for reply in &replies[1..] {
@@ -277,11 +325,17 @@ mod tests {
     #[test]
     fn a_bo_loop_observes_and_never_repeats() {
         let (_dir, opts) = options(SPACE, StrategyArg::Bo);
-        let mut session = Session::new(&opts, serde_json::from_str(SPACE).expect("space")).expect("session");
+        let mut session =
+            Session::new(&opts, serde_json::from_str(SPACE).expect("space")).expect("session");
         let mut seen = Vec::new();
         for round in 0..5 {
-            let Reply::Line(reply) = session.handle("{\"suggest\": 3}") else { panic!("suggest does not stop") };
-            let suggestions = reply["suggestions"].as_array().expect("suggestions").clone();
+            let Reply::Line(reply) = session.handle("{\"suggest\": 3}") else {
+                panic!("suggest does not stop")
+            };
+            let suggestions = reply["suggestions"]
+                .as_array()
+                .expect("suggestions")
+                .clone();
             assert_eq!(suggestions.len(), 3, "round {round}: {reply}");
             let mut observed = Vec::new();
             for s in &suggestions {
@@ -289,13 +343,18 @@ mod tests {
                 seen.push(s["params"].clone());
                 let lr = s["params"]["lr"].as_f64().expect("lr");
                 let n = s["params"]["n"].as_i64().expect("n") as f64;
-                observed.push(json!({"id": s["id"], "params": s["params"], "value": lr.ln().abs() + n}));
+                observed.push(
+                    json!({"id": s["id"], "params": s["params"], "value": lr.ln().abs() + n}),
+                );
             }
             // Leave the last one pending in even rounds.
             if round % 2 == 0 {
                 observed.pop();
             }
-            let Reply::Line(ok) = session.handle(&json!({ "observe": observed }).to_string()) else { panic!("observe does not stop") };
+            let Reply::Line(ok) = session.handle(&json!({ "observe": observed }).to_string())
+            else {
+                panic!("observe does not stop")
+            };
             assert_eq!(ok, json!({"ok": true}));
         }
         assert_eq!(session.pending.len(), 3);
@@ -305,15 +364,28 @@ mod tests {
     #[test]
     fn observe_is_checked_whole() {
         let (_dir, opts) = options(SPACE, StrategyArg::Random);
-        let mut session = Session::new(&opts, serde_json::from_str(SPACE).expect("space")).expect("session");
-        let Reply::Line(reply) = session.handle("{\"suggest\": 1}") else { panic!("no stop") };
+        let mut session =
+            Session::new(&opts, serde_json::from_str(SPACE).expect("space")).expect("session");
+        let Reply::Line(reply) = session.handle("{\"suggest\": 1}") else {
+            panic!("no stop")
+        };
         let id = reply["suggestions"][0]["id"].clone();
         let bad = json!({"observe": [{"id": id, "value": 1.0}, {"id": "x", "params": {"lr": 2.0, "n": 1, "opt": "adam"}, "value": 1.0}]});
-        let Reply::Line(reply) = session.handle(&bad.to_string()) else { panic!("no stop") };
-        assert!(reply["error"].as_str().expect("error").contains("observation 1"), "{reply}");
+        let Reply::Line(reply) = session.handle(&bad.to_string()) else {
+            panic!("no stop")
+        };
+        assert!(
+            reply["error"]
+                .as_str()
+                .expect("error")
+                .contains("observation 1"),
+            "{reply}"
+        );
         assert!(session.observations.is_empty());
         let good = json!({"observe": [{"id": id, "value": 1.0}]});
-        let Reply::Line(reply) = session.handle(&good.to_string()) else { panic!("no stop") };
+        let Reply::Line(reply) = session.handle(&good.to_string()) else {
+            panic!("no stop")
+        };
         assert_eq!(reply, json!({"ok": true}));
         assert!(session.pending.is_empty());
     }
@@ -329,7 +401,10 @@ mod tests {
 
     #[test]
     fn bad_space_is_an_error() {
-        let (_dir, opts) = options(r#"{"params": [{"name": "n", "type": "int", "low": 3, "high": 2}]}"#, StrategyArg::Bo);
+        let (_dir, opts) = options(
+            r#"{"params": [{"name": "n", "type": "int", "low": 3, "high": 2}]}"#,
+            StrategyArg::Bo,
+        );
         let err = run(&opts, "".as_bytes(), Vec::new()).expect_err("invalid space");
         assert!(format!("{err:#}").contains("'n'"), "{err:#}");
     }

@@ -63,11 +63,15 @@ pub fn display_chain(error: &dyn std::error::Error) -> String {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::io(format!("bind {what} listener on {addr}"), e))
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("bind {what} listener on {addr}"), e))
 }
 
 fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr> {
-    listener.local_addr().map_err(|e| Error::io("read a listener's address", e))
+    listener
+        .local_addr()
+        .map_err(|e| Error::io("read a listener's address", e))
 }
 
 /// Runs the coordinator: opens the store, binds both listeners, prints the readiness line on
@@ -75,7 +79,10 @@ fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr> {
 ///
 /// # Errors
 /// When the store cannot be opened, a listener cannot be bound, or the server fails.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     tracing::info!(config = ?config, "starting coordinator");
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir))
@@ -97,7 +104,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             let _ = rx.wait_for(|stopped| *stopped).await;
         }
     };
-    let metrics_task = tokio::spawn(metrics::serve(metrics_listener, Arc::clone(&metrics), wait_stop()));
+    let metrics_task = tokio::spawn(metrics::serve(
+        metrics_listener,
+        Arc::clone(&metrics),
+        wait_stop(),
+    ));
     let sweeper = coordinator.spawn_lease_sweeper();
     println!("{}", readiness_line(grpc_addr, metrics_addr));
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, "coordinator ready");
@@ -107,7 +118,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         tracing::info!("shutdown requested");
         let _ = stop_tx.send(true);
     };
-    let served = grpc::serve(coordinator, metrics, grpc_listener, config.auth_token.clone(), signal).await;
+    let served = grpc::serve(
+        coordinator,
+        metrics,
+        grpc_listener,
+        config.auth_token.clone(),
+        signal,
+    )
+    .await;
     sweeper.abort();
     match metrics_task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "metrics server failed"),

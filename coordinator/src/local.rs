@@ -72,8 +72,16 @@ pub fn run(opts: &LocalOptions) -> anyhow::Result<()> {
     for index in 0..opts.agents.max(1) {
         cluster.start_agent(&bin_dir, data.path(), &url, index, opts)?;
     }
-    eprintln!("started a coordinator on {} and {} agent(s); logs in {}", coordinator.grpc, opts.agents.max(1), data.path().display());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start tokio")?;
+    eprintln!(
+        "started a coordinator on {} and {} agent(s); logs in {}",
+        coordinator.grpc,
+        opts.agents.max(1),
+        data.path().display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start tokio")?;
     let outcome = runtime.block_on(drive(&url, spec, &mut cluster, started));
     cluster.shutdown();
     data.finish(outcome.is_ok());
@@ -88,7 +96,11 @@ pub fn run(opts: &LocalOptions) -> anyhow::Result<()> {
 /// When the scenario is unknown.
 pub fn build_spec(opts: &LocalOptions) -> anyhow::Result<pb::ExperimentSpec> {
     let mut spec = crate::scenario::scenario(&opts.scenario).with_context(|| {
-        format!("unknown scenario '{}': use one of {}", opts.scenario, crate::scenario::NAMES.join(", "))
+        format!(
+            "unknown scenario '{}': use one of {}",
+            opts.scenario,
+            crate::scenario::NAMES.join(", ")
+        )
     })?;
     if let Some(strategy) = &opts.strategy {
         spec.set_strategy(match strategy.as_str() {
@@ -110,7 +122,10 @@ pub fn build_spec(opts: &LocalOptions) -> anyhow::Result<pb::ExperimentSpec> {
 
 fn binary_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("failed to locate the tunectl binary")?;
-    let dir = exe.parent().context("the tunectl binary has no parent dir")?.to_path_buf();
+    let dir = exe
+        .parent()
+        .context("the tunectl binary has no parent dir")?
+        .to_path_buf();
     for name in ["coordinator", "agent"] {
         if !dir.join(name).is_file() {
             bail!(
@@ -133,11 +148,18 @@ impl DataDir {
         let (path, temporary) = match given {
             Some(path) => (path, false),
             None => {
-                let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-                (std::env::temp_dir().join(format!("tunefleet-local-{}-{stamp}", std::process::id())), true)
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                (
+                    std::env::temp_dir()
+                        .join(format!("tunefleet-local-{}-{stamp}", std::process::id())),
+                    true,
+                )
             }
         };
-        std::fs::create_dir_all(&path).with_context(|| format!("failed to create the data dir {}", path.display()))?;
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("failed to create the data dir {}", path.display()))?;
         Ok(Self { path, temporary })
     }
 
@@ -174,16 +196,40 @@ struct LocalCluster {
 }
 
 impl LocalCluster {
-    fn start_coordinator(&mut self, bin_dir: &Path, data_dir: &Path) -> anyhow::Result<CoordinatorAddrs> {
+    fn start_coordinator(
+        &mut self,
+        bin_dir: &Path,
+        data_dir: &Path,
+    ) -> anyhow::Result<CoordinatorAddrs> {
         let mut command = Command::new(bin_dir.join("coordinator"));
-        command.args(["--listen-addr", "127.0.0.1:0", "--metrics-listen-addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
-        let (daemon, ready) = spawn_daemon("coordinator", command, &data_dir.join("coordinator.log"))?;
+        command
+            .args([
+                "--listen-addr",
+                "127.0.0.1:0",
+                "--metrics-listen-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir);
+        let (daemon, ready) =
+            spawn_daemon("coordinator", command, &data_dir.join("coordinator.log"))?;
         self.coordinator = Some(daemon);
-        let grpc = ready["grpc"].as_str().context("coordinator readiness line has no grpc address")?;
-        Ok(CoordinatorAddrs { grpc: grpc.to_string() })
+        let grpc = ready["grpc"]
+            .as_str()
+            .context("coordinator readiness line has no grpc address")?;
+        Ok(CoordinatorAddrs {
+            grpc: grpc.to_string(),
+        })
     }
 
-    fn start_agent(&mut self, bin_dir: &Path, data_dir: &Path, url: &str, index: u32, opts: &LocalOptions) -> anyhow::Result<()> {
+    fn start_agent(
+        &mut self,
+        bin_dir: &Path,
+        data_dir: &Path,
+        url: &str,
+        index: u32,
+        opts: &LocalOptions,
+    ) -> anyhow::Result<()> {
         let name = format!("agent-{index}");
         let mut command = Command::new(bin_dir.join("agent"));
         command.args(["--coordinator", url, "--metrics-listen-addr", "127.0.0.1:0"]);
@@ -209,7 +255,11 @@ impl LocalCluster {
         {
             bail!("the coordinator exited ({status}) during the study");
         }
-        let alive = self.agents.iter_mut().filter_map(|agent| matches!(agent.child.try_wait(), Ok(None)).then_some(())).count();
+        let alive = self
+            .agents
+            .iter_mut()
+            .filter_map(|agent| matches!(agent.child.try_wait(), Ok(None)).then_some(()))
+            .count();
         if alive == 0 {
             bail!("every agent exited during the study");
         }
@@ -243,12 +293,25 @@ impl Drop for LocalCluster {
 }
 
 /// Starts a daemon with stdout piped and stderr to `log`, and waits for its readiness line.
-fn spawn_daemon(name: &str, mut command: Command, log: &Path) -> anyhow::Result<(Daemon, serde_json::Value)> {
-    let log_file = std::fs::File::create(log).with_context(|| format!("failed to create {}", log.display()))?;
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log_file));
-    let mut child = command.spawn().with_context(|| format!("failed to start {name}"))?;
+fn spawn_daemon(
+    name: &str,
+    mut command: Command,
+    log: &Path,
+) -> anyhow::Result<(Daemon, serde_json::Value)> {
+    let log_file = std::fs::File::create(log)
+        .with_context(|| format!("failed to create {}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log_file));
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("failed to start {name}"))?;
     let stdout = child.stdout.take().context("child stdout is piped")?;
-    let mut daemon = Daemon { name: name.to_string(), child };
+    let mut daemon = Daemon {
+        name: name.to_string(),
+        child,
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
@@ -261,13 +324,17 @@ fn spawn_daemon(name: &str, mut command: Command, log: &Path) -> anyhow::Result<
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
         Ok(body) => {
-            let ready = serde_json::from_str(&body).with_context(|| format!("{name} printed a bad readiness line: {body}"))?;
+            let ready = serde_json::from_str(&body)
+                .with_context(|| format!("{name} printed a bad readiness line: {body}"))?;
             Ok((daemon, ready))
         }
         Err(_) => {
             let _ = daemon.child.kill();
             let _ = daemon.child.wait();
-            bail!("{name} did not become ready within 60 s; see {}", log.display())
+            bail!(
+                "{name} did not become ready within 60 s; see {}",
+                log.display()
+            )
         }
     }
 }
@@ -278,7 +345,11 @@ fn terminate(daemon: &mut Daemon) {
         return;
     }
     let pid = daemon.child.id().to_string();
-    let sent = Command::new("kill").args(["-TERM", &pid]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !sent {
         let _ = daemon.child.kill();
     }
@@ -292,18 +363,35 @@ fn wait_or_kill(daemon: &mut Daemon, timeout: Duration) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("warning: {} did not stop within {timeout:?}, killing it", daemon.name);
+    eprintln!(
+        "warning: {} did not stop within {timeout:?}, killing it",
+        daemon.name
+    );
     let _ = daemon.child.kill();
     let _ = daemon.child.wait();
 }
 
 /// Creates the experiment, follows it to the end (or Ctrl-C), and builds the report.
-async fn drive(url: &str, spec: pb::ExperimentSpec, cluster: &mut LocalCluster, started: Instant) -> anyhow::Result<String> {
-    let options = ConnectOptions { coordinator: url.to_string(), token: None };
+async fn drive(
+    url: &str,
+    spec: pb::ExperimentSpec,
+    cluster: &mut LocalCluster,
+    started: Instant,
+) -> anyhow::Result<String> {
+    let options = ConnectOptions {
+        coordinator: url.to_string(),
+        token: None,
+    };
     let mut client = cli::connect(&options).await?;
     let request = pb::CreateExperimentRequest { spec: Some(spec) };
-    let created = client.create_experiment(request).await.map_err(cli::status_error)?.into_inner();
-    let experiment = created.experiment.context("coordinator returned no experiment")?;
+    let created = client
+        .create_experiment(request)
+        .await
+        .map_err(cli::status_error)?
+        .into_inner();
+    let experiment = created
+        .experiment
+        .context("coordinator returned no experiment")?;
     let experiment_id = experiment.id.clone();
     eprintln!("experiment {experiment_id} created");
     tokio::select! {
@@ -314,19 +402,33 @@ async fn drive(url: &str, spec: pb::ExperimentSpec, cluster: &mut LocalCluster, 
         }
     }
     let experiment = cli::get_experiment(&mut client, &experiment_id).await?;
-    let request = pb::ListTrialsRequest { experiment_id: experiment_id.clone(), include_epochs: false };
-    let trials = client.list_trials(request).await.map_err(cli::status_error)?.into_inner().trials;
+    let request = pb::ListTrialsRequest {
+        experiment_id: experiment_id.clone(),
+        include_epochs: false,
+    };
+    let trials = client
+        .list_trials(request)
+        .await
+        .map_err(cli::status_error)?
+        .into_inner()
+        .trials;
     Ok(report(&experiment, &trials, started.elapsed()))
 }
 
 /// Shows progress bars until the experiment is no longer running.
-async fn follow(client: &mut Client, experiment_id: &str, cluster: &mut LocalCluster) -> anyhow::Result<()> {
+async fn follow(
+    client: &mut Client,
+    experiment_id: &str,
+    cluster: &mut LocalCluster,
+) -> anyhow::Result<()> {
     let bars = MultiProgress::new();
     let trials = bars.add(ProgressBar::new(0));
     trials.set_style(
-        ProgressStyle::with_template("{spinner} trials [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-            .context("bad progress template")?
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} trials [{bar:30}] {pos}/{len} {elapsed_precise} {msg}",
+        )
+        .context("bad progress template")?
+        .progress_chars("=> "),
     );
     let status = bars.add(ProgressBar::new_spinner());
     loop {
@@ -334,11 +436,18 @@ async fn follow(client: &mut Client, experiment_id: &str, cluster: &mut LocalClu
         let experiment = cli::get_experiment(client, experiment_id).await?;
         let spec = experiment.spec.clone().unwrap_or_default();
         trials.set_length(u64::from(spec.budget_trials));
-        trials.set_position(u64::from(experiment.trials_succeeded + experiment.trials_failed));
-        trials.set_message(format!("{} running, {} failed", experiment.trials_running, experiment.trials_failed));
+        trials.set_position(u64::from(
+            experiment.trials_succeeded + experiment.trials_failed,
+        ));
+        trials.set_message(format!(
+            "{} running, {} failed",
+            experiment.trials_running, experiment.trials_failed
+        ));
         status.set_message(format!(
             "best {}  epochs {}  cost ${:.4}",
-            experiment.best_value.map_or_else(|| "-".to_string(), |v| format!("{v:.4}")),
+            experiment
+                .best_value
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.4}")),
             experiment.epochs_reported,
             experiment.cost_dollars
         ));
@@ -356,12 +465,21 @@ async fn follow(client: &mut Client, experiment_id: &str, cluster: &mut LocalClu
 pub fn report(experiment: &pb::Experiment, trials: &[pb::Trial], wall: Duration) -> String {
     use std::fmt::Write as _;
     let spec = experiment.spec.clone().unwrap_or_default();
-    let best = trials.iter().find(|trial| Some(&trial.id) == experiment.best_trial_id.as_ref());
+    let best = trials
+        .iter()
+        .find(|trial| Some(&trial.id) == experiment.best_trial_id.as_ref());
     let epochs: u32 = trials.iter().map(|trial| trial.epochs_run).sum();
     let device_seconds: f64 = trials.iter().map(|trial| trial.device_seconds).sum();
     let mut text = String::new();
     let _ = writeln!(text, "\nexperiment   {} ({})", experiment.id, spec.name);
-    let _ = writeln!(text, "strategy     {}", spec.strategy().as_str_name().trim_start_matches("STRATEGY_").to_lowercase());
+    let _ = writeln!(
+        text,
+        "strategy     {}",
+        spec.strategy()
+            .as_str_name()
+            .trim_start_matches("STRATEGY_")
+            .to_lowercase()
+    );
     let _ = writeln!(
         text,
         "trials       {} succeeded, {} failed, {} created",
@@ -372,7 +490,11 @@ pub fn report(experiment: &pb::Experiment, trials: &[pb::Trial], wall: Duration)
     let _ = writeln!(text, "cost         ${:.6}", experiment.cost_dollars);
     match (experiment.best_value, best) {
         (Some(value), Some(trial)) => {
-            let _ = writeln!(text, "best {}  {value:.4} (trial {}, {} epochs)", spec.metric, trial.number, trial.epochs_run);
+            let _ = writeln!(
+                text,
+                "best {}  {value:.4} (trial {}, {} epochs)",
+                spec.metric, trial.number, trial.epochs_run
+            );
             let mut params: Vec<_> = trial.params.iter().collect();
             params.sort_by(|a, b| a.0.cmp(b.0));
             for (name, value) in params {
@@ -400,11 +522,24 @@ mod tests {
     #[test]
     fn defaults_and_overrides_reach_the_spec() {
         let defaults = Wrapper::parse_from(["tunectl"]).local;
-        assert_eq!((defaults.scenario.as_str(), defaults.agents), ("basic-mini", 2));
+        assert_eq!(
+            (defaults.scenario.as_str(), defaults.agents),
+            ("basic-mini", 2)
+        );
         let spec = build_spec(&defaults).expect("spec");
         assert_eq!((spec.budget_trials, spec.parallelism), (30, 2));
         let opts = Wrapper::parse_from([
-            "tunectl", "--scenario", "basic", "--strategy", "random", "--budget", "5", "--seed", "9", "--max-train", "300",
+            "tunectl",
+            "--scenario",
+            "basic",
+            "--strategy",
+            "random",
+            "--budget",
+            "5",
+            "--seed",
+            "9",
+            "--max-train",
+            "300",
         ])
         .local;
         let spec = build_spec(&opts).expect("spec");
@@ -435,12 +570,24 @@ mod tests {
         let trial = pb::Trial {
             id: "t1".into(),
             epochs_run: 3,
-            params: [("embed_dim".to_string(), pb::ParameterValue { kind: Some(pb::parameter_value::Kind::IntValue(32)) })]
-                .into(),
+            params: [(
+                "embed_dim".to_string(),
+                pb::ParameterValue {
+                    kind: Some(pb::parameter_value::Kind::IntValue(32)),
+                },
+            )]
+            .into(),
             ..pb::Trial::default()
         };
         let text = report(&experiment, &[trial], Duration::from_secs(12));
-        for expected in ["0.7500", "embed_dim", "32", "$0.010000", "12.0 s", "epochs       3"] {
+        for expected in [
+            "0.7500",
+            "embed_dim",
+            "32",
+            "$0.010000",
+            "12.0 s",
+            "epochs       3",
+        ] {
             assert!(text.contains(expected), "missing {expected} in {text}");
         }
     }

@@ -17,8 +17,8 @@
 use std::collections::HashMap;
 
 use proto::v1::{
-    Direction, ExperimentSpec, FloatParam, IntParam, ParameterSpec, ParameterValue, Strategy, Workload,
-    parameter_spec::Kind, parameter_value,
+    Direction, ExperimentSpec, FloatParam, IntParam, ParameterSpec, ParameterValue, Strategy,
+    Workload, parameter_spec::Kind, parameter_value,
 };
 
 /// Names of the built-in scenarios.
@@ -46,7 +46,13 @@ pub fn basic() -> ExperimentSpec {
 pub fn complex() -> ExperimentSpec {
     let mut params = basic_params();
     for (index, default) in [3, 4, 5].into_iter().enumerate() {
-        params.push(int(&format!("filter_size_{}", index + 1), 1, 7, false, default));
+        params.push(int(
+            &format!("filter_size_{}", index + 1),
+            1,
+            7,
+            false,
+            default,
+        ));
     }
     params.push(int("num_feature_maps", 10, 200, false, 100));
     spec("complex", params, 400, 4, Workload::default())
@@ -70,7 +76,16 @@ pub fn basic_mini() -> ExperimentSpec {
         float("dropout", 0.1, 0.9, false, 0.5),
     ];
     let fixed = HashMap::from([("num_feature_maps".to_string(), int_value(30))]);
-    spec("basic-mini", params, 30, 2, Workload { fixed_params: fixed, ..Workload::default() })
+    spec(
+        "basic-mini",
+        params,
+        30,
+        2,
+        Workload {
+            fixed_params: fixed,
+            ..Workload::default()
+        },
+    )
 }
 
 fn basic_params() -> Vec<ParameterSpec> {
@@ -84,7 +99,13 @@ fn basic_params() -> Vec<ParameterSpec> {
     ]
 }
 
-fn spec(name: &str, parameters: Vec<ParameterSpec>, budget: u32, parallelism: u32, workload: Workload) -> ExperimentSpec {
+fn spec(
+    name: &str,
+    parameters: Vec<ParameterSpec>,
+    budget: u32,
+    parallelism: u32,
+    workload: Workload,
+) -> ExperimentSpec {
     ExperimentSpec {
         name: name.to_string(),
         metric: METRIC.to_string(),
@@ -93,23 +114,45 @@ fn spec(name: &str, parameters: Vec<ParameterSpec>, budget: u32, parallelism: u3
         budget_trials: budget,
         parallelism,
         parameters,
-        workload: Some(Workload { kind: "textcnn".to_string(), dataset: "mr".to_string(), ..workload }),
+        workload: Some(Workload {
+            kind: "textcnn".to_string(),
+            dataset: "mr".to_string(),
+            ..workload
+        }),
         ..ExperimentSpec::default()
     }
 }
 
 fn int(name: &str, low: i64, high: i64, log: bool, default: i64) -> ParameterSpec {
-    let kind = Kind::Int(IntParam { low, high, log, default_value: Some(default) });
-    ParameterSpec { name: name.to_string(), kind: Some(kind) }
+    let kind = Kind::Int(IntParam {
+        low,
+        high,
+        log,
+        default_value: Some(default),
+    });
+    ParameterSpec {
+        name: name.to_string(),
+        kind: Some(kind),
+    }
 }
 
 fn float(name: &str, low: f64, high: f64, log: bool, default: f64) -> ParameterSpec {
-    let kind = Kind::Float(FloatParam { low, high, log, default_value: Some(default) });
-    ParameterSpec { name: name.to_string(), kind: Some(kind) }
+    let kind = Kind::Float(FloatParam {
+        low,
+        high,
+        log,
+        default_value: Some(default),
+    });
+    ParameterSpec {
+        name: name.to_string(),
+        kind: Some(kind),
+    }
 }
 
 fn int_value(value: i64) -> ParameterValue {
-    ParameterValue { kind: Some(parameter_value::Kind::IntValue(value)) }
+    ParameterValue {
+        kind: Some(parameter_value::Kind::IntValue(value)),
+    }
 }
 
 #[cfg(test)]
@@ -117,7 +160,11 @@ mod tests {
     use super::*;
 
     fn default_of(spec: &ExperimentSpec, name: &str) -> f64 {
-        let param = spec.parameters.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("no {name}"));
+        let param = spec
+            .parameters
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no {name}"));
         match &param.kind {
             Some(Kind::Int(int)) => int.default_value.expect("default") as f64,
             Some(Kind::Float(float)) => float.default_value.expect("default"),
@@ -127,8 +174,12 @@ mod tests {
 
     fn bounds_contain_default(param: &ParameterSpec) -> bool {
         match &param.kind {
-            Some(Kind::Int(p)) => p.default_value.is_some_and(|d| (p.low..=p.high).contains(&d)),
-            Some(Kind::Float(p)) => p.default_value.is_some_and(|d| (p.low..=p.high).contains(&d)),
+            Some(Kind::Int(p)) => p
+                .default_value
+                .is_some_and(|d| (p.low..=p.high).contains(&d)),
+            Some(Kind::Float(p)) => p
+                .default_value
+                .is_some_and(|d| (p.low..=p.high).contains(&d)),
             _ => false,
         }
     }
@@ -141,8 +192,14 @@ mod tests {
             assert_eq!(spec.direction(), Direction::Maximize);
             assert_eq!(spec.metric, METRIC);
             let workload = spec.workload.as_ref().expect("workload");
-            assert_eq!((workload.kind.as_str(), workload.dataset.as_str()), ("textcnn", "mr"));
-            assert!(spec.parameters.iter().all(bounds_contain_default), "{name}: a default is out of bounds");
+            assert_eq!(
+                (workload.kind.as_str(), workload.dataset.as_str()),
+                ("textcnn", "mr")
+            );
+            assert!(
+                spec.parameters.iter().all(bounds_contain_default),
+                "{name}: a default is out of bounds"
+            );
         }
         assert!(scenario("huge").is_none());
     }
@@ -172,8 +229,20 @@ mod tests {
     #[test]
     fn learning_rate_is_log_scaled_over_the_study_range() {
         let spec = basic();
-        let lr = spec.parameters.iter().find(|p| p.name == "learning_rate").expect("lr");
-        assert_eq!(lr.kind, Some(Kind::Float(FloatParam { low: 1e-8, high: 1.0, log: true, default_value: Some(0.0005) })));
+        let lr = spec
+            .parameters
+            .iter()
+            .find(|p| p.name == "learning_rate")
+            .expect("lr");
+        assert_eq!(
+            lr.kind,
+            Some(Kind::Float(FloatParam {
+                low: 1e-8,
+                high: 1.0,
+                log: true,
+                default_value: Some(0.0005)
+            }))
+        );
     }
 
     #[test]
@@ -184,6 +253,11 @@ mod tests {
         assert_eq!(names, basic_names);
         assert_eq!(mini.budget_trials, 30);
         assert!(default_of(&mini, "epochs") <= 4.0);
-        assert!(mini.workload.expect("workload").fixed_params.contains_key("num_feature_maps"));
+        assert!(
+            mini.workload
+                .expect("workload")
+                .fixed_params
+                .contains_key("num_feature_maps")
+        );
     }
 }

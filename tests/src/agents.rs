@@ -30,7 +30,13 @@ use crate::cluster::{Cluster, Daemon, START_TIMEOUT, binary, wait_for};
 pub fn start_agent(cluster: &Cluster, name: &str, extra_args: &[&str]) -> Result<Daemon> {
     let mut command = Command::new(binary("agent")?);
     command
-        .args(["--coordinator", &cluster.grpc_url()?, "--cpu", "--metrics-listen-addr", "127.0.0.1:0"])
+        .args([
+            "--coordinator",
+            &cluster.grpc_url()?,
+            "--cpu",
+            "--metrics-listen-addr",
+            "127.0.0.1:0",
+        ])
         .args(["--instance-type", "m4.4xlarge"])
         .args(extra_args)
         .env("RUST_LOG", "info")
@@ -59,26 +65,51 @@ pub async fn experiments(cluster: &Cluster) -> Result<ExperimentServiceClient<Ch
 ///
 /// # Errors
 /// When the coordinator refuses it.
-pub async fn create(client: &mut ExperimentServiceClient<Channel>, spec: pb::ExperimentSpec) -> Result<String> {
-    let response = client.create_experiment(pb::CreateExperimentRequest { spec: Some(spec) }).await?;
-    Ok(response.into_inner().experiment.context("no experiment in the response")?.id)
+pub async fn create(
+    client: &mut ExperimentServiceClient<Channel>,
+    spec: pb::ExperimentSpec,
+) -> Result<String> {
+    let response = client
+        .create_experiment(pb::CreateExperimentRequest { spec: Some(spec) })
+        .await?;
+    Ok(response
+        .into_inner()
+        .experiment
+        .context("no experiment in the response")?
+        .id)
 }
 
 /// The experiment now.
 ///
 /// # Errors
 /// When the call fails.
-pub async fn experiment(client: &mut ExperimentServiceClient<Channel>, id: &str) -> Result<pb::Experiment> {
-    let response = client.get_experiment(pb::GetExperimentRequest { experiment_id: id.to_string() }).await?;
-    response.into_inner().experiment.context("no experiment in the response")
+pub async fn experiment(
+    client: &mut ExperimentServiceClient<Channel>,
+    id: &str,
+) -> Result<pb::Experiment> {
+    let response = client
+        .get_experiment(pb::GetExperimentRequest {
+            experiment_id: id.to_string(),
+        })
+        .await?;
+    response
+        .into_inner()
+        .experiment
+        .context("no experiment in the response")
 }
 
 /// The experiment's trials, with their epoch reports.
 ///
 /// # Errors
 /// When the call fails.
-pub async fn trials(client: &mut ExperimentServiceClient<Channel>, id: &str) -> Result<Vec<pb::Trial>> {
-    let request = pb::ListTrialsRequest { experiment_id: id.to_string(), include_epochs: true };
+pub async fn trials(
+    client: &mut ExperimentServiceClient<Channel>,
+    id: &str,
+) -> Result<Vec<pb::Trial>> {
+    let request = pb::ListTrialsRequest {
+        experiment_id: id.to_string(),
+        include_epochs: true,
+    };
     Ok(client.list_trials(request).await?.into_inner().trials)
 }
 
@@ -86,10 +117,18 @@ pub async fn trials(client: &mut ExperimentServiceClient<Channel>, id: &str) -> 
 ///
 /// # Errors
 /// When `timeout` passes first.
-pub async fn wait_until_done(cluster: &Cluster, id: &str, timeout: Duration) -> Result<pb::Experiment> {
+pub async fn wait_until_done(
+    cluster: &Cluster,
+    id: &str,
+    timeout: Duration,
+) -> Result<pb::Experiment> {
     wait_for(&format!("experiment {id} to finish"), timeout, || async {
-        let Ok(mut client) = experiments(cluster).await else { return Ok(None) };
-        let Ok(current) = experiment(&mut client, id).await else { return Ok(None) };
+        let Ok(mut client) = experiments(cluster).await else {
+            return Ok(None);
+        };
+        let Ok(current) = experiment(&mut client, id).await else {
+            return Ok(None);
+        };
         Ok((current.state() != pb::ExperimentState::Running).then_some(current))
     })
     .await
@@ -97,22 +136,42 @@ pub async fn wait_until_done(cluster: &Cluster, id: &str, timeout: Duration) -> 
 
 /// A parameter value.
 pub fn int(value: i64) -> pb::ParameterValue {
-    pb::ParameterValue { kind: Some(pb::parameter_value::Kind::IntValue(value)) }
+    pb::ParameterValue {
+        kind: Some(pb::parameter_value::Kind::IntValue(value)),
+    }
 }
 
 /// A parameter value.
 pub fn float(value: f64) -> pb::ParameterValue {
-    pb::ParameterValue { kind: Some(pb::parameter_value::Kind::FloatValue(value)) }
+    pb::ParameterValue {
+        kind: Some(pb::parameter_value::Kind::FloatValue(value)),
+    }
 }
 
 fn int_param(name: &str, low: i64, high: i64) -> pb::ParameterSpec {
-    let kind = pb::parameter_spec::Kind::Int(pb::IntParam { low, high, log: false, default_value: None });
-    pb::ParameterSpec { name: name.to_string(), kind: Some(kind) }
+    let kind = pb::parameter_spec::Kind::Int(pb::IntParam {
+        low,
+        high,
+        log: false,
+        default_value: None,
+    });
+    pb::ParameterSpec {
+        name: name.to_string(),
+        kind: Some(kind),
+    }
 }
 
 fn float_param(name: &str, low: f64, high: f64, log: bool) -> pb::ParameterSpec {
-    let kind = pb::parameter_spec::Kind::Float(pb::FloatParam { low, high, log, default_value: None });
-    pb::ParameterSpec { name: name.to_string(), kind: Some(kind) }
+    let kind = pb::parameter_spec::Kind::Float(pb::FloatParam {
+        low,
+        high,
+        log,
+        default_value: None,
+    });
+    pb::ParameterSpec {
+        name: name.to_string(),
+        kind: Some(kind),
+    }
 }
 
 /// A tiny text-CNN study on a slice of MR: random search over embed_dim, learning rate and
@@ -148,8 +207,17 @@ pub fn tiny_textcnn_spec(name: &str, budget: u32, parallelism: u32) -> pb::Exper
 }
 
 /// A `quadratic` function study whose trials take `epochs × epoch_seconds` each.
-pub fn slow_function_spec(name: &str, budget: u32, parallelism: u32, epochs: i64, epoch_seconds: f64) -> pb::ExperimentSpec {
-    let fixed = HashMap::from([("epochs".to_string(), int(epochs)), ("epoch_seconds".to_string(), float(epoch_seconds))]);
+pub fn slow_function_spec(
+    name: &str,
+    budget: u32,
+    parallelism: u32,
+    epochs: i64,
+    epoch_seconds: f64,
+) -> pb::ExperimentSpec {
+    let fixed = HashMap::from([
+        ("epochs".to_string(), int(epochs)),
+        ("epoch_seconds".to_string(), float(epoch_seconds)),
+    ]);
     pb::ExperimentSpec {
         name: name.to_string(),
         metric: "value".to_string(),
@@ -158,7 +226,10 @@ pub fn slow_function_spec(name: &str, budget: u32, parallelism: u32, epochs: i64
         budget_trials: budget,
         parallelism,
         seed: 5,
-        parameters: vec![float_param("x", -1.0, 1.0, false), float_param("y", -1.0, 1.0, false)],
+        parameters: vec![
+            float_param("x", -1.0, 1.0, false),
+            float_param("y", -1.0, 1.0, false),
+        ],
         workload: Some(pb::Workload {
             kind: "function".to_string(),
             dataset: "quadratic".to_string(),

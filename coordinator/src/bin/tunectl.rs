@@ -44,12 +44,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Local(options) => coordinator::local::run(&options),
         Command::Study(options) => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let mut stdout = std::io::stdout().lock();
             runtime.block_on(cli::study::run(&args.connect, &options, &mut stdout))
         }
         Command::Report(options) => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let mut stdout = std::io::stdout().lock();
             runtime.block_on(cli::report::run(&args.connect, &options, &mut stdout))
         }

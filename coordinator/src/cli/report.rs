@@ -27,7 +27,11 @@ pub struct ReportOptions {
 ///
 /// # Errors
 /// When the coordinator cannot be reached, the study is empty, or a file cannot be written.
-pub async fn run(connect: &ConnectOptions, options: &ReportOptions, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+pub async fn run(
+    connect: &ConnectOptions,
+    options: &ReportOptions,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
     if let Some(accuracy) = options.default_accuracy {
         anyhow::ensure!(
             (0.0..=1.0).contains(&accuracy),

@@ -14,7 +14,12 @@ pub struct StudyOptions {
     #[arg(long, value_parser = ["basic", "complex", "basic-mini"])]
     pub scenario: String,
     /// Strategies to compare, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "bo,random,grid")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "bo,random,grid"
+    )]
     pub strategies: Vec<StrategyName>,
     /// Trials an experiment (default: the scenario's). Grid search uses the coarser grid that fits.
     #[arg(long)]
@@ -55,7 +60,9 @@ impl StudyOptions {
     /// The plan request these options describe.
     pub fn plan_request(&self) -> StudyPlanRequest {
         let name = self.name.clone().unwrap_or_else(|| {
-            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             format!("{}-{stamp}", self.scenario)
         });
         StudyPlanRequest {
@@ -76,7 +83,11 @@ impl StudyOptions {
 ///
 /// # Errors
 /// When the plan is invalid, the coordinator refuses an experiment, or the run is interrupted.
-pub async fn run(connect: &ConnectOptions, options: &StudyOptions, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+pub async fn run(
+    connect: &ConnectOptions,
+    options: &StudyOptions,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         !options.local,
         "--local is not available yet: start `coordinator` and `agent --cpu` (or `agent --gpu 0`) and pass --coordinator"

@@ -58,7 +58,11 @@ pub fn steps(experiment: &ExperimentData) -> Vec<(f64, Option<f64>)> {
 }
 
 fn point(x: f64, values: &[f64]) -> Option<BandPoint> {
-    Some(BandPoint { x, best: Quartiles::of(values)?, repeats: values.len() })
+    Some(BandPoint {
+        x,
+        best: Quartiles::of(values)?,
+        repeats: values.len(),
+    })
 }
 
 /// The best-so-far band over trials of each strategy of `scenario`.
@@ -66,11 +70,18 @@ pub fn by_trials(data: &StudyData, scenario: &str) -> Vec<Band> {
     strategies(data, scenario)
         .into_iter()
         .map(|strategy| {
-            let runs: Vec<Vec<(f64, Option<f64>)>> = data.repeats(scenario, &strategy).into_iter().map(steps).collect();
+            let runs: Vec<Vec<(f64, Option<f64>)>> = data
+                .repeats(scenario, &strategy)
+                .into_iter()
+                .map(steps)
+                .collect();
             let longest = runs.iter().map(Vec::len).max().unwrap_or(0);
             let points = (0..longest)
                 .filter_map(|k| {
-                    let values: Vec<f64> = runs.iter().filter_map(|run| run.get(k).and_then(|s| s.1)).collect();
+                    let values: Vec<f64> = runs
+                        .iter()
+                        .filter_map(|run| run.get(k).and_then(|s| s.1))
+                        .collect();
                     point((k + 1) as f64, &values)
                 })
                 .collect();
@@ -82,17 +93,31 @@ pub fn by_trials(data: &StudyData, scenario: &str) -> Vec<Band> {
 /// The best-so-far band over cumulative dollars of each strategy of `scenario`, on a common grid
 /// of [`DOLLAR_POINTS`] points from 0 to the most any repeat of the scenario spent.
 pub fn by_dollars(data: &StudyData, scenario: &str) -> Vec<Band> {
-    let all_runs: Vec<Vec<(f64, Option<f64>)>> =
-        data.experiments.iter().filter(|e| e.scenario == scenario).map(steps).collect();
-    let most = all_runs.iter().filter_map(|run| run.last().map(|s| s.0)).fold(0.0, f64::max);
+    let all_runs: Vec<Vec<(f64, Option<f64>)>> = data
+        .experiments
+        .iter()
+        .filter(|e| e.scenario == scenario)
+        .map(steps)
+        .collect();
+    let most = all_runs
+        .iter()
+        .filter_map(|run| run.last().map(|s| s.0))
+        .fold(0.0, f64::max);
     strategies(data, scenario)
         .into_iter()
         .map(|strategy| {
-            let runs: Vec<Vec<(f64, Option<f64>)>> = data.repeats(scenario, &strategy).into_iter().map(steps).collect();
+            let runs: Vec<Vec<(f64, Option<f64>)>> = data
+                .repeats(scenario, &strategy)
+                .into_iter()
+                .map(steps)
+                .collect();
             let points = (1..=DOLLAR_POINTS)
                 .filter_map(|i| {
                     let x = most * i as f64 / DOLLAR_POINTS as f64;
-                    let values: Vec<f64> = runs.iter().filter_map(|run| best_at_dollars(run, x)).collect();
+                    let values: Vec<f64> = runs
+                        .iter()
+                        .filter_map(|run| best_at_dollars(run, x))
+                        .collect();
                     point(x, &values)
                 })
                 .collect();
@@ -108,11 +133,18 @@ fn best_at_dollars(run: &[(f64, Option<f64>)], x: f64) -> Option<f64> {
     if x > spent * (1.0 + 1e-12) {
         return None;
     }
-    run.iter().take_while(|s| s.0 <= x * (1.0 + 1e-12)).last().and_then(|s| s.1)
+    run.iter()
+        .take_while(|s| s.0 <= x * (1.0 + 1e-12))
+        .last()
+        .and_then(|s| s.1)
 }
 
 fn strategies(data: &StudyData, scenario: &str) -> Vec<String> {
-    data.groups().into_iter().find(|(s, _)| s == scenario).map(|(_, strategies)| strategies).unwrap_or_default()
+    data.groups()
+        .into_iter()
+        .find(|(s, _)| s == scenario)
+        .map(|(_, strategies)| strategies)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -159,7 +191,15 @@ mod tests {
                 trial(4, "succeeded", Some(0.7), 1.0),
             ],
         );
-        assert_eq!(steps(&e), vec![(1.0, None), (2.0, Some(0.5)), (4.0, Some(0.5)), (5.0, Some(0.7))]);
+        assert_eq!(
+            steps(&e),
+            vec![
+                (1.0, None),
+                (2.0, Some(0.5)),
+                (4.0, Some(0.5)),
+                (5.0, Some(0.7))
+            ]
+        );
     }
 
     #[test]
@@ -167,7 +207,13 @@ mod tests {
         let data = StudyData {
             name: "s".into(),
             experiments: vec![
-                experiment(0, vec![trial(0, "succeeded", Some(0.5), 1.0), trial(1, "succeeded", Some(0.6), 1.0)]),
+                experiment(
+                    0,
+                    vec![
+                        trial(0, "succeeded", Some(0.5), 1.0),
+                        trial(1, "succeeded", Some(0.6), 1.0),
+                    ],
+                ),
                 experiment(1, vec![trial(0, "succeeded", Some(0.7), 2.0)]),
             ],
         };
@@ -181,6 +227,10 @@ mod tests {
         let last = dollars[0].points.last().expect("points");
         assert_eq!((last.x, last.repeats, last.best.median), (2.0, 2, 0.65));
         let first = dollars[0].points[0];
-        assert_eq!((first.x, first.repeats, first.best.median), (1.0, 1, 0.5), "no point before the first result");
+        assert_eq!(
+            (first.x, first.repeats, first.best.median),
+            (1.0, 1, 0.5),
+            "no point before the first result"
+        );
     }
 }

@@ -80,7 +80,8 @@ pub struct TrialData {
 impl TrialData {
     /// Whether the trial ended with a value (succeeded or early-stopped).
     pub fn has_result(&self) -> bool {
-        self.value.is_some_and(f64::is_finite) && matches!(self.state.as_str(), "succeeded" | "early_stopped")
+        self.value.is_some_and(f64::is_finite)
+            && matches!(self.state.as_str(), "succeeded" | "early_stopped")
     }
 }
 
@@ -90,8 +91,10 @@ impl StudyData {
     /// # Errors
     /// When the file cannot be read or parsed.
     pub fn read_json(path: &std::path::Path) -> anyhow::Result<StudyData> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("failed to read study data {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("invalid study data {}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read study data {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("invalid study data {}", path.display()))
     }
 
     /// The scenarios and, for each, its strategies, both in first-seen order.
@@ -112,8 +115,11 @@ impl StudyData {
 
     /// The repeats of one strategy in one scenario, by repeat index.
     pub fn repeats(&self, scenario: &str, strategy: &str) -> Vec<&ExperimentData> {
-        let mut repeats: Vec<&ExperimentData> =
-            self.experiments.iter().filter(|e| e.scenario == scenario && e.strategy == strategy).collect();
+        let mut repeats: Vec<&ExperimentData> = self
+            .experiments
+            .iter()
+            .filter(|e| e.scenario == scenario && e.strategy == strategy)
+            .collect();
         repeats.sort_by_key(|e| e.repeat);
         repeats
     }
@@ -124,18 +130,43 @@ impl StudyData {
 /// # Errors
 /// When a request fails or the study has no experiments.
 pub async fn fetch(client: &mut Client, study: &str) -> anyhow::Result<StudyData> {
-    let request = pb::ListExperimentsRequest { study: study.to_string() };
-    let mut experiments = client.list_experiments(request).await.map_err(cli::status_error)?.into_inner().experiments;
-    anyhow::ensure!(!experiments.is_empty(), "study '{study}' has no experiments");
+    let request = pb::ListExperimentsRequest {
+        study: study.to_string(),
+    };
+    let mut experiments = client
+        .list_experiments(request)
+        .await
+        .map_err(cli::status_error)?
+        .into_inner()
+        .experiments;
+    anyhow::ensure!(
+        !experiments.is_empty(),
+        "study '{study}' has no experiments"
+    );
     experiments.sort_by(|a, b| a.created_unix_seconds.total_cmp(&b.created_unix_seconds));
-    let mut data = StudyData { name: study.to_string(), experiments: Vec::new() };
+    let mut data = StudyData {
+        name: study.to_string(),
+        experiments: Vec::new(),
+    };
     let mut repeat_counts: BTreeMap<(String, String), u32> = BTreeMap::new();
     for experiment in experiments {
-        let request = pb::ListTrialsRequest { experiment_id: experiment.id.clone(), include_epochs: true };
-        let trials = client.list_trials(request).await.map_err(cli::status_error)?.into_inner().trials;
+        let request = pb::ListTrialsRequest {
+            experiment_id: experiment.id.clone(),
+            include_epochs: true,
+        };
+        let trials = client
+            .list_trials(request)
+            .await
+            .map_err(cli::status_error)?
+            .into_inner()
+            .trials;
         let mut converted = experiment_from_pb(&experiment, &trials)?;
-        if !parse_name(&experiment.spec.clone().unwrap_or_default().name).is_some_and(|p| p.2.is_some()) {
-            let count = repeat_counts.entry((converted.scenario.clone(), converted.strategy.clone())).or_default();
+        if !parse_name(&experiment.spec.clone().unwrap_or_default().name)
+            .is_some_and(|p| p.2.is_some())
+        {
+            let count = repeat_counts
+                .entry((converted.scenario.clone(), converted.strategy.clone()))
+                .or_default();
             converted.repeat = *count;
             *count += 1;
         }
@@ -159,21 +190,34 @@ fn parse_name(name: &str) -> Option<(String, String, Option<u32>)> {
 
 /// `STRATEGY_BO` -> `bo`.
 fn strategy_name(strategy: pb::Strategy) -> String {
-    strategy.as_str_name().trim_start_matches("STRATEGY_").to_lowercase()
+    strategy
+        .as_str_name()
+        .trim_start_matches("STRATEGY_")
+        .to_lowercase()
 }
 
 /// `TRIAL_STATE_EARLY_STOPPED` -> `early_stopped`.
 fn state_name(state: pb::TrialState) -> String {
-    state.as_str_name().trim_start_matches("TRIAL_STATE_").to_lowercase()
+    state
+        .as_str_name()
+        .trim_start_matches("TRIAL_STATE_")
+        .to_lowercase()
 }
 
 /// Converts one experiment and its trials.
 ///
 /// # Errors
 /// When a parameter has no kind or a value is empty.
-pub fn experiment_from_pb(experiment: &pb::Experiment, trials: &[pb::Trial]) -> anyhow::Result<ExperimentData> {
+pub fn experiment_from_pb(
+    experiment: &pb::Experiment,
+    trials: &[pb::Trial],
+) -> anyhow::Result<ExperimentData> {
     let spec = experiment.spec.clone().unwrap_or_default();
-    let parameters = spec.parameters.iter().map(param_spec_from_pb).collect::<Result<Vec<_>, _>>()?;
+    let parameters = spec
+        .parameters
+        .iter()
+        .map(param_spec_from_pb)
+        .collect::<Result<Vec<_>, _>>()?;
     let (scenario, repeat) = match parse_name(&spec.name) {
         Some((scenario, _, repeat)) => (scenario, repeat.unwrap_or(0)),
         None => (spec.name.clone(), 0),
@@ -191,7 +235,8 @@ pub fn experiment_from_pb(experiment: &pb::Experiment, trials: &[pb::Trial]) -> 
             device_seconds: trial.device_seconds,
             cost_dollars: trial.cost_dollars,
             instance_type: trial.instance_type.clone(),
-            params: params_from_pb(&trial.params).with_context(|| format!("trial {} has a bad parameter", trial.id))?,
+            params: params_from_pb(&trial.params)
+                .with_context(|| format!("trial {} has a bad parameter", trial.id))?,
         });
     }
     converted.sort_by_key(|t| t.number);
@@ -216,7 +261,10 @@ mod tests {
     fn names_round_trip() {
         let name = experiment_name("basic-mini", "bo", 3);
         assert_eq!(name, "basic-mini/bo/r3");
-        assert_eq!(parse_name(&name), Some(("basic-mini".into(), "bo".into(), Some(3))));
+        assert_eq!(
+            parse_name(&name),
+            Some(("basic-mini".into(), "bo".into(), Some(3)))
+        );
         assert_eq!(parse_name("plain"), None);
     }
 
@@ -225,21 +273,37 @@ mod tests {
         let mut spec = crate::scenario::basic_mini();
         spec.name = experiment_name("basic-mini", "random", 2);
         spec.set_strategy(pb::Strategy::Random);
-        let experiment = pb::Experiment { id: "e".into(), spec: Some(spec), seed: 9, ..Default::default() };
+        let experiment = pb::Experiment {
+            id: "e".into(),
+            spec: Some(spec),
+            seed: 9,
+            ..Default::default()
+        };
         let trial = pb::Trial {
             id: "t".into(),
             number: 0,
             state: pb::TrialState::EarlyStopped as i32,
             value: Some(0.6),
             epochs: vec![
-                pb::EpochReport { epoch: 2, value: 0.6, ..Default::default() },
-                pb::EpochReport { epoch: 1, value: 0.5, ..Default::default() },
+                pb::EpochReport {
+                    epoch: 2,
+                    value: 0.6,
+                    ..Default::default()
+                },
+                pb::EpochReport {
+                    epoch: 1,
+                    value: 0.5,
+                    ..Default::default()
+                },
             ],
             epochs_run: 2,
             ..Default::default()
         };
         let data = experiment_from_pb(&experiment, &[trial]).expect("converts");
-        assert_eq!((data.scenario.as_str(), data.strategy.as_str(), data.repeat), ("basic-mini", "random", 2));
+        assert_eq!(
+            (data.scenario.as_str(), data.strategy.as_str(), data.repeat),
+            ("basic-mini", "random", 2)
+        );
         assert_eq!(data.parameters.len(), 6);
         assert_eq!(data.trials[0].state, "early_stopped");
         assert_eq!(data.trials[0].epoch_values, vec![0.5, 0.6]);

@@ -45,7 +45,11 @@ pub struct TrialCurve {
 
 impl TrialCurve {
     fn value_at(&self, epoch: u32) -> Option<f64> {
-        self.epochs.iter().rev().find(|(e, v)| *e == epoch && v.is_finite()).map(|(_, v)| *v)
+        self.epochs
+            .iter()
+            .rev()
+            .find(|(e, v)| *e == epoch && v.is_finite())
+            .map(|(_, v)| *v)
     }
 
     fn latest(&self) -> Option<(u32, f64)> {
@@ -125,14 +129,25 @@ pub fn decide(rule: &Rule, direction: Direction, curves: &[TrialCurve]) -> Vec<(
 }
 
 /// Decides for the trial `curves[index]` (see [`decide`]).
-pub fn decide_one(rule: &Rule, direction: Direction, curves: &[TrialCurve], index: usize) -> Decision {
+pub fn decide_one(
+    rule: &Rule,
+    direction: Direction,
+    curves: &[TrialCurve],
+    index: usize,
+) -> Decision {
     let Some(curve) = curves.get(index) else {
         return Decision::Continue;
     };
     let Some((epoch, value)) = curve.latest() else {
         return Decision::Continue;
     };
-    let others = || curves.iter().enumerate().filter(move |(i, _)| *i != index).map(|(_, c)| c);
+    let others = || {
+        curves
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| *i != index)
+            .map(|(_, c)| c)
+    };
     let stop = match rule {
         Rule::None => false,
         Rule::Median(median) => {
@@ -148,11 +163,18 @@ pub fn decide_one(rule: &Rule, direction: Direction, curves: &[TrialCurve], inde
             let values: Vec<f64> = others().filter_map(|c| c.value_at(epoch)).collect();
             let population = values.len() + 1;
             let promoted = (population / asha.eta.max(2) as usize).max(1);
-            let better = values.iter().filter(|other| is_worse(direction, value, **other)).count();
+            let better = values
+                .iter()
+                .filter(|other| is_worse(direction, value, **other))
+                .count();
             better >= promoted
         }
     };
-    if stop { Decision::Stop } else { Decision::Continue }
+    if stop {
+        Decision::Stop
+    } else {
+        Decision::Continue
+    }
 }
 
 /// Whether `a` is strictly worse than `b` in `direction`.
@@ -168,7 +190,11 @@ fn median_of(mut values: Vec<f64>) -> f64 {
     debug_assert!(!values.is_empty(), "callers check the count");
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 }
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
 }
 
 #[cfg(test)]
@@ -176,12 +202,23 @@ mod tests {
     use super::*;
 
     fn curve(id: &str, values: &[f64], running: bool) -> TrialCurve {
-        let epochs = values.iter().enumerate().map(|(i, v)| (i as u32 + 1, *v)).collect();
-        TrialCurve { id: id.into(), epochs, running }
+        let epochs = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u32 + 1, *v))
+            .collect();
+        TrialCurve {
+            id: id.into(),
+            epochs,
+            running,
+        }
     }
 
     fn median(min_epochs: u32, min_trials: usize) -> Rule {
-        Rule::Median(MedianRule { min_epochs, min_trials })
+        Rule::Median(MedianRule {
+            min_epochs,
+            min_trials,
+        })
     }
 
     fn asha(min_epochs: u32, eta: u32) -> Rule {
@@ -194,37 +231,93 @@ mod tests {
 
     #[test]
     fn median_stops_a_trial_below_the_median_of_the_others() {
-        let mut curves = vec![curve("a", &[0.5, 0.7], false), curve("b", &[0.5, 0.6], false), curve("c", &[0.5, 0.8], true)];
+        let mut curves = vec![
+            curve("a", &[0.5, 0.7], false),
+            curve("b", &[0.5, 0.6], false),
+            curve("c", &[0.5, 0.8], true),
+        ];
         curves.push(curve("d", &[0.5, 0.64], true));
         // Others at epoch 2: 0.7, 0.6, 0.8 -> median 0.7.
-        assert_eq!(last_decision(&median(1, 2), Direction::Maximize, &curves), Decision::Stop);
+        assert_eq!(
+            last_decision(&median(1, 2), Direction::Maximize, &curves),
+            Decision::Stop
+        );
         curves[3] = curve("d", &[0.5, 0.7], true);
-        assert_eq!(last_decision(&median(1, 2), Direction::Maximize, &curves), Decision::Continue, "equal to the median goes on");
+        assert_eq!(
+            last_decision(&median(1, 2), Direction::Maximize, &curves),
+            Decision::Continue,
+            "equal to the median goes on"
+        );
         let all = decide(&median(1, 2), Direction::Maximize, &curves);
-        assert_eq!(all, vec![("c".to_string(), Decision::Continue), ("d".to_string(), Decision::Continue)]);
+        assert_eq!(
+            all,
+            vec![
+                ("c".to_string(), Decision::Continue),
+                ("d".to_string(), Decision::Continue)
+            ]
+        );
     }
 
     #[test]
     fn median_of_an_even_count_is_the_midpoint() {
-        let curves = vec![curve("a", &[0.6], false), curve("b", &[0.8], false), curve("c", &[0.69], true)];
-        assert_eq!(last_decision(&median(1, 2), Direction::Maximize, &curves), Decision::Stop);
-        let curves = vec![curve("a", &[0.6], false), curve("b", &[0.8], false), curve("c", &[0.7], true)];
-        assert_eq!(last_decision(&median(1, 2), Direction::Maximize, &curves), Decision::Continue);
+        let curves = vec![
+            curve("a", &[0.6], false),
+            curve("b", &[0.8], false),
+            curve("c", &[0.69], true),
+        ];
+        assert_eq!(
+            last_decision(&median(1, 2), Direction::Maximize, &curves),
+            Decision::Stop
+        );
+        let curves = vec![
+            curve("a", &[0.6], false),
+            curve("b", &[0.8], false),
+            curve("c", &[0.7], true),
+        ];
+        assert_eq!(
+            last_decision(&median(1, 2), Direction::Maximize, &curves),
+            Decision::Continue
+        );
     }
 
     #[test]
     fn median_respects_direction() {
-        let curves = vec![curve("a", &[1.0], false), curve("b", &[2.0], false), curve("c", &[3.0], true)];
-        assert_eq!(last_decision(&median(1, 2), Direction::Minimize, &curves), Decision::Stop);
-        assert_eq!(last_decision(&median(1, 2), Direction::Maximize, &curves), Decision::Continue);
+        let curves = vec![
+            curve("a", &[1.0], false),
+            curve("b", &[2.0], false),
+            curve("c", &[3.0], true),
+        ];
+        assert_eq!(
+            last_decision(&median(1, 2), Direction::Minimize, &curves),
+            Decision::Stop
+        );
+        assert_eq!(
+            last_decision(&median(1, 2), Direction::Maximize, &curves),
+            Decision::Continue
+        );
     }
 
     #[test]
     fn median_waits_for_min_epochs_and_min_trials() {
-        let curves = vec![curve("a", &[0.9, 0.9], false), curve("b", &[0.9, 0.9], false), curve("c", &[0.1], true)];
-        assert_eq!(last_decision(&median(2, 1), Direction::Maximize, &curves), Decision::Continue, "epoch 1 < min_epochs 2");
-        assert_eq!(last_decision(&median(1, 3), Direction::Maximize, &curves), Decision::Continue, "only 2 others");
-        assert_eq!(last_decision(&median(1, 2), Direction::Maximize, &curves), Decision::Stop);
+        let curves = vec![
+            curve("a", &[0.9, 0.9], false),
+            curve("b", &[0.9, 0.9], false),
+            curve("c", &[0.1], true),
+        ];
+        assert_eq!(
+            last_decision(&median(2, 1), Direction::Maximize, &curves),
+            Decision::Continue,
+            "epoch 1 < min_epochs 2"
+        );
+        assert_eq!(
+            last_decision(&median(1, 3), Direction::Maximize, &curves),
+            Decision::Continue,
+            "only 2 others"
+        );
+        assert_eq!(
+            last_decision(&median(1, 2), Direction::Maximize, &curves),
+            Decision::Stop
+        );
     }
 
     #[test]
@@ -236,62 +329,155 @@ mod tests {
             curve("e", &[0.5, 0.6, 0.9], false),
             curve("c", &[0.1, 0.2, 0.3], true),
         ];
-        assert_eq!(last_decision(&median(1, 2), Direction::Maximize, &curves), Decision::Continue);
-        assert_eq!(last_decision(&median(1, 1), Direction::Maximize, &curves), Decision::Stop);
+        assert_eq!(
+            last_decision(&median(1, 2), Direction::Maximize, &curves),
+            Decision::Continue
+        );
+        assert_eq!(
+            last_decision(&median(1, 1), Direction::Maximize, &curves),
+            Decision::Stop
+        );
     }
 
     #[test]
     fn finished_trials_get_no_decision_and_curves_without_reports_continue() {
         let curves = vec![curve("a", &[0.9], false), curve("b", &[], true)];
-        assert_eq!(decide(&median(1, 1), Direction::Maximize, &curves), vec![("b".to_string(), Decision::Continue)]);
-        assert_eq!(decide(&Rule::None, Direction::Maximize, &[curve("x", &[0.0], true)])[0].1, Decision::Continue);
+        assert_eq!(
+            decide(&median(1, 1), Direction::Maximize, &curves),
+            vec![("b".to_string(), Decision::Continue)]
+        );
+        assert_eq!(
+            decide(
+                &Rule::None,
+                Direction::Maximize,
+                &[curve("x", &[0.0], true)]
+            )[0]
+            .1,
+            Decision::Continue
+        );
     }
 
     #[test]
     fn non_finite_values_are_ignored() {
         let curves = vec![curve("a", &[f64::NAN], false), curve("b", &[0.1], true)];
-        assert_eq!(last_decision(&median(1, 1), Direction::Maximize, &curves), Decision::Continue);
+        assert_eq!(
+            last_decision(&median(1, 1), Direction::Maximize, &curves),
+            Decision::Continue
+        );
     }
 
     #[test]
     fn asha_rungs_grow_by_eta() {
-        assert_eq!(AshaRule { min_epochs: 1, eta: 3 }.rungs(30), vec![1, 3, 9, 27]);
-        assert_eq!(AshaRule { min_epochs: 2, eta: 2 }.rungs(16), vec![2, 4, 8, 16]);
-        assert_eq!(AshaRule { min_epochs: 5, eta: 3 }.rungs(4), Vec::<u32>::new());
-        assert_eq!(AshaRule { min_epochs: 0, eta: 1 }.rungs(4), vec![1, 2, 4], "min_epochs 0 -> 1 and eta 1 -> 2");
+        assert_eq!(
+            AshaRule {
+                min_epochs: 1,
+                eta: 3
+            }
+            .rungs(30),
+            vec![1, 3, 9, 27]
+        );
+        assert_eq!(
+            AshaRule {
+                min_epochs: 2,
+                eta: 2
+            }
+            .rungs(16),
+            vec![2, 4, 8, 16]
+        );
+        assert_eq!(
+            AshaRule {
+                min_epochs: 5,
+                eta: 3
+            }
+            .rungs(4),
+            Vec::<u32>::new()
+        );
+        assert_eq!(
+            AshaRule {
+                min_epochs: 0,
+                eta: 1
+            }
+            .rungs(4),
+            vec![1, 2, 4],
+            "min_epochs 0 -> 1 and eta 1 -> 2"
+        );
     }
 
     #[test]
     fn asha_decides_only_at_rungs() {
-        let curves = vec![curve("a", &[0.9, 0.9], false), curve("b", &[0.9, 0.9], false), curve("c", &[0.1, 0.1], true)];
+        let curves = vec![
+            curve("a", &[0.9, 0.9], false),
+            curve("b", &[0.9, 0.9], false),
+            curve("c", &[0.1, 0.1], true),
+        ];
         // Rungs 1, 3, 9: epoch 2 is between rungs.
-        assert_eq!(last_decision(&asha(1, 3), Direction::Maximize, &curves), Decision::Continue);
-        let at_rung = vec![curve("a", &[0.9], false), curve("b", &[0.9], false), curve("c", &[0.1], true)];
-        assert_eq!(last_decision(&asha(1, 3), Direction::Maximize, &at_rung), Decision::Stop);
+        assert_eq!(
+            last_decision(&asha(1, 3), Direction::Maximize, &curves),
+            Decision::Continue
+        );
+        let at_rung = vec![
+            curve("a", &[0.9], false),
+            curve("b", &[0.9], false),
+            curve("c", &[0.1], true),
+        ];
+        assert_eq!(
+            last_decision(&asha(1, 3), Direction::Maximize, &at_rung),
+            Decision::Stop
+        );
     }
 
     #[test]
     fn asha_promotes_the_top_third() {
         // Six others at rung 1 plus this trial: 7 values, top ⌊7/3⌋ = 2 go on.
-        let mut curves: Vec<TrialCurve> = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6].iter().map(|v| curve("x", &[*v], false)).collect();
+        let mut curves: Vec<TrialCurve> = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+            .iter()
+            .map(|v| curve("x", &[*v], false))
+            .collect();
         curves.push(curve("t", &[0.55], true));
-        assert_eq!(last_decision(&asha(1, 3), Direction::Maximize, &curves), Decision::Continue, "second of 7");
+        assert_eq!(
+            last_decision(&asha(1, 3), Direction::Maximize, &curves),
+            Decision::Continue,
+            "second of 7"
+        );
         let last = curves.len() - 1;
         curves[last] = curve("t", &[0.45], true);
-        assert_eq!(last_decision(&asha(1, 3), Direction::Maximize, &curves), Decision::Stop, "third of 7");
-        assert_eq!(last_decision(&asha(1, 3), Direction::Minimize, &curves), Decision::Stop, "fifth of 7 when minimizing");
+        assert_eq!(
+            last_decision(&asha(1, 3), Direction::Maximize, &curves),
+            Decision::Stop,
+            "third of 7"
+        );
+        assert_eq!(
+            last_decision(&asha(1, 3), Direction::Minimize, &curves),
+            Decision::Stop,
+            "fifth of 7 when minimizing"
+        );
         curves[last] = curve("t", &[0.15], true);
-        assert_eq!(last_decision(&asha(1, 3), Direction::Minimize, &curves), Decision::Continue, "second when minimizing");
+        assert_eq!(
+            last_decision(&asha(1, 3), Direction::Minimize, &curves),
+            Decision::Continue,
+            "second when minimizing"
+        );
     }
 
     #[test]
     fn asha_first_arrivals_must_be_the_best_so_far() {
         let first = vec![curve("t", &[0.3], true)];
-        assert_eq!(last_decision(&asha(1, 2), Direction::Maximize, &first), Decision::Continue, "alone at the rung");
+        assert_eq!(
+            last_decision(&asha(1, 2), Direction::Maximize, &first),
+            Decision::Continue,
+            "alone at the rung"
+        );
         let second = vec![curve("a", &[0.5], false), curve("t", &[0.3], true)];
-        assert_eq!(last_decision(&asha(1, 3), Direction::Maximize, &second), Decision::Stop);
+        assert_eq!(
+            last_decision(&asha(1, 3), Direction::Maximize, &second),
+            Decision::Stop
+        );
         let tie = vec![curve("a", &[0.5], false), curve("t", &[0.5], true)];
-        assert_eq!(last_decision(&asha(1, 3), Direction::Maximize, &tie), Decision::Continue, "ties go on");
+        assert_eq!(
+            last_decision(&asha(1, 3), Direction::Maximize, &tie),
+            Decision::Continue,
+            "ties go on"
+        );
     }
 
     #[test]
@@ -300,7 +486,15 @@ mod tests {
         let text = serde_json::to_string(&rule).expect("serializes");
         assert_eq!(text, r#"{"rule":"asha","min_epochs":1,"eta":3}"#);
         assert_eq!(serde_json::from_str::<Rule>(&text).expect("parses"), rule);
-        let median: Rule = serde_json::from_str(r#"{"rule":"median","min_epochs":2,"min_trials":3}"#).expect("parses");
-        assert_eq!(median, Rule::Median(MedianRule { min_epochs: 2, min_trials: 3 }));
+        let median: Rule =
+            serde_json::from_str(r#"{"rule":"median","min_epochs":2,"min_trials":3}"#)
+                .expect("parses");
+        assert_eq!(
+            median,
+            Rule::Median(MedianRule {
+                min_epochs: 2,
+                min_trials: 3
+            })
+        );
     }
 }

@@ -42,39 +42,62 @@ pub struct Importance {
 /// The ranking of each scenario that has a repeat with enough results; a repeat whose GP cannot
 /// be fitted is skipped with a warning.
 pub fn rank(data: &StudyData) -> Vec<Importance> {
-    data.groups().into_iter().filter_map(|(scenario, strategies)| rank_scenario(data, &scenario, &strategies)).collect()
+    data.groups()
+        .into_iter()
+        .filter_map(|(scenario, strategies)| rank_scenario(data, &scenario, &strategies))
+        .collect()
 }
 
 fn rank_scenario(data: &StudyData, scenario: &str, strategies: &[String]) -> Option<Importance> {
     let has_bo = strategies.iter().any(|s| s == "bo");
-    let experiments: Vec<&ExperimentData> =
-        data.experiments.iter().filter(|e| e.scenario == scenario && (!has_bo || e.strategy == "bo")).collect();
+    let experiments: Vec<&ExperimentData> = data
+        .experiments
+        .iter()
+        .filter(|e| e.scenario == scenario && (!has_bo || e.strategy == "bo"))
+        .collect();
     let mut fits: Vec<Vec<(String, f64)>> = Vec::new();
     for experiment in experiments {
         match length_scales(experiment) {
             Ok(Some(scales)) => fits.push(scales),
             Ok(None) => {}
-            Err(error) => tracing::warn!(experiment = %experiment.id, %error, "cannot fit a gp for importance"),
+            Err(error) => {
+                tracing::warn!(experiment = %experiment.id, %error, "cannot fit a gp for importance")
+            }
         }
     }
     let names: Vec<String> = fits.first()?.iter().map(|(name, _)| name.clone()).collect();
     let mut params: Vec<ParamImportance> = names
         .iter()
         .map(|name| {
-            let mut scales: Vec<f64> =
-                fits.iter().filter_map(|fit| fit.iter().find(|(n, _)| n == name).map(|(_, l)| *l)).collect();
+            let mut scales: Vec<f64> = fits
+                .iter()
+                .filter_map(|fit| fit.iter().find(|(n, _)| n == name).map(|(_, l)| *l))
+                .collect();
             scales.sort_by(f64::total_cmp);
             let length_scale = quantile(&scales, 0.5).unwrap_or(f64::INFINITY);
-            ParamImportance { name: name.clone(), length_scale, relative: 0.0 }
+            ParamImportance {
+                name: name.clone(),
+                length_scale,
+                relative: 0.0,
+            }
         })
         .collect();
     let total: f64 = params.iter().map(|p| 1.0 / p.length_scale).sum();
     for param in &mut params {
-        param.relative = if total > 0.0 { (1.0 / param.length_scale) / total } else { 0.0 };
+        param.relative = if total > 0.0 {
+            (1.0 / param.length_scale) / total
+        } else {
+            0.0
+        };
     }
     params.sort_by(|a, b| a.length_scale.total_cmp(&b.length_scale));
     let source = if has_bo { "bo" } else { "all strategies" };
-    Some(Importance { scenario: scenario.to_string(), source: source.to_string(), fits: fits.len(), params })
+    Some(Importance {
+        scenario: scenario.to_string(),
+        source: source.to_string(),
+        fits: fits.len(),
+        params,
+    })
 }
 
 /// The fitted length-scales of one experiment's results; `None` with too few results.
@@ -83,14 +106,26 @@ fn length_scales(experiment: &ExperimentData) -> anyhow::Result<Option<Vec<(Stri
         .trials
         .iter()
         .filter(|t| t.has_result())
-        .filter_map(|t| Some(Observation { params: t.params.clone(), value: t.value? }))
+        .filter_map(|t| {
+            Some(Observation {
+                params: t.params.clone(),
+                value: t.value?,
+            })
+        })
         .collect();
     if observations.len() < MIN_RESULTS || experiment.parameters.is_empty() {
         return Ok(None);
     }
     let space = Space::new(experiment.parameters.clone())?;
-    let direction = if experiment.maximize { Direction::Maximize } else { Direction::Minimize };
-    let config = SuggestConfig { initial_trials: 2, ..SuggestConfig::new(Strategy::Bo, direction) };
+    let direction = if experiment.maximize {
+        Direction::Maximize
+    } else {
+        Direction::Minimize
+    };
+    let config = SuggestConfig {
+        initial_trials: 2,
+        ..SuggestConfig::new(Strategy::Bo, direction)
+    };
     let model = tuner::fit(&space, &observations, &config, experiment.seed)?;
     Ok(tuner::length_scales(&model))
 }
@@ -102,8 +137,10 @@ mod tests {
     use tuner::space::{ParamSpec, Value};
 
     fn param(name: &str) -> ParamSpec {
-        serde_json::from_value(serde_json::json!({"name": name, "type": "float", "low": 0.0, "high": 1.0}))
-            .expect("valid spec")
+        serde_json::from_value(
+            serde_json::json!({"name": name, "type": "float", "low": 0.0, "high": 1.0}),
+        )
+        .expect("valid spec")
     }
 
     #[test]
@@ -122,7 +159,12 @@ mod tests {
                 device_seconds: 1.0,
                 cost_dollars: 0.0,
                 instance_type: String::new(),
-                params: [("a".to_string(), Value::Float(a)), ("b".to_string(), Value::Float(b))].into_iter().collect(),
+                params: [
+                    ("a".to_string(), Value::Float(a)),
+                    ("b".to_string(), Value::Float(b)),
+                ]
+                .into_iter()
+                .collect(),
             });
         }
         let experiment = ExperimentData {
@@ -136,7 +178,10 @@ mod tests {
             parameters: vec![param("a"), param("b")],
             trials,
         };
-        let data = StudyData { name: "s".into(), experiments: vec![experiment] };
+        let data = StudyData {
+            name: "s".into(),
+            experiments: vec![experiment],
+        };
         let ranking = rank(&data);
         assert_eq!(ranking.len(), 1);
         assert_eq!(ranking[0].fits, 1);

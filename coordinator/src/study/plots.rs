@@ -55,18 +55,25 @@ fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
 /// # Errors
 /// When there is nothing to plot or a file cannot be written.
 pub fn write(dir: &Path, stem: &str, spec: &PlotSpec<'_>) -> anyhow::Result<Vec<PathBuf>> {
-    anyhow::ensure!(spec.bands.iter().any(|b| !b.points.is_empty()), "nothing to plot for {stem}");
+    anyhow::ensure!(
+        spec.bands.iter().any(|b| !b.points.is_empty()),
+        "nothing to plot for {stem}"
+    );
     let svg = dir.join(format!("{stem}.svg"));
     let png = dir.join(format!("{stem}.png"));
     {
         let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
         draw(&root, spec, true)?;
-        root.present().map_err(plot_error).with_context(|| format!("failed to write {}", svg.display()))?;
+        root.present()
+            .map_err(plot_error)
+            .with_context(|| format!("failed to write {}", svg.display()))?;
     }
     {
         let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
         draw(&root, spec, false)?;
-        root.present().map_err(plot_error).with_context(|| format!("failed to write {}", png.display()))?;
+        root.present()
+            .map_err(plot_error)
+            .with_context(|| format!("failed to write {}", png.display()))?;
     }
     Ok(vec![svg, png])
 }
@@ -76,26 +83,40 @@ fn ranges(bands: &[Band]) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
     let points = || bands.iter().flat_map(|b| b.points.iter());
     let x_low = points().map(|p| p.x).fold(f64::INFINITY, f64::min).min(0.0);
     let x_high = points().map(|p| p.x).fold(f64::NEG_INFINITY, f64::max);
-    let y_low = points().map(|p| p.best.q1 * 100.0).fold(f64::INFINITY, f64::min);
-    let y_high = points().map(|p| p.best.q3 * 100.0).fold(f64::NEG_INFINITY, f64::max);
+    let y_low = points()
+        .map(|p| p.best.q1 * 100.0)
+        .fold(f64::INFINITY, f64::min);
+    let y_high = points()
+        .map(|p| p.best.q3 * 100.0)
+        .fold(f64::NEG_INFINITY, f64::max);
     let y_pad = ((y_high - y_low) * 0.08).max(0.5);
     let x_high = if x_high > x_low { x_high } else { x_low + 1.0 };
     (x_low..x_high, (y_low - y_pad)..(y_high + y_pad))
 }
 
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, spec: &PlotSpec<'_>, text: bool) -> anyhow::Result<()> {
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    spec: &PlotSpec<'_>,
+    text: bool,
+) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(plot_error)?;
     let (x_range, y_range) = ranges(spec.bands);
     let mut builder = ChartBuilder::on(root);
     builder.margin(16);
     if text {
-        builder.caption(spec.title, ("sans-serif", 22)).x_label_area_size(44).y_label_area_size(64);
+        builder
+            .caption(spec.title, ("sans-serif", 22))
+            .x_label_area_size(44)
+            .y_label_area_size(64);
     }
-    let mut chart = builder.build_cartesian_2d(x_range, y_range).map_err(plot_error)?;
+    let mut chart = builder
+        .build_cartesian_2d(x_range, y_range)
+        .map_err(plot_error)?;
     let mut mesh = chart.configure_mesh();
     mesh.light_line_style(RGBColor(235, 235, 235));
     if text {
-        mesh.x_desc(spec.x_desc).y_desc("best validation accuracy (%)");
+        mesh.x_desc(spec.x_desc)
+            .y_desc("best validation accuracy (%)");
     } else {
         mesh.x_labels(0).y_labels(0);
     }
@@ -105,13 +126,17 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, spec: &PlotSpec<'_>, 
         let upper = band.points.iter().map(|p| (p.x, p.best.q3 * 100.0));
         let lower = band.points.iter().rev().map(|p| (p.x, p.best.q1 * 100.0));
         let outline: Vec<(f64, f64)> = upper.chain(lower).collect();
-        chart.draw_series(std::iter::once(Polygon::new(outline, colour.mix(0.18)))).map_err(plot_error)?;
+        chart
+            .draw_series(std::iter::once(Polygon::new(outline, colour.mix(0.18))))
+            .map_err(plot_error)?;
         let median = band.points.iter().map(|p| (p.x, p.best.median * 100.0));
-        let series = chart.draw_series(LineSeries::new(median, colour.stroke_width(3))).map_err(plot_error)?;
+        let series = chart
+            .draw_series(LineSeries::new(median, colour.stroke_width(3)))
+            .map_err(plot_error)?;
         if text {
-            series
-                .label(band.strategy.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3)));
+            series.label(band.strategy.clone()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3))
+            });
         }
     }
     if text {

@@ -39,13 +39,24 @@ pub struct Summary {
 /// # Errors
 /// When the study has no experiments or no trial with a result.
 pub fn summarize(data: &StudyData, default_given: Option<f64>) -> anyhow::Result<Summary> {
-    anyhow::ensure!(!data.experiments.is_empty(), "study '{}' has no experiments", data.name);
+    anyhow::ensure!(
+        !data.experiments.is_empty(),
+        "study '{}' has no experiments",
+        data.name
+    );
     let rows = tables::rows(data, default_given);
-    anyhow::ensure!(!rows.is_empty(), "study '{}' has no finished trial with a value yet", data.name);
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "study '{}' has no finished trial with a value yet",
+        data.name
+    );
     let mut defaults = BTreeMap::new();
     let mut curves_by_scenario = BTreeMap::new();
     for (scenario, _) in data.groups() {
-        defaults.insert(scenario.clone(), tables::default_accuracy(data, &scenario, default_given));
+        defaults.insert(
+            scenario.clone(),
+            tables::default_accuracy(data, &scenario, default_given),
+        );
         let bands = BTreeMap::from([
             ("trials".to_string(), curves::by_trials(data, &scenario)),
             ("dollars".to_string(), curves::by_dollars(data, &scenario)),
@@ -54,7 +65,10 @@ pub fn summarize(data: &StudyData, default_given: Option<f64>) -> anyhow::Result
     }
     let prices = BTreeMap::from([
         ("p2.xlarge".to_string(), tables::P2_XLARGE_DOLLARS_PER_HOUR),
-        ("m4.4xlarge".to_string(), tables::M4_4XLARGE_DOLLARS_PER_HOUR),
+        (
+            "m4.4xlarge".to_string(),
+            tables::M4_4XLARGE_DOLLARS_PER_HOUR,
+        ),
     ]);
     Ok(Summary {
         study: data.name.clone(),
@@ -71,29 +85,50 @@ pub fn summarize(data: &StudyData, default_given: Option<f64>) -> anyhow::Result
 ///
 /// # Errors
 /// When the study is empty or a file cannot be written.
-pub fn write(data: &StudyData, out_dir: &Path, default_given: Option<f64>) -> anyhow::Result<Vec<PathBuf>> {
+pub fn write(
+    data: &StudyData,
+    out_dir: &Path,
+    default_given: Option<f64>,
+) -> anyhow::Result<Vec<PathBuf>> {
     let summary = summarize(data, default_given)?;
-    std::fs::create_dir_all(out_dir).with_context(|| format!("failed to create {}", out_dir.display()))?;
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("failed to create {}", out_dir.display()))?;
     let mut written = Vec::new();
     for (scenario, bands) in &summary.curves {
-        for (axis, x_desc) in [("trials", "trials"), ("dollars", "dollars spent (agents' prices)")] {
-            let Some(axis_bands) = bands.get(axis) else { continue };
+        for (axis, x_desc) in [
+            ("trials", "trials"),
+            ("dollars", "dollars spent (agents' prices)"),
+        ] {
+            let Some(axis_bands) = bands.get(axis) else {
+                continue;
+            };
             if axis_bands.iter().all(|b| b.points.is_empty()) {
                 continue;
             }
             let title = format!("{scenario}: best validation accuracy vs {axis}");
-            let spec = PlotSpec { title: &title, x_desc, bands: axis_bands };
+            let spec = PlotSpec {
+                title: &title,
+                x_desc,
+                bands: axis_bands,
+            };
             written.extend(plots::write(out_dir, &plot_stem(scenario, axis), &spec)?);
         }
     }
     let files = [
         ("report.md", markdown(&summary)),
-        ("summary.json", serde_json::to_string_pretty(&summary).context("failed to serialize the summary")?),
-        ("study-data.json", serde_json::to_string_pretty(data).context("failed to serialize the study data")?),
+        (
+            "summary.json",
+            serde_json::to_string_pretty(&summary).context("failed to serialize the summary")?,
+        ),
+        (
+            "study-data.json",
+            serde_json::to_string_pretty(data).context("failed to serialize the study data")?,
+        ),
     ];
     for (name, text) in files {
         let path = out_dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("failed to write {}", path.display()))?;
         written.push(path);
     }
     Ok(written)
@@ -119,12 +154,21 @@ pub fn markdown(summary: &Summary) -> String {
         summary.experiments
     );
     for (scenario, default) in &summary.defaults {
-        let rows: Vec<&StrategyRow> = summary.rows.iter().filter(|r| &r.scenario == scenario).collect();
+        let rows: Vec<&StrategyRow> = summary
+            .rows
+            .iter()
+            .filter(|r| &r.scenario == scenario)
+            .collect();
         if rows.is_empty() {
             continue;
         }
         let _ = writeln!(md, "## Scenario `{scenario}`\n");
-        let _ = writeln!(md, "Default configuration: {} ({}).\n", percent(default.value), default.source.label());
+        let _ = writeln!(
+            md,
+            "Default configuration: {} ({}).\n",
+            percent(default.value),
+            default.source.label()
+        );
         accuracy_table(&mut md, &rows);
         cost_table(&mut md, &rows);
         early_stopping_table(&mut md, &rows);
@@ -171,11 +215,16 @@ fn cost_table(md: &mut String, rows: &[&StrategyRow]) {
     md.push_str("|---|---:|---:|---:|---:|---:|\n");
     for row in rows {
         let u = &row.median_usage;
+        let instances = match row.instance_types.join(", ") {
+            names if names.is_empty() => "instance not reported".to_string(),
+            names => names,
+        };
         let _ = writeln!(
             md,
-            "| {} | ${:.4} | ${:.4} | ${:.4} | ${:.4} | ${:.4} |",
+            "| {} | ${:.4} ({}) | ${:.4} | ${:.4} | ${:.4} | ${:.4} |",
             row.strategy,
             u.dollars,
+            instances,
             u.dollars_p2_same_time,
             u.dollars_m4_same_time,
             u.dollars_p2_study_speed,
@@ -195,7 +244,11 @@ fn early_stopping_table(md: &mut String, rows: &[&StrategyRow]) {
     for row in rows {
         let t = &row.total_usage;
         let planned = t.epochs + t.epochs_saved;
-        let share = if planned > 0.0 { t.epochs_saved / planned } else { 0.0 };
+        let share = if planned > 0.0 {
+            t.epochs_saved / planned
+        } else {
+            0.0
+        };
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | ${:.4} |",
@@ -211,17 +264,32 @@ fn early_stopping_table(md: &mut String, rows: &[&StrategyRow]) {
 }
 
 fn plot_links(md: &mut String, scenario: &str, summary: &Summary, rows: &[&StrategyRow]) {
-    let Some(curves) = summary.curves.get(scenario) else { return };
+    let Some(curves) = summary.curves.get(scenario) else {
+        return;
+    };
     md.push_str("### Best so far\n\n");
     for axis in ["trials", "dollars"] {
-        if curves.get(axis).is_none_or(|bands| bands.iter().all(|b| b.points.is_empty())) {
+        if curves
+            .get(axis)
+            .is_none_or(|bands| bands.iter().all(|b| b.points.is_empty()))
+        {
             continue;
         }
         let stem = plot_stem(scenario, axis);
-        let _ = writeln!(md, "![best validation accuracy vs {axis}]({stem}.svg) ([PNG]({stem}.png))\n");
+        let _ = writeln!(
+            md,
+            "![best validation accuracy vs {axis}]({stem}.svg) ([PNG]({stem}.png))\n"
+        );
     }
-    let key: Vec<String> = rows.iter().map(|r| format!("{} {}", r.strategy, plots::colour_name(&r.strategy))).collect();
-    let _ = writeln!(md, "Lines are medians over repeats and bands the interquartile range. Colours: {}.\n", key.join(", "));
+    let key: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {}", r.strategy, plots::colour_name(&r.strategy)))
+        .collect();
+    let _ = writeln!(
+        md,
+        "Lines are medians over repeats and bands the interquartile range. Colours: {}.\n",
+        key.join(", ")
+    );
 }
 
 fn importance_table(md: &mut String, importance: &Importance) {
@@ -230,9 +298,18 @@ fn importance_table(md: &mut String, importance: &Importance) {
         "### Parameter importance\n\nGP length-scales (Matérn-5/2 ARD) fitted to {} {} repeat(s); shorter = more important.\n",
         importance.fits, importance.source
     );
-    md.push_str("| rank | parameter | median length-scale | relative importance |\n|---:|---|---:|---:|\n");
+    md.push_str(
+        "| rank | parameter | median length-scale | relative importance |\n|---:|---|---:|---:|\n",
+    );
     for (rank, param) in importance.params.iter().enumerate() {
-        let _ = writeln!(md, "| {} | {} | {:.3} | {} |", rank + 1, param.name, param.length_scale, percent(param.relative));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {} |",
+            rank + 1,
+            param.name,
+            param.length_scale,
+            percent(param.relative)
+        );
     }
     md.push('\n');
 }
@@ -267,12 +344,22 @@ mod tests {
 
     macro_rules! assert_close {
         ($actual:expr, $expected:expr) => {
-            assert!(close($actual, $expected), "{} = {} but the hand computation gives {}", stringify!($actual), $actual, $expected)
+            assert!(
+                close($actual, $expected),
+                "{} = {} but the hand computation gives {}",
+                stringify!($actual),
+                $actual,
+                $expected
+            )
         };
     }
 
     fn row<'a>(summary: &'a Summary, strategy: &str) -> &'a StrategyRow {
-        summary.rows.iter().find(|r| r.strategy == strategy).expect("row exists")
+        summary
+            .rows
+            .iter()
+            .find(|r| r.strategy == strategy)
+            .expect("row exists")
     }
 
     #[test]
@@ -310,10 +397,20 @@ mod tests {
         assert_close!(bo.dollars_p2_study_speed, 0.0045);
         assert_close!(bo.dollars_m4_study_speed, 6.0 * 146.0 / 3600.0 * 0.862);
         let bo_total = row(&summary, "bo").total_usage;
-        assert_eq!((bo_total.early_stopped, bo_total.epochs, bo_total.epochs_saved), (2.0, 27.0, 4.0));
+        assert_eq!(
+            (
+                bo_total.early_stopped,
+                bo_total.epochs,
+                bo_total.epochs_saved
+            ),
+            (2.0, 27.0, 4.0)
+        );
         assert_close!(bo_total.dollars_saved, 0.004);
         let random = row(&summary, "random").median_usage;
-        assert_eq!((random.trials, random.epochs, random.early_stopped), (3.0, 7.0, 0.0));
+        assert_eq!(
+            (random.trials, random.epochs, random.early_stopped),
+            (3.0, 7.0, 0.0)
+        );
         assert_close!(random.device_hours * 3600.0, 70.0);
         assert_close!(random.dollars, 0.007);
         assert_close!(random.dollars_p2_same_time, 0.0175);
@@ -325,7 +422,11 @@ mod tests {
     fn fixture_best_so_far_curves_match_the_hand_computation() {
         let summary = summarize(&fixture(), None).expect("summarizes");
         let trials = &summary.curves["basic-mini"]["trials"];
-        let medians: Vec<(f64, usize)> = trials[0].points.iter().map(|p| (p.best.median, p.repeats)).collect();
+        let medians: Vec<(f64, usize)> = trials[0]
+            .points
+            .iter()
+            .map(|p| (p.best.median, p.repeats))
+            .collect();
         assert_eq!(trials[0].strategy, "bo");
         assert_eq!(medians.len(), 3);
         assert_close!(medians[0].0, 0.705);
@@ -340,9 +441,15 @@ mod tests {
     fn the_default_accuracy_falls_back_to_the_flag_then_the_study() {
         let mut data = fixture();
         data.experiments.retain(|e| e.strategy == "random");
-        assert_eq!(summarize(&data, Some(0.7)).expect("summarizes").defaults["basic-mini"].source, DefaultSource::CommandLine);
+        assert_eq!(
+            summarize(&data, Some(0.7)).expect("summarizes").defaults["basic-mini"].source,
+            DefaultSource::CommandLine
+        );
         let summary = summarize(&data, None).expect("summarizes");
-        assert_eq!(summary.defaults["basic-mini"].source, DefaultSource::StudyFigure);
+        assert_eq!(
+            summary.defaults["basic-mini"].source,
+            DefaultSource::StudyFigure
+        );
         assert_close!(row(&summary, "random").gain_over_default, 0.76 - 0.757);
         assert!(markdown(&summary).contains("75.70% (study's figure)"));
     }
@@ -354,7 +461,7 @@ mod tests {
             "## Scenario `basic-mini`",
             "| bo | 4 | 78.50% | 1.50 (77.75% – 79.25%) | +8.00 points | 3 | 6 | 0.017 |",
             "| random | 3 | 76.00% | 1.50 (75.50% – 77.00%) | +5.50 points | 3 | 7 | 0.019 |",
-            "| bo | $0.0060 | $0.0150 | $0.0144 | $0.0045 | $0.2098 |",
+            "| bo | $0.0060 (cpu-test) | $0.0150 | $0.0144 | $0.0045 | $0.2098 |",
             "| bo | 2 | 27 | 4 | 12.90% | $0.0040 |",
             "![best validation accuracy vs trials](basic-mini-best-vs-trials.svg) ([PNG](basic-mini-best-vs-trials.png))",
             "basic-mini-best-vs-dollars.svg",
@@ -370,8 +477,10 @@ mod tests {
     fn writes_the_report_the_summary_and_non_empty_plots() {
         let dir = tempfile::tempdir().expect("temp dir");
         let written = write(&fixture(), dir.path(), None).expect("writes");
-        let names: Vec<String> =
-            written.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
+        let names: Vec<String> = written
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
         for name in [
             "basic-mini-best-vs-trials.svg",
             "basic-mini-best-vs-trials.png",
@@ -383,32 +492,50 @@ mod tests {
         ] {
             assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
             let bytes = std::fs::read(dir.path().join(name)).expect("written file reads");
-            assert!(bytes.len() > 100, "{name} is nearly empty ({} bytes)", bytes.len());
+            assert!(
+                bytes.len() > 100,
+                "{name} is nearly empty ({} bytes)",
+                bytes.len()
+            );
             if name.ends_with(".png") {
                 assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name} is not a PNG");
             }
             if name.ends_with(".svg") {
                 let text = String::from_utf8_lossy(&bytes);
-                assert!(text.contains("<svg") && text.contains("random"), "{name} lacks the legend");
+                assert!(
+                    text.contains("<svg") && text.contains("random"),
+                    "{name} lacks the legend"
+                );
             }
         }
         let saved = StudyData::read_json(&dir.path().join("study-data.json")).expect("reads back");
         assert_eq!(saved, fixture());
         let summary: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).expect("reads")).expect("json");
-        assert_close!(summary["rows"][0]["best"]["median"].as_f64().expect("a number"), 0.785);
+            serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).expect("reads"))
+                .expect("json");
+        assert_close!(
+            summary["rows"][0]["best"]["median"]
+                .as_f64()
+                .expect("a number"),
+            0.785
+        );
     }
 
     #[test]
     fn an_empty_study_is_a_clear_error() {
-        let empty = StudyData { name: "nothing".into(), experiments: Vec::new() };
+        let empty = StudyData {
+            name: "nothing".into(),
+            experiments: Vec::new(),
+        };
         let error = summarize(&empty, None).expect_err("refused").to_string();
         assert_eq!(error, "study 'nothing' has no experiments");
         let mut unfinished = fixture();
         for experiment in &mut unfinished.experiments {
             experiment.trials.clear();
         }
-        let error = summarize(&unfinished, None).expect_err("refused").to_string();
+        let error = summarize(&unfinished, None)
+            .expect_err("refused")
+            .to_string();
         assert!(error.contains("no finished trial"), "{error}");
         let dir = tempfile::tempdir().expect("temp dir");
         assert!(write(&empty, dir.path(), None).is_err());

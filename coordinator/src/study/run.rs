@@ -118,23 +118,40 @@ pub fn grid_plan(params: &[ParamSpec], budget: u32) -> anyhow::Result<GridPlan> 
             }
             if best.as_ref().is_none_or(|b| points > b.points) {
                 let names = varied.iter().map(|p| p.name.clone()).collect();
-                best = Some(GridPlan { levels, varied: names, points });
+                best = Some(GridPlan {
+                    levels,
+                    varied: names,
+                    points,
+                });
             }
         }
-        if best.as_ref().is_some_and(|b| b.varied.len() == params.len()) {
+        if best
+            .as_ref()
+            .is_some_and(|b| b.varied.len() == params.len())
+        {
             break;
         }
     }
-    let plan = best.unwrap_or(GridPlan { levels: 1, varied: Vec::new(), points: 1 });
+    let plan = best.unwrap_or(GridPlan {
+        levels: 1,
+        varied: Vec::new(),
+        points: 1,
+    });
     for param in params.iter().filter(|p| !plan.varied.contains(&p.name)) {
-        anyhow::ensure!(param.default.is_some(), "parameter '{}' must be held fixed for the grid but has no default", param.name);
+        anyhow::ensure!(
+            param.default.is_some(),
+            "parameter '{}' must be held fixed for the grid but has no default",
+            param.name
+        );
     }
     Ok(plan)
 }
 
 /// The seed of one experiment: never 0 (0 lets the coordinator choose).
 fn experiment_seed(base: u64, strategy_index: usize, repeat: u32) -> u64 {
-    base.wrapping_mul(1_000_003).wrapping_add(1000 * strategy_index as u64 + u64::from(repeat) + 1).max(1)
+    base.wrapping_mul(1_000_003)
+        .wrapping_add(1000 * strategy_index as u64 + u64::from(repeat) + 1)
+        .max(1)
 }
 
 /// The experiments of a study, repeat by repeat (so a study cut short stays balanced).
@@ -143,10 +160,20 @@ fn experiment_seed(base: u64, strategy_index: usize, repeat: u32) -> u64 {
 /// When the scenario is unknown, the study has no name, or no strategy or repeat.
 pub fn plan(request: &StudyPlanRequest) -> anyhow::Result<Vec<PlannedExperiment>> {
     let base = crate::scenario::scenario(&request.scenario).with_context(|| {
-        format!("unknown scenario '{}': use one of {}", request.scenario, crate::scenario::NAMES.join(", "))
+        format!(
+            "unknown scenario '{}': use one of {}",
+            request.scenario,
+            crate::scenario::NAMES.join(", ")
+        )
     })?;
-    anyhow::ensure!(!request.name.trim().is_empty(), "the study name must not be empty");
-    anyhow::ensure!(!request.strategies.is_empty() && request.repeats > 0, "a study needs a strategy and a repeat");
+    anyhow::ensure!(
+        !request.name.trim().is_empty(),
+        "the study name must not be empty"
+    );
+    anyhow::ensure!(
+        !request.strategies.is_empty() && request.repeats > 0,
+        "a study needs a strategy and a repeat"
+    );
     let mut planned = Vec::new();
     for repeat in 0..request.repeats {
         for (index, strategy) in request.strategies.iter().enumerate() {
@@ -158,13 +185,18 @@ pub fn plan(request: &StudyPlanRequest) -> anyhow::Result<Vec<PlannedExperiment>
             spec.parallelism = request.parallel.unwrap_or(spec.parallelism).max(1);
             spec.seed = experiment_seed(request.seed, index, repeat);
             if let Some(workload) = spec.workload.as_mut() {
-                workload.max_train_examples = request.max_train.unwrap_or(workload.max_train_examples);
+                workload.max_train_examples =
+                    request.max_train.unwrap_or(workload.max_train_examples);
                 workload.max_dev_examples = request.max_dev.unwrap_or(workload.max_dev_examples);
             }
             if *strategy == StrategyName::Grid {
                 apply_grid(&mut spec)?;
             }
-            planned.push(PlannedExperiment { strategy: *strategy, repeat, spec });
+            planned.push(PlannedExperiment {
+                strategy: *strategy,
+                repeat,
+                spec,
+            });
         }
     }
     Ok(planned)
@@ -172,17 +204,25 @@ pub fn plan(request: &StudyPlanRequest) -> anyhow::Result<Vec<PlannedExperiment>
 
 /// Restricts a grid experiment to the grid that fits its budget.
 fn apply_grid(spec: &mut pb::ExperimentSpec) -> anyhow::Result<()> {
-    let params = spec.parameters.iter().map(param_spec_from_pb).collect::<Result<Vec<_>, _>>()?;
+    let params = spec
+        .parameters
+        .iter()
+        .map(param_spec_from_pb)
+        .collect::<Result<Vec<_>, _>>()?;
     let grid = grid_plan(&params, spec.budget_trials)?;
     let workload = spec.workload.get_or_insert_with(pb::Workload::default);
     for param in params.iter().filter(|p| !grid.varied.contains(&p.name)) {
         if let Some(default) = &param.default {
-            workload.fixed_params.insert(param.name.clone(), value_to_pb(default));
+            workload
+                .fixed_params
+                .insert(param.name.clone(), value_to_pb(default));
         }
     }
     spec.parameters.retain(|p| grid.varied.contains(&p.name));
     spec.grid_levels = grid.levels;
-    spec.budget_trials = u32::try_from(grid.points).unwrap_or(u32::MAX).min(spec.budget_trials);
+    spec.budget_trials = u32::try_from(grid.points)
+        .unwrap_or(u32::MAX)
+        .min(spec.budget_trials);
     Ok(())
 }
 
@@ -207,9 +247,17 @@ pub async fn drive(
         while running.len() < at_once.max(1) {
             let Some(next) = queue.next() else { break };
             let name = next.spec.name.clone();
-            let request = pb::CreateExperimentRequest { spec: Some(next.spec) };
-            let created = client.create_experiment(request).await.map_err(cli::status_error)?.into_inner();
-            let experiment = created.experiment.with_context(|| format!("the coordinator returned no experiment for {name}"))?;
+            let request = pb::CreateExperimentRequest {
+                spec: Some(next.spec),
+            };
+            let created = client
+                .create_experiment(request)
+                .await
+                .map_err(cli::status_error)?
+                .into_inner();
+            let experiment = created
+                .experiment
+                .with_context(|| format!("the coordinator returned no experiment for {name}"))?;
             eprintln!("created {} ({name})", experiment.id);
             running.push(experiment.id.clone());
             all.push(experiment.id);
@@ -226,7 +274,12 @@ pub async fn drive(
                 still_running.push(id.clone());
             } else {
                 done += 1;
-                eprintln!("finished {} ({}): {}", id, name_of(&experiment), progress_text(&experiment));
+                eprintln!(
+                    "finished {} ({}): {}",
+                    id,
+                    name_of(&experiment),
+                    progress_text(&experiment)
+                );
             }
         }
         running = still_running;
@@ -240,12 +293,18 @@ pub async fn drive(
 }
 
 fn name_of(experiment: &pb::Experiment) -> String {
-    experiment.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default()
+    experiment
+        .spec
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_default()
 }
 
 fn progress_text(experiment: &pb::Experiment) -> String {
     let budget = experiment.spec.as_ref().map_or(0, |s| s.budget_trials);
-    let best = experiment.best_value.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+    let best = experiment
+        .best_value
+        .map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
     format!(
         "{} {}/{} best {best}",
         name_of(experiment),
@@ -257,7 +316,11 @@ fn progress_text(experiment: &pb::Experiment) -> String {
 /// Stops the given experiments (on Ctrl-C), ignoring failures.
 pub async fn stop_all(client: &mut Client, ids: &[String]) {
     for id in ids {
-        let _ = client.stop_experiment(pb::StopExperimentRequest { experiment_id: id.clone() }).await;
+        let _ = client
+            .stop_experiment(pb::StopExperimentRequest {
+                experiment_id: id.clone(),
+            })
+            .await;
     }
 }
 
@@ -280,7 +343,10 @@ mod tests {
     }
 
     fn tuner_params(spec: &pb::ExperimentSpec) -> Vec<ParamSpec> {
-        spec.parameters.iter().map(|p| param_spec_from_pb(p).expect("valid")).collect()
+        spec.parameters
+            .iter()
+            .map(|p| param_spec_from_pb(p).expect("valid"))
+            .collect()
     }
 
     #[test]
@@ -288,21 +354,44 @@ mod tests {
         let planned = plan(&request(vec![StrategyName::Bo, StrategyName::Random])).expect("plans");
         assert_eq!(planned.len(), 4);
         let names: Vec<&str> = planned.iter().map(|p| p.spec.name.as_str()).collect();
-        assert_eq!(names, ["basic-mini/bo/r0", "basic-mini/random/r0", "basic-mini/bo/r1", "basic-mini/random/r1"]);
-        assert!(planned.iter().all(|p| p.spec.study == "s1" && p.spec.budget_trials == 30 && p.spec.parallelism == 2));
+        assert_eq!(
+            names,
+            [
+                "basic-mini/bo/r0",
+                "basic-mini/random/r0",
+                "basic-mini/bo/r1",
+                "basic-mini/random/r1"
+            ]
+        );
+        assert!(planned.iter().all(|p| p.spec.study == "s1"
+            && p.spec.budget_trials == 30
+            && p.spec.parallelism == 2));
         assert_eq!(planned[1].spec.strategy(), pb::Strategy::Random);
         let mut seeds: Vec<u64> = planned.iter().map(|p| p.spec.seed).collect();
         assert!(seeds.iter().all(|s| *s != 0));
         seeds.dedup();
         assert_eq!(seeds.len(), 4, "every experiment has its own seed");
-        assert_eq!(planned[0].spec.workload.as_ref().expect("workload").max_train_examples, 500);
+        assert_eq!(
+            planned[0]
+                .spec
+                .workload
+                .as_ref()
+                .expect("workload")
+                .max_train_examples,
+            500
+        );
     }
 
     #[test]
     fn unknown_scenarios_and_empty_names_are_refused() {
         let mut bad = request(vec![StrategyName::Bo]);
         bad.scenario = "huge".into();
-        assert!(plan(&bad).expect_err("refused").to_string().contains("basic-mini"));
+        assert!(
+            plan(&bad)
+                .expect_err("refused")
+                .to_string()
+                .contains("basic-mini")
+        );
         let mut unnamed = request(vec![StrategyName::Bo]);
         unnamed.name = " ".into();
         assert!(plan(&unnamed).is_err());
@@ -314,7 +403,10 @@ mod tests {
         let plan = grid_plan(&basic, 729).expect("plans");
         assert_eq!((plan.levels, plan.points, plan.varied.len()), (3, 729, 6));
         let coarser = grid_plan(&basic, 240).expect("plans");
-        assert_eq!((coarser.levels, coarser.points, coarser.varied.len()), (2, 64, 6));
+        assert_eq!(
+            (coarser.levels, coarser.points, coarser.varied.len()),
+            (2, 64, 6)
+        );
     }
 
     #[test]
@@ -329,7 +421,10 @@ mod tests {
     fn grid_experiments_hold_the_other_parameters_at_their_defaults() {
         let planned = plan(&request(vec![StrategyName::Grid])).expect("plans");
         let spec = &planned[0].spec;
-        assert_eq!((spec.grid_levels, spec.budget_trials, spec.parameters.len()), (3, 27, 3));
+        assert_eq!(
+            (spec.grid_levels, spec.budget_trials, spec.parameters.len()),
+            (3, 27, 3)
+        );
         let fixed = &spec.workload.as_ref().expect("workload").fixed_params;
         for name in ["max_grad_norm", "epochs", "dropout", "num_feature_maps"] {
             assert!(fixed.contains_key(name), "{name} is not fixed: {fixed:?}");

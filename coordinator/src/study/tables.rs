@@ -37,7 +37,11 @@ impl Quartiles {
     pub fn of(values: &[f64]) -> Option<Quartiles> {
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
-        Some(Quartiles { q1: quantile(&sorted, 0.25)?, median: quantile(&sorted, 0.5)?, q3: quantile(&sorted, 0.75)? })
+        Some(Quartiles {
+            q1: quantile(&sorted, 0.25)?,
+            median: quantile(&sorted, 0.5)?,
+            q3: quantile(&sorted, 0.75)?,
+        })
     }
 
     /// The interquartile range `q3 − q1`.
@@ -134,12 +138,22 @@ pub struct StrategyRow {
     pub total_usage: Usage,
     /// Median best minus the default accuracy (fraction; ×100 for points).
     pub gain_over_default: f64,
+    /// The agents' instance types seen in the repeats' trials (sorted, without blanks).
+    pub instance_types: Vec<String>,
 }
 
 /// The best value of an experiment's trials with a result.
 pub fn best_value(experiment: &ExperimentData) -> Option<f64> {
-    let values = experiment.trials.iter().filter(|t| t.has_result()).filter_map(|t| t.value);
-    if experiment.maximize { values.reduce(f64::max) } else { values.reduce(f64::min) }
+    let values = experiment
+        .trials
+        .iter()
+        .filter(|t| t.has_result())
+        .filter_map(|t| t.value);
+    if experiment.maximize {
+        values.reduce(f64::max)
+    } else {
+        values.reduce(f64::min)
+    }
 }
 
 /// What one repeat used.
@@ -151,8 +165,10 @@ pub fn usage(experiment: &ExperimentData) -> Usage {
     let hours = usage.device_hours;
     usage.dollars_p2_same_time = hours * P2_XLARGE_DOLLARS_PER_HOUR;
     usage.dollars_m4_same_time = hours * M4_4XLARGE_DOLLARS_PER_HOUR;
-    usage.dollars_p2_study_speed = usage.epochs * P2_SECONDS_PER_EPOCH / 3600.0 * P2_XLARGE_DOLLARS_PER_HOUR;
-    usage.dollars_m4_study_speed = usage.epochs * M4_SECONDS_PER_EPOCH / 3600.0 * M4_4XLARGE_DOLLARS_PER_HOUR;
+    usage.dollars_p2_study_speed =
+        usage.epochs * P2_SECONDS_PER_EPOCH / 3600.0 * P2_XLARGE_DOLLARS_PER_HOUR;
+    usage.dollars_m4_study_speed =
+        usage.epochs * M4_SECONDS_PER_EPOCH / 3600.0 * M4_4XLARGE_DOLLARS_PER_HOUR;
     usage
 }
 
@@ -165,7 +181,11 @@ fn add_trial(usage: &mut Usage, trial: &TrialData) {
     usage.dollars += trial.cost_dollars;
     if trial.state == "early_stopped" {
         usage.early_stopped += 1.0;
-        let planned = trial.params.get("epochs").and_then(|v| v.as_f64()).unwrap_or(f64::from(trial.epochs_run));
+        let planned = trial
+            .params
+            .get("epochs")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(f64::from(trial.epochs_run));
         let saved = (planned - f64::from(trial.epochs_run)).max(0.0);
         usage.epochs_saved += saved;
         if trial.epochs_run > 0 {
@@ -201,16 +221,30 @@ fn median(values: &[f64]) -> f64 {
 pub fn default_accuracy(data: &StudyData, scenario: &str, given: Option<f64>) -> DefaultAccuracy {
     let mut measured = Vec::new();
     for experiment in data.experiments.iter().filter(|e| e.scenario == scenario) {
-        let Some(defaults) = default_params(experiment) else { continue };
-        let at_default = experiment.trials.iter().filter(|t| t.has_result() && same_params(&t.params, &defaults));
+        let Some(defaults) = default_params(experiment) else {
+            continue;
+        };
+        let at_default = experiment
+            .trials
+            .iter()
+            .filter(|t| t.has_result() && same_params(&t.params, &defaults));
         measured.extend(at_default.filter_map(|t| t.value));
     }
     if let Some(quartiles) = Quartiles::of(&measured) {
-        return DefaultAccuracy { value: quartiles.median, source: DefaultSource::DefaultTrial };
+        return DefaultAccuracy {
+            value: quartiles.median,
+            source: DefaultSource::DefaultTrial,
+        };
     }
     match given {
-        Some(value) => DefaultAccuracy { value, source: DefaultSource::CommandLine },
-        None => DefaultAccuracy { value: STUDY_DEFAULT_ACCURACY, source: DefaultSource::StudyFigure },
+        Some(value) => DefaultAccuracy {
+            value,
+            source: DefaultSource::CommandLine,
+        },
+        None => DefaultAccuracy {
+            value: STUDY_DEFAULT_ACCURACY,
+            source: DefaultSource::StudyFigure,
+        },
     }
 }
 
@@ -218,19 +252,36 @@ fn default_params(experiment: &ExperimentData) -> Option<tuner::space::Assignmen
     if experiment.parameters.is_empty() {
         return None;
     }
-    experiment.parameters.iter().map(|p| p.default.clone().map(|d| (p.name.clone(), d))).collect()
+    experiment
+        .parameters
+        .iter()
+        .map(|p| p.default.clone().map(|d| (p.name.clone(), d)))
+        .collect()
 }
 
 /// Equal names and values (numbers equal to a relative 1e-9, so 50 and 50.0 match).
 fn same_params(a: &tuner::space::Assignment, b: &tuner::space::Assignment) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|((name_a, value_a), (name_b, value_b))| {
-            name_a == name_b
-                && match (value_a.as_f64(), value_b.as_f64()) {
-                    (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300),
-                    _ => value_a == value_b,
-                }
-        })
+        && a.iter()
+            .zip(b)
+            .all(|((name_a, value_a), (name_b, value_b))| {
+                name_a == name_b
+                    && match (value_a.as_f64(), value_b.as_f64()) {
+                        (Some(x), Some(y)) => {
+                            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300)
+                        }
+                        _ => value_a == value_b,
+                    }
+            })
+}
+
+fn instance_types(repeats: &[&ExperimentData]) -> Vec<String> {
+    let trials = repeats.iter().flat_map(|e| e.trials.iter());
+    let names: std::collections::BTreeSet<String> = trials
+        .map(|t| t.instance_type.clone())
+        .filter(|t| !t.is_empty())
+        .collect();
+    names.into_iter().collect()
 }
 
 /// Every row of the study, scenario by scenario, strategies in first-seen order. Repeats without
@@ -241,9 +292,14 @@ pub fn rows(data: &StudyData, default_given: Option<f64>) -> Vec<StrategyRow> {
         let default = default_accuracy(data, &scenario, default_given);
         for strategy in strategies {
             let repeats: Vec<&ExperimentData> = data.repeats(&scenario, &strategy);
-            let with_best: Vec<(f64, Usage)> = repeats.iter().filter_map(|e| Some((best_value(e)?, usage(e)))).collect();
+            let with_best: Vec<(f64, Usage)> = repeats
+                .iter()
+                .filter_map(|e| Some((best_value(e)?, usage(e))))
+                .collect();
             let best_per_repeat: Vec<f64> = with_best.iter().map(|(b, _)| *b).collect();
-            let Some(best) = Quartiles::of(&best_per_repeat) else { continue };
+            let Some(best) = Quartiles::of(&best_per_repeat) else {
+                continue;
+            };
             let usages: Vec<Usage> = with_best.iter().map(|(_, u)| *u).collect();
             rows.push(StrategyRow {
                 scenario: scenario.clone(),
@@ -254,6 +310,7 @@ pub fn rows(data: &StudyData, default_given: Option<f64>) -> Vec<StrategyRow> {
                 median_usage: combine(&usages, median),
                 total_usage: combine(&usages, |v| v.iter().sum()),
                 gain_over_default: best.median - default.value,
+                instance_types: instance_types(&repeats),
             });
         }
     }
@@ -269,7 +326,10 @@ mod tests {
         let q = Quartiles::of(&[4.0, 1.0, 3.0, 2.0]).expect("non-empty");
         assert_eq!((q.q1, q.median, q.q3), (1.75, 2.5, 3.25));
         let single = Quartiles::of(&[0.7]).expect("non-empty");
-        assert_eq!((single.q1, single.median, single.q3, single.iqr()), (0.7, 0.7, 0.7, 0.0));
+        assert_eq!(
+            (single.q1, single.median, single.q3, single.iqr()),
+            (0.7, 0.7, 0.7, 0.0)
+        );
         assert_eq!(Quartiles::of(&[]), None);
         assert_eq!(quantile(&[1.0, 2.0, 4.0], 0.75), Some(3.0));
     }
@@ -277,9 +337,24 @@ mod tests {
     #[test]
     fn same_params_matches_ints_and_floats() {
         use tuner::space::Value;
-        let a = [("n".to_string(), Value::Int(50)), ("lr".to_string(), Value::Float(0.0005))].into_iter().collect();
-        let b = [("n".to_string(), Value::Float(50.0)), ("lr".to_string(), Value::Float(0.0005))].into_iter().collect();
-        let c = [("n".to_string(), Value::Int(51)), ("lr".to_string(), Value::Float(0.0005))].into_iter().collect();
+        let a = [
+            ("n".to_string(), Value::Int(50)),
+            ("lr".to_string(), Value::Float(0.0005)),
+        ]
+        .into_iter()
+        .collect();
+        let b = [
+            ("n".to_string(), Value::Float(50.0)),
+            ("lr".to_string(), Value::Float(0.0005)),
+        ]
+        .into_iter()
+        .collect();
+        let c = [
+            ("n".to_string(), Value::Int(51)),
+            ("lr".to_string(), Value::Float(0.0005)),
+        ]
+        .into_iter()
+        .collect();
         assert!(same_params(&a, &b));
         assert!(!same_params(&a, &c));
     }

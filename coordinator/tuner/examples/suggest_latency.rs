@@ -24,7 +24,15 @@ const P: [[f64; 6]; 4] = [
 const ALPHA: [f64; 4] = [1.0, 1.2, 3.0, 3.2];
 
 fn hartmann6(x: &[f64]) -> f64 {
-    -(0..4).map(|i| ALPHA[i] * (-(0..6).map(|j| A[i][j] * (x[j] - P[i][j]).powi(2)).sum::<f64>()).exp()).sum::<f64>()
+    -(0..4)
+        .map(|i| {
+            ALPHA[i]
+                * (-(0..6)
+                    .map(|j| A[i][j] * (x[j] - P[i][j]).powi(2))
+                    .sum::<f64>())
+                .exp()
+        })
+        .sum::<f64>()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,7 +40,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repeats: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
     let batch: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(8);
     let params = (0..6)
-        .map(|i| ParamSpec { name: format!("x{i}"), kind: ParamKind::Float { low: 0.0, high: 1.0, log: false }, default: None })
+        .map(|i| ParamSpec {
+            name: format!("x{i}"),
+            kind: ParamKind::Float {
+                low: 0.0,
+                high: 1.0,
+                log: false,
+            },
+            default: None,
+        })
         .collect();
     let space = Space::new(params)?;
     let mut cfg = SuggestConfig::default();
@@ -43,7 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut observations: Vec<Observation> = (0..201)
         .map(|_| {
             let x = rng.point(6);
-            Observation { params: space.decode(&x), value: hartmann6(&x) }
+            Observation {
+                params: space.decode(&x),
+                value: hartmann6(&x),
+            }
         })
         .collect();
     let mut per_point_ms = Vec::with_capacity(repeats);
@@ -67,9 +86,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             observations.len()
         );
         let x = rng.point(6);
-        observations.push(Observation { params: space.decode(&x), value: hartmann6(&x) });
+        observations.push(Observation {
+            params: space.decode(&x),
+            value: hartmann6(&x),
+        });
     }
     per_point_ms.sort_by(f64::total_cmp);
-    println!("median {:.1} ms a point over {repeats} repeats", per_point_ms[repeats / 2]);
+    println!(
+        "median {:.1} ms a point over {repeats} repeats",
+        per_point_ms[repeats / 2]
+    );
     Ok(())
 }

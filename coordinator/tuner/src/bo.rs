@@ -52,17 +52,34 @@ fn lie_value(model: &Model, batch: BatchStrategy) -> f64 {
 fn incumbents(model: &Model) -> Vec<Vec<f64>> {
     let mut order: Vec<usize> = (0..model.y_min.len()).collect();
     order.sort_by(|a, b| model.y_min[*a].total_cmp(&model.y_min[*b]));
-    order.into_iter().take(INCUMBENTS).map(|i| model.x[i].clone()).collect()
+    order
+        .into_iter()
+        .take(INCUMBENTS)
+        .map(|i| model.x[i].clone())
+        .collect()
 }
 
 /// Picks the best unseen point of a maximization; records it in `seen`.
-fn pick(space: &Space, acquisition: &impl Acquisition, scored: Vec<(Vec<f64>, f64)>, seen: &mut Seen) -> Option<(Assignment, Vec<f64>)> {
-    let mut snapped: Vec<(Vec<f64>, f64)> = scored.iter().take(SNAP_RESCORE).map(|(x, _)| space.snap(x)).map(|x| {
-        let value = acquisition.value(&x);
-        (x, value)
-    }).collect();
+fn pick(
+    space: &Space,
+    acquisition: &impl Acquisition,
+    scored: Vec<(Vec<f64>, f64)>,
+    seen: &mut Seen,
+) -> Option<(Assignment, Vec<f64>)> {
+    let mut snapped: Vec<(Vec<f64>, f64)> = scored
+        .iter()
+        .take(SNAP_RESCORE)
+        .map(|(x, _)| space.snap(x))
+        .map(|x| {
+            let value = acquisition.value(&x);
+            (x, value)
+        })
+        .collect();
     snapped.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let rest = scored.into_iter().skip(SNAP_RESCORE).map(|(x, v)| (space.snap(&x), v));
+    let rest = scored
+        .into_iter()
+        .skip(SNAP_RESCORE)
+        .map(|(x, v)| (space.snap(&x), v));
     for (x, _) in snapped.into_iter().chain(rest) {
         let a = space.decode(&x);
         if seen.insert(&a) {
@@ -73,10 +90,22 @@ fn pick(space: &Space, acquisition: &impl Acquisition, scored: Vec<(Vec<f64>, f6
 }
 
 /// Proposes `q` points with the fitted `gp`.
-pub(crate) fn propose(model: &Model, gp: &Gp, pending_x: &[Vec<f64>], seen: &mut Seen, q: usize, cfg: &SuggestConfig, rng: &mut Rng) -> Result<Vec<Assignment>> {
+pub(crate) fn propose(
+    model: &Model,
+    gp: &Gp,
+    pending_x: &[Vec<f64>],
+    seen: &mut Seen,
+    q: usize,
+    cfg: &SuggestConfig,
+    rng: &mut Rng,
+) -> Result<Vec<Assignment>> {
     let space = &model.space;
     let (mean, std) = gp.standardization();
-    let best = gp.y_standardized().iter().copied().fold(f64::INFINITY, f64::min);
+    let best = gp
+        .y_standardized()
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
     let lie = lie_value(model, cfg.batch);
     let local = incumbents(model);
     let mut fantasy_x: Vec<Vec<f64>> = model.x.clone();
@@ -93,7 +122,12 @@ pub(crate) fn propose(model: &Model, gp: &Gp, pending_x: &[Vec<f64>], seen: &mut
         if cfg.batch == BatchStrategy::McQei && !(pending_x.is_empty() && chosen_x.is_empty()) {
             let set: Vec<Vec<f64>> = pending_x.iter().chain(&chosen_x).cloned().collect();
             let acquisition = QEi::new(gp, best, set, cfg.mc_samples, rng.next_u64());
-            let scored = maximize(&acquisition, points.clone(), cfg.refine_starts, REFINE_ITERATIONS / 3);
+            let scored = maximize(
+                &acquisition,
+                points.clone(),
+                cfg.refine_starts,
+                REFINE_ITERATIONS / 3,
+            );
             if scored.first().is_some_and(|(_, v)| *v > 1e-12) {
                 picked = pick(space, &acquisition, scored, seen);
             }
@@ -103,7 +137,14 @@ pub(crate) fn propose(model: &Model, gp: &Gp, pending_x: &[Vec<f64>], seen: &mut
             let gp_now = if fantasy_x.len() == model.x.len() {
                 gp
             } else {
-                fantasy = Gp::with_standardization(gp.kernel().clone(), gp.noise_variance(), fantasy_x.clone(), &fantasy_y, mean, std)?;
+                fantasy = Gp::with_standardization(
+                    gp.kernel().clone(),
+                    gp.noise_variance(),
+                    fantasy_x.clone(),
+                    &fantasy_y,
+                    mean,
+                    std,
+                )?;
                 &fantasy
             };
             let acquisition = LogEi::new(gp_now, best);
@@ -129,11 +170,30 @@ mod tests {
     use crate::{Observation, Strategy, fit};
 
     fn model(direction: Direction) -> Model {
-        let space = Space::new(vec![ParamSpec { name: "x".into(), kind: ParamKind::Float { low: 0.0, high: 1.0, log: false }, default: None }])
-            .expect("valid");
-        let observations: Vec<Observation> =
-            [1.0, 5.0, 3.0].iter().enumerate().map(|(i, v)| Observation { params: space.decode(&[0.2 + 0.3 * i as f64]), value: *v }).collect();
-        let cfg = SuggestConfig { strategy: Strategy::Bo, direction, initial_trials: 2, ..SuggestConfig::default() };
+        let space = Space::new(vec![ParamSpec {
+            name: "x".into(),
+            kind: ParamKind::Float {
+                low: 0.0,
+                high: 1.0,
+                log: false,
+            },
+            default: None,
+        }])
+        .expect("valid");
+        let observations: Vec<Observation> = [1.0, 5.0, 3.0]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Observation {
+                params: space.decode(&[0.2 + 0.3 * i as f64]),
+                value: *v,
+            })
+            .collect();
+        let cfg = SuggestConfig {
+            strategy: Strategy::Bo,
+            direction,
+            initial_trials: 2,
+            ..SuggestConfig::default()
+        };
         fit(&space, &observations, &cfg, 1).expect("fits")
     }
 
@@ -149,6 +209,9 @@ mod tests {
         assert_eq!(lie_value(&maximize, BatchStrategy::ClMin), -1.0);
         assert_eq!(lie_value(&maximize, BatchStrategy::ClMax), -5.0);
         assert_eq!(lie_value(&maximize, BatchStrategy::McQei), -5.0);
-        assert_eq!(BatchStrategy::best_value_lie(Direction::Maximize), BatchStrategy::ClMax);
+        assert_eq!(
+            BatchStrategy::best_value_lie(Direction::Maximize),
+            BatchStrategy::ClMax
+        );
     }
 }

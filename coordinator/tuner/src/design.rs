@@ -20,7 +20,9 @@ pub(crate) struct Seen {
 
 impl Seen {
     pub(crate) fn new(assignments: impl IntoIterator<Item = Assignment>) -> Seen {
-        Seen { assignments: assignments.into_iter().collect() }
+        Seen {
+            assignments: assignments.into_iter().collect(),
+        }
     }
 
     pub(crate) fn contains(&self, a: &Assignment) -> bool {
@@ -52,18 +54,29 @@ pub(crate) fn initial_design(
 ) -> Vec<Assignment> {
     let mut chosen = Vec::with_capacity(q);
     let mut points: Vec<Vec<f64>> = existing.to_vec();
-    if include_default && existing.is_empty() && q > 0 {
-        if let Some(default) = space.default_assignment() {
-            if seen.insert(&default) {
-                points.push(space.encode(&default).unwrap_or_else(|_| vec![0.5; space.dim()]));
-                chosen.push(default);
-            }
-        }
+    let default = space
+        .default_assignment()
+        .filter(|_| include_default && existing.is_empty() && q > 0);
+    if let Some(default) = default.filter(|d| seen.insert(d)) {
+        points.push(
+            space
+                .encode(&default)
+                .unwrap_or_else(|_| vec![0.5; space.dim()]),
+        );
+        chosen.push(default);
     }
     let pool_size = (8 * (points.len() + q)).clamp(32, 4096);
-    let mut pool: Vec<Vec<f64>> = sobol_points(pool_size, space.dim(), 0, rng).iter().map(|x| space.snap(x)).collect();
+    let mut pool: Vec<Vec<f64>> = sobol_points(pool_size, space.dim(), 0, rng)
+        .iter()
+        .map(|x| space.snap(x))
+        .collect();
     while chosen.len() < q && !pool.is_empty() {
-        let score = |x: &Vec<f64>| points.iter().map(|p| squared_distance(p, x)).fold(f64::INFINITY, f64::min);
+        let score = |x: &Vec<f64>| {
+            points
+                .iter()
+                .map(|p| squared_distance(p, x))
+                .fold(f64::INFINITY, f64::min)
+        };
         let mut best = 0;
         let mut best_score = f64::NEG_INFINITY;
         for (i, x) in pool.iter().enumerate() {
@@ -86,7 +99,12 @@ pub(crate) fn initial_design(
 }
 
 /// Up to `q` uniform random unseen assignments (fewer only when the space is nearly exhausted).
-pub(crate) fn random_points(space: &Space, seen: &mut Seen, q: usize, rng: &mut Rng) -> Vec<Assignment> {
+pub(crate) fn random_points(
+    space: &Space,
+    seen: &mut Seen,
+    q: usize,
+    rng: &mut Rng,
+) -> Vec<Assignment> {
     let mut chosen = Vec::with_capacity(q);
     let mut attempts = 0;
     while chosen.len() < q && attempts < 200 * q.max(1) {
@@ -124,7 +142,9 @@ fn param_levels(space: &Space, index: usize, levels: usize) -> Vec<f64> {
     let raw: Vec<f64> = if levels <= 1 {
         vec![0.5]
     } else {
-        (0..levels).map(|i| i as f64 / (levels - 1) as f64).collect()
+        (0..levels)
+            .map(|i| i as f64 / (levels - 1) as f64)
+            .collect()
     };
     let mut out: Vec<f64> = Vec::with_capacity(raw.len());
     let mut values = Vec::new();
@@ -142,12 +162,21 @@ fn param_levels(space: &Space, index: usize, levels: usize) -> Vec<f64> {
 
 /// The number of points of the grid with `levels` levels a parameter (saturating).
 pub fn grid_size(space: &Space, levels: usize) -> usize {
-    (0..space.dim()).fold(1usize, |acc, i| acc.saturating_mul(param_levels(space, i, levels).len()))
+    (0..space.dim()).fold(1usize, |acc, i| {
+        acc.saturating_mul(param_levels(space, i, levels).len())
+    })
 }
 
 /// The next `q` unseen grid points in a fixed order (the last parameter varies fastest).
-pub(crate) fn grid_points(space: &Space, levels: usize, seen: &mut Seen, q: usize) -> Vec<Assignment> {
-    let per_param: Vec<Vec<f64>> = (0..space.dim()).map(|i| param_levels(space, i, levels)).collect();
+pub(crate) fn grid_points(
+    space: &Space,
+    levels: usize,
+    seen: &mut Seen,
+    q: usize,
+) -> Vec<Assignment> {
+    let per_param: Vec<Vec<f64>> = (0..space.dim())
+        .map(|i| param_levels(space, i, levels))
+        .collect();
     grid_walk(space, &per_param, seen, q)
 }
 
@@ -220,7 +249,9 @@ mod tests {
 
     #[test]
     fn random_exhausts_a_tiny_space_without_duplicates() {
-        let s = space(r#"[{"name":"b","type":"int","low":1,"high":3},{"name":"c","type":"categorical","choices":["x","y"]}]"#);
+        let s = space(
+            r#"[{"name":"b","type":"int","low":1,"high":3},{"name":"c","type":"categorical","choices":["x","y"]}]"#,
+        );
         let mut seen = Seen::default();
         let mut rng = Rng::new(1);
         let points = random_points(&s, &mut seen, 10, &mut rng);
@@ -229,13 +260,18 @@ mod tests {
 
     #[test]
     fn design_starts_with_the_default_and_spreads() {
-        let s = space(r#"[{"name":"a","type":"float","low":0,"high":1,"default":0.5},{"name":"b","type":"float","low":0,"high":1,"default":0.5}]"#);
+        let s = space(
+            r#"[{"name":"a","type":"float","low":0,"high":1,"default":0.5},{"name":"b","type":"float","low":0,"high":1,"default":0.5}]"#,
+        );
         let mut seen = Seen::default();
         let mut rng = Rng::new(2);
         let points = initial_design(&s, &[], &mut seen, 5, true, &mut rng);
         assert_eq!(points.len(), 5);
         assert_eq!(points[0]["a"], Value::Float(0.5));
-        let encoded: Vec<Vec<f64>> = points.iter().map(|a| s.encode(a).expect("encodes")).collect();
+        let encoded: Vec<Vec<f64>> = points
+            .iter()
+            .map(|a| s.encode(a).expect("encodes"))
+            .collect();
         for i in 0..5 {
             for j in 0..i {
                 assert!(squared_distance(&encoded[i], &encoded[j]) > 0.05);

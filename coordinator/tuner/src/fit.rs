@@ -55,7 +55,12 @@ fn log_prior(theta: &[f64], grad: &mut [f64]) -> f64 {
 ///
 /// # Errors
 /// When `K` cannot be factored (see [`crate::gp::factor`]).
-pub fn log_marginal_likelihood(x: &[Vec<f64>], y: &[f64], theta: &[f64], grad: &mut [f64]) -> Result<f64> {
+pub fn log_marginal_likelihood(
+    x: &[Vec<f64>],
+    y: &[f64],
+    theta: &[f64],
+    grad: &mut [f64],
+) -> Result<f64> {
     let n = x.len();
     let d = theta.len() - 2;
     let mut kernel = Matern52::new(d, 1.0, 1.0);
@@ -65,7 +70,9 @@ pub fn log_marginal_likelihood(x: &[Vec<f64>], y: &[f64], theta: &[f64], grad: &
     let mut l_inv = Mat::<f64>::identity(n, n);
     l_chol.solve_lower_triangular_in_place(l_inv.as_mut());
     let k_inv: Mat<f64> = l_inv.transpose() * &l_inv;
-    let alpha: Vec<f64> = (0..n).map(|i| (0..n).map(|j| k_inv[(i, j)] * y[j]).sum()).collect();
+    let alpha: Vec<f64> = (0..n)
+        .map(|i| (0..n).map(|j| k_inv[(i, j)] * y[j]).sum())
+        .collect();
     let fit: f64 = alpha.iter().zip(y).map(|(a, b)| a * b).sum();
     let log_det: f64 = (0..n).map(|i| l_chol[(i, i)].ln()).sum();
     let value = -0.5 * fit - log_det - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
@@ -83,7 +90,9 @@ pub fn log_marginal_likelihood(x: &[Vec<f64>], y: &[f64], theta: &[f64], grad: &
         grad[d + 1] += 0.5 * (alpha[i] * alpha[i] - k_inv[(i, i)]) * noise;
     }
     if !value.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-        return Err(Error::Numerical("log marginal likelihood is not finite".into()));
+        return Err(Error::Numerical(
+            "log marginal likelihood is not finite".into(),
+        ));
     }
     Ok(value)
 }
@@ -105,10 +114,19 @@ fn starts(dim: usize, restarts: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
     let mut default = vec![0.3f64.ln(); dim];
     default.extend([0.0, 1e-3f64.ln()]);
     let mut all = vec![default];
-    let box_lower: Vec<f64> = std::iter::repeat_n(0.05f64.ln(), dim).chain([0.2f64.ln(), 1e-6f64.ln()]).collect();
-    let box_upper: Vec<f64> = std::iter::repeat_n(2f64.ln(), dim).chain([5f64.ln(), 0.1f64.ln()]).collect();
+    let box_lower: Vec<f64> = std::iter::repeat_n(0.05f64.ln(), dim)
+        .chain([0.2f64.ln(), 1e-6f64.ln()])
+        .collect();
+    let box_upper: Vec<f64> = std::iter::repeat_n(2f64.ln(), dim)
+        .chain([5f64.ln(), 0.1f64.ln()])
+        .collect();
     for u in rng.latin_hypercube(restarts.saturating_sub(1), dim + 2) {
-        all.push(u.iter().enumerate().map(|(i, v)| box_lower[i] + v * (box_upper[i] - box_lower[i])).collect());
+        all.push(
+            u.iter()
+                .enumerate()
+                .map(|(i, v)| box_lower[i] + v * (box_upper[i] - box_lower[i]))
+                .collect(),
+        );
     }
     all
 }
@@ -123,16 +141,30 @@ pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<G
     let ys: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
     let (lower, upper) = bounds(dim);
     let mut rng = Rng::with_stream(seed, 2);
-    let options = LbfgsOptions { max_iterations: 60, gradient_tolerance: 1e-5, value_tolerance: 1e-9, memory: 8 };
+    let options = LbfgsOptions {
+        max_iterations: 60,
+        gradient_tolerance: 1e-5,
+        value_tolerance: 1e-9,
+        memory: 8,
+    };
     let mut best: Option<(Vec<f64>, f64)> = None;
     for start in starts(dim, restarts.max(1), &mut rng) {
-        let found = minimize(|theta, grad| objective(x, &ys, theta, grad), &start, &lower, &upper, &options);
+        let found = minimize(
+            |theta, grad| objective(x, &ys, theta, grad),
+            &start,
+            &lower,
+            &upper,
+            &options,
+        );
         if found.value.is_finite() && best.as_ref().is_none_or(|(_, v)| found.value < *v) {
             best = Some((found.x, found.value));
         }
     }
     let Some((theta, _)) = best else {
-        return Err(Error::NotPositiveDefinite { n: x.len(), max_jitter: crate::gp::MAX_RELATIVE_JITTER });
+        return Err(Error::NotPositiveDefinite {
+            n: x.len(),
+            max_jitter: crate::gp::MAX_RELATIVE_JITTER,
+        });
     };
     let mut kernel = Matern52::new(dim, 1.0, 1.0);
     kernel.set_params(&theta[..=dim]);
@@ -146,7 +178,10 @@ mod tests {
     fn data(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
         let mut rng = Rng::new(seed);
         let x = rng.latin_hypercube(n, d);
-        let y: Vec<f64> = x.iter().map(|p| (4.0 * p[0]).sin() + p.iter().map(|v| v * v).sum::<f64>()).collect();
+        let y: Vec<f64> = x
+            .iter()
+            .map(|p| (4.0 * p[0]).sin() + p.iter().map(|v| v * v).sum::<f64>())
+            .collect();
         let (mean, std) = standardization(&y);
         (x, y.iter().map(|v| (v - mean) / std).collect())
     }
@@ -167,7 +202,11 @@ mod tests {
             let fm = log_marginal_likelihood(&x, &y, &minus, &mut scratch).expect("factors");
             let numeric = (fp - fm) / (2.0 * step);
             let scale = 1f64.max(numeric.abs()).max(grad[j].abs());
-            assert!((numeric - grad[j]).abs() / scale < 1e-6, "θ{j}: numeric {numeric} analytic {}", grad[j]);
+            assert!(
+                (numeric - grad[j]).abs() / scale < 1e-6,
+                "θ{j}: numeric {numeric} analytic {}",
+                grad[j]
+            );
         }
     }
 
@@ -177,7 +216,11 @@ mod tests {
         let gp = fit_gp(&x, &y, 3, 1).expect("fits");
         let default = Gp::new(Matern52::new(2, 0.3, 1.0), 1e-3, x.clone(), &y).expect("factors");
         assert!(gp.log_marginal_likelihood() >= default.log_marginal_likelihood() - 1e-6);
-        assert!(gp.noise_variance() < 1e-2, "noise-free data gets small noise: {}", gp.noise_variance());
+        assert!(
+            gp.noise_variance() < 1e-2,
+            "noise-free data gets small noise: {}",
+            gp.noise_variance()
+        );
     }
 
     #[test]

@@ -43,20 +43,30 @@ pub fn standardization(y: &[f64]) -> (f64, f64) {
     let mean = y.iter().sum::<f64>() / n;
     let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
     let std = var.sqrt();
-    if std.is_finite() && std > 1e-12 * mean.abs().max(1e-300) && std > 0.0 { (mean, std) } else { (mean, 1.0) }
+    if std.is_finite() && std > 1e-12 * mean.abs().max(1e-300) && std > 0.0 {
+        (mean, std)
+    } else {
+        (mean, 1.0)
+    }
 }
 
 /// Factors `k(X, X) + noise·I` with growing jitter; returns the lower factor and the jitter.
 ///
 /// # Errors
 /// `Error::NotPositiveDefinite` when even the largest jitter fails, or a non-finite entry.
-pub fn factor<K: Kernel>(kernel: &K, noise_variance: f64, x: &[Vec<f64>]) -> Result<(Mat<f64>, f64)> {
+pub fn factor<K: Kernel>(
+    kernel: &K,
+    noise_variance: f64,
+    x: &[Vec<f64>],
+) -> Result<(Mat<f64>, f64)> {
     let n = x.len();
     let gram = Mat::<f64>::from_fn(n, n, |i, j| kernel.value(&x[i], &x[j]));
     let scale = kernel.prior_variance();
     let all_finite = (0..n).all(|j| (0..n).all(|i| gram[(i, j)].is_finite()));
-    if !(scale.is_finite() && noise_variance.is_finite()) || !all_finite {
-        return Err(Error::Numerical("kernel matrix has non-finite entries".into()));
+    if !(scale.is_finite() && noise_variance.is_finite() && all_finite) {
+        return Err(Error::Numerical(
+            "kernel matrix has non-finite entries".into(),
+        ));
     }
     let mut jitter = 0.0;
     loop {
@@ -67,9 +77,16 @@ pub fn factor<K: Kernel>(kernel: &K, noise_variance: f64, x: &[Vec<f64>]) -> Res
         if let Ok(llt) = k.llt(Side::Lower) {
             return Ok((llt.L().to_owned(), jitter));
         }
-        jitter = if jitter == 0.0 { 1e-10 * scale } else { jitter * 10.0 };
+        jitter = if jitter == 0.0 {
+            1e-10 * scale
+        } else {
+            jitter * 10.0
+        };
         if jitter > MAX_RELATIVE_JITTER * scale * 1.000_001 {
-            return Err(Error::NotPositiveDefinite { n, max_jitter: MAX_RELATIVE_JITTER * scale });
+            return Err(Error::NotPositiveDefinite {
+                n,
+                max_jitter: MAX_RELATIVE_JITTER * scale,
+            });
         }
     }
 }
@@ -89,13 +106,39 @@ impl<K: Kernel> Gp<K> {
     ///
     /// # Errors
     /// As [`factor`].
-    pub fn with_standardization(kernel: K, noise_variance: f64, x: Vec<Vec<f64>>, y: &[f64], y_mean: f64, y_std: f64) -> Result<Gp<K>> {
+    pub fn with_standardization(
+        kernel: K,
+        noise_variance: f64,
+        x: Vec<Vec<f64>>,
+        y: &[f64],
+        y_mean: f64,
+        y_std: f64,
+    ) -> Result<Gp<K>> {
         debug_assert_eq!(x.len(), y.len(), "one target per point");
         let (l_chol, jitter) = factor(&kernel, noise_variance, &x)?;
         let n = x.len();
-        let l_rows: Vec<f64> = (0..n * n).map(|k| if k % n <= k / n { l_chol[(k / n, k % n)] } else { 0.0 }).collect();
+        let l_rows: Vec<f64> = (0..n * n)
+            .map(|k| {
+                if k % n <= k / n {
+                    l_chol[(k / n, k % n)]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let ys: Vec<f64> = y.iter().map(|v| (v - y_mean) / y_std).collect();
-        let mut gp = Gp { kernel, noise_variance, x, y_mean, y_std, y: ys, l_rows, l_chol, alpha: Vec::new(), jitter };
+        let mut gp = Gp {
+            kernel,
+            noise_variance,
+            x,
+            y_mean,
+            y_std,
+            y: ys,
+            l_rows,
+            l_chol,
+            alpha: Vec::new(),
+            jitter,
+        };
         let v = gp.forward(&gp.y);
         gp.alpha = gp.backward(v);
         if gp.alpha.iter().any(|a| !a.is_finite()) {
@@ -172,17 +215,27 @@ impl<K: Kernel> Gp<K> {
     /// Posterior mean and variance at `x` in the units of `y`.
     pub fn predict(&self, x: &[f64]) -> (f64, f64) {
         let (mean, var) = self.predict_standardized(x);
-        (self.y_mean + self.y_std * mean, var * self.y_std * self.y_std)
+        (
+            self.y_mean + self.y_std * mean,
+            var * self.y_std * self.y_std,
+        )
     }
 
     /// Posterior mean and variance (standardized) with their gradients with respect to `x`.
-    pub fn predict_with_grad(&self, x: &[f64], mean_grad: &mut [f64], var_grad: &mut [f64]) -> (f64, f64) {
+    pub fn predict_with_grad(
+        &self,
+        x: &[f64],
+        mean_grad: &mut [f64],
+        var_grad: &mut [f64],
+    ) -> (f64, f64) {
         let n = self.x.len();
         let d = x.len();
         let mut k_grads = vec![0.0; n * d];
         let mut k_star = vec![0.0; n];
         for i in 0..n {
-            k_star[i] = self.kernel.value_and_x_grad(x, &self.x[i], &mut k_grads[i * d..(i + 1) * d]);
+            k_star[i] =
+                self.kernel
+                    .value_and_x_grad(x, &self.x[i], &mut k_grads[i * d..(i + 1) * d]);
         }
         let mean: f64 = k_star.iter().zip(&self.alpha).map(|(k, a)| k * a).sum();
         let v = self.forward(&k_star);
@@ -205,7 +258,9 @@ impl<K: Kernel> Gp<K> {
 
     /// `V = L⁻¹ k(X, P)` for a batch of points (one column per point), via faer.
     pub fn whitened_cross(&self, points: &[Vec<f64>]) -> Mat<f64> {
-        let mut v = Mat::<f64>::from_fn(self.x.len(), points.len(), |i, j| self.kernel.value(&self.x[i], &points[j]));
+        let mut v = Mat::<f64>::from_fn(self.x.len(), points.len(), |i, j| {
+            self.kernel.value(&self.x[i], &points[j])
+        });
         self.l_chol.solve_lower_triangular_in_place(v.as_mut());
         v
     }
@@ -217,7 +272,9 @@ impl<K: Kernel> Gp<K> {
         let mut vars = Vec::with_capacity(points.len());
         let prior = self.kernel.prior_variance();
         for chunk in points.chunks(256) {
-            let k_star = Mat::<f64>::from_fn(n, chunk.len(), |i, j| self.kernel.value(&self.x[i], &chunk[j]));
+            let k_star = Mat::<f64>::from_fn(n, chunk.len(), |i, j| {
+                self.kernel.value(&self.x[i], &chunk[j])
+            });
             for j in 0..chunk.len() {
                 means.push((0..n).map(|i| k_star[(i, j)] * self.alpha[i]).sum());
             }
@@ -249,7 +306,17 @@ mod tests {
     fn training(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
         let mut rng = Rng::new(seed);
         let x = rng.latin_hypercube(n, d);
-        let y = x.iter().map(|p| p.iter().enumerate().map(|(i, v)| ((i + 1) as f64 * v).sin()).sum::<f64>() * 3.0 + 10.0).collect();
+        let y = x
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .enumerate()
+                    .map(|(i, v)| ((i + 1) as f64 * v).sin())
+                    .sum::<f64>()
+                    * 3.0
+                    + 10.0
+            })
+            .collect();
         (x, y)
     }
 
@@ -262,7 +329,10 @@ mod tests {
         for (xi, yi) in x.iter().zip(&y) {
             let (mean, var) = gp.predict(xi);
             assert!((mean - yi).abs() < 1e-3 * std, "mean {mean} vs {yi}");
-            assert!(var >= 0.0 && var <= 2.0 * noise * std * std + 1e-12, "var {var}");
+            assert!(
+                var >= 0.0 && var <= 2.0 * noise * std * std + 1e-12,
+                "var {var}"
+            );
         }
         let (_, far_var) = gp.predict_standardized(&[5.0, 5.0]);
         assert!((far_var - 1.0).abs() < 1e-9);
@@ -295,8 +365,16 @@ mod tests {
             let (mp, vp) = gp.predict_standardized(&plus);
             let (mm, vm) = gp.predict_standardized(&minus);
             let (nm, nv) = ((mp - mm) / (2.0 * step), (vp - vm) / (2.0 * step));
-            assert!((nm - gm[j]).abs() / 1f64.max(nm.abs()) < 1e-6, "mean grad {j}: {nm} vs {}", gm[j]);
-            assert!((nv - gv[j]).abs() / 1f64.max(nv.abs()) < 1e-6, "var grad {j}: {nv} vs {}", gv[j]);
+            assert!(
+                (nm - gm[j]).abs() / 1f64.max(nm.abs()) < 1e-6,
+                "mean grad {j}: {nm} vs {}",
+                gm[j]
+            );
+            assert!(
+                (nv - gv[j]).abs() / 1f64.max(nv.abs()) < 1e-6,
+                "var grad {j}: {nv} vs {}",
+                gv[j]
+            );
         }
     }
 
@@ -304,7 +382,8 @@ mod tests {
     fn duplicate_points_factor_with_jitter_or_noise() {
         let x = vec![vec![0.5, 0.5]; 6];
         let y = vec![1.0, 1.1, 0.9, 1.0, 1.05, 0.95];
-        let gp = Gp::new(Matern52::new(2, 0.3, 1.0), 0.0, x, &y).expect("jitter rescues duplicates");
+        let gp =
+            Gp::new(Matern52::new(2, 0.3, 1.0), 0.0, x, &y).expect("jitter rescues duplicates");
         assert!(gp.jitter() > 0.0);
     }
 

@@ -55,13 +55,22 @@ impl Matern52 {
     }
 
     fn refresh(&mut self) {
-        self.inv_length_scales_sq = self.log_length_scales.iter().map(|l| (-2.0 * l).exp()).collect();
+        self.inv_length_scales_sq = self
+            .log_length_scales
+            .iter()
+            .map(|l| (-2.0 * l).exp())
+            .collect();
         self.signal_variance = self.log_signal_variance.exp();
     }
 
     /// `r²` and `(σ², e, 1 + √5 r)` shared by the value and the gradients.
     fn parts(&self, a: &[f64], b: &[f64]) -> (f64, f64, f64) {
-        let r2: f64 = a.iter().zip(b).zip(&self.inv_length_scales_sq).map(|((x, y), w)| (x - y) * (x - y) * w).sum();
+        let r2: f64 = a
+            .iter()
+            .zip(b)
+            .zip(&self.inv_length_scales_sq)
+            .map(|((x, y), w)| (x - y) * (x - y) * w)
+            .sum();
         let r = r2.sqrt();
         let e = (-SQRT5 * r).exp();
         (r2, e, 1.0 + SQRT5 * r)
@@ -80,7 +89,11 @@ impl Kernel for Matern52 {
     }
 
     fn set_params(&mut self, params: &[f64]) {
-        debug_assert_eq!(params.len(), self.param_count(), "one log-parameter per length-scale plus the variance");
+        debug_assert_eq!(
+            params.len(),
+            self.param_count(),
+            "one log-parameter per length-scale plus the variance"
+        );
         let d = self.log_length_scales.len();
         self.log_length_scales.copy_from_slice(&params[..d]);
         self.log_signal_variance = params[d];
@@ -128,7 +141,10 @@ mod tests {
 
     fn assert_close_grad(numeric: f64, analytic: f64, what: &str) {
         let scale = 1f64.max(numeric.abs()).max(analytic.abs());
-        assert!((numeric - analytic).abs() / scale < 1e-6, "{what}: numeric {numeric} analytic {analytic}");
+        assert!(
+            (numeric - analytic).abs() / scale < 1e-6,
+            "{what}: numeric {numeric} analytic {analytic}"
+        );
     }
 
     fn kernel() -> Matern52 {

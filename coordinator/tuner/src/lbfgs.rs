@@ -20,7 +20,12 @@ pub struct LbfgsOptions {
 
 impl Default for LbfgsOptions {
     fn default() -> Self {
-        LbfgsOptions { max_iterations: 100, gradient_tolerance: 1e-6, value_tolerance: 1e-10, memory: 8 }
+        LbfgsOptions {
+            max_iterations: 100,
+            gradient_tolerance: 1e-6,
+            value_tolerance: 1e-10,
+            memory: 8,
+        }
     }
 }
 
@@ -52,7 +57,11 @@ fn is_blocked(x: f64, g: f64, lo: f64, hi: f64) -> bool {
 
 /// The quasi-Newton direction from the stored pairs, with blocked coordinates zeroed.
 fn direction(grad: &[f64], pairs: &[(Vec<f64>, Vec<f64>)], blocked: &[bool]) -> Vec<f64> {
-    let mut q: Vec<f64> = grad.iter().zip(blocked).map(|(g, b)| if *b { 0.0 } else { *g }).collect();
+    let mut q: Vec<f64> = grad
+        .iter()
+        .zip(blocked)
+        .map(|(g, b)| if *b { 0.0 } else { *g })
+        .collect();
     let mut alphas = Vec::with_capacity(pairs.len());
     for (s, y) in pairs.iter().rev() {
         let rho = 1.0 / dot(y, s);
@@ -72,7 +81,10 @@ fn direction(grad: &[f64], pairs: &[(Vec<f64>, Vec<f64>)], blocked: &[bool]) -> 
             *qi += (a - b) * si;
         }
     }
-    q.iter().zip(blocked).map(|(v, b)| if *b { 0.0 } else { -v }).collect()
+    q.iter()
+        .zip(blocked)
+        .map(|(v, b)| if *b { 0.0 } else { -v })
+        .collect()
 }
 
 /// Minimizes `f` over the box `[lower, upper]` from `x0`. `f(x, grad)` returns the value and
@@ -91,22 +103,39 @@ pub fn minimize(
     let mut value = f(&x, &mut grad);
     let mut evaluations = 1;
     if !value.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-        return Minimum { x, value: f64::INFINITY, evaluations };
+        return Minimum {
+            x,
+            value: f64::INFINITY,
+            evaluations,
+        };
     }
     let mut pairs: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
     let mut trial_grad = vec![0.0; n];
     for iteration in 0..options.max_iterations {
-        let blocked: Vec<bool> = (0..n).map(|i| is_blocked(x[i], grad[i], lower[i], upper[i])).collect();
-        let projected_norm = (0..n).filter(|i| !blocked[*i]).map(|i| grad[i].abs()).fold(0.0, f64::max);
+        let blocked: Vec<bool> = (0..n)
+            .map(|i| is_blocked(x[i], grad[i], lower[i], upper[i]))
+            .collect();
+        let projected_norm = (0..n)
+            .filter(|i| !blocked[*i])
+            .map(|i| grad[i].abs())
+            .fold(0.0, f64::max);
         if projected_norm < options.gradient_tolerance {
             break;
         }
         let mut d = direction(&grad, &pairs, &blocked);
         if dot(&d, &grad) >= 0.0 {
             pairs.clear();
-            d = grad.iter().zip(&blocked).map(|(g, b)| if *b { 0.0 } else { -g }).collect();
+            d = grad
+                .iter()
+                .zip(&blocked)
+                .map(|(g, b)| if *b { 0.0 } else { -g })
+                .collect();
         }
-        let mut step = if iteration == 0 && pairs.is_empty() { (1.0 / projected_norm).min(1.0) } else { 1.0 };
+        let mut step = if iteration == 0 && pairs.is_empty() {
+            (1.0 / projected_norm).min(1.0)
+        } else {
+            1.0
+        };
         let mut accepted = None;
         for _ in 0..40 {
             let mut trial: Vec<f64> = x.iter().zip(&d).map(|(xi, di)| xi + step * di).collect();
@@ -121,7 +150,9 @@ pub fn minimize(
             }
             step *= 0.5;
         }
-        let Some((trial, trial_value, s)) = accepted else { break };
+        let Some((trial, trial_value, s)) = accepted else {
+            break;
+        };
         let y: Vec<f64> = trial_grad.iter().zip(&grad).map(|(a, b)| a - b).collect();
         let improvement = value - trial_value;
         if dot(&s, &y) > 1e-12 * dot(&y, &y).sqrt() * dot(&s, &s).sqrt() {
@@ -137,7 +168,11 @@ pub fn minimize(
             break;
         }
     }
-    Minimum { x, value, evaluations }
+    Minimum {
+        x,
+        value,
+        evaluations,
+    }
 }
 
 #[cfg(test)]
@@ -153,22 +188,47 @@ mod tests {
 
     #[test]
     fn minimizes_rosenbrock() {
-        let options = LbfgsOptions { max_iterations: 500, value_tolerance: 0.0, ..Default::default() };
-        let m = minimize(rosenbrock, &[-1.2, 1.0], &[-5.0, -5.0], &[5.0, 5.0], &options);
-        assert!((m.x[0] - 1.0).abs() < 1e-4 && (m.x[1] - 1.0).abs() < 1e-4, "{m:?}");
+        let options = LbfgsOptions {
+            max_iterations: 500,
+            value_tolerance: 0.0,
+            ..Default::default()
+        };
+        let m = minimize(
+            rosenbrock,
+            &[-1.2, 1.0],
+            &[-5.0, -5.0],
+            &[5.0, 5.0],
+            &options,
+        );
+        assert!(
+            (m.x[0] - 1.0).abs() < 1e-4 && (m.x[1] - 1.0).abs() < 1e-4,
+            "{m:?}"
+        );
     }
 
     #[test]
     fn respects_bounds() {
         let options = LbfgsOptions::default();
-        let m = minimize(rosenbrock, &[0.1, 0.1], &[-1.0, -1.0], &[0.5, 0.5], &options);
+        let m = minimize(
+            rosenbrock,
+            &[0.1, 0.1],
+            &[-1.0, -1.0],
+            &[0.5, 0.5],
+            &options,
+        );
         assert!(m.x.iter().all(|v| (-1.0..=0.5).contains(v)));
         assert!((m.x[0] - 0.5).abs() < 1e-3, "{m:?}");
     }
 
     #[test]
     fn infinite_start_returns_without_panicking() {
-        let m = minimize(|_, _| f64::INFINITY, &[0.0], &[-1.0], &[1.0], &LbfgsOptions::default());
+        let m = minimize(
+            |_, _| f64::INFINITY,
+            &[0.0],
+            &[-1.0],
+            &[1.0],
+            &LbfgsOptions::default(),
+        );
         assert_eq!(m.value, f64::INFINITY);
     }
 }

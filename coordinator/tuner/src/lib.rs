@@ -8,7 +8,7 @@
 //!
 //! The BO loop, for `q` suggestions with some trials still running (pending):
 //! 1. While fewer than [`SuggestConfig::initial_trials`] results exist, points come from a
-//!    space-filling design ([`design`]-style greedy maximin over Sobol' points).
+//!    space-filling design (greedy maximin over Sobol' points).
 //! 2. Otherwise a GP with a Matérn-5/2 ARD kernel is fit to the standardized results by
 //!    maximizing the log marginal likelihood ([`fit`]).
 //! 3. Each point maximizes log expected improvement ([`acquisition::ei`]) over thousands of
@@ -183,7 +183,12 @@ impl std::ops::Deref for ValidSuggestConfig {
 impl SuggestConfig {
     /// A config with the given strategy and direction, the rest default (the lie is the best value).
     pub fn new(strategy: Strategy, direction: Direction) -> SuggestConfig {
-        SuggestConfig { strategy, direction, batch: BatchStrategy::best_value_lie(direction), ..Default::default() }
+        SuggestConfig {
+            strategy,
+            direction,
+            batch: BatchStrategy::best_value_lie(direction),
+            ..Default::default()
+        }
     }
 
     /// Checks the fields.
@@ -209,7 +214,11 @@ impl SuggestConfig {
 
     /// The number of design points before BO for a space of dimension `dim`.
     pub fn effective_initial_trials(&self, dim: usize) -> usize {
-        if self.initial_trials == 0 { (dim + 1).max(5) } else { self.initial_trials.max(2) }
+        if self.initial_trials == 0 {
+            (dim + 1).max(5)
+        } else {
+            self.initial_trials.max(2)
+        }
     }
 }
 
@@ -256,18 +265,30 @@ impl Model {
 /// # Errors
 /// An invalid config, an observation that does not fit the space or has a non-finite value, or
 /// a GP that cannot be factored even with the largest jitter.
-pub fn fit(space: &Space, observations: &[Observation], cfg: &SuggestConfig, seed: u64) -> Result<Model> {
+pub fn fit(
+    space: &Space,
+    observations: &[Observation],
+    cfg: &SuggestConfig,
+    seed: u64,
+) -> Result<Model> {
     let cfg = cfg.validate()?;
     let mut observed = Vec::with_capacity(observations.len());
     let mut x = Vec::with_capacity(observations.len());
     let mut y_min = Vec::with_capacity(observations.len());
     for (index, observation) in observations.iter().enumerate() {
         if !observation.value.is_finite() {
-            return Err(Error::InvalidObservation { index, reason: format!("value {} is not finite", observation.value) });
+            return Err(Error::InvalidObservation {
+                index,
+                reason: format!("value {} is not finite", observation.value),
+            });
         }
-        let params = space
-            .normalize(&observation.params)
-            .map_err(|e| Error::InvalidObservation { index, reason: e.to_string() })?;
+        let params =
+            space
+                .normalize(&observation.params)
+                .map_err(|e| Error::InvalidObservation {
+                    index,
+                    reason: e.to_string(),
+                })?;
         x.push(space.encode(&params)?);
         observed.push(params);
         y_min.push(match cfg.direction {
@@ -275,39 +296,81 @@ pub fn fit(space: &Space, observations: &[Observation], cfg: &SuggestConfig, see
             Direction::Maximize => -observation.value,
         });
     }
-    let use_gp = cfg.strategy == Strategy::Bo && observed.len() >= cfg.effective_initial_trials(space.dim());
-    let gp = if use_gp { Some(bo::fit_gp(&x, &y_min, &cfg, seed)?) } else { None };
-    Ok(Model { space: space.clone(), config: cfg.0, observed, x, y_min, gp })
+    let use_gp =
+        cfg.strategy == Strategy::Bo && observed.len() >= cfg.effective_initial_trials(space.dim());
+    let gp = if use_gp {
+        Some(bo::fit_gp(&x, &y_min, &cfg, seed)?)
+    } else {
+        None
+    };
+    Ok(Model {
+        space: space.clone(),
+        config: cfg.0,
+        observed,
+        x,
+        y_min,
+        gp,
+    })
 }
 
 /// Proposes up to `q` new points from a fitted model; see [`suggest`].
 ///
 /// # Errors
 /// An invalid config or pending assignment, or a numerical failure of the GP.
-pub fn propose(model: &Model, pending: &[Assignment], q: usize, cfg: &SuggestConfig, seed: u64) -> Result<Vec<Candidate>> {
+pub fn propose(
+    model: &Model,
+    pending: &[Assignment],
+    q: usize,
+    cfg: &SuggestConfig,
+    seed: u64,
+) -> Result<Vec<Candidate>> {
     let cfg = cfg.validate()?;
     let space = &model.space;
     let mut pending_norm = Vec::with_capacity(pending.len());
     for a in pending {
         pending_norm.push(space.normalize(a)?);
     }
-    let mut seen = design::Seen::new(model.observed.iter().cloned().chain(pending_norm.iter().cloned()));
+    let mut seen = design::Seen::new(
+        model
+            .observed
+            .iter()
+            .cloned()
+            .chain(pending_norm.iter().cloned()),
+    );
     let mut rng = rng::Rng::with_stream(seed, 1);
     let chosen = match cfg.strategy {
         Strategy::Grid { levels } => design::grid_points(space, levels, &mut seen, q),
         Strategy::Random => design::random_points(space, &mut seen, q, &mut rng),
         Strategy::Bo => match &model.gp {
             None => {
-                let existing: Vec<Vec<f64>> = model.x.iter().cloned().chain(pending_norm.iter().filter_map(|a| space.encode(a).ok())).collect();
-                design::initial_design(space, &existing, &mut seen, q, cfg.include_default, &mut rng)
+                let existing: Vec<Vec<f64>> = model
+                    .x
+                    .iter()
+                    .cloned()
+                    .chain(pending_norm.iter().filter_map(|a| space.encode(a).ok()))
+                    .collect();
+                design::initial_design(
+                    space,
+                    &existing,
+                    &mut seen,
+                    q,
+                    cfg.include_default,
+                    &mut rng,
+                )
             }
             Some(gp) => {
-                let pending_x: Vec<Vec<f64>> = pending_norm.iter().map(|a| space.encode(a)).collect::<Result<_>>()?;
+                let pending_x: Vec<Vec<f64>> = pending_norm
+                    .iter()
+                    .map(|a| space.encode(a))
+                    .collect::<Result<_>>()?;
                 bo::propose(model, gp, &pending_x, &mut seen, q, &cfg, &mut rng)?
             }
         },
     };
-    Ok(chosen.into_iter().map(|params| Candidate { params }).collect())
+    Ok(chosen
+        .into_iter()
+        .map(|params| Candidate { params })
+        .collect())
 }
 
 /// Suggests up to `q` new points. `pending` are points running now: they enter BO as lies and
@@ -334,7 +397,15 @@ pub fn suggest(
 pub fn length_scales(model: &Model) -> Option<Vec<(String, f64)>> {
     let gp = model.gp.as_ref()?;
     let scales = kernel::Kernel::length_scales(gp.kernel());
-    Some(model.space.params().iter().zip(scales).map(|(p, l)| (p.name.clone(), l)).collect())
+    Some(
+        model
+            .space
+            .params()
+            .iter()
+            .zip(scales)
+            .map(|(p, l)| (p.name.clone(), l))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -343,21 +414,43 @@ mod tests {
     use space::{ParamKind, ParamSpec, Value};
 
     fn unit_space(dim: usize) -> Space {
-        let params = (0..dim).map(|i| ParamSpec { name: format!("x{i}"), kind: ParamKind::Float { low: 0.0, high: 1.0, log: false }, default: None }).collect();
+        let params = (0..dim)
+            .map(|i| ParamSpec {
+                name: format!("x{i}"),
+                kind: ParamKind::Float {
+                    low: 0.0,
+                    high: 1.0,
+                    log: false,
+                },
+                default: None,
+            })
+            .collect();
         Space::new(params).expect("valid")
     }
 
-    fn run_loop(space: &Space, cfg: &SuggestConfig, evaluations: usize, q: usize, f: impl Fn(&[f64]) -> f64) -> f64 {
+    fn run_loop(
+        space: &Space,
+        cfg: &SuggestConfig,
+        evaluations: usize,
+        q: usize,
+        f: impl Fn(&[f64]) -> f64,
+    ) -> f64 {
         let mut observations: Vec<Observation> = Vec::new();
         let mut round = 0;
         while observations.len() < evaluations {
             for c in suggest(space, &observations, &[], q, cfg, round).expect("suggests") {
                 let x = space.encode(&c.params).expect("encodes");
-                observations.push(Observation { params: c.params, value: f(&x) });
+                observations.push(Observation {
+                    params: c.params,
+                    value: f(&x),
+                });
             }
             round += 1;
         }
-        observations.iter().map(|o| o.value).fold(f64::INFINITY, f64::min)
+        observations
+            .iter()
+            .map(|o| o.value)
+            .fold(f64::INFINITY, f64::min)
     }
 
     #[test]
@@ -378,10 +471,16 @@ mod tests {
         for round in 0..12u64 {
             for c in suggest(&space, &observations, &[], 1, &cfg, round).expect("suggests") {
                 let x = c.params["x0"].as_f64().expect("float");
-                observations.push(Observation { params: c.params, value: -(x - 0.6).powi(2) });
+                observations.push(Observation {
+                    params: c.params,
+                    value: -(x - 0.6).powi(2),
+                });
             }
         }
-        let best = observations.iter().map(|o| o.value).fold(f64::NEG_INFINITY, f64::max);
+        let best = observations
+            .iter()
+            .map(|o| o.value)
+            .fold(f64::NEG_INFINITY, f64::max);
         assert!(best > -1e-4, "best {best}");
     }
 
@@ -391,22 +490,47 @@ mod tests {
         let space = Space::new(params).expect("valid");
         let mut observations: Vec<Observation> = Vec::new();
         for round in 0..6u64 {
-            for c in suggest(&space, &observations, &[], 2, &SuggestConfig::default(), round).expect("suggests") {
+            for c in suggest(
+                &space,
+                &observations,
+                &[],
+                2,
+                &SuggestConfig::default(),
+                round,
+            )
+            .expect("suggests")
+            {
                 assert!(!observations.iter().any(|o| o.params == c.params));
-                let (Value::Int(a), Value::Int(b)) = (&c.params["a"], &c.params["b"]) else { panic!("ints") };
-                observations.push(Observation { params: c.params.clone(), value: (a * b) as f64 });
+                let (Value::Int(a), Value::Int(b)) = (&c.params["a"], &c.params["b"]) else {
+                    panic!("ints")
+                };
+                observations.push(Observation {
+                    params: c.params.clone(),
+                    value: (a * b) as f64,
+                });
             }
         }
         assert_eq!(observations.len(), 12);
-        assert_eq!(suggest(&space, &observations, &[], 5, &SuggestConfig::default(), 99).expect("suggests").len(), 0);
+        assert_eq!(
+            suggest(&space, &observations, &[], 5, &SuggestConfig::default(), 99)
+                .expect("suggests")
+                .len(),
+            0
+        );
     }
 
     #[test]
     fn invalid_inputs_are_errors() {
         let space = unit_space(1);
-        let bad = Observation { params: space.decode(&[0.5]), value: f64::NAN };
+        let bad = Observation {
+            params: space.decode(&[0.5]),
+            value: f64::NAN,
+        };
         assert!(suggest(&space, &[bad], &[], 1, &SuggestConfig::default(), 0).is_err());
-        let cfg = SuggestConfig { strategy: Strategy::Grid { levels: 0 }, ..SuggestConfig::default() };
+        let cfg = SuggestConfig {
+            strategy: Strategy::Grid { levels: 0 },
+            ..SuggestConfig::default()
+        };
         assert!(suggest(&space, &[], &[], 1, &cfg, 0).is_err());
         let mut wrong = space.decode(&[0.5]);
         wrong.insert("y".into(), Value::Int(1));
@@ -416,8 +540,15 @@ mod tests {
     #[test]
     fn length_scales_name_each_parameter() {
         let space = unit_space(2);
-        let observations: Vec<Observation> =
-            (0..8).map(|i| { let x = [i as f64 / 8.0, (i * 3 % 8) as f64 / 8.0]; Observation { params: space.decode(&x), value: (6.0 * x[0]).sin() } }).collect();
+        let observations: Vec<Observation> = (0..8)
+            .map(|i| {
+                let x = [i as f64 / 8.0, (i * 3 % 8) as f64 / 8.0];
+                Observation {
+                    params: space.decode(&x),
+                    value: (6.0 * x[0]).sin(),
+                }
+            })
+            .collect();
         let model = fit(&space, &observations, &SuggestConfig::default(), 0).expect("fits");
         let scales = length_scales(&model).expect("BO model");
         assert_eq!(scales[0].0, "x0");

@@ -12,8 +12,17 @@ use crate::sobol::sobol_points;
 
 /// Builds `count` candidates: half Sobol', a tenth uniform, the rest perturbations of
 /// `incumbents` (best first) with standard deviations 0.2, 0.05, 0.01 and 0.002, clamped.
-pub fn candidates(dim: usize, count: usize, incumbents: &[Vec<f64>], rng: &mut Rng) -> Vec<Vec<f64>> {
-    let sobol_count = if incumbents.is_empty() { count * 9 / 10 } else { count / 2 };
+pub fn candidates(
+    dim: usize,
+    count: usize,
+    incumbents: &[Vec<f64>],
+    rng: &mut Rng,
+) -> Vec<Vec<f64>> {
+    let sobol_count = if incumbents.is_empty() {
+        count * 9 / 10
+    } else {
+        count / 2
+    };
     let mut points = sobol_points(sobol_count, dim, 0, rng);
     let uniform_count = count / 10;
     points.extend((0..uniform_count).map(|_| rng.point(dim)));
@@ -21,9 +30,16 @@ pub fn candidates(dim: usize, count: usize, incumbents: &[Vec<f64>], rng: &mut R
     let mut index = 0;
     while points.len() < count && !incumbents.is_empty() {
         // The incumbent (index 0) gets half the local budget.
-        let centre = if index % 2 == 0 { &incumbents[0] } else { &incumbents[(index / 2) % incumbents.len()] };
+        let centre = if index % 2 == 0 {
+            &incumbents[0]
+        } else {
+            &incumbents[(index / 2) % incumbents.len()]
+        };
         let scale = scales[(index / 2) % scales.len()];
-        let mut p: Vec<f64> = centre.iter().map(|c| (c + scale * rng.normal()).clamp(0.0, 1.0)).collect();
+        let mut p: Vec<f64> = centre
+            .iter()
+            .map(|c| (c + scale * rng.normal()).clamp(0.0, 1.0))
+            .collect();
         // Move only a random subset of coordinates half the time (helps in higher dimensions).
         if index % 4 == 1 && dim > 1 {
             let keep = rng.below(dim);
@@ -37,13 +53,27 @@ pub fn candidates(dim: usize, count: usize, incumbents: &[Vec<f64>], rng: &mut R
 
 /// Scores `points`, refines the best `refine_starts` with L-BFGS, and returns every scored and
 /// refined point with its value, best first (ties keep the earlier point).
-pub fn maximize(acquisition: &impl Acquisition, points: Vec<Vec<f64>>, refine_starts: usize, max_iterations: usize) -> Vec<(Vec<f64>, f64)> {
+pub fn maximize(
+    acquisition: &impl Acquisition,
+    points: Vec<Vec<f64>>,
+    refine_starts: usize,
+    max_iterations: usize,
+) -> Vec<(Vec<f64>, f64)> {
     let values = acquisition.values(&points);
-    let mut scored: Vec<(Vec<f64>, f64)> = points.into_iter().zip(values).filter(|(_, v)| v.is_finite()).collect();
+    let mut scored: Vec<(Vec<f64>, f64)> = points
+        .into_iter()
+        .zip(values)
+        .filter(|(_, v)| v.is_finite())
+        .collect();
     sort_best_first(&mut scored);
     let dim = acquisition.dim();
     let (lower, upper) = (vec![0.0; dim], vec![1.0; dim]);
-    let options = LbfgsOptions { max_iterations, gradient_tolerance: 1e-7, value_tolerance: 1e-10, memory: 6 };
+    let options = LbfgsOptions {
+        max_iterations,
+        gradient_tolerance: 1e-7,
+        value_tolerance: 1e-10,
+        memory: 6,
+    };
     let mut refined = Vec::with_capacity(refine_starts);
     for (start, start_value) in scored.iter().take(refine_starts) {
         let found = minimize(
@@ -90,8 +120,15 @@ mod tests {
         let mut rng = Rng::new(1);
         let points = candidates(2, 256, &[vec![0.5, 0.5]], &mut rng);
         assert_eq!(points.len(), 256);
-        assert!(points.iter().all(|p| p.iter().all(|v| (0.0..=1.0).contains(v))));
+        assert!(
+            points
+                .iter()
+                .all(|p| p.iter().all(|v| (0.0..=1.0).contains(v)))
+        );
         let best = &maximize(&Bump, points, 3, 50)[0];
-        assert!((best.0[0] - 0.3137).abs() < 1e-4 && (best.0[1] - 0.777).abs() < 1e-4, "{best:?}");
+        assert!(
+            (best.0[0] - 0.3137).abs() < 1e-4 && (best.0[1] - 0.777).abs() < 1e-4,
+            "{best:?}"
+        );
     }
 }

@@ -7,41 +7,91 @@ use proptest::prelude::*;
 use crate::gp::Gp;
 use crate::kernel::Matern52;
 use crate::space::{Assignment, ParamKind, ParamSpec, Space};
-use crate::{BatchStrategy, Direction, Observation, Strategy as SearchStrategy, SuggestConfig, suggest};
+use crate::{
+    BatchStrategy, Direction, Observation, Strategy as SearchStrategy, SuggestConfig, suggest,
+};
 
 fn param_kind() -> impl Strategy<Value = ParamKind> {
     prop_oneof![
-        Just(ParamKind::Float { low: -5.0, high: 10.0, log: false }),
-        Just(ParamKind::Float { low: 1e-6, high: 1.0, log: true }),
-        (1i64..4, 2i64..20).prop_map(|(low, span)| ParamKind::Int { low, high: low + span, log: false }),
-        Just(ParamKind::Int { low: 1, high: 512, log: true }),
-        (1usize..4).prop_map(|k| ParamKind::Categorical { choices: (0..=k).map(|i| format!("c{i}")).collect() }),
+        Just(ParamKind::Float {
+            low: -5.0,
+            high: 10.0,
+            log: false
+        }),
+        Just(ParamKind::Float {
+            low: 1e-6,
+            high: 1.0,
+            log: true
+        }),
+        (1i64..4, 2i64..20).prop_map(|(low, span)| ParamKind::Int {
+            low,
+            high: low + span,
+            log: false
+        }),
+        Just(ParamKind::Int {
+            low: 1,
+            high: 512,
+            log: true
+        }),
+        (1usize..4).prop_map(|k| ParamKind::Categorical {
+            choices: (0..=k).map(|i| format!("c{i}")).collect()
+        }),
     ]
 }
 
 fn space_strategy() -> impl Strategy<Value = Space> {
     prop::collection::vec(param_kind(), 1..=6).prop_map(|kinds| {
-        let params = kinds.into_iter().enumerate().map(|(i, kind)| ParamSpec { name: format!("p{i}"), kind, default: None }).collect();
+        let params = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| ParamSpec {
+                name: format!("p{i}"),
+                kind,
+                default: None,
+            })
+            .collect();
         Space::new(params).expect("generated spaces are valid")
     })
 }
 
 /// A space, `n` observations of a smooth function and `pending` points, all from `seed`.
-fn problem(space: &Space, n: usize, pending: usize, seed: u64) -> (Vec<Observation>, Vec<Assignment>) {
+fn problem(
+    space: &Space,
+    n: usize,
+    pending: usize,
+    seed: u64,
+) -> (Vec<Observation>, Vec<Assignment>) {
     let mut rng = crate::rng::Rng::new(seed);
     let observations = (0..n)
         .map(|_| {
             let x = space.snap(&rng.point(space.dim()));
-            let value = x.iter().enumerate().map(|(i, v)| ((i + 2) as f64 * v).sin() + (v - 0.3).powi(2)).sum();
-            Observation { params: space.decode(&x), value }
+            let value = x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ((i + 2) as f64 * v).sin() + (v - 0.3).powi(2))
+                .sum();
+            Observation {
+                params: space.decode(&x),
+                value,
+            }
         })
         .collect();
-    let pending = (0..pending).map(|_| space.decode(&rng.point(space.dim()))).collect();
+    let pending = (0..pending)
+        .map(|_| space.decode(&rng.point(space.dim())))
+        .collect();
     (observations, pending)
 }
 
 fn small_config(strategy: SearchStrategy, batch: BatchStrategy) -> SuggestConfig {
-    SuggestConfig { strategy, batch, candidates: 256, refine_starts: 2, fit_restarts: 2, mc_samples: 64, ..SuggestConfig::default() }
+    SuggestConfig {
+        strategy,
+        batch,
+        candidates: 256,
+        refine_starts: 2,
+        fit_restarts: 2,
+        mc_samples: 64,
+        ..SuggestConfig::default()
+    }
 }
 
 fn strategy_choice() -> impl Strategy<Value = (SearchStrategy, BatchStrategy)> {

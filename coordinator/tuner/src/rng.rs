@@ -23,7 +23,12 @@ impl Rng {
     /// A generator for `seed`; different seeds give independent-looking streams.
     pub fn new(seed: u64) -> Rng {
         let mut sm = seed;
-        let state = [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
+        let state = [
+            splitmix64(&mut sm),
+            splitmix64(&mut sm),
+            splitmix64(&mut sm),
+            splitmix64(&mut sm),
+        ];
         Rng { state }
     }
 
@@ -114,7 +119,10 @@ mod tests {
         let draws: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
         let mean = draws.iter().sum::<f64>() / n as f64;
         let var = draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
     }
 
     #[test]

@@ -80,7 +80,9 @@ fn directions(j: usize) -> [u32; BITS] {
 pub fn sobol_points(n: usize, d: usize, skip: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
     let sobol_dims = d.min(MAX_SOBOL_DIM);
     let dirs: Vec<[u32; BITS]> = (0..sobol_dims).map(directions).collect();
-    let shifts: Vec<u32> = (0..sobol_dims).map(|_| (rng.next_u64() >> 32) as u32).collect();
+    let shifts: Vec<u32> = (0..sobol_dims)
+        .map(|_| (rng.next_u64() >> 32) as u32)
+        .collect();
     let mut state = vec![0u32; sobol_dims];
     let mut points = Vec::with_capacity(n);
     let scale = 1.0 / (1u64 << BITS) as f64;
@@ -95,7 +97,11 @@ pub fn sobol_points(n: usize, d: usize, skip: usize, rng: &mut Rng) -> Vec<Vec<f
         if index < skip {
             continue;
         }
-        let mut point: Vec<f64> = state.iter().zip(&shifts).map(|(x, s)| (x ^ s) as f64 * scale).collect();
+        let mut point: Vec<f64> = state
+            .iter()
+            .zip(&shifts)
+            .map(|(x, s)| (x ^ s) as f64 * scale)
+            .collect();
         point.extend((sobol_dims..d).map(|_| rng.uniform()));
         points.push(point);
     }
@@ -120,7 +126,10 @@ mod tests {
             for (x, dir) in state.iter_mut().zip(&dirs) {
                 *x ^= dir[bit];
             }
-            seen.push((state[0] as f64 / 2f64.powi(32), state[1] as f64 / 2f64.powi(32)));
+            seen.push((
+                state[0] as f64 / 2f64.powi(32),
+                state[1] as f64 / 2f64.powi(32),
+            ));
         }
         assert_eq!(seen, vec![(0.5, 0.5), (0.75, 0.25), (0.25, 0.75)]);
     }
@@ -140,6 +149,10 @@ mod tests {
     fn high_dimensions_are_filled() {
         let mut rng = Rng::new(5);
         let points = sobol_points(4, 40, 0, &mut rng);
-        assert!(points.iter().all(|p| p.len() == 40 && p.iter().all(|x| (0.0..1.0).contains(x))));
+        assert!(
+            points
+                .iter()
+                .all(|p| p.len() == 40 && p.iter().all(|x| (0.0..1.0).contains(x)))
+        );
     }
 }

@@ -128,7 +128,10 @@ struct RawParamSpec {
 }
 
 fn param_error(name: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidParam { name: name.to_string(), reason: reason.into() }
+    Error::InvalidParam {
+        name: name.to_string(),
+        reason: reason.into(),
+    }
 }
 
 impl TryFrom<RawParamSpec> for ParamSpec {
@@ -138,11 +141,17 @@ impl TryFrom<RawParamSpec> for ParamSpec {
         let name = raw.name;
         let numeric_bounds = |what: &str| -> Result<(RawNumber, RawNumber)> {
             if raw.choices.is_some() {
-                return Err(param_error(&name, format!("a {what} parameter takes no 'choices'")));
+                return Err(param_error(
+                    &name,
+                    format!("a {what} parameter takes no 'choices'"),
+                ));
             }
             match (raw.low, raw.high) {
                 (Some(low), Some(high)) => Ok((low, high)),
-                _ => Err(param_error(&name, format!("a {what} parameter needs 'low' and 'high'"))),
+                _ => Err(param_error(
+                    &name,
+                    format!("a {what} parameter needs 'low' and 'high'"),
+                )),
             }
         };
         let kind = match raw.kind {
@@ -151,23 +160,41 @@ impl TryFrom<RawParamSpec> for ParamSpec {
                 let (RawNumber::Int(low), RawNumber::Int(high)) = (low, high) else {
                     return Err(param_error(&name, "int bounds must be integers"));
                 };
-                ParamKind::Int { low, high, log: raw.log.unwrap_or(false) }
+                ParamKind::Int {
+                    low,
+                    high,
+                    log: raw.log.unwrap_or(false),
+                }
             }
             RawKind::Float => {
                 let (low, high) = numeric_bounds("float")?;
-                ParamKind::Float { low: low.as_f64(), high: high.as_f64(), log: raw.log.unwrap_or(false) }
+                ParamKind::Float {
+                    low: low.as_f64(),
+                    high: high.as_f64(),
+                    log: raw.log.unwrap_or(false),
+                }
             }
             RawKind::Categorical => {
                 if raw.low.is_some() || raw.high.is_some() || raw.log.is_some() {
-                    return Err(param_error(&name, "a categorical parameter takes only 'choices'"));
+                    return Err(param_error(
+                        &name,
+                        "a categorical parameter takes only 'choices'",
+                    ));
                 }
                 let Some(choices) = raw.choices else {
-                    return Err(param_error(&name, "a categorical parameter needs 'choices'"));
+                    return Err(param_error(
+                        &name,
+                        "a categorical parameter needs 'choices'",
+                    ));
                 };
                 ParamKind::Categorical { choices }
             }
         };
-        Ok(ParamSpec { name, kind, default: raw.default })
+        Ok(ParamSpec {
+            name,
+            kind,
+            default: raw.default,
+        })
     }
 }
 
@@ -194,11 +221,19 @@ impl From<ParamSpec> for RawParamSpec {
         match spec.kind {
             ParamKind::Int { low, high, log } => {
                 raw.kind = RawKind::Int;
-                (raw.low, raw.high, raw.log) = (Some(RawNumber::Int(low)), Some(RawNumber::Int(high)), Some(log));
+                (raw.low, raw.high, raw.log) = (
+                    Some(RawNumber::Int(low)),
+                    Some(RawNumber::Int(high)),
+                    Some(log),
+                );
             }
             ParamKind::Float { low, high, log } => {
                 raw.kind = RawKind::Float;
-                (raw.low, raw.high, raw.log) = (Some(RawNumber::Float(low)), Some(RawNumber::Float(high)), Some(log));
+                (raw.low, raw.high, raw.log) = (
+                    Some(RawNumber::Float(low)),
+                    Some(RawNumber::Float(high)),
+                    Some(log),
+                );
             }
             ParamKind::Categorical { choices } => raw.choices = Some(choices),
         }
@@ -216,21 +251,36 @@ impl ParamSpec {
         match &self.kind {
             ParamKind::Int { low, high, log } => {
                 if low >= high {
-                    return Err(param_error(name, format!("low ({low}) must be less than high ({high})")));
+                    return Err(param_error(
+                        name,
+                        format!("low ({low}) must be less than high ({high})"),
+                    ));
                 }
                 if *log && *low <= 0 {
-                    return Err(param_error(name, format!("a log-scaled parameter needs low > 0 (got {low})")));
+                    return Err(param_error(
+                        name,
+                        format!("a log-scaled parameter needs low > 0 (got {low})"),
+                    ));
                 }
             }
             ParamKind::Float { low, high, log } => {
                 if !low.is_finite() || !high.is_finite() {
-                    return Err(param_error(name, format!("bounds must be finite (got {low}, {high})")));
+                    return Err(param_error(
+                        name,
+                        format!("bounds must be finite (got {low}, {high})"),
+                    ));
                 }
                 if low >= high {
-                    return Err(param_error(name, format!("low ({low}) must be less than high ({high})")));
+                    return Err(param_error(
+                        name,
+                        format!("low ({low}) must be less than high ({high})"),
+                    ));
                 }
                 if *log && *low <= 0.0 {
-                    return Err(param_error(name, format!("a log-scaled parameter needs low > 0 (got {low})")));
+                    return Err(param_error(
+                        name,
+                        format!("a log-scaled parameter needs low > 0 (got {low})"),
+                    ));
                 }
             }
             ParamKind::Categorical { choices } => {
@@ -240,13 +290,17 @@ impl ParamSpec {
                 let mut seen = BTreeSet::new();
                 for choice in choices {
                     if !seen.insert(choice) {
-                        return Err(param_error(name, format!("choice '{choice}' appears twice")));
+                        return Err(param_error(
+                            name,
+                            format!("choice '{choice}' appears twice"),
+                        ));
                     }
                 }
             }
         }
         if let Some(default) = &self.default {
-            self.normalize(default).map_err(|reason| param_error(name, format!("default {reason}")))?;
+            self.normalize(default)
+                .map_err(|reason| param_error(name, format!("default {reason}")))?;
         }
         Ok(())
     }
@@ -274,24 +328,56 @@ impl ParamSpec {
                 }
                 Ok(Value::Float(v))
             }
-            (ParamKind::Categorical { choices }, Value::Categorical(c)) if choices.contains(c) => Ok(value.clone()),
-            (ParamKind::Categorical { choices }, _) => Err(format!("'{value}' is not one of {choices:?}")),
+            (ParamKind::Categorical { choices }, Value::Categorical(c)) if choices.contains(c) => {
+                Ok(value.clone())
+            }
+            (ParamKind::Categorical { choices }, _) => {
+                Err(format!("'{value}' is not one of {choices:?}"))
+            }
         }
     }
 
     /// Maps a valid value to `[0, 1]` (see the module docs).
     fn encode_value(&self, value: &Value) -> f64 {
         match (&self.kind, value) {
-            (ParamKind::Int { low, high, log: false }, Value::Int(v)) => {
+            (
+                ParamKind::Int {
+                    low,
+                    high,
+                    log: false,
+                },
+                Value::Int(v),
+            ) => {
                 let count = (*high - *low) as f64 + 1.0;
                 ((*v - *low) as f64 + 0.5) / count
             }
-            (ParamKind::Int { low, high, log: true }, Value::Int(v)) => {
+            (
+                ParamKind::Int {
+                    low,
+                    high,
+                    log: true,
+                },
+                Value::Int(v),
+            ) => {
                 let (lo, hi) = ((*low as f64 - 0.5).ln(), (*high as f64 + 0.5).ln());
                 ((*v as f64).ln() - lo) / (hi - lo)
             }
-            (ParamKind::Float { low, high, log: false }, Value::Float(v)) => (v - low) / (high - low),
-            (ParamKind::Float { low, high, log: true }, Value::Float(v)) => (v.ln() - low.ln()) / (high.ln() - low.ln()),
+            (
+                ParamKind::Float {
+                    low,
+                    high,
+                    log: false,
+                },
+                Value::Float(v),
+            ) => (v - low) / (high - low),
+            (
+                ParamKind::Float {
+                    low,
+                    high,
+                    log: true,
+                },
+                Value::Float(v),
+            ) => (v.ln() - low.ln()) / (high.ln() - low.ln()),
             (ParamKind::Categorical { choices }, Value::Categorical(c)) => {
                 let index = choices.iter().position(|x| x == c).unwrap_or(0);
                 (index as f64 + 0.5) / choices.len() as f64
@@ -304,17 +390,33 @@ impl ParamSpec {
     fn decode_value(&self, x: f64) -> Value {
         let x = if x.is_nan() { 0.5 } else { x.clamp(0.0, 1.0) };
         match &self.kind {
-            ParamKind::Int { low, high, log: false } => {
+            ParamKind::Int {
+                low,
+                high,
+                log: false,
+            } => {
                 let count = (*high - *low) as f64 + 1.0;
                 let index = ((x * count).floor() as i64).clamp(0, high - low);
                 Value::Int(low + index)
             }
-            ParamKind::Int { low, high, log: true } => {
+            ParamKind::Int {
+                low,
+                high,
+                log: true,
+            } => {
                 let (lo, hi) = ((*low as f64 - 0.5).ln(), (*high as f64 + 0.5).ln());
                 Value::Int(((lo + x * (hi - lo)).exp().round() as i64).clamp(*low, *high))
             }
-            ParamKind::Float { low, high, log: false } => Value::Float((low + x * (high - low)).clamp(*low, *high)),
-            ParamKind::Float { low, high, log: true } => {
+            ParamKind::Float {
+                low,
+                high,
+                log: false,
+            } => Value::Float((low + x * (high - low)).clamp(*low, *high)),
+            ParamKind::Float {
+                low,
+                high,
+                log: true,
+            } => {
                 let v = (low.ln() + x * (high.ln() - low.ln())).exp();
                 Value::Float(v.clamp(*low, *high))
             }
@@ -374,7 +476,10 @@ impl Space {
                 return Err(param_error(&spec.name, "the name appears twice"));
             }
             if let Some(default) = &spec.default {
-                spec.default = Some(spec.normalize(default).map_err(|r| param_error(&spec.name, r))?);
+                spec.default = Some(
+                    spec.normalize(default)
+                        .map_err(|r| param_error(&spec.name, r))?,
+                );
             }
             normalized.push(spec);
         }
@@ -406,13 +511,21 @@ impl Space {
     /// # Errors
     /// As [`Space::validate`].
     pub fn normalize(&self, a: &Assignment) -> Result<Assignment> {
-        if let Some(unknown) = a.keys().find(|k| !self.params.iter().any(|p| &p.name == *k)) {
-            return Err(Error::InvalidAssignment(format!("unknown parameter '{unknown}'")));
+        if let Some(unknown) = a
+            .keys()
+            .find(|k| !self.params.iter().any(|p| &p.name == *k))
+        {
+            return Err(Error::InvalidAssignment(format!(
+                "unknown parameter '{unknown}'"
+            )));
         }
         let mut out = Assignment::new();
         for spec in &self.params {
             let Some(value) = a.get(&spec.name) else {
-                return Err(Error::InvalidAssignment(format!("missing parameter '{}'", spec.name)));
+                return Err(Error::InvalidAssignment(format!(
+                    "missing parameter '{}'",
+                    spec.name
+                )));
             };
             let value = spec
                 .normalize(value)
@@ -428,16 +541,29 @@ impl Space {
     /// As [`Space::validate`].
     pub fn encode(&self, a: &Assignment) -> Result<Vec<f64>> {
         let a = self.normalize(a)?;
-        Ok(self.params.iter().map(|p| p.encode_value(&a[&p.name])).collect())
+        Ok(self
+            .params
+            .iter()
+            .map(|p| p.encode_value(&a[&p.name]))
+            .collect())
     }
 
     /// Maps a point (clamped to the cube; NaN counts as ½) to a valid assignment.
     pub fn decode(&self, x: &[f64]) -> Assignment {
-        debug_assert_eq!(x.len(), self.dim(), "decode takes a point of the space's dimension");
+        debug_assert_eq!(
+            x.len(),
+            self.dim(),
+            "decode takes a point of the space's dimension"
+        );
         self.params
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.name.clone(), p.decode_value(x.get(i).copied().unwrap_or(0.5))))
+            .map(|(i, p)| {
+                (
+                    p.name.clone(),
+                    p.decode_value(x.get(i).copied().unwrap_or(0.5)),
+                )
+            })
             .collect()
     }
 
@@ -445,17 +571,25 @@ impl Space {
     /// categoricals), so the GP sees the point that is really evaluated.
     pub fn snap(&self, x: &[f64]) -> Vec<f64> {
         let a = self.decode(x);
-        self.params.iter().map(|p| p.encode_value(&a[&p.name])).collect()
+        self.params
+            .iter()
+            .map(|p| p.encode_value(&a[&p.name]))
+            .collect()
     }
 
     /// The default assignment, when every parameter has a default.
     pub fn default_assignment(&self) -> Option<Assignment> {
-        self.params.iter().map(|p| p.default.clone().map(|d| (p.name.clone(), d))).collect()
+        self.params
+            .iter()
+            .map(|p| p.default.clone().map(|d| (p.name.clone(), d)))
+            .collect()
     }
 
     /// The number of distinct assignments, `None` when a parameter is a float (or it overflows).
     pub fn cardinality(&self) -> Option<u64> {
-        self.params.iter().try_fold(1u64, |acc, p| acc.checked_mul(p.cardinality()?))
+        self.params
+            .iter()
+            .try_fold(1u64, |acc, p| acc.checked_mul(p.cardinality()?))
     }
 }
 
@@ -469,7 +603,9 @@ mod tests {
 
     fn sample_space() -> Space {
         Space::new(vec![
-            spec(r#"{"name":"lr","type":"float","low":1e-8,"high":1.0,"log":true,"default":0.0005}"#),
+            spec(
+                r#"{"name":"lr","type":"float","low":1e-8,"high":1.0,"log":true,"default":0.0005}"#,
+            ),
             spec(r#"{"name":"n","type":"int","low":1,"high":8,"default":3}"#),
             spec(r#"{"name":"m","type":"int","low":1,"high":1000,"log":true,"default":10}"#),
             spec(r#"{"name":"p","type":"float","low":-1,"high":1,"default":0}"#),
@@ -480,16 +616,41 @@ mod tests {
 
     #[test]
     fn parses_and_serializes_specs() {
-        let s = spec(r#"{"name":"lr","type":"float","low":1e-8,"high":1.0,"log":true,"default":0.0005}"#);
-        assert_eq!(s.kind, ParamKind::Float { low: 1e-8, high: 1.0, log: true });
+        let s = spec(
+            r#"{"name":"lr","type":"float","low":1e-8,"high":1.0,"log":true,"default":0.0005}"#,
+        );
+        assert_eq!(
+            s.kind,
+            ParamKind::Float {
+                low: 1e-8,
+                high: 1.0,
+                log: true
+            }
+        );
         assert_eq!(s.default, Some(Value::Float(0.0005)));
-        let back: ParamSpec = serde_json::from_str(&serde_json::to_string(&s).expect("serializes")).expect("parses");
+        let back: ParamSpec =
+            serde_json::from_str(&serde_json::to_string(&s).expect("serializes")).expect("parses");
         assert_eq!(back, s);
         let n = spec(r#"{"name":"n","type":"int","low":1,"high":8}"#);
-        assert_eq!(n.kind, ParamKind::Int { low: 1, high: 8, log: false });
-        assert!(serde_json::from_str::<ParamSpec>(r#"{"name":"n","type":"int","low":1.5,"high":8}"#).is_err());
+        assert_eq!(
+            n.kind,
+            ParamKind::Int {
+                low: 1,
+                high: 8,
+                log: false
+            }
+        );
+        assert!(
+            serde_json::from_str::<ParamSpec>(r#"{"name":"n","type":"int","low":1.5,"high":8}"#)
+                .is_err()
+        );
         assert!(serde_json::from_str::<ParamSpec>(r#"{"name":"n","type":"int","low":1}"#).is_err());
-        assert!(serde_json::from_str::<ParamSpec>(r#"{"name":"n","type":"int","low":1,"high":2,"bogus":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<ParamSpec>(
+                r#"{"name":"n","type":"int","low":1,"high":2,"bogus":1}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -509,19 +670,50 @@ mod tests {
             let err = Space::new(vec![spec(case)]).expect_err(case);
             assert!(err.to_string().contains("'a'"), "{case}: {err}");
         }
-        let nan = ParamSpec { name: "a".into(), kind: ParamKind::Float { low: f64::NAN, high: 1.0, log: false }, default: None };
-        assert!(Space::new(vec![nan]).expect_err("nan").to_string().contains("'a'"));
-        let inf = ParamSpec { name: "a".into(), kind: ParamKind::Float { low: 0.0, high: f64::INFINITY, log: false }, default: None };
+        let nan = ParamSpec {
+            name: "a".into(),
+            kind: ParamKind::Float {
+                low: f64::NAN,
+                high: 1.0,
+                log: false,
+            },
+            default: None,
+        };
+        assert!(
+            Space::new(vec![nan])
+                .expect_err("nan")
+                .to_string()
+                .contains("'a'")
+        );
+        let inf = ParamSpec {
+            name: "a".into(),
+            kind: ParamKind::Float {
+                low: 0.0,
+                high: f64::INFINITY,
+                log: false,
+            },
+            default: None,
+        };
         assert!(Space::new(vec![inf]).is_err());
-        let dup = vec![spec(r#"{"name":"a","type":"int","low":1,"high":4}"#), spec(r#"{"name":"a","type":"int","low":1,"high":4}"#)];
-        assert!(Space::new(dup).expect_err("dup").to_string().contains("'a'"));
+        let dup = vec![
+            spec(r#"{"name":"a","type":"int","low":1,"high":4}"#),
+            spec(r#"{"name":"a","type":"int","low":1,"high":4}"#),
+        ];
+        assert!(
+            Space::new(dup)
+                .expect_err("dup")
+                .to_string()
+                .contains("'a'")
+        );
         assert!(Space::new(vec![]).is_err());
     }
 
     #[test]
     fn defaults_encode_and_round_trip() {
         let space = sample_space();
-        let default = space.default_assignment().expect("all params have defaults");
+        let default = space
+            .default_assignment()
+            .expect("all params have defaults");
         assert_eq!(default["p"], Value::Float(0.0));
         let x = space.encode(&default).expect("default encodes");
         assert!(x.iter().all(|v| (0.0..=1.0).contains(v)));
@@ -551,9 +743,18 @@ mod tests {
         a.insert("n".into(), Value::Int(9));
         assert!(space.validate(&a).is_err());
         a.insert("n".into(), Value::Float(2.0));
-        assert_eq!(space.normalize(&a).expect("integral float is an int")["n"], Value::Int(2));
+        assert_eq!(
+            space.normalize(&a).expect("integral float is an int")["n"],
+            Value::Int(2)
+        );
         a.insert("zzz".into(), Value::Int(1));
-        assert!(space.validate(&a).expect_err("unknown").to_string().contains("zzz"));
+        assert!(
+            space
+                .validate(&a)
+                .expect_err("unknown")
+                .to_string()
+                .contains("zzz")
+        );
     }
 
     #[test]

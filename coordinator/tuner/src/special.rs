@@ -38,7 +38,8 @@ pub fn log_norm_cdf(z: f64) -> f64 {
         norm_cdf(z).ln()
     } else {
         let inv2 = 1.0 / (z * z);
-        log_norm_pdf(z) - (-z).ln() + (1.0 - inv2 + 3.0 * inv2 * inv2 - 15.0 * inv2 * inv2 * inv2).ln()
+        log_norm_pdf(z) - (-z).ln()
+            + (1.0 - inv2 + 3.0 * inv2 * inv2 - 15.0 * inv2 * inv2 * inv2).ln()
     }
 }
 
@@ -51,7 +52,8 @@ pub fn log_h(z: f64) -> f64 {
         log_norm_pdf(z) + (-(-z) * mills).ln_1p()
     } else {
         let inv2 = 1.0 / (z * z);
-        let series = 1.0 - 3.0 * inv2 + 15.0 * inv2.powi(2) - 105.0 * inv2.powi(3) + 945.0 * inv2.powi(4);
+        let series =
+            1.0 - 3.0 * inv2 + 15.0 * inv2.powi(2) - 105.0 * inv2.powi(3) + 945.0 * inv2.powi(4);
         log_norm_pdf(z) - 2.0 * (-z).ln() + series.ln()
     }
 }
@@ -78,19 +80,27 @@ mod tests {
         }
         for boundary in [-1.0, TAIL_Z] {
             let (below, above) = (log_h(boundary - 1e-9), log_h(boundary + 1e-9));
-            assert!((below - above).abs() < 1e-8 * below.abs().max(1.0), "jump at {boundary}: {below} {above}");
+            assert!(
+                (below - above).abs() < 1e-8 * below.abs().max(1.0),
+                "jump at {boundary}: {below} {above}"
+            );
         }
         assert!((log_h(0.0) - norm_pdf(0.0).ln()).abs() < 1e-15);
     }
 
     #[test]
     fn dlog_h_matches_finite_differences() {
-        for z in [-60.0, -26.0, -24.0, -10.0, -3.0, -1.5, -0.5, 0.0, 0.7, 2.0, 6.0] {
+        for z in [
+            -60.0, -26.0, -24.0, -10.0, -3.0, -1.5, -0.5, 0.0, 0.7, 2.0, 6.0,
+        ] {
             let step = 1e-5;
             let numeric = (log_h(z + step) - log_h(z - step)) / (2.0 * step);
             let analytic = dlog_h(z);
             let scale = 1f64.max(numeric.abs()).max(analytic.abs());
-            assert!((numeric - analytic).abs() / scale < 1e-6, "z = {z}: {numeric} vs {analytic}");
+            assert!(
+                (numeric - analytic).abs() / scale < 1e-6,
+                "z = {z}: {numeric} vs {analytic}"
+            );
         }
     }
 

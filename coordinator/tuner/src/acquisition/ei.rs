@@ -28,7 +28,7 @@ impl<'a> LogEi<'a> {
         LogEi { gp, best }
     }
 
-    fn from_moments(&self, mean: f64, var: f64) -> f64 {
+    fn of_moments(&self, mean: f64, var: f64) -> f64 {
         let sigma = var.max(MIN_VARIANCE).sqrt();
         sigma.ln() + log_h((self.best - mean) / sigma)
     }
@@ -47,7 +47,7 @@ impl Acquisition for LogEi<'_> {
 
     fn value(&self, x: &[f64]) -> f64 {
         let (mean, var) = self.gp.predict_standardized(x);
-        self.from_moments(mean, var)
+        self.of_moments(mean, var)
     }
 
     fn value_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
@@ -70,7 +70,11 @@ impl Acquisition for LogEi<'_> {
 
     fn values(&self, points: &[Vec<f64>]) -> Vec<f64> {
         let (means, vars) = self.gp.predict_batch(points);
-        means.iter().zip(&vars).map(|(m, v)| self.from_moments(*m, *v)).collect()
+        means
+            .iter()
+            .zip(&vars)
+            .map(|(m, v)| self.of_moments(*m, *v))
+            .collect()
     }
 }
 
@@ -90,7 +94,11 @@ mod tests {
     #[test]
     fn ei_is_non_negative_and_finite_in_log_form() {
         let gp = gp();
-        let best = gp.y_standardized().iter().copied().fold(f64::INFINITY, f64::min);
+        let best = gp
+            .y_standardized()
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
         let acq = LogEi::new(&gp, best);
         for p in Rng::new(2).latin_hypercube(200, 2) {
             let log_ei = acq.value(&p);
@@ -106,7 +114,11 @@ mod tests {
     #[test]
     fn log_ei_gradient_matches_finite_differences() {
         let gp = gp();
-        let best = gp.y_standardized().iter().copied().fold(f64::INFINITY, f64::min);
+        let best = gp
+            .y_standardized()
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
         for (shift, point) in [(0.0, [0.37, 0.61]), (-3.0, [0.9, 0.15]), (0.5, [0.05, 0.5])] {
             let acq = LogEi::new(&gp, best + shift);
             let mut grad = [0.0; 2];
@@ -118,7 +130,11 @@ mod tests {
                 minus[j] -= step;
                 let numeric = (acq.value(&plus) - acq.value(&minus)) / (2.0 * step);
                 let scale = 1f64.max(numeric.abs()).max(grad[j].abs());
-                assert!((numeric - grad[j]).abs() / scale < 1e-6, "{shift} {j}: {numeric} vs {}", grad[j]);
+                assert!(
+                    (numeric - grad[j]).abs() / scale < 1e-6,
+                    "{shift} {j}: {numeric} vs {}",
+                    grad[j]
+                );
             }
         }
     }

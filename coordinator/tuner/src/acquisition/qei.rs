@@ -44,7 +44,9 @@ impl<'a> QEi<'a> {
         let set_whitened = gp.whitened_cross(&set);
         let prior = gp.kernel().prior_variance();
         let mut cov = Mat::<f64>::from_fn(k, k, |i, j| {
-            let dot: f64 = (0..set_whitened.nrows()).map(|r| set_whitened[(r, i)] * set_whitened[(r, j)]).sum();
+            let dot: f64 = (0..set_whitened.nrows())
+                .map(|r| set_whitened[(r, i)] * set_whitened[(r, j)])
+                .sum();
             gp.kernel().value(&set[i], &set[j]) - dot
         });
         let mut set_chol = vec![0.0; k * k];
@@ -73,7 +75,16 @@ impl<'a> QEi<'a> {
                     .fold(f64::INFINITY, f64::min)
             })
             .collect();
-        QEi { gp, best, set, set_whitened, set_chol, base, set_min, samples }
+        QEi {
+            gp,
+            best,
+            set,
+            set_whitened,
+            set_chol,
+            base,
+            set_min,
+            samples,
+        }
     }
 
     /// The estimate from the candidate's whitened cross-covariance `v = L⁻¹k(X, x)` and moments.
@@ -81,7 +92,11 @@ impl<'a> QEi<'a> {
         let k = self.set.len();
         let mut cov: Vec<f64> = (0..k)
             .map(|i| {
-                let dot: f64 = v.iter().enumerate().map(|(r, vr)| vr * self.set_whitened[(r, i)]).sum();
+                let dot: f64 = v
+                    .iter()
+                    .enumerate()
+                    .map(|(r, vr)| vr * self.set_whitened[(r, i)])
+                    .sum();
                 self.gp.kernel().value(x, &self.set[i]) - dot
             })
             .collect();
@@ -90,7 +105,9 @@ impl<'a> QEi<'a> {
             let diag = self.set_chol[i * k + i];
             cov[i] = if diag > 0.0 { (cov[i] - s) / diag } else { 0.0 };
         }
-        let schur = (var - cov.iter().map(|c| c * c).sum::<f64>()).max(0.0).sqrt();
+        let schur = (var - cov.iter().map(|c| c * c).sum::<f64>())
+            .max(0.0)
+            .sqrt();
         let mut total = 0.0;
         for m in 0..self.samples {
             let z = &self.base[m * (k + 1)..(m + 1) * (k + 1)];
@@ -143,20 +160,31 @@ mod tests {
     #[test]
     fn empty_set_matches_analytic_ei() {
         let gp = gp();
-        let best = gp.y_standardized().iter().copied().fold(f64::INFINITY, f64::min);
+        let best = gp
+            .y_standardized()
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
         let q = QEi::new(&gp, best, vec![], 20_000, 1);
         for p in [[0.3, 0.3], [0.8, 0.1]] {
             let (mean, var) = gp.predict_standardized(&p);
             let exact = expected_improvement(mean, var.sqrt(), best);
             let mc = q.value(&p);
-            assert!((mc - exact).abs() < 0.05 * exact.max(1e-3), "{mc} vs {exact}");
+            assert!(
+                (mc - exact).abs() < 0.05 * exact.max(1e-3),
+                "{mc} vs {exact}"
+            );
         }
     }
 
     #[test]
     fn a_point_next_to_the_set_adds_little() {
         let gp = gp();
-        let best = gp.y_standardized().iter().copied().fold(f64::INFINITY, f64::min);
+        let best = gp
+            .y_standardized()
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
         let set = vec![vec![0.55, 0.45]];
         let alone = QEi::new(&gp, best, vec![], 2000, 2).value(&set[0]);
         let joined = QEi::new(&gp, best, set.clone(), 2000, 2);

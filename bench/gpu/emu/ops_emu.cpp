@@ -1,0 +1,159 @@
+// Runs the small kernels (elementwise, embedding, loss, optim) on the CPU through cuda_shim.h
+// against plain loops in double, at sizes around the block sizes.
+#include "cuda_shim.h"
+#include <cstdio>
+#include <random>
+
+#include "elementwise_emu.cu"
+#include "embedding_emu.cu"
+#include "loss_emu.cu"
+#include "optim_emu.cu"
+
+static int bad = 0;
+static void expect(const char* name, size_t i, double got, double want, double atol) {
+    if (!(std::fabs(got - want) <= atol + 1e-4 * std::fabs(want))) {
+        if (bad++ < 20) std::printf("  %s mismatch at %zu: %g want %g\n", name, i, got, want);
+    }
+}
+
+static std::mt19937 rng(7);
+static std::vector<float> random(size_t n, float scale) {
+    std::uniform_real_distribution<float> u(-scale, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = u(rng);
+    return v;
+}
+
+static void elementwise_and_reductions(unsigned n) {
+    auto a = random(n, 1.0f), b = random(n, 1.0f);
+    std::vector<float> out(n + 1, NAN);
+    launch((n + 255) / 256, 256, [&] { mul_fwd_f32(a.data(), b.data(), out.data(), n); });
+    for (unsigned i = 0; i < n; ++i) expect("mul", i, out[i], (double)a[i] * b[i], 0);
+    if (!std::isnan(out[n])) expect("mul wrote past n", n, out[n], NAN, 0);
+    std::vector<float> partials(1024, NAN), acc{0.5f};
+    const unsigned blocks = std::clamp((n + 2047) / 2048, 1u, 1024u);
+    launch(blocks, 256, [&] { sum_squares_partial_fwd_f32(a.data(), n, partials.data()); });
+    launch(1, 256, [&] { sum_squares_final_fwd_f32(partials.data(), blocks, acc.data()); });
+    double want = 0.5;
+    for (float v : a) want += (double)v * v;
+    expect("sum_squares", n, acc[0], want, 1e-5 * std::sqrt((double)n));
+}
+
+static void softmax(unsigned batch, unsigned classes) {
+    auto logits = random(batch * classes, 3.0f);
+    std::vector<unsigned> labels(batch);
+    for (auto& l : labels) l = rng() % classes;
+    std::vector<float> grad(batch * classes, NAN), stats{0.25f, 1.0f};
+    launch(1, 256, [&] {
+        softmax_xent_fwd_f32(logits.data(), labels.data(), grad.data(), stats.data(), batch, classes, 1);
+    });
+    double loss = 0.25, hits = 1.0;
+    for (unsigned n = 0; n < batch; ++n) {
+        const float* row = &logits[n * classes];
+        unsigned best = 0;
+        double m = row[0], sum = 0;
+        for (unsigned c = 1; c < classes; ++c) if (row[c] > m) { m = row[c]; best = c; }
+        for (unsigned c = 0; c < classes; ++c) sum += std::exp(row[c] - m);
+        loss += m + std::log(sum) - row[labels[n]];
+        hits += best == labels[n];
+        for (unsigned c = 0; c < classes; ++c)
+            expect("xent grad", n * classes + c, grad[n * classes + c],
+                   (std::exp(row[c] - m) / sum - (c == labels[n])) / batch, 1e-6);
+    }
+    expect("xent loss", batch, stats[0], loss, 1e-5 * std::sqrt((double)batch));
+    expect("xent hits", batch, stats[1], hits, 0);
+}
+
+static void embedding(unsigned vocab, unsigned e, unsigned tokens, unsigned rows) {
+    auto table = random(vocab * e, 0.1f), grad = random(tokens * e, 1.0f);
+    std::vector<unsigned> ids(tokens), slots(tokens);
+    for (unsigned t = 0; t < tokens; ++t) { ids[t] = rng() % vocab; slots[t] = t < rows ? t : rng() % rows; }
+    std::vector<float> out(tokens * e, NAN), grad_rows(rows * e, NAN);
+    launch((tokens * e + 255) / 256, 256, [&] { embedding_fwd_f32(table.data(), ids.data(), out.data(), tokens, e, vocab); });
+    for (unsigned i = 0; i < tokens * e; ++i) expect("gather", i, out[i], table[ids[i / e] * e + i % e], 0);
+    launch((rows * e + 255) / 256, 256, [&] { fill_fwd_f32(grad_rows.data(), rows * e, 0.0f); });
+    launch((tokens * e + 255) / 256, 256, [&] { embedding_bwd_f32(grad.data(), slots.data(), grad_rows.data(), tokens, e, rows); });
+    std::vector<double> want(rows * e, 0.0);
+    for (unsigned t = 0; t < tokens; ++t)
+        for (unsigned k = 0; k < e; ++k) want[slots[t] * e + k] += grad[t * e + k];
+    for (unsigned i = 0; i < rows * e; ++i) expect("grad_rows", i, grad_rows[i], want[i], 1e-5 * std::sqrt((double)tokens / rows + 1));
+}
+
+static void rms_ref(double& w, double& n, double& a, double g, bool centered) {
+    const double lr = 0.01, decay = 0.9, eps = 1e-8;
+    n = decay * n + (1 - decay) * g * g;
+    double denom;
+    if (centered) { a = decay * a + (1 - decay) * g; denom = std::sqrt(std::max(n - a * a, 0.0)) + eps; }
+    else denom = std::sqrt(n) + eps;
+    w -= lr * g / denom;
+}
+
+static void rmsprop(unsigned len, int centered, float max_norm) {
+    auto w = random(len, 0.1f), g = random(len, 1.0f), n = random(len, 0.01f), a = random(len, 0.01f);
+    for (auto& v : n) v = std::fabs(v) + 1e-3f;
+    double norm_sq = 0;
+    for (float v : g) norm_sq += (double)v * v;
+    std::vector<float> ns{(float)norm_sq};
+    std::vector<double> rw(w.begin(), w.end()), rn(n.begin(), n.end()), ra(a.begin(), a.end());
+    const double norm = std::sqrt(norm_sq);
+    const double scale = (max_norm > 0 && norm > max_norm) ? max_norm / norm : 1.0;
+    for (unsigned i = 0; i < len; ++i) rms_ref(rw[i], rn[i], ra[i], scale * g[i], centered);
+    launch((len + 255) / 256, 256, [&] {
+        rmsprop_fwd_f32(w.data(), g.data(), n.data(), centered ? a.data() : nullptr, ns.data(), len,
+                        0.01f, 0.9f, 1e-8f, max_norm, centered);
+    });
+    for (unsigned i = 0; i < len; ++i) {
+        expect("rmsprop w", i, w[i], rw[i], 1e-6);
+        expect("rmsprop n", i, n[i], rn[i], 1e-7);
+        if (centered) expect("rmsprop a", i, a[i], ra[i], 1e-7);
+    }
+}
+
+static void rmsprop_rows(unsigned vocab, unsigned e, int centered) {
+    const unsigned step = 9;
+    auto table = random(vocab * e, 0.1f), n = random(vocab * e, 0.01f), a = random(vocab * e, 0.01f);
+    for (auto& v : n) v = std::fabs(v) + 1e-3f;
+    std::vector<unsigned> last(vocab), rows;
+    for (auto& l : last) l = rng() % step;
+    for (unsigned r = vocab; r-- > 0;) if (rng() % 2) rows.push_back(r);
+    if (rows.empty()) rows.push_back(0);
+    auto g = random(rows.size() * e, 1.0f);
+    double norm_sq = 0;
+    for (float v : g) norm_sq += (double)v * v;
+    std::vector<float> ns{(float)norm_sq};
+    std::vector<double> rw(table.begin(), table.end()), rn(n.begin(), n.end()), ra(a.begin(), a.end());
+    std::vector<unsigned> rlast = last;
+    const double scale = std::min(1.0, 0.5 / std::sqrt(norm_sq));
+    for (size_t s = 0; s < rows.size(); ++s) {
+        const unsigned r = rows[s];
+        const double lazy = std::pow(0.9, (double)(step - last[r] - 1));
+        for (unsigned k = 0; k < e; ++k) {
+            const size_t i = (size_t)r * e + k;
+            rn[i] *= lazy;
+            if (centered) ra[i] *= lazy;
+            rms_ref(rw[i], rn[i], ra[i], scale * g[s * e + k], centered);
+        }
+        rlast[r] = step;
+    }
+    launch(rows.size(), 128, [&] {
+        rmsprop_rows_fwd_f32(table.data(), g.data(), rows.data(), n.data(), centered ? a.data() : nullptr,
+                             last.data(), ns.data(), rows.size(), e, vocab, step, 0.01f, 0.9f, 1e-8f, 0.5f, centered);
+    });
+    for (size_t i = 0; i < table.size(); ++i) {
+        expect("rows w", i, table[i], rw[i], 1e-6);
+        expect("rows n", i, n[i], rn[i], 1e-7);
+        if (centered) expect("rows a", i, a[i], ra[i], 1e-7);
+    }
+    for (unsigned r = 0; r < vocab; ++r) expect("rows last_step", r, last[r], rlast[r], 0);
+}
+
+int main() {
+    for (unsigned n : {1u, 255u, 256u, 257u, 5001u}) elementwise_and_reductions(n);
+    for (auto [b, c] : {std::pair{1u, 2u}, {50u, 2u}, {257u, 5u}, {3u, 1u}}) softmax(b, c);
+    embedding(1, 1, 1, 1);
+    embedding(60, 33, 257, 40);
+    for (unsigned len : {1u, 257u}) for (int c : {0, 1}) for (float m : {0.0f, 0.5f}) rmsprop(len, c, m);
+    for (int c : {0, 1}) { rmsprop_rows(1, 1, c); rmsprop_rows(50, 129, c); }
+    std::printf("small kernels: %s\n", bad ? "FAILED" : "ok");
+    return bad ? 1 : 0;
+}
