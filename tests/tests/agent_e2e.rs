@@ -336,7 +336,7 @@ async fn agent_second_report_of_an_epoch_is_not_double_counted() -> Result<()> {
     for _ in 0..2 {
         let request = pb::ReportEpochRequest {
             lease_id: lease.lease_id.clone(),
-            report: Some(report.clone()),
+            report: Some(report),
         };
         agent.report_epoch(request).await?;
     }

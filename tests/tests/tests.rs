@@ -1,4 +1,5 @@
-//! End-to-end tests: one binary (being written).
+//! End-to-end tests, one binary (STYLE.md §9.6): each module starts real daemons through
+//! `integration_tests::cluster`. Build the binaries first (`cargo test --workspace` does).
 
 mod agent_e2e;
 mod coordinator_e2e;

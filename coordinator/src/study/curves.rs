@@ -225,7 +225,8 @@ mod tests {
         assert_eq!((points[1].repeats, points[1].best.median), (1, 0.6));
         let dollars = by_dollars(&data, "s");
         let last = dollars[0].points.last().expect("points");
-        assert_eq!((last.x, last.repeats, last.best.median), (2.0, 2, 0.65));
+        assert_eq!((last.x, last.repeats), (2.0, 2));
+        assert!((last.best.median - 0.65).abs() < 1e-12, "{last:?}");
         let first = dollars[0].points[0];
         assert_eq!(
             (first.x, first.repeats, first.best.median),

@@ -161,9 +161,15 @@ pub async fn fetch(client: &mut Client, study: &str) -> anyhow::Result<StudyData
             .into_inner()
             .trials;
         let mut converted = experiment_from_pb(&experiment, &trials)?;
-        if !parse_name(&experiment.spec.clone().unwrap_or_default().name)
-            .is_some_and(|p| p.2.is_some())
-        {
+        let spec_name = experiment
+            .spec
+            .as_ref()
+            .map(|s| s.name.as_str())
+            .unwrap_or_default();
+        let named_repeat = parse_name(spec_name).and_then(|(_, _, repeat)| repeat);
+        if named_repeat.is_none() {
+            // Not made by `tunectl study`: number the repeats in creation order.
+
             let count = repeat_counts
                 .entry((converted.scenario.clone(), converted.strategy.clone()))
                 .or_default();

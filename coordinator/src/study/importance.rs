@@ -13,7 +13,7 @@ use super::data::{ExperimentData, StudyData};
 use super::tables::quantile;
 
 /// Fewest results a repeat needs to be fit.
-const MIN_RESULTS: usize = 4;
+pub const MIN_RESULTS: usize = 4;
 
 /// One parameter's importance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -173,8 +173,15 @@ pub fn markdown(summary: &Summary) -> String {
         cost_table(&mut md, &rows);
         early_stopping_table(&mut md, &rows);
         plot_links(&mut md, scenario, summary, &rows);
-        if let Some(importance) = summary.importance.iter().find(|i| &i.scenario == scenario) {
-            importance_table(&mut md, importance);
+        match summary.importance.iter().find(|i| &i.scenario == scenario) {
+            Some(importance) => importance_table(&mut md, importance),
+            None => {
+                let _ = writeln!(
+                    md,
+                    "### Parameter importance\n\nNot enough results to fit a GP (a repeat needs {}).\n",
+                    importance::MIN_RESULTS
+                );
+            }
         }
     }
     study_figures(&mut md);
@@ -465,7 +472,7 @@ mod tests {
             "| bo | 2 | 27 | 4 | 12.90% | $0.0040 |",
             "![best validation accuracy vs trials](basic-mini-best-vs-trials.svg) ([PNG](basic-mini-best-vs-trials.png))",
             "basic-mini-best-vs-dollars.svg",
-            "### Parameter importance",
+            "### Parameter importance\n\nNot enough results to fit a GP (a repeat needs 4)",
             "bo blue, random orange",
             "80.4% (240 trials)",
         ] {
