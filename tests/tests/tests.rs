@@ -3,6 +3,6 @@
 
 mod agent_e2e;
 mod coordinator_e2e;
-mod observability_deploy;
 mod observability_configs;
+mod observability_deploy;
 mod observability_prometheus;

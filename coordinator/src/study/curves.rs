@@ -2,9 +2,11 @@
 //! best value after k trials, and after d dollars.
 //!
 //! Trials count in creation order (trial number), failed trials included (they used budget);
-//! cancelled and unfinished trials are left out. A repeat contributes to a point only once it has
-//! a result there and only up to its own end (a shorter repeat does not pull the median at
-//! trial counts or dollars it never reached).
+//! cancelled and unfinished trials are left out. A repeat contributes to a point once it has a
+//! result there. On the trial axis it stops at its own last trial (a repeat with fewer counted
+//! trials does not pull the median at counts it never reached); on the dollar axis its final best
+//! carries forward after it finished (its budget was in trials, so a cheaper repeat is not
+//! penalized, and the median stays monotone).
 
 use serde::{Deserialize, Serialize};
 
@@ -126,13 +128,9 @@ pub fn by_dollars(data: &StudyData, scenario: &str) -> Vec<Band> {
         .collect()
 }
 
-/// The best value once `x` dollars were spent; `None` before the first result or past the
-/// repeat's own spending.
+/// The best value once `x` dollars were spent (the final best past the repeat's spending);
+/// `None` before the first result.
 fn best_at_dollars(run: &[(f64, Option<f64>)], x: f64) -> Option<f64> {
-    let spent = run.last()?.0;
-    if x > spent * (1.0 + 1e-12) {
-        return None;
-    }
     run.iter()
         .take_while(|s| s.0 <= x * (1.0 + 1e-12))
         .last()
@@ -204,6 +202,12 @@ mod tests {
 
     #[test]
     fn bands_use_only_repeats_present() {
+        assert_eq!(
+            best_at_dollars(&[(1.0, Some(0.5))], 5.0),
+            Some(0.5),
+            "the final best carries forward"
+        );
+        assert_eq!(best_at_dollars(&[(1.0, None), (2.0, Some(0.5))], 1.5), None);
         let data = StudyData {
             name: "s".into(),
             experiments: vec![

@@ -110,17 +110,48 @@ fn draw<DB: DrawingBackend>(
             .y_label_area_size(64);
     }
     let mut chart = builder
-        .build_cartesian_2d(x_range, y_range)
+        .build_cartesian_2d(x_range.clone(), y_range.clone())
         .map_err(plot_error)?;
-    let mut mesh = chart.configure_mesh();
-    mesh.light_line_style(RGBColor(235, 235, 235));
     if text {
-        mesh.x_desc(spec.x_desc)
-            .y_desc("best validation accuracy (%)");
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(235, 235, 235))
+            .x_desc(spec.x_desc)
+            .y_desc("best validation accuracy (%)")
+            .draw()
+            .map_err(plot_error)?;
     } else {
-        mesh.x_labels(0).y_labels(0);
+        // Mesh lines come with tick labels, which need a font: draw a plain grid instead, one
+        // horizontal line a whole percent (at most 20) and ten vertical lines, in a frame.
+        let grey = RGBColor(225, 225, 225);
+        let step = ((y_range.end - y_range.start) / 20.0).ceil().max(1.0);
+        let mut y = (y_range.start / step).ceil() * step;
+        while y <= y_range.end {
+            let line = vec![(x_range.start, y), (x_range.end, y)];
+            chart
+                .draw_series(std::iter::once(PathElement::new(line, grey)))
+                .map_err(plot_error)?;
+            y += step;
+        }
+        for i in 0..=10 {
+            let x = x_range.start + (x_range.end - x_range.start) * f64::from(i) / 10.0;
+            let line = vec![(x, y_range.start), (x, y_range.end)];
+            let style = if i == 0 || i == 10 {
+                BLACK.stroke_width(1)
+            } else {
+                grey.stroke_width(1)
+            };
+            chart
+                .draw_series(std::iter::once(PathElement::new(line, style)))
+                .map_err(plot_error)?;
+        }
+        for y in [y_range.start, y_range.end] {
+            let line = vec![(x_range.start, y), (x_range.end, y)];
+            chart
+                .draw_series(std::iter::once(PathElement::new(line, BLACK)))
+                .map_err(plot_error)?;
+        }
     }
-    mesh.draw().map_err(plot_error)?;
     for band in spec.bands.iter().filter(|b| !b.points.is_empty()) {
         let colour = colour(&band.strategy);
         let upper = band.points.iter().map(|p| (p.x, p.best.q3 * 100.0));
