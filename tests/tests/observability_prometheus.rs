@@ -18,7 +18,7 @@ use integration_tests::prometheus::queries::{
     base_metric_name, dashboard_files, deploy_dir, load_dashboard, load_rules, metric_names,
     parse_label_values, read_text, substitute,
 };
-use integration_tests::prometheus::{Server, Tools};
+use integration_tests::prometheus::{Sample, Server, Tools};
 use proto::v1::experiment_service_client::ExperimentServiceClient;
 use proto::v1::{
     BatchStrategy, Direction, ExperimentSpec, ExperimentState, FloatParam, GetExperimentRequest,
@@ -284,6 +284,29 @@ async fn check_live_metrics(tools: &Tools, fixture: &Fixture) -> Result<()> {
     Ok(())
 }
 
+/// Whether a query result holds at least one number.
+fn has_data(samples: &[Sample]) -> bool {
+    samples.iter().any(|sample| !sample.value.is_nan())
+}
+
+/// Evaluates `expr` until it has data or 20 s pass: a `rate()` over a counter needs two scrapes
+/// after the counter first moved, which a fast cluster may not have had yet. An evaluation error
+/// (a broken expression) is returned at once; an expression allowed to be empty is run once.
+async fn query_until_data(
+    prometheus: &Server,
+    expr: &str,
+    allowed_empty: bool,
+) -> Result<Vec<Sample>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let samples = prometheus.query(expr).await?;
+        if allowed_empty || has_data(&samples) || Instant::now() > deadline {
+            return Ok(samples);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Evaluates every panel query of every dashboard: no error, and data unless allowed.
 async fn check_dashboards(fixture: &Fixture) -> Result<()> {
     let mut failures = Vec::new();
@@ -296,17 +319,17 @@ async fn check_dashboards(fixture: &Fixture) -> Result<()> {
             let expr = substitute(&query.expr, &values)?;
             let place = format!("{} / {} / {}", query.dashboard, query.panel, query.ref_id);
             evaluated += 1;
-            let samples = match fixture.prometheus.query(&expr).await {
+            let allowed_empty = PANELS_EMPTY_ON_A_CPU_CLUSTER
+                .iter()
+                .any(|(file, panel, _)| *file == query.dashboard && *panel == query.panel);
+            let samples = match query_until_data(&fixture.prometheus, &expr, allowed_empty).await {
                 Ok(samples) => samples,
                 Err(error) => {
                     failures.push(format!("{place}: `{expr}` failed: {error:#}"));
                     continue;
                 }
             };
-            let allowed_empty = PANELS_EMPTY_ON_A_CPU_CLUSTER
-                .iter()
-                .any(|(file, panel, _)| *file == query.dashboard && *panel == query.panel);
-            if !allowed_empty && !samples.iter().any(|sample| !sample.value.is_nan()) {
+            if !allowed_empty && !has_data(&samples) {
                 failures.push(format!("{place}: `{expr}` has no data ({samples:?})"));
             }
         }
