@@ -8,6 +8,9 @@
 #   cargo build --release --features cuda -p gpu-bench
 #   cargo test  --release --features cuda -p kernels -p cnn --no-run   (test executables parity,
 #                                            nvrtc_compile and cnn's gpu_step)
+# BUNDLE_STUDY=1 also adds the CUDA builds of coordinator, agent and tunectl for
+# scripts/gpu-study.sh:
+#   cargo build --release --features cuda -p agent && cargo build --release -p coordinator
 # BUNDLE_PROFILE=dev builds unoptimized binaries instead (to check this script quickly; never
 # time those).
 # Binaries need only glibc 2.34+ on the GPU machine. Debug info is stripped to keep the bundle
@@ -31,6 +34,13 @@ cargo test --profile "$profile" --features cuda -p kernels -p cnn --no-run \
 rm -rf "$bundle"
 mkdir -p "$bundle"
 cp "$CARGO_TARGET_DIR/$profile_dir/gpu-bench" "$bundle/"
+if [ "${BUNDLE_STUDY:-0}" = 1 ]; then
+    cargo build --profile "$profile" --features cuda -p agent
+    cargo build --profile "$profile" -p coordinator
+    for bin in coordinator agent tunectl; do
+        cp "$CARGO_TARGET_DIR/$profile_dir/$bin" "$bundle/"
+    done
+fi
 echo "$profile" > "$bundle/PROFILE"
 python3 - "$CARGO_TARGET_DIR/test-executables.json" "$bundle" <<'PY'
 import json, shutil, sys

@@ -139,7 +139,11 @@ async fn train_loop<A: CoordinatorApi>(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(WorkerEvent::Epoch(metrics)) => on_epoch(ctx, run, &metrics).await,
+                Some(WorkerEvent::Epoch(metrics)) => {
+                    on_epoch(ctx, run, &metrics).await;
+                    // The training thread waits for this before its next epoch.
+                    run.control.acknowledge(metrics.epoch);
+                }
                 Some(WorkerEvent::Finished(finished)) => return finished,
                 None => {
                     let failure = crate::trainer::TrialFailure::new("training thread exited during the trial");

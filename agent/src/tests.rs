@@ -181,11 +181,8 @@ async fn stop_from_the_coordinator_ends_the_trial_at_an_epoch_boundary() {
         .await;
     let done = fake.completion("l1").expect("completed");
     assert_eq!(done.outcome(), TrialOutcome::Stopped);
-    assert!(
-        done.epochs_run < 50 && done.epochs_run >= 1,
-        "{}",
-        done.epochs_run
-    );
+    // The answer to epoch 1's report says stop, and the trainer waits for it.
+    assert_eq!(done.epochs_run, 1);
     assert_eq!(fake.reported_epochs("l1").len() as u32, done.epochs_run);
     harness.stop().await;
 }

@@ -3,12 +3,17 @@
 //! The async side hands it a [`TrialJob`] with a shared [`TrialControl`] and gets
 //! [`WorkerEvent`]s back on a tokio channel: one per epoch, then one [`Finished`]. The control
 //! is read at each epoch boundary, so stop, interrupt and abandon all take effect there.
+//!
+//! At each boundary the thread waits (at most [`EPOCH_ACK_TIMEOUT`]) until the async side
+//! [acknowledges](TrialControl::acknowledge) the epoch, that is, until the coordinator has
+//! answered its report. An early stop decided on epoch `e` therefore ends the trial after `e`
+//! epochs, not `e + 1`; on a small model an extra epoch would cost as much as the stop saves.
+//! When the coordinator cannot be reached the wait times out and training goes on.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -29,9 +34,17 @@ pub enum Signal {
     Abandon = 3,
 }
 
-/// The signal of one trial, shared between the async side and the training thread.
+/// The longest the training thread waits at an epoch boundary for the coordinator's answer.
+pub const EPOCH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The signal of one trial, shared between the async side and the training thread, and the last
+/// epoch the async side has acknowledged.
 #[derive(Debug, Default)]
-pub struct TrialControl(AtomicU8);
+pub struct TrialControl {
+    signal: AtomicU8,
+    acknowledged: Mutex<u32>,
+    changed: Condvar,
+}
 
 impl TrialControl {
     /// A control that says run.
@@ -42,20 +55,48 @@ impl TrialControl {
     /// Raises a signal: the first of stop or interrupt sticks, abandon overrides everything.
     pub fn request(&self, signal: Signal) {
         if signal == Signal::Abandon {
-            self.0.store(Signal::Abandon as u8, Ordering::SeqCst);
+            self.signal.store(Signal::Abandon as u8, Ordering::SeqCst);
         } else {
-            let _ = self.0.compare_exchange(
+            let _ = self.signal.compare_exchange(
                 Signal::Run as u8,
                 signal as u8,
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             );
         }
+        let _guard = self.lock_acknowledged();
+        self.changed.notify_all();
+    }
+
+    /// Records that the async side handled the report of `epoch` (and any earlier one).
+    pub fn acknowledge(&self, epoch: u32) {
+        let mut acknowledged = self.lock_acknowledged();
+        *acknowledged = (*acknowledged).max(epoch);
+        self.changed.notify_all();
+    }
+
+    /// Blocks until `epoch` is acknowledged, a signal other than run is raised, or `timeout`
+    /// passes. Returns whether the epoch was acknowledged or a signal raised.
+    pub fn wait_acknowledged(&self, epoch: u32, timeout: Duration) -> bool {
+        let guard = self.lock_acknowledged();
+        let (_guard, waited) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |acknowledged| {
+                *acknowledged < epoch && self.get() == Signal::Run
+            })
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        !waited.timed_out()
+    }
+
+    fn lock_acknowledged(&self) -> std::sync::MutexGuard<'_, u32> {
+        self.acknowledged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The current signal.
     pub fn get(&self) -> Signal {
-        match self.0.load(Ordering::SeqCst) {
+        match self.signal.load(Ordering::SeqCst) {
             1 => Signal::Stop,
             2 => Signal::Interrupt,
             3 => Signal::Abandon,
@@ -181,7 +222,19 @@ fn thread_main(
 fn run_job(trainer: &mut dyn Trainer, work: &WorkerJob) -> Finished {
     let started = Instant::now();
     let mut on_epoch = |metrics: &EpochMetrics| {
-        let _ = work.events.send(WorkerEvent::Epoch(metrics.clone()));
+        if work
+            .events
+            .send(WorkerEvent::Epoch(metrics.clone()))
+            .is_ok()
+            && !work
+                .control
+                .wait_acknowledged(metrics.epoch, EPOCH_ACK_TIMEOUT)
+        {
+            tracing::warn!(
+                epoch = metrics.epoch,
+                "no answer to the epoch report in time, training on"
+            );
+        }
         if work.control.get() == Signal::Run {
             EpochControl::Continue
         } else {
@@ -249,11 +302,18 @@ mod tests {
         TrialJob::from_lease(&lease)
     }
 
-    async fn collect(mut events: UnboundedReceiver<WorkerEvent>) -> (Vec<u32>, Finished) {
+    /// Receives a trial's events, acknowledging each epoch as the slot does.
+    async fn collect(
+        mut events: UnboundedReceiver<WorkerEvent>,
+        control: &TrialControl,
+    ) -> (Vec<u32>, Finished) {
         let mut epochs = Vec::new();
         while let Some(event) = events.recv().await {
             match event {
-                WorkerEvent::Epoch(metrics) => epochs.push(metrics.epoch),
+                WorkerEvent::Epoch(metrics) => {
+                    epochs.push(metrics.epoch);
+                    control.acknowledge(metrics.epoch);
+                }
                 WorkerEvent::Finished(finished) => return (epochs, finished),
             }
         }
@@ -268,16 +328,20 @@ mod tests {
         )
         .expect("spawn");
         let control = Arc::new(TrialControl::new());
-        let (epochs, finished) =
-            collect(worker.submit(quadratic_job(3), control).expect("submit")).await;
+        let events = worker
+            .submit(quadratic_job(3), control.clone())
+            .expect("submit");
+        let (epochs, finished) = collect(events, &control).await;
         assert_eq!(epochs, vec![1, 2, 3]);
         assert!(!finished.result.expect("ok").stopped);
         let stopped = Arc::new(TrialControl::new());
         stopped.request(Signal::Interrupt);
         stopped.request(Signal::Stop);
         assert_eq!(stopped.get(), Signal::Interrupt, "first signal sticks");
-        let (epochs, finished) =
-            collect(worker.submit(quadratic_job(3), stopped).expect("submit")).await;
+        let events = worker
+            .submit(quadratic_job(3), stopped.clone())
+            .expect("submit");
+        let (epochs, finished) = collect(events, &stopped).await;
         assert_eq!(epochs, vec![1]);
         assert!(finished.result.expect("ok").stopped);
         tokio::task::spawn_blocking(move || worker.join())
@@ -290,12 +354,11 @@ mod tests {
         let worker = SlotWorker::spawn(1, Box::new(|| Ok(Box::new(Panicky) as Box<dyn Trainer>)))
             .expect("spawn");
         for _ in 0..2 {
-            let (_, finished) = collect(
-                worker
-                    .submit(quadratic_job(1), Arc::new(TrialControl::new()))
-                    .expect("submit"),
-            )
-            .await;
+            let control = Arc::new(TrialControl::new());
+            let events = worker
+                .submit(quadratic_job(1), control.clone())
+                .expect("submit");
+            let (_, finished) = collect(events, &control).await;
             let failure = finished.result.expect_err("panicked");
             assert!(failure.reason.contains("boom"), "{failure}");
         }
@@ -307,6 +370,54 @@ mod tests {
             .err()
             .expect("fails");
         assert!(err.to_string().contains("no device"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_stop_given_in_answer_to_an_epoch_ends_the_trial_at_that_epoch() {
+        let worker = SlotWorker::spawn(
+            3,
+            Box::new(|| Ok(Box::new(FunctionTrainer) as Box<dyn Trainer>)),
+        )
+        .expect("spawn");
+        let control = Arc::new(TrialControl::new());
+        let mut events = worker
+            .submit(quadratic_job(5), control.clone())
+            .expect("submit");
+        let mut epochs = Vec::new();
+        let finished = loop {
+            match events.recv().await.expect("event") {
+                WorkerEvent::Epoch(metrics) => {
+                    epochs.push(metrics.epoch);
+                    // The coordinator's answer takes a while; the thread must wait for it.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if metrics.epoch == 2 {
+                        control.request(Signal::Stop);
+                    }
+                    control.acknowledge(metrics.epoch);
+                }
+                WorkerEvent::Finished(finished) => break finished,
+            }
+        };
+        assert_eq!(epochs, vec![1, 2]);
+        assert!(finished.result.expect("ok").stopped);
+    }
+
+    #[test]
+    fn an_unanswered_epoch_times_out_and_a_signal_wakes_the_wait() {
+        let control = Arc::new(TrialControl::new());
+        assert!(!control.wait_acknowledged(1, Duration::from_millis(20)));
+        control.acknowledge(2);
+        assert!(control.wait_acknowledged(1, Duration::from_secs(5)));
+        let waiting = Arc::new(TrialControl::new());
+        let signaller = Arc::clone(&waiting);
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            signaller.request(Signal::Interrupt);
+        });
+        let started = Instant::now();
+        assert!(waiting.wait_acknowledged(1, Duration::from_secs(30)));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        thread.join().expect("join");
     }
 
     #[test]

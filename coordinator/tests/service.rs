@@ -682,3 +682,106 @@ async fn bearer_token_is_required_except_for_health() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_median_rule_stops_a_lagging_trial_through_reports_and_heartbeats() {
+    let server = Server::start(MemoryStore::new(), fast_settings(), None).await;
+    let (mut experiments, mut agents) = server.clients().await;
+    let median = pb::EarlyStopping {
+        rule: Some(pb::early_stopping::Rule::Median(pb::MedianStopping {
+            min_epochs: 1,
+            min_trials: 2,
+        })),
+    };
+    let mut spec = branin_spec(3, 3);
+    spec.early_stopping = Some(median.clone());
+    let experiment = create(&mut experiments, spec).await;
+    assert_eq!(
+        experiment
+            .spec
+            .as_ref()
+            .and_then(|s| s.early_stopping.clone()),
+        Some(median),
+        "the rule is stored as given"
+    );
+    let agent_id = register(&mut agents).await;
+    let mut leases = Vec::new();
+    for _ in 0..3 {
+        leases.push(lease(&mut agents, &agent_id).await);
+    }
+    // Minimizing: 3.0 is worse than the median (1.5) of the two others at epoch 1.
+    let mut actions = Vec::new();
+    for (held, value) in leases.iter().zip([1.0, 2.0, 3.0]) {
+        actions.push(
+            report(&mut agents, &held.lease_id, epoch(1, value))
+                .await
+                .expect("reports"),
+        );
+    }
+    use pb::LeaseAction::{Continue, Stop};
+    assert_eq!(
+        actions,
+        [Continue, Continue, Stop],
+        "no decision below min_trials, then the lagging trial stops at the epoch it reported"
+    );
+    let heartbeat = agents
+        .heartbeat(pb::HeartbeatRequest {
+            agent_id: agent_id.clone(),
+            lease_ids: leases.iter().map(|l| l.lease_id.clone()).collect(),
+        })
+        .await
+        .expect("heartbeat")
+        .into_inner();
+    let beat: Vec<_> = heartbeat.leases.iter().map(|s| s.action()).collect();
+    assert_eq!(beat, [Continue, Continue, Stop], "heartbeats agree");
+    complete(
+        &mut agents,
+        &leases[2].lease_id,
+        pb::TrialOutcome::Stopped,
+        None,
+    )
+    .await
+    .expect("completes");
+    let stopped = trials(&mut experiments, &experiment.id)
+        .await
+        .into_iter()
+        .find(|t| t.id == leases[2].trial_id)
+        .expect("listed");
+    assert_eq!(stopped.state(), pb::TrialState::EarlyStopped);
+    assert_eq!(stopped.value, Some(3.0), "it keeps the value it reached");
+    assert_eq!(
+        get(&mut experiments, &experiment.id).await.state(),
+        pb::ExperimentState::Running,
+        "an early stop is not an experiment stop"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_rule_nothing_stops_and_bad_rules_are_refused() {
+    let server = Server::start(MemoryStore::new(), fast_settings(), None).await;
+    let (mut experiments, mut agents) = server.clients().await;
+    create(&mut experiments, branin_spec(3, 3)).await;
+    let agent_id = register(&mut agents).await;
+    for value in [1.0, 2.0, 3.0] {
+        let held = lease(&mut agents, &agent_id).await;
+        let action = report(&mut agents, &held.lease_id, epoch(1, value))
+            .await
+            .expect("reports");
+        assert_eq!(action, pb::LeaseAction::Continue);
+    }
+    let mut bad = branin_spec(3, 3);
+    bad.early_stopping = Some(pb::EarlyStopping {
+        rule: Some(pb::early_stopping::Rule::Asha(pb::SuccessiveHalving {
+            min_epochs: 1,
+            eta: 1,
+        })),
+    });
+    let err = experiments
+        .create_experiment(pb::CreateExperimentRequest { spec: Some(bad) })
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("eta"), "{}", err.message());
+    server.shutdown().await;
+}

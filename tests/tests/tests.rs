@@ -6,3 +6,4 @@ mod coordinator_e2e;
 mod observability_configs;
 mod observability_deploy;
 mod observability_prometheus;
+mod study_e2e;

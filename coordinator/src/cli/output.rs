@@ -104,6 +104,7 @@ pub fn experiment_status(e: &pb::Experiment) -> String {
         ),
         ("succeeded", e.trials_succeeded.to_string()),
         ("failed", e.trials_failed.to_string()),
+        ("early stopped", e.trials_early_stopped.to_string()),
         (
             "best",
             format!(

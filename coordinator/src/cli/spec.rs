@@ -8,7 +8,8 @@ use proto::v1 as pb;
 use serde::Deserialize;
 use tuner::space::{ParamSpec, Value};
 
-use crate::grpc::convert::{param_spec_to_pb, params_to_pb};
+use crate::grpc::convert::{param_spec_to_pb, params_to_pb, rule_to_pb};
+use crate::service::early_stop::Rule;
 
 /// `direction = "maximize" | "minimize"`.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -113,6 +114,10 @@ pub struct SpecFile {
     /// What agents train.
     #[serde(default)]
     pub workload: Option<WorkloadFile>,
+    /// `[early_stopping]`: `rule = "median"` (`min_epochs`, `min_trials`) or `rule = "asha"`
+    /// (`min_epochs`, `eta`); left out, every trial runs to the end.
+    #[serde(default)]
+    pub early_stopping: Rule,
 }
 
 fn default_metric() -> String {
@@ -146,6 +151,9 @@ impl SpecFile {
         }
         tuner::space::Space::new(spec.parameters.clone())
             .map_err(|e| anyhow::anyhow!("invalid search space: {e}"))?;
+        spec.early_stopping
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(spec)
     }
 
@@ -185,6 +193,7 @@ impl SpecFile {
             }),
             budget_dollars: self.budget_dollars,
             study: self.study.clone(),
+            early_stopping: rule_to_pb(&self.early_stopping),
         }
     }
 }
@@ -225,6 +234,40 @@ epochs = 1
         assert_eq!(wire.direction(), pb::Direction::Minimize);
         assert_eq!(wire.strategy(), pb::Strategy::Random);
         assert_eq!(wire.workload.expect("workload").fixed_params.len(), 1);
+    }
+
+    #[test]
+    fn early_stopping_tables_take_defaults_and_are_checked() {
+        let median = format!("{BRANIN}[early_stopping]\nrule = \"median\"\nmin_trials = 5\n");
+        let spec = SpecFile::parse(&median).expect("parses");
+        assert_eq!(
+            spec.early_stopping,
+            Rule::Median(crate::service::early_stop::MedianRule {
+                min_epochs: 1,
+                min_trials: 5
+            })
+        );
+        let wire = spec.to_pb().early_stopping.expect("sent");
+        assert!(matches!(
+            wire.rule,
+            Some(pb::early_stopping::Rule::Median(pb::MedianStopping {
+                min_epochs: 1,
+                min_trials: 5
+            }))
+        ));
+        assert_eq!(
+            SpecFile::parse(BRANIN)
+                .expect("parses")
+                .to_pb()
+                .early_stopping,
+            None
+        );
+        let bad_eta = format!("{BRANIN}[early_stopping]\nrule = \"asha\"\neta = 1\n");
+        let refused = SpecFile::parse(&bad_eta).expect_err("refused");
+        assert!(format!("{refused:#}").contains("eta"), "{refused:#}");
+        let typo = format!("{BRANIN}[early_stopping]\nrule = \"median\"\nmin_trails = 5\n");
+        let refused = SpecFile::parse(&typo).expect_err("refused");
+        assert!(format!("{refused:#}").contains("min_trails"), "{refused:#}");
     }
 
     #[test]

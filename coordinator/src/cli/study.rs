@@ -1,11 +1,17 @@
-//! `tunectl study`: runs BO, random and grid search on a built-in scenario as one tagged
-//! experiment a strategy and repeat ([`crate::study::run`]), then prints the study's name for
-//! `tunectl report`.
+//! `tunectl study`: runs BO, random and grid search (each arm with or without early stopping)
+//! on a built-in scenario as one tagged experiment an arm and repeat ([`crate::study::run`]),
+//! then prints the study's name for `tunectl report`.
+//!
+//! With `--local` it first starts a one-machine cluster ([`crate::local::cluster`]); since that
+//! coordinator stops with the command, the report is written before it does (`--out`, by default
+//! `STUDY-report/`). `--out` works with a remote coordinator too.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ConnectOptions;
-use crate::study::run::{self, StrategyName, StudyPlanRequest};
+use crate::local::cluster::{AgentOptions, RunningCluster};
+use crate::study::run::{self, StudyArm, StudyPlanRequest, rule_by_name};
 
 /// Options of `tunectl study`.
 #[derive(Clone, Debug, clap::Args)]
@@ -13,18 +19,17 @@ pub struct StudyOptions {
     /// Built-in scenario.
     #[arg(long, value_parser = ["basic", "complex", "basic-mini"])]
     pub scenario: String,
-    /// Strategies to compare, comma-separated.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "bo,random,grid"
-    )]
-    pub strategies: Vec<StrategyName>,
+    /// Arms to compare, comma-separated: bo, random, grid, each optionally with an
+    /// early-stopping rule of its own (`bo+median`, `random+asha`, `grid+none`).
+    #[arg(long, value_delimiter = ',', default_value = "bo,random,grid")]
+    pub strategies: Vec<StudyArm>,
+    /// Early-stopping rule of the arms that name none: none, median or asha.
+    #[arg(long, default_value = "none", value_parser = ["none", "median", "asha"])]
+    pub early_stopping: String,
     /// Trials an experiment (default: the scenario's). Grid search uses the coarser grid that fits.
     #[arg(long)]
     pub budget: Option<u32>,
-    /// Repeats a strategy.
+    /// Repeats an arm.
     #[arg(long, default_value_t = 5)]
     pub repeats: u32,
     /// Trials leased at once an experiment (default: the scenario's).
@@ -36,7 +41,7 @@ pub struct StudyOptions {
     /// Base seed of the experiments' seeds.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Experiments running at once (default: one a strategy, so repeats finish round by round).
+    /// Experiments running at once (default: one an arm, so repeats finish round by round).
     #[arg(long)]
     pub at_once: Option<usize>,
     /// Use only the first N training sentences.
@@ -45,12 +50,29 @@ pub struct StudyOptions {
     /// Use only the first N validation sentences.
     #[arg(long)]
     pub max_dev: Option<u32>,
-    /// Run on a one-machine cluster started for the study (not available yet: see the error).
+    /// Run on a one-machine cluster (coordinator and agents as child processes) started for the
+    /// study and stopped after it.
     #[arg(long)]
     pub local: bool,
     /// Agents of the local cluster.
     #[arg(long, default_value_t = 2)]
     pub agents: u32,
+    /// Local cluster: trials each agent trains at once (several share one GPU).
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    /// Local cluster: GPU agents (one a GPU) instead of CPU agents.
+    #[arg(long)]
+    pub gpu: bool,
+    /// Local cluster: price the trials as this instance type (default: they cost nothing).
+    #[arg(long)]
+    pub instance_type: Option<String>,
+    /// Local cluster: keep the coordinator's database and the logs here (default: a temporary
+    /// dir). Running again with the same dir and --name adds experiments to the same study.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Write the study's report here when it ends (with --local, default STUDY-report/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Seconds between progress polls.
     #[arg(long, default_value_t = 2.0)]
     pub interval_secs: f64,
@@ -58,45 +80,85 @@ pub struct StudyOptions {
 
 impl StudyOptions {
     /// The plan request these options describe.
-    pub fn plan_request(&self) -> StudyPlanRequest {
+    ///
+    /// # Errors
+    /// When `--early-stopping` names no rule.
+    pub fn plan_request(&self) -> anyhow::Result<StudyPlanRequest> {
         let name = self.name.clone().unwrap_or_else(|| {
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             format!("{}-{stamp}", self.scenario)
         });
-        StudyPlanRequest {
+        Ok(StudyPlanRequest {
             name,
             scenario: self.scenario.clone(),
-            strategies: self.strategies.clone(),
+            arms: self.strategies.clone(),
+            early_stopping: rule_by_name(&self.early_stopping)?,
             budget: self.budget,
             repeats: self.repeats,
             parallel: self.parallel,
             seed: self.seed,
             max_train: self.max_train,
             max_dev: self.max_dev,
-        }
+        })
+    }
+
+    /// Where the report goes, if anywhere.
+    fn report_dir(&self, study: &str) -> Option<PathBuf> {
+        self.out.clone().or_else(|| {
+            self.local
+                .then(|| PathBuf::from(format!("{}-report", study.replace('/', "_"))))
+        })
     }
 }
 
 /// Runs `tunectl study`; prints the study's name on `out` once every experiment ended.
 ///
 /// # Errors
-/// When the plan is invalid, the coordinator refuses an experiment, or the run is interrupted.
+/// When the plan is invalid, the local cluster cannot start, the coordinator refuses an
+/// experiment, or the run is interrupted.
 pub async fn run(
     connect: &ConnectOptions,
     options: &StudyOptions,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !options.local,
-        "--local is not available yet: start `coordinator` and `agent --cpu` (or `agent --gpu 0`) and pass --coordinator"
-    );
-    let request = options.plan_request();
+    let request = options.plan_request()?;
     let planned = run::plan(&request)?;
+    if !options.local {
+        return drive_and_report(connect, options, &request, planned, out).await;
+    }
+    let agents = AgentOptions {
+        agents: options.agents,
+        gpu: options.gpu,
+        instance_type: options.instance_type.clone(),
+        slots: options.slots,
+    };
+    let cluster = RunningCluster::start(options.data_dir.clone(), &agents)?;
+    let local = ConnectOptions {
+        coordinator: cluster.url.clone(),
+        token: None,
+    };
+    let outcome = drive_and_report(&local, options, &request, planned, out).await;
+    // Off the runtime's one thread, so the closed client connections are wound down while the
+    // coordinator drains them in its graceful shutdown.
+    let success = outcome.is_ok();
+    tokio::task::spawn_blocking(move || cluster.finish(success))
+        .await
+        .map_err(|e| anyhow::anyhow!("stopping the local cluster failed: {e}"))?;
+    outcome
+}
+
+async fn drive_and_report(
+    connect: &ConnectOptions,
+    options: &StudyOptions,
+    request: &StudyPlanRequest,
+    planned: Vec<run::PlannedExperiment>,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
     let mut client = super::connect(connect).await?;
     eprintln!("study {}: {} experiments", request.name, planned.len());
-    let at_once = options.at_once.unwrap_or(request.strategies.len());
+    let at_once = options.at_once.unwrap_or(request.arms.len());
     let poll = Duration::from_secs_f64(options.interval_secs.clamp(0.1, 3600.0));
     let mut stopper = client.clone();
     let study = request.name.clone();
@@ -109,6 +171,15 @@ pub async fn run(
             anyhow::bail!("interrupted: the experiments of study {study} were stopped");
         }
     }
-    writeln!(out, "{}", request.name)?;
+    if let Some(dir) = options.report_dir(&study) {
+        let data = crate::study::data::fetch(&mut client, &study).await?;
+        let written = crate::study::report::write(&data, &dir, None)?;
+        eprintln!(
+            "report of study {study}: {} files in {}",
+            written.len(),
+            dir.display()
+        );
+    }
+    writeln!(out, "{study}")?;
     Ok(())
 }

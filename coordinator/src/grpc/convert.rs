@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use proto::v1 as pb;
 use tuner::space::{ParamKind, ParamSpec, Value};
 
+use crate::service::early_stop::{AshaRule, MedianRule, Rule};
 use crate::service::model::{
     AgentCapabilities, BatchStrategy, Direction, EpochRecord, ExperimentSpec, ExperimentState,
     Strategy, TrialState, Workload,
@@ -208,6 +209,7 @@ impl TryFrom<pb::ExperimentSpec> for ExperimentSpec {
             workload: spec.workload.map(Workload::try_from).transpose()?,
             budget_dollars: spec.budget_dollars,
             study: spec.study,
+            early_stopping: rule_from_pb(spec.early_stopping.as_ref()),
         })
     }
 }
@@ -247,8 +249,51 @@ impl From<&ExperimentSpec> for pb::ExperimentSpec {
             workload: spec.workload.as_ref().map(pb::Workload::from),
             budget_dollars: spec.budget_dollars,
             study: spec.study.clone(),
+            early_stopping: rule_to_pb(&spec.early_stopping),
         }
     }
+}
+
+/// An early-stopping rule from the wire; zeros take the rule's defaults.
+pub fn rule_from_pb(rule: Option<&pb::EarlyStopping>) -> Rule {
+    let or = |value: u32, default: u32| if value == 0 { default } else { value };
+    match rule.and_then(|r| r.rule.as_ref()) {
+        None => Rule::None,
+        Some(pb::early_stopping::Rule::Median(m)) => {
+            let default = MedianRule::default();
+            Rule::Median(MedianRule {
+                min_epochs: or(m.min_epochs, default.min_epochs),
+                min_trials: if m.min_trials == 0 {
+                    default.min_trials
+                } else {
+                    m.min_trials as usize
+                },
+            })
+        }
+        Some(pb::early_stopping::Rule::Asha(a)) => {
+            let default = AshaRule::default();
+            Rule::Asha(AshaRule {
+                min_epochs: or(a.min_epochs, default.min_epochs),
+                eta: or(a.eta, default.eta),
+            })
+        }
+    }
+}
+
+/// An early-stopping rule to the wire (`None` when the experiment has none).
+pub fn rule_to_pb(rule: &Rule) -> Option<pb::EarlyStopping> {
+    let rule = match rule {
+        Rule::None => return None,
+        Rule::Median(m) => pb::early_stopping::Rule::Median(pb::MedianStopping {
+            min_epochs: m.min_epochs,
+            min_trials: u32::try_from(m.min_trials).unwrap_or(u32::MAX),
+        }),
+        Rule::Asha(a) => pb::early_stopping::Rule::Asha(pb::SuccessiveHalving {
+            min_epochs: a.min_epochs,
+            eta: a.eta,
+        }),
+    };
+    Some(pb::EarlyStopping { rule: Some(rule) })
 }
 
 impl From<&ExperimentView> for pb::Experiment {
@@ -265,6 +310,7 @@ impl From<&ExperimentView> for pb::Experiment {
             trials_created: view.counts.created,
             trials_succeeded: view.counts.succeeded,
             trials_failed: view.counts.failed,
+            trials_early_stopped: view.counts.early_stopped,
             trials_running: view.counts.leased,
             best_value: view.best.as_ref().map(|(_, v)| *v),
             best_trial_id: view.best.as_ref().map(|(t, _)| t.0.clone()),

@@ -3,9 +3,10 @@
 
 use tracing::{debug, info, instrument, warn};
 
+use super::early_stop::{Decision, Rule, decide_one};
 use super::model::{
-    AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentState, LeaseId, LeaseRecord,
-    TrialRecord, TrialState, now_unix,
+    AgentCapabilities, AgentId, AgentRecord, Direction, EpochRecord, ExperimentState, LeaseId,
+    LeaseRecord, TrialRecord, TrialState, now_unix,
 };
 use super::state::State;
 use super::{
@@ -46,12 +47,38 @@ impl Coordinator {
         Ok(trial)
     }
 
-    /// Whether the agent holding this trial should stop it.
+    /// Whether the agent holding this trial should stop it: the experiment was stopped or
+    /// ended, or its early-stopping rule says the trial lags at its latest epoch.
     fn should_stop(state: &State, trial: &TrialRecord) -> bool {
+        let Ok(experiment) = state.experiment(&trial.experiment_id) else {
+            return true;
+        };
         trial.stop_requested
-            || state
-                .experiment(&trial.experiment_id)
-                .map_or(true, |e| e.state != ExperimentState::Running)
+            || experiment.state != ExperimentState::Running
+            || Self::early_stop(
+                state,
+                experiment.spec.early_stopping,
+                experiment.spec.direction,
+                trial,
+            )
+    }
+
+    /// The experiment's early-stopping rule applied to the trial's latest epoch.
+    fn early_stop(state: &State, rule: Rule, direction: Direction, trial: &TrialRecord) -> bool {
+        if rule == Rule::None {
+            return false;
+        }
+        let (curves, index) = state.learning_curves(&trial.experiment_id, &trial.id);
+        let Some(index) = index else { return false };
+        let direction = match direction {
+            Direction::Maximize => tuner::Direction::Maximize,
+            Direction::Minimize => tuner::Direction::Minimize,
+        };
+        let stop = decide_one(&rule, direction, &curves, index) == Decision::Stop;
+        if stop {
+            info!(trial_id = %trial.id, rule = rule.label(), epoch = trial.epochs_run, "early stop");
+        }
+        stop
     }
 
     /// Requeues (or fails, after `max_attempts`) every trial whose lease expired.
@@ -316,14 +343,14 @@ impl AgentService for Coordinator {
         check_finite("epoch_seconds", report.epoch_seconds)?;
         let mut state = self.inner.state.lock().await;
         let trial = Self::current_lease(&state, &lease_id)?;
-        let action = if Self::should_stop(&state, trial) {
-            LeaseAction::Stop
-        } else {
-            LeaseAction::Continue
+        let trial_id = trial.id.clone();
+        let action = |state: &State| match state.trial(&trial_id) {
+            Some(trial) if !Self::should_stop(state, trial) => LeaseAction::Continue,
+            _ => LeaseAction::Stop,
         };
         if state.has_epoch(&trial.id, trial.attempts, report.epoch) {
             debug!(trial_id = %trial.id, "repeated epoch report ignored");
-            return Ok(action);
+            return Ok(action(&state));
         }
         let epoch = EpochRecord {
             trial_id: trial.id.clone(),
@@ -346,7 +373,8 @@ impl AgentService for Coordinator {
             vec![Change::AddEpoch(epoch), Change::PutTrial(updated)],
         )
         .await?;
-        Ok(action)
+        // Decided with this epoch recorded, so the rule judges the epoch just reported.
+        Ok(action(&state))
     }
 
     #[instrument(skip(self, completion), fields(lease_id = %lease_id, outcome = ?completion.outcome))]

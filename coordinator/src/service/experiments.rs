@@ -39,6 +39,9 @@ impl Coordinator {
                 "experiment name must not be empty".into(),
             ));
         }
+        spec.early_stopping
+            .validate()
+            .map_err(Error::InvalidArgument)?;
         if spec.metric.trim().is_empty() {
             spec.metric = "value".into();
         }

@@ -8,8 +8,14 @@
 //! EarlyStopped`. An expired lease returns the trial to `Pending` and counts an attempt (after
 //! `max_attempts` it fails); an interrupted attempt (agent shutting down) returns it to
 //! `Pending` without counting.
+//!
+//! An experiment may stop trials early ([`early_stop`]): after every epoch report its rule
+//! compares the trial with the experiment's other trials at the same epoch, and the answer to the
+//! report (and to later heartbeats) tells the agent to stop; the trial ends `EarlyStopped` at the
+//! value it reached, which the GP then sees as an ordinary observation.
 
 pub mod agents;
+pub mod early_stop;
 pub mod experiments;
 pub mod model;
 pub mod state;

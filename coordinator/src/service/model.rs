@@ -167,6 +167,9 @@ pub struct ExperimentSpec {
     pub budget_dollars: f64,
     /// Study label.
     pub study: String,
+    /// Early-stopping rule (specs stored before it existed have none).
+    #[serde(default)]
+    pub early_stopping: super::early_stop::Rule,
 }
 
 /// Lifecycle of an experiment.

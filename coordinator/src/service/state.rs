@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::early_stop::TrialCurve;
 use super::model::{
     AgentId, AgentRecord, EpochRecord, ExperimentId, ExperimentRecord, ExperimentState, LeaseId,
     TrialId, TrialRecord, TrialState,
@@ -23,7 +24,9 @@ pub struct TrialCounts {
     pub succeeded: u32,
     /// Failed.
     pub failed: u32,
-    /// Cancelled or early stopped.
+    /// Early stopped (a result, at the value reached).
+    pub early_stopped: u32,
+    /// Cancelled.
     pub other_terminal: u32,
     /// Dollars reported over all trials.
     pub cost_dollars: f64,
@@ -39,7 +42,7 @@ impl TrialCounts {
 
     /// Trials that are terminal.
     pub fn done(&self) -> u32 {
-        self.succeeded + self.failed + self.other_terminal
+        self.succeeded + self.failed + self.early_stopped + self.other_terminal
     }
 }
 
@@ -184,6 +187,42 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// The learning curves an early-stopping rule compares: the current attempt's epochs of every
+    /// trial of the experiment that is running or ended with a value (failed and cancelled trials
+    /// are left out, and so are pending ones, whose curve belongs to an attempt that was given
+    /// back). Returns the curves and the index of `trial` among them, if it is there.
+    pub fn learning_curves(
+        &self,
+        experiment: &ExperimentId,
+        trial: &TrialId,
+    ) -> (Vec<TrialCurve>, Option<usize>) {
+        let mut index = None;
+        let curves = self
+            .trials_of(experiment)
+            .into_iter()
+            .filter(|t| {
+                t.state.is_leased()
+                    || matches!(t.state, TrialState::Succeeded | TrialState::EarlyStopped)
+            })
+            .enumerate()
+            .map(|(i, t)| {
+                if &t.id == trial {
+                    index = Some(i);
+                }
+                TrialCurve {
+                    id: t.id.0.clone(),
+                    epochs: self
+                        .epochs_of(&t.id, t.attempts)
+                        .iter()
+                        .map(|e| (e.epoch, e.value))
+                        .collect(),
+                    running: t.state.is_leased(),
+                }
+            })
+            .collect();
+        (curves, index)
+    }
+
     /// Whether this epoch of this attempt was already reported.
     pub fn has_epoch(&self, trial: &TrialId, attempt: u32, epoch: u32) -> bool {
         self.epochs
@@ -218,7 +257,8 @@ impl State {
                 TrialState::Leased | TrialState::Running => counts.leased += 1,
                 TrialState::Succeeded => counts.succeeded += 1,
                 TrialState::Failed => counts.failed += 1,
-                TrialState::Cancelled | TrialState::EarlyStopped => counts.other_terminal += 1,
+                TrialState::EarlyStopped => counts.early_stopped += 1,
+                TrialState::Cancelled => counts.other_terminal += 1,
             }
         }
         counts
@@ -311,9 +351,10 @@ mod tests {
                 counts.created,
                 counts.succeeded,
                 counts.failed,
+                counts.early_stopped,
                 counts.other_terminal
             ),
-            (3, 1, 1, 1)
+            (3, 1, 1, 1, 0)
         );
     }
 }

@@ -88,6 +88,12 @@ pub(crate) mod tests_support {
                 }),
                 budget_dollars: 0.0,
                 study: String::new(),
+                early_stopping: crate::service::early_stop::Rule::Median(
+                    crate::service::early_stop::MedianRule {
+                        min_epochs: 2,
+                        min_trials: 4,
+                    },
+                ),
             },
             state: ExperimentState::Running,
             created_unix: 1.5,

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use tuner::space::{Assignment, ParamSpec};
 
 use crate::cli::{self, Client};
-use crate::grpc::convert::{param_spec_from_pb, params_from_pb};
+use crate::grpc::convert::{param_spec_from_pb, params_from_pb, rule_from_pb};
+use crate::service::early_stop::Rule;
 
 /// A whole study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,7 +26,8 @@ pub struct StudyData {
 pub struct ExperimentData {
     /// Experiment id.
     pub id: String,
-    /// `bo`, `random` or `grid`.
+    /// `bo`, `random` or `grid`, with `+median` or `+asha` when the experiment stopped trials
+    /// early.
     pub strategy: String,
     /// The scenario (`basic`, `complex`, `basic-mini`) or, for hand-made specs, the spec name.
     pub scenario: String,
@@ -246,9 +248,13 @@ pub fn experiment_from_pb(
         });
     }
     converted.sort_by_key(|t| t.number);
+    let strategy = match rule_from_pb(spec.early_stopping.as_ref()) {
+        Rule::None => strategy_name(spec.strategy()),
+        rule => format!("{}+{}", strategy_name(spec.strategy()), rule.label()),
+    };
     Ok(ExperimentData {
         id: experiment.id.clone(),
-        strategy: strategy_name(spec.strategy()),
+        strategy,
         scenario,
         repeat,
         seed: experiment.seed,

@@ -1,14 +1,14 @@
 //! Studies: the study's comparison of BO, random and grid search run as tagged experiments
 //! (`tunectl study`, [`run`]), the report computed from what was stored (`tunectl report`:
-//! [`data`] → [`tables`], [`curves`], [`importance`] → [`plots`], [`report`]), and the
-//! early-stopping rules as pure functions ([`early_stop`]).
+//! [`data`] → [`tables`], [`curves`], [`importance`] → [`plots`], [`report`]). The
+//! early-stopping rules the experiments may use live with the service
+//! ([`crate::service::early_stop`]).
 //!
 //! Everything after [`data::fetch`] is a pure function of [`data::StudyData`], so the tests
 //! compute the tables from a stored fixture study (`coordinator/tests/fixtures/study/`).
 
 pub mod curves;
 pub mod data;
-pub mod early_stop;
 pub mod importance;
 pub mod plots;
 pub mod report;

@@ -268,6 +268,35 @@ fn early_stopping_table(md: &mut String, rows: &[&StrategyRow]) {
         );
     }
     md.push('\n');
+    for row in rows {
+        let Some((base_name, _rule)) = row.strategy.split_once('+') else {
+            continue;
+        };
+        let Some(base) = rows.iter().find(|r| r.strategy == base_name) else {
+            continue;
+        };
+        let fewer = if base.total_usage.epochs > 0.0 {
+            1.0 - row.total_usage.epochs / base.total_usage.epochs
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            md,
+            "`{}` against `{base_name}`: {} fewer epochs, median best {:+.2} points ({} against \
+             {}).\n",
+            row.strategy,
+            percent(fewer),
+            (row.best.median - base.best.median) * 100.0,
+            percent(row.best.median),
+            percent(base.best.median),
+        );
+    }
+    md.push_str(
+        "A stopped trial counts as a result at the accuracy it reached, and BO's Gaussian process \
+         sees it as an ordinary observation (`docs/design/early-stopping.md` explains why). \
+         `tunectl study` gives an arm with a rule its strategy's seeds and trial budget, so the \
+         two differ only by the stopping.\n\n",
+    );
 }
 
 fn plot_links(md: &mut String, scenario: &str, summary: &Summary, rows: &[&StrategyRow]) {
@@ -423,6 +452,26 @@ mod tests {
         assert_close!(random.dollars_p2_same_time, 0.0175);
         assert_close!(random.dollars_p2_study_speed, 0.00525);
         assert_close!(random.dollars_m4_study_speed, 7.0 * 146.0 / 3600.0 * 0.862);
+    }
+
+    #[test]
+    fn an_early_stopping_arm_is_compared_with_its_strategy() {
+        let mut data = fixture();
+        for experiment in &mut data.experiments {
+            if experiment.strategy == "random" {
+                experiment.strategy = "bo+median".into();
+            }
+        }
+        let summary = summarize(&data, None).expect("summarizes");
+        let text = markdown(&summary);
+        let arm = row(&summary, "bo+median").total_usage.epochs;
+        let fewer = percent(1.0 - arm / 27.0);
+        let expected = format!(
+            "`bo+median` against `bo`: {fewer} fewer epochs, median best -2.50 points (76.00% \
+             against 78.50%)."
+        );
+        assert!(text.contains(&expected), "{expected}\nnot in\n{text}");
+        assert!(text.contains("ordinary observation"), "{text}");
     }
 
     #[test]

@@ -15,7 +15,13 @@
 //! points). The grid experiment's budget is its grid size, so it may run a few trials fewer than
 //! the others, which the report's trial column shows. Every repeat of grid search evaluates the
 //! same points; repeats differ only through the training noise.
+//!
+//! **Early stopping** is part of an arm: `bo+median` is BO whose experiments stop lagging trials
+//! by the median rule ([`StudyArm`]). An arm's experiments are named by the arm's label
+//! (`basic-mini/bo+median/r0`), and arms of the same strategy share seeds, repeat by repeat, so
+//! `bo` and `bo+median` start from the same initial design and differ only by the stopping.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -24,7 +30,8 @@ use tuner::space::{ParamSpec, Space};
 
 use super::data::experiment_name;
 use crate::cli::{self, Client};
-use crate::grpc::convert::{param_spec_from_pb, value_to_pb};
+use crate::grpc::convert::{param_spec_from_pb, rule_to_pb, value_to_pb};
+use crate::service::early_stop::{AshaRule, MedianRule, Rule};
 
 /// A search strategy on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -54,6 +61,68 @@ impl StrategyName {
             StrategyName::Grid => pb::Strategy::Grid,
         }
     }
+
+    /// Position in bo, random, grid (the seed derivation's index).
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A rule by name, with its default settings: `none`, `median` or `asha`.
+///
+/// # Errors
+/// When the name is none of those.
+pub fn rule_by_name(name: &str) -> anyhow::Result<Rule> {
+    match name {
+        "none" => Ok(Rule::None),
+        "median" => Ok(Rule::Median(MedianRule::default())),
+        "asha" => Ok(Rule::Asha(AshaRule::default())),
+        other => anyhow::bail!("unknown early-stopping rule '{other}': use none, median or asha"),
+    }
+}
+
+/// One arm of a study: a strategy and the early-stopping rule of its experiments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StudyArm {
+    /// The search strategy.
+    pub strategy: StrategyName,
+    /// The early-stopping rule; `None` runs every trial to the end.
+    pub rule: Option<Rule>,
+}
+
+impl StudyArm {
+    /// The arm with no rule of its own.
+    pub fn plain(strategy: StrategyName) -> Self {
+        Self {
+            strategy,
+            rule: None,
+        }
+    }
+
+    /// The label in experiment names and reports: `bo`, or `bo+median` with a rule.
+    pub fn label(&self, default_rule: Rule) -> String {
+        match self.rule.unwrap_or(default_rule) {
+            Rule::None => self.strategy.as_str().to_string(),
+            rule => format!("{}+{}", self.strategy.as_str(), rule.label()),
+        }
+    }
+}
+
+impl FromStr for StudyArm {
+    type Err = anyhow::Error;
+
+    /// `bo`, `random`, `grid`, each optionally `+none`, `+median` or `+asha`.
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        let (strategy, rule) = match text.split_once('+') {
+            Some((strategy, rule)) => (strategy, Some(rule_by_name(rule.trim())?)),
+            None => (text, None),
+        };
+        let strategy =
+            <StrategyName as clap::ValueEnum>::from_str(strategy.trim(), true).map_err(|_| {
+                anyhow::anyhow!("unknown strategy '{strategy}': use bo, random or grid")
+            })?;
+        Ok(Self { strategy, rule })
+    }
 }
 
 /// What `tunectl study` was asked to run (the parts that shape the experiments).
@@ -63,8 +132,10 @@ pub struct StudyPlanRequest {
     pub name: String,
     /// Built-in scenario.
     pub scenario: String,
-    /// Strategies compared.
-    pub strategies: Vec<StrategyName>,
+    /// Arms compared: strategies, each with or without early stopping.
+    pub arms: Vec<StudyArm>,
+    /// The early-stopping rule of arms that name none.
+    pub early_stopping: Rule,
     /// Trials an experiment (default: the scenario's).
     pub budget: Option<u32>,
     /// Repeats a strategy.
@@ -82,8 +153,8 @@ pub struct StudyPlanRequest {
 /// One experiment to create.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannedExperiment {
-    /// Strategy.
-    pub strategy: StrategyName,
+    /// Its arm's label (`bo`, `bo+median`).
+    pub arm: String,
     /// Repeat index.
     pub repeat: u32,
     /// The spec sent to the coordinator.
@@ -171,19 +242,34 @@ pub fn plan(request: &StudyPlanRequest) -> anyhow::Result<Vec<PlannedExperiment>
         "the study name must not be empty"
     );
     anyhow::ensure!(
-        !request.strategies.is_empty() && request.repeats > 0,
+        !request.arms.is_empty() && request.repeats > 0,
         "a study needs a strategy and a repeat"
+    );
+    let mut labels: Vec<String> = request
+        .arms
+        .iter()
+        .map(|a| a.label(request.early_stopping))
+        .collect();
+    labels.sort();
+    labels.dedup();
+    anyhow::ensure!(
+        labels.len() == request.arms.len(),
+        "a study lists each strategy (and early-stopping rule) once"
     );
     let mut planned = Vec::new();
     for repeat in 0..request.repeats {
-        for (index, strategy) in request.strategies.iter().enumerate() {
+        for arm in &request.arms {
+            let strategy = &arm.strategy;
+            let label = arm.label(request.early_stopping);
+            let rule = arm.rule.unwrap_or(request.early_stopping);
             let mut spec = base.clone();
-            spec.name = experiment_name(&request.scenario, strategy.as_str(), repeat);
+            spec.name = experiment_name(&request.scenario, &label, repeat);
             spec.study = request.name.clone();
             spec.set_strategy(strategy.to_pb());
+            spec.early_stopping = rule_to_pb(&rule);
             spec.budget_trials = request.budget.unwrap_or(spec.budget_trials).max(1);
             spec.parallelism = request.parallel.unwrap_or(spec.parallelism).max(1);
-            spec.seed = experiment_seed(request.seed, index, repeat);
+            spec.seed = experiment_seed(request.seed, strategy.index(), repeat);
             if let Some(workload) = spec.workload.as_mut() {
                 workload.max_train_examples =
                     request.max_train.unwrap_or(workload.max_train_examples);
@@ -193,7 +279,7 @@ pub fn plan(request: &StudyPlanRequest) -> anyhow::Result<Vec<PlannedExperiment>
                 apply_grid(&mut spec)?;
             }
             planned.push(PlannedExperiment {
-                strategy: *strategy,
+                arm: label,
                 repeat,
                 spec,
             });
@@ -308,7 +394,7 @@ fn progress_text(experiment: &pb::Experiment) -> String {
     format!(
         "{} {}/{} best {best}",
         name_of(experiment),
-        experiment.trials_succeeded + experiment.trials_failed,
+        experiment.trials_succeeded + experiment.trials_failed + experiment.trials_early_stopped,
         budget
     )
 }
@@ -332,7 +418,8 @@ mod tests {
         StudyPlanRequest {
             name: "s1".into(),
             scenario: "basic-mini".into(),
-            strategies,
+            arms: strategies.into_iter().map(StudyArm::plain).collect(),
+            early_stopping: Rule::None,
             budget: Some(30),
             repeats: 2,
             parallel: Some(2),
@@ -380,6 +467,46 @@ mod tests {
                 .max_train_examples,
             500
         );
+    }
+
+    #[test]
+    fn early_stopping_arms_are_labelled_and_share_their_strategy_seeds() {
+        let mut req = request(vec![StrategyName::Bo]);
+        req.arms.push("bo+median".parse().expect("parses"));
+        req.arms.push("random".parse().expect("parses"));
+        let planned = plan(&req).expect("plans");
+        let names: Vec<&str> = planned.iter().map(|p| p.spec.name.as_str()).collect();
+        assert_eq!(
+            &names[..3],
+            [
+                "basic-mini/bo/r0",
+                "basic-mini/bo+median/r0",
+                "basic-mini/random/r0"
+            ]
+        );
+        assert_eq!(planned[0].spec.early_stopping, None);
+        assert!(matches!(
+            planned[1]
+                .spec
+                .early_stopping
+                .as_ref()
+                .and_then(|e| e.rule.clone()),
+            Some(pb::early_stopping::Rule::Median(_))
+        ));
+        assert_eq!(planned[0].spec.seed, planned[1].spec.seed, "paired by seed");
+        assert_ne!(planned[0].spec.seed, planned[2].spec.seed);
+        assert_ne!(planned[0].spec.seed, planned[3].spec.seed, "repeats differ");
+
+        req.early_stopping = Rule::Asha(AshaRule::default());
+        let planned = plan(&req).expect("plans");
+        assert_eq!(planned[0].spec.name, "basic-mini/bo+asha/r0");
+        assert_eq!(planned[2].spec.name, "basic-mini/random+asha/r0");
+
+        req.arms.push("bo+asha".parse().expect("parses"));
+        assert!(plan(&req).is_err(), "bo+asha twice");
+        assert!("sgd".parse::<StudyArm>().is_err());
+        let bad_rule = "bo+hyperband".parse::<StudyArm>().expect_err("refused");
+        assert!(bad_rule.to_string().contains("hyperband"), "{bad_rule}");
     }
 
     #[test]

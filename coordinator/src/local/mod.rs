@@ -1,17 +1,14 @@
-//! `tunectl local`: a whole cluster on one machine, as child processes on loopback.
-//!
-//! It starts the `coordinator` binary (an embedded SQLite file in a data dir) and N `agent`
-//! binaries, both found next to the running `tunectl`, reads their readiness lines, creates the
-//! experiment of a built-in [`crate::scenario`], shows live progress, prints the results, and
-//! shuts the children down (SIGTERM, then a kill after a timeout; also on Ctrl-C). `tunectl`
-//! never links the agent (STYLE.md §1): it only runs its binary.
+//! `tunectl local`: a whole cluster on one machine ([`cluster`]), running one experiment of a
+//! built-in [`crate::scenario`] with live progress, then the results, then a clean shutdown
+//! (also on Ctrl-C).
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+pub mod cluster;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cluster::{AgentOptions, RunningCluster};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use proto::v1 as pb;
 
@@ -38,6 +35,9 @@ pub struct LocalOptions {
     /// Seed of the suggestions (default: the coordinator chooses one).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Trials each agent trains at once (several share one GPU).
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
     /// Start one agent per GPU (agents 0..N on GPUs 0..N) instead of CPU agents.
     #[arg(long)]
     pub gpu: bool,
@@ -50,10 +50,25 @@ pub struct LocalOptions {
     /// Use only the first N validation sentences.
     #[arg(long)]
     pub max_dev: Option<u32>,
+    /// Early stopping of lagging trials: none, median or asha.
+    #[arg(long, default_value = "none", value_parser = ["none", "median", "asha"])]
+    pub early_stopping: String,
     /// Price the agents' trials as this cloud instance (e.g. m4.4xlarge, p2.xlarge); by default
     /// trials cost nothing, as on one's own machine.
     #[arg(long)]
     pub instance_type: Option<String>,
+}
+
+impl LocalOptions {
+    /// The agents these options ask for.
+    pub fn agent_options(&self) -> AgentOptions {
+        AgentOptions {
+            agents: self.agents,
+            gpu: self.gpu,
+            instance_type: self.instance_type.clone(),
+            slots: self.slots,
+        }
+    }
 }
 
 /// Runs `tunectl local`.
@@ -63,28 +78,15 @@ pub struct LocalOptions {
 /// coordinator refuses the experiment.
 pub fn run(opts: &LocalOptions) -> anyhow::Result<()> {
     let spec = build_spec(opts)?;
-    let bin_dir = binary_dir()?;
-    let data = DataDir::new(opts.data_dir.clone())?;
-    let mut cluster = LocalCluster::default();
     let started = Instant::now();
-    let coordinator = cluster.start_coordinator(&bin_dir, data.path())?;
-    let url = format!("http://{}", coordinator.grpc);
-    for index in 0..opts.agents.max(1) {
-        cluster.start_agent(&bin_dir, data.path(), &url, index, opts)?;
-    }
-    eprintln!(
-        "started a coordinator on {} and {} agent(s); logs in {}",
-        coordinator.grpc,
-        opts.agents.max(1),
-        data.path().display()
-    );
+    let mut cluster = RunningCluster::start(opts.data_dir.clone(), &opts.agent_options())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("failed to start tokio")?;
+    let url = cluster.url.clone();
     let outcome = runtime.block_on(drive(&url, spec, &mut cluster, started));
-    cluster.shutdown();
-    data.finish(outcome.is_ok());
+    cluster.finish(outcome.is_ok());
     let report = outcome?;
     print!("{report}");
     Ok(())
@@ -110,9 +112,13 @@ pub fn build_spec(opts: &LocalOptions) -> anyhow::Result<pb::ExperimentSpec> {
         });
     }
     spec.budget_trials = opts.budget.unwrap_or(spec.budget_trials);
-    spec.parallelism = opts.parallelism.unwrap_or(opts.agents.max(1));
+    spec.parallelism = opts
+        .parallelism
+        .unwrap_or(opts.agents.max(1) * opts.slots.max(1));
     spec.seed = opts.seed.unwrap_or(0);
     spec.name = format!("{}-local", spec.name);
+    spec.early_stopping =
+        crate::grpc::convert::rule_to_pb(&crate::study::run::rule_by_name(&opts.early_stopping)?);
     if let Some(workload) = spec.workload.as_mut() {
         workload.max_train_examples = opts.max_train.unwrap_or(workload.max_train_examples);
         workload.max_dev_examples = opts.max_dev.unwrap_or(workload.max_dev_examples);
@@ -120,262 +126,11 @@ pub fn build_spec(opts: &LocalOptions) -> anyhow::Result<pb::ExperimentSpec> {
     Ok(spec)
 }
 
-fn binary_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("failed to locate the tunectl binary")?;
-    let dir = exe
-        .parent()
-        .context("the tunectl binary has no parent dir")?
-        .to_path_buf();
-    for name in ["coordinator", "agent"] {
-        if !dir.join(name).is_file() {
-            bail!(
-                "the '{name}' binary is not next to tunectl in {}: build the workspace (cargo build --release --workspace)",
-                dir.display()
-            );
-        }
-    }
-    Ok(dir)
-}
-
-/// The data dir: given by the user (kept), or temporary (removed after a successful run).
-struct DataDir {
-    path: PathBuf,
-    temporary: bool,
-}
-
-impl DataDir {
-    fn new(given: Option<PathBuf>) -> anyhow::Result<Self> {
-        let (path, temporary) = match given {
-            Some(path) => (path, false),
-            None => {
-                let stamp = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
-                (
-                    std::env::temp_dir()
-                        .join(format!("tunefleet-local-{}-{stamp}", std::process::id())),
-                    true,
-                )
-            }
-        };
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("failed to create the data dir {}", path.display()))?;
-        Ok(Self { path, temporary })
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn finish(&self, success: bool) {
-        if self.temporary && success {
-            if let Err(error) = std::fs::remove_dir_all(&self.path) {
-                eprintln!("warning: failed to remove {}: {error}", self.path.display());
-            }
-        } else if !success {
-            eprintln!("logs kept in {}", self.path.display());
-        }
-    }
-}
-
-/// A child daemon and what its readiness line said.
-struct Daemon {
-    name: String,
-    child: Child,
-}
-
-/// The coordinator's addresses.
-struct CoordinatorAddrs {
-    grpc: String,
-}
-
-#[derive(Default)]
-struct LocalCluster {
-    agents: Vec<Daemon>,
-    coordinator: Option<Daemon>,
-}
-
-impl LocalCluster {
-    fn start_coordinator(
-        &mut self,
-        bin_dir: &Path,
-        data_dir: &Path,
-    ) -> anyhow::Result<CoordinatorAddrs> {
-        let mut command = Command::new(bin_dir.join("coordinator"));
-        command
-            .args([
-                "--listen-addr",
-                "127.0.0.1:0",
-                "--metrics-listen-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir);
-        let (daemon, ready) =
-            spawn_daemon("coordinator", command, &data_dir.join("coordinator.log"))?;
-        self.coordinator = Some(daemon);
-        let grpc = ready["grpc"]
-            .as_str()
-            .context("coordinator readiness line has no grpc address")?;
-        Ok(CoordinatorAddrs {
-            grpc: grpc.to_string(),
-        })
-    }
-
-    fn start_agent(
-        &mut self,
-        bin_dir: &Path,
-        data_dir: &Path,
-        url: &str,
-        index: u32,
-        opts: &LocalOptions,
-    ) -> anyhow::Result<()> {
-        let name = format!("agent-{index}");
-        let mut command = Command::new(bin_dir.join("agent"));
-        command.args(["--coordinator", url, "--metrics-listen-addr", "127.0.0.1:0"]);
-        if let Some(instance_type) = &opts.instance_type {
-            command.args(["--instance-type", instance_type]);
-        }
-        if opts.gpu {
-            command.args(["--gpu", &index.to_string()]);
-        } else {
-            command.arg("--cpu");
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let threads = (cores / opts.agents.max(1) as usize).max(1);
-            command.env("AGENT_CPU_THREADS", threads.to_string());
-        }
-        let (daemon, _) = spawn_daemon(&name, command, &data_dir.join(format!("{name}.log")))?;
-        self.agents.push(daemon);
-        Ok(())
-    }
-
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Some(coordinator) = self.coordinator.as_mut()
-            && let Ok(Some(status)) = coordinator.child.try_wait()
-        {
-            bail!("the coordinator exited ({status}) during the study");
-        }
-        let alive = self
-            .agents
-            .iter_mut()
-            .filter_map(|agent| matches!(agent.child.try_wait(), Ok(None)).then_some(()))
-            .count();
-        if alive == 0 {
-            bail!("every agent exited during the study");
-        }
-        Ok(())
-    }
-
-    /// SIGTERM the agents (they report running trials as interrupted), then the coordinator.
-    fn shutdown(&mut self) {
-        for agent in &mut self.agents {
-            terminate(agent);
-        }
-        for agent in &mut self.agents {
-            wait_or_kill(agent, Duration::from_secs(15));
-        }
-        if let Some(coordinator) = self.coordinator.as_mut() {
-            terminate(coordinator);
-            wait_or_kill(coordinator, Duration::from_secs(10));
-        }
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        for daemon in self.agents.iter_mut().chain(self.coordinator.as_mut()) {
-            if matches!(daemon.child.try_wait(), Ok(None)) {
-                let _ = daemon.child.kill();
-                let _ = daemon.child.wait();
-            }
-        }
-    }
-}
-
-/// Starts a daemon with stdout piped and stderr to `log`, and waits for its readiness line.
-fn spawn_daemon(
-    name: &str,
-    mut command: Command,
-    log: &Path,
-) -> anyhow::Result<(Daemon, serde_json::Value)> {
-    let log_file = std::fs::File::create(log)
-        .with_context(|| format!("failed to create {}", log.display()))?;
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log_file));
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("failed to start {name}"))?;
-    let stdout = child.stdout.take().context("child stdout is piped")?;
-    let mut daemon = Daemon {
-        name: name.to_string(),
-        child,
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if !sent && let Some(body) = line.strip_prefix(crate::READY_PREFIX) {
-                sent = tx.send(body.trim().to_string()).is_ok();
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(body) => {
-            let ready = serde_json::from_str(&body)
-                .with_context(|| format!("{name} printed a bad readiness line: {body}"))?;
-            Ok((daemon, ready))
-        }
-        Err(_) => {
-            let _ = daemon.child.kill();
-            let _ = daemon.child.wait();
-            bail!(
-                "{name} did not become ready within 60 s; see {}",
-                log.display()
-            )
-        }
-    }
-}
-
-/// Sends SIGTERM through the `kill` utility (tunectl forbids unsafe code, so no libc call).
-fn terminate(daemon: &mut Daemon) {
-    if !matches!(daemon.child.try_wait(), Ok(None)) {
-        return;
-    }
-    let pid = daemon.child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !sent {
-        let _ = daemon.child.kill();
-    }
-}
-
-fn wait_or_kill(daemon: &mut Daemon, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if !matches!(daemon.child.try_wait(), Ok(None)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!(
-        "warning: {} did not stop within {timeout:?}, killing it",
-        daemon.name
-    );
-    let _ = daemon.child.kill();
-    let _ = daemon.child.wait();
-}
-
 /// Creates the experiment, follows it to the end (or Ctrl-C), and builds the report.
 async fn drive(
     url: &str,
     spec: pb::ExperimentSpec,
-    cluster: &mut LocalCluster,
+    cluster: &mut RunningCluster,
     started: Instant,
 ) -> anyhow::Result<String> {
     let options = ConnectOptions {
@@ -419,7 +174,7 @@ async fn drive(
 async fn follow(
     client: &mut Client,
     experiment_id: &str,
-    cluster: &mut LocalCluster,
+    cluster: &mut RunningCluster,
 ) -> anyhow::Result<()> {
     let bars = MultiProgress::new();
     let trials = bars.add(ProgressBar::new(0));
@@ -437,11 +192,13 @@ async fn follow(
         let spec = experiment.spec.clone().unwrap_or_default();
         trials.set_length(u64::from(spec.budget_trials));
         trials.set_position(u64::from(
-            experiment.trials_succeeded + experiment.trials_failed,
+            experiment.trials_succeeded
+                + experiment.trials_failed
+                + experiment.trials_early_stopped,
         ));
         trials.set_message(format!(
-            "{} running, {} failed",
-            experiment.trials_running, experiment.trials_failed
+            "{} running, {} failed, {} stopped early",
+            experiment.trials_running, experiment.trials_failed, experiment.trials_early_stopped
         ));
         status.set_message(format!(
             "best {}  epochs {}  cost ${:.4}",
@@ -482,8 +239,11 @@ pub fn report(experiment: &pb::Experiment, trials: &[pb::Trial], wall: Duration)
     );
     let _ = writeln!(
         text,
-        "trials       {} succeeded, {} failed, {} created",
-        experiment.trials_succeeded, experiment.trials_failed, experiment.trials_created
+        "trials       {} succeeded, {} stopped early, {} failed, {} created",
+        experiment.trials_succeeded,
+        experiment.trials_early_stopped,
+        experiment.trials_failed,
+        experiment.trials_created
     );
     let _ = writeln!(text, "epochs       {epochs} (device {device_seconds:.1} s)");
     let _ = writeln!(text, "wall time    {:.1} s", wall.as_secs_f64());

@@ -1,6 +1,7 @@
 //! Early-stopping rules as pure functions: the median stopping rule and asynchronous successive
 //! halving (ASHA). The service feeds them every trial's epoch reports and gets back, for each
-//! running trial, whether it should stop; `/work/helpers/early-stop-wiring.md` describes the call.
+//! running trial, whether it should stop (`service::agents` makes the call after each epoch
+//! report and on heartbeats; `docs/design/early-stopping.md` explains the choices).
 //!
 //! Both rules decide at a trial's **latest** epoch only, so calling them after each epoch report
 //! (and again on heartbeats) gives one decision per epoch, and an earlier "continue" is never
@@ -17,7 +18,7 @@
 //!   asynchronous pruner does).
 //!
 //! ```
-//! use coordinator::study::early_stop::{decide, Decision, MedianRule, Rule, TrialCurve};
+//! use coordinator::service::early_stop::{decide, Decision, MedianRule, Rule, TrialCurve};
 //! let done = |id: &str, v: f64| TrialCurve { id: id.into(), epochs: vec![(1, v), (2, v)], running: false };
 //! let curves = vec![
 //!     done("a", 0.8),
@@ -58,8 +59,9 @@ impl TrialCurve {
     }
 }
 
-/// The median stopping rule's settings.
+/// The median stopping rule's settings (a spec may leave any of them out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MedianRule {
     /// No decision before this epoch (epochs count from 1).
     pub min_epochs: u32,
@@ -67,13 +69,34 @@ pub struct MedianRule {
     pub min_trials: usize,
 }
 
-/// Asynchronous successive halving's settings.
+/// Asynchronous successive halving's settings (a spec may leave any of them out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AshaRule {
     /// The first rung (epochs, at least 1).
     pub min_epochs: u32,
     /// The reduction factor η (at least 2): rungs grow by η and the top 1/η is promoted.
     pub eta: u32,
+}
+
+impl Default for MedianRule {
+    /// Decide from the first epoch on, once three other trials reached it.
+    fn default() -> Self {
+        Self {
+            min_epochs: 1,
+            min_trials: 3,
+        }
+    }
+}
+
+impl Default for AshaRule {
+    /// Rungs at 1, 3, 9, … epochs, keeping the top third.
+    fn default() -> Self {
+        Self {
+            min_epochs: 1,
+            eta: 3,
+        }
+    }
 }
 
 impl AshaRule {
@@ -104,6 +127,37 @@ pub enum Rule {
     Median(MedianRule),
     /// Asynchronous successive halving.
     Asha(AshaRule),
+}
+
+impl Rule {
+    /// Checks the settings a user gave.
+    ///
+    /// # Errors
+    /// A message naming the setting when ASHA's `eta` is below 2 or the median rule's
+    /// `min_trials` is 0.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Rule::None => Ok(()),
+            Rule::Median(median) if median.min_trials == 0 => Err(
+                "early_stopping.min_trials must be at least 1 (the median needs other trials)"
+                    .into(),
+            ),
+            Rule::Asha(asha) if asha.eta < 2 => Err(format!(
+                "early_stopping.eta must be at least 2, got {}",
+                asha.eta
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A short label for names and reports: `none`, `median` or `asha`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Rule::None => "none",
+            Rule::Median(_) => "median",
+            Rule::Asha(_) => "asha",
+        }
+    }
 }
 
 /// What a running trial should do.
