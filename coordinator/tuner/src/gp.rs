@@ -9,6 +9,7 @@
 //! The Cholesky factorization first tries no jitter, then adds `10⁻¹⁰·σ²`, growing tenfold up to
 //! `10⁻⁴·σ²`; past that it returns [`Error::NotPositiveDefinite`] (it never panics).
 
+use faer::linalg::solvers::Llt;
 use faer::{Mat, Side};
 
 use crate::error::{Error, Result};
@@ -31,6 +32,19 @@ pub struct Gp<K: Kernel = Matern52> {
     l_chol: Mat<f64>,
     alpha: Vec<f64>,
     jitter: f64,
+}
+
+/// What [`Gp::predict_with_grad_parts`] returns besides the moments' gradients.
+#[derive(Debug, Clone)]
+pub(crate) struct GradParts {
+    /// Posterior mean (standardized).
+    pub mean: f64,
+    /// Posterior variance (standardized).
+    pub var: f64,
+    /// `v = L⁻¹k(X, x)`.
+    pub whitened: Vec<f64>,
+    /// `∇ₓk(x, xᵢ)`, row-major `n × d`.
+    pub k_grads: Vec<f64>,
 }
 
 /// The mean and standard deviation used to standardize `y` (the deviation is 1 when the values
@@ -68,6 +82,22 @@ pub fn factor<K: Kernel>(
             "kernel matrix has non-finite entries".into(),
         ));
     }
+    let (llt, jitter) = factor_gram(&gram, noise_variance, scale)?;
+    Ok((llt.L().to_owned(), jitter))
+}
+
+/// Factors a finite kernel matrix plus `noise·I`, first without jitter, then with jitter
+/// `10⁻¹⁰·scale` growing tenfold up to [`MAX_RELATIVE_JITTER`]`·scale`; returns the
+/// factorization and the jitter used.
+///
+/// # Errors
+/// `Error::NotPositiveDefinite` when even the largest jitter fails.
+pub(crate) fn factor_gram(
+    gram: &Mat<f64>,
+    noise_variance: f64,
+    scale: f64,
+) -> Result<(Llt<f64>, f64)> {
+    let n = gram.nrows();
     let mut jitter = 0.0;
     loop {
         let mut k = gram.clone();
@@ -75,7 +105,7 @@ pub fn factor<K: Kernel>(
             k[(i, i)] += noise_variance + jitter;
         }
         if let Ok(llt) = k.llt(Side::Lower) {
-            return Ok((llt.L().to_owned(), jitter));
+            return Ok((llt, jitter));
         }
         jitter = if jitter == 0.0 {
             1e-10 * scale
@@ -160,7 +190,7 @@ impl<K: Kernel> Gp<K> {
     }
 
     /// Solves `Lᵀ w = v`.
-    fn backward(&self, mut v: Vec<f64>) -> Vec<f64> {
+    pub(crate) fn backward(&self, mut v: Vec<f64>) -> Vec<f64> {
         let n = self.x.len();
         for i in (0..n).rev() {
             v[i] /= self.l_rows[i * n + i];
@@ -205,11 +235,17 @@ impl<K: Kernel> Gp<K> {
 
     /// Posterior mean and variance at `x`, standardized units.
     pub fn predict_standardized(&self, x: &[f64]) -> (f64, f64) {
+        let (mean, var, _) = self.predict_whitened(x);
+        (mean, var)
+    }
+
+    /// Posterior mean and variance at `x` (standardized) with `v = L⁻¹k(X, x)`.
+    pub fn predict_whitened(&self, x: &[f64]) -> (f64, f64, Vec<f64>) {
         let k_star: Vec<f64> = self.x.iter().map(|xi| self.kernel.value(x, xi)).collect();
         let mean: f64 = k_star.iter().zip(&self.alpha).map(|(k, a)| k * a).sum();
         let v = self.forward(&k_star);
         let var = self.kernel.prior_variance() - v.iter().map(|t| t * t).sum::<f64>();
-        (mean, var.max(0.0))
+        (mean, var.max(0.0), v)
     }
 
     /// Posterior mean and variance at `x` in the units of `y`.
@@ -228,6 +264,17 @@ impl<K: Kernel> Gp<K> {
         mean_grad: &mut [f64],
         var_grad: &mut [f64],
     ) -> (f64, f64) {
+        let parts = self.predict_with_grad_parts(x, mean_grad, var_grad);
+        (parts.mean, parts.var)
+    }
+
+    /// As [`Gp::predict_with_grad`], also returning `v = L⁻¹k(X, x)` and `∇ₓk(x, xᵢ)`.
+    pub(crate) fn predict_with_grad_parts(
+        &self,
+        x: &[f64],
+        mean_grad: &mut [f64],
+        var_grad: &mut [f64],
+    ) -> GradParts {
         let n = self.x.len();
         let d = x.len();
         let mut k_grads = vec![0.0; n * d];
@@ -240,7 +287,7 @@ impl<K: Kernel> Gp<K> {
         let mean: f64 = k_star.iter().zip(&self.alpha).map(|(k, a)| k * a).sum();
         let v = self.forward(&k_star);
         let var = self.kernel.prior_variance() - v.iter().map(|t| t * t).sum::<f64>();
-        let w = self.backward(v);
+        let w = self.backward(v.clone());
         mean_grad.fill(0.0);
         var_grad.fill(0.0);
         for i in 0..n {
@@ -253,39 +300,51 @@ impl<K: Kernel> Gp<K> {
         if var <= 0.0 {
             var_grad.fill(0.0);
         }
-        (mean, var.max(0.0))
+        GradParts {
+            mean,
+            var: var.max(0.0),
+            whitened: v,
+            k_grads,
+        }
     }
 
     /// `V = L⁻¹ k(X, P)` for a batch of points (one column per point), via faer.
     pub fn whitened_cross(&self, points: &[Vec<f64>]) -> Mat<f64> {
-        let mut v = Mat::<f64>::from_fn(self.x.len(), points.len(), |i, j| {
-            self.kernel.value(&self.x[i], &points[j])
-        });
+        let mut v = self.kernel.cross(&self.x, points);
         self.l_chol.solve_lower_triangular_in_place(v.as_mut());
         v
     }
 
     /// Posterior means and variances (standardized) of a batch of points.
     pub fn predict_batch(&self, points: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
-        let n = self.x.len();
         let mut means = Vec::with_capacity(points.len());
         let mut vars = Vec::with_capacity(points.len());
-        let prior = self.kernel.prior_variance();
         for chunk in points.chunks(256) {
-            let k_star = Mat::<f64>::from_fn(n, chunk.len(), |i, j| {
-                self.kernel.value(&self.x[i], &chunk[j])
-            });
-            for j in 0..chunk.len() {
-                means.push((0..n).map(|i| k_star[(i, j)] * self.alpha[i]).sum());
-            }
-            let mut v = k_star;
-            self.l_chol.solve_lower_triangular_in_place(v.as_mut());
-            for j in 0..chunk.len() {
-                let ss: f64 = (0..n).map(|i| v[(i, j)] * v[(i, j)]).sum();
-                vars.push((prior - ss).max(0.0));
-            }
+            let (m, v, _) = self.predict_batch_whitened(chunk);
+            means.extend(m);
+            vars.extend(v);
         }
         (means, vars)
+    }
+
+    /// Posterior means and variances (standardized) of a batch of points with
+    /// `V = L⁻¹ k(X, P)` (one column per point; callers chunk large batches).
+    pub fn predict_batch_whitened(&self, points: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, Mat<f64>) {
+        let n = self.x.len();
+        let prior = self.kernel.prior_variance();
+        let k_star = self.kernel.cross(&self.x, points);
+        let means = (0..points.len())
+            .map(|j| (0..n).map(|i| k_star[(i, j)] * self.alpha[i]).sum())
+            .collect();
+        let mut v = k_star;
+        self.l_chol.solve_lower_triangular_in_place(v.as_mut());
+        let vars = (0..points.len())
+            .map(|j| {
+                let ss: f64 = (0..n).map(|i| v[(i, j)] * v[(i, j)]).sum();
+                (prior - ss).max(0.0)
+            })
+            .collect();
+        (means, vars, v)
     }
 
     /// The log marginal likelihood of the standardized targets,
@@ -299,98 +358,4 @@ impl<K: Kernel> Gp<K> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rng::Rng;
-
-    fn training(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
-        let mut rng = Rng::new(seed);
-        let x = rng.latin_hypercube(n, d);
-        let y = x
-            .iter()
-            .map(|p| {
-                p.iter()
-                    .enumerate()
-                    .map(|(i, v)| ((i + 1) as f64 * v).sin())
-                    .sum::<f64>()
-                    * 3.0
-                    + 10.0
-            })
-            .collect();
-        (x, y)
-    }
-
-    #[test]
-    fn posterior_interpolates_training_points() {
-        let (x, y) = training(15, 2, 1);
-        let noise = 1e-6;
-        let gp = Gp::new(Matern52::new(2, 0.3, 1.0), noise, x.clone(), &y).expect("factors");
-        let (_, std) = gp.standardization();
-        for (xi, yi) in x.iter().zip(&y) {
-            let (mean, var) = gp.predict(xi);
-            assert!((mean - yi).abs() < 1e-3 * std, "mean {mean} vs {yi}");
-            assert!(
-                var >= 0.0 && var <= 2.0 * noise * std * std + 1e-12,
-                "var {var}"
-            );
-        }
-        let (_, far_var) = gp.predict_standardized(&[5.0, 5.0]);
-        assert!((far_var - 1.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn batch_prediction_matches_pointwise() {
-        let (x, y) = training(20, 3, 2);
-        let gp = Gp::new(Matern52::new(3, 0.4, 1.3), 1e-4, x, &y).expect("factors");
-        let points = Rng::new(9).latin_hypercube(300, 3);
-        let (means, vars) = gp.predict_batch(&points);
-        for (p, (m, v)) in points.iter().zip(means.iter().zip(&vars)) {
-            let (mean, var) = gp.predict_standardized(p);
-            assert!((mean - m).abs() < 1e-9 && (var - v).abs() < 1e-9);
-        }
-    }
-
-    #[test]
-    fn posterior_gradients_match_finite_differences() {
-        let (x, y) = training(12, 3, 3);
-        let gp = Gp::new(Matern52::new(3, 0.35, 1.0), 1e-5, x, &y).expect("factors");
-        let point = [0.31, 0.72, 0.45];
-        let (mut gm, mut gv) = (vec![0.0; 3], vec![0.0; 3]);
-        gp.predict_with_grad(&point, &mut gm, &mut gv);
-        let step = 1e-5;
-        for j in 0..3 {
-            let (mut plus, mut minus) = (point, point);
-            plus[j] += step;
-            minus[j] -= step;
-            let (mp, vp) = gp.predict_standardized(&plus);
-            let (mm, vm) = gp.predict_standardized(&minus);
-            let (nm, nv) = ((mp - mm) / (2.0 * step), (vp - vm) / (2.0 * step));
-            assert!(
-                (nm - gm[j]).abs() / 1f64.max(nm.abs()) < 1e-6,
-                "mean grad {j}: {nm} vs {}",
-                gm[j]
-            );
-            assert!(
-                (nv - gv[j]).abs() / 1f64.max(nv.abs()) < 1e-6,
-                "var grad {j}: {nv} vs {}",
-                gv[j]
-            );
-        }
-    }
-
-    #[test]
-    fn duplicate_points_factor_with_jitter_or_noise() {
-        let x = vec![vec![0.5, 0.5]; 6];
-        let y = vec![1.0, 1.1, 0.9, 1.0, 1.05, 0.95];
-        let gp =
-            Gp::new(Matern52::new(2, 0.3, 1.0), 0.0, x, &y).expect("jitter rescues duplicates");
-        assert!(gp.jitter() > 0.0);
-    }
-
-    #[test]
-    fn non_finite_kernel_is_an_error_not_a_panic() {
-        let mut kernel = Matern52::new(1, 0.3, 1.0);
-        kernel.set_params(&[0.0, f64::NAN]);
-        assert!(Gp::new(kernel, 1e-6, vec![vec![0.1], vec![0.2]], &[1.0, 2.0]).is_err());
-    }
-}
+mod tests;

@@ -9,6 +9,8 @@
 //! `∂k/∂aᵢ = −σ² (5/3) (1 + √5 r) e (aᵢ − bᵢ)/ℓᵢ²` (no division by `r`, so all are smooth at
 //! `r = 0`).
 
+use faer::Mat;
+
 /// A stationary covariance function with log-scale hyperparameters.
 pub trait Kernel: Clone + std::fmt::Debug + Send + Sync {
     /// The number of hyperparameters.
@@ -27,6 +29,12 @@ pub trait Kernel: Clone + std::fmt::Debug + Send + Sync {
     fn prior_variance(&self) -> f64;
     /// The length-scale of each input dimension.
     fn length_scales(&self) -> Vec<f64>;
+    /// `k(xᵢ, pⱼ)` for every pair, `xs.len() × points.len()` (column `j` is point `j`).
+    fn cross(&self, xs: &[Vec<f64>], points: &[Vec<f64>]) -> Mat<f64> {
+        Mat::from_fn(xs.len(), points.len(), |i, j| {
+            self.value(&xs[i], &points[j])
+        })
+    }
 }
 
 /// Matérn-5/2 with one length-scale per dimension (ARD) and a signal variance.
@@ -133,6 +141,33 @@ impl Kernel for Matern52 {
     fn length_scales(&self) -> Vec<f64> {
         self.log_length_scales.iter().map(|l| l.exp()).collect()
     }
+
+    /// The same arithmetic as [`Kernel::value`], a column at a time over dimension-major inputs
+    /// (the inner loops run over `xs` and vectorize).
+    fn cross(&self, xs: &[Vec<f64>], points: &[Vec<f64>]) -> Mat<f64> {
+        let n = xs.len();
+        let d = self.inv_length_scales_sq.len();
+        let transposed: Vec<f64> = (0..d).flat_map(|k| xs.iter().map(move |x| x[k])).collect();
+        let mut out = Mat::<f64>::zeros(n, points.len());
+        let mut r2 = vec![0.0; n];
+        for (j, point) in points.iter().enumerate() {
+            r2.fill(0.0);
+            for (k, w) in self.inv_length_scales_sq.iter().enumerate() {
+                let pk = point[k];
+                for (r, xk) in r2.iter_mut().zip(&transposed[k * n..(k + 1) * n]) {
+                    let diff = xk - pk;
+                    *r += diff * diff * w;
+                }
+            }
+            let mut column = out.col_mut(j);
+            for (i, r2) in r2.iter().enumerate() {
+                let r = r2.sqrt();
+                let e = (-SQRT5 * r).exp();
+                column[i] = self.signal_variance * (1.0 + SQRT5 * r + 5.0 / 3.0 * r2) * e;
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +213,23 @@ mod tests {
             minus.set_params(&p);
             let numeric = (plus.value(&a, &b) - minus.value(&a, &b)) / (2.0 * step);
             assert_close_grad(numeric, grad[i], &format!("param {i}"));
+        }
+    }
+
+    #[test]
+    fn cross_matches_pointwise_values() {
+        let k = kernel();
+        let xs = vec![
+            vec![0.1, 0.2, 0.3],
+            vec![0.9, 0.4, 0.05],
+            vec![0.5, 0.5, 0.5],
+        ];
+        let points = vec![vec![0.12, 0.7, 0.33], vec![0.9, 0.4, 0.05]];
+        let cross = k.cross(&xs, &points);
+        for (i, x) in xs.iter().enumerate() {
+            for (j, p) in points.iter().enumerate() {
+                assert_eq!(cross[(i, j)], k.value(x, p), "({i}, {j})");
+            }
         }
     }
 

@@ -38,6 +38,9 @@ pub struct Minimum {
     pub value: f64,
     /// Objective evaluations used.
     pub evaluations: usize,
+    /// Whether a stopping rule other than `max_iterations` ended the run (a small gradient, a
+    /// small improvement, no acceptable step, or a non-finite start).
+    pub converged: bool,
 }
 
 fn project(x: &mut [f64], lower: &[f64], upper: &[f64]) {
@@ -107,10 +110,12 @@ pub fn minimize(
             x,
             value: f64::INFINITY,
             evaluations,
+            converged: true,
         };
     }
     let mut pairs: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
     let mut trial_grad = vec![0.0; n];
+    let mut converged = false;
     for iteration in 0..options.max_iterations {
         let blocked: Vec<bool> = (0..n)
             .map(|i| is_blocked(x[i], grad[i], lower[i], upper[i]))
@@ -120,6 +125,7 @@ pub fn minimize(
             .map(|i| grad[i].abs())
             .fold(0.0, f64::max);
         if projected_norm < options.gradient_tolerance {
+            converged = true;
             break;
         }
         let mut d = direction(&grad, &pairs, &blocked);
@@ -151,6 +157,7 @@ pub fn minimize(
             step *= 0.5;
         }
         let Some((trial, trial_value, s)) = accepted else {
+            converged = true;
             break;
         };
         let y: Vec<f64> = trial_grad.iter().zip(&grad).map(|(a, b)| a - b).collect();
@@ -165,6 +172,7 @@ pub fn minimize(
         value = trial_value;
         grad.copy_from_slice(&trial_grad);
         if improvement <= options.value_tolerance * value.abs().max(1.0) {
+            converged = true;
             break;
         }
     }
@@ -172,6 +180,7 @@ pub fn minimize(
         x,
         value,
         evaluations,
+        converged,
     }
 }
 

@@ -44,6 +44,7 @@ pub mod fit;
 pub mod gp;
 pub mod kernel;
 pub mod lbfgs;
+mod lml;
 pub mod optimize;
 pub mod rng;
 pub mod sobol;
@@ -147,7 +148,8 @@ pub struct SuggestConfig {
     pub candidates: usize,
     /// Best candidates refined by L-BFGS.
     pub refine_starts: usize,
-    /// Starts of the hyperparameter fit (the first is the previous optimum's neighbourhood).
+    /// Starts of the hyperparameter fit: a fixed default plus a seeded Latin hypercube; each
+    /// gets a few L-BFGS iterations and only the best continues ([`crate::fit::fit_gp`]).
     pub fit_restarts: usize,
     /// Monte Carlo samples of q-EI.
     pub mc_samples: usize,

@@ -9,7 +9,9 @@
 //! estimate is a deterministic, almost-everywhere smooth function of `x` (common random
 //! numbers). The joint covariance is built incrementally: with `L_S` the Cholesky factor of the
 //! posterior covariance of `S`, `l = L_S⁻¹ c(S, x)` and Schur complement `r² = s²(x) − lᵀl`,
-//! `f_x⁽ᵐ⁾ = μ(x) + lᵀ z_S⁽ᵐ⁾ + r z_x⁽ᵐ⁾`, so one candidate costs `O(n² + M·|S|)`.
+//! `f_x⁽ᵐ⁾ = μ(x) + lᵀ z_S⁽ᵐ⁾ + r z_x⁽ᵐ⁾`, so one candidate costs `O(n² + M·|S|)`. The gradient
+//! for the refinement is exact (almost everywhere) at about twice that cost: with
+//! `βₛ = K⁻¹k(X, s)` kept per set point, `∇ₓ c(s, x) = ∇ₓk(x, s) − Σᵢ βₛᵢ ∇ₓk(x, xᵢ)`.
 
 use faer::{Mat, Side};
 
@@ -26,6 +28,8 @@ pub struct QEi<'a> {
     set: Vec<Vec<f64>>,
     /// `L⁻¹ k(X, s)` for each set point (columns).
     set_whitened: Mat<f64>,
+    /// `K⁻¹ k(X, s)` for each set point, so that `∇ₓ(vᵀ L⁻¹k(X, s)) = Σᵢ βᵢ ∇ₓk(x, xᵢ)`.
+    set_beta: Vec<Vec<f64>>,
     /// Row-major lower factor of the set's posterior covariance, `k × k`.
     set_chol: Vec<f64>,
     /// Base normals, `samples × (k + 1)`, row-major.
@@ -66,6 +70,9 @@ impl<'a> QEi<'a> {
             }
             jitter *= 10.0;
         }
+        let set_beta = (0..k)
+            .map(|i| gp.backward(set_whitened.col(i).iter().copied().collect()))
+            .collect();
         let (means, _) = gp.predict_batch(&set);
         let set_min = (0..samples)
             .map(|m| {
@@ -80,6 +87,7 @@ impl<'a> QEi<'a> {
             best,
             set,
             set_whitened,
+            set_beta,
             set_chol,
             base,
             set_min,
@@ -118,27 +126,100 @@ impl<'a> QEi<'a> {
     }
 }
 
+impl QEi<'_> {
+    /// The estimate and its exact gradient (almost everywhere) with respect to `x`. With
+    /// `c = L_S⁻¹ c(S, x)` and `r = √(s²(x) − cᵀc)`, a sample that improves on both `y*` and the
+    /// set's minimum contributes `−(∇μ + Σᵢ zᵢ ∇cᵢ + z_x ∇r)`.
+    fn estimate_with_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
+        let (d, k) = (x.len(), self.set.len());
+        let (mut mean_grad, mut var_grad) = (vec![0.0; d], vec![0.0; d]);
+        let parts = self
+            .gp
+            .predict_with_grad_parts(x, &mut mean_grad, &mut var_grad);
+        let v = &parts.whitened;
+        // Cross-covariances with the set and their gradients (row i of `cov_grad`).
+        let mut cov = vec![0.0; k];
+        let mut cov_grad = vec![0.0; k * d];
+        for i in 0..k {
+            let row = &mut cov_grad[i * d..(i + 1) * d];
+            let value = self.gp.kernel().value_and_x_grad(x, &self.set[i], row);
+            let dot: f64 = v
+                .iter()
+                .enumerate()
+                .map(|(r, vr)| vr * self.set_whitened[(r, i)])
+                .sum();
+            cov[i] = value - dot;
+            for (b, g) in self.set_beta[i].iter().zip(parts.k_grads.chunks_exact(d)) {
+                for (out, gj) in row.iter_mut().zip(g) {
+                    *out -= b * gj;
+                }
+            }
+        }
+        for i in 0..k {
+            let diag = self.set_chol[i * k + i];
+            let s: f64 = (0..i).map(|j| self.set_chol[i * k + j] * cov[j]).sum();
+            cov[i] = if diag > 0.0 { (cov[i] - s) / diag } else { 0.0 };
+            for t in 0..d {
+                let s: f64 = (0..i)
+                    .map(|j| self.set_chol[i * k + j] * cov_grad[j * d + t])
+                    .sum();
+                let entry = &mut cov_grad[i * d + t];
+                *entry = if diag > 0.0 { (*entry - s) / diag } else { 0.0 };
+            }
+        }
+        let schur_sq = parts.var - cov.iter().map(|c| c * c).sum::<f64>();
+        let schur = schur_sq.max(0.0).sqrt();
+        let schur_grad: Vec<f64> = (0..d)
+            .map(|t| {
+                if schur_sq > 0.0 {
+                    let cross: f64 = (0..k).map(|i| cov[i] * cov_grad[i * d + t]).sum();
+                    (var_grad[t] - 2.0 * cross) / (2.0 * schur)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        grad.fill(0.0);
+        let mut total = 0.0;
+        for m in 0..self.samples {
+            let z = &self.base[m * (k + 1)..(m + 1) * (k + 1)];
+            let f =
+                parts.mean + cov.iter().zip(z).map(|(c, zi)| c * zi).sum::<f64>() + schur * z[k];
+            total += (self.best - f.min(self.set_min[m])).max(0.0);
+            if f < self.set_min[m] && f < self.best {
+                for (t, g) in grad.iter_mut().enumerate() {
+                    let along: f64 = (0..k).map(|i| cov_grad[i * d + t] * z[i]).sum();
+                    *g -= mean_grad[t] + along + schur_grad[t] * z[k];
+                }
+            }
+        }
+        let scale = 1.0 / self.samples as f64;
+        grad.iter_mut().for_each(|g| *g *= scale);
+        total / self.samples as f64
+    }
+}
+
 impl Acquisition for QEi<'_> {
     fn dim(&self) -> usize {
         self.gp.x().first().map_or(0, Vec::len)
     }
 
     fn value(&self, x: &[f64]) -> f64 {
-        let cross = self.gp.whitened_cross(std::slice::from_ref(&x.to_vec()));
-        let v: Vec<f64> = (0..cross.nrows()).map(|r| cross[(r, 0)]).collect();
-        let (mean, var) = self.gp.predict_standardized(x);
+        let (mean, var, v) = self.gp.predict_whitened(x);
         self.estimate(x, &v, mean, var)
     }
 
+    fn value_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
+        self.estimate_with_grad(x, grad)
+    }
+
     fn values(&self, points: &[Vec<f64>]) -> Vec<f64> {
-        let (means, vars) = self.gp.predict_batch(points);
         let mut out = Vec::with_capacity(points.len());
-        for (chunk_index, chunk) in points.chunks(256).enumerate() {
-            let cross = self.gp.whitened_cross(chunk);
+        for chunk in points.chunks(256) {
+            let (means, vars, cross) = self.gp.predict_batch_whitened(chunk);
             for (j, x) in chunk.iter().enumerate() {
                 let v: Vec<f64> = (0..cross.nrows()).map(|r| cross[(r, j)]).collect();
-                let index = chunk_index * 256 + j;
-                out.push(self.estimate(x, &v, means[index], vars[index]));
+                out.push(self.estimate(x, &v, means[j], vars[j]));
             }
         }
         out
@@ -174,6 +255,35 @@ mod tests {
                 (mc - exact).abs() < 0.05 * exact.max(1e-3),
                 "{mc} vs {exact}"
             );
+        }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let gp = gp();
+        let best = gp
+            .y_standardized()
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let q = QEi::new(&gp, best, vec![vec![0.55, 0.45], vec![0.2, 0.8]], 64, 3);
+        for point in [[0.31, 0.62], [0.83, 0.17], [0.47, 0.52]] {
+            let mut grad = [0.0; 2];
+            let value = q.value_and_grad(&point, &mut grad);
+            assert!((value - q.value(&point)).abs() < 1e-12 * value.abs().max(1.0));
+            let step = 1e-7;
+            for j in 0..2 {
+                let (mut plus, mut minus) = (point, point);
+                plus[j] += step;
+                minus[j] -= step;
+                let numeric = (q.value(&plus) - q.value(&minus)) / (2.0 * step);
+                let scale = numeric.abs().max(grad[j].abs()).max(1e-3);
+                assert!(
+                    (numeric - grad[j]).abs() / scale < 1e-4,
+                    "{point:?} {j}: numeric {numeric} analytic {}",
+                    grad[j]
+                );
+            }
         }
     }
 
