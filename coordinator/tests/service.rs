@@ -694,13 +694,10 @@ async fn the_median_rule_stops_a_lagging_trial_through_reports_and_heartbeats() 
         })),
     };
     let mut spec = branin_spec(3, 3);
-    spec.early_stopping = Some(median.clone());
+    spec.early_stopping = Some(median);
     let experiment = create(&mut experiments, spec).await;
     assert_eq!(
-        experiment
-            .spec
-            .as_ref()
-            .and_then(|s| s.early_stopping.clone()),
+        experiment.spec.as_ref().and_then(|s| s.early_stopping),
         Some(median),
         "the rule is stored as given"
     );

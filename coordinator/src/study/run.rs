@@ -486,11 +486,7 @@ mod tests {
         );
         assert_eq!(planned[0].spec.early_stopping, None);
         assert!(matches!(
-            planned[1]
-                .spec
-                .early_stopping
-                .as_ref()
-                .and_then(|e| e.rule.clone()),
+            planned[1].spec.early_stopping.as_ref().and_then(|e| e.rule),
             Some(pb::early_stopping::Rule::Median(_))
         ));
         assert_eq!(planned[0].spec.seed, planned[1].spec.seed, "paired by seed");
