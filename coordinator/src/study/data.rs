@@ -270,6 +270,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_floats_read_back_exactly() {
+        // Without serde_json's float_roundtrip feature this parses one ulp off.
+        let value = 27.779_781_650_632_962_f64;
+        let text = serde_json::to_string(&value).expect("prints");
+        assert_eq!(serde_json::from_str::<f64>(&text).expect("parses"), value);
+    }
+
+    #[test]
     fn names_round_trip() {
         let name = experiment_name("basic-mini", "bo", 3);
         assert_eq!(name, "basic-mini/bo/r3");
