@@ -1,4 +1,4 @@
-//! Experiments: creation and validation, views, stopping, and [`Coordinator::advance`], which
+//! Experiments: creation and validation, views, stopping, and `Coordinator::advance`, which
 //! keeps `parallelism` trials in flight until the budget is used and completes the experiment.
 
 use std::sync::Arc;

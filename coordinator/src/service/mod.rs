@@ -1,6 +1,6 @@
 //! The domain: experiments, the trial state machine, leases and suggestions.
 //!
-//! [`Coordinator`] keeps the live [`State`](state::State) in memory behind one async mutex and
+//! [`Coordinator`] keeps the live [`State`] in memory behind one async mutex and
 //! writes every change through the [`ExperimentStore`] before it replies. The gRPC layer talks to
 //! it through the [`ExperimentService`] and [`AgentService`] traits, so it can be mocked.
 //!

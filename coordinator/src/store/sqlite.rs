@@ -2,7 +2,7 @@
 //!
 //! Specs, parameters and capabilities are JSON columns; states and numbers are plain columns so
 //! the file can be inspected with `sqlite3`. The schema version is SQLite's `user_version`, and
-//! [`MIGRATIONS`] upgrades older files step by step.
+//! `MIGRATIONS` upgrades older files step by step.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -93,7 +93,7 @@ pub fn by_trials(data: &StudyData, scenario: &str) -> Vec<Band> {
 }
 
 /// The best-so-far band over cumulative dollars of each strategy of `scenario`, on a common grid
-/// of [`DOLLAR_POINTS`] points from 0 to the most any repeat of the scenario spent.
+/// of `DOLLAR_POINTS` points from 0 to the most any repeat of the scenario spent.
 pub fn by_dollars(data: &StudyData, scenario: &str) -> Vec<Band> {
     let all_runs: Vec<Vec<(f64, Option<f64>)>> = data
         .experiments

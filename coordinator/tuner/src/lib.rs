@@ -10,7 +10,7 @@
 //! 1. While fewer than [`SuggestConfig::initial_trials`] results exist, points come from a
 //!    space-filling design (greedy maximin over Sobol' points).
 //! 2. Otherwise a GP with a Matérn-5/2 ARD kernel is fit to the standardized results by
-//!    maximizing the log marginal likelihood ([`fit`]).
+//!    maximizing the log marginal likelihood ([`fit()`]).
 //! 3. Each point maximizes log expected improvement ([`acquisition::ei`]) over thousands of
 //!    Sobol' and local candidates, refined by projected L-BFGS ([`optimize`]).
 //! 4. Batches use the constant liar: pending and already chosen points enter the GP as fantasy
@@ -381,7 +381,7 @@ pub fn propose(
 /// random search when a finite space is.
 ///
 /// # Errors
-/// As [`fit`] and [`propose`].
+/// As [`fit()`] and [`propose`].
 pub fn suggest(
     space: &Space,
     observations: &[Observation],

@@ -6,8 +6,8 @@
 //! kernels), over rows or chunks elsewhere. Every operation checks its lengths and indices and
 //! returns an error before touching an output.
 //!
-//! One file per op family: [`embedding`], [`conv`], [`linear`], [`loss`], [`optim`],
-//! [`elementwise`].
+//! One file per op family (private modules): `embedding`, `conv`, `linear`, `loss`, `optim`,
+//! `elementwise`.
 
 mod conv;
 mod elementwise;

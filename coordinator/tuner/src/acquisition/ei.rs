@@ -3,7 +3,7 @@
 //!
 //! For minimization with incumbent `y*`, posterior mean `μ` and deviation `σ`:
 //! `EI = σ h(z)`, `z = (y* − μ)/σ`, `h(z) = φ(z) + zΦ(z)`, so
-//! `log EI = ln σ + log h(z)` with `log h` from [`crate::special::log_h`], which stays finite
+//! `log EI = ln σ + log h(z)` with `log h` from the private `special::log_h`, which stays finite
 //! and accurate where `EI` itself underflows to 0 (the flat regions that stall gradient
 //! ascent). The gradient is
 //! `∇ log EI = ∇σ/σ + (Φ(z)/h(z)) ∇z`, `∇z = −(∇μ + z∇σ)/σ`, `∇σ = ∇s²/(2σ)`.
