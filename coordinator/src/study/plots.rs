@@ -16,24 +16,32 @@ use super::curves::Band;
 /// Pixel size of every plot.
 const SIZE: (u32, u32) = (900, 560);
 
-/// A strategy's colour (matplotlib's first three for bo, random, grid).
+/// Arms and their colours (matplotlib's "tab10" palette, in its order), with the colour's name for
+/// the report's key. Arms not listed are black.
+const PALETTE: &[(&str, (u8, u8, u8), &str)] = &[
+    ("bo", (31, 119, 180), "blue"),
+    ("random", (255, 127, 14), "orange"),
+    ("grid", (44, 160, 44), "green"),
+    ("bo+median", (148, 103, 189), "purple"),
+    ("bo+asha", (140, 86, 75), "brown"),
+    ("random+median", (227, 119, 194), "pink"),
+    ("random+asha", (127, 127, 127), "grey"),
+    ("grid+median", (188, 189, 34), "olive"),
+    ("grid+asha", (23, 190, 207), "cyan"),
+];
+
+fn palette_entry(strategy: &str) -> Option<&'static (&'static str, (u8, u8, u8), &'static str)> {
+    PALETTE.iter().find(|(name, _, _)| *name == strategy)
+}
+
+/// A strategy's colour.
 pub fn colour(strategy: &str) -> RGBColor {
-    match strategy {
-        "bo" => RGBColor(31, 119, 180),
-        "random" => RGBColor(255, 127, 14),
-        "grid" => RGBColor(44, 160, 44),
-        _ => RGBColor(148, 103, 189),
-    }
+    palette_entry(strategy).map_or(RGBColor(0, 0, 0), |(_, (r, g, b), _)| RGBColor(*r, *g, *b))
 }
 
 /// The colour's name for the report's key.
 pub fn colour_name(strategy: &str) -> &'static str {
-    match strategy {
-        "bo" => "blue",
-        "random" => "orange",
-        "grid" => "green",
-        _ => "purple",
-    }
+    palette_entry(strategy).map_or("black", |(_, _, name)| name)
 }
 
 /// What one plot shows.
@@ -180,4 +188,27 @@ fn draw<DB: DrawingBackend>(
             .map_err(plot_error)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod palette_tests {
+    use super::*;
+
+    #[test]
+    fn every_arm_of_a_study_has_its_own_colour() {
+        let arms = [
+            "bo",
+            "random",
+            "grid",
+            "bo+median",
+            "bo+asha",
+            "random+median",
+        ];
+        let mut names: Vec<&str> = arms.iter().map(|a| colour_name(a)).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), arms.len(), "{names:?}");
+        assert_eq!(colour_name("something-else"), "black");
+        assert_eq!(colour("bo"), RGBColor(31, 119, 180));
+    }
 }
