@@ -153,17 +153,7 @@ pub async fn run(
         // Check the spec before connecting, so a bad file is reported as such.
         let spec = SpecFile::read(spec)?;
         let mut client = connect(options).await?;
-        let request = pb::CreateExperimentRequest {
-            spec: Some(spec.to_pb()),
-        };
-        let response = client
-            .create_experiment(request)
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        let experiment = response
-            .experiment
-            .context("the coordinator returned no experiment")?;
+        let experiment = create_experiment(&mut client, spec.to_pb()).await?;
         writeln!(out, "{}", experiment.id)?;
         return Ok(());
     }
@@ -203,16 +193,8 @@ pub async fn run(
             }
         }
         ExperimentCommand::Trials { id, format, epochs } => {
-            let request = pb::ListTrialsRequest {
-                experiment_id: id,
-                include_epochs: epochs,
-            };
-            let response = client
-                .list_trials(request)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            write!(out, "{}", output::trials(&response.trials, format))?;
+            let trials = list_trials(&mut client, &id, epochs).await?;
+            write!(out, "{}", output::trials(&trials, format))?;
         }
         ExperimentCommand::Stop { id } => {
             let request = pb::StopExperimentRequest { experiment_id: id };
@@ -251,4 +233,45 @@ pub async fn get_experiment(client: &mut Client, id: &str) -> anyhow::Result<pb:
     response
         .experiment
         .context("the coordinator returned no experiment")
+}
+
+/// Creates an experiment and returns it as the coordinator stored it.
+///
+/// # Errors
+/// When the request fails or the answer holds no experiment.
+pub async fn create_experiment(
+    client: &mut Client,
+    spec: pb::ExperimentSpec,
+) -> anyhow::Result<pb::Experiment> {
+    let name = spec.name.clone();
+    let request = pb::CreateExperimentRequest { spec: Some(spec) };
+    let response = client
+        .create_experiment(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    response
+        .experiment
+        .with_context(|| format!("the coordinator returned no experiment for '{name}'"))
+}
+
+/// An experiment's trials, with their epoch reports when `include_epochs`.
+///
+/// # Errors
+/// When the request fails.
+pub async fn list_trials(
+    client: &mut Client,
+    id: &str,
+    include_epochs: bool,
+) -> anyhow::Result<Vec<pb::Trial>> {
+    let request = pb::ListTrialsRequest {
+        experiment_id: id.to_owned(),
+        include_epochs,
+    };
+    Ok(client
+        .list_trials(request)
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .trials)
 }

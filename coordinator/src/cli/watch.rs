@@ -6,7 +6,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use proto::v1 as pb;
 
-use super::{Client, get_experiment, output, status_error};
+use super::{Client, get_experiment, list_trials, output};
 
 fn trials_done(trials: &[pb::Trial]) -> u64 {
     let terminal = [
@@ -41,16 +41,7 @@ pub async fn watch(
     );
     loop {
         let experiment = get_experiment(client, id).await?;
-        let request = pb::ListTrialsRequest {
-            experiment_id: id.to_owned(),
-            include_epochs: false,
-        };
-        let trials = client
-            .list_trials(request)
-            .await
-            .map_err(status_error)?
-            .into_inner()
-            .trials;
+        let trials = list_trials(client, id, false).await?;
         let budget = experiment
             .spec
             .as_ref()

@@ -138,15 +138,7 @@ async fn drive(
         token: None,
     };
     let mut client = cli::connect(&options).await?;
-    let request = pb::CreateExperimentRequest { spec: Some(spec) };
-    let created = client
-        .create_experiment(request)
-        .await
-        .map_err(cli::status_error)?
-        .into_inner();
-    let experiment = created
-        .experiment
-        .context("coordinator returned no experiment")?;
+    let experiment = cli::create_experiment(&mut client, spec).await?;
     let experiment_id = experiment.id.clone();
     eprintln!("experiment {experiment_id} created");
     tokio::select! {
@@ -157,16 +149,7 @@ async fn drive(
         }
     }
     let experiment = cli::get_experiment(&mut client, &experiment_id).await?;
-    let request = pb::ListTrialsRequest {
-        experiment_id: experiment_id.clone(),
-        include_epochs: false,
-    };
-    let trials = client
-        .list_trials(request)
-        .await
-        .map_err(cli::status_error)?
-        .into_inner()
-        .trials;
+    let trials = cli::list_trials(&mut client, &experiment_id, false).await?;
     Ok(report(&experiment, &trials, started.elapsed()))
 }
 

@@ -152,16 +152,7 @@ pub async fn fetch(client: &mut Client, study: &str) -> anyhow::Result<StudyData
     };
     let mut repeat_counts: BTreeMap<(String, String), u32> = BTreeMap::new();
     for experiment in experiments {
-        let request = pb::ListTrialsRequest {
-            experiment_id: experiment.id.clone(),
-            include_epochs: true,
-        };
-        let trials = client
-            .list_trials(request)
-            .await
-            .map_err(cli::status_error)?
-            .into_inner()
-            .trials;
+        let trials = cli::list_trials(client, &experiment.id, true).await?;
         let mut converted = experiment_from_pb(&experiment, &trials)?;
         let spec_name = experiment
             .spec

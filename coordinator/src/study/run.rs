@@ -333,17 +333,7 @@ pub async fn drive(
         while running.len() < at_once.max(1) {
             let Some(next) = queue.next() else { break };
             let name = next.spec.name.clone();
-            let request = pb::CreateExperimentRequest {
-                spec: Some(next.spec),
-            };
-            let created = client
-                .create_experiment(request)
-                .await
-                .map_err(cli::status_error)?
-                .into_inner();
-            let experiment = created
-                .experiment
-                .with_context(|| format!("the coordinator returned no experiment for {name}"))?;
+            let experiment = cli::create_experiment(client, next.spec).await?;
             eprintln!("created {} ({name})", experiment.id);
             running.push(experiment.id.clone());
             all.push(experiment.id);

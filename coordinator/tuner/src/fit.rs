@@ -213,10 +213,11 @@ pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<G
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn data(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
+    /// `n` Latin-hypercube points in `d` dimensions of a smooth test function, standardized.
+    pub(crate) fn data(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
         let mut rng = Rng::new(seed);
         let x = rng.latin_hypercube(n, d);
         let y: Vec<f64> = x

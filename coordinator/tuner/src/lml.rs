@@ -188,19 +188,7 @@ impl<'a> Likelihood<'a> {
 mod tests {
     use super::*;
     use crate::fit::log_marginal_likelihood;
-    use crate::gp::standardization;
-    use crate::rng::Rng;
-
-    fn data(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
-        let mut rng = Rng::new(seed);
-        let x = rng.latin_hypercube(n, d);
-        let y: Vec<f64> = x
-            .iter()
-            .map(|p| (5.0 * p[0]).sin() + p.iter().map(|v| v * v).sum::<f64>())
-            .collect();
-        let (mean, std) = standardization(&y);
-        (x, y.iter().map(|v| (v - mean) / std).collect())
-    }
+    use crate::fit::tests::data;
 
     #[test]
     fn matches_the_reference_likelihood_and_gradient() {
