@@ -1,0 +1,169 @@
+//! Tests of the search space: validation, encoding and decoding, serde.
+
+use super::*;
+
+fn spec(json: &str) -> ParamSpec {
+    serde_json::from_str(json).expect("test spec parses")
+}
+
+fn sample_space() -> Space {
+    Space::new(vec![
+        spec(r#"{"name":"lr","type":"float","low":1e-8,"high":1.0,"log":true,"default":0.0005}"#),
+        spec(r#"{"name":"n","type":"int","low":1,"high":8,"default":3}"#),
+        spec(r#"{"name":"m","type":"int","low":1,"high":1000,"log":true,"default":10}"#),
+        spec(r#"{"name":"p","type":"float","low":-1,"high":1,"default":0}"#),
+        spec(r#"{"name":"opt","type":"categorical","choices":["adam","sgd"],"default":"sgd"}"#),
+    ])
+    .expect("sample space is valid")
+}
+
+#[test]
+fn parses_and_serializes_specs() {
+    let s =
+        spec(r#"{"name":"lr","type":"float","low":1e-8,"high":1.0,"log":true,"default":0.0005}"#);
+    assert_eq!(
+        s.kind,
+        ParamKind::Float {
+            low: 1e-8,
+            high: 1.0,
+            log: true
+        }
+    );
+    assert_eq!(s.default, Some(Value::Float(0.0005)));
+    let back: ParamSpec =
+        serde_json::from_str(&serde_json::to_string(&s).expect("serializes")).expect("parses");
+    assert_eq!(back, s);
+    let n = spec(r#"{"name":"n","type":"int","low":1,"high":8}"#);
+    assert_eq!(
+        n.kind,
+        ParamKind::Int {
+            low: 1,
+            high: 8,
+            log: false
+        }
+    );
+    assert!(
+        serde_json::from_str::<ParamSpec>(r#"{"name":"n","type":"int","low":1.5,"high":8}"#)
+            .is_err()
+    );
+    assert!(serde_json::from_str::<ParamSpec>(r#"{"name":"n","type":"int","low":1}"#).is_err());
+    assert!(
+        serde_json::from_str::<ParamSpec>(
+            r#"{"name":"n","type":"int","low":1,"high":2,"bogus":1}"#
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn invalid_spaces_name_the_parameter() {
+    let cases = [
+        r#"{"name":"a","type":"int","low":3,"high":3}"#,
+        r#"{"name":"a","type":"float","low":1,"high":0.5}"#,
+        r#"{"name":"a","type":"float","low":0,"high":1,"log":true}"#,
+        r#"{"name":"a","type":"int","low":0,"high":4,"log":true}"#,
+        r#"{"name":"a","type":"categorical","choices":[]}"#,
+        r#"{"name":"a","type":"categorical","choices":["x","x"]}"#,
+        r#"{"name":"a","type":"int","low":1,"high":4,"default":5}"#,
+        r#"{"name":"a","type":"float","low":1,"high":4,"default":"x"}"#,
+        r#"{"name":"a","type":"categorical","choices":["x"],"default":"y"}"#,
+    ];
+    for case in cases {
+        let err = Space::new(vec![spec(case)]).expect_err(case);
+        assert!(err.to_string().contains("'a'"), "{case}: {err}");
+    }
+    let nan = ParamSpec {
+        name: "a".into(),
+        kind: ParamKind::Float {
+            low: f64::NAN,
+            high: 1.0,
+            log: false,
+        },
+        default: None,
+    };
+    assert!(
+        Space::new(vec![nan])
+            .expect_err("nan")
+            .to_string()
+            .contains("'a'")
+    );
+    let inf = ParamSpec {
+        name: "a".into(),
+        kind: ParamKind::Float {
+            low: 0.0,
+            high: f64::INFINITY,
+            log: false,
+        },
+        default: None,
+    };
+    assert!(Space::new(vec![inf]).is_err());
+    let dup = vec![
+        spec(r#"{"name":"a","type":"int","low":1,"high":4}"#),
+        spec(r#"{"name":"a","type":"int","low":1,"high":4}"#),
+    ];
+    assert!(
+        Space::new(dup)
+            .expect_err("dup")
+            .to_string()
+            .contains("'a'")
+    );
+    assert!(Space::new(vec![]).is_err());
+}
+
+#[test]
+fn defaults_encode_and_round_trip() {
+    let space = sample_space();
+    let default = space
+        .default_assignment()
+        .expect("all params have defaults");
+    assert_eq!(default["p"], Value::Float(0.0));
+    let x = space.encode(&default).expect("default encodes");
+    assert!(x.iter().all(|v| (0.0..=1.0).contains(v)));
+    let back = space.decode(&x);
+    assert_eq!(back["n"], Value::Int(3));
+    assert_eq!(back["m"], Value::Int(10));
+    assert_eq!(back["opt"], Value::Categorical("sgd".into()));
+    let lr = back["lr"].as_f64().expect("float");
+    assert!((lr - 0.0005).abs() < 1e-12);
+}
+
+#[test]
+fn every_integer_value_round_trips() {
+    let space = sample_space();
+    let mut a = space.default_assignment().expect("defaults");
+    for m in 1..=1000 {
+        a.insert("m".into(), Value::Int(m));
+        let x = space.encode(&a).expect("encodes");
+        assert_eq!(space.decode(&x)["m"], Value::Int(m));
+    }
+}
+
+#[test]
+fn validate_rejects_bad_assignments() {
+    let space = sample_space();
+    let mut a = space.default_assignment().expect("defaults");
+    a.insert("n".into(), Value::Int(9));
+    assert!(space.validate(&a).is_err());
+    a.insert("n".into(), Value::Float(2.0));
+    assert_eq!(
+        space.normalize(&a).expect("integral float is an int")["n"],
+        Value::Int(2)
+    );
+    a.insert("zzz".into(), Value::Int(1));
+    assert!(
+        space
+            .validate(&a)
+            .expect_err("unknown")
+            .to_string()
+            .contains("zzz")
+    );
+}
+
+#[test]
+fn decode_clamps_out_of_range_points() {
+    let space = sample_space();
+    let a = space.decode(&[-3.0, 7.0, f64::NAN, 2.0, 1.0]);
+    space.validate(&a).expect("decoded points are valid");
+    assert_eq!(a["n"], Value::Int(8));
+    assert_eq!(a["opt"], Value::Categorical("sgd".into()));
+}
