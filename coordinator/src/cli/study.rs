@@ -126,7 +126,7 @@ pub async fn run(
     let request = options.plan_request()?;
     let planned = run::plan(&request)?;
     if !options.local {
-        return drive_and_report(connect, options, &request, planned, out).await;
+        return drive_and_report(connect, options, &request, planned, None, out).await;
     }
     let agents = AgentOptions {
         agents: options.agents,
@@ -134,12 +134,13 @@ pub async fn run(
         instance_type: options.instance_type.clone(),
         slots: options.slots,
     };
-    let cluster = RunningCluster::start(options.data_dir.clone(), &agents)?;
+    let mut cluster = RunningCluster::start(options.data_dir.clone(), &agents)?;
     let local = ConnectOptions {
         coordinator: cluster.url.clone(),
         token: None,
     };
-    let outcome = drive_and_report(&local, options, &request, planned, out).await;
+    let outcome =
+        drive_and_report(&local, options, &request, planned, Some(&mut cluster), out).await;
     // Off the runtime's one thread, so the closed client connections are wound down while the
     // coordinator drains them in its graceful shutdown.
     let success = outcome.is_ok();
@@ -154,6 +155,7 @@ async fn drive_and_report(
     options: &StudyOptions,
     request: &StudyPlanRequest,
     planned: Vec<run::PlannedExperiment>,
+    mut cluster: Option<&mut RunningCluster>,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     let mut client = super::connect(connect).await?;
@@ -162,8 +164,13 @@ async fn drive_and_report(
     let poll = Duration::from_secs_f64(options.interval_secs.clamp(0.1, 3600.0));
     let mut stopper = client.clone();
     let study = request.name.clone();
+    let mut alive = || {
+        cluster
+            .as_deref_mut()
+            .map_or(Ok(()), RunningCluster::check_alive)
+    };
     tokio::select! {
-        driven = run::drive(&mut client, planned, at_once, poll) => { driven?; }
+        driven = run::drive(&mut client, planned, at_once, poll, &mut alive) => { driven?; }
         _ = tokio::signal::ctrl_c() => {
             let listed = stopper.list_experiments(proto::v1::ListExperimentsRequest { study: study.clone() }).await;
             let ids: Vec<String> = listed.map(|r| r.into_inner().experiments.into_iter().map(|e| e.id).collect()).unwrap_or_default();

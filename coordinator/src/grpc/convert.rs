@@ -263,11 +263,7 @@ pub fn rule_from_pb(rule: Option<&pb::EarlyStopping>) -> Rule {
             let default = MedianRule::default();
             Rule::Median(MedianRule {
                 min_epochs: or(m.min_epochs, default.min_epochs),
-                min_trials: if m.min_trials == 0 {
-                    default.min_trials
-                } else {
-                    m.min_trials as usize
-                },
+                min_trials: or(m.min_trials, default.min_trials as u32) as usize,
             })
         }
         Some(pb::early_stopping::Rule::Asha(a)) => {

@@ -1,7 +1,7 @@
 //! The one-machine cluster behind `tunectl local` and `tunectl study --local`: the `coordinator`
 //! binary (an embedded SQLite file in a data dir) and N `agent` binaries as child processes on
 //! loopback, both found next to the running `tunectl`. Starting waits for each child's
-//! readiness line; [`LocalCluster::shutdown`] sends SIGTERM (agents first, so running trials are
+//! readiness line; [`RunningCluster::finish`] sends SIGTERM (agents first, so running trials are
 //! reported as interrupted), then kills what is left after a timeout. `tunectl` never links the
 //! agent (STYLE.md §1): it only runs its binary.
 
@@ -140,8 +140,9 @@ struct CoordinatorAddrs {
     grpc: String,
 }
 
+/// The child processes.
 #[derive(Default)]
-pub struct LocalCluster {
+struct LocalCluster {
     agents: Vec<Daemon>,
     coordinator: Option<Daemon>,
 }
@@ -221,7 +222,7 @@ impl LocalCluster {
     }
 
     /// SIGTERM the agents (they report running trials as interrupted), then the coordinator.
-    pub fn shutdown(&mut self) {
+    fn shutdown(&mut self) {
         for agent in &mut self.agents {
             terminate(agent);
         }

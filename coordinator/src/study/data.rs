@@ -10,7 +10,6 @@ use tuner::space::{Assignment, ParamSpec};
 
 use crate::cli::{self, Client};
 use crate::grpc::convert::{param_spec_from_pb, params_from_pb, rule_from_pb};
-use crate::service::early_stop::Rule;
 
 /// A whole study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,10 +238,10 @@ pub fn experiment_from_pb(
         });
     }
     converted.sort_by_key(|t| t.number);
-    let strategy = match rule_from_pb(spec.early_stopping.as_ref()) {
-        Rule::None => strategy_name(spec.strategy()),
-        rule => format!("{}+{}", strategy_name(spec.strategy()), rule.label()),
-    };
+    let strategy = super::run::arm_label(
+        &strategy_name(spec.strategy()),
+        rule_from_pb(spec.early_stopping.as_ref()),
+    );
     Ok(ExperimentData {
         id: experiment.id.clone(),
         strategy,

@@ -81,6 +81,14 @@ pub fn rule_by_name(name: &str) -> anyhow::Result<Rule> {
     }
 }
 
+/// The label of a strategy's arm under an early-stopping rule: `bo`, `bo+median`, `grid+asha`.
+pub fn arm_label(strategy: &str, rule: Rule) -> String {
+    match rule {
+        Rule::None => strategy.to_string(),
+        rule => format!("{strategy}+{}", rule.label()),
+    }
+}
+
 /// One arm of a study: a strategy and the early-stopping rule of its experiments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StudyArm {
@@ -91,20 +99,9 @@ pub struct StudyArm {
 }
 
 impl StudyArm {
-    /// The arm with no rule of its own.
-    pub fn plain(strategy: StrategyName) -> Self {
-        Self {
-            strategy,
-            rule: None,
-        }
-    }
-
     /// The label in experiment names and reports: `bo`, or `bo+median` with a rule.
     pub fn label(&self, default_rule: Rule) -> String {
-        match self.rule.unwrap_or(default_rule) {
-            Rule::None => self.strategy.as_str().to_string(),
-            rule => format!("{}+{}", self.strategy.as_str(), rule.label()),
-        }
+        arm_label(self.strategy.as_str(), self.rule.unwrap_or(default_rule))
     }
 }
 
@@ -313,15 +310,18 @@ fn apply_grid(spec: &mut pb::ExperimentSpec) -> anyhow::Result<()> {
 }
 
 /// Creates the planned experiments, at most `at_once` running at a time, and follows them to the
-/// end, printing progress on stderr. Returns the experiment ids.
+/// end, printing progress on stderr. `alive` is asked at every poll and ends the drive with its
+/// error (a local cluster whose agents all exited would otherwise be waited on forever). Returns
+/// the experiment ids.
 ///
 /// # Errors
-/// When the coordinator refuses an experiment or cannot be reached.
+/// When the coordinator refuses an experiment or cannot be reached, or `alive` fails.
 pub async fn drive(
     client: &mut Client,
     planned: Vec<PlannedExperiment>,
     at_once: usize,
     poll: Duration,
+    alive: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<String>> {
     let total = planned.len();
     let mut queue = planned.into_iter();
@@ -364,6 +364,7 @@ pub async fn drive(
             eprintln!("{line}");
             last_line = line;
         }
+        alive()?;
         tokio::time::sleep(poll).await;
     }
 }
@@ -408,7 +409,13 @@ mod tests {
         StudyPlanRequest {
             name: "s1".into(),
             scenario: "basic-mini".into(),
-            arms: strategies.into_iter().map(StudyArm::plain).collect(),
+            arms: strategies
+                .into_iter()
+                .map(|strategy| StudyArm {
+                    strategy,
+                    rule: None,
+                })
+                .collect(),
             early_stopping: Rule::None,
             budget: Some(30),
             repeats: 2,
