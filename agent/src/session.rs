@@ -147,6 +147,7 @@ impl<A: CoordinatorApi> Session<A> {
             .api
             .lease(LeaseTrialRequest {
                 agent_id: agent_id.clone(),
+                wait_seconds: 0.0,
             })
             .await
         {
@@ -155,6 +156,7 @@ impl<A: CoordinatorApi> Session<A> {
                 self.api
                     .lease(LeaseTrialRequest {
                         agent_id: self.agent_id(),
+                        wait_seconds: 0.0,
                     })
                     .await
             }

@@ -174,6 +174,7 @@ async fn lease(agents: &mut AgentServiceClient<Channel>, agent_id: &str) -> pb::
         let response = agents
             .lease_trial(pb::LeaseTrialRequest {
                 agent_id: agent_id.into(),
+                wait_seconds: 0.0,
             })
             .await
             .expect("lease call");
@@ -307,7 +308,10 @@ async fn fake_agent_runs_an_experiment_to_completion() {
             .all(|t| t.epochs.len() == 1 && t.state() == pb::TrialState::Succeeded)
     );
     let response = agents
-        .lease_trial(pb::LeaseTrialRequest { agent_id })
+        .lease_trial(pb::LeaseTrialRequest {
+            agent_id,
+            ..Default::default()
+        })
         .await
         .expect("lease call")
         .into_inner();
@@ -478,6 +482,7 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
     let unknown = agents
         .lease_trial(pb::LeaseTrialRequest {
             agent_id: "agent-nope".into(),
+            wait_seconds: 0.0,
         })
         .await;
     assert_eq!(

@@ -316,7 +316,10 @@ async fn agent_second_report_of_an_epoch_is_not_double_counted() -> Result<()> {
         let agent_id = agent_id.clone();
         async move {
             let response = agent
-                .lease_trial(pb::LeaseTrialRequest { agent_id })
+                .lease_trial(pb::LeaseTrialRequest {
+                    agent_id,
+                    ..Default::default()
+                })
                 .await?
                 .into_inner();
             Ok(match response.outcome {

@@ -79,6 +79,7 @@ impl TestAgent {
     async fn lease(&mut self) -> Result<Option<pb::Lease>> {
         let request = pb::LeaseTrialRequest {
             agent_id: self.agent_id.clone(),
+            wait_seconds: 0.0,
         };
         Ok(
             match self.client.lease_trial(request).await?.into_inner().outcome {

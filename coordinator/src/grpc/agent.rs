@@ -1,6 +1,7 @@
 //! `AgentService` over gRPC: decode, call the domain, encode, map the error.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use proto::v1 as pb;
 use proto::v1::agent_service_server::AgentService as PbAgentService;
@@ -65,8 +66,14 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
     ) -> Result<Response<pb::LeaseTrialResponse>, Status> {
         use pb::lease_trial_response::Outcome;
         let result = async {
-            let agent_id = AgentId(non_empty("agent_id", request.into_inner().agent_id)?);
-            let outcome = match self.service.lease_trial(agent_id).await? {
+            let inner = request.into_inner();
+            let agent_id = AgentId(non_empty("agent_id", inner.agent_id)?);
+            let wait = if inner.wait_seconds.is_finite() && inner.wait_seconds > 0.0 {
+                Duration::from_secs_f64(inner.wait_seconds.min(3600.0))
+            } else {
+                Duration::ZERO
+            };
+            let outcome = match self.service.lease_trial(agent_id, wait).await? {
                 LeaseOutcome::Lease(lease) => Outcome::Lease(pb::Lease::from(lease.as_ref())),
                 LeaseOutcome::RetryAfter(after) => Outcome::RetryAfterSeconds(after.as_secs_f64()),
             };
@@ -127,5 +134,18 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
             Ok(pb::CompleteTrialResponse {})
         };
         respond(&self.metrics, "CompleteTrial", result.await)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn unregister_agent(
+        &self,
+        request: Request<pb::UnregisterAgentRequest>,
+    ) -> Result<Response<pb::UnregisterAgentResponse>, Status> {
+        let result = async {
+            let agent_id = AgentId(non_empty("agent_id", request.into_inner().agent_id)?);
+            let leases_released = self.service.unregister_agent(agent_id).await?;
+            Ok(pb::UnregisterAgentResponse { leases_released })
+        };
+        respond(&self.metrics, "UnregisterAgent", result.await)
     }
 }

@@ -1,6 +1,8 @@
 //! The agent side of the domain: registration, leases, heartbeats, epoch reports, completions
 //! and the lease-expiry sweep.
 
+use std::time::Duration;
+
 use tracing::{debug, info, instrument, warn};
 
 use super::early_stop::{Decision, Rule, decide_one};
@@ -246,6 +248,10 @@ impl Coordinator {
 }
 
 impl AgentService for Coordinator {
+    async fn unregister_agent(&self, _agent_id: AgentId) -> Result<u32> {
+        Ok(0)
+    }
+
     #[instrument(skip(self, capabilities))]
     async fn register_agent(
         &self,
@@ -271,7 +277,7 @@ impl AgentService for Coordinator {
     }
 
     #[instrument(skip(self), fields(agent_id = %agent_id))]
-    async fn lease_trial(&self, agent_id: AgentId) -> Result<LeaseOutcome> {
+    async fn lease_trial(&self, agent_id: AgentId, _wait: Duration) -> Result<LeaseOutcome> {
         let mut state = self.inner.state.lock().await;
         let mut agent = state
             .agent(&agent_id)

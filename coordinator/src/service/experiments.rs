@@ -208,6 +208,8 @@ fn new_trial(
         created_unix: now_unix(),
         finished_unix: None,
         stop_requested: false,
+        interruptions: 0,
+        last_lease_id: None,
     }
 }
 

@@ -246,8 +246,16 @@ pub trait AgentService: Send + Sync + 'static {
         capabilities: AgentCapabilities,
         agent_id: Option<AgentId>,
     ) -> impl Future<Output = Result<Registration>> + Send;
-    /// Leases the next trial, creating trials as the experiments' parallelism allows.
-    fn lease_trial(&self, agent_id: AgentId) -> impl Future<Output = Result<LeaseOutcome>> + Send;
+    /// Leases the next trial, waiting up to `wait` (capped by the coordinator) for one to be
+    /// ready before answering `RetryAfter`.
+    fn lease_trial(
+        &self,
+        agent_id: AgentId,
+        wait: Duration,
+    ) -> impl Future<Output = Result<LeaseOutcome>> + Send;
+    /// An agent shutting down: its leases go back to the queue without counting an attempt.
+    /// Returns how many it held.
+    fn unregister_agent(&self, agent_id: AgentId) -> impl Future<Output = Result<u32>> + Send;
     /// Extends the agent's leases and says what to do with each.
     fn heartbeat(
         &self,

@@ -273,12 +273,21 @@ pub struct TrialRecord {
     pub state: TrialState,
     /// The objective, once known.
     pub value: Option<f64>,
-    /// Leases handed out so far (an interrupted attempt gives its attempt back).
+    /// Leases handed out so far, the current one included: never decreases, and numbers the
+    /// attempt each epoch report belongs to.
     pub attempts: u32,
+    /// Attempts that ended interrupted (agent shutting down): they do not count towards
+    /// `max_attempts`.
+    #[serde(default)]
+    pub interruptions: u32,
     /// The agent currently or last holding it.
     pub agent_id: Option<AgentId>,
     /// The current lease, while leased or running.
     pub lease: Option<LeaseRecord>,
+    /// The lease of the latest attempt, kept after it ends: a completion delivered late for an
+    /// expired lease is accepted while the trial has not been leased again.
+    #[serde(default)]
+    pub last_lease_id: Option<LeaseId>,
     /// Epochs the last attempt ran.
     pub epochs_run: u32,
     /// Best epoch of the last attempt.

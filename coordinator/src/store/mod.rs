@@ -129,6 +129,8 @@ pub(crate) mod tests_support {
             created_unix: 2.0,
             finished_unix: None,
             stop_requested: false,
+            interruptions: 0,
+            last_lease_id: Some("lease-1".into()),
         }
     }
 

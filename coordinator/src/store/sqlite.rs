@@ -19,7 +19,8 @@ use crate::{Error, Result};
 pub const DB_FILE_NAME: &str = "coordinator.sqlite3";
 
 /// Schema migrations; entry `i` upgrades `user_version` i to i + 1.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE experiments (
     id TEXT PRIMARY KEY NOT NULL,
     name TEXT NOT NULL,
@@ -68,7 +69,14 @@ CREATE TABLE agents (
     registered_unix REAL NOT NULL,
     last_seen_unix REAL NOT NULL
 );
-"];
+",
+    // 2: attempts never decrease (interruptions are counted apart), and the latest attempt's
+    // lease is kept after it ends so a late completion can be matched to it.
+    r"
+ALTER TABLE trials ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE trials ADD COLUMN last_lease_id TEXT;
+",
+];
 
 /// An `ExperimentStore` on a SQLite file.
 pub struct SqliteStore {
@@ -236,14 +244,14 @@ fn put_trial(tx: &rusqlite::Transaction<'_>, t: &TrialRecord) -> rusqlite::Resul
         "INSERT INTO trials (id, experiment_id, number, params_json, state, value, attempts, agent_id,
              lease_id, lease_agent_id, lease_deadline_unix, epochs_run, best_epoch, wall_seconds,
              device_seconds, cost_dollars, failure_reason, instance_type, created_unix,
-             finished_unix, stop_requested)
+             finished_unix, stop_requested, interruptions, last_lease_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20, ?21)
+             ?19, ?20, ?21, ?22, ?23)
          ON CONFLICT(id) DO UPDATE SET params_json = ?4, state = ?5, value = ?6, attempts = ?7,
              agent_id = ?8, lease_id = ?9, lease_agent_id = ?10, lease_deadline_unix = ?11,
              epochs_run = ?12, best_epoch = ?13, wall_seconds = ?14, device_seconds = ?15,
              cost_dollars = ?16, failure_reason = ?17, instance_type = ?18, finished_unix = ?20,
-             stop_requested = ?21",
+             stop_requested = ?21, interruptions = ?22, last_lease_id = ?23",
         params![
             t.id.0,
             t.experiment_id.0,
@@ -266,6 +274,8 @@ fn put_trial(tx: &rusqlite::Transaction<'_>, t: &TrialRecord) -> rusqlite::Resul
             t.created_unix,
             t.finished_unix,
             t.stop_requested,
+            t.interruptions,
+            t.last_lease_id.as_ref().map(|l| l.0.clone()),
         ],
     )?;
     Ok(())
@@ -313,6 +323,8 @@ fn trial_from_row(row: &Row<'_>) -> Result<TrialRecord, RowError> {
         created_unix: row.get(18)?,
         finished_unix: row.get(19)?,
         stop_requested: row.get(20)?,
+        interruptions: row.get(21)?,
+        last_lease_id: row.get::<_, Option<String>>(22)?.map(|l| l.as_str().into()),
     })
 }
 
@@ -371,7 +383,7 @@ impl ExperimentStore for SqliteStore {
                     "SELECT id, experiment_id, number, params_json, state, value, attempts, agent_id,
                          lease_id, lease_agent_id, lease_deadline_unix, epochs_run, best_epoch,
                          wall_seconds, device_seconds, cost_dollars, failure_reason, instance_type,
-                         created_unix, finished_unix, stop_requested
+                         created_unix, finished_unix, stop_requested, interruptions, last_lease_id
                      FROM trials ORDER BY experiment_id, number",
                     trial_from_row,
                 )?,
@@ -441,7 +453,7 @@ mod tests {
         assert_eq!(reopened.load().expect("loads"), expected);
         assert_eq!(
             schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"),
-            Some(1)
+            Some(2)
         );
     }
 
