@@ -17,6 +17,7 @@
 pub mod agents;
 pub mod early_stop;
 pub mod experiments;
+pub mod lifecycle;
 pub mod model;
 pub mod state;
 
