@@ -233,6 +233,24 @@ async fn complete(
     agents.complete_trial(request).await.map(|_| ())
 }
 
+/// Waits (with a deadline) until the background suggester has created `n` trials: trials are
+/// computed ahead of demand, not inside `CreateExperiment`.
+async fn wait_created(experiments: &mut ExperimentServiceClient<Channel>, id: &str, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let created = get(experiments, id).await.trials_created;
+        if created >= n {
+            assert_eq!(created, n, "parallelism caps the trials created ahead");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {created} of {n} trials created"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn get(experiments: &mut ExperimentServiceClient<Channel>, id: &str) -> pb::Experiment {
     let request = pb::GetExperimentRequest {
         experiment_id: id.into(),
@@ -264,10 +282,7 @@ async fn fake_agent_runs_an_experiment_to_completion() {
     let server = Server::start(MemoryStore::new(), fast_settings(), None).await;
     let (mut experiments, mut agents) = server.clients().await;
     let experiment = create(&mut experiments, branin_spec(6, 2)).await;
-    assert_eq!(
-        experiment.trials_created, 2,
-        "parallelism trials are created up front"
-    );
+    wait_created(&mut experiments, &experiment.id, 2).await;
     let agent_id = register(&mut agents).await;
     for _ in 0..6 {
         let lease = lease(&mut agents, &agent_id).await;
@@ -340,6 +355,13 @@ async fn expired_lease_is_requeued_and_stale_reports_refused() {
         assert!(Instant::now() < deadline, "lease never expired");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Another agent takes the trial: the first lease is now stale for good.
+    let other = register(&mut agents).await;
+    let second = lease(&mut agents, &other).await;
+    assert_eq!(
+        (second.trial_id.as_str(), second.attempt),
+        (first.trial_id.as_str(), 2)
+    );
     let stale = report(&mut agents, &first.lease_id, epoch(1, 1.0))
         .await
         .expect_err("stale report refused");
@@ -362,11 +384,6 @@ async fn expired_lease_is_requeued_and_stale_reports_refused() {
         .expect("heartbeat")
         .into_inner();
     assert_eq!(beat.leases[0].action(), pb::LeaseAction::Abandon);
-    let second = lease(&mut agents, &agent_id).await;
-    assert_eq!(
-        (second.trial_id.as_str(), second.attempt),
-        (first.trial_id.as_str(), 2)
-    );
     complete(
         &mut agents,
         &second.lease_id,
@@ -508,9 +525,11 @@ async fn interrupted_trials_keep_their_attempts_and_stop_cancels() {
     .await
     .expect("interrupted");
     let again = lease(&mut agents, &agent_id).await;
+    // Attempts never decrease (each numbers its own epoch reports); the interrupted one does
+    // not count towards max_attempts.
     assert_eq!(
         (again.trial_id.as_str(), again.attempt),
-        (first.trial_id.as_str(), 1)
+        (first.trial_id.as_str(), 2)
     );
 
     let request = pb::StopExperimentRequest {
@@ -627,7 +646,7 @@ async fn grid_completes_when_exhausted() {
         )),
     }];
     let experiment = create(&mut experiments, spec).await;
-    assert_eq!(experiment.trials_created, 2);
+    wait_created(&mut experiments, &experiment.id, 2).await;
     let agent_id = register(&mut agents).await;
     for value in [1.0, 2.0] {
         let held = lease(&mut agents, &agent_id).await;

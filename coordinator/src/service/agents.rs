@@ -1,21 +1,34 @@
-//! The agent side of the domain: registration, leases, heartbeats, epoch reports, completions
-//! and the lease-expiry sweep.
+//! The agent side of the domain: registration, fair leasing with a long poll, heartbeats, epoch
+//! reports, completions, unregistering, and the sweep that expires leases and forgets silent
+//! agents.
+//!
+//! Every request reads the monotonic clock once, when it arrives, before it takes any lock, and
+//! judges and renews deadlines from that instant. A lease that expired while its trial was not
+//! leased to anyone else is still honoured: the holder's next heartbeat or report revives it and
+//! a late completion is accepted ([`lifecycle`](super::lifecycle)).
 
+use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tracing::{debug, info, instrument, warn};
 
+use super::cell::ExperimentCell;
 use super::early_stop::{Decision, Rule, decide_one};
+use super::lifecycle::{TransitionError, TrialEvent, progress, transition};
 use super::model::{
     AgentCapabilities, AgentId, AgentRecord, Direction, EpochRecord, ExperimentState, LeaseId,
-    LeaseRecord, TrialRecord, TrialState, now_unix,
+    TrialId, TrialRecord, TrialState, now_unix,
 };
-use super::state::State;
+use super::registry::{AgentEntry, LeaseHome};
+use super::state::Live;
 use super::{
     AgentService, Completion, Coordinator, EpochInput, Lease, LeaseAction, LeaseOutcome,
-    LeaseStatus, Outcome, Registration,
+    LeaseStatus, Registration,
 };
 use crate::store::Change;
+use crate::store::writer::Ticket;
 use crate::{Error, Result};
 
 fn check_finite(what: &str, value: f64) -> Result<()> {
@@ -28,236 +41,321 @@ fn check_finite(what: &str, value: f64) -> Result<()> {
     }
 }
 
+/// Whether an agent that trains `workloads` (empty: any) can take an experiment's workload.
+fn accepts(workloads: &[String], kind: Option<&String>) -> bool {
+    match kind {
+        None => true,
+        Some(_) if workloads.is_empty() => true,
+        Some(kind) => workloads.iter().any(|w| w == kind),
+    }
+}
+
+/// Wall-clock seconds of a monotonic deadline, for the API.
+fn deadline_unix(deadline: Instant) -> f64 {
+    now_unix()
+        + deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64()
+}
+
+fn unknown_lease(lease_id: &LeaseId) -> Error {
+    Error::FailedPrecondition(format!(
+        "lease '{lease_id}' is not current (expired, reassigned or finished)"
+    ))
+}
+
 impl Coordinator {
-    fn deadline(&self) -> f64 {
-        now_unix() + self.inner.settings.lease_timeout.as_secs_f64()
+    /// The experiment and trial a lease belongs to.
+    fn home(&self, lease_id: &LeaseId) -> Result<(Arc<ExperimentCell>, TrialId)> {
+        let home = self
+            .inner
+            .leases
+            .get(lease_id)
+            .ok_or_else(|| unknown_lease(lease_id))?;
+        let cell = self
+            .cell(&home.experiment)
+            .map_err(|_| unknown_lease(lease_id))?;
+        Ok((cell, home.trial))
     }
 
-    /// The trial holding a current, unexpired lease.
-    fn current_lease<'s>(state: &'s State, lease_id: &LeaseId) -> Result<&'s TrialRecord> {
-        let trial = state.trial_by_lease(lease_id).ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "lease '{lease_id}' is not current (expired, reassigned or finished)"
-            ))
-        })?;
-        let deadline = trial.lease.as_ref().map_or(0.0, |l| l.deadline_unix);
-        if deadline < now_unix() {
-            return Err(Error::FailedPrecondition(format!(
-                "lease '{lease_id}' expired"
-            )));
-        }
-        Ok(trial)
-    }
-
-    /// Whether the agent holding this trial should stop it: the experiment was stopped or
-    /// ended, or its early-stopping rule says the trial lags at its latest epoch.
-    fn should_stop(state: &State, trial: &TrialRecord) -> bool {
-        let Ok(experiment) = state.experiment(&trial.experiment_id) else {
-            return true;
-        };
+    /// Whether the agent holding this trial should stop it: the experiment was stopped or ended,
+    /// or its early-stopping rule stopped the trial at its latest epoch.
+    fn should_stop(live: &Live, trial: &TrialRecord) -> bool {
         trial.stop_requested
-            || experiment.state != ExperimentState::Running
-            || Self::early_stop(
-                state,
-                experiment.spec.early_stopping,
-                experiment.spec.direction,
-                trial,
-            )
+            || live.record.state != ExperimentState::Running
+            || live.stop_decided(&trial.id)
     }
 
-    /// The experiment's early-stopping rule applied to the trial's latest epoch.
-    fn early_stop(state: &State, rule: Rule, direction: Direction, trial: &TrialRecord) -> bool {
-        if rule == Rule::None {
-            return false;
+    fn action(live: &Live, trial: &TrialId) -> LeaseAction {
+        match live.trial(trial) {
+            Some(trial) if !Self::should_stop(live, trial) => LeaseAction::Continue,
+            _ => LeaseAction::Stop,
         }
-        let (curves, index) = state.learning_curves(&trial.experiment_id, &trial.id);
-        let Some(index) = index else { return false };
-        let direction = match direction {
+    }
+
+    /// Applies the experiment's early-stopping rule to a trial's latest epoch and remembers the
+    /// decision (heartbeats read it).
+    fn decide_early_stop(live: &mut Live, trial_id: &TrialId) {
+        let rule = live.record.spec.early_stopping;
+        if rule == Rule::None {
+            return;
+        }
+        let (curves, index) = live.learning_curves(trial_id);
+        let Some(index) = index else { return };
+        let direction = match live.record.spec.direction {
             Direction::Maximize => tuner::Direction::Maximize,
             Direction::Minimize => tuner::Direction::Minimize,
         };
         let stop = decide_one(&rule, direction, &curves, index) == Decision::Stop;
-        if stop {
-            info!(trial_id = %trial.id, rule = rule.label(), epoch = trial.epochs_run, "early stop");
+        if stop && !live.stop_decided(trial_id) {
+            let epoch = live.trial(trial_id).map_or(0, |t| t.epochs_run);
+            info!(trial_id = %trial_id, rule = rule.label(), epoch, "early stop");
         }
-        stop
+        live.set_stop_decided(trial_id, stop);
     }
 
-    /// Requeues (or fails, after `max_attempts`) every trial whose lease expired.
-    ///
-    /// # Errors
-    /// When the store cannot be written.
-    pub async fn expire_leases(&self) -> Result<()> {
-        let mut state = self.inner.state.lock().await;
-        let now = now_unix();
-        let mut changes = Vec::new();
-        let mut experiments = Vec::new();
-        for trial in state.leased_trials() {
-            if trial.lease.as_ref().is_none_or(|l| l.deadline_unix >= now) {
-                continue;
-            }
-            let max_attempts = state
-                .experiment(&trial.experiment_id)
-                .map_or(1, |e| e.spec.max_attempts);
-            let mut updated = trial.clone();
-            updated.lease = None;
-            if trial.attempts >= max_attempts {
-                updated.state = TrialState::Failed;
-                updated.failure_reason =
-                    format!("lease expired on each of {} attempts", trial.attempts);
-                updated.finished_unix = Some(now);
-            } else if trial.stop_requested {
-                updated.state = TrialState::Cancelled;
-                updated.finished_unix = Some(now);
-            } else {
-                updated.state = TrialState::Pending;
-            }
-            warn!(trial_id = %trial.id, attempts = trial.attempts, state = updated.state.as_str(), "lease expired");
-            self.inner.metrics.leases_expired_total.inc();
-            experiments.push(trial.experiment_id.clone());
-            changes.push(Change::PutTrial(updated));
+    /// Recomputes the early-stopping decisions of every leased trial (after a restart).
+    pub(crate) fn refresh_early_stops(&self, cell: &ExperimentCell) {
+        let mut live = cell.lock();
+        let leased: Vec<TrialId> = live
+            .trials()
+            .iter()
+            .filter(|t| t.state.is_leased())
+            .map(|t| t.id.clone())
+            .collect();
+        for id in leased {
+            Self::decide_early_stop(&mut live, &id);
         }
-        self.commit(&mut state, changes).await?;
-        experiments.dedup();
-        for id in experiments {
-            self.advance_or_log(&mut state, &id).await;
-        }
-        self.refresh_gauges(&state);
-        Ok(())
     }
 
-    /// Leases the first pending trial of `experiment` the agent can take.
-    async fn lease_from(&self, state: &mut State, agent: &AgentRecord) -> Result<Option<Lease>> {
-        for id in state.running_experiments() {
-            let experiment = state.experiment(&id)?.clone();
-            if !agent.accepts(experiment.spec.workload.as_ref()) {
-                continue;
+    /// Renews the lease `lease_id` of a trial at `arrival`, or revives it when it expired and
+    /// nobody took the trial since. `agent` is checked when given. Returns the trial and the
+    /// change to store, if the renewal changed the trial (its first renewal, or a revival).
+    fn hold(
+        &self,
+        live: &mut Live,
+        trial_id: &TrialId,
+        lease_id: &LeaseId,
+        agent: Option<&AgentId>,
+        arrival: Instant,
+    ) -> Result<(TrialRecord, Option<Change>)> {
+        let trial = live
+            .trial(trial_id)
+            .cloned()
+            .ok_or_else(|| unknown_lease(lease_id))?;
+        let deadline = arrival + self.inner.settings.lease_timeout;
+        let wall_deadline = deadline_unix(deadline);
+        let holder = trial
+            .lease
+            .as_ref()
+            .map(|l| &l.agent_id)
+            .or(trial.agent_id.as_ref());
+        if agent.is_some_and(|a| holder != Some(a)) {
+            return Err(unknown_lease(lease_id));
+        }
+        let event = if trial
+            .lease
+            .as_ref()
+            .is_some_and(|l| &l.lease_id == lease_id)
+        {
+            if trial.state == TrialState::Running {
+                live.set_deadline(trial_id, deadline);
+                return Ok((trial, None));
             }
-            let has_pending = |s: &State| {
-                s.trials_of(&id)
-                    .iter()
-                    .any(|t| t.state == TrialState::Pending)
-            };
-            if !has_pending(state) {
-                self.advance_or_log(state, &id).await;
+            TrialEvent::Renew {
+                lease_id: lease_id.clone(),
+                deadline_unix: wall_deadline,
             }
-            let Some(trial) = state
-                .trials_of(&id)
-                .into_iter()
-                .find(|t| t.state == TrialState::Pending)
-            else {
+        } else {
+            TrialEvent::Revive {
+                lease_id: lease_id.clone(),
+                agent_id: holder.cloned().unwrap_or_else(|| AgentId(String::new())),
+                deadline_unix: wall_deadline,
+            }
+        };
+        let updated = transition(&trial, &event)?;
+        if matches!(event, TrialEvent::Revive { .. }) {
+            info!(trial_id = %trial.id, lease_id = %lease_id, "expired lease revived: nobody else took the trial");
+        }
+        Ok((updated.clone(), Some(Change::PutTrial(updated))))
+    }
+
+    /// Leases a ready trial from the experiment with the smallest share of its parallelism in
+    /// use (ties: the one that got fewest leases), among those the agent can train.
+    async fn try_lease(&self, agent: &AgentRecord) -> Result<Option<Lease>> {
+        let mut candidates: Vec<Arc<ExperimentCell>> = self
+            .cells()
+            .into_iter()
+            .filter(|c| {
+                c.has_ready() && accepts(&agent.capabilities.workloads, c.workload_kind.as_ref())
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            a.load().total_cmp(&b.load()).then_with(|| {
+                a.leases_granted
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .cmp(&b.leases_granted.load(std::sync::atomic::Ordering::Relaxed))
+            })
+        });
+        for cell in candidates {
+            let Some((lease, ticket)) = self.lease_from(&cell, agent)? else {
                 continue;
             };
-            let mut updated = trial.clone();
-            let lease = LeaseRecord {
-                lease_id: LeaseId::generate(),
-                agent_id: agent.id.clone(),
-                deadline_unix: self.deadline(),
-            };
-            updated.state = TrialState::Leased;
-            updated.attempts += 1;
-            updated.agent_id = Some(agent.id.clone());
-            updated
-                .instance_type
-                .clone_from(&agent.capabilities.instance_type);
-            updated.lease = Some(lease.clone());
-            updated.stop_requested = false;
-            self.commit(state, vec![Change::PutTrial(updated.clone())])
-                .await?;
-            info!(trial_id = %updated.id, agent_id = %agent.id, attempt = updated.attempts, "trial leased");
-            return Ok(Some(Lease {
-                lease_id: lease.lease_id,
-                trial_id: updated.id,
-                experiment_id: id,
-                params: updated.params,
-                workload: experiment.spec.workload,
-                deadline_unix: lease.deadline_unix,
-                attempt: updated.attempts,
-                metric: experiment.spec.metric,
-                direction: experiment.spec.direction,
-            }));
+            ticket.durable().await?;
+            info!(trial_id = %lease.trial_id, agent_id = %agent.id, attempt = lease.attempt, "trial leased");
+            return Ok(Some(lease));
         }
         Ok(None)
     }
 
-    /// The trial after an attempt ends, or an error when the completion is invalid.
-    fn completed_trial(
-        state: &State,
-        trial: &TrialRecord,
-        completion: &Completion,
-    ) -> Result<TrialRecord> {
-        let mut updated = trial.clone();
-        updated.lease = None;
-        updated.wall_seconds += completion.wall_seconds;
-        updated.device_seconds += completion.device_seconds;
-        updated.cost_dollars += completion.cost_dollars;
-        updated.epochs_run = completion.epochs_run;
-        updated.best_epoch = completion.best_epoch;
-        updated.finished_unix = Some(now_unix());
-        let last_epoch_value = || {
-            state
-                .epochs_of(&trial.id, trial.attempts)
-                .last()
-                .map(|e| e.value)
+    fn lease_from(
+        &self,
+        cell: &ExperimentCell,
+        agent: &AgentRecord,
+    ) -> Result<Option<(Lease, Ticket)>> {
+        let mut live = cell.lock();
+        if live.record.state != ExperimentState::Running {
+            return Ok(None);
+        }
+        let Some(trial) = live.next_ready().cloned() else {
+            return Ok(None);
         };
-        match completion.outcome {
-            Outcome::Succeeded => {
-                let value = completion.value.ok_or_else(|| {
-                    Error::InvalidArgument("a succeeded trial needs a value".into())
-                })?;
-                updated.state = TrialState::Succeeded;
-                updated.value = Some(value);
-            }
-            Outcome::Failed => {
-                updated.state = TrialState::Failed;
-                updated.failure_reason = if completion.failure_reason.is_empty() {
-                    "failed without a reason".into()
-                } else {
-                    completion.failure_reason.clone()
-                };
-            }
-            Outcome::Stopped => {
-                let experiment_stopped = state
-                    .experiment(&trial.experiment_id)
-                    .map_or(true, |e| e.state == ExperimentState::Stopped);
-                updated.state = if experiment_stopped {
-                    TrialState::Cancelled
-                } else {
-                    TrialState::EarlyStopped
-                };
-                updated.value = completion.value.or_else(last_epoch_value);
-                if updated.state == TrialState::EarlyStopped && updated.value.is_none() {
-                    updated.state = TrialState::Cancelled;
+        let lease_id = LeaseId::generate();
+        let deadline = Instant::now() + self.inner.settings.lease_timeout;
+        let updated = transition(
+            &trial,
+            &TrialEvent::Lease {
+                lease_id: lease_id.clone(),
+                agent_id: agent.id.clone(),
+                instance_type: agent.capabilities.instance_type.clone(),
+                deadline_unix: deadline_unix(deadline),
+            },
+        )?;
+        self.inner.leases.insert(
+            lease_id.clone(),
+            LeaseHome {
+                experiment: cell.id.clone(),
+                trial: trial.id.clone(),
+            },
+        );
+        let ticket = self.mutate(cell, &mut live, vec![Change::PutTrial(updated.clone())]);
+        live.set_deadline(&updated.id, deadline);
+        cell.leases_granted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let spec = &live.record.spec;
+        let lease = Lease {
+            lease_id,
+            trial_id: updated.id,
+            experiment_id: cell.id.clone(),
+            params: updated.params,
+            workload: spec.workload.clone(),
+            deadline_unix: deadline_unix(deadline),
+            attempt: updated.attempts,
+            metric: spec.metric.clone(),
+            direction: spec.direction,
+        };
+        Ok(Some((lease, ticket)))
+    }
+
+    /// Expires every lease whose deadline passed, requeueing (or failing, after `max_attempts`)
+    /// its trial, then tops the experiments up.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    pub async fn expire_leases(&self) -> Result<()> {
+        let now = Instant::now();
+        let now_wall = now_unix();
+        for cell in self.cells() {
+            let (ticket, requeued) = {
+                let mut live = cell.lock();
+                let expired = live.expired(now);
+                if expired.is_empty() {
+                    continue;
                 }
+                let max_attempts = live.record.spec.max_attempts;
+                let mut changes = Vec::new();
+                let mut requeued = 0;
+                for id in expired {
+                    let Some(trial) = live.trial(&id) else {
+                        continue;
+                    };
+                    let event = TrialEvent::Expire {
+                        now_unix: now_wall,
+                        max_attempts,
+                    };
+                    match transition(trial, &event) {
+                        Ok(updated) => {
+                            warn!(trial_id = %id, attempts = updated.attempts, state = updated.state.as_str(), "lease expired");
+                            self.inner.metrics.leases_expired_total.inc();
+                            requeued += usize::from(updated.state == TrialState::Pending);
+                            changes.push(Change::PutTrial(updated));
+                        }
+                        Err(error) => warn!(trial_id = %id, %error, "cannot expire lease"),
+                    }
+                }
+                (self.mutate(&cell, &mut live, changes), requeued)
+            };
+            for _ in 0..requeued {
+                self.inner.work.notify_one();
             }
-            Outcome::Interrupted => {
-                updated.state = if trial.stop_requested {
-                    TrialState::Cancelled
-                } else {
-                    TrialState::Pending
-                };
-                updated.attempts = updated.attempts.saturating_sub(1);
-                updated.finished_unix = None;
+            self.refill(&cell);
+            ticket.durable().await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets agents not heard from for `agent_timeout` (a forgotten agent's leases go on until
+    /// they expire; its next lease request is told to register again).
+    pub fn prune_agents(&self) -> usize {
+        let horizon = self.inner.settings.agent_timeout;
+        let now = Instant::now();
+        let pruned = self
+            .inner
+            .agents
+            .retain(|_, entry| now.saturating_duration_since(entry.last_seen) < horizon);
+        for entry in &pruned {
+            info!(agent_id = %entry.record.id, "agent pruned: no request for {}s", horizon.as_secs());
+        }
+        pruned.len()
+    }
+
+    /// Runs the lease-expiry sweep and the agent pruning every `lease_check_interval` until the
+    /// task is aborted.
+    pub fn spawn_lease_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let coordinator = self.clone();
+        tokio::spawn(async move {
+            let mut interval =
+                tokio::time::interval(coordinator.inner.settings.lease_check_interval);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if let Err(error) = coordinator.expire_leases().await {
+                    tracing::error!(error = %crate::display_chain(&error), "lease expiry sweep failed");
+                }
+                coordinator.prune_agents();
+                coordinator.refresh_gauges();
             }
-        }
-        if updated.state == TrialState::Cancelled {
-            updated.finished_unix = Some(now_unix());
-        }
-        Ok(updated)
+        })
+    }
+
+    fn touch(&self, agent_id: &AgentId, at: Instant) -> Option<AgentRecord> {
+        let mut record = None;
+        self.inner.agents.update(agent_id, |entry| {
+            entry.last_seen = at;
+            record = Some(entry.record.clone());
+        });
+        record
     }
 }
 
 impl AgentService for Coordinator {
-    async fn unregister_agent(&self, _agent_id: AgentId) -> Result<u32> {
-        Ok(0)
-    }
-
     #[instrument(skip(self, capabilities))]
     async fn register_agent(
         &self,
         capabilities: AgentCapabilities,
         agent_id: Option<AgentId>,
     ) -> Result<Registration> {
+        self.inner.writer.check()?;
         let now = now_unix();
         let agent = AgentRecord {
             id: agent_id.unwrap_or_else(AgentId::generate),
@@ -265,8 +363,17 @@ impl AgentService for Coordinator {
             registered_unix: now,
             last_seen_unix: now,
         };
-        let mut state = self.inner.state.lock().await;
-        self.commit(&mut state, vec![Change::PutAgent(agent.clone())])
+        self.inner.agents.insert(
+            agent.id.clone(),
+            AgentEntry {
+                record: agent.clone(),
+                last_seen: Instant::now(),
+            },
+        );
+        self.inner
+            .writer
+            .submit(vec![Change::PutAgent(agent.clone())])
+            .durable()
             .await?;
         info!(agent_id = %agent.id, backend = %agent.capabilities.backend, device = %agent.capabilities.device_name, "agent registered");
         Ok(Registration {
@@ -277,110 +384,106 @@ impl AgentService for Coordinator {
     }
 
     #[instrument(skip(self), fields(agent_id = %agent_id))]
-    async fn lease_trial(&self, agent_id: AgentId, _wait: Duration) -> Result<LeaseOutcome> {
-        let mut state = self.inner.state.lock().await;
-        let mut agent = state
-            .agent(&agent_id)
-            .cloned()
+    async fn lease_trial(&self, agent_id: AgentId, wait: Duration) -> Result<LeaseOutcome> {
+        let arrival = Instant::now();
+        self.inner.writer.check()?;
+        let agent = self
+            .touch(&agent_id, arrival)
             .ok_or_else(|| Error::not_found("agent (register first)", &agent_id))?;
-        agent.last_seen_unix = now_unix();
-        state.apply(Change::PutAgent(agent.clone()));
-        match self.lease_from(&mut state, &agent).await? {
-            Some(lease) => Ok(LeaseOutcome::Lease(Box::new(lease))),
-            None => {
+        let until = arrival + wait.min(self.inner.settings.max_lease_wait);
+        loop {
+            let mut notified = pin!(self.inner.work.notified());
+            notified.as_mut().enable();
+            if let Some(lease) = self.try_lease(&agent).await? {
+                return Ok(LeaseOutcome::Lease(Box::new(lease)));
+            }
+            if Instant::now() >= until {
                 debug!("nothing to lease");
-                Ok(LeaseOutcome::RetryAfter(self.inner.settings.retry_after))
+                return Ok(LeaseOutcome::RetryAfter(self.inner.settings.retry_after));
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(until) => {}
             }
         }
     }
 
     #[instrument(skip(self, leases), fields(agent_id = %agent_id, leases = leases.len()))]
     async fn heartbeat(&self, agent_id: AgentId, leases: Vec<LeaseId>) -> Result<Vec<LeaseStatus>> {
-        let mut state = self.inner.state.lock().await;
-        if let Some(agent) = state.agent(&agent_id).cloned() {
-            state.apply(Change::PutAgent(AgentRecord {
-                last_seen_unix: now_unix(),
-                ..agent
-            }));
-        }
+        let arrival = Instant::now();
+        self.touch(&agent_id, arrival);
         let mut statuses = Vec::with_capacity(leases.len());
-        let mut changes = Vec::new();
         for lease_id in leases {
-            let trial = match Self::current_lease(&state, &lease_id) {
-                Ok(trial) if trial.lease.as_ref().is_some_and(|l| l.agent_id == agent_id) => trial,
-                _ => {
+            let abandon = |lease_id| LeaseStatus {
+                lease_id,
+                action: LeaseAction::Abandon,
+                deadline_unix: 0.0,
+            };
+            let Ok((cell, trial_id)) = self.home(&lease_id) else {
+                statuses.push(abandon(lease_id));
+                continue;
+            };
+            let mut live = cell.lock();
+            match self.hold(&mut live, &trial_id, &lease_id, Some(&agent_id), arrival) {
+                Ok((trial, change)) => {
+                    if let Some(change) = change {
+                        // Renewals need not be durable; the write is queued in order.
+                        drop(self.mutate(&cell, &mut live, vec![change]));
+                    }
+                    let deadline = live
+                        .deadline(&trial_id)
+                        .unwrap_or(arrival + self.inner.settings.lease_timeout);
                     statuses.push(LeaseStatus {
                         lease_id,
-                        action: LeaseAction::Abandon,
-                        deadline_unix: 0.0,
+                        action: if Self::should_stop(&live, &trial) {
+                            LeaseAction::Stop
+                        } else {
+                            LeaseAction::Continue
+                        },
+                        deadline_unix: deadline_unix(deadline),
                     });
-                    continue;
                 }
-            };
-            let action = if Self::should_stop(&state, trial) {
-                LeaseAction::Stop
-            } else {
-                LeaseAction::Continue
-            };
-            let mut updated = trial.clone();
-            let deadline_unix = self.deadline();
-            if let Some(lease) = updated.lease.as_mut() {
-                lease.deadline_unix = deadline_unix;
+                Err(_) => statuses.push(abandon(lease_id)),
             }
-            if updated.state == TrialState::Leased {
-                updated.state = TrialState::Running;
-            }
-            changes.push(Change::PutTrial(updated));
-            statuses.push(LeaseStatus {
-                lease_id,
-                action,
-                deadline_unix,
-            });
         }
-        self.commit(&mut state, changes).await?;
         Ok(statuses)
     }
 
     #[instrument(skip(self, report), fields(lease_id = %lease_id, epoch = report.epoch))]
     async fn report_epoch(&self, lease_id: LeaseId, report: EpochInput) -> Result<LeaseAction> {
+        let arrival = Instant::now();
         check_finite("epoch value", report.value)?;
         check_finite("train_loss", report.train_loss)?;
         check_finite("train_accuracy", report.train_accuracy)?;
         check_finite("epoch_seconds", report.epoch_seconds)?;
-        let mut state = self.inner.state.lock().await;
-        let trial = Self::current_lease(&state, &lease_id)?;
-        let trial_id = trial.id.clone();
-        let action = |state: &State| match state.trial(&trial_id) {
-            Some(trial) if !Self::should_stop(state, trial) => LeaseAction::Continue,
-            _ => LeaseAction::Stop,
+        self.inner.writer.check()?;
+        let (cell, trial_id) = self.home(&lease_id)?;
+        let (action, ticket) = {
+            let mut live = cell.lock();
+            let (trial, change) = self.hold(&mut live, &trial_id, &lease_id, None, arrival)?;
+            let mut changes: Vec<Change> = change.into_iter().collect();
+            if live.has_epoch(&trial.id, trial.attempts, report.epoch) {
+                debug!(trial_id = %trial.id, "repeated epoch report ignored");
+            } else {
+                changes.push(Change::AddEpoch(EpochRecord {
+                    trial_id: trial.id.clone(),
+                    attempt: trial.attempts,
+                    epoch: report.epoch,
+                    value: report.value,
+                    train_loss: report.train_loss,
+                    train_accuracy: report.train_accuracy,
+                    epoch_seconds: report.epoch_seconds,
+                }));
+                changes.push(Change::PutTrial(progress(&trial, report.epoch)));
+                debug!(trial_id = %trial.id, value = report.value, "epoch done");
+            }
+            let ticket = self.mutate(&cell, &mut live, changes);
+            // Decided with this epoch recorded, so the rule judges the epoch just reported.
+            Self::decide_early_stop(&mut live, &trial_id);
+            (Self::action(&live, &trial_id), ticket)
         };
-        if state.has_epoch(&trial.id, trial.attempts, report.epoch) {
-            debug!(trial_id = %trial.id, "repeated epoch report ignored");
-            return Ok(action(&state));
-        }
-        let epoch = EpochRecord {
-            trial_id: trial.id.clone(),
-            attempt: trial.attempts,
-            epoch: report.epoch,
-            value: report.value,
-            train_loss: report.train_loss,
-            train_accuracy: report.train_accuracy,
-            epoch_seconds: report.epoch_seconds,
-        };
-        let mut updated = trial.clone();
-        updated.state = TrialState::Running;
-        updated.epochs_run = updated.epochs_run.max(report.epoch);
-        if let Some(lease) = updated.lease.as_mut() {
-            lease.deadline_unix = self.deadline();
-        }
-        info!(trial_id = %trial.id, value = report.value, "epoch done");
-        self.commit(
-            &mut state,
-            vec![Change::AddEpoch(epoch), Change::PutTrial(updated)],
-        )
-        .await?;
-        // Decided with this epoch recorded, so the rule judges the epoch just reported.
-        Ok(action(&state))
+        ticket.durable().await?;
+        Ok(action)
     }
 
     #[instrument(skip(self, completion), fields(lease_id = %lease_id, outcome = ?completion.outcome))]
@@ -395,25 +498,95 @@ impl AgentService for Coordinator {
         ] {
             check_finite(what, amount)?;
         }
-        let mut state = self.inner.state.lock().await;
-        let trial = Self::current_lease(&state, &lease_id)?.clone();
-        let updated = Self::completed_trial(&state, &trial, &completion)?;
-        let experiment_id = trial.experiment_id.clone();
-        self.commit(&mut state, vec![Change::PutTrial(updated.clone())])
-            .await?;
-        self.inner
-            .metrics
-            .experiment_cost(&experiment_id.0)
-            .inc_by(completion.cost_dollars.max(0.0));
-        if let Some(best) = state.best_trial(&experiment_id).and_then(|t| t.value) {
-            self.inner
-                .metrics
-                .best_objective
-                .with_label_values(&[&experiment_id.0])
-                .set(best);
+        self.inner.writer.check()?;
+        let (cell, trial_id) = self.home(&lease_id)?;
+        let (ticket, requeued) = {
+            let mut live = cell.lock();
+            let trial = live
+                .trial(&trial_id)
+                .cloned()
+                .ok_or_else(|| unknown_lease(&lease_id))?;
+            if trial.state.is_terminal() && trial.last_lease_id.as_ref() == Some(&lease_id) {
+                // A retried completion: answered once the first one is durable.
+                debug!(trial_id = %trial.id, "repeated completion ignored");
+                (
+                    self.mutate(&cell, &mut live, vec![Change::PutTrial(trial)]),
+                    false,
+                )
+            } else {
+                let last_epoch_value = live
+                    .epochs_of(&trial.id, trial.attempts)
+                    .last()
+                    .map(|e| e.value);
+                let event = TrialEvent::Complete {
+                    lease_id: lease_id.clone(),
+                    completion: completion.clone(),
+                    last_epoch_value,
+                    experiment_stopped: live.record.state == ExperimentState::Stopped,
+                    now_unix: now_unix(),
+                };
+                let updated = transition(&trial, &event).map_err(|e| match e {
+                    TransitionError::Terminal { .. } => unknown_lease(&lease_id),
+                    other => other.into(),
+                })?;
+                info!(trial_id = %trial.id, state = updated.state.as_str(), value = ?updated.value, "trial finished");
+                let requeued = updated.state == TrialState::Pending;
+                let ticket = self.mutate(&cell, &mut live, vec![Change::PutTrial(updated)]);
+                let metrics = &self.inner.metrics;
+                metrics
+                    .experiment_cost(&cell.id.0)
+                    .inc_by(completion.cost_dollars.max(0.0));
+                if let Some(best) = live.best_trial().and_then(|t| t.value) {
+                    metrics
+                        .best_objective
+                        .with_label_values(&[&cell.id.0])
+                        .set(best);
+                }
+                (ticket, requeued)
+            }
+        };
+        if requeued {
+            self.inner.work.notify_one();
         }
-        info!(trial_id = %trial.id, state = updated.state.as_str(), value = ?updated.value, "trial finished");
-        self.advance_or_log(&mut state, &experiment_id).await;
-        Ok(())
+        // Started before waiting, so a dropped request still tops the experiment up.
+        self.refill(&cell);
+        ticket.durable().await
+    }
+
+    #[instrument(skip(self), fields(agent_id = %agent_id))]
+    async fn unregister_agent(&self, agent_id: AgentId) -> Result<u32> {
+        self.inner.writer.check()?;
+        self.inner.agents.remove(&agent_id);
+        let now = now_unix();
+        let mut released = 0u32;
+        let mut tickets = Vec::new();
+        for cell in self.cells() {
+            let mut live = cell.lock();
+            let changes: Vec<Change> = live
+                .trials()
+                .iter()
+                .filter_map(|t| {
+                    let lease = t.lease.as_ref().filter(|l| l.agent_id == agent_id)?;
+                    let event = TrialEvent::Release {
+                        lease_id: lease.lease_id.clone(),
+                        now_unix: now,
+                    };
+                    transition(t, &event).ok().map(Change::PutTrial)
+                })
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            released += u32::try_from(changes.len()).unwrap_or(u32::MAX);
+            tickets.push(self.mutate(&cell, &mut live, changes));
+        }
+        for _ in 0..released {
+            self.inner.work.notify_one();
+        }
+        for ticket in tickets {
+            ticket.durable().await?;
+        }
+        info!(released, "agent unregistered");
+        Ok(released)
     }
 }

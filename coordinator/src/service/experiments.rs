@@ -1,19 +1,20 @@
-//! Experiments: creation and validation, views, stopping, and `Coordinator::advance`, which
-//! keeps `parallelism` trials in flight until the budget is used and completes the experiment.
+//! Experiments: creation and validation, views, stopping. Trials are created in the background
+//! ([`refill`](super::refill)), so creating an experiment answers before its first suggestion.
 
 use std::sync::Arc;
 
 use tracing::{info, instrument};
-use tuner::Observation;
 
+use super::cell::ExperimentCell;
+use super::lifecycle::{TrialEvent, transition};
 use super::model::{
-    ExperimentId, ExperimentRecord, ExperimentSpec, ExperimentState, TrialId, TrialRecord,
-    TrialState, now_unix, random_u64,
+    ExperimentId, ExperimentRecord, ExperimentSpec, ExperimentState, TrialRecord, now_unix,
+    random_u64,
 };
-use super::state::{State, TrialCounts, result_value};
+use super::state::Live;
 use super::{Coordinator, ExperimentService, ExperimentView, TrialView};
 use crate::store::Change;
-use crate::suggest::{SuggestInput, derive_seed, space_of, suggest};
+use crate::suggest::space_of;
 use crate::{Error, Result};
 
 /// Default levels a parameter for grid search (the study's 3).
@@ -61,66 +62,20 @@ impl Coordinator {
         Ok(spec)
     }
 
-    /// Creates trials up to the experiment's parallelism and budget, and marks it completed when
-    /// nothing is in flight and nothing more can be created.
-    pub(crate) async fn advance(&self, state: &mut State, id: &ExperimentId) -> Result<()> {
-        let experiment = state.experiment(id)?.clone();
-        if experiment.state != ExperimentState::Running {
-            return Ok(());
-        }
-        let counts = state.counts(id);
-        let wanted = trials_wanted(&experiment, &counts);
-        let mut updated = experiment.clone();
-        let mut changes = Vec::new();
-        if wanted > 0 {
-            let input = suggest_input(state, &experiment, counts.created, wanted);
-            let metrics = Arc::clone(&self.inner.metrics);
-            let points = tokio::task::spawn_blocking(move || suggest(&input, &metrics))
-                .await
-                .map_err(|e| Error::Internal(format!("suggest task failed: {e}")))??;
-            if points.len() < wanted {
-                updated.exhausted = true;
-            }
-            for (offset, params) in points.into_iter().enumerate() {
-                let number =
-                    counts.created + u32::try_from(offset).expect("batch sizes fit in u32");
-                changes.push(Change::PutTrial(new_trial(id, number, params)));
-            }
-        }
-        let created_now = changes.len();
-        if counts.in_flight() == 0 && created_now == 0 && !can_create_more(&updated, &counts) {
-            updated.state = ExperimentState::Completed;
-            info!(experiment_id = %id, trials = counts.created, "experiment completed");
-        }
-        if updated != experiment {
-            changes.push(Change::PutExperiment(updated));
-        }
-        self.commit(state, changes).await
-    }
-
-    /// [`Coordinator::advance`], logging instead of failing: used after a change already
-    /// committed, whose caller must still get its answer.
-    pub(crate) async fn advance_or_log(&self, state: &mut State, id: &ExperimentId) {
-        if let Err(error) = self.advance(state, id).await {
-            tracing::error!(experiment_id = %id, error = %crate::display_chain(&error), "failed to create trials");
-        }
-    }
-
-    fn view(&self, state: &State, record: &ExperimentRecord) -> ExperimentView {
+    fn view(live: &Live) -> ExperimentView {
         ExperimentView {
-            record: record.clone(),
-            counts: state.counts(&record.id),
-            best: state
-                .best_trial(&record.id)
+            record: live.record.clone(),
+            counts: live.counts(),
+            best: live
+                .best_trial()
                 .and_then(|t| t.value.map(|v| (t.id.clone(), v))),
-            epochs_reported: state.epochs_reported(&record.id),
+            epochs_reported: live.epochs_reported(),
         }
     }
 
-    fn trial_view(state: &State, trial: &TrialRecord, include_epochs: bool) -> TrialView {
+    fn trial_view(live: &Live, trial: &TrialRecord, include_epochs: bool) -> TrialView {
         let epochs = if include_epochs {
-            state
-                .epochs_of(&trial.id, trial.attempts)
+            live.epochs_of(&trial.id, trial.attempts)
                 .into_iter()
                 .cloned()
                 .collect()
@@ -134,88 +89,10 @@ impl Coordinator {
     }
 }
 
-fn dollars_reached(experiment: &ExperimentRecord, counts: &TrialCounts) -> bool {
-    experiment.spec.budget_dollars > 0.0 && counts.cost_dollars >= experiment.spec.budget_dollars
-}
-
-fn can_create_more(experiment: &ExperimentRecord, counts: &TrialCounts) -> bool {
-    !experiment.exhausted
-        && counts.created < experiment.spec.budget_trials
-        && !dollars_reached(experiment, counts)
-}
-
-fn trials_wanted(experiment: &ExperimentRecord, counts: &TrialCounts) -> usize {
-    if !can_create_more(experiment, counts) {
-        return 0;
-    }
-    let free_slots = experiment
-        .spec
-        .parallelism
-        .saturating_sub(counts.in_flight());
-    let left = experiment.spec.budget_trials - counts.created;
-    free_slots.min(left) as usize
-}
-
-fn suggest_input(
-    state: &State,
-    experiment: &ExperimentRecord,
-    created: u32,
-    q: usize,
-) -> SuggestInput {
-    let mut observations = Vec::new();
-    let mut pending = Vec::new();
-    for trial in state.trials_of(&experiment.id) {
-        if let Some(value) = result_value(trial) {
-            observations.push(Observation {
-                params: trial.params.clone(),
-                value,
-            });
-        } else if !trial.state.is_terminal() {
-            pending.push(trial.params.clone());
-        }
-    }
-    SuggestInput {
-        spec: experiment.spec.clone(),
-        observations,
-        pending,
-        q,
-        seed: derive_seed(experiment.spec.seed, created),
-    }
-}
-
-fn new_trial(
-    experiment_id: &ExperimentId,
-    number: u32,
-    params: tuner::space::Assignment,
-) -> TrialRecord {
-    TrialRecord {
-        id: TrialId::generate(),
-        experiment_id: experiment_id.clone(),
-        number,
-        params,
-        state: TrialState::Pending,
-        value: None,
-        attempts: 0,
-        agent_id: None,
-        lease: None,
-        epochs_run: 0,
-        best_epoch: 0,
-        wall_seconds: 0.0,
-        device_seconds: 0.0,
-        cost_dollars: 0.0,
-        failure_reason: String::new(),
-        instance_type: String::new(),
-        created_unix: now_unix(),
-        finished_unix: None,
-        stop_requested: false,
-        interruptions: 0,
-        last_lease_id: None,
-    }
-}
-
 impl ExperimentService for Coordinator {
     #[instrument(skip_all, fields(name = %spec.name))]
     async fn create_experiment(&self, spec: ExperimentSpec) -> Result<ExperimentView> {
+        self.inner.writer.check()?;
         let spec = self.resolve_spec(spec)?;
         let record = ExperimentRecord {
             id: ExperimentId::generate(),
@@ -224,74 +101,90 @@ impl ExperimentService for Coordinator {
             created_unix: now_unix(),
             exhausted: false,
         };
-        let mut state = self.inner.state.lock().await;
-        self.commit(&mut state, vec![Change::PutExperiment(record.clone())])
-            .await?;
+        let cell = Arc::new(ExperimentCell::new(Live::new(record.clone())));
+        let (ticket, view) = {
+            let mut live = cell.lock();
+            let ticket = self.mutate(
+                &cell,
+                &mut live,
+                vec![Change::PutExperiment(record.clone())],
+            );
+            (ticket, Self::view(&live))
+        };
+        ticket.durable().await?;
+        self.insert_cell(Arc::clone(&cell));
         info!(experiment_id = %record.id, seed = record.spec.seed, "experiment created");
-        self.advance_or_log(&mut state, &record.id).await;
-        let current = state.experiment(&record.id)?;
-        Ok(self.view(&state, current))
+        self.refill(&cell);
+        Ok(view)
     }
 
     async fn get_experiment(&self, id: ExperimentId) -> Result<ExperimentView> {
-        let state = self.inner.state.lock().await;
-        Ok(self.view(&state, state.experiment(&id)?))
+        let cell = self.cell(&id)?;
+        let live = cell.lock();
+        Ok(Self::view(&live))
     }
 
     async fn list_experiments(&self, study: Option<String>) -> Result<Vec<ExperimentView>> {
-        let state = self.inner.state.lock().await;
-        let wanted = |e: &&ExperimentRecord| study.as_deref().is_none_or(|s| e.spec.study == s);
-        Ok(state
-            .experiments()
-            .into_iter()
-            .filter(wanted)
-            .map(|e| self.view(&state, e))
-            .collect())
+        let mut views: Vec<ExperimentView> = self
+            .cells()
+            .iter()
+            .filter_map(|cell| {
+                let live = cell.lock();
+                let wanted = study.as_deref().is_none_or(|s| live.record.spec.study == s);
+                wanted.then(|| Self::view(&live))
+            })
+            .collect();
+        views.sort_by(|a, b| {
+            a.record
+                .created_unix
+                .total_cmp(&b.record.created_unix)
+                .then_with(|| a.record.id.cmp(&b.record.id))
+        });
+        Ok(views)
     }
 
     #[instrument(skip(self), fields(experiment_id = %id))]
     async fn stop_experiment(&self, id: ExperimentId) -> Result<ExperimentView> {
-        let mut state = self.inner.state.lock().await;
-        let experiment = state.experiment(&id)?.clone();
-        if experiment.state == ExperimentState::Running {
+        self.inner.writer.check()?;
+        let cell = self.cell(&id)?;
+        let (ticket, view) = {
+            let mut live = cell.lock();
             let mut changes = Vec::new();
-            for trial in state.trials_of(&id) {
-                let mut updated = trial.clone();
-                match trial.state {
-                    TrialState::Pending => {
-                        updated.state = TrialState::Cancelled;
-                        updated.finished_unix = Some(now_unix());
+            if live.record.state == ExperimentState::Running {
+                let event = TrialEvent::Stop {
+                    now_unix: now_unix(),
+                };
+                for trial in live.trials() {
+                    if let Ok(updated) = transition(trial, &event) {
+                        changes.push(Change::PutTrial(updated));
                     }
-                    TrialState::Leased | TrialState::Running => updated.stop_requested = true,
-                    _ => continue,
                 }
-                changes.push(Change::PutTrial(updated));
+                changes.push(Change::PutExperiment(ExperimentRecord {
+                    state: ExperimentState::Stopped,
+                    ..live.record.clone()
+                }));
+                info!("experiment stopped");
             }
-            changes.push(Change::PutExperiment(ExperimentRecord {
-                state: ExperimentState::Stopped,
-                ..experiment
-            }));
-            self.commit(&mut state, changes).await?;
-            info!("experiment stopped");
-        }
-        Ok(self.view(&state, state.experiment(&id)?))
+            let ticket = self.mutate(&cell, &mut live, changes);
+            (ticket, Self::view(&live))
+        };
+        ticket.durable().await?;
+        Ok(view)
     }
 
     async fn list_trials(&self, id: ExperimentId, include_epochs: bool) -> Result<Vec<TrialView>> {
-        let state = self.inner.state.lock().await;
-        state.experiment(&id)?;
-        Ok(state
-            .trials_of(&id)
-            .into_iter()
-            .map(|t| Self::trial_view(&state, t, include_epochs))
+        let cell = self.cell(&id)?;
+        let live = cell.lock();
+        Ok(live
+            .trials()
+            .iter()
+            .map(|t| Self::trial_view(&live, t, include_epochs))
             .collect())
     }
 
     async fn best_trial(&self, id: ExperimentId) -> Result<Option<TrialView>> {
-        let state = self.inner.state.lock().await;
-        state.experiment(&id)?;
-        Ok(state
-            .best_trial(&id)
-            .map(|t| Self::trial_view(&state, t, true)))
+        let cell = self.cell(&id)?;
+        let live = cell.lock();
+        Ok(live.best_trial().map(|t| Self::trial_view(&live, t, true)))
     }
 }

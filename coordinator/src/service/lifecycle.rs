@@ -359,3 +359,13 @@ fn complete(
     }
     Ok(())
 }
+
+/// The trial after its current attempt reported `epoch`: the epochs it ran so far. Progress is
+/// not a change of state, so it is kept apart from [`transition`].
+pub fn progress(trial: &TrialRecord, epoch: u32) -> TrialRecord {
+    let mut next = trial.clone();
+    if trial.state.is_leased() {
+        next.epochs_run = next.epochs_run.max(epoch);
+    }
+    next
+}

@@ -1,13 +1,21 @@
 //! The domain: experiments, the trial state machine, leases and suggestions.
 //!
-//! [`Coordinator`] keeps the live [`State`] in memory behind one async mutex and
-//! writes every change through the [`ExperimentStore`] before it replies. The gRPC layer talks to
-//! it through the [`ExperimentService`] and [`AgentService`] traits, so it can be mocked.
+//! [`Coordinator`] gives each experiment one owner, an [`cell::ExperimentCell`] whose lock is held
+//! only for in-memory work, so requests for different experiments never wait for each other and
+//! no request waits for a GP fit or a disk write while holding anything. A change is applied to
+//! memory and queued to the group-commit [`Writer`] under the experiment's lock, and the request
+//! is answered once its batch is durable; a dropped request cannot part memory from the store.
+//! Suggestions are computed ahead of demand in the background ([`refill`]); an agent that asks
+//! while none is ready waits (long poll) or is told to retry. Lease deadlines live on the
+//! monotonic clock (`tokio::time::Instant`, so tests run on paused time), are judged at the
+//! request's arrival, and are renewed in memory only: a restart gives every lease a fresh one.
+//! The design is written up in `docs/design/coordinator-core.md`. The gRPC layer talks to the
+//! service through the [`ExperimentService`] and [`AgentService`] traits, so it can be mocked.
 //!
-//! Trial lifecycle: `Pending → Leased → Running → Succeeded | Failed | Cancelled |
-//! EarlyStopped`. An expired lease returns the trial to `Pending` and counts an attempt (after
-//! `max_attempts` it fails); an interrupted attempt (agent shutting down) returns it to
-//! `Pending` without counting.
+//! Trial lifecycle ([`lifecycle`], the only place a trial's state changes): `Pending → Leased →
+//! Running → Succeeded | Failed | Cancelled | EarlyStopped`. An expired lease returns the trial to
+//! `Pending` and counts an attempt (after `max_attempts` it fails); an interrupted attempt (agent
+//! shutting down) returns it to `Pending` without counting.
 //!
 //! An experiment may stop trials early ([`early_stop`]): after every epoch report its rule
 //! compares the trial with the experiment's other trials at the same epoch, and the answer to the
@@ -15,10 +23,13 @@
 //! value it reached, which the GP then sees as an ordinary observation.
 
 pub mod agents;
+pub mod cell;
 pub mod early_stop;
 pub mod experiments;
 pub mod lifecycle;
 pub mod model;
+pub mod refill;
+pub mod registry;
 pub mod state;
 
 use std::future::Future;
@@ -26,17 +37,24 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 use tuner::space::Assignment;
 
 use crate::metrics::Metrics;
+use crate::store::writer::{Ticket, Writer};
 use crate::store::{Change, ExperimentStore};
 use crate::{Error, Result};
+use cell::ExperimentCell;
 use model::{
     AgentCapabilities, AgentId, Direction, EpochRecord, ExperimentId, ExperimentRecord,
     ExperimentSpec, LeaseId, TrialId, TrialRecord, Workload,
 };
-use state::{State, TrialCounts};
+use registry::{AgentEntry, Agents, LeaseHome, Leases};
+use state::{Live, TrialCounts};
 
 /// Service settings, from the validated config.
 #[derive(Clone, Debug)]
@@ -53,6 +71,12 @@ pub struct Settings {
     pub default_initial_trials: NonZeroU32,
     /// What an agent is told when there is nothing to lease.
     pub retry_after: Duration,
+    /// The longest a `LeaseTrial` long poll waits for a trial.
+    pub max_lease_wait: Duration,
+    /// An agent not heard from for this long (and holding no lease) is forgotten.
+    pub agent_timeout: Duration,
+    /// Suggestions computed at once (each a GP fit on a blocking thread).
+    pub suggest_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -64,8 +88,18 @@ impl Default for Settings {
             max_attempts: NonZeroU32::new(3).expect("3 is not zero"),
             default_initial_trials: NonZeroU32::new(10).expect("10 is not zero"),
             retry_after: Duration::from_millis(500),
+            max_lease_wait: Duration::from_secs(5),
+            agent_timeout: Duration::from_secs(60),
+            suggest_concurrency: default_suggest_concurrency(),
         }
     }
+}
+
+/// One fewer than the cores, at least one: a core stays free for requests while GPs are fitted.
+pub fn default_suggest_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
 }
 
 /// An experiment with its summary.
@@ -283,46 +317,148 @@ pub struct Coordinator {
     inner: Arc<Inner>,
 }
 
+/// The experiments, by id and in creation order.
+#[derive(Default)]
+struct Experiments {
+    by_id: HashMap<ExperimentId, Arc<ExperimentCell>>,
+    order: Vec<Arc<ExperimentCell>>,
+}
+
 struct Inner {
-    state: Mutex<State>,
-    store: Arc<dyn ExperimentStore>,
+    experiments: RwLock<Experiments>,
+    agents: Agents,
+    leases: Leases,
+    writer: Writer,
     settings: Settings,
     metrics: Arc<Metrics>,
+    /// Woken when trials become ready, for long-polling `LeaseTrial`s.
+    work: Notify,
+    /// Bounds the BO suggestions computed at once.
+    suggest_permits: Arc<Semaphore>,
+}
+
+/// How the service writes to its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// A group-commit writer thread (the daemon).
+    Thread,
+    /// Commit inside each request (tests over an in-memory store on paused time).
+    Inline,
 }
 
 impl Coordinator {
-    /// Loads everything from the store, requeues leases that expired while it was down and
-    /// tops up every running experiment.
+    /// Loads everything from the store, gives every lease a fresh deadline (an outage must not
+    /// expire leases whose agents kept working), and starts topping up the running experiments
+    /// in the background.
     ///
     /// # Errors
-    /// When the store cannot be loaded or written.
+    /// When the store cannot be loaded or the writer cannot start.
     pub async fn start(
         store: Arc<dyn ExperimentStore>,
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
+        Self::start_with(store, settings, metrics, WriteMode::Thread).await
+    }
+
+    /// [`Coordinator::start`] with a chosen [`WriteMode`].
+    ///
+    /// # Errors
+    /// As [`Coordinator::start`].
+    pub async fn start_with(
+        store: Arc<dyn ExperimentStore>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        mode: WriteMode,
+    ) -> Result<Self> {
         let loader = Arc::clone(&store);
         let snapshot = tokio::task::spawn_blocking(move || loader.load())
             .await
             .map_err(|e| Error::Internal(format!("store load task failed: {e}")))??;
-        let experiments = snapshot.experiments.len();
-        let trials = snapshot.trials.len();
+        let writer = match mode {
+            WriteMode::Thread => Writer::spawn(store)?,
+            WriteMode::Inline => Writer::inline(store),
+        };
+        let now = Instant::now();
+        let deadline = now + settings.lease_timeout;
+        let mut lives: HashMap<ExperimentId, Live> = HashMap::new();
+        let mut order = Vec::new();
+        for record in snapshot.experiments {
+            order.push(record.id.clone());
+            lives.insert(record.id.clone(), Live::new(record));
+        }
+        let leases = Leases::new();
+        let trial_count = snapshot.trials.len();
+        for trial in snapshot.trials {
+            if let Some(lease) = &trial.last_lease_id {
+                leases.insert(
+                    lease.clone(),
+                    LeaseHome {
+                        experiment: trial.experiment_id.clone(),
+                        trial: trial.id.clone(),
+                    },
+                );
+            }
+            if let Some(live) = lives.get_mut(&trial.experiment_id) {
+                live.apply(Change::PutTrial(trial), deadline);
+            }
+        }
+        let mut experiment_of: HashMap<TrialId, ExperimentId> = HashMap::new();
+        for live in lives.values() {
+            for trial in live.trials() {
+                experiment_of.insert(trial.id.clone(), live.record.id.clone());
+            }
+        }
+        for epoch in snapshot.epochs {
+            if let Some(live) = experiment_of
+                .get(&epoch.trial_id)
+                .and_then(|id| lives.get_mut(id))
+            {
+                live.apply(Change::AddEpoch(epoch), deadline);
+            }
+        }
+        let agents = Agents::new();
+        for record in snapshot.agents {
+            agents.insert(
+                record.id.clone(),
+                AgentEntry {
+                    record,
+                    last_seen: now,
+                },
+            );
+        }
+        let mut experiments = Experiments::default();
+        for id in order {
+            if let Some(live) = lives.remove(&id) {
+                let cell = Arc::new(ExperimentCell::new(live));
+                experiments.by_id.insert(id, Arc::clone(&cell));
+                experiments.order.push(cell);
+            }
+        }
+        let count = experiments.order.len();
+        let permits = settings.suggest_concurrency.max(1);
         let coordinator = Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::from_snapshot(snapshot)),
-                store,
+                experiments: RwLock::new(experiments),
+                agents,
+                leases,
+                writer,
                 settings,
                 metrics,
+                work: Notify::new(),
+                suggest_permits: Arc::new(Semaphore::new(permits)),
             }),
         };
-        tracing::info!(experiments, trials, "state loaded");
-        coordinator.expire_leases().await?;
-        let mut state = coordinator.inner.state.lock().await;
-        for id in state.running_experiments() {
-            coordinator.advance(&mut state, &id).await?;
+        tracing::info!(
+            experiments = count,
+            trials = trial_count,
+            "state loaded; every lease has a fresh deadline"
+        );
+        for cell in coordinator.cells() {
+            coordinator.refresh_early_stops(&cell);
+            coordinator.refill(&cell);
         }
-        coordinator.refresh_gauges(&state);
-        drop(state);
+        coordinator.refresh_gauges();
         Ok(coordinator)
     }
 
@@ -336,44 +472,55 @@ impl Coordinator {
         &self.inner.metrics
     }
 
-    /// Runs the lease-expiry sweep every `lease_check_interval` until the task is aborted.
-    pub fn spawn_lease_sweeper(&self) -> tokio::task::JoinHandle<()> {
-        let coordinator = self.clone();
-        tokio::spawn(async move {
-            let mut interval =
-                tokio::time::interval(coordinator.inner.settings.lease_check_interval);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                if let Err(error) = coordinator.expire_leases().await {
-                    tracing::error!(error = %crate::display_chain(&error), "lease expiry sweep failed");
-                }
-            }
-        })
+    /// Every experiment, oldest first.
+    fn cells(&self) -> Vec<Arc<ExperimentCell>> {
+        self.inner
+            .experiments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .order
+            .clone()
     }
 
-    /// Writes the changes to the store, then applies them to `state` and updates the metrics.
-    async fn commit(&self, state: &mut State, changes: Vec<Change>) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let store = Arc::clone(&self.inner.store);
-        let changes = tokio::task::spawn_blocking(move || store.commit(&changes).map(|()| changes))
-            .await
-            .map_err(|e| Error::Internal(format!("store commit task failed: {e}")))??;
-        for change in changes {
-            self.count_transition(state, &change);
-            state.apply(change);
-        }
-        self.refresh_gauges(state);
-        Ok(())
+    /// One experiment.
+    fn cell(&self, id: &ExperimentId) -> Result<Arc<ExperimentCell>> {
+        self.inner
+            .experiments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_id
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("experiment", id))
     }
 
-    fn count_transition(&self, state: &State, change: &Change) {
+    fn insert_cell(&self, cell: Arc<ExperimentCell>) {
+        let mut experiments = self
+            .inner
+            .experiments
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        experiments.by_id.insert(cell.id.clone(), Arc::clone(&cell));
+        experiments.order.push(cell);
+    }
+
+    /// Applies changes to an experiment's memory and queues them for the store, in that order,
+    /// under the experiment's lock (which the caller holds as `live`). Counts the transitions.
+    fn mutate(&self, cell: &ExperimentCell, live: &mut Live, changes: Vec<Change>) -> Ticket {
+        let deadline = Instant::now() + self.inner.settings.lease_timeout;
+        for change in &changes {
+            self.count_transition(live, change);
+            live.apply(change.clone(), deadline);
+        }
+        cell.publish(live);
+        self.inner.writer.submit(changes)
+    }
+
+    fn count_transition(&self, live: &Live, change: &Change) {
         let metrics = &self.inner.metrics;
         match change {
             Change::PutTrial(trial) => {
-                let old = state.trial(&trial.id).map(|t| t.state);
+                let old = live.trial(&trial.id).map(|t| t.state);
                 if old != Some(trial.state) {
                     metrics
                         .trials_total
@@ -385,15 +532,20 @@ impl Coordinator {
                             .with_label_values(&[&trial.experiment_id.0])
                             .inc();
                     }
+                    if old.is_some_and(TrialState::is_leased) != trial.state.is_leased() {
+                        if trial.state.is_leased() {
+                            metrics.leases_active.inc();
+                        } else {
+                            metrics.leases_active.dec();
+                        }
+                    }
                 }
             }
             Change::AddEpoch(epoch) => {
-                if let Some(trial) = state.trial(&epoch.trial_id)
-                    && !state.has_epoch(&epoch.trial_id, epoch.attempt, epoch.epoch)
-                {
+                if !live.has_epoch(&epoch.trial_id, epoch.attempt, epoch.epoch) {
                     metrics
                         .experiment_epochs_total
-                        .with_label_values(&[&trial.experiment_id.0])
+                        .with_label_values(&[&live.record.id.0])
                         .inc();
                 }
             }
@@ -401,18 +553,17 @@ impl Coordinator {
         }
     }
 
-    fn refresh_gauges(&self, state: &State) {
+    /// Sets the gauges from the whole state (at startup and on every sweep).
+    fn refresh_gauges(&self) {
         let metrics = &self.inner.metrics;
+        let leased: usize = self.cells().iter().map(|c| c.leased()).sum();
         metrics
             .leases_active
-            .set(i64::try_from(state.leases_active()).unwrap_or(i64::MAX));
-        let horizon = model::now_unix() - self.inner.settings.lease_timeout.as_secs_f64();
-        let connected = state
-            .agents()
-            .filter(|a| a.last_seen_unix >= horizon)
-            .count();
+            .set(i64::try_from(leased).unwrap_or(i64::MAX));
         metrics
             .agents_connected
-            .set(i64::try_from(connected).unwrap_or(i64::MAX));
+            .set(i64::try_from(self.inner.agents.len()).unwrap_or(i64::MAX));
     }
 }
+
+use model::TrialState;

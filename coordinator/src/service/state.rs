@@ -1,15 +1,16 @@
-//! The coordinator's live state: every experiment, trial, epoch report and agent, indexed for the
-//! service. It changes only through [`State::apply`], the same [`Change`]s the store commits.
+//! One experiment's live state: its record, trials, epoch reports, the queue of trials ready to
+//! lease and the deadlines of the leased ones. Each experiment has its own, behind its own lock
+//! ([`super::cell::ExperimentCell`]), so requests for different experiments never wait for each
+//! other. The durable part changes only through [`Live::apply`], with the same [`Change`]s the
+//! store commits; deadlines and the ready queue are memory only (a restart rebuilds them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use tokio::time::Instant;
 
 use super::early_stop::TrialCurve;
-use super::model::{
-    AgentId, AgentRecord, EpochRecord, ExperimentId, ExperimentRecord, ExperimentState, LeaseId,
-    TrialId, TrialRecord, TrialState,
-};
-use crate::store::{Change, Snapshot};
-use crate::{Error, Result};
+use super::model::{EpochRecord, ExperimentRecord, TrialId, TrialRecord, TrialState};
+use crate::store::Change;
 
 /// Counts of an experiment's trials by state, and its totals.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -46,139 +47,171 @@ impl TrialCounts {
     }
 }
 
-/// Everything the coordinator knows, in memory.
-#[derive(Debug, Default)]
-pub struct State {
-    experiments: BTreeMap<ExperimentId, ExperimentRecord>,
-    trials: HashMap<TrialId, TrialRecord>,
-    trials_by_experiment: HashMap<ExperimentId, BTreeMap<u32, TrialId>>,
-    epochs: HashMap<TrialId, BTreeMap<(u32, u32), EpochRecord>>,
-    epochs_by_experiment: HashMap<ExperimentId, u64>,
-    agents: HashMap<AgentId, AgentRecord>,
-    leases: HashMap<LeaseId, TrialId>,
+/// One experiment, in memory.
+#[derive(Debug)]
+pub struct Live {
+    /// The stored experiment.
+    pub record: ExperimentRecord,
+    trials: Vec<TrialRecord>,
+    by_id: HashMap<TrialId, usize>,
+    epochs: HashMap<usize, BTreeMap<(u32, u32), EpochRecord>>,
+    epochs_reported: u64,
+    /// Pending trials in the order they are leased.
+    ready: VecDeque<usize>,
+    /// Live deadlines of leased trials (renewed by heartbeats, not stored).
+    deadlines: HashMap<usize, Instant>,
+    /// Leased trials the early-stopping rule stopped at their latest epoch.
+    stop_decided: HashSet<usize>,
+    /// A suggestion is being computed.
+    pub suggesting: bool,
 }
 
-impl State {
-    /// Builds the state from what a store loaded.
-    pub fn from_snapshot(snapshot: Snapshot) -> Self {
-        let mut state = State::default();
-        let changes = snapshot
-            .experiments
-            .into_iter()
-            .map(Change::PutExperiment)
-            .chain(snapshot.trials.into_iter().map(Change::PutTrial))
-            .chain(snapshot.epochs.into_iter().map(Change::AddEpoch))
-            .chain(snapshot.agents.into_iter().map(Change::PutAgent));
-        for change in changes {
-            state.apply(change);
+impl Live {
+    /// An experiment with no trials yet.
+    pub fn new(record: ExperimentRecord) -> Self {
+        Self {
+            record,
+            trials: Vec::new(),
+            by_id: HashMap::new(),
+            epochs: HashMap::new(),
+            epochs_reported: 0,
+            ready: VecDeque::new(),
+            deadlines: HashMap::new(),
+            stop_decided: HashSet::new(),
+            suggesting: false,
         }
-        state
     }
 
-    /// Applies one change (already committed to the store).
-    pub fn apply(&mut self, change: Change) {
+    /// Applies one durable change (already submitted to the store, or loaded from it). A leased
+    /// trial gets `deadline` when it has no live deadline yet.
+    pub fn apply(&mut self, change: Change, deadline: Instant) {
         match change {
-            Change::PutExperiment(e) => {
-                self.experiments.insert(e.id.clone(), e);
-            }
-            Change::PutTrial(t) => self.put_trial(t),
-            Change::AddEpoch(e) => {
-                let per_trial = self.epochs.entry(e.trial_id.clone()).or_default();
-                if per_trial.contains_key(&(e.attempt, e.epoch)) {
+            Change::PutExperiment(record) => self.record = record,
+            Change::PutTrial(trial) => self.put_trial(trial, deadline),
+            Change::AddEpoch(epoch) => {
+                let Some(&index) = self.by_id.get(&epoch.trial_id) else {
+                    return;
+                };
+                let per_trial = self.epochs.entry(index).or_default();
+                if per_trial.contains_key(&(epoch.attempt, epoch.epoch)) {
                     return;
                 }
-                if let Some(trial) = self.trials.get(&e.trial_id) {
-                    *self
-                        .epochs_by_experiment
-                        .entry(trial.experiment_id.clone())
-                        .or_default() += 1;
-                }
-                per_trial.insert((e.attempt, e.epoch), e);
+                per_trial.insert((epoch.attempt, epoch.epoch), epoch);
+                self.epochs_reported += 1;
             }
-            Change::PutAgent(a) => {
-                self.agents.insert(a.id.clone(), a);
+            Change::PutAgent(_) => {}
+        }
+    }
+
+    fn put_trial(&mut self, trial: TrialRecord, deadline: Instant) {
+        let (index, was_pending) = match self.by_id.get(&trial.id) {
+            Some(&index) => (index, self.trials[index].state == TrialState::Pending),
+            None => {
+                self.by_id.insert(trial.id.clone(), self.trials.len());
+                self.trials.push(trial.clone());
+                (self.trials.len() - 1, false)
             }
+        };
+        let is_pending = trial.state == TrialState::Pending;
+        if is_pending && !was_pending {
+            if trial.attempts == 0 {
+                self.ready.push_back(index);
+            } else {
+                // A requeued trial is older than any fresh one: it goes first.
+                self.ready.push_front(index);
+            }
+        } else if !is_pending && was_pending {
+            self.ready.retain(|&i| i != index);
         }
-    }
-
-    fn put_trial(&mut self, trial: TrialRecord) {
-        if let Some(old) = self.trials.get(&trial.id)
-            && let Some(lease) = &old.lease
-        {
-            self.leases.remove(&lease.lease_id);
+        if trial.state.is_leased() {
+            self.deadlines.entry(index).or_insert(deadline);
+        } else {
+            self.deadlines.remove(&index);
+            self.stop_decided.remove(&index);
         }
-        if let Some(lease) = &trial.lease {
-            self.leases.insert(lease.lease_id.clone(), trial.id.clone());
-        }
-        self.trials_by_experiment
-            .entry(trial.experiment_id.clone())
-            .or_default()
-            .insert(trial.number, trial.id.clone());
-        self.trials.insert(trial.id.clone(), trial);
-    }
-
-    /// An experiment by id.
-    ///
-    /// # Errors
-    /// `NotFound` when there is none.
-    pub fn experiment(&self, id: &ExperimentId) -> Result<&ExperimentRecord> {
-        self.experiments
-            .get(id)
-            .ok_or_else(|| Error::not_found("experiment", id))
-    }
-
-    /// All experiments, oldest first.
-    pub fn experiments(&self) -> Vec<&ExperimentRecord> {
-        let mut all: Vec<&ExperimentRecord> = self.experiments.values().collect();
-        all.sort_by(|a, b| {
-            a.created_unix
-                .total_cmp(&b.created_unix)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        all
-    }
-
-    /// Running experiments, oldest first.
-    pub fn running_experiments(&self) -> Vec<ExperimentId> {
-        self.experiments()
-            .into_iter()
-            .filter(|e| e.state == ExperimentState::Running)
-            .map(|e| e.id.clone())
-            .collect()
-    }
-
-    /// An experiment's trials in creation order.
-    pub fn trials_of(&self, id: &ExperimentId) -> Vec<&TrialRecord> {
-        self.trials_by_experiment
-            .get(id)
-            .map(|by_number| {
-                by_number
-                    .values()
-                    .filter_map(|t| self.trials.get(t))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.trials[index] = trial;
     }
 
     /// A trial by id.
     pub fn trial(&self, id: &TrialId) -> Option<&TrialRecord> {
-        self.trials.get(id)
+        self.by_id.get(id).map(|&i| &self.trials[i])
     }
 
-    /// The trial currently holding this lease, if the lease is current.
-    pub fn trial_by_lease(&self, lease: &LeaseId) -> Option<&TrialRecord> {
-        self.leases.get(lease).and_then(|t| self.trials.get(t))
+    /// The trials in creation order.
+    pub fn trials(&self) -> &[TrialRecord] {
+        &self.trials
     }
 
-    /// Every trial with a lease, for the expiry sweep.
-    pub fn leased_trials(&self) -> impl Iterator<Item = &TrialRecord> {
-        self.leases.values().filter_map(|t| self.trials.get(t))
+    /// The next pending trial to lease, if any.
+    pub fn next_ready(&self) -> Option<&TrialRecord> {
+        self.ready.front().map(|&i| &self.trials[i])
+    }
+
+    /// Pending trials waiting for an agent.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Leased trials.
+    pub fn leased_len(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Sets a leased trial's live deadline.
+    pub fn set_deadline(&mut self, id: &TrialId, deadline: Instant) {
+        if let Some(&index) = self.by_id.get(id)
+            && self.trials[index].state.is_leased()
+        {
+            self.deadlines.insert(index, deadline);
+        }
+    }
+
+    /// A leased trial's live deadline.
+    pub fn deadline(&self, id: &TrialId) -> Option<Instant> {
+        self.by_id
+            .get(id)
+            .and_then(|index| self.deadlines.get(index))
+            .copied()
+    }
+
+    /// Leased trials whose deadline is before `now`.
+    pub fn expired(&self, now: Instant) -> Vec<TrialId> {
+        let mut expired: Vec<usize> = self
+            .deadlines
+            .iter()
+            .filter(|&(_, &deadline)| deadline < now)
+            .map(|(&index, _)| index)
+            .collect();
+        expired.sort_unstable();
+        expired
+            .into_iter()
+            .map(|i| self.trials[i].id.clone())
+            .collect()
+    }
+
+    /// Records the early-stopping rule's decision for a leased trial.
+    pub fn set_stop_decided(&mut self, id: &TrialId, stop: bool) {
+        if let Some(&index) = self.by_id.get(id) {
+            if stop {
+                self.stop_decided.insert(index);
+            } else {
+                self.stop_decided.remove(&index);
+            }
+        }
+    }
+
+    /// Whether the early-stopping rule stopped this trial.
+    pub fn stop_decided(&self, id: &TrialId) -> bool {
+        self.by_id
+            .get(id)
+            .is_some_and(|index| self.stop_decided.contains(index))
     }
 
     /// The epoch reports of one attempt of a trial, by epoch.
     pub fn epochs_of(&self, trial: &TrialId, attempt: u32) -> Vec<&EpochRecord> {
-        self.epochs
+        self.by_id
             .get(trial)
+            .and_then(|index| self.epochs.get(index))
             .map(|all| {
                 all.range((attempt, 0)..=(attempt, u32::MAX))
                     .map(|(_, e)| e)
@@ -187,19 +220,27 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// Whether this epoch of this attempt was already reported.
+    pub fn has_epoch(&self, trial: &TrialId, attempt: u32, epoch: u32) -> bool {
+        self.by_id
+            .get(trial)
+            .and_then(|index| self.epochs.get(index))
+            .is_some_and(|all| all.contains_key(&(attempt, epoch)))
+    }
+
+    /// Epoch reports received over all attempts.
+    pub fn epochs_reported(&self) -> u64 {
+        self.epochs_reported
+    }
+
     /// The learning curves an early-stopping rule compares: the current attempt's epochs of every
-    /// trial of the experiment that is running or ended with a value (failed and cancelled trials
-    /// are left out, and so are pending ones, whose curve belongs to an attempt that was given
-    /// back). Returns the curves and the index of `trial` among them, if it is there.
-    pub fn learning_curves(
-        &self,
-        experiment: &ExperimentId,
-        trial: &TrialId,
-    ) -> (Vec<TrialCurve>, Option<usize>) {
+    /// trial that is running or ended with a value (failed, cancelled and pending trials are left
+    /// out). Returns the curves and the index of `trial` among them, if it is there.
+    pub fn learning_curves(&self, trial: &TrialId) -> (Vec<TrialCurve>, Option<usize>) {
         let mut index = None;
         let curves = self
-            .trials_of(experiment)
-            .into_iter()
+            .trials
+            .iter()
             .filter(|t| {
                 t.state.is_leased()
                     || matches!(t.state, TrialState::Succeeded | TrialState::EarlyStopped)
@@ -223,32 +264,10 @@ impl State {
         (curves, index)
     }
 
-    /// Whether this epoch of this attempt was already reported.
-    pub fn has_epoch(&self, trial: &TrialId, attempt: u32, epoch: u32) -> bool {
-        self.epochs
-            .get(trial)
-            .is_some_and(|all| all.contains_key(&(attempt, epoch)))
-    }
-
-    /// Epoch reports received for an experiment over all attempts.
-    pub fn epochs_reported(&self, id: &ExperimentId) -> u64 {
-        self.epochs_by_experiment.get(id).copied().unwrap_or(0)
-    }
-
-    /// An agent by id.
-    pub fn agent(&self, id: &AgentId) -> Option<&AgentRecord> {
-        self.agents.get(id)
-    }
-
-    /// All agents.
-    pub fn agents(&self) -> impl Iterator<Item = &AgentRecord> {
-        self.agents.values()
-    }
-
-    /// Counts an experiment's trials by state.
-    pub fn counts(&self, id: &ExperimentId) -> TrialCounts {
+    /// Counts the trials by state.
+    pub fn counts(&self) -> TrialCounts {
         let mut counts = TrialCounts::default();
-        for trial in self.trials_of(id) {
+        for trial in &self.trials {
             counts.created += 1;
             counts.cost_dollars += trial.cost_dollars;
             counts.device_seconds += trial.device_seconds;
@@ -265,10 +284,10 @@ impl State {
     }
 
     /// The best trial with a value that counts as a result (succeeded or early stopped).
-    pub fn best_trial(&self, id: &ExperimentId) -> Option<&TrialRecord> {
-        let direction = self.experiments.get(id)?.spec.direction;
+    pub fn best_trial(&self) -> Option<&TrialRecord> {
+        let direction = self.record.spec.direction;
         let mut best: Option<&TrialRecord> = None;
-        for trial in self.trials_of(id) {
+        for trial in &self.trials {
             let Some(value) = result_value(trial) else {
                 continue;
             };
@@ -280,11 +299,6 @@ impl State {
             }
         }
         best
-    }
-
-    /// Trials holding a lease now, over all experiments.
-    pub fn leases_active(&self) -> usize {
-        self.leases.len()
     }
 }
 
@@ -299,35 +313,49 @@ pub fn result_value(trial: &TrialRecord) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::model::LeaseRecord;
-    use crate::store::tests_support::{sample_changes, sample_experiment, sample_trial};
+    use crate::store::tests_support::{sample_experiment, sample_trial};
+
+    fn trial(number: u32, state: TrialState, value: Option<f64>) -> TrialRecord {
+        let mut trial = sample_trial();
+        trial.id = TrialId(format!("trial-{number}"));
+        trial.number = number;
+        trial.state = state;
+        trial.value = value;
+        if !state.is_leased() {
+            trial.lease = None;
+        }
+        if state == TrialState::Pending {
+            trial.attempts = 0;
+        }
+        trial
+    }
 
     #[test]
-    fn lease_index_follows_trial_updates() {
-        let (changes, snapshot) = sample_changes();
-        let mut state = State::default();
-        for change in changes {
-            state.apply(change);
-        }
-        let lease: LeaseId = "lease-1".into();
-        assert!(state.trial_by_lease(&lease).is_some());
-        let mut trial = snapshot.trials[0].clone();
-        trial.lease = Some(LeaseRecord {
-            lease_id: "lease-2".into(),
-            agent_id: "agent-1".into(),
-            deadline_unix: 5.0,
-        });
-        state.apply(Change::PutTrial(trial));
-        assert!(state.trial_by_lease(&lease).is_none());
-        assert_eq!(state.leases_active(), 1);
-        assert_eq!(state.epochs_reported(&"exp-1".into()), 1);
+    fn ready_queue_and_deadlines_follow_trial_states() {
+        let now = Instant::now();
+        let mut live = Live::new(sample_experiment());
+        live.apply(Change::PutTrial(trial(0, TrialState::Pending, None)), now);
+        live.apply(Change::PutTrial(trial(1, TrialState::Pending, None)), now);
+        assert_eq!(live.ready_len(), 2);
+        assert_eq!(live.next_ready().map(|t| t.number), Some(0));
+        live.apply(Change::PutTrial(trial(0, TrialState::Leased, None)), now);
+        assert_eq!((live.ready_len(), live.leased_len()), (1, 1));
+        assert_eq!(live.next_ready().map(|t| t.number), Some(1));
+        let mut requeued = trial(0, TrialState::Pending, None);
+        requeued.attempts = 1;
+        live.apply(Change::PutTrial(requeued.clone()), now);
+        assert_eq!((live.ready_len(), live.leased_len()), (2, 0));
+        // The requeued trial (it had an attempt) goes first.
+        assert_eq!(live.next_ready().map(|t| t.number), Some(0));
+        live.apply(Change::PutTrial(requeued), now);
+        assert_eq!(live.ready_len(), 2, "a repeated put does not queue twice");
     }
 
     #[test]
     fn best_trial_respects_direction_and_state() {
-        let mut state = State::default();
-        state.apply(Change::PutExperiment(sample_experiment()));
-        for (number, (value, trial_state)) in [
+        let now = Instant::now();
+        let mut live = Live::new(sample_experiment());
+        for (number, (value, state)) in [
             (3.0, TrialState::Succeeded),
             (1.0, TrialState::Failed),
             (2.0, TrialState::EarlyStopped),
@@ -335,26 +363,21 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let mut trial = sample_trial();
-            trial.id = TrialId(format!("trial-{number}"));
-            trial.number = number as u32;
-            trial.lease = None;
-            trial.state = trial_state;
-            trial.value = Some(value);
-            state.apply(Change::PutTrial(trial));
+            live.apply(
+                Change::PutTrial(trial(number as u32, state, Some(value))),
+                now,
+            );
         }
-        let best = state.best_trial(&"exp-1".into()).expect("has a best");
-        assert_eq!(best.value, Some(2.0));
-        let counts = state.counts(&"exp-1".into());
+        assert_eq!(live.best_trial().and_then(|t| t.value), Some(2.0));
+        let counts = live.counts();
         assert_eq!(
             (
                 counts.created,
                 counts.succeeded,
                 counts.failed,
-                counts.early_stopped,
-                counts.other_terminal
+                counts.early_stopped
             ),
-            (3, 1, 1, 1, 0)
+            (3, 1, 1, 1)
         );
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod memory;
 pub mod sqlite;
+pub mod writer;
 
 use crate::Result;
 use crate::service::model::{AgentRecord, EpochRecord, ExperimentRecord, TrialRecord};

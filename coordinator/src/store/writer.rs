@@ -1,0 +1,265 @@
+//! Group commit: one writer thread owns the store's writes, takes every batch of changes waiting
+//! at a moment and commits them in one transaction (one fsync for many requests), then tells
+//! each submitter that its changes are durable.
+//!
+//! The service applies a change to memory and submits it while it holds the experiment's lock,
+//! so the writer sees changes in the order memory saw them; a request is answered once its
+//! [`Ticket`] resolves. A dropped ticket does not cancel the write, which is what makes request
+//! handling cancel-safe: memory and store never part because a client went away.
+//!
+//! A failed transaction is retried change set by change set, so one bad request fails alone.
+//! Any failure leaves memory ahead of the store, so the writer then refuses every later write
+//! ([`Writer::check`]) until the coordinator is restarted and reloads from the store.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::{Change, ExperimentStore};
+use crate::{Error, Result};
+
+/// Requests taken into one transaction at most.
+const MAX_BATCH_REQUESTS: usize = 4096;
+
+struct Request {
+    changes: Vec<Change>,
+    done: Option<oneshot::Sender<std::result::Result<(), String>>>,
+}
+
+struct Shared {
+    failed: AtomicBool,
+    failure: Mutex<String>,
+}
+
+/// The handle the service submits through. Cloning shares the writer.
+#[derive(Clone)]
+pub struct Writer {
+    mode: Mode,
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+enum Mode {
+    /// A writer thread, fed by a channel.
+    Thread(mpsc::Sender<Request>),
+    /// Commits inside `submit` (tests with an in-memory store, where no thread is wanted).
+    Inline(Arc<dyn ExperimentStore>),
+}
+
+/// Resolves when the submitted changes are durable.
+#[must_use = "a request is answered once its changes are durable"]
+pub struct Ticket {
+    state: TicketState,
+}
+
+enum TicketState {
+    Ready(std::result::Result<(), String>),
+    Waiting(oneshot::Receiver<std::result::Result<(), String>>),
+}
+
+impl Ticket {
+    /// Waits until the changes are durable.
+    ///
+    /// # Errors
+    /// `Error::Store` when they could not be written.
+    pub async fn durable(self) -> Result<()> {
+        let outcome = match self.state {
+            TicketState::Ready(outcome) => outcome,
+            TicketState::Waiting(receiver) => receiver
+                .await
+                .unwrap_or_else(|_| Err("the store writer stopped".into())),
+        };
+        outcome.map_err(|message| Error::store("commit changes", StoreFailure(message)))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct StoreFailure(String);
+
+impl Writer {
+    /// Starts the writer thread over `store`.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn spawn(store: Arc<dyn ExperimentStore>) -> Result<Self> {
+        let (sender, receiver) = mpsc::channel::<Request>();
+        let shared = Arc::new(Shared {
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(String::new()),
+        });
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(store.as_ref(), &receiver, &thread_shared))
+            .map_err(|e| Error::io("spawn the store writer thread", e))?;
+        Ok(Self {
+            mode: Mode::Thread(sender),
+            shared,
+        })
+    }
+
+    /// A writer that commits inside [`Writer::submit`], for tests over an in-memory store.
+    pub fn inline(store: Arc<dyn ExperimentStore>) -> Self {
+        Self {
+            mode: Mode::Inline(store),
+            shared: Arc::new(Shared {
+                failed: AtomicBool::new(false),
+                failure: Mutex::new(String::new()),
+            }),
+        }
+    }
+
+    /// Fails when an earlier write failed: memory is then ahead of the store, and nothing more
+    /// may be written until a restart reloads the store.
+    ///
+    /// # Errors
+    /// `Error::Store` naming the earlier failure.
+    pub fn check(&self) -> Result<()> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            let message = self
+                .shared
+                .failure
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default();
+            return Err(Error::store(
+                "write (an earlier write failed; restart the coordinator to reload its store)",
+                StoreFailure(message),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queues changes for the next transaction. Call it while holding the lock under which the
+    /// changes were applied to memory, so the store sees them in the same order.
+    pub fn submit(&self, changes: Vec<Change>) -> Ticket {
+        if changes.is_empty() {
+            return Ticket {
+                state: TicketState::Ready(Ok(())),
+            };
+        }
+        match &self.mode {
+            Mode::Inline(store) => {
+                let outcome = store.commit(&changes).map_err(|e| {
+                    let message = crate::display_chain(&e);
+                    fail(&self.shared, &message);
+                    message
+                });
+                Ticket {
+                    state: TicketState::Ready(outcome),
+                }
+            }
+            Mode::Thread(sender) => {
+                let (done, receiver) = oneshot::channel();
+                let request = Request {
+                    changes,
+                    done: Some(done),
+                };
+                match sender.send(request) {
+                    Ok(()) => Ticket {
+                        state: TicketState::Waiting(receiver),
+                    },
+                    Err(_) => {
+                        fail(&self.shared, "the store writer stopped");
+                        Ticket {
+                            state: TicketState::Ready(Err("the store writer stopped".into())),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fail(shared: &Shared, message: &str) {
+    if let Ok(mut failure) = shared.failure.lock()
+        && failure.is_empty()
+    {
+        message.clone_into(&mut failure);
+    }
+    shared.failed.store(true, Ordering::Release);
+    tracing::error!(
+        error = message,
+        "store write failed; refusing further writes"
+    );
+}
+
+/// The writer thread: blocks for one request, drains what else is waiting, commits once.
+fn run(store: &dyn ExperimentStore, receiver: &mpsc::Receiver<Request>, shared: &Shared) {
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_REQUESTS {
+            match receiver.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let all: Vec<Change> = batch
+            .iter()
+            .flat_map(|r| r.changes.iter().cloned())
+            .collect();
+        match store.commit(&all) {
+            Ok(()) => {
+                for mut request in batch {
+                    if let Some(done) = request.done.take() {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+            }
+            Err(error) => {
+                // Find the bad request(s): commit one request at a time.
+                tracing::warn!(error = %crate::display_chain(&error), requests = batch.len(), "group commit failed; retrying one request at a time");
+                for mut request in batch {
+                    let outcome = store.commit(&request.changes).map_err(|e| {
+                        let message = crate::display_chain(&e);
+                        fail(shared, &message);
+                        message
+                    });
+                    if let Some(done) = request.done.take() {
+                        let _ = done.send(outcome);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::store::tests_support::sample_changes;
+
+    #[tokio::test]
+    async fn every_ticket_resolves_once_durable() {
+        let store = Arc::new(MemoryStore::new());
+        let writer = Writer::spawn(store.clone()).expect("spawns");
+        let (changes, expected) = sample_changes();
+        let tickets: Vec<Ticket> = changes
+            .into_iter()
+            .map(|c| writer.submit(vec![c]))
+            .collect();
+        for ticket in tickets {
+            ticket.durable().await.expect("durable");
+        }
+        assert_eq!(store.load().expect("loads"), expected);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_ticket_still_writes() {
+        let store = Arc::new(MemoryStore::new());
+        let writer = Writer::spawn(store.clone()).expect("spawns");
+        let (changes, expected) = sample_changes();
+        let last = changes.len() - 1;
+        for (i, change) in changes.into_iter().enumerate() {
+            let ticket = writer.submit(vec![change]);
+            if i == last {
+                ticket.durable().await.expect("durable");
+            }
+        }
+        assert_eq!(store.load().expect("loads"), expected);
+    }
+}
