@@ -40,6 +40,9 @@ const FIELDS: &[&str] = &[
     "lease_check_interval_secs",
     "max_attempts",
     "default_initial_trials",
+    "max_lease_wait_secs",
+    "agent_timeout_secs",
+    "suggest_concurrency",
     "auth_token",
     "auth_token_file",
 ];
@@ -57,6 +60,9 @@ pub struct RawConfig {
     lease_check_interval_secs: u64,
     max_attempts: u32,
     default_initial_trials: u32,
+    max_lease_wait_secs: u64,
+    agent_timeout_secs: u64,
+    suggest_concurrency: u32,
     #[serde(default)]
     auth_token: Option<String>,
     #[serde(default)]
@@ -95,6 +101,12 @@ pub struct Config {
     pub max_attempts: NonZeroU32,
     /// Default initial space-filling trials.
     pub default_initial_trials: NonZeroU32,
+    /// The longest a `LeaseTrial` long poll waits (0: never waits).
+    pub max_lease_wait: Duration,
+    /// Agents silent for this long are forgotten.
+    pub agent_timeout: Duration,
+    /// BO suggestions computed at once (0 in the file: one fewer than the cores).
+    pub suggest_concurrency: usize,
     /// Bearer token, when required.
     pub auth_token: Option<String>,
 }
@@ -111,6 +123,9 @@ impl std::fmt::Debug for Config {
             .field("lease_check_interval", &self.lease_check_interval)
             .field("max_attempts", &self.max_attempts)
             .field("default_initial_trials", &self.default_initial_trials)
+            .field("max_lease_wait", &self.max_lease_wait)
+            .field("agent_timeout", &self.agent_timeout)
+            .field("suggest_concurrency", &self.suggest_concurrency)
             .field(
                 "auth_token",
                 &self.auth_token.as_ref().map(|_| "<redacted>"),
@@ -130,7 +145,10 @@ fn builder_defaults()
         .set_default("heartbeat_interval_secs", 10)?
         .set_default("lease_check_interval_secs", 5)?
         .set_default("max_attempts", 3)?
-        .set_default("default_initial_trials", 10)
+        .set_default("default_initial_trials", 10)?
+        .set_default("max_lease_wait_secs", 5)?
+        .set_default("agent_timeout_secs", 60)?
+        .set_default("suggest_concurrency", 0)
 }
 
 /// The known `COORDINATOR_*` variables, keyed by field. Others are ignored: Kubernetes injects
@@ -238,6 +256,9 @@ impl Config {
             lease_check_interval: self.lease_check_interval,
             max_attempts: self.max_attempts,
             default_initial_trials: self.default_initial_trials,
+            max_lease_wait: self.max_lease_wait,
+            agent_timeout: self.agent_timeout,
+            suggest_concurrency: self.suggest_concurrency,
             ..Settings::default()
         }
     }
@@ -283,6 +304,25 @@ impl RawConfig {
                 self.heartbeat_interval_secs, self.lease_timeout_secs
             )));
         }
+        if self.max_lease_wait_secs > 60 {
+            return Err(Error::Config(format!(
+                "max_lease_wait_secs must be at most 60 (a long poll, not a hang), got {}",
+                self.max_lease_wait_secs
+            )));
+        }
+        let agent_timeout = positive_secs("agent_timeout_secs", self.agent_timeout_secs)?;
+        if agent_timeout < heartbeat_interval * 2 {
+            return Err(Error::Config(format!(
+                "agent_timeout_secs ({}) must be at least twice heartbeat_interval_secs ({})",
+                self.agent_timeout_secs, self.heartbeat_interval_secs
+            )));
+        }
+        if self.suggest_concurrency > 1024 {
+            return Err(Error::Config(format!(
+                "suggest_concurrency must be at most 1024 (0: one fewer than the cores), got {}",
+                self.suggest_concurrency
+            )));
+        }
         if self.data_dir.trim().is_empty() {
             return Err(Error::Config("data_dir must not be empty".into()));
         }
@@ -301,6 +341,12 @@ impl RawConfig {
                 "default_initial_trials",
                 self.default_initial_trials,
             )?,
+            max_lease_wait: Duration::from_secs(self.max_lease_wait_secs),
+            agent_timeout,
+            suggest_concurrency: match self.suggest_concurrency {
+                0 => crate::service::default_suggest_concurrency(),
+                n => n as usize,
+            },
             auth_token: resolve_token(self.auth_token, self.auth_token_file)?,
         })
     }

@@ -22,6 +22,27 @@ pub fn space_of(spec: &ExperimentSpec) -> Result<Space> {
         .map_err(|e| Error::InvalidArgument(format!("invalid search space: {e}")))
 }
 
+/// The tuner's batch strategy for a spec's. The domain names the constant liar by the quality
+/// of its lie (CL-min: the best value seen, CL-max: the worst), the tuner by the number in user
+/// units (`ClMin`: the smallest value), so for a maximization the two are swapped.
+pub fn tuner_batch(batch: BatchStrategy, direction: Direction) -> tuner::BatchStrategy {
+    let tuner_direction = match direction {
+        Direction::Maximize => tuner::Direction::Maximize,
+        Direction::Minimize => tuner::Direction::Minimize,
+    };
+    let best = tuner::BatchStrategy::best_value_lie(tuner_direction);
+    let worst = match best {
+        tuner::BatchStrategy::ClMin => tuner::BatchStrategy::ClMax,
+        _ => tuner::BatchStrategy::ClMin,
+    };
+    match batch {
+        BatchStrategy::ClMin => best,
+        BatchStrategy::ClMax => worst,
+        BatchStrategy::ClMean => tuner::BatchStrategy::ClMean,
+        BatchStrategy::McQei => tuner::BatchStrategy::McQei,
+    }
+}
+
 /// The tuner configuration of a spec.
 pub fn suggest_config(spec: &ExperimentSpec, strategy: Strategy) -> SuggestConfig {
     SuggestConfig {
@@ -36,12 +57,7 @@ pub fn suggest_config(spec: &ExperimentSpec, strategy: Strategy) -> SuggestConfi
             Direction::Maximize => tuner::Direction::Maximize,
             Direction::Minimize => tuner::Direction::Minimize,
         },
-        batch: match spec.batch {
-            BatchStrategy::ClMin => tuner::BatchStrategy::ClMin,
-            BatchStrategy::ClMean => tuner::BatchStrategy::ClMean,
-            BatchStrategy::ClMax => tuner::BatchStrategy::ClMax,
-            BatchStrategy::McQei => tuner::BatchStrategy::McQei,
-        },
+        batch: tuner_batch(spec.batch, spec.direction),
         initial_trials: spec.initial_trials as usize,
         ..SuggestConfig::default()
     }
@@ -118,6 +134,95 @@ fn suggest_bo(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::service::model::Workload;
+    use tuner::space::{ParamSpec, Value};
+
+    #[test]
+    fn the_cl_min_lie_is_the_best_value_in_either_direction() {
+        use tuner::BatchStrategy as T;
+        assert_eq!(tuner_batch(BatchStrategy::ClMin, Direction::Minimize), T::ClMin);
+        assert_eq!(tuner_batch(BatchStrategy::ClMin, Direction::Maximize), T::ClMax);
+        assert_eq!(tuner_batch(BatchStrategy::ClMax, Direction::Maximize), T::ClMin);
+        assert_eq!(tuner_batch(BatchStrategy::ClMax, Direction::Minimize), T::ClMax);
+        assert_eq!(tuner_batch(BatchStrategy::ClMean, Direction::Maximize), T::ClMean);
+    }
+
+    fn maximize_input(batch: BatchStrategy) -> SuggestInput {
+        let parameters: Vec<ParamSpec> = serde_json::from_str(
+            r#"[{"name":"x","type":"float","low":0.0,"high":1.0},{"name":"y","type":"float","low":0.0,"high":1.0}]"#,
+        )
+        .expect("space parses");
+        let point = |x: f64, y: f64| {
+            let mut a = Assignment::new();
+            a.insert("x".into(), Value::Float(x));
+            a.insert("y".into(), Value::Float(y));
+            a
+        };
+        // An accuracy-like objective peaking at (0.7, 0.3).
+        let value = |x: f64, y: f64| 0.9 - (x - 0.7).powi(2) - (y - 0.3).powi(2);
+        let observations = (0..12)
+            .map(|i| {
+                let (x, y) = ((f64::from(i) * 0.37) % 1.0, (f64::from(i) * 0.61) % 1.0);
+                Observation {
+                    params: point(x, y),
+                    value: value(x, y),
+                }
+            })
+            .collect();
+        SuggestInput {
+            spec: ExperimentSpec {
+                name: "lie".into(),
+                metric: "dev_accuracy".into(),
+                direction: Direction::Maximize,
+                strategy: Strategy::Bo,
+                batch,
+                budget_trials: 100,
+                parallelism: 4,
+                parameters,
+                seed: 11,
+                grid_levels: 3,
+                initial_trials: 5,
+                max_attempts: 3,
+                workload: Some(Workload::default()),
+                budget_dollars: 0.0,
+                study: String::new(),
+                early_stopping: crate::service::early_stop::Rule::None,
+            },
+            observations,
+            pending: vec![point(0.68, 0.31), point(0.72, 0.28)],
+            q: 2,
+            seed: 5,
+        }
+    }
+
+    /// Through the coordinator's bridge: a maximize experiment's default CL-min lies with the best
+    /// accuracy (the tuner's `ClMax`), not the worst, as it did before.
+    #[test]
+    fn a_maximize_experiment_lies_with_its_best_value() {
+        let input = maximize_input(BatchStrategy::ClMin);
+        let metrics = Metrics::new();
+        let got = suggest(&input, &metrics).expect("suggests");
+        let space = space_of(&input.spec).expect("space");
+        let direct = |batch| {
+            let cfg = SuggestConfig {
+                batch,
+                ..suggest_config(&input.spec, Strategy::Bo)
+            };
+            let model = tuner::fit(&space, &input.observations, &cfg, input.seed).expect("fits");
+            tuner::propose(&model, &input.pending, input.q, &cfg, input.seed)
+                .expect("proposes")
+                .into_iter()
+                .map(|c| c.params)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(got, direct(tuner::BatchStrategy::ClMax));
+        assert_ne!(
+            got,
+            direct(tuner::BatchStrategy::ClMin),
+            "the worst-value lie gives another batch here, so the test tells them apart"
+        );
+    }
 
     #[test]
     fn seeds_differ_per_call_and_repeat() {
