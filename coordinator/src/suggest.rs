@@ -141,11 +141,26 @@ mod tests {
     #[test]
     fn the_cl_min_lie_is_the_best_value_in_either_direction() {
         use tuner::BatchStrategy as T;
-        assert_eq!(tuner_batch(BatchStrategy::ClMin, Direction::Minimize), T::ClMin);
-        assert_eq!(tuner_batch(BatchStrategy::ClMin, Direction::Maximize), T::ClMax);
-        assert_eq!(tuner_batch(BatchStrategy::ClMax, Direction::Maximize), T::ClMin);
-        assert_eq!(tuner_batch(BatchStrategy::ClMax, Direction::Minimize), T::ClMax);
-        assert_eq!(tuner_batch(BatchStrategy::ClMean, Direction::Maximize), T::ClMean);
+        assert_eq!(
+            tuner_batch(BatchStrategy::ClMin, Direction::Minimize),
+            T::ClMin
+        );
+        assert_eq!(
+            tuner_batch(BatchStrategy::ClMin, Direction::Maximize),
+            T::ClMax
+        );
+        assert_eq!(
+            tuner_batch(BatchStrategy::ClMax, Direction::Maximize),
+            T::ClMin
+        );
+        assert_eq!(
+            tuner_batch(BatchStrategy::ClMax, Direction::Minimize),
+            T::ClMax
+        );
+        assert_eq!(
+            tuner_batch(BatchStrategy::ClMean, Direction::Maximize),
+            T::ClMean
+        );
     }
 
     fn maximize_input(batch: BatchStrategy) -> SuggestInput {

@@ -130,7 +130,8 @@ impl Coordinator {
 
     /// Renews the lease `lease_id` of a trial at `arrival`, or revives it when it expired and
     /// nobody took the trial since. `agent` is checked when given. Returns the trial and the
-    /// change to store, if the renewal changed the trial (its first renewal, or a revival).
+    /// change to store, if the renewal changed the trial (its first renewal, or a revival). The
+    /// caller applies the change, then sets the returned deadline.
     fn hold(
         &self,
         live: &mut Live,
@@ -138,7 +139,7 @@ impl Coordinator {
         lease_id: &LeaseId,
         agent: Option<&AgentId>,
         arrival: Instant,
-    ) -> Result<(TrialRecord, Option<Change>)> {
+    ) -> Result<(TrialRecord, Option<Change>, Instant)> {
         let trial = live
             .trial(trial_id)
             .cloned()
@@ -159,8 +160,7 @@ impl Coordinator {
             .is_some_and(|l| &l.lease_id == lease_id)
         {
             if trial.state == TrialState::Running {
-                live.set_deadline(trial_id, deadline);
-                return Ok((trial, None));
+                return Ok((trial, None, deadline));
             }
             TrialEvent::Renew {
                 lease_id: lease_id.clone(),
@@ -177,7 +177,7 @@ impl Coordinator {
         if matches!(event, TrialEvent::Revive { .. }) {
             info!(trial_id = %trial.id, lease_id = %lease_id, "expired lease revived: nobody else took the trial");
         }
-        Ok((updated.clone(), Some(Change::PutTrial(updated))))
+        Ok((updated.clone(), Some(Change::PutTrial(updated)), deadline))
     }
 
     /// Leases a ready trial from the experiment with the smallest share of its parallelism in
@@ -425,14 +425,12 @@ impl AgentService for Coordinator {
             };
             let mut live = cell.lock();
             match self.hold(&mut live, &trial_id, &lease_id, Some(&agent_id), arrival) {
-                Ok((trial, change)) => {
+                Ok((trial, change, deadline)) => {
                     if let Some(change) = change {
                         // Renewals need not be durable; the write is queued in order.
                         drop(self.mutate(&cell, &mut live, vec![change]));
                     }
-                    let deadline = live
-                        .deadline(&trial_id)
-                        .unwrap_or(arrival + self.inner.settings.lease_timeout);
+                    live.set_deadline(&trial_id, deadline);
                     statuses.push(LeaseStatus {
                         lease_id,
                         action: if Self::should_stop(&live, &trial) {
@@ -460,7 +458,8 @@ impl AgentService for Coordinator {
         let (cell, trial_id) = self.home(&lease_id)?;
         let (action, ticket) = {
             let mut live = cell.lock();
-            let (trial, change) = self.hold(&mut live, &trial_id, &lease_id, None, arrival)?;
+            let (trial, change, deadline) =
+                self.hold(&mut live, &trial_id, &lease_id, None, arrival)?;
             let mut changes: Vec<Change> = change.into_iter().collect();
             if live.has_epoch(&trial.id, trial.attempts, report.epoch) {
                 debug!(trial_id = %trial.id, "repeated epoch report ignored");
@@ -478,6 +477,7 @@ impl AgentService for Coordinator {
                 debug!(trial_id = %trial.id, value = report.value, "epoch done");
             }
             let ticket = self.mutate(&cell, &mut live, changes);
+            live.set_deadline(&trial_id, deadline);
             // Decided with this epoch recorded, so the rule judges the epoch just reported.
             Self::decide_early_stop(&mut live, &trial_id);
             (Self::action(&live, &trial_id), ticket)

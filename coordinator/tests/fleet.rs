@@ -1,0 +1,460 @@
+//! Fleet behaviour of the coordinator's core, through the domain traits on paused time (the
+//! lease clock is tokio's, so `tokio::time::advance` moves it): deadlines judged at arrival,
+//! fresh deadlines after a restart, late results, fair scheduling, the long poll, pruning, and
+//! cancel-safety of a request dropped in the middle of its commit.
+
+#[path = "fleet/support.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coordinator::metrics::Metrics;
+use coordinator::service::model::TrialState;
+use coordinator::service::{
+    AgentService, Coordinator, ExperimentService, LeaseAction, LeaseOutcome, WriteMode,
+};
+use coordinator::store::{Change, ExperimentStore, MemoryStore, Snapshot};
+use support::{agent, epoch, lease_now, settings, spec, start, success, wait_created};
+use tokio::time::advance;
+
+async fn trial_state(
+    coordinator: &Coordinator,
+    experiment: &coordinator::service::model::ExperimentId,
+) -> TrialState {
+    let trials = coordinator
+        .list_trials(experiment.clone(), false)
+        .await
+        .expect("lists");
+    trials[0].record.state
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadlines_are_renewed_from_the_arrival_of_each_heartbeat() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = coordinator
+        .create_experiment(spec("e", 1, 1))
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(&coordinator, &experiment, 1).await;
+    let agent = agent(&coordinator).await;
+    let lease = lease_now(&coordinator, &agent).await;
+
+    // Renewed at t = 9 s: the deadline moves to 19 s, no further.
+    advance(Duration::from_secs(9)).await;
+    let beat = coordinator
+        .heartbeat(agent.clone(), vec![lease.lease_id.clone()])
+        .await
+        .expect("beats");
+    assert_eq!(beat[0].action, LeaseAction::Continue);
+    advance(Duration::from_millis(9_900)).await;
+    coordinator.expire_leases().await.expect("sweeps");
+    assert_eq!(
+        trial_state(&coordinator, &experiment).await,
+        TrialState::Running
+    );
+    advance(Duration::from_millis(200)).await;
+    coordinator.expire_leases().await.expect("sweeps");
+    assert_eq!(
+        trial_state(&coordinator, &experiment).await,
+        TrialState::Pending
+    );
+    assert_eq!(
+        coordinator.metrics().leases_expired_total.get(),
+        1,
+        "one expiry counted"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_lease_nobody_took_is_revived_and_its_late_result_accepted() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = coordinator
+        .create_experiment(spec("e", 2, 1))
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(&coordinator, &experiment, 1).await;
+    let agent = agent(&coordinator).await;
+    let lease = lease_now(&coordinator, &agent).await;
+    advance(Duration::from_secs(11)).await;
+    coordinator.expire_leases().await.expect("sweeps");
+    assert_eq!(
+        trial_state(&coordinator, &experiment).await,
+        TrialState::Pending
+    );
+
+    // The agent was cut off, not dead: its report revives the lease, the same attempt goes on.
+    let action = coordinator
+        .report_epoch(lease.lease_id.clone(), epoch(1, 3.0))
+        .await
+        .expect("revived by its holder");
+    assert_eq!(action, LeaseAction::Continue);
+    assert_eq!(
+        trial_state(&coordinator, &experiment).await,
+        TrialState::Running
+    );
+
+    // It expires again; its completion, delivered late, is still the trial's result.
+    advance(Duration::from_secs(11)).await;
+    coordinator.expire_leases().await.expect("sweeps");
+    coordinator
+        .complete_trial(lease.lease_id.clone(), success(3.0))
+        .await
+        .expect("late result accepted");
+    let trials = coordinator
+        .list_trials(experiment.clone(), true)
+        .await
+        .expect("lists");
+    let trial = &trials[0];
+    assert_eq!(
+        (
+            trial.record.state,
+            trial.record.value,
+            trial.record.attempts
+        ),
+        (TrialState::Succeeded, Some(3.0), 1)
+    );
+    assert_eq!(trial.epochs.len(), 1, "the revived attempt kept its epoch");
+
+    // A repeated completion of the same lease is answered, not counted again.
+    coordinator
+        .complete_trial(lease.lease_id, success(3.0))
+        .await
+        .expect("repeat answered");
+    let view = coordinator.get_experiment(experiment).await.expect("gets");
+    assert_eq!(view.counts.succeeded, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_taken_by_another_agent_is_gone_for_the_first() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = coordinator
+        .create_experiment(spec("e", 1, 1))
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(&coordinator, &experiment, 1).await;
+    let first = agent(&coordinator).await;
+    let second = agent(&coordinator).await;
+    let old = lease_now(&coordinator, &first).await;
+    advance(Duration::from_secs(11)).await;
+    coordinator.expire_leases().await.expect("sweeps");
+    let new = lease_now(&coordinator, &second).await;
+    assert_eq!((new.trial_id, new.attempt), (old.trial_id, 2));
+    let beat = coordinator
+        .heartbeat(first, vec![old.lease_id.clone()])
+        .await
+        .expect("beats");
+    assert_eq!(beat[0].action, LeaseAction::Abandon);
+    let refused = coordinator
+        .complete_trial(old.lease_id, success(1.0))
+        .await
+        .expect_err("stale completion refused");
+    assert!(
+        matches!(refused, coordinator::Error::FailedPrecondition(_)),
+        "{refused}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_gives_every_lease_a_fresh_deadline() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = coordinator
+        .create_experiment(spec("e", 1, 1))
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(&coordinator, &experiment, 1).await;
+    let agent = agent(&coordinator).await;
+    let lease = lease_now(&coordinator, &agent).await;
+    drop(coordinator);
+
+    // Down for longer than the lease timeout; the agent kept training.
+    advance(Duration::from_secs(120)).await;
+    let coordinator = start(&store, settings()).await;
+    coordinator.expire_leases().await.expect("sweeps");
+    assert_eq!(
+        trial_state(&coordinator, &experiment).await,
+        TrialState::Leased
+    );
+    let beat = coordinator
+        .heartbeat(agent.clone(), vec![lease.lease_id.clone()])
+        .await
+        .expect("beats");
+    assert_eq!(beat[0].action, LeaseAction::Continue);
+    coordinator
+        .complete_trial(lease.lease_id, success(2.0))
+        .await
+        .expect("the result of the outage is kept");
+    assert_eq!(
+        trial_state(&coordinator, &experiment).await,
+        TrialState::Succeeded
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_long_poll_waits_up_to_the_cap_then_says_retry() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let agent = agent(&coordinator).await;
+    let started = tokio::time::Instant::now();
+    let outcome = coordinator
+        .lease_trial(agent, Duration::from_secs(100))
+        .await
+        .expect("answers");
+    assert!(
+        matches!(outcome, LeaseOutcome::RetryAfter(_)),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(5),
+        "capped at max_lease_wait"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_gets_the_trial_a_completion_frees() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = coordinator
+        .create_experiment(spec("e", 3, 1))
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(&coordinator, &experiment, 1).await;
+    let busy = agent(&coordinator).await;
+    let idle = agent(&coordinator).await;
+    let held = lease_now(&coordinator, &busy).await;
+    let waiting = {
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move { coordinator.lease_trial(idle, Duration::from_secs(5)).await })
+    };
+    coordinator
+        .complete_trial(held.lease_id, success(1.0))
+        .await
+        .expect("completes");
+    let outcome = waiting.await.expect("joins").expect("answers");
+    match outcome {
+        LeaseOutcome::Lease(lease) => assert_ne!(lease.trial_id, held.trial_id),
+        LeaseOutcome::RetryAfter(_) => panic!("the waiting agent was not given the new trial"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiments_of_equal_parallelism_share_the_agents_evenly() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let mut ids = Vec::new();
+    for name in ["a", "b"] {
+        let view = coordinator
+            .create_experiment(spec(name, 10_000, 40))
+            .await
+            .expect("creates");
+        ids.push(view.record.id);
+    }
+    for id in &ids {
+        wait_created(&coordinator, id, 40).await;
+    }
+    let mut agents = Vec::new();
+    for _ in 0..50 {
+        agents.push(agent(&coordinator).await);
+    }
+    let mut counts = [0u32; 2];
+    for _round in 0..8 {
+        let mut held = Vec::new();
+        for agent in &agents {
+            match coordinator
+                .lease_trial(agent.clone(), Duration::from_secs(2))
+                .await
+                .expect("lease call")
+            {
+                LeaseOutcome::Lease(lease) => {
+                    let which = ids.iter().position(|id| *id == lease.experiment_id);
+                    counts[which.expect("a known experiment")] += 1;
+                    held.push(lease);
+                }
+                LeaseOutcome::RetryAfter(_) => {}
+            }
+        }
+        for lease in held {
+            coordinator
+                .complete_trial(lease.lease_id, success(1.0))
+                .await
+                .expect("completes");
+        }
+    }
+    let total = f64::from(counts[0] + counts[1]);
+    assert!(total >= 300.0, "agents were kept busy: {counts:?}");
+    for count in counts {
+        let share = f64::from(count) / total;
+        assert!((0.45..=0.55).contains(&share), "unfair split {counts:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_agents_are_pruned_and_an_unregistering_agent_gives_its_trials_back() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = coordinator
+        .create_experiment(spec("e", 4, 2))
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(&coordinator, &experiment, 2).await;
+    let talking = agent(&coordinator).await;
+    let silent = agent(&coordinator).await;
+    advance(Duration::from_secs(20)).await;
+    coordinator
+        .heartbeat(talking.clone(), Vec::new())
+        .await
+        .expect("beats");
+    advance(Duration::from_secs(15)).await;
+    assert_eq!(coordinator.prune_agents(), 1);
+    let forgotten = coordinator
+        .lease_trial(silent, Duration::ZERO)
+        .await
+        .expect_err("a pruned agent registers again");
+    assert!(
+        matches!(forgotten, coordinator::Error::NotFound { .. }),
+        "{forgotten}"
+    );
+
+    let lease = lease_now(&coordinator, &talking).await;
+    assert_eq!(
+        coordinator
+            .unregister_agent(talking.clone())
+            .await
+            .expect("unregisters"),
+        1
+    );
+    let trials = coordinator
+        .list_trials(experiment, false)
+        .await
+        .expect("lists");
+    let released = trials
+        .iter()
+        .find(|t| t.record.id == lease.trial_id)
+        .expect("the trial");
+    assert_eq!(
+        (
+            released.record.state,
+            released.record.attempts,
+            released.record.interruptions
+        ),
+        (TrialState::Pending, 1, 1)
+    );
+    assert!(
+        coordinator
+            .lease_trial(talking, Duration::ZERO)
+            .await
+            .is_err()
+    );
+}
+
+/// A store whose commits take a while, so a request can be dropped in the middle of one.
+#[derive(Clone, Default)]
+struct SlowStore {
+    inner: MemoryStore,
+}
+
+impl ExperimentStore for SlowStore {
+    fn load(&self) -> coordinator::Result<Snapshot> {
+        self.inner.load()
+    }
+
+    fn commit(&self, changes: &[Change]) -> coordinator::Result<()> {
+        std::thread::sleep(Duration::from_millis(30));
+        self.inner.commit(changes)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_dropped_in_the_middle_of_its_commit_leaves_store_and_memory_equal() {
+    let store = SlowStore::default();
+    let shared: Arc<dyn ExperimentStore> = Arc::new(store.clone());
+    let coordinator = Coordinator::start_with(
+        shared,
+        settings(),
+        Arc::new(Metrics::new()),
+        WriteMode::Thread,
+    )
+    .await
+    .expect("starts");
+    let experiment = coordinator
+        .create_experiment(spec("e", 10, 2))
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(&coordinator, &experiment, 2).await;
+    let agent = agent(&coordinator).await;
+    let lease = lease_now(&coordinator, &agent).await;
+
+    // Each request is dropped after 5 ms, while its 30 ms commit is under way.
+    let cut = Duration::from_millis(5);
+    let report = coordinator.report_epoch(lease.lease_id.clone(), epoch(1, 4.0));
+    assert!(
+        tokio::time::timeout(cut, report).await.is_err(),
+        "dropped mid-commit"
+    );
+    let complete = coordinator.complete_trial(lease.lease_id.clone(), success(4.0));
+    assert!(
+        tokio::time::timeout(cut, complete).await.is_err(),
+        "dropped mid-commit"
+    );
+    let stop = coordinator.stop_experiment(experiment.clone());
+    assert!(
+        tokio::time::timeout(cut, stop).await.is_err(),
+        "dropped mid-commit"
+    );
+
+    // A later request waits for everything before it to be durable (one writer, in order).
+    coordinator
+        .register_agent(Default::default(), None)
+        .await
+        .expect("registers");
+    let snapshot = store.load().expect("loads");
+    let memory = coordinator
+        .list_trials(experiment.clone(), true)
+        .await
+        .expect("lists");
+    let stored: Vec<_> = snapshot
+        .trials
+        .iter()
+        .filter(|t| t.experiment_id == experiment)
+        .cloned()
+        .collect();
+    let in_memory: Vec<_> = memory.iter().map(|t| t.record.clone()).collect();
+    assert_eq!(stored, in_memory, "store and memory agree trial by trial");
+    let done = in_memory
+        .iter()
+        .find(|t| t.id == lease.trial_id)
+        .expect("the trial");
+    assert_eq!((done.state, done.value), (TrialState::Succeeded, Some(4.0)));
+    let stored_epochs = snapshot
+        .epochs
+        .iter()
+        .filter(|e| e.trial_id == lease.trial_id)
+        .count();
+    assert_eq!(stored_epochs, 1, "the dropped report is durable");
+    let experiment_record = snapshot
+        .experiments
+        .iter()
+        .find(|e| e.id == experiment)
+        .expect("stored");
+    let view = coordinator.get_experiment(experiment).await.expect("gets");
+    assert_eq!(experiment_record, &view.record);
+}
