@@ -10,7 +10,7 @@
 #                                            nvrtc_compile and cnn's gpu_step)
 # BUNDLE_STUDY=1 also adds the CUDA builds of coordinator, agent and tunectl for
 # scripts/gpu-study.sh:
-#   cargo build --release --features cuda -p agent && cargo build --release -p coordinator
+#   cargo build --release --features cuda -p agent && cargo build --release -p coordinator -p tunectl
 # BUNDLE_PROFILE=dev builds unoptimized binaries instead (to check this script quickly; never
 # time those).
 # Binaries need only glibc 2.34+ on the GPU machine. Debug info is stripped to keep the bundle
@@ -36,7 +36,7 @@ mkdir -p "$bundle"
 cp "$CARGO_TARGET_DIR/$profile_dir/gpu-bench" "$bundle/"
 if [ "${BUNDLE_STUDY:-0}" = 1 ]; then
     cargo build --profile "$profile" --features cuda -p agent
-    cargo build --profile "$profile" -p coordinator
+    cargo build --profile "$profile" -p coordinator -p tunectl
     for bin in coordinator agent tunectl; do
         cp "$CARGO_TARGET_DIR/$profile_dir/$bin" "$bundle/"
     done

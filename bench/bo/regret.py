@@ -8,7 +8,7 @@ and writes the median and interquartile range of the simple regret (best value f
 known optimum: Branin 0.397887, Hartmann-6 -3.32237).
 
 Usage (from the repository root):
-    cargo build -p coordinator --bin tunectl
+    cargo build -p tunectl
     .venv/bin/python bench/bo/regret.py --tunectl target/debug/tunectl --out bench/bo/results-DATE.md
     .venv/bin/python bench/bo/regret.py --latency      # Optuna GPSampler's time per point
 Small check: --seeds 1 --evals 12 --functions branin --methods tunefleet-bo,optuna-tpe

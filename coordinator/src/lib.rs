@@ -1,11 +1,13 @@
 //! The tunefleet coordinator: a tokio + tonic gRPC daemon that runs hyperparameter-tuning
 //! experiments (batch Bayesian optimization, random and grid search via `tuner`), hands trials to
-//! agents under leases, and keeps everything in SQLite; plus the `tunectl` client's commands.
+//! agents under leases, and keeps everything in SQLite.
 //!
 //! Place in the workspace (STYLE.md §1): depends on `tuner` and `proto`, never on `agent`,
-//! `cnn` or `kernels`. Modules: [`config`], [`telemetry`], [`metrics`], [`store`] (durable and
+//! `cnn`, `kernels` or the `tunectl` client (which lives in `coordinator/tunectl/` and depends on
+//! this crate only for the wire conversions in [`grpc::convert`], [`READY_PREFIX`] and
+//! [`telemetry`]). Modules: [`config`], [`telemetry`], [`metrics`], [`store`] (durable and
 //! in-memory), [`service`] (the domain: experiments and the trial state machine), [`suggest`]
-//! (the bridge to `tuner`), [`grpc`] (thin tonic adapters) and [`cli`] (`tunectl`).
+//! (the bridge to `tuner`) and [`grpc`] (thin tonic adapters).
 //!
 //! ```no_run
 //! # async fn demo() -> coordinator::Result<()> {
@@ -16,17 +18,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod ask_tell;
-pub mod cli;
 pub mod config;
 pub mod error;
 pub mod grpc;
-pub mod local;
 pub mod metrics;
-pub mod scenario;
 pub mod service;
 pub mod store;
-pub mod study;
 pub mod suggest;
 pub mod telemetry;
 

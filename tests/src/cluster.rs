@@ -2,10 +2,10 @@
 //! processes on loopback port 0 with temporary data dirs, reads their readiness lines, runs
 //! `tunectl`, and kills every child on drop. `wait_for` polls with a deadline (never a bare sleep).
 //!
-//! The binaries must be built first: `cargo test --workspace` builds them (the `coordinator`
-//! and `agent` packages have integration tests, which makes cargo build their binaries), or run
-//! `cargo build --workspace --bins`. Other modules (agents, Prometheus) build on [`Daemon`] and
-//! [`Cluster`].
+//! The binaries must be built first: `cargo test --workspace` builds them (the `coordinator`,
+//! `tunectl` and `agent` packages have integration tests, which makes cargo build their
+//! binaries), or run `cargo build --workspace --bins`. Other modules (agents, Prometheus) build
+//! on [`Daemon`] and [`Cluster`].
 //!
 //! ```no_run
 //! # fn demo() -> anyhow::Result<()> {

@@ -17,6 +17,9 @@
 //!    observations at the lie value ([`BatchStrategy`]), or Monte Carlo q-EI
 //!    ([`acquisition::qei`]).
 //!
+//! It also holds the early-stopping rules ([`early_stop`]: the median stopping rule and ASHA),
+//! pure functions of the trials' learning curves that the coordinator's service applies.
+//!
 //! ```
 //! use tuner::{suggest, Observation, SuggestConfig, space::{ParamSpec, Space}};
 //! let params: Vec<ParamSpec> = serde_json::from_str(
@@ -39,6 +42,7 @@
 pub mod acquisition;
 mod bo;
 mod design;
+pub mod early_stop;
 pub mod error;
 pub mod fit;
 pub mod gp;

@@ -272,7 +272,7 @@ fn spawn_daemon(
         let mut sent = false;
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if !sent && let Some(body) = line.strip_prefix(crate::READY_PREFIX) {
+            if !sent && let Some(body) = line.strip_prefix(coordinator::READY_PREFIX) {
                 sent = tx.send(body.trim().to_string()).is_ok();
             }
         }

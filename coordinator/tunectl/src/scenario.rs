@@ -9,7 +9,7 @@
 //! chosen from the CNN's measured CPU speed (see `docs/BENCHMARKS.md`).
 //!
 //! ```
-//! let spec = coordinator::scenario::scenario("basic").expect("built in");
+//! let spec = tunectl::scenario::scenario("basic").expect("built in");
 //! assert_eq!(spec.parameters.len(), 6);
 //! assert_eq!(spec.workload.unwrap().kind, "textcnn");
 //! ```

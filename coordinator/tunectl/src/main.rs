@@ -1,10 +1,11 @@
-//! `tunectl`, the tunefleet command-line client. Errors are one line on stderr and exit code 1.
+//! `tunectl`, the tunefleet command-line client: parses the command line and calls the
+//! [`tunectl`] library's commands. Errors are one line on stderr and exit code 1.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use coordinator::cli::{self, ConnectOptions, ExperimentCommand};
+use tunectl::cli::{self, ConnectOptions, ExperimentCommand};
 
 /// Creates, inspects and stops tunefleet experiments.
 #[derive(Debug, Parser)]
@@ -21,13 +22,13 @@ enum Command {
     #[command(flatten)]
     Experiment(ExperimentCommand),
     /// Runs the tuner in-process, speaking JSON lines on stdin/stdout (for benchmarks).
-    AskTell(coordinator::ask_tell::AskTellOptions),
+    AskTell(tunectl::ask_tell::AskTellOptions),
     /// Runs a whole cluster on this machine (coordinator and agents as child processes).
-    Local(coordinator::local::LocalOptions),
+    Local(tunectl::local::LocalOptions),
     /// Runs BO, random and grid search on a scenario as one study (tagged experiments).
-    Study(coordinator::cli::study::StudyOptions),
+    Study(tunectl::cli::study::StudyOptions),
     /// Writes a study's tables, plots and parameter importance into a directory.
-    Report(coordinator::cli::report::ReportOptions),
+    Report(tunectl::cli::report::ReportOptions),
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -40,9 +41,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             runtime.block_on(cli::run(&args.connect, command, &mut stdout))
         }
         Command::AskTell(options) => {
-            coordinator::ask_tell::run(&options, std::io::stdin().lock(), std::io::stdout().lock())
+            tunectl::ask_tell::run(&options, std::io::stdin().lock(), std::io::stdout().lock())
         }
-        Command::Local(options) => coordinator::local::run(&options),
+        Command::Local(options) => tunectl::local::run(&options),
         Command::Study(options) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
+use coordinator::grpc::convert::{param_spec_from_pb, params_from_pb, rule_from_pb};
 use proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use tuner::space::{Assignment, ParamSpec};
 
 use crate::cli::{self, Client};
-use crate::grpc::convert::{param_spec_from_pb, params_from_pb, rule_from_pb};
 
 /// A whole study.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

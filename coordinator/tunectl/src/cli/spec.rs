@@ -4,12 +4,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use coordinator::grpc::convert::{param_spec_to_pb, params_to_pb, rule_to_pb};
 use proto::v1 as pb;
 use serde::Deserialize;
+use tuner::early_stop::Rule;
 use tuner::space::{ParamSpec, Value};
-
-use crate::grpc::convert::{param_spec_to_pb, params_to_pb, rule_to_pb};
-use crate::service::early_stop::Rule;
 
 /// `direction = "maximize" | "minimize"`.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -242,7 +241,7 @@ epochs = 1
         let spec = SpecFile::parse(&median).expect("parses");
         assert_eq!(
             spec.early_stopping,
-            Rule::Median(crate::service::early_stop::MedianRule {
+            Rule::Median(tuner::early_stop::MedianRule {
                 min_epochs: 1,
                 min_trials: 5
             })

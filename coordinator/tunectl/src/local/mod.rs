@@ -117,8 +117,9 @@ pub fn build_spec(opts: &LocalOptions) -> anyhow::Result<pb::ExperimentSpec> {
         .unwrap_or(opts.agents.max(1) * opts.slots.max(1));
     spec.seed = opts.seed.unwrap_or(0);
     spec.name = format!("{}-local", spec.name);
-    spec.early_stopping =
-        crate::grpc::convert::rule_to_pb(&crate::study::run::rule_by_name(&opts.early_stopping)?);
+    spec.early_stopping = coordinator::grpc::convert::rule_to_pb(&crate::study::run::rule_by_name(
+        &opts.early_stopping,
+    )?);
     if let Some(workload) = spec.workload.as_mut() {
         workload.max_train_examples = opts.max_train.unwrap_or(workload.max_train_examples);
         workload.max_dev_examples = opts.max_dev.unwrap_or(workload.max_dev_examples);

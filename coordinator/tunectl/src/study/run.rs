@@ -25,13 +25,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
+use coordinator::grpc::convert::{param_spec_from_pb, rule_to_pb, value_to_pb};
 use proto::v1 as pb;
+use tuner::early_stop::{AshaRule, MedianRule, Rule};
 use tuner::space::{ParamSpec, Space};
 
 use super::data::experiment_name;
 use crate::cli::{self, Client};
-use crate::grpc::convert::{param_spec_from_pb, rule_to_pb, value_to_pb};
-use crate::service::early_stop::{AshaRule, MedianRule, Rule};
 
 /// A search strategy on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
