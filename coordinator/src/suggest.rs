@@ -26,11 +26,7 @@ pub fn space_of(spec: &ExperimentSpec) -> Result<Space> {
 /// of its lie (CL-min: the best value seen, CL-max: the worst), the tuner by the number in user
 /// units (`ClMin`: the smallest value), so for a maximization the two are swapped.
 pub fn tuner_batch(batch: BatchStrategy, direction: Direction) -> tuner::BatchStrategy {
-    let tuner_direction = match direction {
-        Direction::Maximize => tuner::Direction::Maximize,
-        Direction::Minimize => tuner::Direction::Minimize,
-    };
-    let best = tuner::BatchStrategy::best_value_lie(tuner_direction);
+    let best = tuner::BatchStrategy::best_value_lie(direction);
     let worst = match best {
         tuner::BatchStrategy::ClMin => tuner::BatchStrategy::ClMax,
         _ => tuner::BatchStrategy::ClMin,
@@ -53,10 +49,7 @@ pub fn suggest_config(spec: &ExperimentSpec, strategy: Strategy) -> SuggestConfi
                 levels: spec.grid_levels as usize,
             },
         },
-        direction: match spec.direction {
-            Direction::Maximize => tuner::Direction::Maximize,
-            Direction::Minimize => tuner::Direction::Minimize,
-        },
+        direction: spec.direction,
         batch: tuner_batch(spec.batch, spec.direction),
         initial_trials: spec.initial_trials as usize,
         ..SuggestConfig::default()

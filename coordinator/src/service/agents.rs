@@ -18,7 +18,7 @@ use super::cell::ExperimentCell;
 use super::early_stop::{Decision, Rule, decide_one};
 use super::lifecycle::{TransitionError, TrialEvent, progress, transition};
 use super::model::{
-    AgentCapabilities, AgentId, AgentRecord, Direction, EpochRecord, ExperimentState, LeaseId,
+    AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentState, LeaseId,
     TrialId, TrialRecord, TrialState, now_unix,
 };
 use super::registry::{AgentEntry, LeaseHome};
@@ -102,10 +102,7 @@ impl Coordinator {
         }
         let (curves, index) = live.learning_curves(trial_id);
         let Some(index) = index else { return };
-        let direction = match live.record.spec.direction {
-            Direction::Maximize => tuner::Direction::Maximize,
-            Direction::Minimize => tuner::Direction::Minimize,
-        };
+        let direction = live.record.spec.direction;
         let stop = decide_one(&rule, direction, &curves, index) == Decision::Stop;
         if stop && !live.stop_decided(trial_id) {
             let epoch = live.trial(trial_id).map_or(0, |t| t.epochs_run);

@@ -73,25 +73,9 @@ pub fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Whether larger or smaller objective values are better.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Larger is better (accuracy).
-    Maximize,
-    /// Smaller is better (loss, regret).
-    Minimize,
-}
-
-impl Direction {
-    /// Whether `candidate` is strictly better than `incumbent`.
-    pub fn is_better(self, candidate: f64, incumbent: f64) -> bool {
-        match self {
-            Direction::Maximize => candidate > incumbent,
-            Direction::Minimize => candidate < incumbent,
-        }
-    }
-}
+/// Whether larger or smaller objective values are better: the tuner's type, one for the whole
+/// domain.
+pub use tuner::Direction;
 
 /// How new trials are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -75,6 +75,16 @@ pub enum Direction {
     Maximize,
 }
 
+impl Direction {
+    /// Whether `candidate` is strictly better than `incumbent`.
+    pub fn is_better(self, candidate: f64, incumbent: f64) -> bool {
+        match self {
+            Direction::Maximize => candidate > incumbent,
+            Direction::Minimize => candidate < incumbent,
+        }
+    }
+}
+
 /// One finished trial: its parameters and the objective value as the user measured it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
