@@ -18,8 +18,8 @@ use super::cell::ExperimentCell;
 use super::early_stop::{Decision, Rule, decide_one};
 use super::lifecycle::{TransitionError, TrialEvent, progress, transition};
 use super::model::{
-    AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentState, LeaseId,
-    TrialId, TrialRecord, TrialState, now_unix,
+    AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentState, LeaseId, TrialId,
+    TrialRecord, TrialState, now_unix,
 };
 use super::registry::{AgentEntry, LeaseHome};
 use super::state::Live;

@@ -62,8 +62,35 @@ pub struct Live {
     deadlines: HashMap<usize, Instant>,
     /// Leased trials the early-stopping rule stopped at their latest epoch.
     stop_decided: HashSet<usize>,
+    /// Counts by state, kept up to date by every put.
+    counts: TrialCounts,
+    /// The best result so far.
+    best: Option<usize>,
     /// A suggestion is being computed.
     pub suggesting: bool,
+}
+
+impl TrialCounts {
+    fn add(&mut self, trial: &TrialRecord, sign: i8) {
+        let step = |n: &mut u32| {
+            if sign > 0 {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+            }
+        };
+        match trial.state {
+            TrialState::Pending => step(&mut self.pending),
+            TrialState::Leased | TrialState::Running => step(&mut self.leased),
+            TrialState::Succeeded => step(&mut self.succeeded),
+            TrialState::Failed => step(&mut self.failed),
+            TrialState::EarlyStopped => step(&mut self.early_stopped),
+            TrialState::Cancelled => step(&mut self.other_terminal),
+        }
+        let factor = f64::from(sign);
+        self.cost_dollars += factor * trial.cost_dollars;
+        self.device_seconds += factor * trial.device_seconds;
+    }
 }
 
 impl Live {
@@ -78,6 +105,8 @@ impl Live {
             ready: VecDeque::new(),
             deadlines: HashMap::new(),
             stop_decided: HashSet::new(),
+            counts: TrialCounts::default(),
+            best: None,
             suggesting: false,
         }
     }
@@ -105,13 +134,29 @@ impl Live {
 
     fn put_trial(&mut self, trial: TrialRecord, deadline: Instant) {
         let (index, was_pending) = match self.by_id.get(&trial.id) {
-            Some(&index) => (index, self.trials[index].state == TrialState::Pending),
+            Some(&index) => {
+                let old = &self.trials[index];
+                self.counts.add(old, -1);
+                (index, old.state == TrialState::Pending)
+            }
             None => {
                 self.by_id.insert(trial.id.clone(), self.trials.len());
                 self.trials.push(trial.clone());
+                self.counts.created += 1;
                 (self.trials.len() - 1, false)
             }
         };
+        self.counts.add(&trial, 1);
+        if let Some(value) = result_value(&trial) {
+            let direction = self.record.spec.direction;
+            let better = self
+                .best
+                .and_then(|b| result_value(&self.trials[b]))
+                .is_none_or(|incumbent| direction.is_better(value, incumbent));
+            if better || self.best == Some(index) {
+                self.best = Some(index);
+            }
+        }
         let is_pending = trial.state == TrialState::Pending;
         if is_pending && !was_pending {
             if trial.attempts == 0 {
@@ -266,39 +311,12 @@ impl Live {
 
     /// Counts the trials by state.
     pub fn counts(&self) -> TrialCounts {
-        let mut counts = TrialCounts::default();
-        for trial in &self.trials {
-            counts.created += 1;
-            counts.cost_dollars += trial.cost_dollars;
-            counts.device_seconds += trial.device_seconds;
-            match trial.state {
-                TrialState::Pending => counts.pending += 1,
-                TrialState::Leased | TrialState::Running => counts.leased += 1,
-                TrialState::Succeeded => counts.succeeded += 1,
-                TrialState::Failed => counts.failed += 1,
-                TrialState::EarlyStopped => counts.early_stopped += 1,
-                TrialState::Cancelled => counts.other_terminal += 1,
-            }
-        }
-        counts
+        self.counts.clone()
     }
 
     /// The best trial with a value that counts as a result (succeeded or early stopped).
     pub fn best_trial(&self) -> Option<&TrialRecord> {
-        let direction = self.record.spec.direction;
-        let mut best: Option<&TrialRecord> = None;
-        for trial in &self.trials {
-            let Some(value) = result_value(trial) else {
-                continue;
-            };
-            if best
-                .and_then(|b| b.value)
-                .is_none_or(|incumbent| direction.is_better(value, incumbent))
-            {
-                best = Some(trial);
-            }
-        }
-        best
+        self.best.map(|i| &self.trials[i])
     }
 }
 
@@ -379,5 +397,74 @@ mod tests {
             ),
             (3, 1, 1, 1)
         );
+    }
+
+    /// The incremental counts and best trial equal a recount after any sequence of puts.
+    #[test]
+    fn incremental_counts_and_best_match_a_recount() {
+        let states = [
+            TrialState::Pending,
+            TrialState::Leased,
+            TrialState::Running,
+            TrialState::Succeeded,
+            TrialState::Failed,
+            TrialState::Cancelled,
+            TrialState::EarlyStopped,
+        ];
+        let now = Instant::now();
+        let mut live = Live::new(sample_experiment());
+        let mut x: u64 = 12345;
+        for step in 0..2000u32 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let number = ((x >> 33) % 40) as u32;
+            let id = TrialId(format!("trial-{number}"));
+            if live.trial(&id).is_some_and(|t| t.state.is_terminal()) {
+                continue;
+            }
+            let state = states[((x >> 20) % 7) as usize];
+            let mut record = trial(number, state, Some(f64::from((x >> 40) as u32 % 1000)));
+            record.cost_dollars = f64::from(step % 7);
+            live.apply(Change::PutTrial(record), now);
+            let mut recount = TrialCounts::default();
+            for t in live.trials() {
+                recount.created += 1;
+                recount.add(t, 1);
+            }
+            let counts = live.counts();
+            assert_eq!(
+                (
+                    counts.created,
+                    counts.pending,
+                    counts.leased,
+                    counts.succeeded
+                ),
+                (
+                    recount.created,
+                    recount.pending,
+                    recount.leased,
+                    recount.succeeded
+                )
+            );
+            assert_eq!(
+                (counts.failed, counts.early_stopped, counts.other_terminal),
+                (
+                    recount.failed,
+                    recount.early_stopped,
+                    recount.other_terminal
+                )
+            );
+            assert!((counts.cost_dollars - recount.cost_dollars).abs() < 1e-6);
+            let best = live
+                .trials()
+                .iter()
+                .filter_map(result_value)
+                .fold(f64::INFINITY, f64::min);
+            let got = live.best_trial().and_then(|t| t.value);
+            assert_eq!(got.unwrap_or(f64::INFINITY), best, "step {step}");
+            assert_eq!(live.ready_len(), counts.pending as usize, "step {step}");
+            assert_eq!(live.leased_len(), counts.leased as usize, "step {step}");
+        }
     }
 }
