@@ -18,6 +18,8 @@ pub mod agents;
 pub mod early_stop;
 pub mod experiments;
 pub mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod model;
 pub mod state;
 
