@@ -63,6 +63,9 @@ pub struct RawConfig {
     pub retry_max_backoff_secs: f64,
     /// Longest wait between lease requests when there is no work.
     pub idle_poll_max_secs: f64,
+    /// Long poll: how long the coordinator may hold a lease request open until a trial is
+    /// ready (0: it answers at once). An older coordinator ignores it.
+    pub lease_wait_secs: f64,
     /// On shutdown, how long to keep trying to deliver unreported results.
     pub shutdown_grace_secs: f64,
     /// Threads of the CPU backend (default: all cores).
@@ -88,6 +91,7 @@ impl Default for RawConfig {
             retry_initial_backoff_secs: 0.2,
             retry_max_backoff_secs: 10.0,
             idle_poll_max_secs: 2.0,
+            lease_wait_secs: 5.0,
             shutdown_grace_secs: 30.0,
             cpu_threads: None,
         }
@@ -118,6 +122,8 @@ pub struct Timing {
     pub retry_max_backoff: Duration,
     /// Longest idle wait between lease requests.
     pub idle_poll_max: Duration,
+    /// How long a lease request may wait at the coordinator for a trial (zero: no long poll).
+    pub lease_wait: Duration,
     /// Time to deliver unreported results on shutdown.
     pub shutdown_grace: Duration,
 }
@@ -294,6 +300,7 @@ impl RawConfig {
             )?,
             retry_max_backoff: seconds("retry_max_backoff_secs", self.retry_max_backoff_secs)?,
             idle_poll_max: seconds("idle_poll_max_secs", self.idle_poll_max_secs)?,
+            lease_wait: seconds_or_zero("lease_wait_secs", self.lease_wait_secs)?,
             shutdown_grace: seconds("shutdown_grace_secs", self.shutdown_grace_secs)?,
         };
         if timing.retry_max_backoff < timing.retry_initial_backoff {
@@ -337,6 +344,17 @@ fn seconds(field: &str, value: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
+fn seconds_or_zero(field: &str, value: f64) -> Result<Duration> {
+    if value == 0.0 {
+        return Ok(Duration::ZERO);
+    }
+    seconds(field, value).map_err(|_| {
+        invalid(format!(
+            "{field} must be 0 or a positive number of seconds, got {value}"
+        ))
+    })
+}
+
 fn invalid(reason: String) -> Error {
     Error::Config { reason }
 }
@@ -358,6 +376,7 @@ mod tests {
         assert_eq!(cfg.device, Device::Cpu);
         assert_eq!(cfg.slots.get(), 1);
         assert_eq!(cfg.timing.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(cfg.timing.lease_wait, Duration::from_secs(5));
         assert_eq!(cfg.pricing.trial_cost_dollars(3600.0), 0.0);
     }
 
@@ -368,6 +387,7 @@ mod tests {
         assert_eq!(cfg.pricing.instance_type, "p2.xlarge");
         assert_eq!(cfg.device, Device::Cuda(0));
         assert!(cfg.auth_token.is_none());
+        assert_eq!(cfg.timing.lease_wait, Duration::from_secs(5));
     }
 
     #[test]
@@ -416,6 +436,8 @@ mod tests {
             ("slots = 0", "slots"),
             ("backend = \"tpu\"", "backend"),
             ("heartbeat_interval_secs = -1.0", "heartbeat_interval_secs"),
+            ("lease_wait_secs = -1.0", "lease_wait_secs"),
+            ("lease_wait_secs = nan", "lease_wait_secs"),
             ("coordinator_url = \"localhost:1\"", "coordinator_url"),
             ("metrics_listen_addr = \"nowhere\"", "metrics_listen_addr"),
             ("instance_type = \"z1.nope\"", "z1.nope"),
@@ -424,6 +446,15 @@ mod tests {
             let err = from_toml_str(text).expect_err(text);
             assert!(err.to_string().contains(field), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_zero_lease_wait_disables_the_long_poll() {
+        let cfg = from_toml_str("lease_wait_secs = 0").expect("an integer 0 parses");
+        assert_eq!(cfg.timing.lease_wait, Duration::ZERO);
+        let vars = env(&[("AGENT_LEASE_WAIT_SECS", "2.5")]);
+        let cfg = load(None, &vars, &CliOverrides::default()).expect("loads");
+        assert_eq!(cfg.timing.lease_wait, Duration::from_millis(2500));
     }
 
     #[test]

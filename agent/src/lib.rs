@@ -57,7 +57,7 @@ use crate::trainer::{Trainer, Workloads};
 use crate::worker::{SlotWorker, TrainerFactory};
 
 /// Runs the agent until `shutdown` resolves, then interrupts running trials at their next epoch
-/// boundary, reports them `INTERRUPTED` and returns.
+/// boundary, reports them `INTERRUPTED`, unregisters (best effort) and returns.
 ///
 /// # Errors
 /// A device that cannot be used, a metrics address that cannot be bound, or a coordinator that
@@ -172,6 +172,8 @@ pub async fn run_with<A: CoordinatorApi>(
             Err(error) => tracing::error!(%error, "slot task failed"),
         }
     }
+    // Every slot has reported its trial (interrupted, on shutdown): leave the coordinator.
+    session.unregister().await;
     join_workers(finished_workers).await;
     let _ = metrics_stop_tx.send(());
     let _ = server_task.await;

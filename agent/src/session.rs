@@ -2,14 +2,16 @@
 //! agent-scoped calls (lease, heartbeat) that need it.
 //!
 //! A coordinator that restarted may have forgotten the agent: agent-scoped calls then fail with
-//! `NotFound`, and the session registers again under the same id, once for all slots.
+//! `NotFound`, and the session registers again under the same id, once for all slots. On
+//! shutdown the session unregisters, best effort, so leases it still holds go back to the queue
+//! at once instead of expiring.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use proto::v1::{
     AgentCapabilities, HeartbeatRequest, HeartbeatResponse, LeaseTrialRequest, LeaseTrialResponse,
-    RegisterAgentRequest,
+    RegisterAgentRequest, UnregisterAgentRequest,
 };
 use tokio::sync::watch;
 use tonic::{Code, Status};
@@ -18,6 +20,10 @@ use crate::client::CoordinatorApi;
 use crate::config::Timing;
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, Disposition, disposition, jitter_seed};
+
+/// The longest an agent shutting down waits for `UnregisterAgent` (less when `request_timeout`
+/// is shorter).
+pub const UNREGISTER_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 
 /// A registered agent.
 pub struct Session<A> {
@@ -137,30 +143,66 @@ impl<A: CoordinatorApi> Session<A> {
         Ok(())
     }
 
-    /// Asks for a trial; re-registers once if the coordinator does not know the agent.
+    /// Asks for a trial, letting the coordinator wait up to `lease_wait` for one (long poll);
+    /// re-registers once if the coordinator does not know the agent.
     ///
     /// # Errors
     /// The coordinator's status.
     pub async fn lease(&self) -> Result<LeaseTrialResponse, Status> {
         let agent_id = self.agent_id();
-        match self
-            .api
-            .lease(LeaseTrialRequest {
-                agent_id: agent_id.clone(),
-                wait_seconds: 0.0,
-            })
-            .await
-        {
+        match self.api.lease(self.lease_request(agent_id.clone())).await {
             Err(status) if status.code() == Code::NotFound => {
                 self.reregister(&agent_id).await?;
-                self.api
-                    .lease(LeaseTrialRequest {
-                        agent_id: self.agent_id(),
-                        wait_seconds: 0.0,
-                    })
-                    .await
+                self.api.lease(self.lease_request(self.agent_id())).await
             }
             other => other,
+        }
+    }
+
+    fn lease_request(&self, agent_id: String) -> LeaseTrialRequest {
+        LeaseTrialRequest {
+            agent_id,
+            wait_seconds: self.timing.lease_wait.as_secs_f64(),
+        }
+    }
+
+    /// Tells the coordinator the agent is leaving, so the leases it still holds go back to the
+    /// queue at once. Best effort, bounded by `request_timeout` and [`UNREGISTER_TIMEOUT_MAX`]:
+    /// an older coordinator (`UNIMPLEMENTED`) or an unreachable one is logged, not an error, and
+    /// the leases then expire as before. Returns the leases released when the coordinator
+    /// answered.
+    pub async fn unregister(&self) -> Option<u32> {
+        let agent_id = self.agent_id();
+        if agent_id.is_empty() {
+            return None;
+        }
+        let timeout = self.timing.request_timeout.min(UNREGISTER_TIMEOUT_MAX);
+        let request = UnregisterAgentRequest {
+            agent_id: agent_id.clone(),
+        };
+        match tokio::time::timeout(timeout, self.api.unregister(request)).await {
+            Ok(Ok(response)) if response.leases_released > 0 => {
+                tracing::warn!(%agent_id, leases_released = response.leases_released,
+                    "unregistered, leases still held went back to the queue");
+                Some(response.leases_released)
+            }
+            Ok(Ok(response)) => {
+                tracing::info!(%agent_id, "unregistered from the coordinator");
+                Some(response.leases_released)
+            }
+            Ok(Err(status)) if status.code() == Code::Unimplemented => {
+                tracing::debug!(%agent_id, "coordinator does not support UnregisterAgent, leases will expire");
+                None
+            }
+            Ok(Err(status)) => {
+                tracing::warn!(%agent_id, code = ?status.code(), message = status.message(),
+                    "failed to unregister, leases still held will expire");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(%agent_id, ?timeout, "unregistration timed out, leases still held will expire");
+                None
+            }
         }
     }
 
@@ -245,6 +287,74 @@ mod tests {
             .await
             .expect("heartbeat after re-registration");
         assert_eq!(fake.registrations(), 3);
+    }
+
+    #[tokio::test]
+    async fn lease_requests_carry_the_configured_wait() {
+        let fake = FakeCoordinator::new();
+        let session = Session::new(fake.clone(), AgentCapabilities::default(), fast_timing());
+        let (_tx, mut rx) = watch::channel(false);
+        session.register(&mut rx).await.expect("registered");
+        session.lease().await.expect("lease");
+        fake.forget_agents();
+        session.lease().await.expect("lease after re-registration");
+        assert_eq!(fake.lease_waits(), vec![0.25, 0.25, 0.25]);
+
+        let no_wait = Timing {
+            lease_wait: Duration::ZERO,
+            ..fast_timing()
+        };
+        let fake = FakeCoordinator::new();
+        let session = Session::new(fake.clone(), AgentCapabilities::default(), no_wait);
+        session.register(&mut rx).await.expect("registered");
+        session.lease().await.expect("lease");
+        assert_eq!(fake.lease_waits(), vec![0.0]);
+    }
+
+    async fn registered(fake: &FakeCoordinator) -> Session<FakeCoordinator> {
+        registered_with(fake, fast_timing()).await
+    }
+
+    async fn registered_with(fake: &FakeCoordinator, timing: Timing) -> Session<FakeCoordinator> {
+        let session = Session::new(fake.clone(), AgentCapabilities::default(), timing);
+        let (_tx, mut rx) = watch::channel(false);
+        session.register(&mut rx).await.expect("registered");
+        session
+    }
+
+    #[tokio::test]
+    async fn unregistering_is_best_effort() {
+        let fake = FakeCoordinator::new();
+        assert_eq!(registered(&fake).await.unregister().await, Some(0));
+        assert_eq!(fake.log(), vec!["unregister agent-1"]);
+
+        let old = FakeCoordinator::new();
+        old.refuse_unregister(Status::unimplemented("unknown method"));
+        assert_eq!(registered(&old).await.unregister().await, None);
+        assert_eq!(old.log(), vec!["unregister agent-1"]);
+
+        let down = FakeCoordinator::new();
+        let session = registered(&down).await;
+        down.set_down(true);
+        assert_eq!(session.unregister().await, None);
+
+        let silent = FakeCoordinator::new();
+        silent.hang_unregister();
+        let quick = Timing {
+            request_timeout: Duration::from_millis(100),
+            ..fast_timing()
+        };
+        let session = registered_with(&silent, quick).await;
+        let bounded = tokio::time::timeout(Duration::from_secs(5), session.unregister()).await;
+        assert_eq!(bounded, Ok(None), "an unanswered unregistration times out");
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_never_registered_does_not_unregister() {
+        let fake = FakeCoordinator::new();
+        let session = Session::new(fake.clone(), AgentCapabilities::default(), fast_timing());
+        assert_eq!(session.unregister().await, None);
+        assert!(fake.log().is_empty());
     }
 
     #[tokio::test]

@@ -51,7 +51,13 @@ pub async fn run_slot<A: CoordinatorApi>(
         jitter_seed(ctx.slot),
     );
     while !*ctx.shutdown.borrow() {
-        let delay = match ctx.session.lease().await {
+        // A long poll may wait at the coordinator for seconds: shutdown does not wait for it.
+        // A trial leased in that moment goes back to the queue when the agent unregisters.
+        let leased = tokio::select! {
+            leased = ctx.session.lease() => leased,
+            _ = ctx.shutdown.wait_for(|stop| *stop) => break,
+        };
+        let delay = match leased {
             Ok(response) => match response.outcome {
                 Some(lease_trial_response::Outcome::Lease(lease)) => {
                     backoff.reset();

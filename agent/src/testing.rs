@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use proto::v1::{
     CompleteTrialRequest, CompleteTrialResponse, HeartbeatRequest, HeartbeatResponse, Lease,
     LeaseAction, LeaseStatus, LeaseTrialRequest, LeaseTrialResponse, RegisterAgentRequest,
-    RegisterAgentResponse, ReportEpochRequest, ReportEpochResponse, lease_trial_response::Outcome,
+    RegisterAgentResponse, ReportEpochRequest, ReportEpochResponse, UnregisterAgentRequest,
+    UnregisterAgentResponse, lease_trial_response::Outcome,
 };
 use tonic::Status;
 
@@ -23,6 +24,7 @@ pub fn fast_timing() -> Timing {
         retry_initial_backoff: millis(1),
         retry_max_backoff: millis(5),
         idle_poll_max: millis(10),
+        lease_wait: millis(250),
         shutdown_grace: millis(300),
     }
 }
@@ -41,9 +43,16 @@ struct State {
     epochs: HashMap<String, Vec<u32>>,
     completions: HashMap<String, Vec<CompleteTrialRequest>>,
     heartbeats: usize,
+    lease_waits: Vec<f64>,
+    /// Completions and unregistrations, in the order they arrived.
+    log: Vec<String>,
+    unregister_answer: Option<Status>,
+    unregister_hangs: bool,
+    long_poll: bool,
 }
 
-/// A scriptable coordinator: it can be down, forget agents, mark leases stale or stopped.
+/// A scriptable coordinator: it can be down, forget agents, mark leases stale or stopped, and
+/// refuse or never answer `UnregisterAgent`.
 #[derive(Clone, Default)]
 pub struct FakeCoordinator {
     state: Arc<Mutex<State>>,
@@ -100,6 +109,27 @@ impl FakeCoordinator {
     pub fn pending_leases(&self) -> usize {
         self.state().leases.len()
     }
+    /// The `wait_seconds` of every lease request, in order.
+    pub fn lease_waits(&self) -> Vec<f64> {
+        self.state().lease_waits.clone()
+    }
+    /// `complete <lease> <outcome>` and `unregister <agent>` entries, in arrival order.
+    pub fn log(&self) -> Vec<String> {
+        self.state().log.clone()
+    }
+    /// Answers `UnregisterAgent` with this status (e.g. `UNIMPLEMENTED`, an old coordinator).
+    pub fn refuse_unregister(&self, status: Status) {
+        self.state().unregister_answer = Some(status);
+    }
+    /// With no trial queued, holds each lease request for its `wait_seconds`, as a real
+    /// coordinator's long poll does when no trial turns up.
+    pub fn long_poll(&self) {
+        self.state().long_poll = true;
+    }
+    /// Never answers `UnregisterAgent`.
+    pub fn hang_unregister(&self) {
+        self.state().unregister_hangs = true;
+    }
 
     fn check_up(&self) -> Result<MutexGuard<'_, State>, Status> {
         let state = self.state();
@@ -137,11 +167,19 @@ impl CoordinatorApi for FakeCoordinator {
     }
 
     async fn lease(&self, req: LeaseTrialRequest) -> Result<LeaseTrialResponse, Status> {
-        let mut state = self.check_up()?;
-        if !state.agents.contains(&req.agent_id) {
-            return Err(Status::not_found("unknown agent"));
+        let hold = {
+            let mut state = self.check_up()?;
+            state.lease_waits.push(req.wait_seconds);
+            if !state.agents.contains(&req.agent_id) {
+                return Err(Status::not_found("unknown agent"));
+            }
+            let idle = state.leases.is_empty() && state.long_poll;
+            idle.then(|| std::time::Duration::from_secs_f64(req.wait_seconds))
+        };
+        if let Some(wait) = hold {
+            tokio::time::sleep(wait).await;
         }
-        let outcome = match state.leases.pop_front() {
+        let outcome = match self.state().leases.pop_front() {
             Some(lease) => Outcome::Lease(lease),
             None => Outcome::RetryAfterSeconds(0.01),
         };
@@ -203,11 +241,35 @@ impl CoordinatorApi for FakeCoordinator {
     async fn complete(&self, req: CompleteTrialRequest) -> Result<CompleteTrialResponse, Status> {
         let mut state = self.check_up()?;
         Self::check_lease(&state, &req.lease_id)?;
+        let entry = format!("complete {} {}", req.lease_id, req.outcome().as_str_name());
+        state.log.push(entry);
         state
             .completions
             .entry(req.lease_id.clone())
             .or_default()
             .push(req);
         Ok(CompleteTrialResponse {})
+    }
+
+    async fn unregister(
+        &self,
+        req: UnregisterAgentRequest,
+    ) -> Result<UnregisterAgentResponse, Status> {
+        let hangs = {
+            let mut state = self.check_up()?;
+            state.log.push(format!("unregister {}", req.agent_id));
+            if let Some(status) = state.unregister_answer.clone() {
+                return Err(status);
+            }
+            state.unregister_hangs
+        };
+        if hangs {
+            std::future::pending::<()>().await;
+        }
+        let mut state = self.state();
+        if !state.agents.remove(&req.agent_id) {
+            return Err(Status::not_found("unknown agent"));
+        }
+        Ok(UnregisterAgentResponse { leases_released: 0 })
     }
 }

@@ -1,5 +1,6 @@
 //! Tests of the slot loop against the fake coordinator and the function trainer: leases,
-//! epochs, stop, abandon, stale reports, an unreachable coordinator and shutdown.
+//! epochs, stop, abandon, stale reports, an unreachable coordinator and shutdown; and of the
+//! whole agent ([`crate::run_with`]) shutting down: interrupted reports, then unregistration.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -286,4 +287,99 @@ async fn the_agent_registers_again_after_the_coordinator_forgot_it() {
         .await;
     assert!(fake.registrations() >= 2);
     harness.stop().await;
+}
+
+/// The whole agent (one slot, the function trainer) running against a fake coordinator.
+struct Agent {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<crate::Result<()>>,
+}
+
+impl Agent {
+    fn start(fake: &FakeCoordinator, timing: crate::config::Timing) -> Self {
+        let mut config = crate::config::from_toml_str(
+            "backend = \"cpu\"\nmetrics_listen_addr = \"127.0.0.1:0\"\n",
+        )
+        .expect("test config");
+        config.timing = timing;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let factory: crate::worker::TrainerFactory =
+            Box::new(|| Ok(Box::new(FunctionTrainer) as Box<dyn Trainer>));
+        let api = fake.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            crate::run_with(&config, api, Default::default(), vec![factory], shutdown).await
+        });
+        Self { stop, task }
+    }
+
+    /// Shuts the agent down and returns what `run_with` returned.
+    async fn shut_down(self) -> crate::Result<()> {
+        self.stop.send(()).expect("the agent is running");
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the agent stops within 10 s")
+            .expect("join")
+    }
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_unregisters_once_after_reporting_the_trial_interrupted() {
+    let fake = FakeCoordinator::new();
+    fake.add_lease(lease("l1", 500.0, 0.01));
+    let agent = Agent::start(&fake, fast_timing());
+    wait_until("an epoch", || !fake.reported_epochs("l1").is_empty()).await;
+    agent.shut_down().await.expect("a clean shutdown");
+    assert_eq!(
+        fake.log(),
+        vec![
+            "complete l1 TRIAL_OUTCOME_INTERRUPTED",
+            "unregister agent-1"
+        ]
+    );
+    assert!(fake.lease_waits().iter().all(|&wait| wait == 0.25));
+}
+
+#[tokio::test]
+async fn an_old_coordinator_without_unregister_does_not_fail_the_shutdown() {
+    let fake = FakeCoordinator::new();
+    fake.refuse_unregister(tonic::Status::unimplemented("unknown method"));
+    let agent = Agent::start(&fake, fast_timing());
+    wait_until("a lease request", || !fake.lease_waits().is_empty()).await;
+    agent
+        .shut_down()
+        .await
+        .expect("UNIMPLEMENTED is not an error");
+    assert_eq!(fake.log(), vec!["unregister agent-1"]);
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_long_poll() {
+    let fake = FakeCoordinator::new();
+    fake.long_poll();
+    let timing = crate::config::Timing {
+        lease_wait: Duration::from_secs(60),
+        ..fast_timing()
+    };
+    let agent = Agent::start(&fake, timing);
+    wait_until("a lease request", || !fake.lease_waits().is_empty()).await;
+    agent
+        .shut_down()
+        .await
+        .expect("a clean shutdown during a 60 s long poll");
+    assert_eq!(fake.lease_waits(), vec![60.0]);
+    assert_eq!(fake.log(), vec!["unregister agent-1"]);
 }

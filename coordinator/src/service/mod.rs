@@ -27,6 +27,8 @@ pub mod cell;
 pub mod early_stop;
 pub mod experiments;
 pub mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod model;
 pub mod refill;
 pub mod registry;
