@@ -115,6 +115,7 @@ pub async fn run(
         tracing::info!("shutdown requested");
         let _ = stop_tx.send(true);
     };
+    let flusher = coordinator.clone();
     let served = grpc::serve(
         coordinator,
         metrics,
@@ -124,6 +125,9 @@ pub async fn run(
     )
     .await;
     sweeper.abort();
+    if let Err(error) = flusher.flush().await {
+        tracing::error!(error = %display_chain(&error), "could not write the last changes");
+    }
     match metrics_task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "metrics server failed"),
         Err(e) => tracing::warn!(error = %e, "metrics server task failed"),

@@ -458,3 +458,113 @@ async fn a_request_dropped_in_the_middle_of_its_commit_leaves_store_and_memory_e
     let view = coordinator.get_experiment(experiment).await.expect("gets");
     assert_eq!(experiment_record, &view.record);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_turns_a_buffered_suggestion_into_the_next_trial_at_once() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = coordinator
+        .create_experiment(spec("e", 10, 2))
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(&coordinator, &experiment, 2).await;
+    let agent = agent(&coordinator).await;
+    let first = lease_now(&coordinator, &agent).await;
+    let _second = lease_now(&coordinator, &agent).await;
+    // The first round also filled the buffer, so the completion itself creates trial 3: an agent
+    // asking right after it finds a trial ready, without waiting for a suggestion.
+    coordinator
+        .complete_trial(first.lease_id, success(1.0))
+        .await
+        .expect("completes");
+    let view = coordinator
+        .get_experiment(experiment.clone())
+        .await
+        .expect("gets");
+    assert_eq!((view.counts.created, view.counts.pending), (3, 1));
+    let next = lease_now(&coordinator, &agent).await;
+    assert_eq!(next.experiment_id, experiment);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_two_trials_of_a_bo_experiment_coincide() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let mut bo = spec("bo", 24, 4);
+    bo.strategy = coordinator::service::model::Strategy::Bo;
+    bo.initial_trials = 6;
+    let experiment = coordinator
+        .create_experiment(bo)
+        .await
+        .expect("creates")
+        .record
+        .id;
+    let agent = agent(&coordinator).await;
+    let mut done = 0;
+    let started = std::time::Instant::now();
+    while done < 24 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "BO stalled at {done}"
+        );
+        match coordinator
+            .lease_trial(agent.clone(), Duration::from_secs(2))
+            .await
+            .expect("lease call")
+        {
+            LeaseOutcome::Lease(lease) => {
+                let x = match lease.params.get("x") {
+                    Some(tuner::space::Value::Float(x)) => *x,
+                    other => panic!("x is {other:?}"),
+                };
+                coordinator
+                    .complete_trial(lease.lease_id, success((x - 2.0).powi(2)))
+                    .await
+                    .expect("completes");
+                done += 1;
+            }
+            LeaseOutcome::RetryAfter(_) => {}
+        }
+    }
+    let trials = coordinator
+        .list_trials(experiment.clone(), false)
+        .await
+        .expect("lists");
+    assert_eq!(trials.len(), 24);
+    for (i, a) in trials.iter().enumerate() {
+        for b in &trials[i + 1..] {
+            assert_ne!(a.record.params, b.record.params, "two trials coincide");
+        }
+    }
+    let view = coordinator.get_experiment(experiment).await.expect("gets");
+    assert_eq!(
+        view.record.state,
+        coordinator::service::model::ExperimentState::Completed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_that_crosses_its_own_completion_is_told_stop_not_abandon() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = coordinator
+        .create_experiment(spec("e", 1, 1))
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(&coordinator, &experiment, 1).await;
+    let agent = agent(&coordinator).await;
+    let lease = lease_now(&coordinator, &agent).await;
+    coordinator
+        .complete_trial(lease.lease_id.clone(), success(1.0))
+        .await
+        .expect("completes");
+    let beat = coordinator
+        .heartbeat(agent, vec![lease.lease_id])
+        .await
+        .expect("beats");
+    assert_eq!(beat[0].action, LeaseAction::Stop);
+}

@@ -421,6 +421,18 @@ impl AgentService for Coordinator {
                 continue;
             };
             let mut live = cell.lock();
+            if live.trial(&trial_id).is_some_and(|t| {
+                t.state.is_terminal() && t.last_lease_id.as_ref() == Some(&lease_id)
+            }) {
+                // The trial ended under this very lease (a heartbeat that crossed the agent's own
+                // completion): nothing is lost, there is just nothing left to run.
+                statuses.push(LeaseStatus {
+                    lease_id,
+                    action: LeaseAction::Stop,
+                    deadline_unix: 0.0,
+                });
+                continue;
+            }
             match self.hold(&mut live, &trial_id, &lease_id, Some(&agent_id), arrival) {
                 Ok((trial, change, deadline)) => {
                     if let Some(change) = change {

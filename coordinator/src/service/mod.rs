@@ -464,6 +464,14 @@ impl Coordinator {
         Ok(coordinator)
     }
 
+    /// Waits until every change queued so far is durable (on a graceful shutdown).
+    ///
+    /// # Errors
+    /// When the store could not write them.
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.writer.barrier().durable().await
+    }
+
     /// The service settings.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings

@@ -1,20 +1,23 @@
 //! Suggestions ahead of demand. Each running experiment keeps up to `parallelism` trials in
-//! flight; when a result (or an expiry) frees a slot, [`Coordinator::refill`] snapshots the
-//! experiment's results and unfinished trials and computes the next batch on a blocking thread,
-//! holding no lock. The new trials join the ready queue and wake agents waiting in a long poll.
+//! flight and, beside them, a small buffer of suggestions that are not trials yet. When a slot
+//! frees (a result, an expiry), the first buffered suggestion becomes a trial at once, inside the
+//! request that freed it, so the agent that asks next finds a trial ready; then
+//! [`Coordinator::refill`] computes more on a blocking thread, holding no lock, from a snapshot of
+//! the results and of everything unfinished (trials in flight and the buffer, all pending).
 //!
-//! At most one suggestion per experiment is computed at a time, and it sees every trial created
-//! and not finished as pending (the constant liar's fantasies, or MC q-EI's pending points), so
-//! the liar semantics are exact and no two suggestions of an experiment coincide. While it runs,
-//! only finishing trials change the experiment (nothing else creates trials), so every point it
-//! returns still fits; results that arrived meanwhile start the next batch at once, so the
-//! suggester is never idle while slots are free. BO fits share `suggest_concurrency` permits, so
-//! a core stays free for requests; random and grid suggestions are cheap and skip the queue.
+//! At most one suggestion round per experiment runs at a time. A round's pending points include
+//! the buffer it may replace, so its points never coincide with one that became a trial
+//! meanwhile, and the liar semantics are exact. BO's buffer is short ([`BO_BUFFER`]) and is
+//! recomputed when new results arrive (its new points replace the unused old ones); random and
+//! grid search only top theirs up (a buffer as long as the parallelism). A round that ends with
+//! slots still free, or results that arrived during it, starts the next at once, so the
+//! suggester is never idle while agents wait. BO rounds share `suggest_concurrency` permits, so a
+//! core stays free for requests; random and grid rounds are cheap and skip the queue.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Coordinator;
 use super::cell::ExperimentCell;
@@ -30,38 +33,111 @@ use tuner::Observation;
 /// How long a failed suggestion waits before the experiment tries again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// Suggestions BO keeps ahead of demand (each costs a fantasy in the batch).
+pub const BO_BUFFER: usize = 4;
+
+/// The buffer an experiment keeps beside its trials in flight.
+fn buffer_target(record: &ExperimentRecord) -> usize {
+    let parallelism = record.spec.parallelism.max(1) as usize;
+    match record.spec.strategy {
+        Strategy::Bo => parallelism.min(BO_BUFFER),
+        Strategy::Random | Strategy::Grid => parallelism,
+    }
+}
+
+/// One suggestion round to compute.
+struct Round {
+    input: SuggestInput,
+    created: u32,
+    replace: bool,
+    results: u32,
+}
+
 impl Coordinator {
-    /// Starts computing trials for an experiment that wants some, unless one computation is
-    /// already running; marks the experiment completed when nothing is in flight and nothing more
-    /// can be created. Returns at once.
-    pub(crate) fn refill(&self, cell: &Arc<ExperimentCell>) {
-        let (input, created) = {
-            let mut live = cell.lock();
-            if live.record.state != ExperimentState::Running || live.suggesting {
-                return;
-            }
-            let counts = live.counts();
-            let wanted = trials_wanted(&live.record, &counts);
-            if wanted == 0 {
-                if counts.in_flight() == 0 && !can_create_more(&live.record, &counts) {
-                    let mut updated = live.record.clone();
-                    updated.state = ExperimentState::Completed;
-                    info!(experiment_id = %updated.id, trials = counts.created, "experiment completed");
-                    // Durable in order with everything before it; nobody waits for it.
-                    drop(self.mutate(cell, &mut live, vec![Change::PutExperiment(updated)]));
-                }
-                return;
-            }
-            live.suggesting = true;
-            (suggest_input(&live, counts.created, wanted), counts.created)
-        };
-        let coordinator = self.clone();
-        let cell = Arc::clone(cell);
-        tokio::spawn(async move { coordinator.compute(cell, input, created).await });
+    /// Turns buffered suggestions into trials while the experiment has free slots, under its
+    /// lock. Returns the trials created (the caller wakes that many waiting agents).
+    pub(crate) fn promote(&self, cell: &ExperimentCell, live: &mut Live) -> usize {
+        if live.record.state != ExperimentState::Running || live.buffer.is_empty() {
+            return 0;
+        }
+        let counts = live.counts();
+        let take = trials_wanted(&live.record, &counts, live.buffer.len()).min(live.buffer.len());
+        if take == 0 {
+            return 0;
+        }
+        let changes: Vec<Change> = (0..take)
+            .filter_map(|offset| {
+                let params = live.buffer.pop_front()?;
+                let number = counts.created + u32::try_from(offset).unwrap_or(u32::MAX);
+                Some(Change::PutTrial(new_trial(&cell.id, number, params)))
+            })
+            .collect();
+        // Durable in order before any lease of these trials; nobody waits for it here.
+        drop(self.mutate(cell, live, changes));
+        take
     }
 
-    async fn compute(self, cell: Arc<ExperimentCell>, input: SuggestInput, created: u32) {
-        let permit = if input.spec.strategy == Strategy::Bo {
+    /// Fills free slots from the buffer, marks the experiment completed when nothing is in
+    /// flight and nothing more can be created, and starts a suggestion round when the buffer
+    /// needs one and none is running. Returns at once.
+    pub(crate) fn refill(&self, cell: &Arc<ExperimentCell>) {
+        let (made, round) = {
+            let mut live = cell.lock();
+            let made = self.promote(cell, &mut live);
+            (made, self.plan_round(cell, &mut live))
+        };
+        for _ in 0..made {
+            self.inner.work.notify_one();
+        }
+        if let Some(round) = round {
+            let coordinator = self.clone();
+            let cell = Arc::clone(cell);
+            tokio::spawn(async move { coordinator.compute(cell, round).await });
+        }
+    }
+
+    /// The next suggestion round, if one is needed and none is running.
+    fn plan_round(&self, cell: &ExperimentCell, live: &mut Live) -> Option<Round> {
+        if live.record.state != ExperimentState::Running || live.suggesting {
+            return None;
+        }
+        let counts = live.counts();
+        let slots = trials_wanted(&live.record, &counts, live.buffer.len());
+        if slots == 0 && !can_suggest(&live.record, &counts) {
+            if counts.in_flight() == 0 {
+                let mut updated = live.record.clone();
+                updated.state = ExperimentState::Completed;
+                info!(experiment_id = %updated.id, trials = counts.created, "experiment completed");
+                drop(self.mutate(cell, live, vec![Change::PutExperiment(updated)]));
+            }
+            return None;
+        }
+        if !can_suggest(&live.record, &counts) {
+            return None;
+        }
+        let results = counts.succeeded + counts.early_stopped;
+        let left = (live.record.spec.budget_trials - counts.created) as usize;
+        let target = buffer_target(&live.record).min(left.saturating_sub(slots));
+        let replace = live.record.spec.strategy == Strategy::Bo
+            && results > live.buffer_results
+            && !live.buffer.is_empty();
+        let have = if replace { 0 } else { live.buffer.len() };
+        let q = (slots + target).saturating_sub(have);
+        if q == 0 {
+            return None;
+        }
+        live.suggesting = true;
+        live.rounds += 1;
+        Some(Round {
+            input: suggest_input(live, q),
+            created: counts.created,
+            replace,
+            results,
+        })
+    }
+
+    async fn compute(self, cell: Arc<ExperimentCell>, round: Round) {
+        let permit = if round.input.spec.strategy == Strategy::Bo {
             Arc::clone(&self.inner.suggest_permits)
                 .acquire_owned()
                 .await
@@ -69,73 +145,56 @@ impl Coordinator {
         } else {
             None
         };
+        let Round {
+            input,
+            created,
+            replace,
+            results,
+        } = round;
         let asked = input.q;
         let metrics = Arc::clone(&self.inner.metrics);
         let result = tokio::task::spawn_blocking(move || suggest(&input, &metrics)).await;
         drop(permit);
-        let (made, failed) = {
+        let failed = {
             let mut live = cell.lock();
             live.suggesting = false;
             match result {
-                Ok(Ok(points)) => (
-                    self.add_trials(&cell, &mut live, points, asked, created),
-                    false,
-                ),
+                Ok(Ok(points)) => {
+                    if live.record.state == ExperimentState::Running {
+                        if points.len() < asked {
+                            let mut updated = live.record.clone();
+                            updated.exhausted = true;
+                            drop(self.mutate(
+                                &cell,
+                                &mut live,
+                                vec![Change::PutExperiment(updated)],
+                            ));
+                        }
+                        if replace {
+                            live.buffer.clear();
+                        }
+                        live.buffer.extend(points);
+                        live.buffer_results = results;
+                        if live.counts().created != created {
+                            debug!(experiment_id = %cell.id, "trials were created during a suggestion round");
+                        }
+                    }
+                    false
+                }
                 Ok(Err(error)) => {
                     warn!(experiment_id = %cell.id, error = %crate::display_chain(&error), "suggestion failed; retrying shortly");
-                    (0, true)
+                    true
                 }
                 Err(error) => {
                     warn!(experiment_id = %cell.id, %error, "suggestion task failed; retrying shortly");
-                    (0, true)
+                    true
                 }
             }
         };
-        for _ in 0..made {
-            self.inner.work.notify_one();
-        }
         if failed {
             tokio::time::sleep(RETRY_AFTER_FAILURE).await;
         }
         self.refill(&cell);
-    }
-
-    /// Turns computed points into pending trials, as far as the experiment still wants them.
-    fn add_trials(
-        &self,
-        cell: &ExperimentCell,
-        live: &mut Live,
-        points: Vec<tuner::space::Assignment>,
-        asked: usize,
-        created: u32,
-    ) -> usize {
-        if live.record.state != ExperimentState::Running {
-            return 0;
-        }
-        let counts = live.counts();
-        if counts.created != created {
-            warn!(experiment_id = %cell.id, "trials were created during a suggestion; dropping it");
-            return 0;
-        }
-        let take = points.len().min(trials_wanted(&live.record, &counts));
-        let mut updated = live.record.clone();
-        if points.len() < asked {
-            updated.exhausted = true;
-        }
-        let mut changes: Vec<Change> = points
-            .into_iter()
-            .take(take)
-            .enumerate()
-            .map(|(offset, params)| {
-                let number = created + u32::try_from(offset).unwrap_or(u32::MAX);
-                Change::PutTrial(new_trial(&cell.id, number, params))
-            })
-            .collect();
-        if updated != live.record {
-            changes.push(Change::PutExperiment(updated));
-        }
-        drop(self.mutate(cell, live, changes));
-        take
     }
 }
 
@@ -143,16 +202,21 @@ fn dollars_reached(experiment: &ExperimentRecord, counts: &TrialCounts) -> bool 
     experiment.spec.budget_dollars > 0.0 && counts.cost_dollars >= experiment.spec.budget_dollars
 }
 
-/// Whether the experiment may create more trials (budget, dollars, an exhausted grid).
-pub(crate) fn can_create_more(experiment: &ExperimentRecord, counts: &TrialCounts) -> bool {
+/// Whether the strategy should be asked for more points (budget, dollars, an exhausted grid).
+fn can_suggest(experiment: &ExperimentRecord, counts: &TrialCounts) -> bool {
     !experiment.exhausted
         && counts.created < experiment.spec.budget_trials
         && !dollars_reached(experiment, counts)
 }
 
-/// Trials to create now: the free slots of the parallelism, within the budget.
-pub(crate) fn trials_wanted(experiment: &ExperimentRecord, counts: &TrialCounts) -> usize {
-    if !can_create_more(experiment, counts) {
+/// Trials to create now: the free slots of the parallelism, within the budget and the dollars,
+/// while the strategy or the buffer (`buffered` points) can still supply them.
+fn trials_wanted(experiment: &ExperimentRecord, counts: &TrialCounts, buffered: usize) -> usize {
+    let supply = buffered > 0 || !experiment.exhausted;
+    if !supply
+        || counts.created >= experiment.spec.budget_trials
+        || dollars_reached(experiment, counts)
+    {
         return 0;
     }
     let free_slots = experiment
@@ -163,9 +227,9 @@ pub(crate) fn trials_wanted(experiment: &ExperimentRecord, counts: &TrialCounts)
     free_slots.min(left) as usize
 }
 
-fn suggest_input(live: &Live, created: u32, q: usize) -> SuggestInput {
+fn suggest_input(live: &Live, q: usize) -> SuggestInput {
     let mut observations = Vec::new();
-    let mut pending = Vec::new();
+    let mut pending: Vec<tuner::space::Assignment> = live.buffer.iter().cloned().collect();
     for trial in live.trials() {
         if let Some(value) = result_value(trial) {
             observations.push(Observation {
@@ -181,7 +245,10 @@ fn suggest_input(live: &Live, created: u32, q: usize) -> SuggestInput {
         observations,
         pending,
         q,
-        seed: derive_seed(live.record.spec.seed, created),
+        seed: derive_seed(
+            live.record.spec.seed,
+            u32::try_from(live.rounds).unwrap_or(u32::MAX),
+        ),
     }
 }
 

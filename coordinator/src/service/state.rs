@@ -68,6 +68,13 @@ pub struct Live {
     best: Option<usize>,
     /// A suggestion is being computed.
     pub suggesting: bool,
+    /// Suggestions computed ahead of demand, not yet trials: the next free slot takes the first
+    /// at once. They count as pending for every later suggestion.
+    pub buffer: VecDeque<tuner::space::Assignment>,
+    /// Results the buffer's suggestions were computed from (BO recomputes it when more arrive).
+    pub buffer_results: u32,
+    /// Suggestion rounds so far, mixed into each round's seed.
+    pub rounds: u64,
 }
 
 impl TrialCounts {
@@ -108,6 +115,9 @@ impl Live {
             counts: TrialCounts::default(),
             best: None,
             suggesting: false,
+            buffer: VecDeque::new(),
+            buffer_results: 0,
+            rounds: 0,
         }
     }
 

@@ -133,6 +133,30 @@ impl Writer {
         Ok(())
     }
 
+    /// Resolves once everything submitted before it is durable (a graceful shutdown waits for it).
+    pub fn barrier(&self) -> Ticket {
+        match &self.mode {
+            Mode::Inline(_) => Ticket {
+                state: TicketState::Ready(Ok(())),
+            },
+            Mode::Thread(sender) => {
+                let (done, receiver) = oneshot::channel();
+                let request = Request {
+                    changes: Vec::new(),
+                    done: Some(done),
+                };
+                match sender.send(request) {
+                    Ok(()) => Ticket {
+                        state: TicketState::Waiting(receiver),
+                    },
+                    Err(_) => Ticket {
+                        state: TicketState::Ready(Err("the store writer stopped".into())),
+                    },
+                }
+            }
+        }
+    }
+
     /// Queues changes for the next transaction. Call it while holding the lock under which the
     /// changes were applied to memory, so the store sees them in the same order.
     pub fn submit(&self, changes: Vec<Change>) -> Ticket {
