@@ -2,7 +2,7 @@
 //! flight and, beside them, a small buffer of suggestions that are not trials yet. When a slot
 //! frees (a result, an expiry), the first buffered suggestion becomes a trial at once, inside the
 //! request that freed it, so the agent that asks next finds a trial ready; then
-//! [`Coordinator::refill`] computes more on a blocking thread, holding no lock, from a snapshot of
+//! `Coordinator::refill` computes more on a blocking thread, holding no lock, from a snapshot of
 //! the results and of everything unfinished (trials in flight and the buffer, all pending).
 //!
 //! At most one suggestion round per experiment runs at a time. A round's pending points include
