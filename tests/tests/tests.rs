@@ -6,4 +6,5 @@ mod coordinator_e2e;
 mod observability_configs;
 mod observability_deploy;
 mod observability_prometheus;
+mod process_e2e;
 mod study_e2e;
