@@ -117,11 +117,13 @@ pub async fn run(
         tracing::info!("shutdown requested");
         let _ = stop_tx.send(true);
     };
-    let served = grpc::serve(
+    grpc::listener::warn_if_files_limit_too_low(&config.connections);
+    let served = grpc::serve_with_limits(
         coordinator,
         metrics,
         grpc_listener,
         config.auth_token.clone(),
+        config.connections,
         signal,
     )
     .await;
