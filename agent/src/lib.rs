@@ -11,6 +11,8 @@
 //! - [`slot`] and [`worker`]: K slots, each with a dedicated training thread (the CUDA context
 //!   stays on one OS thread) that talks to the async side through channels.
 //! - [`trainer`], [`functions`] and `textcnn`: what a slot trains.
+//! - [`parent`]: the opt-in exit with a parent process (`TUNEFLEET_EXIT_WITH_PARENT`), for
+//!   `tunectl local`.
 //!
 //! ```no_run
 //! # async fn example() -> agent::Result<()> {
@@ -28,6 +30,7 @@ mod error;
 pub mod functions;
 pub mod metrics;
 pub mod outbox;
+pub mod parent;
 pub mod retry;
 pub mod session;
 pub mod slot;

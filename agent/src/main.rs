@@ -1,4 +1,6 @@
-//! The `agent` binary: parses flags and config, sets up logging, and runs [`agent::run`].
+//! The `agent` binary: parses flags and config, sets up logging, and runs [`agent::run`] until
+//! SIGTERM or SIGINT, or until the parent process exits if `TUNEFLEET_EXIT_WITH_PARENT` is set
+//! ([`agent::parent`]).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -89,8 +91,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .build_global()
             .context("failed to size the cpu thread pool")?;
     }
+    let parent = agent::parent::ParentWatch::from_env(&env).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    runtime.block_on(agent::run(config, shutdown_signal()))?;
+    let shutdown = agent::parent::shutdown_or_parent_exit(shutdown_signal(), parent);
+    runtime.block_on(agent::run(config, shutdown))?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use config::{Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::grpc::ConnectionLimits;
 use crate::service::Settings;
 use crate::{Error, Result};
 
@@ -43,6 +44,12 @@ const FIELDS: &[&str] = &[
     "max_lease_wait_secs",
     "agent_timeout_secs",
     "suggest_concurrency",
+    "max_connections",
+    "max_concurrent_streams_per_connection",
+    "http2_keepalive_interval_secs",
+    "http2_keepalive_timeout_secs",
+    "tcp_keepalive_secs",
+    "connection_idle_timeout_secs",
     "auth_token",
     "auth_token_file",
 ];
@@ -63,6 +70,12 @@ pub struct RawConfig {
     max_lease_wait_secs: u64,
     agent_timeout_secs: u64,
     suggest_concurrency: u32,
+    max_connections: u64,
+    max_concurrent_streams_per_connection: u64,
+    http2_keepalive_interval_secs: u64,
+    http2_keepalive_timeout_secs: u64,
+    tcp_keepalive_secs: u64,
+    connection_idle_timeout_secs: u64,
     #[serde(default)]
     auth_token: Option<String>,
     #[serde(default)]
@@ -107,6 +120,8 @@ pub struct Config {
     pub agent_timeout: Duration,
     /// BO suggestions computed at once (0 in the file: one fewer than the cores).
     pub suggest_concurrency: usize,
+    /// Limits on the gRPC listener's connections.
+    pub connections: ConnectionLimits,
     /// Bearer token, when required.
     pub auth_token: Option<String>,
 }
@@ -126,6 +141,7 @@ impl std::fmt::Debug for Config {
             .field("max_lease_wait", &self.max_lease_wait)
             .field("agent_timeout", &self.agent_timeout)
             .field("suggest_concurrency", &self.suggest_concurrency)
+            .field("connections", &self.connections)
             .field(
                 "auth_token",
                 &self.auth_token.as_ref().map(|_| "<redacted>"),
@@ -148,7 +164,13 @@ fn builder_defaults()
         .set_default("default_initial_trials", 10)?
         .set_default("max_lease_wait_secs", 5)?
         .set_default("agent_timeout_secs", 60)?
-        .set_default("suggest_concurrency", 0)
+        .set_default("suggest_concurrency", 0)?
+        .set_default("max_connections", 4096)?
+        .set_default("max_concurrent_streams_per_connection", 256)?
+        .set_default("http2_keepalive_interval_secs", 30)?
+        .set_default("http2_keepalive_timeout_secs", 10)?
+        .set_default("tcp_keepalive_secs", 60)?
+        .set_default("connection_idle_timeout_secs", 30)
 }
 
 /// The known `COORDINATOR_*` variables, keyed by field. Others are ignored: Kubernetes injects
@@ -279,6 +301,16 @@ fn positive_secs(field: &str, secs: u64) -> Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
+/// `value` when it lies in `min..=max`, else an error naming the field and the range.
+fn in_range(field: &str, value: u64, min: u64, max: u64) -> Result<u64> {
+    if (min..=max).contains(&value) {
+        return Ok(value);
+    }
+    Err(Error::Config(format!(
+        "{field} must be between {min} and {max}, got {value}"
+    )))
+}
+
 fn non_zero(field: &str, value: u32) -> Result<NonZeroU32> {
     NonZeroU32::new(value).ok_or_else(|| Error::Config(format!("{field} must be at least 1")))
 }
@@ -326,6 +358,7 @@ impl RawConfig {
         if self.data_dir.trim().is_empty() {
             return Err(Error::Config("data_dir must not be empty".into()));
         }
+        let connections = self.connection_limits()?;
         Ok(Config {
             listen_addr: addr("listen_addr", &self.listen_addr)?,
             metrics_listen_addr: addr("metrics_listen_addr", &self.metrics_listen_addr)?,
@@ -347,7 +380,48 @@ impl RawConfig {
                 0 => crate::service::default_suggest_concurrency(),
                 n => n as usize,
             },
+            connections,
             auth_token: resolve_token(self.auth_token, self.auth_token_file)?,
+        })
+    }
+}
+
+impl RawConfig {
+    /// The connection fields, range-checked. `max_connections` must hold a fleet of 1,000
+    /// agents (one connection each) and its clients only if the operator wants that; the
+    /// default is 4096.
+    fn connection_limits(&self) -> Result<ConnectionLimits> {
+        let secs = |field: &str, value: u64, max: u64| {
+            in_range(field, value, 1, max).map(Duration::from_secs)
+        };
+        let max_connections = in_range("max_connections", self.max_connections, 1, 1 << 20)?;
+        let max_streams = in_range(
+            "max_concurrent_streams_per_connection",
+            self.max_concurrent_streams_per_connection,
+            1,
+            65_535,
+        )?;
+        Ok(ConnectionLimits {
+            max_connections: usize::try_from(max_connections)
+                .map_err(|_| Error::Config("max_connections does not fit this machine".into()))?,
+            max_concurrent_streams: u32::try_from(max_streams)
+                .expect("checked to be at most 65535"),
+            http2_keepalive_interval: secs(
+                "http2_keepalive_interval_secs",
+                self.http2_keepalive_interval_secs,
+                3600,
+            )?,
+            http2_keepalive_timeout: secs(
+                "http2_keepalive_timeout_secs",
+                self.http2_keepalive_timeout_secs,
+                600,
+            )?,
+            tcp_keepalive: secs("tcp_keepalive_secs", self.tcp_keepalive_secs, 7200)?,
+            idle_timeout: secs(
+                "connection_idle_timeout_secs",
+                self.connection_idle_timeout_secs,
+                3600,
+            )?,
         })
     }
 }
@@ -474,6 +548,43 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(message.contains("listen_addr"), "{message}");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_ranges() {
+        let config = Config::load(None, &no_env(), &Overrides::default()).expect("defaults load");
+        assert_eq!(config.connections, ConnectionLimits::default());
+        assert!(
+            config.connections.max_connections >= 1000 + 64,
+            "a fleet of 1,000 agents fits"
+        );
+        let env = HashMap::from([
+            ("COORDINATOR_MAX_CONNECTIONS".to_string(), "50".to_string()),
+            (
+                "COORDINATOR_CONNECTION_IDLE_TIMEOUT_SECS".to_string(),
+                "2".to_string(),
+            ),
+        ]);
+        let config = Config::load(None, &env, &Overrides::default()).expect("loads");
+        assert_eq!(config.connections.max_connections, 50);
+        assert_eq!(config.connections.idle_timeout, Duration::from_secs(2));
+        for (field, value) in [
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONCURRENT_STREAMS_PER_CONNECTION", "70000"),
+            ("HTTP2_KEEPALIVE_INTERVAL_SECS", "0"),
+            ("HTTP2_KEEPALIVE_TIMEOUT_SECS", "601"),
+            ("TCP_KEEPALIVE_SECS", "0"),
+            ("CONNECTION_IDLE_TIMEOUT_SECS", "3601"),
+        ] {
+            let env = HashMap::from([(format!("COORDINATOR_{field}"), value.to_string())]);
+            let message = Config::load(None, &env, &Overrides::default())
+                .expect_err("out of range")
+                .to_string();
+            assert!(
+                message.contains(&field.to_ascii_lowercase()) && message.contains("between"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

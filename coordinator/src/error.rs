@@ -52,6 +52,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another process holds the data directory's lock (another coordinator on the same dir).
+    #[error(
+        "data dir '{}' is in use by another coordinator ({}): stop it or use another data dir",
+        data_dir.display(),
+        holder_pid.map_or_else(|| "pid unknown".to_string(), |pid| format!("pid {pid}"))
+    )]
+    DataDirLocked {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// The holder's pid, as its lock file says.
+        holder_pid: Option<u32>,
+    },
     /// The gRPC server failed.
     #[error("grpc server failed")]
     Transport(#[from] tonic::transport::Error),

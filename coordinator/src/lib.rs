@@ -7,7 +7,8 @@
 //! this crate only for the wire conversions in [`grpc::convert`], [`READY_PREFIX`] and
 //! [`telemetry`]). Modules: [`config`], [`telemetry`], [`metrics`], [`store`] (durable and
 //! in-memory), [`service`] (the domain: experiments and the trial state machine), [`suggest`]
-//! (the bridge to `tuner`) and [`grpc`] (thin tonic adapters).
+//! (the bridge to `tuner`), [`grpc`] (thin tonic adapters) and [`parent`] (the opt-in exit with
+//! a parent process, for `tunectl local`).
 //!
 //! ```no_run
 //! # async fn demo() -> coordinator::Result<()> {
@@ -22,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
+pub mod parent;
 pub mod service;
 pub mod store;
 pub mod suggest;
@@ -116,11 +118,13 @@ pub async fn run(
         let _ = stop_tx.send(true);
     };
     let flusher = coordinator.clone();
-    let served = grpc::serve(
+    grpc::listener::warn_if_files_limit_too_low(&config.connections);
+    let served = grpc::serve_with_limits(
         coordinator,
         metrics,
         grpc_listener,
         config.auth_token.clone(),
+        config.connections,
         signal,
     )
     .await;

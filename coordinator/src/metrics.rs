@@ -43,6 +43,12 @@ pub struct Metrics {
     pub experiment_epochs_total: IntCounterVec,
     /// Dollars reported, per experiment.
     pub experiment_cost_dollars_total: CounterVec,
+    /// gRPC connections open now.
+    pub grpc_connections_open: IntGauge,
+    /// gRPC connections closed at accept because `max_connections` were open.
+    pub grpc_connections_rejected_total: IntCounter,
+    /// gRPC connections closed because they sent no request within the idle timeout.
+    pub grpc_connections_idle_closed_total: IntCounter,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -137,6 +143,21 @@ impl Metrics {
                 &["experiment"],
             )
             .expect("valid metric"),
+            grpc_connections_open: IntGauge::with_opts(opts(
+                "grpc_connections_open",
+                "gRPC connections open now",
+            ))
+            .expect("valid metric"),
+            grpc_connections_rejected_total: IntCounter::with_opts(opts(
+                "grpc_connections_rejected_total",
+                "gRPC connections closed at accept because max_connections were open",
+            ))
+            .expect("valid metric"),
+            grpc_connections_idle_closed_total: IntCounter::with_opts(opts(
+                "grpc_connections_idle_closed_total",
+                "gRPC connections closed because they sent no request within the idle timeout",
+            ))
+            .expect("valid metric"),
         };
         metrics.register_all();
         metrics
@@ -155,6 +176,9 @@ impl Metrics {
             Box::new(self.experiment_trials_completed_total.clone()),
             Box::new(self.experiment_epochs_total.clone()),
             Box::new(self.experiment_cost_dollars_total.clone()),
+            Box::new(self.grpc_connections_open.clone()),
+            Box::new(self.grpc_connections_rejected_total.clone()),
+            Box::new(self.grpc_connections_idle_closed_total.clone()),
         ];
         for collector in collectors {
             self.registry

@@ -2,8 +2,10 @@
 //! `integration_tests::cluster`. Build the binaries first (`cargo test --workspace` does).
 
 mod agent_e2e;
+mod connections_e2e;
 mod coordinator_e2e;
 mod observability_configs;
 mod observability_deploy;
 mod observability_prometheus;
+mod process_e2e;
 mod study_e2e;

@@ -1,5 +1,6 @@
 //! The `coordinator` daemon: parses flags, loads the config, sets up logging and calls
-//! [`coordinator::run`].
+//! [`coordinator::run`], which stops on SIGTERM or SIGINT, or when the parent process exits if
+//! `TUNEFLEET_EXIT_WITH_PARENT` is set ([`coordinator::parent`]).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use coordinator::config::{Config, Overrides};
+use coordinator::parent::{self, ParentWatch};
 use coordinator::telemetry::{self, LogFormat};
 
 /// Runs the tunefleet coordinator (gRPC on listen_addr, Prometheus on metrics_listen_addr).
@@ -44,9 +46,11 @@ fn main() -> ExitCode {
     };
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let result = Config::load(args.config.as_deref(), &env, &overrides).and_then(|config| {
+        let parent = ParentWatch::from_env(&env).map_err(coordinator::Error::Config)?;
         let runtime = tokio::runtime::Runtime::new()
             .map_err(|e| coordinator::Error::io("start the tokio runtime", e))?;
-        runtime.block_on(coordinator::run(config, coordinator::shutdown_signal()))
+        let shutdown = parent::shutdown_or_parent_exit(coordinator::shutdown_signal(), parent);
+        runtime.block_on(coordinator::run(config, shutdown))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

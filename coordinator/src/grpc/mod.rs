@@ -1,9 +1,11 @@
 //! The gRPC layer: thin tonic adapters over the domain services, the bearer-token and draining
-//! gate, error mapping, and the server with health checks and graceful shutdown.
+//! gate, error mapping, and the server with health checks, graceful shutdown and connection
+//! limits ([`listener`]).
 
 pub mod agent;
 pub mod convert;
 pub mod experiment;
+pub mod listener;
 pub mod status;
 
 use std::future::Future;
@@ -12,8 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use proto::v1::agent_service_server::AgentServiceServer;
 use proto::v1::experiment_service_server::ExperimentServiceServer;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::Interceptor;
+use tonic::service::{Interceptor, InterceptorLayer};
 use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 
@@ -23,6 +24,7 @@ use crate::service::{AgentService, ExperimentService};
 
 pub use agent::AgentGrpc;
 pub use experiment::ExperimentGrpc;
+pub use listener::ConnectionLimits;
 
 /// The full gRPC names of the two services, as health checks know them.
 pub const SERVICE_NAMES: [&str; 2] = [
@@ -76,8 +78,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Serves both services and health on `listener` until `shutdown` completes, then drains:
-/// health turns NOT_SERVING, new requests get `Unavailable`, in-flight ones finish.
+/// [`serve_with_limits`] with the default [`ConnectionLimits`].
 ///
 /// # Errors
 /// When the transport fails.
@@ -86,6 +87,26 @@ pub async fn serve<S>(
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
     token: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()>
+where
+    S: ExperimentService + AgentService + Clone,
+{
+    let limits = ConnectionLimits::default();
+    serve_with_limits(service, metrics, listener, token, limits, shutdown).await
+}
+
+/// Serves both services and health on `listener` within `limits` until `shutdown` completes,
+/// then drains: health turns NOT_SERVING, new requests get `Unavailable`, in-flight ones finish.
+///
+/// # Errors
+/// When the transport fails.
+pub async fn serve_with_limits<S>(
+    service: S,
+    metrics: Arc<Metrics>,
+    listener: tokio::net::TcpListener,
+    token: Option<String>,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()>
 where
@@ -100,6 +121,7 @@ where
             .await;
     }
     let experiments = ExperimentGrpc::new(service.clone(), Arc::clone(&metrics));
+    let incoming = listener::LimitedIncoming::new(listener, limits, Arc::clone(&metrics));
     let agents = AgentGrpc::new(service, metrics);
     let drained = async move {
         shutdown.await;
@@ -114,14 +136,19 @@ where
         }
         tracing::info!("draining grpc server");
     };
+    let mark_requested: listener::MarkRequested = listener::mark_requested;
     tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+        .layer(InterceptorLayer::new(mark_requested))
         .add_service(health)
         .add_service(ExperimentServiceServer::with_interceptor(
             experiments,
             gate.clone(),
         ))
         .add_service(AgentServiceServer::with_interceptor(agents, gate))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained)
+        .serve_with_incoming_shutdown(incoming, drained)
         .await?;
     Ok(())
 }

@@ -16,6 +16,7 @@ pub fn code_of(error: &Error) -> Code {
         | Error::ConfigFile { .. }
         | Error::Config(_)
         | Error::Io { .. }
+        | Error::DataDirLocked { .. }
         | Error::Transport(_)
         | Error::Internal(_) => Code::Internal,
     }

@@ -2,7 +2,8 @@
 //!
 //! Specs, parameters and capabilities are JSON columns; states and numbers are plain columns so
 //! the file can be inspected with `sqlite3`. The schema version is SQLite's `user_version`, and
-//! `MIGRATIONS` upgrades older files step by step.
+//! `MIGRATIONS` upgrades older files step by step. [`SqliteStore::open`] first takes the data
+//! dir's exclusive [`DataDirLock`] and holds it as long as the store lives.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -11,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::lock::DataDirLock;
 use super::{Change, ExperimentStore, Snapshot};
 use crate::service::model::{AgentRecord, EpochRecord, ExperimentRecord, LeaseRecord, TrialRecord};
 use crate::{Error, Result};
@@ -82,24 +84,34 @@ ALTER TABLE trials ADD COLUMN last_lease_id TEXT;
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    // Declared last, so it is released after the connection is closed; `None` for
+    // `open_file`, which opens a file without claiming its directory.
+    _lock: Option<DataDirLock>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `coordinator.sqlite3` in `data_dir` and migrates it.
+    /// Takes the exclusive lock on `data_dir` (`coordinator.lock`), then opens (creating if
+    /// needed) `coordinator.sqlite3` in it and migrates it. The lock is held until the store is
+    /// dropped.
     ///
     /// # Errors
-    /// When the directory cannot be created, the file is not a SQLite database, or its schema is
-    /// newer than this build.
+    /// `DataDirLocked` when another coordinator holds the directory; otherwise when the
+    /// directory cannot be created, the file is not a SQLite database, or its schema is newer
+    /// than this build.
     pub fn open(data_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::io(format!("create data directory '{}'", data_dir.display()), e))?;
-        Self::open_file(&data_dir.join(DB_FILE_NAME))
+        let lock = DataDirLock::acquire(data_dir)?;
+        let mut store = Self::open_file(&data_dir.join(DB_FILE_NAME))?;
+        store._lock = Some(lock);
+        Ok(store)
     }
 
-    /// Opens a database file directly.
+    /// Opens a database file directly, without taking its directory's lock (for tools and
+    /// tests; the daemon uses [`SqliteStore::open`]).
     ///
     /// # Errors
-    /// As [`SqliteStore::open`].
+    /// As [`SqliteStore::open`], less the lock.
     pub fn open_file(path: &Path) -> Result<Self> {
         let what = || format!("open database '{}'", path.display());
         let mut conn = Connection::open(path).map_err(|e| Error::store(what(), e))?;
@@ -113,6 +125,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_owned(),
+            _lock: None,
         })
     }
 
@@ -455,6 +468,26 @@ mod tests {
             schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"),
             Some(2)
         );
+    }
+
+    #[test]
+    fn a_second_store_on_one_data_dir_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = SqliteStore::open(dir.path()).expect("opens");
+        let err = SqliteStore::open(dir.path())
+            .err()
+            .expect("second open refused");
+        assert!(
+            matches!(&err, Error::DataDirLocked { holder_pid: Some(pid), .. } if *pid == std::process::id()),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        drop(first);
+        SqliteStore::open(dir.path()).expect("reopens once the first is dropped");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `tunectl`, the tunefleet command-line client: parses the command line and calls the
-//! [`tunectl`] library's commands. Errors are one line on stderr and exit code 1.
+//! [`tunectl`] library's commands. Errors are one line on stderr and exit code 1, or 128 + the
+//! signal's number when SIGTERM, SIGHUP or SIGINT stopped `local` or `study`.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -68,7 +69,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            // 128 + the signal's number when a signal stopped a command (`tunectl local`).
+            tunectl::local::signals::exit_code_of(&error).map_or(ExitCode::FAILURE, ExitCode::from)
         }
     }
 }

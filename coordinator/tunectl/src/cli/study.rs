@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::ConnectOptions;
 use crate::local::cluster::{AgentOptions, RunningCluster};
+use crate::local::signals::{Interrupted, Termination};
 use crate::study::run::{self, StudyArm, StudyPlanRequest, rule_by_name};
 
 /// Options of `tunectl study`.
@@ -125,8 +126,19 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let request = options.plan_request()?;
     let planned = run::plan(&request)?;
+    // Before a local cluster starts: a signal during its start-up is queued, not fatal.
+    let mut termination = Termination::listen()?;
     if !options.local {
-        return drive_and_report(connect, options, &request, planned, None, out).await;
+        return drive_and_report(
+            connect,
+            options,
+            &request,
+            planned,
+            None,
+            &mut termination,
+            out,
+        )
+        .await;
     }
     let agents = AgentOptions {
         agents: options.agents,
@@ -139,8 +151,16 @@ pub async fn run(
         coordinator: cluster.url.clone(),
         token: None,
     };
-    let outcome =
-        drive_and_report(&local, options, &request, planned, Some(&mut cluster), out).await;
+    let outcome = drive_and_report(
+        &local,
+        options,
+        &request,
+        planned,
+        Some(&mut cluster),
+        &mut termination,
+        out,
+    )
+    .await;
     // Off the runtime's one thread, so the closed client connections are wound down while the
     // coordinator drains them in its graceful shutdown.
     let success = outcome.is_ok();
@@ -156,6 +176,7 @@ async fn drive_and_report(
     request: &StudyPlanRequest,
     planned: Vec<run::PlannedExperiment>,
     mut cluster: Option<&mut RunningCluster>,
+    termination: &mut Termination,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     let mut client = super::connect(connect).await?;
@@ -171,11 +192,11 @@ async fn drive_and_report(
     };
     tokio::select! {
         driven = run::drive(&mut client, planned, at_once, poll, &mut alive) => { driven?; }
-        _ = tokio::signal::ctrl_c() => {
+        signal = termination.recv() => {
             let listed = stopper.list_experiments(proto::v1::ListExperimentsRequest { study: study.clone() }).await;
             let ids: Vec<String> = listed.map(|r| r.into_inner().experiments.into_iter().map(|e| e.id).collect()).unwrap_or_default();
             run::stop_all(&mut stopper, &ids).await;
-            anyhow::bail!("interrupted: the experiments of study {study} were stopped");
+            return Err(Interrupted::new(signal, format!("the experiments of study {study} were stopped")).into());
         }
     }
     if let Some(dir) = options.report_dir(&study) {

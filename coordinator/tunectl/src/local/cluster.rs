@@ -4,6 +4,10 @@
 //! readiness line; [`RunningCluster::finish`] sends SIGTERM (agents first, so running trials are
 //! reported as interrupted), then kills what is left after a timeout. `tunectl` never links the
 //! agent (STYLE.md §1): it only runs its binary.
+//!
+//! Each child gets `TUNEFLEET_EXIT_WITH_PARENT=<tunectl's pid>` ([`coordinator::parent`]), so
+//! if `tunectl` dies without stopping them (SIGKILL, a crash) they notice within half a second
+//! and shut down by themselves.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -256,6 +260,10 @@ fn spawn_daemon(
     let log_file = std::fs::File::create(log)
         .with_context(|| format!("failed to create {}", log.display()))?;
     command
+        .env(
+            coordinator::parent::EXIT_WITH_PARENT_ENV,
+            std::process::id().to_string(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file));

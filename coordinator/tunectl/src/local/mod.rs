@@ -1,16 +1,19 @@
 //! `tunectl local`: a whole cluster on one machine ([`cluster`]), running one experiment of a
 //! built-in [`crate::scenario`] with live progress, then the results, then a clean shutdown
-//! (also on Ctrl-C).
+//! (also on SIGTERM, SIGHUP and Ctrl-C, after which it exits 128 + the signal's number; see
+//! [`signals`]).
 
 pub mod cluster;
+pub mod signals;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cluster::{AgentOptions, RunningCluster};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use proto::v1 as pb;
+use signals::{Interrupted, Termination};
 
 use crate::cli::{self, Client, ConnectOptions};
 
@@ -79,13 +82,18 @@ impl LocalOptions {
 pub fn run(opts: &LocalOptions) -> anyhow::Result<()> {
     let spec = build_spec(opts)?;
     let started = Instant::now();
-    let mut cluster = RunningCluster::start(opts.data_dir.clone(), &opts.agent_options())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("failed to start tokio")?;
+    // Before the children start: a signal during their start-up is queued, not fatal.
+    let mut termination = {
+        let _entered = runtime.enter();
+        Termination::listen()?
+    };
+    let mut cluster = RunningCluster::start(opts.data_dir.clone(), &opts.agent_options())?;
     let url = cluster.url.clone();
-    let outcome = runtime.block_on(drive(&url, spec, &mut cluster, started));
+    let outcome = runtime.block_on(drive(&url, spec, &mut cluster, &mut termination, started));
     cluster.finish(outcome.is_ok());
     let report = outcome?;
     print!("{report}");
@@ -127,26 +135,36 @@ pub fn build_spec(opts: &LocalOptions) -> anyhow::Result<pb::ExperimentSpec> {
     Ok(spec)
 }
 
-/// Creates the experiment, follows it to the end (or Ctrl-C), and builds the report.
+/// Creates the experiment, follows it to the end (or a termination signal, which stops it),
+/// and builds the report.
 async fn drive(
     url: &str,
     spec: pb::ExperimentSpec,
     cluster: &mut RunningCluster,
+    termination: &mut Termination,
     started: Instant,
 ) -> anyhow::Result<String> {
     let options = ConnectOptions {
         coordinator: url.to_string(),
         token: None,
     };
-    let mut client = cli::connect(&options).await?;
-    let experiment = cli::create_experiment(&mut client, spec).await?;
-    let experiment_id = experiment.id.clone();
+    let created = async {
+        let mut client = cli::connect(&options).await?;
+        let experiment = cli::create_experiment(&mut client, spec).await?;
+        anyhow::Ok((client, experiment.id))
+    };
+    let (mut client, experiment_id) = tokio::select! {
+        created = created => created?,
+        signal = termination.recv() => {
+            return Err(Interrupted::new(signal, "no experiment was created").into());
+        }
+    };
     eprintln!("experiment {experiment_id} created");
     tokio::select! {
         followed = follow(&mut client, &experiment_id, cluster) => followed?,
-        _ = tokio::signal::ctrl_c() => {
+        signal = termination.recv() => {
             let _ = client.stop_experiment(pb::StopExperimentRequest { experiment_id: experiment_id.clone() }).await;
-            bail!("interrupted: experiment {experiment_id} stopped");
+            return Err(Interrupted::new(signal, format!("experiment {experiment_id} stopped")).into());
         }
     }
     let experiment = cli::get_experiment(&mut client, &experiment_id).await?;

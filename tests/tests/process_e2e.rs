@@ -1,0 +1,221 @@
+//! End to end: process-level faults.
+//!
+//! - A second coordinator on a running one's data dir exits non-zero with one line naming the
+//!   dir and the holder's pid, and the first keeps answering (two coordinators on one dir
+//!   leased the same trial twice and mixed both completions in the store).
+//! - `tunectl local` stopped with SIGTERM stops its coordinator and agents and exits 143;
+//!   killed with SIGKILL, its children notice their parent died and stop by themselves (they
+//!   went on training at 90% CPU each).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use integration_tests::agents;
+use integration_tests::cluster::{Cluster, binary, wait_for};
+use integration_tests::process::{self, ProcessInfo};
+use proto::v1 as pb;
+
+/// Polls `child` until it exits, failing after `timeout`.
+async fn wait_exit(
+    child: &mut Child,
+    what: &str,
+    timeout: Duration,
+) -> Result<std::process::ExitStatus> {
+    wait_for(what, timeout, || {
+        let status = child.try_wait().context("cannot wait for the child");
+        async move { status }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_coordinator_on_the_same_data_dir_exits_naming_the_holder() -> Result<()> {
+    let mut cluster = Cluster::builder().start()?;
+    let first_pid = cluster.coordinator()?.pid();
+    let data_dir = cluster.dir().join("data");
+    let mut second = Command::new(binary("coordinator")?)
+        .args([
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--metrics-listen-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start the second coordinator")?;
+    let status = wait_exit(
+        &mut second,
+        "the second coordinator to exit",
+        Duration::from_secs(30),
+    )
+    .await?;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(
+        &mut second.stderr.take().context("stderr is piped")?,
+        &mut stderr,
+    )?;
+    ensure!(!status.success(), "the second coordinator exited {status}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    ensure!(
+        errors.len() == 1,
+        "expected one error line, stderr:\n{stderr}"
+    );
+    ensure!(
+        errors[0].contains(&format!("data dir '{}'", data_dir.display()))
+            && errors[0].contains(&format!("pid {first_pid}")),
+        "the error names neither the data dir nor pid {first_pid}: {}",
+        errors[0]
+    );
+    // The first one still answers, from the same store.
+    let mut client = agents::experiments(&cluster).await?;
+    client
+        .list_experiments(pb::ListExperimentsRequest::default())
+        .await
+        .context("the first coordinator stopped answering")?;
+    ensure!(
+        std::fs::read_to_string(data_dir.join("coordinator.lock"))?
+            .contains(&format!("pid={first_pid}")),
+        "the lock file does not name the first coordinator"
+    );
+    Ok(())
+}
+
+/// A `tunectl local` run with its stderr lines, and its coordinator and agents once training.
+struct LocalRun {
+    tunectl: Child,
+    stderr: mpsc::Receiver<String>,
+    children: Vec<ProcessInfo>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for LocalRun {
+    fn drop(&mut self) {
+        let _ = self.tunectl.kill();
+        let _ = self.tunectl.wait();
+    }
+}
+
+/// Starts `tunectl local` with two CPU agents and a budget it cannot finish during the test,
+/// and waits until the experiment exists and the three daemons run.
+async fn start_local() -> Result<LocalRun> {
+    let dir = tempfile::tempdir()?;
+    let mut tunectl = Command::new(binary("tunectl")?)
+        .args([
+            "local",
+            "--agents",
+            "2",
+            "--budget",
+            "500",
+            "--max-train",
+            "200",
+        ])
+        .args(["--max-dev", "100", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("AGENT_CPU_THREADS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start tunectl local")?;
+    let stderr = tunectl.stderr.take().context("stderr is piped")?;
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr)
+            .lines()
+            .map_while(std::io::Result::ok)
+        {
+            let _ = sender.send(line);
+        }
+    });
+    let mut run = LocalRun {
+        tunectl,
+        stderr: lines,
+        children: Vec::new(),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    loop {
+        match run.stderr.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line.starts_with("experiment ") && line.ends_with(" created") => break,
+            Ok(line) => seen.push(line),
+            Err(_) if Instant::now() < deadline => {
+                if let Some(status) = run.tunectl.try_wait()? {
+                    bail!(
+                        "tunectl local exited ({status}) early:\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+            Err(_) => bail!(
+                "tunectl local created no experiment in 90 s:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+    let pid = run.tunectl.id();
+    run.children = wait_for(
+        "tunectl's coordinator and two agents",
+        Duration::from_secs(10),
+        || async {
+            let daemons: Vec<ProcessInfo> = process::children_of(pid)?
+                .into_iter()
+                .filter(|p| p.name == "coordinator" || p.name == "agent")
+                .collect();
+            Ok((daemons.len() == 3).then_some(daemons))
+        },
+    )
+    .await?;
+    Ok(run)
+}
+
+fn signal(pid: u32, name: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .context("cannot run kill")?;
+    ensure!(status.success(), "kill -{name} {pid} failed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunectl_local_stops_its_cluster_on_sigterm_and_exits_143() -> Result<()> {
+    let mut run = start_local().await?;
+    signal(run.tunectl.id(), "TERM")?;
+    let status = wait_exit(
+        &mut run.tunectl,
+        "tunectl to exit after SIGTERM",
+        Duration::from_secs(60),
+    )
+    .await?;
+    let said: Vec<String> = run.stderr.try_iter().collect();
+    ensure!(
+        status.code() == Some(143),
+        "tunectl exited {status}, not 143:\n{}",
+        said.join("\n")
+    );
+    ensure!(
+        said.iter().any(|l| l.contains("interrupted by SIGTERM")),
+        "no interruption message:\n{}",
+        said.join("\n")
+    );
+    process::wait_until_gone(&run.children, Duration::from_secs(10)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunectl_local_killed_with_sigkill_leaves_no_daemon_behind() -> Result<()> {
+    let mut run = start_local().await?;
+    signal(run.tunectl.id(), "KILL")?;
+    wait_exit(&mut run.tunectl, "tunectl to die", Duration::from_secs(10)).await?;
+    // The parent watch polls every 500 ms; a drain that hangs (an agent retrying its reports to
+    // the coordinator that stopped too) is cut off after 10 s.
+    process::wait_until_gone(&run.children, Duration::from_secs(20)).await
+}
