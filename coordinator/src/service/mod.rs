@@ -27,6 +27,7 @@ pub mod cell;
 pub mod early_stop;
 pub mod experiments;
 pub mod lifecycle;
+pub mod limits;
 pub mod model;
 pub mod refill;
 pub mod registry;

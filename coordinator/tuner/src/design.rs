@@ -57,6 +57,7 @@ impl Seen {
         seen
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, a: &Assignment) -> bool {
         self.keys.contains(&key_of(a))
     }
