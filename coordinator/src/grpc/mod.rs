@@ -14,12 +14,13 @@ use proto::v1::agent_service_server::AgentServiceServer;
 use proto::v1::experiment_service_server::ExperimentServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 
 use crate::Result;
 use crate::metrics::Metrics;
-use crate::service::{AgentService, ExperimentService};
+use crate::service::{AgentService, ExperimentService, limits};
 
 pub use agent::AgentGrpc;
 pub use experiment::ExperimentGrpc;
@@ -116,11 +117,15 @@ where
     };
     tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(ExperimentServiceServer::with_interceptor(
-            experiments,
+        .add_service(InterceptedService::new(
+            ExperimentServiceServer::new(experiments)
+                .max_decoding_message_size(limits::MAX_MESSAGE_BYTES),
             gate.clone(),
         ))
-        .add_service(AgentServiceServer::with_interceptor(agents, gate))
+        .add_service(InterceptedService::new(
+            AgentServiceServer::new(agents).max_decoding_message_size(limits::MAX_MESSAGE_BYTES),
+            gate,
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained)
         .await?;
     Ok(())
