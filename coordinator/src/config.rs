@@ -511,13 +511,38 @@ mod tests {
     #[test]
     fn every_value_has_a_range_named_in_the_error() {
         let cases = [
-            ("LEASE_CHECK_INTERVAL_SECS", "100000000000", "lease_check_interval_secs", "1..=60"),
-            ("LEASE_TIMEOUT_SECS", "86401", "lease_timeout_secs", "1..=86400"),
-            ("HEARTBEAT_INTERVAL_SECS", "0", "heartbeat_interval_secs", "1..=86400"),
-            ("AGENT_TIMEOUT_SECS", "604801", "agent_timeout_secs", "1..=604800"),
+            (
+                "LEASE_CHECK_INTERVAL_SECS",
+                "100000000000",
+                "lease_check_interval_secs",
+                "1..=60",
+            ),
+            (
+                "LEASE_TIMEOUT_SECS",
+                "86401",
+                "lease_timeout_secs",
+                "1..=86400",
+            ),
+            (
+                "HEARTBEAT_INTERVAL_SECS",
+                "0",
+                "heartbeat_interval_secs",
+                "1..=86400",
+            ),
+            (
+                "AGENT_TIMEOUT_SECS",
+                "604801",
+                "agent_timeout_secs",
+                "1..=604800",
+            ),
             ("MAX_ATTEMPTS", "101", "max_attempts", "1..=100"),
             ("MAX_ATTEMPTS", "0", "max_attempts", "1..=100"),
-            ("DEFAULT_INITIAL_TRIALS", "10001", "default_initial_trials", "1..=10000"),
+            (
+                "DEFAULT_INITIAL_TRIALS",
+                "10001",
+                "default_initial_trials",
+                "1..=10000",
+            ),
         ];
         for (variable, value, field, range) in cases {
             let env = HashMap::from([(format!("COORDINATOR_{variable}"), value.to_string())]);
@@ -530,8 +555,14 @@ mod tests {
             );
         }
         let env = HashMap::from([
-            ("COORDINATOR_LEASE_TIMEOUT_SECS".to_string(), "86400".to_string()),
-            ("COORDINATOR_LEASE_CHECK_INTERVAL_SECS".to_string(), "86400".to_string()),
+            (
+                "COORDINATOR_LEASE_TIMEOUT_SECS".to_string(),
+                "86400".to_string(),
+            ),
+            (
+                "COORDINATOR_LEASE_CHECK_INTERVAL_SECS".to_string(),
+                "86400".to_string(),
+            ),
             ("COORDINATOR_MAX_ATTEMPTS".to_string(), "100".to_string()),
         ]);
         Config::load(None, &env, &Overrides::default()).expect("the upper ends are allowed");

@@ -7,6 +7,7 @@ use proto::v1 as pb;
 use tuner::space::{ParamKind, ParamSpec, Value};
 
 use crate::service::early_stop::{AshaRule, MedianRule, Rule};
+use crate::service::limits::{self, short};
 use crate::service::model::{
     AgentCapabilities, BatchStrategy, Direction, EpochRecord, ExperimentSpec, ExperimentState,
     Strategy, TrialState, Workload,
@@ -14,7 +15,6 @@ use crate::service::model::{
 use crate::service::{
     Completion, EpochInput, ExperimentView, Lease, LeaseAction, LeaseStatus, Outcome, TrialView,
 };
-use crate::service::limits::{self, short};
 use crate::{Error, Result};
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -567,7 +567,10 @@ mod tests {
             ..Default::default()
         };
         let completion = Completion::try_from(complete).expect("accepted");
-        assert_eq!(completion.failure_reason.len(), limits::MAX_FAILURE_REASON_BYTES);
+        assert_eq!(
+            completion.failure_reason.len(),
+            limits::MAX_FAILURE_REASON_BYTES
+        );
     }
 
     #[test]

@@ -17,12 +17,12 @@ use tracing::{debug, info, instrument, warn};
 use super::cell::ExperimentCell;
 use super::early_stop::{Decision, Rule, decide_one};
 use super::lifecycle::{TransitionError, TrialEvent, progress, transition};
+use super::limits;
 use super::model::{
     AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentState, LeaseId, TrialId,
     TrialRecord, TrialState, now_unix,
 };
 use super::registry::{AgentEntry, LeaseHome};
-use super::limits;
 use super::state::Live;
 use super::{
     AgentService, Completion, Coordinator, EpochInput, Lease, LeaseAction, LeaseOutcome,

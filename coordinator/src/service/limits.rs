@@ -427,7 +427,10 @@ mod tests {
             kind: "bitcoin-miner".into(),
             ..Workload::default()
         });
-        refused(check_spec(&s), &["workload kind", "bitcoin-miner", "textcnn"]);
+        refused(
+            check_spec(&s),
+            &["workload kind", "bitcoin-miner", "textcnn"],
+        );
         let mut s = spec();
         s.workload = Some(Workload {
             fixed_params: [("lr".to_string(), Value::Float(f64::NAN))].into(),
@@ -458,7 +461,10 @@ mod tests {
     fn epoch_reports_are_bounded() {
         check_epoch_report(&report(1), None, 0).expect("valid");
         check_epoch_report(&report(MAX_EPOCHS), None, 0).expect("valid");
-        refused(check_epoch_report(&report(0), None, 0), &["epoch", "100000"]);
+        refused(
+            check_epoch_report(&report(0), None, 0),
+            &["epoch", "100000"],
+        );
         refused(
             check_epoch_report(&report(u32::MAX), None, 0),
             &["epoch", "1..=100000"],
@@ -478,9 +484,15 @@ mod tests {
         refused(check_epoch_report(&r, None, 0), &["epoch_seconds"]);
         let mut r = report(1);
         r.train_accuracy = 1.5;
-        refused(check_epoch_report(&r, None, 0), &["train_accuracy", "0..=1"]);
+        refused(
+            check_epoch_report(&r, None, 0),
+            &["train_accuracy", "0..=1"],
+        );
         r.train_accuracy = f64::NAN;
-        refused(check_epoch_report(&r, None, 0), &["train_accuracy", "finite"]);
+        refused(
+            check_epoch_report(&r, None, 0),
+            &["train_accuracy", "finite"],
+        );
     }
 
     #[test]

@@ -293,7 +293,10 @@ impl Grid {
     /// The first `q` points not in `seen`, in grid order, recorded in `seen`. Costs
     /// O(|seen| log |seen| + q): the seen points are mapped to their indices and skipped.
     fn unseen(&self, space: &Space, seen: &mut Seen, q: usize) -> Vec<Assignment> {
-        let mut taken: Vec<usize> = seen.iter().filter_map(|a| self.index_of(space, a)).collect();
+        let mut taken: Vec<usize> = seen
+            .iter()
+            .filter_map(|a| self.index_of(space, a))
+            .collect();
         taken.sort_unstable();
         taken.dedup();
         let mut taken = taken.into_iter().peekable();
@@ -495,7 +498,10 @@ mod tests {
         let started = std::time::Instant::now();
         let mut seen = Seen::default();
         let mut rng = Rng::new(3);
-        assert_eq!(random_points(&s, &mut seen, 100_000, &mut rng).len(), 100_000);
+        assert_eq!(
+            random_points(&s, &mut seen, 100_000, &mut rng).len(),
+            100_000
+        );
         assert!(
             started.elapsed() < std::time::Duration::from_secs(10),
             "took {:?}",

@@ -214,7 +214,9 @@ impl ParamSpec {
         }
         match &self.kind {
             ParamKind::Int { low, high, log } => {
-                if low.unsigned_abs() > MAX_ABS_BOUND as u64 || high.unsigned_abs() > MAX_ABS_BOUND as u64 {
+                if low.unsigned_abs() > MAX_ABS_BOUND as u64
+                    || high.unsigned_abs() > MAX_ABS_BOUND as u64
+                {
                     return Err(param_error(
                         name,
                         format!("bounds must be within ±{MAX_ABS_BOUND:e} (got {low}, {high})"),
@@ -243,7 +245,7 @@ impl ParamSpec {
                 if low.abs() > MAX_ABS_BOUND || high.abs() > MAX_ABS_BOUND {
                     return Err(param_error(
                         name,
-                        format!("bounds must be within ±{MAX_ABS_BOUND:e} (got {low}, {high})"),
+                        format!("bounds must be within ±{MAX_ABS_BOUND:e} (got {low:e}, {high:e})"),
                     ));
                 }
                 if low >= high {

@@ -178,5 +178,10 @@ fn bounds_beyond_the_sane_magnitude_are_refused() {
         let err = Space::new(vec![spec(json)]).expect_err("refused");
         assert!(err.to_string().contains("1e15"), "{err}");
     }
-    assert!(Space::new(vec![spec(r#"{"name":"x","type":"float","low":-1e15,"high":1e15}"#)]).is_ok());
+    assert!(
+        Space::new(vec![spec(
+            r#"{"name":"x","type":"float","low":-1e15,"high":1e15}"#
+        )])
+        .is_ok()
+    );
 }
