@@ -129,6 +129,9 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, words: &
     );
 }
 
+/// A change that makes a valid spec invalid.
+type SpecEdit = fn(&mut pb::ExperimentSpec);
+
 fn float_param(name: &str, low: f64, high: f64) -> pb::ParameterSpec {
     pb::ParameterSpec {
         name: name.into(),
@@ -329,7 +332,7 @@ async fn budget_and_parallelism_are_capped() {
 async fn unknown_enum_values_are_refused_by_field_and_value() {
     let server = Server::start().await;
     let (mut client, mut other) = (server.experiments().await, server.experiments().await);
-    let cases: [(&str, fn(&mut pb::ExperimentSpec)); 3] = [
+    let cases: [(&str, SpecEdit); 3] = [
         ("strategy 99", |s| s.strategy = 99),
         ("batch_strategy 99", |s| s.batch_strategy = 99),
         ("direction 99", |s| s.direction = 99),

@@ -319,6 +319,9 @@ mod tests {
     use crate::service::Outcome;
     use crate::store::tests_support::sample_experiment;
 
+    type SpecEdit = fn(&mut ExperimentSpec);
+    type CompletionEdit = fn(&mut Completion);
+
     fn spec() -> ExperimentSpec {
         sample_experiment().spec
     }
@@ -370,7 +373,7 @@ mod tests {
 
     #[test]
     fn scalar_caps_name_field_and_limit() {
-        let cases: [(fn(&mut ExperimentSpec), &str, &str); 6] = [
+        let cases: [(SpecEdit, &str, &str); 6] = [
             (|s| s.budget_trials = 100_001, "budget_trials", "100000"),
             (|s| s.parallelism = 10_001, "parallelism", "10000"),
             (|s| s.grid_levels = u32::MAX, "grid_levels", "10000"),
@@ -498,7 +501,7 @@ mod tests {
     #[test]
     fn completions_are_bounded() {
         check_completion(&completion()).expect("valid");
-        let cases: [(fn(&mut Completion), &str); 7] = [
+        let cases: [(CompletionEdit, &str); 7] = [
             (|c| c.cost_dollars = -1e6, "cost_dollars"),
             (|c| c.cost_dollars = 2e6, "cost_dollars"),
             (|c| c.wall_seconds = -1.0, "wall_seconds"),
