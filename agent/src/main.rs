@@ -93,36 +93,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let parent = agent::parent::ParentWatch::from_env(&env).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    let shutdown = agent::parent::shutdown_or_parent_exit(shutdown_signal(), parent);
+    // The signal handlers are installed now, inside the runtime, before the agent is ready.
+    let shutdown = {
+        let _entered = runtime.enter();
+        agent::parent::shutdown_or_parent_exit(shutdown_signal(), parent)
+    };
     runtime.block_on(agent::run(config, shutdown))?;
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "failed to listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The SIGTERM handler is installed when this is called
+/// (inside the runtime), not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "failed to listen for sigterm");
+    let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::error!(%error, "failed to listen for ctrl-c");
                 std::future::pending::<()>().await;
             }
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match sigterm {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "failed to listen for sigterm");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => tracing::info!("received ctrl-c, shutting down"),
+            () = terminate => tracing::info!("received sigterm, shutting down"),
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received ctrl-c, shutting down"),
-        () = terminate => tracing::info!("received sigterm, shutting down"),
     }
 }
 

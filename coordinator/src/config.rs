@@ -294,9 +294,23 @@ fn addr(field: &str, raw: &str) -> Result<SocketAddr> {
     })
 }
 
-fn positive_secs(field: &str, secs: u64) -> Result<Duration> {
-    if secs == 0 {
-        return Err(Error::Config(format!("{field} must be at least 1")));
+/// The longest lease timeout: a day.
+pub const MAX_LEASE_TIMEOUT_SECS: u64 = 86_400;
+/// The longest time an agent may stay silent before it is forgotten: a week.
+pub const MAX_AGENT_TIMEOUT_SECS: u64 = 7 * 86_400;
+/// The most leases a trial may get by default.
+pub const MAX_MAX_ATTEMPTS: u32 = crate::service::limits::MAX_ATTEMPTS;
+/// The most default space-filling trials.
+pub const MAX_DEFAULT_INITIAL_TRIALS: u32 = crate::service::limits::MAX_INITIAL_TRIALS;
+
+fn range_error(field: &str, value: impl std::fmt::Display, min: u64, max: u64) -> Error {
+    Error::Config(format!("{field} must be in {min}..={max}, got {value}"))
+}
+
+/// Seconds in `1..=max`.
+fn secs_in(field: &str, secs: u64, max: u64) -> Result<Duration> {
+    if secs == 0 || secs > max {
+        return Err(range_error(field, secs, 1, max));
     }
     Ok(Duration::from_secs(secs))
 }
@@ -311,8 +325,11 @@ fn in_range(field: &str, value: u64, min: u64, max: u64) -> Result<u64> {
     )))
 }
 
-fn non_zero(field: &str, value: u32) -> Result<NonZeroU32> {
-    NonZeroU32::new(value).ok_or_else(|| Error::Config(format!("{field} must be at least 1")))
+/// A count in `1..=max`.
+fn count_in(field: &str, value: u32, max: u32) -> Result<NonZeroU32> {
+    NonZeroU32::new(value)
+        .filter(|v| v.get() <= max)
+        .ok_or_else(|| range_error(field, value, 1, u64::from(max)))
 }
 
 impl RawConfig {
@@ -327,9 +344,22 @@ impl RawConfig {
                 self.version
             )));
         }
-        let lease_timeout = positive_secs("lease_timeout_secs", self.lease_timeout_secs)?;
-        let heartbeat_interval =
-            positive_secs("heartbeat_interval_secs", self.heartbeat_interval_secs)?;
+        let lease_timeout = secs_in(
+            "lease_timeout_secs",
+            self.lease_timeout_secs,
+            MAX_LEASE_TIMEOUT_SECS,
+        )?;
+        let heartbeat_interval = secs_in(
+            "heartbeat_interval_secs",
+            self.heartbeat_interval_secs,
+            MAX_LEASE_TIMEOUT_SECS,
+        )?;
+        // A sweep rarer than the lease timeout would leave expired leases unexpired.
+        let lease_check_interval = secs_in(
+            "lease_check_interval_secs (at most lease_timeout_secs)",
+            self.lease_check_interval_secs,
+            self.lease_timeout_secs,
+        )?;
         if heartbeat_interval >= lease_timeout {
             return Err(Error::Config(format!(
                 "heartbeat_interval_secs ({}) must be less than lease_timeout_secs ({})",
@@ -342,7 +372,11 @@ impl RawConfig {
                 self.max_lease_wait_secs
             )));
         }
-        let agent_timeout = positive_secs("agent_timeout_secs", self.agent_timeout_secs)?;
+        let agent_timeout = secs_in(
+            "agent_timeout_secs",
+            self.agent_timeout_secs,
+            MAX_AGENT_TIMEOUT_SECS,
+        )?;
         if agent_timeout < heartbeat_interval * 2 {
             return Err(Error::Config(format!(
                 "agent_timeout_secs ({}) must be at least twice heartbeat_interval_secs ({})",
@@ -365,14 +399,12 @@ impl RawConfig {
             data_dir: PathBuf::from(self.data_dir),
             lease_timeout,
             heartbeat_interval,
-            lease_check_interval: positive_secs(
-                "lease_check_interval_secs",
-                self.lease_check_interval_secs,
-            )?,
-            max_attempts: non_zero("max_attempts", self.max_attempts)?,
-            default_initial_trials: non_zero(
+            lease_check_interval,
+            max_attempts: count_in("max_attempts", self.max_attempts, MAX_MAX_ATTEMPTS)?,
+            default_initial_trials: count_in(
                 "default_initial_trials",
                 self.default_initial_trials,
+                MAX_DEFAULT_INITIAL_TRIALS,
             )?,
             max_lease_wait: Duration::from_secs(self.max_lease_wait_secs),
             agent_timeout,
@@ -585,6 +617,66 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn every_value_has_a_range_named_in_the_error() {
+        let cases = [
+            (
+                "LEASE_CHECK_INTERVAL_SECS",
+                "100000000000",
+                "lease_check_interval_secs",
+                "1..=60",
+            ),
+            (
+                "LEASE_TIMEOUT_SECS",
+                "86401",
+                "lease_timeout_secs",
+                "1..=86400",
+            ),
+            (
+                "HEARTBEAT_INTERVAL_SECS",
+                "0",
+                "heartbeat_interval_secs",
+                "1..=86400",
+            ),
+            (
+                "AGENT_TIMEOUT_SECS",
+                "604801",
+                "agent_timeout_secs",
+                "1..=604800",
+            ),
+            ("MAX_ATTEMPTS", "101", "max_attempts", "1..=100"),
+            ("MAX_ATTEMPTS", "0", "max_attempts", "1..=100"),
+            (
+                "DEFAULT_INITIAL_TRIALS",
+                "10001",
+                "default_initial_trials",
+                "1..=10000",
+            ),
+        ];
+        for (variable, value, field, range) in cases {
+            let env = HashMap::from([(format!("COORDINATOR_{variable}"), value.to_string())]);
+            let message = Config::load(None, &env, &Overrides::default())
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                message.contains(field) && message.contains(range),
+                "{variable}={value}: {message}"
+            );
+        }
+        let env = HashMap::from([
+            (
+                "COORDINATOR_LEASE_TIMEOUT_SECS".to_string(),
+                "86400".to_string(),
+            ),
+            (
+                "COORDINATOR_LEASE_CHECK_INTERVAL_SECS".to_string(),
+                "86400".to_string(),
+            ),
+            ("COORDINATOR_MAX_ATTEMPTS".to_string(), "100".to_string()),
+        ]);
+        Config::load(None, &env, &Overrides::default()).expect("the upper ends are allowed");
     }
 
     #[test]

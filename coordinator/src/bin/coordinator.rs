@@ -49,7 +49,11 @@ fn main() -> ExitCode {
         let parent = ParentWatch::from_env(&env).map_err(coordinator::Error::Config)?;
         let runtime = tokio::runtime::Runtime::new()
             .map_err(|e| coordinator::Error::io("start the tokio runtime", e))?;
-        let shutdown = parent::shutdown_or_parent_exit(coordinator::shutdown_signal(), parent);
+        // The signal handler is installed now, inside the runtime, before the readiness line.
+        let shutdown = {
+            let _entered = runtime.enter();
+            parent::shutdown_or_parent_exit(coordinator::shutdown_signal(), parent)
+        };
         runtime.block_on(coordinator::run(config, shutdown))
     });
     match result {

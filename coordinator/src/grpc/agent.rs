@@ -10,8 +10,8 @@ use tracing::instrument;
 
 use super::convert::action_to_pb;
 use super::status::respond;
-use crate::Error;
 use crate::metrics::Metrics;
+use crate::service::limits;
 use crate::service::model::{AgentId, LeaseId};
 use crate::service::{AgentService, Completion, EpochInput, LeaseOutcome};
 
@@ -29,9 +29,7 @@ impl<S> AgentGrpc<S> {
 }
 
 fn non_empty(what: &str, raw: String) -> crate::Result<String> {
-    if raw.is_empty() {
-        return Err(Error::InvalidArgument(format!("{what} is empty")));
-    }
+    limits::check_id(what, &raw)?;
     Ok(raw)
 }
 
@@ -42,21 +40,21 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
         &self,
         request: Request<pb::RegisterAgentRequest>,
     ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
-        let inner = request.into_inner();
-        let agent_id = Some(inner.agent_id)
-            .filter(|id| !id.is_empty())
-            .map(AgentId);
-        let capabilities = inner.capabilities.unwrap_or_default().into();
-        let result = self
-            .service
-            .register_agent(capabilities, agent_id)
-            .await
-            .map(|r| pb::RegisterAgentResponse {
+        let result = async {
+            let inner = request.into_inner();
+            limits::check_len("agent_id", &inner.agent_id, limits::MAX_ID_BYTES)?;
+            let agent_id = Some(inner.agent_id)
+                .filter(|id| !id.is_empty())
+                .map(AgentId);
+            let capabilities = inner.capabilities.unwrap_or_default().into();
+            let r = self.service.register_agent(capabilities, agent_id).await?;
+            Ok(pb::RegisterAgentResponse {
                 agent_id: r.agent_id.0,
                 heartbeat_interval_seconds: r.heartbeat_interval.as_secs_f64(),
                 lease_timeout_seconds: r.lease_timeout.as_secs_f64(),
-            });
-        respond(&self.metrics, "RegisterAgent", result)
+            })
+        };
+        respond(&self.metrics, "RegisterAgent", result.await)
     }
 
     #[instrument(skip(self, request))]
@@ -89,16 +87,22 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let inner = request.into_inner();
-        let leases = inner.lease_ids.into_iter().map(LeaseId).collect();
-        let result = self
-            .service
-            .heartbeat(AgentId(inner.agent_id), leases)
-            .await
-            .map(|statuses| pb::HeartbeatResponse {
+        let result = async {
+            let inner = request.into_inner();
+            limits::check_len("agent_id", &inner.agent_id, limits::MAX_ID_BYTES)?;
+            for lease_id in &inner.lease_ids {
+                limits::check_len("lease_id", lease_id, limits::MAX_ID_BYTES)?;
+            }
+            let leases = inner.lease_ids.into_iter().map(LeaseId).collect();
+            let statuses = self
+                .service
+                .heartbeat(AgentId(inner.agent_id), leases)
+                .await?;
+            Ok(pb::HeartbeatResponse {
                 leases: statuses.iter().map(pb::LeaseStatus::from).collect(),
-            });
-        respond(&self.metrics, "Heartbeat", result)
+            })
+        };
+        respond(&self.metrics, "Heartbeat", result.await)
     }
 
     #[instrument(skip(self, request))]

@@ -7,6 +7,7 @@ use proto::v1 as pb;
 use tuner::space::{ParamKind, ParamSpec, Value};
 
 use crate::service::early_stop::{AshaRule, MedianRule, Rule};
+use crate::service::limits::{self, short};
 use crate::service::model::{
     AgentCapabilities, BatchStrategy, Direction, EpochRecord, ExperimentSpec, ExperimentState,
     Strategy, TrialState, Workload,
@@ -41,7 +42,7 @@ pub fn value_from_pb(name: &str, value: &pb::ParameterValue) -> Result<Value> {
         Some(Kind::IntValue(v)) => Ok(Value::Int(*v)),
         Some(Kind::FloatValue(v)) => Ok(Value::Float(*v)),
         Some(Kind::CategoricalValue(v)) => Ok(Value::Categorical(v.clone())),
-        None => Err(invalid(format!("parameter '{name}' has no value"))),
+        None => Err(invalid(format!("parameter '{}' has no value", short(name)))),
     }
 }
 
@@ -131,7 +132,7 @@ pub fn param_spec_from_pb(spec: &pb::ParameterSpec) -> Result<ParamSpec> {
         None => {
             return Err(invalid(format!(
                 "invalid parameter '{}': no type (int, float or categorical)",
-                spec.name
+                short(&spec.name)
             )));
         }
     };
@@ -167,22 +168,35 @@ impl From<&Workload> for pb::Workload {
     }
 }
 
+/// A known value of a proto enum field, or an error naming the field and the value (prost
+/// otherwise turns an unknown value into the default).
+fn known_enum<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E> {
+    E::try_from(raw).map_err(|_| invalid(format!("{field} {raw} is not a known value")))
+}
+
 impl TryFrom<pb::ExperimentSpec> for ExperimentSpec {
     type Error = Error;
     fn try_from(spec: pb::ExperimentSpec) -> Result<Self> {
-        let direction = match spec.direction() {
+        let encoded = prost::Message::encoded_len(&spec);
+        if encoded > limits::MAX_SPEC_BYTES {
+            return Err(invalid(format!(
+                "spec must be at most {} bytes encoded, got {encoded}",
+                limits::MAX_SPEC_BYTES
+            )));
+        }
+        let direction = match known_enum("direction", spec.direction)? {
             pb::Direction::Maximize => Direction::Maximize,
             pb::Direction::Minimize => Direction::Minimize,
             pb::Direction::Unspecified => {
                 return Err(invalid("direction must be maximize or minimize"));
             }
         };
-        let strategy = match spec.strategy() {
+        let strategy = match known_enum("strategy", spec.strategy)? {
             pb::Strategy::Bo | pb::Strategy::Unspecified => Strategy::Bo,
             pb::Strategy::Random => Strategy::Random,
             pb::Strategy::Grid => Strategy::Grid,
         };
-        let batch = match spec.batch_strategy() {
+        let batch = match known_enum("batch_strategy", spec.batch_strategy)? {
             pb::BatchStrategy::ClMin | pb::BatchStrategy::Unspecified => BatchStrategy::ClMin,
             pb::BatchStrategy::ClMean => BatchStrategy::ClMean,
             pb::BatchStrategy::ClMax => BatchStrategy::ClMax,
@@ -441,7 +455,7 @@ impl TryFrom<Option<pb::EpochReport>> for EpochInput {
 impl TryFrom<pb::CompleteTrialRequest> for Completion {
     type Error = Error;
     fn try_from(r: pb::CompleteTrialRequest) -> Result<Self> {
-        let outcome = match r.outcome() {
+        let outcome = match known_enum("outcome", r.outcome)? {
             pb::TrialOutcome::Succeeded => Outcome::Succeeded,
             pb::TrialOutcome::Failed => Outcome::Failed,
             pb::TrialOutcome::Stopped => Outcome::Stopped,
@@ -456,7 +470,7 @@ impl TryFrom<pb::CompleteTrialRequest> for Completion {
             wall_seconds: r.wall_seconds,
             device_seconds: r.device_seconds,
             cost_dollars: r.cost_dollars,
-            failure_reason: r.failure_reason,
+            failure_reason: limits::truncate(r.failure_reason, limits::MAX_FAILURE_REASON_BYTES),
         })
     }
 }
@@ -485,6 +499,78 @@ mod tests {
     fn unspecified_direction_is_refused() {
         let err = ExperimentSpec::try_from(pb::ExperimentSpec::default()).expect_err("refused");
         assert!(matches!(err, Error::InvalidArgument(_)));
+    }
+
+    #[test]
+    fn unknown_enum_values_are_refused_by_name() {
+        let valid = pb::ExperimentSpec {
+            direction: pb::Direction::Minimize as i32,
+            ..Default::default()
+        };
+        assert!(ExperimentSpec::try_from(valid.clone()).is_ok());
+        for (field, spec) in [
+            (
+                "strategy 99",
+                pb::ExperimentSpec {
+                    strategy: 99,
+                    ..valid.clone()
+                },
+            ),
+            (
+                "batch_strategy 99",
+                pb::ExperimentSpec {
+                    batch_strategy: 99,
+                    ..valid.clone()
+                },
+            ),
+            (
+                "direction 99",
+                pb::ExperimentSpec {
+                    direction: 99,
+                    ..valid.clone()
+                },
+            ),
+        ] {
+            let err = ExperimentSpec::try_from(spec).expect_err("refused");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        let complete = pb::CompleteTrialRequest {
+            outcome: 42,
+            ..Default::default()
+        };
+        let err = Completion::try_from(complete).expect_err("refused");
+        assert!(err.to_string().contains("outcome 42"), "{err}");
+    }
+
+    #[test]
+    fn an_oversized_spec_and_long_names_are_refused_with_a_short_echo() {
+        let spec = pb::ExperimentSpec {
+            direction: pb::Direction::Minimize as i32,
+            name: "n".repeat(100_000),
+            ..Default::default()
+        };
+        let err = ExperimentSpec::try_from(spec).expect_err("refused");
+        assert!(err.to_string().contains("65536"), "{err}");
+        let param = pb::ParameterSpec {
+            name: "p".repeat(1_000_000),
+            kind: None,
+        };
+        let err = param_spec_from_pb(&param).expect_err("refused");
+        assert!(err.to_string().len() < 300, "{}", err.to_string().len());
+    }
+
+    #[test]
+    fn a_long_failure_reason_is_cut() {
+        let complete = pb::CompleteTrialRequest {
+            outcome: pb::TrialOutcome::Failed as i32,
+            failure_reason: "x".repeat(1_000_000),
+            ..Default::default()
+        };
+        let completion = Completion::try_from(complete).expect("accepted");
+        assert_eq!(
+            completion.failure_reason.len(),
+            limits::MAX_FAILURE_REASON_BYTES
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::status::respond;
 use crate::Error;
 use crate::metrics::Metrics;
 use crate::service::ExperimentService;
+use crate::service::limits;
 use crate::service::model::{ExperimentId, ExperimentSpec};
 
 /// The tonic adapter over any [`ExperimentService`].
@@ -27,9 +28,7 @@ impl<S> ExperimentGrpc<S> {
 }
 
 fn experiment_id(raw: String) -> crate::Result<ExperimentId> {
-    if raw.is_empty() {
-        return Err(Error::InvalidArgument("experiment_id is empty".into()));
-    }
+    limits::check_id("experiment_id", &raw)?;
     Ok(ExperimentId(raw))
 }
 

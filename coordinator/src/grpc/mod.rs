@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use proto::v1::agent_service_server::AgentServiceServer;
 use proto::v1::experiment_service_server::ExperimentServiceServer;
+use tonic::service::interceptor::InterceptedService;
 use tonic::service::{Interceptor, InterceptorLayer};
 use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 
 use crate::Result;
 use crate::metrics::Metrics;
-use crate::service::{AgentService, ExperimentService};
+use crate::service::{AgentService, ExperimentService, limits};
 
 pub use agent::AgentGrpc;
 pub use experiment::ExperimentGrpc;
@@ -143,11 +144,15 @@ where
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .layer(InterceptorLayer::new(mark_requested))
         .add_service(health)
-        .add_service(ExperimentServiceServer::with_interceptor(
-            experiments,
+        .add_service(InterceptedService::new(
+            ExperimentServiceServer::new(experiments)
+                .max_decoding_message_size(limits::MAX_MESSAGE_BYTES),
             gate.clone(),
         ))
-        .add_service(AgentServiceServer::with_interceptor(agents, gate))
+        .add_service(InterceptedService::new(
+            AgentServiceServer::new(agents).max_decoding_message_size(limits::MAX_MESSAGE_BYTES),
+            gate,
+        ))
         .serve_with_incoming_shutdown(incoming, drained)
         .await?;
     Ok(())

@@ -17,6 +17,7 @@ use tracing::{debug, info, instrument, warn};
 use super::cell::ExperimentCell;
 use super::early_stop::{Decision, Rule, decide_one};
 use super::lifecycle::{TransitionError, TrialEvent, progress, transition};
+use super::limits;
 use super::model::{
     AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentState, LeaseId, TrialId,
     TrialRecord, TrialState, now_unix,
@@ -30,16 +31,6 @@ use super::{
 use crate::store::Change;
 use crate::store::writer::Ticket;
 use crate::{Error, Result};
-
-fn check_finite(what: &str, value: f64) -> Result<()> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "{what} must be finite, got {value}"
-        )))
-    }
-}
 
 /// Whether an agent that trains `workloads` (empty: any) can take an experiment's workload.
 fn accepts(workloads: &[String], kind: Option<&String>) -> bool {
@@ -459,16 +450,15 @@ impl AgentService for Coordinator {
     #[instrument(skip(self, report), fields(lease_id = %lease_id, epoch = report.epoch))]
     async fn report_epoch(&self, lease_id: LeaseId, report: EpochInput) -> Result<LeaseAction> {
         let arrival = Instant::now();
-        check_finite("epoch value", report.value)?;
-        check_finite("train_loss", report.train_loss)?;
-        check_finite("train_accuracy", report.train_accuracy)?;
-        check_finite("epoch_seconds", report.epoch_seconds)?;
+        limits::check_epoch_report(&report, None, 0)?;
         self.inner.writer.check()?;
         let (cell, trial_id) = self.home(&lease_id)?;
         let (action, ticket) = {
             let mut live = cell.lock();
             let (trial, change, deadline) =
                 self.hold(&mut live, &trial_id, &lease_id, None, arrival)?;
+            let others = live.other_epochs_in_attempt(&trial.id, trial.attempts, report.epoch);
+            limits::check_epoch_report(&report, live.planned_epochs(&trial.id), others)?;
             let mut changes: Vec<Change> = change.into_iter().collect();
             if live.has_epoch(&trial.id, trial.attempts, report.epoch) {
                 debug!(trial_id = %trial.id, "repeated epoch report ignored");
@@ -497,16 +487,7 @@ impl AgentService for Coordinator {
 
     #[instrument(skip(self, completion), fields(lease_id = %lease_id, outcome = ?completion.outcome))]
     async fn complete_trial(&self, lease_id: LeaseId, completion: Completion) -> Result<()> {
-        if let Some(value) = completion.value {
-            check_finite("value", value)?;
-        }
-        for (what, amount) in [
-            ("wall_seconds", completion.wall_seconds),
-            ("device_seconds", completion.device_seconds),
-            ("cost_dollars", completion.cost_dollars),
-        ] {
-            check_finite(what, amount)?;
-        }
+        limits::check_completion(&completion)?;
         self.inner.writer.check()?;
         let (cell, trial_id) = self.home(&lease_id)?;
         let (ticket, requeued) = {

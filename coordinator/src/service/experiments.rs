@@ -23,6 +23,7 @@ pub const DEFAULT_GRID_LEVELS: u32 = 3;
 impl Coordinator {
     /// Fills the spec's defaults and checks it.
     fn resolve_spec(&self, mut spec: ExperimentSpec) -> Result<ExperimentSpec> {
+        super::limits::check_spec(&spec)?;
         space_of(&spec)?;
         if spec.budget_trials == 0 {
             return Err(Error::InvalidArgument(

@@ -29,6 +29,7 @@ pub mod experiments;
 pub mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
+pub mod limits;
 pub mod model;
 pub mod refill;
 pub mod registry;

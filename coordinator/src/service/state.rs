@@ -283,6 +283,25 @@ impl Live {
             .is_some_and(|all| all.contains_key(&(attempt, epoch)))
     }
 
+    /// The distinct epochs one attempt of a trial reported, `epoch` itself left out (a repeat of
+    /// it is ignored, not counted).
+    pub fn other_epochs_in_attempt(&self, trial: &TrialId, attempt: u32, epoch: u32) -> usize {
+        self.by_id
+            .get(trial)
+            .and_then(|index| self.epochs.get(index))
+            .map_or(0, |all| {
+                all.range((attempt, 0)..=(attempt, u32::MAX))
+                    .filter(|((_, e), _)| *e != epoch)
+                    .count()
+            })
+    }
+
+    /// The epochs a trial plans (`epochs` in its parameters or its workload's fixed ones).
+    pub fn planned_epochs(&self, trial: &TrialId) -> Option<u32> {
+        let trial = self.trial(trial)?;
+        super::limits::planned_epochs(&trial.params, self.record.spec.workload.as_ref())
+    }
+
     /// Epoch reports received over all attempts.
     pub fn epochs_reported(&self) -> u64 {
         self.epochs_reported

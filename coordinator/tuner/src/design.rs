@@ -14,32 +14,66 @@
 
 use crate::rng::Rng;
 use crate::sobol::sobol_points;
-use crate::space::{Assignment, ParamKind, Space};
+use std::collections::HashSet;
+
+use crate::space::{Assignment, ParamKind, Space, Value};
+
+/// One parameter value in a hashable form: floats by their bits (with `-0.0` as `0.0`, so that
+/// the two compare equal as they do as `f64`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum KeyValue {
+    Int(i64),
+    Float(u64),
+    Categorical(String),
+}
+
+fn key_of(a: &Assignment) -> Vec<(String, KeyValue)> {
+    a.iter()
+        .map(|(name, value)| {
+            let key = match value {
+                Value::Int(v) => KeyValue::Int(*v),
+                Value::Float(v) => KeyValue::Float((v + 0.0).to_bits()),
+                Value::Categorical(v) => KeyValue::Categorical(v.clone()),
+            };
+            (name.clone(), key)
+        })
+        .collect()
+}
 
 /// The assignments already observed, pending or chosen; a suggestion must not repeat one.
+/// Membership is a hash lookup, so checking a candidate costs the same with 10 or 100,000 trials.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Seen {
     assignments: Vec<Assignment>,
+    keys: HashSet<Vec<(String, KeyValue)>>,
 }
 
 impl Seen {
     pub(crate) fn new(assignments: impl IntoIterator<Item = Assignment>) -> Seen {
-        Seen {
-            assignments: assignments.into_iter().collect(),
+        let mut seen = Seen::default();
+        for a in assignments {
+            seen.insert(&a);
         }
+        seen
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, a: &Assignment) -> bool {
-        self.assignments.iter().any(|seen| seen == a)
+        self.keys.contains(&key_of(a))
     }
 
     /// Records `a`; returns false (and records nothing) when it was already there.
     pub(crate) fn insert(&mut self, a: &Assignment) -> bool {
-        if self.contains(a) {
+        if !self.keys.insert(key_of(a)) {
             return false;
         }
         self.assignments.push(a.clone());
         true
+    }
+
+    /// The assignments recorded, in the order they were.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Assignment> {
+        self.assignments.iter()
     }
 }
 
@@ -130,8 +164,9 @@ pub(crate) fn random_points(
     if chosen.len() < q {
         // A small finite space: enumerate what is left in grid order.
         if space.cardinality().is_some_and(|c| c <= 1_000_000) {
-            let levels: Vec<Vec<f64>> = space.params().iter().map(all_levels).collect();
-            chosen.extend(grid_walk(space, &levels, seen, q - chosen.len()));
+            let per_param = space.params().iter().map(all_levels).collect();
+            let grid = Grid::from_levels(space, per_param);
+            chosen.extend(grid.unseen(space, seen, q - chosen.len()));
         }
     }
     chosen
@@ -145,28 +180,25 @@ fn all_levels(spec: &crate::space::ParamSpec) -> Vec<f64> {
 
 /// The encoded grid levels of one parameter: `levels` evenly spaced points of the unit interval
 /// (ends included; the middle when `levels` is 1), integers deduplicated after rounding, and every
-/// choice of a categorical.
+/// choice of a categorical. Costs O(`levels`): decoding is monotone, so a repeated integer is
+/// always the previous one.
 fn param_levels(space: &Space, index: usize, levels: usize) -> Vec<f64> {
     let spec = &space.params()[index];
     if let ParamKind::Categorical { choices } = &spec.kind {
         let k = choices.len();
         return (0..k).map(|i| (i as f64 + 0.5) / k as f64).collect();
     }
-    let raw: Vec<f64> = if levels <= 1 {
-        vec![0.5]
-    } else {
-        (0..levels)
-            .map(|i| i as f64 / (levels - 1) as f64)
-            .collect()
-    };
-    let mut out: Vec<f64> = Vec::with_capacity(raw.len());
-    let mut values = Vec::new();
-    for x in raw {
-        let mut point = vec![0.5; space.dim()];
-        point[index] = x;
-        let value = space.decode(&point).remove(&spec.name);
-        if !values.contains(&value) {
-            values.push(value);
+    let mut out: Vec<f64> = Vec::with_capacity(levels.clamp(1, 1 << 16));
+    let mut previous: Option<Value> = None;
+    for i in 0..levels.max(1) {
+        let x = if levels <= 1 {
+            0.5
+        } else {
+            i as f64 / (levels - 1) as f64
+        };
+        let value = spec.decode_value(x);
+        if previous.as_ref() != Some(&value) {
+            previous = Some(value);
             out.push(x);
         }
     }
@@ -175,9 +207,116 @@ fn param_levels(space: &Space, index: usize, levels: usize) -> Vec<f64> {
 
 /// The number of points of the grid with `levels` levels a parameter (saturating).
 pub fn grid_size(space: &Space, levels: usize) -> usize {
-    (0..space.dim()).fold(1usize, |acc, i| {
-        acc.saturating_mul(param_levels(space, i, levels).len())
-    })
+    grid_size_at_most(space, levels, usize::MAX).unwrap_or(usize::MAX)
+}
+
+/// The number of points of the grid with `levels` levels a parameter, or `None` when it exceeds
+/// `cap`. Stops counting as soon as the product passes `cap`, so a huge grid costs no more to
+/// refuse than a grid of `cap` points (each parameter costs O(`levels`)).
+pub fn grid_size_at_most(space: &Space, levels: usize, cap: usize) -> Option<usize> {
+    let mut size = 1usize;
+    for index in 0..space.dim() {
+        size = size.checked_mul(param_levels(space, index, levels).len())?;
+        if size > cap {
+            return None;
+        }
+    }
+    Some(size)
+}
+
+/// A grid, enumerated lazily: the `i`-th point is computed from `i` (mixed radix, the last
+/// parameter varying fastest) and the grid itself is never materialised. Only each parameter's
+/// levels are kept, with the values they decode to, so a seen assignment maps back to its index.
+struct Grid {
+    levels: Vec<Vec<f64>>,
+    values: Vec<Vec<Value>>,
+    len: Option<usize>,
+}
+
+impl Grid {
+    fn new(space: &Space, levels: usize) -> Grid {
+        let per_param = (0..space.dim())
+            .map(|i| param_levels(space, i, levels))
+            .collect();
+        Grid::from_levels(space, per_param)
+    }
+
+    fn from_levels(space: &Space, levels: Vec<Vec<f64>>) -> Grid {
+        let values: Vec<Vec<Value>> = space
+            .params()
+            .iter()
+            .zip(&levels)
+            .map(|(spec, xs)| xs.iter().map(|&x| spec.decode_value(x)).collect())
+            .collect();
+        let len = levels
+            .iter()
+            .try_fold(1usize, |acc, l| acc.checked_mul(l.len()));
+        Grid {
+            levels,
+            values,
+            len,
+        }
+    }
+
+    /// The `index`-th point, `None` past the end.
+    fn point(&self, space: &Space, index: usize) -> Option<Assignment> {
+        if self.len.is_none_or(|len| index >= len) {
+            return None;
+        }
+        let mut rest = index;
+        let mut x = vec![0.0; self.levels.len()];
+        for (position, levels) in self.levels.iter().enumerate().rev() {
+            x[position] = levels[rest % levels.len()];
+            rest /= levels.len();
+        }
+        Some(space.decode(&x))
+    }
+
+    /// The index of `a` when it is a point of this grid.
+    fn index_of(&self, space: &Space, a: &Assignment) -> Option<usize> {
+        let mut index = 0usize;
+        for (spec, values) in space.params().iter().zip(&self.values) {
+            let value = a.get(&spec.name)?;
+            let digit = if let ParamKind::Categorical { .. } = spec.kind {
+                values.iter().position(|v| v == value)?
+            } else {
+                // Numeric levels decode in strictly increasing order: search, then check.
+                let target = value.as_f64()?;
+                let at = values.partition_point(|v| v.as_f64().is_some_and(|v| v < target));
+                (values.get(at) == Some(value)).then_some(at)?
+            };
+            index = index.checked_mul(values.len())?.checked_add(digit)?;
+        }
+        Some(index)
+    }
+
+    /// The first `q` points not in `seen`, in grid order, recorded in `seen`. Costs
+    /// O(|seen| log |seen| + q): the seen points are mapped to their indices and skipped.
+    fn unseen(&self, space: &Space, seen: &mut Seen, q: usize) -> Vec<Assignment> {
+        let mut taken: Vec<usize> = seen
+            .iter()
+            .filter_map(|a| self.index_of(space, a))
+            .collect();
+        taken.sort_unstable();
+        taken.dedup();
+        let mut taken = taken.into_iter().peekable();
+        let mut chosen = Vec::with_capacity(q.min(self.len.unwrap_or(usize::MAX)));
+        let mut index = 0usize;
+        while chosen.len() < q {
+            if taken.next_if_eq(&index).is_some() {
+                index += 1;
+                continue;
+            }
+            let Some(a) = self.point(space, index) else {
+                break;
+            };
+            if seen.insert(&a) {
+                chosen.push(a);
+            }
+            index += 1;
+        }
+        chosen
+    }
 }
 
 /// The next `q` unseen grid points in a fixed order (the last parameter varies fastest).
@@ -187,41 +326,7 @@ pub(crate) fn grid_points(
     seen: &mut Seen,
     q: usize,
 ) -> Vec<Assignment> {
-    let per_param: Vec<Vec<f64>> = (0..space.dim())
-        .map(|i| param_levels(space, i, levels))
-        .collect();
-    grid_walk(space, &per_param, seen, q)
-}
-
-fn grid_walk(space: &Space, per_param: &[Vec<f64>], seen: &mut Seen, q: usize) -> Vec<Assignment> {
-    let mut chosen = Vec::with_capacity(q);
-    let mut digits = vec![0usize; per_param.len()];
-    if per_param.iter().any(|l| l.is_empty()) {
-        return chosen;
-    }
-    loop {
-        if chosen.len() >= q {
-            return chosen;
-        }
-        let x: Vec<f64> = digits.iter().zip(per_param).map(|(d, l)| l[*d]).collect();
-        let a = space.decode(&x);
-        if seen.insert(&a) {
-            chosen.push(a);
-        }
-        // Mixed-radix increment, last digit fastest.
-        let mut position = digits.len();
-        loop {
-            if position == 0 {
-                return chosen;
-            }
-            position -= 1;
-            digits[position] += 1;
-            if digits[position] < per_param[position].len() {
-                break;
-            }
-            digits[position] = 0;
-        }
-    }
+    Grid::new(space, levels).unseen(space, seen, q)
 }
 
 #[cfg(test)]
@@ -322,5 +427,85 @@ mod tests {
                 assert!(squared_distance(&encoded[i], &encoded[j]) > 0.05);
             }
         }
+    }
+
+    #[test]
+    fn a_huge_grid_is_sized_without_being_built() {
+        let s = space(
+            r#"[{"name":"a","type":"float","low":0,"high":1},{"name":"b","type":"float","low":0,"high":1}]"#,
+        );
+        let started = std::time::Instant::now();
+        // 4294967295 levels used to allocate 34 GB for the first parameter alone.
+        assert_eq!(grid_size_at_most(&s, 10_000, 1_000_000), None);
+        assert_eq!(grid_size_at_most(&s, 1000, 1_000_000), Some(1_000_000));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn grid_points_come_from_their_index_and_skip_what_was_seen() {
+        let s = space(
+            r#"[{"name":"a","type":"int","low":1,"high":5},{"name":"c","type":"categorical","choices":["x","y","z"]}]"#,
+        );
+        let grid = Grid::new(&s, 5);
+        let mut seen = Seen::default();
+        let all = grid_points(&s, 5, &mut seen.clone(), 100);
+        assert_eq!(all.len(), 15);
+        for (i, a) in all.iter().enumerate() {
+            assert_eq!(grid.point(&s, i).as_ref(), Some(a));
+            assert_eq!(grid.index_of(&s, a), Some(i));
+        }
+        assert_eq!(grid.point(&s, 15), None);
+        // Seen points anywhere in the grid are skipped, the rest come in order.
+        seen.insert(&all[0]);
+        seen.insert(&all[2]);
+        let next = grid_points(&s, 5, &mut seen, 3);
+        assert_eq!(next, vec![all[1].clone(), all[3].clone(), all[4].clone()]);
+    }
+
+    #[test]
+    fn a_large_grid_suggests_quickly_when_much_of_it_was_seen() {
+        let s = space(r#"[{"name":"a","type":"float","low":0,"high":1}]"#);
+        let started = std::time::Instant::now();
+        let mut seen = Seen::default();
+        let first = grid_points(&s, 100_000, &mut seen, 50_000);
+        assert_eq!(first.len(), 50_000);
+        let mut again = Seen::new(first);
+        let next = grid_points(&s, 100_000, &mut again, 10);
+        assert_eq!(next[0]["a"], Value::Float(50_000.0 / 99_999.0));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn seen_is_a_set_that_treats_negative_zero_as_zero() {
+        let mut seen = Seen::default();
+        let a: Assignment = [("x".to_string(), Value::Float(0.0))].into();
+        let b: Assignment = [("x".to_string(), Value::Float(-0.0))].into();
+        assert!(seen.insert(&a));
+        assert!(!seen.insert(&b));
+        assert!(seen.contains(&b));
+        assert_eq!(seen.iter().count(), 1);
+    }
+
+    #[test]
+    fn random_search_of_100000_points_is_fast() {
+        let s = space(
+            r#"[{"name":"a","type":"float","low":0,"high":1},{"name":"b","type":"float","low":0,"high":1}]"#,
+        );
+        let started = std::time::Instant::now();
+        let mut seen = Seen::default();
+        let mut rng = Rng::new(3);
+        assert_eq!(
+            random_points(&s, &mut seen, 100_000, &mut rng).len(),
+            100_000
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 }

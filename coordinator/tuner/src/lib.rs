@@ -60,7 +60,7 @@ mod proptests;
 
 use serde::{Deserialize, Serialize};
 
-pub use design::grid_size;
+pub use design::{grid_size, grid_size_at_most};
 pub use error::{Error, Result};
 use space::{Assignment, Space};
 

@@ -53,7 +53,7 @@ pub type Assignment = BTreeMap<String, Value>;
 mod param;
 
 use param::param_error;
-pub use param::{ParamKind, ParamSpec};
+pub use param::{MAX_ABS_BOUND, ParamKind, ParamSpec};
 
 /// A validated search space.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -200,6 +200,11 @@ impl From<ParamSpec> for RawParamSpec {
     }
 }
 
+/// The largest magnitude a numeric bound may have. Beyond it `high − low` loses the precision
+/// (or, near `f64::MAX`, overflows to infinity) that encoding to the unit interval needs, and the
+/// space collapses.
+pub const MAX_ABS_BOUND: f64 = 1e15;
+
 impl ParamSpec {
     /// Checks the bounds, choices and default; the error names the parameter.
     pub fn check(&self) -> Result<()> {
@@ -209,6 +214,14 @@ impl ParamSpec {
         }
         match &self.kind {
             ParamKind::Int { low, high, log } => {
+                if low.unsigned_abs() > MAX_ABS_BOUND as u64
+                    || high.unsigned_abs() > MAX_ABS_BOUND as u64
+                {
+                    return Err(param_error(
+                        name,
+                        format!("bounds must be within ±{MAX_ABS_BOUND:e} (got {low}, {high})"),
+                    ));
+                }
                 if low >= high {
                     return Err(param_error(
                         name,
@@ -227,6 +240,12 @@ impl ParamSpec {
                     return Err(param_error(
                         name,
                         format!("bounds must be finite (got {low}, {high})"),
+                    ));
+                }
+                if low.abs() > MAX_ABS_BOUND || high.abs() > MAX_ABS_BOUND {
+                    return Err(param_error(
+                        name,
+                        format!("bounds must be within ±{MAX_ABS_BOUND:e} (got {low:e}, {high:e})"),
                     ));
                 }
                 if low >= high {
@@ -346,7 +365,7 @@ impl ParamSpec {
     }
 
     /// Maps a coordinate (clamped to `[0, 1]`) to a valid value.
-    pub(super) fn decode_value(&self, x: f64) -> Value {
+    pub(crate) fn decode_value(&self, x: f64) -> Value {
         let x = if x.is_nan() { 0.5 } else { x.clamp(0.0, 1.0) };
         match &self.kind {
             ParamKind::Int {

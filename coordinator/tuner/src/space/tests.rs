@@ -167,3 +167,21 @@ fn decode_clamps_out_of_range_points() {
     assert_eq!(a["n"], Value::Int(8));
     assert_eq!(a["opt"], Value::Categorical("sgd".into()));
 }
+
+#[test]
+fn bounds_beyond_the_sane_magnitude_are_refused() {
+    for json in [
+        r#"{"name":"x","type":"float","low":-1.797e308,"high":1.797e308}"#,
+        r#"{"name":"x","type":"float","low":0,"high":1e16}"#,
+        r#"{"name":"x","type":"int","low":-9223372036854775808,"high":9223372036854775807}"#,
+    ] {
+        let err = Space::new(vec![spec(json)]).expect_err("refused");
+        assert!(err.to_string().contains("1e15"), "{err}");
+    }
+    assert!(
+        Space::new(vec![spec(
+            r#"{"name":"x","type":"float","low":-1e15,"high":1e15}"#
+        )])
+        .is_ok()
+    );
+}
