@@ -1,7 +1,7 @@
 //! End to end: 200 simulated agents (the load benchmark's simulator, `bench/load`) against a
-//! real coordinator over real gRPC, with the coordinator SIGKILLed in the middle of the run and
-//! restarted on the same data dir and port. The agents retry with backoff and register again when
-//! the coordinator has forgotten them. Afterwards every call the coordinator acknowledged must be
+//! real coordinator over real gRPC, with the coordinator SIGKILLed in the middle of the run (three
+//! times) and restarted on the same data dir and port once the agents have noticed it is gone.
+//! The agents retry with backoff and register again when the coordinator has forgotten them. Afterwards every call the coordinator acknowledged must be
 //! in its store, and each trial must have finished once:
 //! - every acknowledged completion's trial is terminal, with the value sent;
 //! - every acknowledged epoch report is stored (the SQLite file, read-only, holds every attempt's
@@ -19,18 +19,25 @@ use load_bench::agent::{AgentConfig, Progress};
 use load_bench::fleet::{Fleet, FleetConfig, channels};
 use load_bench::objective::branin_spec;
 use load_bench::retry::RetryPolicy;
-use load_bench::stats::{AckedCompletion, AckedEpoch, AgentStats};
+use load_bench::stats::{AckedCompletion, AckedEpoch, AgentStats, Refusal};
 use proto::v1 as pb;
 use proto::v1::experiment_service_client::ExperimentServiceClient;
 use tonic::transport::Channel;
 
 const AGENTS: usize = 200;
-/// The whole run, crash and restart included.
+/// The whole run, crashes and restarts included.
 const RUN: Duration = Duration::from_secs(30);
-/// When the coordinator is killed, after the start of the run.
-const CRASH_AT: Duration = Duration::from_secs(10);
-/// Completions wanted before the crash and again after the restart.
+/// When the coordinator is killed, after the start of the run: three times, each crash another
+/// chance to land between a commit and its answer.
+const CRASHES_AT: [Duration; 3] = [
+    Duration::from_secs(8),
+    Duration::from_secs(15),
+    Duration::from_secs(22),
+];
+/// Completions wanted before each crash and after the last restart.
 const PROGRESS_STEP: u64 = 50;
+/// Failed calls (retried by the agents) to see while the coordinator is down, before restarting.
+const OUTAGE_FAILURES: u64 = 100;
 
 fn fleet_config() -> FleetConfig {
     FleetConfig {
@@ -216,6 +223,7 @@ fn check_epochs(
 /// Succeeded trials must be exactly those with an acknowledged successful completion.
 fn check_succeeded_count(
     acked: &[AckedCompletion],
+    refusals: &[Refusal],
     trials: &HashMap<String, pb::Trial>,
     problems: &mut Vec<String>,
 ) {
@@ -231,9 +239,20 @@ fn check_succeeded_count(
         .collect();
     if acked_ids.len() != succeeded.len() {
         let unacknowledged: Vec<&str> = succeeded.difference(&acked_ids).copied().collect();
+        let refused: Vec<String> = unacknowledged
+            .iter()
+            .take(5)
+            .flat_map(|id| refusals.iter().filter(move |r| r.trial_id == *id))
+            .map(|r| {
+                format!(
+                    "{} {:?} refused {:?} after {} tries: {}",
+                    r.trial_id, r.rpc, r.code, r.after_tries, r.message
+                )
+            })
+            .collect();
         problems.push(format!(
             "{} trials succeeded but {} successful completions were acknowledged; succeeded \
-             without an acknowledgement: {:?}",
+             without an acknowledgement: {:?}; what the agents were told: {refused:?}",
             succeeded.len(),
             acked_ids.len(),
             &unacknowledged[..unacknowledged.len().min(5)]
@@ -256,7 +275,7 @@ fn check(
         stored,
         &mut problems,
     );
-    check_succeeded_count(completions, trials, &mut problems);
+    check_succeeded_count(completions, &stats.refusals, trials, &mut problems);
     problems
 }
 
@@ -277,33 +296,36 @@ async fn fleet_survives_a_coordinator_crash() -> Result<()> {
     }
 
     let started = Instant::now();
-    let fleet = Fleet::start(&channels(&url, 8)?, fleet_config());
-    fleet.progress().set_recording(true);
-    wait_for_completions(
-        fleet.progress(),
-        PROGRESS_STEP,
-        "completions before the crash",
-    )
-    .await?;
-    tokio::time::sleep_until((started + CRASH_AT).into()).await;
-    cluster.kill_coordinator();
-    let completions_at_crash = fleet.progress().completions();
-    let restarted = tokio::task::block_in_place(|| cluster.start_coordinator());
-    restarted.context("restarting the coordinator on the same data dir and port")?;
-    let restart_took = started.elapsed() - CRASH_AT;
-    wait_for_completions(
-        fleet.progress(),
-        completions_at_crash + PROGRESS_STEP,
-        "completions after the restart",
-    )
-    .await?;
+    let agent_channels = channels(&url, 8)?;
+    let fleet = Fleet::start(&agent_channels, &agent_channels[0], fleet_config());
+    let progress = fleet.progress();
+    progress.set_recording(true);
+    let mut outages = Vec::new();
+    for crash_at in CRASHES_AT {
+        let wanted = progress.completions() + PROGRESS_STEP;
+        wait_for_completions(progress, wanted, "completions before a crash").await?;
+        tokio::time::sleep_until((started + crash_at).into()).await;
+        cluster.kill_coordinator();
+        let killed = Instant::now();
+        let failures = progress.transient_errors() + OUTAGE_FAILURES;
+        wait_for(
+            "the agents to notice the outage",
+            Duration::from_secs(10),
+            || async { Ok((progress.transient_errors() >= failures).then_some(())) },
+        )
+        .await?;
+        let restarted = tokio::task::block_in_place(|| cluster.start_coordinator());
+        restarted.context("restarting the coordinator on the same data dir and port")?;
+        outages.push(killed.elapsed());
+    }
+    let wanted = progress.completions() + PROGRESS_STEP;
+    wait_for_completions(progress, wanted, "completions after the last restart").await?;
     tokio::time::sleep_until((started + RUN).into()).await;
     let outcome = fleet.stop(Duration::from_secs(45)).await;
     let stats = outcome.stats;
     eprintln!(
-        "fleet_e2e: {} completions ({completions_at_crash} before the crash), {} epoch reports acknowledged; \
-         restart took {restart_took:.1?}; leases {} (lost while healthy {}, abandoned {}, refused {}); \
-         {} retries, {} re-registrations",
+        "fleet_e2e: {} completions, {} epoch reports acknowledged; outages {outages:.1?}; \
+         leases {} (lost while healthy {}, abandoned {}, refused {}); {} retries, {} re-registrations",
         stats.acked_completions.len(),
         stats.acked_epochs.len(),
         stats.leases,
@@ -322,16 +344,49 @@ async fn fleet_survives_a_coordinator_crash() -> Result<()> {
     let problems = check(&stats, &trials, &stored);
     if !problems.is_empty() {
         bail!(
-            "{} problems after a coordinator crash under {AGENTS} agents:\n- {}\ncoordinator log tail:\n{}",
+            "{} problems after coordinator crashes under {AGENTS} agents:\n- {}\n\
+             the coordinator's log about the first trials named:\n{}",
             problems.len(),
             problems.join("\n- "),
-            log_tail(&cluster.coordinator_log(), 20)
+            log_about_trials(&cluster.coordinator_log(), &problems)
         );
     }
     Ok(())
 }
 
-fn log_tail(log: &str, lines: usize) -> String {
-    let all: Vec<&str> = log.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+/// Removes ANSI colour sequences (`ESC [ ... m`) from a log line.
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(char::is_ascii_alphabetic);
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// The log lines (all runs of the coordinator: the log is appended) mentioning the first three
+/// trial ids that appear in `problems`.
+fn log_about_trials(log: &str, problems: &[String]) -> String {
+    let mut ids: Vec<&str> = Vec::new();
+    for problem in problems {
+        let words = problem.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
+        for word in words.filter(|w| w.starts_with("trial-")) {
+            if !ids.contains(&word) && ids.len() < 3 {
+                ids.push(word);
+            }
+        }
+    }
+    let mut text = String::new();
+    for id in ids {
+        text.push_str(&format!("{id}:\n"));
+        let lines = log.lines().filter(|line| line.contains(id)).take(12);
+        for line in lines {
+            text.push_str(&format!("  {}\n", strip_ansi(line)));
+        }
+    }
+    text
 }

@@ -25,7 +25,7 @@ use tonic::{Code, Response, Status};
 
 use crate::objective::{epoch_value, evaluate};
 use crate::retry::{Backoff, RetryPolicy, is_transient};
-use crate::stats::{AckedCompletion, AckedEpoch, AgentStats, LeaseLoss, RpcKind};
+use crate::stats::{AckedCompletion, AckedEpoch, AgentStats, LeaseLoss, Refusal, RpcKind};
 
 /// How each simulated agent behaves.
 #[derive(Clone, Debug)]
@@ -66,6 +66,7 @@ pub struct Progress {
     recording: AtomicBool,
     completions: AtomicU64,
     epochs: AtomicU64,
+    transient_errors: AtomicU64,
 }
 
 impl Progress {
@@ -87,6 +88,12 @@ impl Progress {
     /// Acknowledged epoch reports so far, recording or not.
     pub fn epochs(&self) -> u64 {
         self.epochs.load(Ordering::Relaxed)
+    }
+
+    /// Calls that failed with a transient error and were retried, recording or not (they show
+    /// that the agents noticed a coordinator outage).
+    pub fn transient_errors(&self) -> u64 {
+        self.transient_errors.load(Ordering::Relaxed)
     }
 }
 
@@ -144,10 +151,12 @@ struct Answer<T> {
     sent_unix: f64,
 }
 
-/// Sends one call with a client-side deadline and records its latency when recording.
+/// Sends one call with a client-side deadline and records its latency when `recording` (the
+/// caller passes whether the fleet was recording as the call was sent, so a call still waiting
+/// when the measured phase ends is counted, with its full latency, once it returns).
 async fn timed<T>(
     stats: &mut AgentStats,
-    progress: &Progress,
+    recording: bool,
     kind: RpcKind,
     timeout: Duration,
     call: impl Future<Output = Result<Response<T>, Status>>,
@@ -155,9 +164,14 @@ async fn timed<T>(
     let started = Instant::now();
     let result = match tokio::time::timeout(timeout, call).await {
         Ok(result) => result.map(Response::into_inner),
-        Err(_) => Err(Status::deadline_exceeded("client-side deadline passed")),
+        Err(_) => {
+            if recording {
+                stats.client_timeouts += 1;
+            }
+            Err(Status::deadline_exceeded("client-side deadline passed"))
+        }
     };
-    if progress.recording() {
+    if recording {
         stats.record(kind, started.elapsed(), result.is_ok());
     }
     result
@@ -181,7 +195,6 @@ async fn register(
     client: &AgentServiceClient<Channel>,
     shared: &AgentShared,
     stats: &mut AgentStats,
-    progress: &Progress,
     config: &AgentConfig,
     index: usize,
 ) -> Option<Duration> {
@@ -195,9 +208,10 @@ async fn register(
         };
         let mut client = client.clone();
         let call = client.register_agent(request);
+        // Registrations happen outside the measured phase, so they are always recorded.
         match timed(
             stats,
-            progress,
+            true,
             RpcKind::RegisterAgent,
             config.rpc_timeout,
             call,
@@ -240,6 +254,8 @@ pub struct SimAgent {
     deadline: Instant,
     stats: AgentStats,
     backoff: Backoff,
+    /// Tries the last [`SimAgent::call`] took.
+    last_tries: u32,
 }
 
 impl SimAgent {
@@ -266,6 +282,7 @@ impl SimAgent {
             deadline,
             stats: AgentStats::default(),
             backoff,
+            last_tries: 0,
         }
     }
 
@@ -291,9 +308,15 @@ impl SimAgent {
             if self.stopped() {
                 break;
             }
-            if let Some(lease) = self.lease().await {
-                self.run_trial(lease).await;
+            let Some(lease) = self.lease().await else {
+                continue;
+            };
+            if self.stopped() {
+                // Leased while stopping: hand it back rather than run it.
+                self.interrupt(&lease).await;
+                break;
             }
+            self.run_trial(lease).await;
         }
         self.unregister().await;
         let _ = done_tx.send(true);
@@ -323,21 +346,14 @@ impl SimAgent {
     }
 
     async fn register(&mut self) -> Option<Duration> {
-        let (shared, progress) = (Arc::clone(&self.shared), Arc::clone(&self.progress));
-        let config = Arc::clone(&self.config);
-        register(
-            &self.client,
-            &shared,
-            &mut self.stats,
-            &progress,
-            &config,
-            self.index,
-        )
-        .await
+        let (shared, config) = (Arc::clone(&self.shared), Arc::clone(&self.config));
+        register(&self.client, &shared, &mut self.stats, &config, self.index).await
     }
 
-    /// Sends a call, retrying transient errors with backoff; with `abort_on_stop` a stop ends
-    /// the wait (the call in flight is dropped).
+    /// Sends a call, retrying transient errors with backoff; with `abort_on_stop`, a stop ends
+    /// the retries. A call in flight is never dropped (a dropped request cancels the handler
+    /// on the coordinator, which is not what a stopping agent should test); the client-side
+    /// deadline bounds it.
     async fn call<T, F, Fut>(
         &mut self,
         kind: RpcKind,
@@ -355,23 +371,19 @@ impl SimAgent {
         loop {
             tries += 1;
             let sent_unix = now_unix();
-            let call = timed(&mut self.stats, &self.progress, kind, timeout, make());
-            let stop = &mut self.stop;
-            let result = if abort_on_stop {
-                tokio::select! {
-                    result = call => result,
-                    _ = stop.wait_for(|stopped| *stopped) => Err(Status::cancelled("agent stopping")),
-                }
-            } else {
-                call.await
-            };
+            let recording = self.recording();
+            let result = timed(&mut self.stats, recording, kind, timeout, make()).await;
             let retry = matches!(&result, Err(status) if is_transient(status.code()))
                 && tries < self.config.retry.max_tries
                 && first_try.elapsed() < self.config.retry.give_up_after
                 && !(abort_on_stop && self.stopped());
             if !retry {
+                self.last_tries = tries;
                 return Answer { result, sent_unix };
             }
+            self.progress
+                .transient_errors
+                .fetch_add(1, Ordering::Relaxed);
             if self.recording() {
                 self.stats.retries += 1;
             }
@@ -431,12 +443,24 @@ impl SimAgent {
         None
     }
 
-    /// Counts a lost lease once (the heartbeat task may have seen it first).
-    fn lost(&mut self, lease_id: &str, sent_unix: f64) {
-        if let Some(healthy) = self.shared.mark_lost(lease_id, sent_unix)
+    /// Counts a lost lease once (the heartbeat task may have seen it first), and keeps the
+    /// refusal when the fleet keeps acknowledgements.
+    fn lost(&mut self, lease: &pb::Lease, kind: RpcKind, answer_sent_unix: f64, status: &Status) {
+        let healthy = self.shared.mark_lost(&lease.lease_id, answer_sent_unix);
+        if let Some(healthy) = healthy
             && self.recording()
         {
             self.stats.record_loss(LeaseLoss::Refused, healthy);
+        }
+        if self.config.keep_acks {
+            self.stats.refusals.push(Refusal {
+                trial_id: lease.trial_id.clone(),
+                lease_id: lease.lease_id.clone(),
+                rpc: kind,
+                code: status.code(),
+                message: status.message().to_owned(),
+                after_tries: self.last_tries,
+            });
         }
     }
 
@@ -549,7 +573,7 @@ impl SimAgent {
             }
             Err(status) => {
                 if Self::is_stale(&status) {
-                    self.lost(&lease.lease_id, answer.sent_unix);
+                    self.lost(lease, RpcKind::ReportEpoch, answer.sent_unix, &status);
                 }
                 None
             }
@@ -611,9 +635,28 @@ impl SimAgent {
                     });
                 }
             }
-            Err(status) if Self::is_stale(&status) => self.lost(&lease.lease_id, answer.sent_unix),
+            Err(status) if Self::is_stale(&status) => {
+                self.lost(lease, RpcKind::CompleteTrial, answer.sent_unix, &status);
+            }
             Err(_) => {}
         }
+    }
+
+    /// Hands a lease back unrun (outcome INTERRUPTED), once, without retries.
+    async fn interrupt(&mut self, lease: &pb::Lease) {
+        let request = pb::CompleteTrialRequest {
+            lease_id: lease.lease_id.clone(),
+            outcome: pb::TrialOutcome::Interrupted as i32,
+            ..pb::CompleteTrialRequest::default()
+        };
+        let client = self.client.clone();
+        let timeout = self.config.rpc_timeout;
+        self.call(RpcKind::CompleteTrial, timeout, true, move || {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move { client.complete_trial(request).await }
+        })
+        .await;
     }
 
     /// Says goodbye; an old coordinator answers UNIMPLEMENTED, which is fine.
@@ -630,10 +673,9 @@ impl SimAgent {
             Ok(Err(status)) => status.code() == Code::Unimplemented,
             Err(_) => false,
         };
-        if self.recording() {
-            self.stats
-                .record(RpcKind::UnregisterAgent, started.elapsed(), ok);
-        }
+        // Agents unregister after the measured phase, so this is always recorded.
+        self.stats
+            .record(RpcKind::UnregisterAgent, started.elapsed(), ok);
     }
 }
 
@@ -689,9 +731,10 @@ impl Heartbeater {
         let mut client = self.client.clone();
         let call = client.heartbeat(request);
         let timeout = self.config.rpc_timeout;
+        let recording = self.progress.recording();
         let result = timed(
             &mut self.stats,
-            &self.progress,
+            recording,
             RpcKind::Heartbeat,
             timeout,
             call,
@@ -703,10 +746,8 @@ impl Heartbeater {
                 }
             }
             Err(status) if status.code() == Code::NotFound => {
-                let (shared, progress) = (Arc::clone(&self.shared), Arc::clone(&self.progress));
-                let config = Arc::clone(&self.config);
-                let stats = &mut self.stats;
-                register(&self.client, &shared, stats, &progress, &config, self.index).await;
+                let (shared, config) = (Arc::clone(&self.shared), Arc::clone(&self.config));
+                register(&self.client, &shared, &mut self.stats, &config, self.index).await;
             }
             Err(_) => {}
         }

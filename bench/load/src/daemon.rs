@@ -13,11 +13,61 @@ use tokio::process::{Child, Command};
 /// Prefix of the readiness line.
 pub const READY_PREFIX: &str = "TUNEFLEET_READY ";
 
+/// What the coordinator logged at WARN and ERROR level.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct LogSummary {
+    /// ERROR lines.
+    pub errors: u64,
+    /// WARN lines.
+    pub warnings: u64,
+    /// The first ERROR line, without colour codes.
+    pub first_error: Option<String>,
+}
+
+/// Removes ANSI colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// Counts the WARN and ERROR lines of a `tracing` text log.
+pub fn summarize_log(text: &str) -> LogSummary {
+    let mut summary = LogSummary::default();
+    for line in text.lines() {
+        let plain = strip_ansi(line);
+        let level = plain.split_whitespace().nth(1).unwrap_or_default();
+        match level {
+            "ERROR" => {
+                summary.errors += 1;
+                if summary.first_error.is_none() {
+                    summary.first_error = Some(plain);
+                }
+            }
+            "WARN" => summary.warnings += 1,
+            _ => {}
+        }
+    }
+    summary
+}
+
 /// A running coordinator; killed when dropped.
 pub struct CoordinatorProcess {
     child: Child,
     pid: u32,
     grpc_addr: String,
+    metrics_addr: String,
     log_path: PathBuf,
 }
 
@@ -91,10 +141,12 @@ impl CoordinatorProcess {
             .as_str()
             .with_context(|| format!("readiness line without grpc: {line}"))?
             .to_owned();
+        let metrics_addr = ready["metrics"].as_str().unwrap_or_default().to_owned();
         Ok(Self {
             child,
             pid,
             grpc_addr,
+            metrics_addr,
             log_path: log_path.to_owned(),
         })
     }
@@ -102,6 +154,11 @@ impl CoordinatorProcess {
     /// `http://ADDR` of the gRPC listener.
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc_addr)
+    }
+
+    /// `ADDR` of the `/metrics` listener (empty when the readiness line has none).
+    pub fn metrics_addr(&self) -> &str {
+        &self.metrics_addr
     }
 
     /// The process id.
@@ -131,5 +188,23 @@ impl CoordinatorProcess {
             let _ = self.child.kill().await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_levels_of_coloured_lines() {
+        let log = "\u{1b}[2m2026-12-01T23:16:41Z\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m store: failed\n\
+                   2026-12-01T23:16:42Z  WARN lease expired\n\
+                   2026-12-01T23:16:43Z  INFO trial leased ERROR in a field\n";
+        let summary = summarize_log(log);
+        assert_eq!((summary.errors, summary.warnings), (1, 1));
+        assert_eq!(
+            summary.first_error.as_deref(),
+            Some("2026-12-01T23:16:41Z ERROR store: failed")
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use load_bench::fleet::{Fleet, FleetConfig, channels};
-//! let channels = channels("http://127.0.0.1:50051", 8)?;
-//! let fleet = Fleet::start(&channels, FleetConfig::default());
+//! let channels = channels("http://127.0.0.1:50051", 9)?;
+//! let fleet = Fleet::start(&channels[1..], &channels[0], FleetConfig::default());
 //! fleet.progress().set_recording(true);
 //! let outcome = fleet.stop(std::time::Duration::from_secs(30)).await;
 //! println!("{} trials completed", outcome.stats.completed);
@@ -77,11 +77,13 @@ pub struct FleetOutcome {
 }
 
 impl Fleet {
-    /// Spawns the agents (round robin over `channels`) and the probe.
+    /// Spawns the agents (round robin over `channels`) and the probe. The probe gets a
+    /// connection of its own (`probe_channel`) so that it waits for the coordinator, not for a
+    /// stream slot on a connection the agents fill (hyper serves 200 streams per connection).
     ///
     /// # Panics
     /// When `channels` is empty.
-    pub fn start(channels: &[Channel], config: FleetConfig) -> Fleet {
+    pub fn start(channels: &[Channel], probe_channel: &Channel, config: FleetConfig) -> Fleet {
         assert!(!channels.is_empty(), "a fleet needs at least one channel");
         let (stop, stop_rx) = watch::channel(false);
         let progress = Arc::new(Progress::default());
@@ -99,7 +101,7 @@ impl Fleet {
         }
         if let Some(period) = config.idle_probe_period {
             let probe = idle_probe(
-                channels[config.agents % channels.len()].clone(),
+                probe_channel.clone(),
                 period,
                 Arc::clone(&agent_config),
                 Arc::clone(&progress),
@@ -175,6 +177,9 @@ async fn idle_probe(
             }
         }
         if in_flight.len() >= MAX_PROBES_IN_FLIGHT {
+            if progress.recording() {
+                stats.idle_probes_skipped += 1;
+            }
             continue;
         }
         let request = pb::HeartbeatRequest {
@@ -201,8 +206,9 @@ async fn idle_probe(
     stats
 }
 
-/// Heartbeats of the probe waiting for an answer at most (a minute at 100 ms).
-const MAX_PROBES_IN_FLIGHT: usize = 600;
+/// Heartbeats of the probe waiting for an answer at most: under the 200 concurrent streams
+/// hyper allows on the probe's connection by default, 15 s of heartbeats at 100 ms.
+const MAX_PROBES_IN_FLIGHT: usize = 150;
 
 async fn register_probe(
     client: &AgentServiceClient<Channel>,

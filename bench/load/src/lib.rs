@@ -4,8 +4,8 @@
 //! AgentService RPCs over real gRPC to a real `coordinator` process ([`daemon`]): register, then
 //! lease → heartbeat while holding the lease → report epochs → complete, until stopped. The
 //! agents evaluate Branin themselves ([`objective`]). [`scenario`] runs the same scenario against
-//! each coordinator binary in turn and [`report`] turns the figures ([`stats`], [`procfs`]) into
-//! JSON and markdown. The end-to-end test `tests/tests/fleet_e2e.rs` reuses the fleet to check
+//! each coordinator binary in turn and [`report`] turns the figures ([`stats`], [`procfs`],
+//! [`scrape`]) into JSON and markdown. The end-to-end test `tests/tests/fleet_e2e.rs` reuses the fleet to check
 //! that every acknowledged call survives a coordinator crash.
 //!
 //! Place in the workspace (STYLE.md §1): a benchmark beside `bench/gpu`; it depends only on
@@ -20,7 +20,7 @@
 //! let scenario = Scenario {
 //!     agents: 200, bo: 1, random: 1, seed_results: 20, duration: Duration::from_secs(10),
 //!     epochs: 3, work_per_epoch: Duration::ZERO, lease_timeout_secs: None, heartbeat_secs: None,
-//!     channels: 8, seed_timeout: Duration::from_secs(120),
+//!     channels: 8, seed_timeout: Duration::from_secs(120), keep_logs: None,
 //! };
 //! let report = run(&Target::parse("target/release/coordinator"), &scenario).await?;
 //! println!("{:.1} trials/s", report.completed_per_second);
@@ -36,4 +36,5 @@ pub mod procfs;
 pub mod report;
 pub mod retry;
 pub mod scenario;
+pub mod scrape;
 pub mod stats;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use load_bench::report::{BenchReport, Machine, rpc_table, summary_table};
+use load_bench::report::{BenchReport, Machine, coordinator_table, rpc_table, summary_table};
 use load_bench::scenario::{Scenario, Target, run};
 
 /// Measures coordinators under a fleet of simulated agents (see docs/BENCHMARKS.md).
@@ -51,6 +51,9 @@ struct Args {
     /// Longest wait for seeding, seconds; measuring starts anyway after it.
     #[arg(long, default_value_t = 600)]
     seed_timeout_secs: u64,
+    /// Copy each coordinator's log into this folder (as LABEL.log).
+    #[arg(long, value_name = "DIR")]
+    keep_logs: Option<PathBuf>,
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -69,6 +72,7 @@ async fn bench(args: Args) -> Result<()> {
         heartbeat_secs: args.heartbeat_secs,
         channels: args.channels,
         seed_timeout: Duration::from_secs(args.seed_timeout_secs),
+        keep_logs: args.keep_logs,
     };
     let machine = Machine::probe();
     let targets: Vec<Target> = args.coordinators.iter().map(|a| Target::parse(a)).collect();
@@ -81,6 +85,15 @@ async fn bench(args: Args) -> Result<()> {
     }
     println!("{}", summary_table(&runs));
     println!("{}", rpc_table(&runs));
+    println!("{}", coordinator_table(&runs));
+    for run in &runs {
+        if let Some(first) = &run.coordinator_log.first_error {
+            println!(
+                "{} logged {} errors; the first: `{first}`",
+                run.label, run.coordinator_log.errors
+            );
+        }
+    }
     let report = BenchReport {
         machine,
         scenario,

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::daemon::LogSummary;
 use crate::scenario::{Scenario, Target};
+use crate::scrape::CoordinatorCounters;
 use crate::stats::{RpcKind, RpcSummary};
 
 /// How seeding went.
@@ -63,6 +65,9 @@ pub struct RunReport {
     pub rpc: BTreeMap<RpcKind, RpcSummary>,
     /// The idle probe's heartbeats (also in `rpc`).
     pub idle_heartbeat: RpcSummary,
+    /// Probe heartbeats not sent because 150 earlier ones were unanswered (each would have
+    /// waited at least 15 s).
+    pub idle_probes_skipped: u64,
     /// Average cores the coordinator used while measuring.
     pub coordinator_cpu_cores: f64,
     /// The highest 5-second average.
@@ -71,6 +76,12 @@ pub struct RunReport {
     pub client_cpu_cores: f64,
     /// The coordinator's peak RSS over its whole life (seeding included).
     pub coordinator_peak_rss_bytes: u64,
+    /// The coordinator's own counters over the measured phase.
+    pub coordinator: CoordinatorCounters,
+    /// WARN and ERROR lines in the coordinator's log over the whole run (seeding included).
+    pub coordinator_log: LogSummary,
+    /// Calls that hit the client-side deadline while measuring.
+    pub client_timeouts: u64,
     /// Results of each BO experiment at the end.
     pub bo_results_at_end: Vec<u32>,
 }
@@ -193,6 +204,45 @@ pub fn rpc_table(runs: &[RunReport]) -> String {
                 ms(s.max_ms)
             );
         }
+    }
+    table
+}
+
+fn count(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".into(), |v| format!("{v:.0}"))
+}
+
+fn seconds(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".into(), |v| format!("{v:.1}"))
+}
+
+/// Where the coordinator's time went (its own metrics) and what the benchmark itself cost.
+pub fn coordinator_table(runs: &[RunReport]) -> String {
+    let mut table = String::from(
+        "| coordinator | GP fits | GP fit time (s) | suggestions | suggest time (s) | leases expired (coordinator's count) | client timeouts | log errors / warnings (whole run) | seeding (s) | benchmark client CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for run in runs {
+        let c = &run.coordinator;
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {:.1}{} | {:.2} |",
+            run.label,
+            count(c.gp_fits),
+            seconds(c.gp_fit_seconds),
+            count(c.suggestions),
+            seconds(c.suggest_seconds),
+            count(c.leases_expired),
+            run.client_timeouts,
+            run.coordinator_log.errors,
+            run.coordinator_log.warnings,
+            run.seeding.seconds,
+            if run.seeding.reached {
+                ""
+            } else {
+                " (not reached)"
+            },
+            run.client_cpu_cores,
+        );
     }
     table
 }

@@ -17,12 +17,13 @@ use proto::v1::experiment_service_client::ExperimentServiceClient;
 use tonic::transport::Channel;
 
 use crate::agent::AgentConfig;
-use crate::daemon::CoordinatorProcess;
+use crate::daemon::{CoordinatorProcess, summarize_log};
 use crate::fleet::{Fleet, FleetConfig, channels};
 use crate::objective::branin_spec;
 use crate::procfs::{CpuWindow, peak_rss_bytes};
 use crate::report::{LeaseFigures, RunReport, Seeding};
 use crate::retry::RetryPolicy;
+use crate::scrape::{CoordinatorCounters, scrape};
 use crate::stats::RpcKind;
 
 /// Trials each experiment may create: more than any run finishes.
@@ -53,6 +54,8 @@ pub struct Scenario {
     pub channels: usize,
     /// Longest wait for seeding; measuring starts anyway after it (the report says so).
     pub seed_timeout: Duration,
+    /// Copy each coordinator's log into this folder.
+    pub keep_logs: Option<PathBuf>,
 }
 
 impl Scenario {
@@ -121,24 +124,22 @@ impl Target {
 /// Runs the scenario against one coordinator.
 ///
 /// # Errors
-/// When the coordinator cannot start or refuses the experiments.
+/// When the coordinator cannot start, refuses the experiments or dies during the run.
 pub async fn run(target: &Target, scenario: &Scenario) -> Result<RunReport> {
     if scenario.bo + scenario.random == 0 {
         bail!("no experiments: give --bo or --random at least 1");
     }
     let dir = tempfile::tempdir().context("cannot create a temp dir")?;
-    let data_dir = dir.path().join("data");
     let log_path = dir.path().join("coordinator.log");
     let coordinator = CoordinatorProcess::start(
         &target.binary,
-        &data_dir,
+        &dir.path().join("data"),
         &log_path,
         &scenario.child_env(),
         Duration::from_secs(60),
     )
     .await?;
     let url = coordinator.grpc_url();
-    let agent_channels = channels(&url, scenario.channels)?;
     let mut experiments = ExperimentServiceClient::new(channels(&url, 1)?.remove(0));
     let (bo_ids, all_ids) = create_experiments(&mut experiments, scenario).await?;
     eprintln!(
@@ -147,51 +148,36 @@ pub async fn run(target: &Target, scenario: &Scenario) -> Result<RunReport> {
         all_ids.len(),
         scenario.agents
     );
-
-    let fleet = Fleet::start(&agent_channels, scenario.fleet_config());
-    let seeding = seed(&mut experiments, &bo_ids, scenario, &target.label).await?;
-    let coordinator_cpu = CpuWindow::start(coordinator.pid())?;
-    let client_cpu = CpuWindow::start(std::process::id())?;
-    let completions_before = fleet.progress().completions();
-    fleet.progress().set_recording(true);
-    eprintln!("[{}] measuring for {:?}", target.label, scenario.duration);
-    let measure_end = Instant::now() + scenario.duration;
-    let mut peak_cores: f64 = 0.0;
-    let mut last = (
-        CpuWindow::start(coordinator.pid())?,
-        fleet.progress().completions(),
+    let probe_channel = channels(&url, 1)?.remove(0);
+    let fleet = Fleet::start(
+        &channels(&url, scenario.channels)?,
+        &probe_channel,
+        scenario.fleet_config(),
     );
-    while Instant::now() < measure_end {
-        let step = measure_end.saturating_duration_since(Instant::now());
-        tokio::time::sleep(step.min(Duration::from_secs(5))).await;
-        let (cores, _) = last.0.cores()?;
-        peak_cores = peak_cores.max(cores);
-        let completions = fleet.progress().completions();
-        eprintln!(
-            "[{}]   {:.2} cores, {} trials in the last interval",
-            target.label,
-            cores,
-            completions - last.1
-        );
-        last = (CpuWindow::start(coordinator.pid())?, completions);
-    }
-    let (cores, measured) = coordinator_cpu.cores()?;
-    let (client_cores, _) = client_cpu.cores()?;
+    let seeding = seed(&mut experiments, &bo_ids, scenario, &target.label).await?;
+    let completions_during_seeding = fleet.progress().completions();
+    let measured = measure(&coordinator, &fleet, scenario, &target.label).await;
     let outcome = fleet.stop(Duration::from_secs(90)).await;
-    let peak_rss = peak_rss_bytes(coordinator.pid())?;
-    let bo_results_at_end = results(&mut experiments, &bo_ids).await?;
+    let peak_rss = peak_rss_bytes(coordinator.pid());
+    let bo_results_at_end = results(&mut experiments, &bo_ids).await;
     coordinator.stop(Duration::from_secs(20)).await?;
+    let log = summarize_log(&std::fs::read_to_string(&log_path).unwrap_or_default());
+    if let Some(keep) = &scenario.keep_logs {
+        keep_log(&log_path, keep, &target.label)?;
+    }
+    let measured = measured?;
 
     let stats = outcome.stats;
     let rpc = stats.rpc_summaries();
+    let seconds = measured.wall.as_secs_f64();
     Ok(RunReport {
         label: target.label.clone(),
         binary: target.binary.display().to_string(),
         seeding,
-        measured_seconds: measured.as_secs_f64(),
+        measured_seconds: seconds,
         completed: stats.completed,
-        completed_per_second: stats.completed as f64 / measured.as_secs_f64(),
-        completions_during_seeding: completions_before,
+        completed_per_second: stats.completed as f64 / seconds,
+        completions_during_seeding,
         leases: LeaseFigures {
             leased: stats.leases,
             lost_while_healthy: stats.lost_while_healthy,
@@ -205,13 +191,97 @@ pub async fn run(target: &Target, scenario: &Scenario) -> Result<RunReport> {
             .get(&RpcKind::IdleHeartbeat)
             .cloned()
             .unwrap_or_default(),
+        idle_probes_skipped: stats.idle_probes_skipped,
         rpc,
-        coordinator_cpu_cores: cores,
-        coordinator_cpu_cores_peak_5s: peak_cores,
-        client_cpu_cores: client_cores,
-        coordinator_peak_rss_bytes: peak_rss,
-        bo_results_at_end,
+        coordinator_cpu_cores: measured.coordinator_cores,
+        coordinator_cpu_cores_peak_5s: measured.peak_cores,
+        client_cpu_cores: measured.client_cores,
+        coordinator_peak_rss_bytes: peak_rss?,
+        coordinator: measured.counters,
+        coordinator_log: log,
+        client_timeouts: stats.client_timeouts,
+        bo_results_at_end: bo_results_at_end?,
     })
+}
+
+/// What the measured phase saw of the coordinator process.
+struct Measured {
+    wall: Duration,
+    coordinator_cores: f64,
+    peak_cores: f64,
+    client_cores: f64,
+    counters: CoordinatorCounters,
+}
+
+async fn counters(coordinator: &CoordinatorProcess) -> CoordinatorCounters {
+    match scrape(coordinator.metrics_addr(), Duration::from_secs(10)).await {
+        Ok(text) => CoordinatorCounters::read(&text),
+        Err(error) => {
+            eprintln!("warning: cannot scrape the coordinator's metrics: {error:#}");
+            CoordinatorCounters::default()
+        }
+    }
+}
+
+/// Records for the scenario's duration, printing CPU and throughput every 5 s.
+async fn measure(
+    coordinator: &CoordinatorProcess,
+    fleet: &Fleet,
+    scenario: &Scenario,
+    label: &str,
+) -> Result<Measured> {
+    let counters_before = counters(coordinator).await;
+    let coordinator_cpu = CpuWindow::start(coordinator.pid())?;
+    let client_cpu = CpuWindow::start(std::process::id())?;
+    fleet.progress().set_recording(true);
+    eprintln!("[{label}] measuring for {:?}", scenario.duration);
+    let end = Instant::now() + scenario.duration;
+    let mut peak_cores: f64 = 0.0;
+    let mut interval = (coordinator_cpu, fleet.progress().completions());
+    // One step every 5 s, so at most duration / 5 s + 1 steps.
+    while Instant::now() < end {
+        let step = end.saturating_duration_since(Instant::now());
+        tokio::time::sleep(step.min(Duration::from_secs(5))).await;
+        let (cores, _) = interval.0.cores()?;
+        peak_cores = peak_cores.max(cores);
+        let completions = fleet.progress().completions();
+        eprintln!(
+            "[{label}]   {cores:.2} cores, {} trials in the last interval",
+            completions - interval.1
+        );
+        interval = (CpuWindow::start(coordinator.pid())?, completions);
+    }
+    let (coordinator_cores, wall) = coordinator_cpu.cores()?;
+    let (client_cores, _) = client_cpu.cores()?;
+    fleet.progress().set_recording(false);
+    let counters = counters(coordinator).await.since(&counters_before);
+    Ok(Measured {
+        wall,
+        coordinator_cores,
+        peak_cores,
+        client_cores,
+        counters,
+    })
+}
+
+/// Copies the coordinator's log to `dir/LABEL.log` (the label made file-name safe).
+fn keep_log(log_path: &std::path::Path, dir: &std::path::Path, label: &str) -> Result<()> {
+    let name: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let target = dir.join(format!("{name}.log"));
+    std::fs::copy(log_path, &target)
+        .with_context(|| format!("cannot copy the log to {}", target.display()))?;
+    eprintln!("[{label}] coordinator log kept at {}", target.display());
+    Ok(())
 }
 
 /// Creates the BO experiments (first) and the random ones; returns the BO ids and all ids.

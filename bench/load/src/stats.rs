@@ -14,7 +14,8 @@ use serde::Serialize;
 /// The RPCs the simulator sends, one latency series each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum RpcKind {
-    /// `RegisterAgent` (also re-registrations).
+    /// `RegisterAgent` (also re-registrations); recorded outside the measured phase too, as
+    /// agents register when the fleet starts.
     RegisterAgent,
     /// `LeaseTrial`, long poll included.
     LeaseTrial,
@@ -24,7 +25,7 @@ pub enum RpcKind {
     ReportEpoch,
     /// `CompleteTrial`.
     CompleteTrial,
-    /// `UnregisterAgent`.
+    /// `UnregisterAgent`; recorded after the measured phase, as agents unregister when stopped.
     UnregisterAgent,
     /// `Heartbeat` of the idle probe agent (no leases, every 100 ms).
     IdleHeartbeat,
@@ -140,6 +141,24 @@ pub struct AckedCompletion {
     pub value: f64,
 }
 
+/// A report or completion the coordinator refused as stale (kept with the acknowledgements).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    /// The trial.
+    pub trial_id: String,
+    /// The lease it was sent under.
+    pub lease_id: String,
+    /// `ReportEpoch` or `CompleteTrial`.
+    pub rpc: RpcKind,
+    /// The status code (FAILED_PRECONDITION or NOT_FOUND).
+    pub code: tonic::Code,
+    /// The status message.
+    pub message: String,
+    /// Tries of the call, the refused one included (more than 1: it was retried after a
+    /// transient error, for example across a coordinator restart).
+    pub after_tries: u32,
+}
+
 /// Why an agent lost a lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaseLoss {
@@ -152,7 +171,7 @@ pub enum LeaseLoss {
 /// Everything one agent (or, merged, the fleet) measured.
 #[derive(Clone, Debug, Default)]
 pub struct AgentStats {
-    /// Latencies by RPC kind (recorded only while the fleet is recording).
+    /// Latencies by RPC kind (of calls sent while the fleet was recording).
     pub rpc: BTreeMap<RpcKind, RpcLatencies>,
     /// Trials leased (while recording).
     pub leases: u64,
@@ -169,10 +188,17 @@ pub struct AgentStats {
     pub retries: u64,
     /// Registrations after the first (the coordinator forgot the agent).
     pub reregistrations: u64,
+    /// Calls that hit the client-side deadline (while recording); the coordinator sees each as
+    /// a cancelled request.
+    pub client_timeouts: u64,
+    /// Idle-probe heartbeats not sent because too many earlier ones were still unanswered.
+    pub idle_probes_skipped: u64,
     /// Every acknowledged epoch report, when the fleet keeps acknowledgements.
     pub acked_epochs: Vec<AckedEpoch>,
     /// Every acknowledged completion, when the fleet keeps acknowledgements.
     pub acked_completions: Vec<AckedCompletion>,
+    /// Every refused report or completion, when the fleet keeps acknowledgements.
+    pub refusals: Vec<Refusal>,
 }
 
 impl AgentStats {
@@ -204,8 +230,11 @@ impl AgentStats {
         self.lost_while_healthy += other.lost_while_healthy;
         self.retries += other.retries;
         self.reregistrations += other.reregistrations;
+        self.idle_probes_skipped += other.idle_probes_skipped;
+        self.client_timeouts += other.client_timeouts;
         self.acked_epochs.extend(other.acked_epochs);
         self.acked_completions.extend(other.acked_completions);
+        self.refusals.extend(other.refusals);
     }
 
     /// The summary of every RPC kind that was called.
