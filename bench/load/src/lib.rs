@@ -30,6 +30,8 @@
 
 pub mod agent;
 pub mod daemon;
+#[cfg(test)]
+mod fake;
 pub mod fleet;
 pub mod objective;
 pub mod procfs;
