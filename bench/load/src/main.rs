@@ -45,6 +45,10 @@ struct Args {
     /// Heartbeat interval given to the coordinator (COORDINATOR_HEARTBEAT_INTERVAL_SECS).
     #[arg(long)]
     heartbeat_secs: Option<u64>,
+    /// Client-side deadline of each call, seconds (LeaseTrial gets its 5 s long poll on top; the
+    /// real agent uses 10 s).
+    #[arg(long, default_value_t = 60)]
+    rpc_timeout_secs: u64,
     /// HTTP/2 connections the agents share (round robin).
     #[arg(long, default_value_t = 16)]
     channels: usize,
@@ -71,6 +75,7 @@ async fn bench(args: Args) -> Result<()> {
         lease_timeout_secs: args.lease_timeout_secs,
         heartbeat_secs: args.heartbeat_secs,
         channels: args.channels,
+        rpc_timeout: Duration::from_secs(args.rpc_timeout_secs.max(1)),
         seed_timeout: Duration::from_secs(args.seed_timeout_secs),
         keep_logs: args.keep_logs,
     };

@@ -52,6 +52,8 @@ pub struct Scenario {
     pub heartbeat_secs: Option<u64>,
     /// HTTP/2 connections the agents share.
     pub channels: usize,
+    /// Client-side deadline of each call.
+    pub rpc_timeout: Duration,
     /// Longest wait for seeding; measuring starts anyway after it (the report says so).
     pub seed_timeout: Duration,
     /// Copy each coordinator's log into this folder.
@@ -86,7 +88,7 @@ impl Scenario {
                 epochs: self.epochs,
                 work_per_epoch: self.work_per_epoch,
                 lease_wait: Duration::from_secs(5),
-                rpc_timeout: Duration::from_secs(60),
+                rpc_timeout: self.rpc_timeout,
                 retry: RetryPolicy::default(),
                 keep_acks: false,
                 max_run: self.seed_timeout + self.duration + Duration::from_secs(120),
@@ -157,7 +159,10 @@ pub async fn run(target: &Target, scenario: &Scenario) -> Result<RunReport> {
     let seeding = seed(&mut experiments, &bo_ids, scenario, &target.label).await?;
     let completions_during_seeding = fleet.progress().completions();
     let measured = measure(&coordinator, &fleet, scenario, &target.label).await;
-    let outcome = fleet.stop(Duration::from_secs(90)).await;
+    // Calls in flight finish (or time out) before the agents end: the long poll plus one deadline.
+    let outcome = fleet
+        .stop(scenario.rpc_timeout + Duration::from_secs(35))
+        .await;
     let peak_rss = peak_rss_bytes(coordinator.pid());
     let bo_results_at_end = results(&mut experiments, &bo_ids).await;
     coordinator.stop(Duration::from_secs(20)).await?;
