@@ -53,7 +53,7 @@ impl Heartbeater {
             .shared
             .held()
             .as_ref()
-            .filter(|l| !l.lost)
+            .filter(|l| !l.lost && !l.completing)
             .map(|l| l.lease_id.clone())
         else {
             return;

@@ -24,6 +24,9 @@ pub(super) struct HeldLease {
     pub(super) lost: bool,
     /// A heartbeat answered STOP.
     pub(super) stop: bool,
+    /// Its completion was sent: the trial is over for the agent, so it is no longer heartbeated
+    /// (a coordinator that already applied the completion rightly answers ABANDON).
+    pub(super) completing: bool,
 }
 
 /// What an agent's two tasks share.

@@ -48,6 +48,7 @@ impl SimAgent {
             deadline_unix: lease.deadline_unix_seconds,
             lost: false,
             stop: false,
+            completing: false,
         });
         let started = Instant::now();
         let final_value = evaluate(&lease.params).ok();
@@ -157,6 +158,9 @@ impl SimAgent {
         value: Option<f64>,
         wall: Duration,
     ) {
+        if let Some(held) = self.shared.held().as_mut() {
+            held.completing = true;
+        }
         let request = pb::CompleteTrialRequest {
             lease_id: lease.lease_id.clone(),
             outcome: outcome as i32,
