@@ -45,9 +45,11 @@ struct Args {
     /// Heartbeat interval given to the coordinator (COORDINATOR_HEARTBEAT_INTERVAL_SECS).
     #[arg(long)]
     heartbeat_secs: Option<u64>,
-    /// Client-side deadline of each call, seconds (LeaseTrial gets its 5 s long poll on top; the
-    /// real agent uses 10 s).
-    #[arg(long, default_value_t = 60)]
+    /// Client-side deadline of each call, seconds (LeaseTrial gets its 5 s long poll on top).
+    /// The default is twice the coordinator's default lease timeout, so a coordinator that
+    /// expires a lease while its agent's call waits in a queue answers, and the loss is counted;
+    /// the real agent uses 10 s.
+    #[arg(long, default_value_t = 120)]
     rpc_timeout_secs: u64,
     /// HTTP/2 connections the agents share (round robin).
     #[arg(long, default_value_t = 16)]

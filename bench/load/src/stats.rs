@@ -173,22 +173,22 @@ pub enum LeaseLoss {
 pub struct AgentStats {
     /// Latencies by RPC kind (of calls sent while the fleet was recording).
     pub rpc: BTreeMap<RpcKind, RpcLatencies>,
-    /// Trials leased (while recording).
+    /// Trials leased while recording.
     pub leases: u64,
-    /// Acknowledged `CompleteTrial` calls (while recording).
+    /// `CompleteTrial` calls acknowledged while recording.
     pub completed: u64,
-    /// Leases a heartbeat answered ABANDON for (while recording).
+    /// Leases a heartbeat sent while recording was answered ABANDON for.
     pub abandoned: u64,
-    /// Leases a report or completion was refused for (while recording).
+    /// Leases a report or completion sent while recording was refused for.
     pub refused: u64,
     /// Lost leases (abandoned or refused) that were healthy: the refused call was sent before
-    /// the latest deadline the coordinator had given for the lease (while recording).
+    /// the latest deadline the coordinator had given for the lease (sent while recording).
     pub lost_while_healthy: u64,
-    /// Calls retried after a transient error (while recording).
+    /// Calls retried after a transient error while recording.
     pub retries: u64,
     /// Registrations after the first (the coordinator forgot the agent).
     pub reregistrations: u64,
-    /// Calls that hit the client-side deadline (while recording); the coordinator sees each as
+    /// Calls sent while recording that hit the client-side deadline; the coordinator sees each as
     /// a cancelled request.
     pub client_timeouts: u64,
     /// Idle-probe heartbeats not sent because too many earlier ones were still unanswered.

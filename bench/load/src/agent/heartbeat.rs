@@ -77,7 +77,7 @@ impl Heartbeater {
         match result.await {
             Ok(response) => {
                 for status in response.leases.iter().filter(|s| s.lease_id == lease_id) {
-                    self.apply(status, sent_unix);
+                    self.apply(status, sent_unix, recording);
                 }
             }
             Err(status) if status.code() == Code::NotFound => {
@@ -88,11 +88,12 @@ impl Heartbeater {
         }
     }
 
-    fn apply(&mut self, status: &pb::LeaseStatus, sent_unix: f64) {
+    /// Applies one lease's answer; a loss counts when the heartbeat was sent while recording.
+    fn apply(&mut self, status: &pb::LeaseStatus, sent_unix: f64, recorded: bool) {
         match status.action() {
             pb::LeaseAction::Abandon => {
                 if let Some(healthy) = self.shared.mark_lost(&status.lease_id, sent_unix)
-                    && self.progress.recording()
+                    && recorded
                 {
                     self.stats.record_loss(LeaseLoss::Abandoned, healthy);
                 }

@@ -245,7 +245,11 @@ impl SimAgent {
                 && !(abort_on_stop && self.stopped());
             if !retry {
                 self.last_tries = tries;
-                return Answer { result, sent_unix };
+                return Answer {
+                    result,
+                    sent_unix,
+                    recorded: recording,
+                };
             }
             self.progress
                 .transient_errors

@@ -58,10 +58,11 @@ impl AgentShared {
     }
 }
 
-/// A call's result and when its last try was sent.
+/// A call's result, when its last try was sent, and whether the fleet was recording then.
 pub(super) struct Answer<T> {
     pub(super) result: Result<T, Status>,
     pub(super) sent_unix: f64,
+    pub(super) recorded: bool,
 }
 
 /// Sends one call with a client-side deadline and records its latency when `recording` (the

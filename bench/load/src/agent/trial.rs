@@ -13,12 +13,14 @@ use crate::objective::{epoch_value, evaluate};
 use crate::stats::{AckedCompletion, AckedEpoch, LeaseLoss, Refusal, RpcKind};
 
 impl SimAgent {
-    /// Counts a lost lease once (the heartbeat task may have seen it first), and keeps the
-    /// refusal when the fleet keeps acknowledgements.
-    fn lost(&mut self, lease: &pb::Lease, kind: RpcKind, answer_sent_unix: f64, status: &Status) {
-        let healthy = self.shared.mark_lost(&lease.lease_id, answer_sent_unix);
+    /// Counts a lost lease once (the heartbeat task may have seen it first) when the refused
+    /// call was sent while recording, and keeps the refusal when the fleet keeps
+    /// acknowledgements.
+    fn lost(&mut self, lease: &pb::Lease, kind: RpcKind, sent: (f64, bool), status: &Status) {
+        let (sent_unix, recorded) = sent;
+        let healthy = self.shared.mark_lost(&lease.lease_id, sent_unix);
         if let Some(healthy) = healthy
-            && self.recording()
+            && recorded
         {
             self.stats.record_loss(LeaseLoss::Refused, healthy);
         }
@@ -144,7 +146,8 @@ impl SimAgent {
             }
             Err(status) => {
                 if Self::is_stale(&status) {
-                    self.lost(lease, RpcKind::ReportEpoch, answer.sent_unix, &status);
+                    let sent = (answer.sent_unix, answer.recorded);
+                    self.lost(lease, RpcKind::ReportEpoch, sent, &status);
                 }
                 None
             }
@@ -210,7 +213,8 @@ impl SimAgent {
                 }
             }
             Err(status) if Self::is_stale(&status) => {
-                self.lost(lease, RpcKind::CompleteTrial, answer.sent_unix, &status);
+                let sent = (answer.sent_unix, answer.recorded);
+                self.lost(lease, RpcKind::CompleteTrial, sent, &status);
             }
             Err(_) => {}
         }
