@@ -270,6 +270,16 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// The coordinator's data dir (it holds `coordinator.sqlite3`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The coordinator's SQLite file, to open read-only in checks.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir().join("coordinator.sqlite3")
+    }
+
     /// The bearer token, if any.
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
