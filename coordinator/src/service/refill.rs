@@ -36,6 +36,10 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// Suggestions BO keeps ahead of demand (each costs a fantasy in the batch).
 pub const BO_BUFFER: usize = 4;
 
+/// The most points one BO round computes: each is a fantasy the next must account for, so a
+/// bounded round ends sooner and the next one sees the results that came in meanwhile.
+pub const BO_MAX_ROUND: usize = 16;
+
 /// The buffer an experiment keeps beside its trials in flight.
 fn buffer_target(record: &ExperimentRecord) -> usize {
     let parallelism = record.spec.parallelism.max(1) as usize;
@@ -122,7 +126,10 @@ impl Coordinator {
             && results > live.buffer_results
             && !live.buffer.is_empty();
         let have = if replace { 0 } else { live.buffer.len() };
-        let q = (slots + target).saturating_sub(have);
+        let mut q = (slots + target).saturating_sub(have);
+        if live.record.spec.strategy == Strategy::Bo {
+            q = q.min(BO_MAX_ROUND);
+        }
         if q == 0 {
             return None;
         }
@@ -227,10 +234,26 @@ fn trials_wanted(experiment: &ExperimentRecord, counts: &TrialCounts, buffered: 
     free_slots.min(left) as usize
 }
 
+/// Whether random search over this space can skip the past points: with a continuous parameter
+/// a repeat has probability zero, so de-duplicating against every trial (O(trials) a round) buys
+/// nothing.
+fn random_needs_no_history(record: &ExperimentRecord) -> bool {
+    record.spec.strategy == Strategy::Random
+        && record
+            .spec
+            .parameters
+            .iter()
+            .any(|p| matches!(p.kind, tuner::space::ParamKind::Float { .. }))
+}
+
 fn suggest_input(live: &Live, q: usize) -> SuggestInput {
     let mut observations = Vec::new();
-    let mut pending: Vec<tuner::space::Assignment> = live.buffer.iter().cloned().collect();
-    for trial in live.trials() {
+    let mut pending: Vec<tuner::space::Assignment> = Vec::new();
+    let history = !random_needs_no_history(&live.record);
+    if history {
+        pending.extend(live.buffer.iter().cloned());
+    }
+    for trial in live.trials().iter().filter(|_| history) {
         if let Some(value) = result_value(trial) {
             observations.push(Observation {
                 params: trial.params.clone(),
