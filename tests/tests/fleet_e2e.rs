@@ -288,7 +288,7 @@ async fn fleet_survives_a_coordinator_crash() -> Result<()> {
         .start()?;
     let url = cluster.grpc_url()?;
     let experiments = ExperimentServiceClient::new(channels(&url, 1)?.remove(0));
-    let random = branin_spec("fleet-random", pb::Strategy::Random, 1_000_000, 190, 0, 7);
+    let random = branin_spec("fleet-random", pb::Strategy::Random, 100_000, 190, 0, 7);
     let bo = branin_spec("fleet-bo", pb::Strategy::Bo, 60, 10, 5, 8);
     let mut ids = Vec::new();
     for spec in [random, bo] {
