@@ -15,7 +15,7 @@ use coordinator::service::{
     AgentService, Coordinator, ExperimentService, LeaseAction, LeaseOutcome, WriteMode,
 };
 use coordinator::store::{Change, ExperimentStore, MemoryStore, Snapshot};
-use support::{agent, epoch, lease_now, settings, spec, start, success, wait_created};
+use support::{agent, epoch, lease_now, running, settings, spec, start, success, wait_created};
 use tokio::time::advance;
 
 async fn trial_state(
@@ -33,13 +33,7 @@ async fn trial_state(
 async fn deadlines_are_renewed_from_the_arrival_of_each_heartbeat() {
     let store = MemoryStore::new();
     let coordinator = start(&store, settings()).await;
-    let experiment = coordinator
-        .create_experiment(spec("e", 1, 1))
-        .await
-        .expect("creates")
-        .record
-        .id;
-    wait_created(&coordinator, &experiment, 1).await;
+    let experiment = running(&coordinator, spec("e", 1, 1), 1).await;
     let agent = agent(&coordinator).await;
     let lease = lease_now(&coordinator, &agent).await;
 
@@ -73,13 +67,7 @@ async fn deadlines_are_renewed_from_the_arrival_of_each_heartbeat() {
 async fn an_expired_lease_nobody_took_is_revived_and_its_late_result_accepted() {
     let store = MemoryStore::new();
     let coordinator = start(&store, settings()).await;
-    let experiment = coordinator
-        .create_experiment(spec("e", 2, 1))
-        .await
-        .expect("creates")
-        .record
-        .id;
-    wait_created(&coordinator, &experiment, 1).await;
+    let experiment = running(&coordinator, spec("e", 2, 1), 1).await;
     let agent = agent(&coordinator).await;
     let lease = lease_now(&coordinator, &agent).await;
     advance(Duration::from_secs(11)).await;
@@ -135,13 +123,7 @@ async fn an_expired_lease_nobody_took_is_revived_and_its_late_result_accepted() 
 async fn a_lease_taken_by_another_agent_is_gone_for_the_first() {
     let store = MemoryStore::new();
     let coordinator = start(&store, settings()).await;
-    let experiment = coordinator
-        .create_experiment(spec("e", 1, 1))
-        .await
-        .expect("creates")
-        .record
-        .id;
-    wait_created(&coordinator, &experiment, 1).await;
+    running(&coordinator, spec("e", 1, 1), 1).await;
     let first = agent(&coordinator).await;
     let second = agent(&coordinator).await;
     let old = lease_now(&coordinator, &first).await;
@@ -168,13 +150,7 @@ async fn a_lease_taken_by_another_agent_is_gone_for_the_first() {
 async fn a_restart_gives_every_lease_a_fresh_deadline() {
     let store = MemoryStore::new();
     let coordinator = start(&store, settings()).await;
-    let experiment = coordinator
-        .create_experiment(spec("e", 1, 1))
-        .await
-        .expect("creates")
-        .record
-        .id;
-    wait_created(&coordinator, &experiment, 1).await;
+    let experiment = running(&coordinator, spec("e", 1, 1), 1).await;
     let agent = agent(&coordinator).await;
     let lease = lease_now(&coordinator, &agent).await;
     drop(coordinator);
@@ -227,13 +203,7 @@ async fn the_long_poll_waits_up_to_the_cap_then_says_retry() {
 async fn a_long_poll_gets_the_trial_a_completion_frees() {
     let store = MemoryStore::new();
     let coordinator = start(&store, settings()).await;
-    let experiment = coordinator
-        .create_experiment(spec("e", 3, 1))
-        .await
-        .expect("creates")
-        .record
-        .id;
-    wait_created(&coordinator, &experiment, 1).await;
+    running(&coordinator, spec("e", 3, 1), 1).await;
     let busy = agent(&coordinator).await;
     let idle = agent(&coordinator).await;
     let held = lease_now(&coordinator, &busy).await;
@@ -307,13 +277,7 @@ async fn experiments_of_equal_parallelism_share_the_agents_evenly() {
 async fn silent_agents_are_pruned_and_an_unregistering_agent_gives_its_trials_back() {
     let store = MemoryStore::new();
     let coordinator = start(&store, settings()).await;
-    let experiment = coordinator
-        .create_experiment(spec("e", 4, 2))
-        .await
-        .expect("creates")
-        .record
-        .id;
-    wait_created(&coordinator, &experiment, 2).await;
+    let experiment = running(&coordinator, spec("e", 4, 2), 2).await;
     let talking = agent(&coordinator).await;
     let silent = agent(&coordinator).await;
     advance(Duration::from_secs(20)).await;
@@ -393,13 +357,7 @@ async fn a_request_dropped_in_the_middle_of_its_commit_leaves_store_and_memory_e
     )
     .await
     .expect("starts");
-    let experiment = coordinator
-        .create_experiment(spec("e", 10, 2))
-        .await
-        .expect("creates")
-        .record
-        .id;
-    wait_created(&coordinator, &experiment, 2).await;
+    let experiment = running(&coordinator, spec("e", 10, 2), 2).await;
     let agent = agent(&coordinator).await;
     let lease = lease_now(&coordinator, &agent).await;
 
@@ -463,13 +421,7 @@ async fn a_request_dropped_in_the_middle_of_its_commit_leaves_store_and_memory_e
 async fn a_completion_turns_a_buffered_suggestion_into_the_next_trial_at_once() {
     let store = MemoryStore::new();
     let coordinator = start(&store, settings()).await;
-    let experiment = coordinator
-        .create_experiment(spec("e", 10, 2))
-        .await
-        .expect("creates")
-        .record
-        .id;
-    wait_created(&coordinator, &experiment, 2).await;
+    let experiment = running(&coordinator, spec("e", 10, 2), 2).await;
     let agent = agent(&coordinator).await;
     let first = lease_now(&coordinator, &agent).await;
     let _second = lease_now(&coordinator, &agent).await;
@@ -549,13 +501,7 @@ async fn no_two_trials_of_a_bo_experiment_coincide() {
 async fn a_heartbeat_that_crosses_its_own_completion_is_told_stop_not_abandon() {
     let store = MemoryStore::new();
     let coordinator = start(&store, settings()).await;
-    let experiment = coordinator
-        .create_experiment(spec("e", 1, 1))
-        .await
-        .expect("creates")
-        .record
-        .id;
-    wait_created(&coordinator, &experiment, 1).await;
+    running(&coordinator, spec("e", 1, 1), 1).await;
     let agent = agent(&coordinator).await;
     let lease = lease_now(&coordinator, &agent).await;
     coordinator

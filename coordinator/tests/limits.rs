@@ -3,87 +3,29 @@
 //! `INVALID_ARGUMENT` naming the field and the limit, and meanwhile a second client, on its own
 //! channel, must be answered within 100 ms.
 
+#[path = "common/server.rs"]
+mod server;
+
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coordinator::metrics::Metrics;
-use coordinator::service::{Coordinator, Settings};
-use coordinator::store::{ExperimentStore, MemoryStore};
+use coordinator::service::Settings;
+use coordinator::store::MemoryStore;
 use proto::v1 as pb;
 use proto::v1::agent_service_client::AgentServiceClient;
 use proto::v1::experiment_service_client::ExperimentServiceClient;
+use server::Server;
 use tonic::Code;
 use tonic::transport::Channel;
 
-struct Server {
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<coordinator::Result<()>>,
-    sweeper: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    async fn start() -> Server {
-        let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn ExperimentStore> = Arc::new(MemoryStore::new());
-        let settings = Settings {
-            retry_after: Duration::from_millis(20),
-            ..Settings::default()
-        };
-        let coordinator = Coordinator::start(store, settings, Arc::clone(&metrics))
-            .await
-            .expect("coordinator starts");
-        let sweeper = coordinator.spawn_lease_sweeper();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds loopback");
-        let addr = listener.local_addr().expect("has an address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(coordinator::grpc::serve(
-            coordinator,
-            metrics,
-            listener,
-            None,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Server {
-            addr,
-            stop: Some(stop),
-            task,
-            sweeper,
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .expect("valid url")
-            .connect()
-            .await
-            .expect("connects")
-    }
-
-    async fn experiments(&self) -> ExperimentServiceClient<Channel> {
-        ExperimentServiceClient::new(self.channel().await)
-    }
-
-    async fn agents(&self) -> AgentServiceClient<Channel> {
-        AgentServiceClient::new(self.channel().await)
-    }
-
-    async fn shutdown(mut self) {
-        self.sweeper.abort();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task)
-            .await
-            .expect("server task joins")
-            .expect("server exits cleanly");
-    }
+/// A server over a fresh in-memory store with the default settings (retries after 20 ms).
+async fn start_server() -> Server {
+    let settings = Settings {
+        retry_after: Duration::from_millis(20),
+        ..Settings::default()
+    };
+    Server::start(MemoryStore::new(), settings, None).await
 }
 
 /// Answers within 100 ms on its own channel, or fails the test.
@@ -273,7 +215,7 @@ fn completion(lease_id: &str, cost_dollars: f64) -> pb::CompleteTrialRequest {
 /// Finding 1: `grid_levels = 4294967295` used to allocate 34 GB and abort.
 #[tokio::test]
 async fn a_grid_of_u32_max_levels_is_refused_at_create() {
-    let server = Server::start().await;
+    let server = start_server().await;
     let (mut client, mut other) = (server.experiments().await, server.experiments().await);
     let mut grid = spec(1);
     grid.strategy = pb::Strategy::Grid as i32;
@@ -292,7 +234,7 @@ async fn a_grid_of_u32_max_levels_is_refused_at_create() {
 /// Finding 1: random search with `parallelism = budget = 100000` burnt 90 s of CPU.
 #[tokio::test]
 async fn budget_and_parallelism_are_capped() {
-    let server = Server::start().await;
+    let server = start_server().await;
     let (mut client, mut other) = (server.experiments().await, server.experiments().await);
     let mut big = spec(1);
     big.budget_trials = 100_000;
@@ -330,7 +272,7 @@ async fn budget_and_parallelism_are_capped() {
 /// Finding 2: unknown enum values silently became defaults.
 #[tokio::test]
 async fn unknown_enum_values_are_refused_by_field_and_value() {
-    let server = Server::start().await;
+    let server = start_server().await;
     let (mut client, mut other) = (server.experiments().await, server.experiments().await);
     let cases: [(&str, SpecEdit); 3] = [
         ("strategy 99", |s| s.strategy = 99),
@@ -355,7 +297,7 @@ async fn unknown_enum_values_are_refused_by_field_and_value() {
 /// Finding 2: NaN fixed parameters, collapsing bounds, too many parameters, unknown workloads.
 #[tokio::test]
 async fn bad_spaces_and_workloads_are_refused() {
-    let server = Server::start().await;
+    let server = start_server().await;
     let (mut client, mut other) = (server.experiments().await, server.experiments().await);
     let mut nan = spec(1);
     if let Some(w) = nan.workload.as_mut() {
@@ -402,7 +344,7 @@ async fn bad_spaces_and_workloads_are_refused() {
 /// RESOURCE_EXHAUSTED instead of INVALID_ARGUMENT.
 #[tokio::test]
 async fn a_3_mb_id_is_answered_invalid_argument_with_a_short_echo() {
-    let server = Server::start().await;
+    let server = start_server().await;
     let (mut client, mut other) = (server.experiments().await, server.experiments().await);
     let id = "x".repeat(3_000_000);
     let result = while_answering(
@@ -426,7 +368,7 @@ async fn a_3_mb_id_is_answered_invalid_argument_with_a_short_echo() {
 /// Finding 2: a spec of any size was accepted, and then made every `tunectl list` fail.
 #[tokio::test]
 async fn a_10_mb_spec_is_refused_and_a_100_kib_one_too() {
-    let server = Server::start().await;
+    let server = start_server().await;
     let (mut client, mut other) = (server.experiments().await, server.experiments().await);
     let mut huge = spec(1);
     huge.study = "s".repeat(10_000_000);
@@ -462,7 +404,7 @@ async fn a_10_mb_spec_is_refused_and_a_100_kib_one_too() {
 /// Finding 3: epoch 0 and 4294967295 were accepted.
 #[tokio::test]
 async fn epochs_outside_the_plan_are_refused() {
-    let server = Server::start().await;
+    let server = start_server().await;
     let mut other = server.experiments().await;
     let (_, lease_id) = leased(&server, 3).await;
     let mut agents = server.agents().await;
@@ -497,7 +439,7 @@ async fn epochs_outside_the_plan_are_refused() {
 /// Finding 3: the reports of an attempt are bounded (here by its 50 planned epochs).
 #[tokio::test]
 async fn an_attempt_reports_at_most_its_planned_epochs() {
-    let server = Server::start().await;
+    let server = start_server().await;
     let mut other = server.experiments().await;
     let (_, lease_id) = leased(&server, 50).await;
     let mut agents = server.agents().await;
@@ -515,7 +457,7 @@ async fn an_attempt_reports_at_most_its_planned_epochs() {
 /// `budget_dollars`.
 #[tokio::test]
 async fn a_negative_cost_is_refused_and_the_cost_is_unchanged() {
-    let server = Server::start().await;
+    let server = start_server().await;
     let mut other = server.experiments().await;
     let (experiment_id, lease_id) = leased(&server, 1).await;
     let mut agents = server.agents().await;

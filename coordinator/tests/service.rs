@@ -1,88 +1,19 @@
 //! Service tests: the real tonic server on 127.0.0.1:0 with the in-memory store, driven by a
 //! fake agent through the generated clients (STYLE.md §9.5).
 
-use std::sync::Arc;
+#[path = "common/server.rs"]
+mod server;
+
 use std::time::{Duration, Instant};
 
-use coordinator::metrics::Metrics;
-use coordinator::service::{Coordinator, Settings};
-use coordinator::store::{ExperimentStore, MemoryStore};
+use coordinator::service::Settings;
+use coordinator::store::MemoryStore;
 use proto::v1 as pb;
 use proto::v1::agent_service_client::AgentServiceClient;
 use proto::v1::experiment_service_client::ExperimentServiceClient;
+use server::Server;
 use tonic::Code;
 use tonic::transport::Channel;
-
-struct Server {
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<coordinator::Result<()>>,
-    sweeper: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(store: MemoryStore, settings: Settings, token: Option<&str>) -> Server {
-        let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn ExperimentStore> = Arc::new(store);
-        let coordinator = Coordinator::start(store, settings, Arc::clone(&metrics))
-            .await
-            .expect("coordinator starts");
-        let sweeper = coordinator.spawn_lease_sweeper();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds loopback");
-        let addr = listener.local_addr().expect("has an address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let token = token.map(str::to_owned);
-        let task = tokio::spawn(coordinator::grpc::serve(
-            coordinator,
-            metrics,
-            listener,
-            token,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Server {
-            addr,
-            stop: Some(stop),
-            task,
-            sweeper,
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .expect("valid url")
-            .connect()
-            .await
-            .expect("connects")
-    }
-
-    async fn clients(
-        &self,
-    ) -> (
-        ExperimentServiceClient<Channel>,
-        AgentServiceClient<Channel>,
-    ) {
-        let channel = self.channel().await;
-        (
-            ExperimentServiceClient::new(channel.clone()),
-            AgentServiceClient::new(channel),
-        )
-    }
-
-    async fn shutdown(mut self) {
-        self.sweeper.abort();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task)
-            .await
-            .expect("server task joins")
-            .expect("server exits cleanly");
-    }
-}
 
 fn fast_settings() -> Settings {
     Settings {

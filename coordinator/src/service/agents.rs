@@ -499,10 +499,7 @@ impl AgentService for Coordinator {
             if trial.state.is_terminal() && trial.last_lease_id.as_ref() == Some(&lease_id) {
                 // A retried completion: answered once the first one is durable.
                 debug!(trial_id = %trial.id, "repeated completion ignored");
-                (
-                    self.mutate(&cell, &mut live, vec![Change::PutTrial(trial)]),
-                    false,
-                )
+                (self.inner.writer.barrier(), false)
             } else {
                 let last_epoch_value = live
                     .epochs_of(&trial.id, trial.attempts)

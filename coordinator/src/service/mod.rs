@@ -54,7 +54,7 @@ use crate::{Error, Result};
 use cell::ExperimentCell;
 use model::{
     AgentCapabilities, AgentId, Direction, EpochRecord, ExperimentId, ExperimentRecord,
-    ExperimentSpec, LeaseId, TrialId, TrialRecord, Workload,
+    ExperimentSpec, LeaseId, TrialId, TrialRecord, TrialState, Workload,
 };
 use registry::{AgentEntry, Agents, LeaseHome, Leases};
 use state::{Live, TrialCounts};
@@ -576,5 +576,3 @@ impl Coordinator {
             .set(i64::try_from(self.inner.agents.len()).unwrap_or(i64::MAX));
     }
 }
-
-use model::TrialState;

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::Coordinator;
 use super::cell::ExperimentCell;
@@ -52,7 +52,6 @@ fn buffer_target(record: &ExperimentRecord) -> usize {
 /// One suggestion round to compute.
 struct Round {
     input: SuggestInput,
-    created: u32,
     replace: bool,
     results: u32,
 }
@@ -137,7 +136,6 @@ impl Coordinator {
         live.rounds += 1;
         Some(Round {
             input: suggest_input(live, q),
-            created: counts.created,
             replace,
             results,
         })
@@ -154,7 +152,6 @@ impl Coordinator {
         };
         let Round {
             input,
-            created,
             replace,
             results,
         } = round;
@@ -182,9 +179,6 @@ impl Coordinator {
                         }
                         live.buffer.extend(points);
                         live.buffer_results = results;
-                        if live.counts().created != created {
-                            debug!(experiment_id = %cell.id, "trials were created during a suggestion round");
-                        }
                     }
                     false
                 }

@@ -221,14 +221,6 @@ impl Live {
         }
     }
 
-    /// A leased trial's live deadline.
-    pub fn deadline(&self, id: &TrialId) -> Option<Instant> {
-        self.by_id
-            .get(id)
-            .and_then(|index| self.deadlines.get(index))
-            .copied()
-    }
-
     /// Leased trials whose deadline is before `now`.
     pub fn expired(&self, now: Instant) -> Vec<TrialId> {
         let mut expired: Vec<usize> = self

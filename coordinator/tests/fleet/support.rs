@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use coordinator::metrics::Metrics;
 use coordinator::service::model::{
-    AgentCapabilities, AgentId, BatchStrategy, Direction, ExperimentSpec, Strategy, Workload,
+    AgentCapabilities, AgentId, BatchStrategy, Direction, ExperimentId, ExperimentSpec, Strategy,
+    Workload,
 };
 use coordinator::service::{
     AgentService, Completion, Coordinator, EpochInput, ExperimentService, Lease, LeaseOutcome,
@@ -139,4 +140,16 @@ pub fn success(value: f64) -> Completion {
         cost_dollars: 0.01,
         failure_reason: String::new(),
     }
+}
+
+/// Creates an experiment and waits until its first `ready` trials exist.
+pub async fn running(coordinator: &Coordinator, spec: ExperimentSpec, ready: u32) -> ExperimentId {
+    let id = coordinator
+        .create_experiment(spec)
+        .await
+        .expect("creates")
+        .record
+        .id;
+    wait_created(coordinator, &id, ready).await;
+    id
 }

@@ -1,0 +1,94 @@
+//! The real tonic server on 127.0.0.1:0 over a chosen store, with its lease sweeper, shared by
+//! the service and limits tests. Each test binary uses part of it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use coordinator::metrics::Metrics;
+use coordinator::service::{Coordinator, Settings};
+use coordinator::store::{ExperimentStore, MemoryStore};
+use proto::v1::agent_service_client::AgentServiceClient;
+use proto::v1::experiment_service_client::ExperimentServiceClient;
+use tonic::transport::Channel;
+
+/// A running server; [`Server::shutdown`] stops it.
+pub struct Server {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<coordinator::Result<()>>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(store: MemoryStore, settings: Settings, token: Option<&str>) -> Server {
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn ExperimentStore> = Arc::new(store);
+        let coordinator = Coordinator::start(store, settings, Arc::clone(&metrics))
+            .await
+            .expect("coordinator starts");
+        let sweeper = coordinator.spawn_lease_sweeper();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds loopback");
+        let addr = listener.local_addr().expect("has an address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let token = token.map(str::to_owned);
+        let task = tokio::spawn(coordinator::grpc::serve(
+            coordinator,
+            metrics,
+            listener,
+            token,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Server {
+            addr,
+            stop: Some(stop),
+            task,
+            sweeper,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("valid url")
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    pub async fn clients(
+        &self,
+    ) -> (
+        ExperimentServiceClient<Channel>,
+        AgentServiceClient<Channel>,
+    ) {
+        let channel = self.channel().await;
+        (
+            ExperimentServiceClient::new(channel.clone()),
+            AgentServiceClient::new(channel),
+        )
+    }
+
+    pub async fn shutdown(mut self) {
+        self.sweeper.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task)
+            .await
+            .expect("server task joins")
+            .expect("server exits cleanly");
+    }
+
+    /// An experiment client on a channel of its own.
+    pub async fn experiments(&self) -> ExperimentServiceClient<Channel> {
+        ExperimentServiceClient::new(self.channel().await)
+    }
+
+    /// An agent client on a channel of its own.
+    pub async fn agents(&self) -> AgentServiceClient<Channel> {
+        AgentServiceClient::new(self.channel().await)
+    }
+}
