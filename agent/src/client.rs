@@ -303,6 +303,7 @@ mod tests {
         let api = client(addr, Duration::from_millis(300));
         let long_poll = LeaseTrialRequest {
             agent_id: "agent-1".into(),
+            agent_secret: "s".into(),
             wait_seconds: 1.0,
         };
         let answer = api
@@ -312,6 +313,7 @@ mod tests {
         assert_eq!(answer.outcome, Some(Outcome::RetryAfterSeconds(0.5)));
         let no_wait = LeaseTrialRequest {
             agent_id: "agent-1".into(),
+            agent_secret: "s".into(),
             wait_seconds: 0.0,
         };
         let status = api.lease(no_wait).await.expect_err("300 ms < 600 ms");
@@ -324,6 +326,7 @@ mod tests {
         let released = api
             .unregister(UnregisterAgentRequest {
                 agent_id: "agent-1".into(),
+                agent_secret: "s".into(),
             })
             .await
             .expect("unregistered");
@@ -339,6 +342,7 @@ mod tests {
         let status = api
             .unregister(UnregisterAgentRequest {
                 agent_id: "agent-1".into(),
+                agent_secret: "s".into(),
             })
             .await
             .expect_err("no such method");

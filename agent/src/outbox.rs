@@ -146,6 +146,7 @@ pub(crate) mod tests {
     pub(crate) fn epoch(lease: &str, epoch: u32) -> Report {
         Report::Epoch(ReportEpochRequest {
             lease_id: lease.to_string(),
+            agent_secret: crate::testing::secret_of("agent-1"),
             report: Some(EpochReport {
                 epoch,
                 value: 0.5,
@@ -157,6 +158,7 @@ pub(crate) mod tests {
     fn complete(lease: &str) -> Report {
         Report::Complete(CompleteTrialRequest {
             lease_id: lease.to_string(),
+            agent_secret: crate::testing::secret_of("agent-1"),
             ..CompleteTrialRequest::default()
         })
     }

@@ -1,8 +1,11 @@
 //! The agent's identity at the coordinator: registration, re-registration, and the
 //! agent-scoped calls (lease, heartbeat) that need it.
 //!
-//! A coordinator that restarted may have forgotten the agent: agent-scoped calls then fail with
-//! `NotFound`, and the session registers again under the same id, once for all slots. On
+//! Registration returns an id and a secret; every later call carries the secret, which binds the
+//! agent's leases to it. A coordinator that forgot the agent (a fresh data dir, or an agent silent
+//! past its retention) answers agent-scoped calls with `NotFound`, and the session registers
+//! again under the same id with its secret, once for all slots; if the coordinator refuses that
+//! id (`PermissionDenied`), the session registers as a new agent. On
 //! shutdown the session unregisters, best effort, so leases it still holds go back to the queue
 //! at once instead of expiring.
 
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use proto::v1::{
     AgentCapabilities, HeartbeatRequest, HeartbeatResponse, LeaseTrialRequest, LeaseTrialResponse,
-    RegisterAgentRequest, UnregisterAgentRequest,
+    RegisterAgentRequest, RegisterAgentResponse, UnregisterAgentRequest,
 };
 use tokio::sync::watch;
 use tonic::{Code, Status};
@@ -31,6 +34,7 @@ pub struct Session<A> {
     capabilities: AgentCapabilities,
     timing: Timing,
     agent_id: Mutex<String>,
+    secret: Mutex<String>,
     heartbeat_interval: Mutex<Duration>,
     register_lock: tokio::sync::Mutex<()>,
 }
@@ -44,6 +48,7 @@ impl<A: CoordinatorApi> Session<A> {
             capabilities,
             timing,
             agent_id: Mutex::new(String::new()),
+            secret: Mutex::new(String::new()),
             heartbeat_interval: Mutex::new(heartbeat_interval),
             register_lock: tokio::sync::Mutex::new(()),
         }
@@ -65,6 +70,11 @@ impl<A: CoordinatorApi> Session<A> {
             .lock()
             .expect("agent id lock poisoned")
             .clone()
+    }
+
+    /// The secret the coordinator gave (empty before registration).
+    pub fn secret(&self) -> String {
+        self.secret.lock().expect("secret lock poisoned").clone()
     }
 
     /// How often to heartbeat a lease.
@@ -90,13 +100,11 @@ impl<A: CoordinatorApi> Session<A> {
             let request = RegisterAgentRequest {
                 capabilities: Some(self.capabilities.clone()),
                 agent_id: self.agent_id(),
+                agent_secret: self.secret(),
             };
             match self.api.register(request).await {
                 Ok(response) => {
-                    self.apply_registration(
-                        &response.agent_id,
-                        response.heartbeat_interval_seconds,
-                    );
+                    self.apply_registration(&response);
                     tracing::info!(agent_id = %response.agent_id, "registered with the coordinator");
                     return Ok(response.agent_id);
                 }
@@ -117,8 +125,10 @@ impl<A: CoordinatorApi> Session<A> {
         }
     }
 
-    fn apply_registration(&self, agent_id: &str, heartbeat_seconds: f64) {
-        *self.agent_id.lock().expect("agent id lock poisoned") = agent_id.to_string();
+    fn apply_registration(&self, response: &RegisterAgentResponse) {
+        *self.agent_id.lock().expect("agent id lock poisoned") = response.agent_id.clone();
+        *self.secret.lock().expect("secret lock poisoned") = response.agent_secret.clone();
+        let heartbeat_seconds = response.heartbeat_interval_seconds;
         if heartbeat_seconds.is_finite() && heartbeat_seconds > 0.0 {
             *self
                 .heartbeat_interval
@@ -136,10 +146,23 @@ impl<A: CoordinatorApi> Session<A> {
         let request = RegisterAgentRequest {
             capabilities: Some(self.capabilities.clone()),
             agent_id: seen_id.to_string(),
+            agent_secret: self.secret(),
         };
-        let response = self.api.register(request).await?;
+        let response = match self.api.register(request).await {
+            Err(status) if status.code() == Code::PermissionDenied => {
+                tracing::warn!(agent_id = %seen_id, message = status.message(),
+                    "coordinator refused this agent's id, registering as a new agent");
+                self.api
+                    .register(RegisterAgentRequest {
+                        capabilities: Some(self.capabilities.clone()),
+                        ..RegisterAgentRequest::default()
+                    })
+                    .await?
+            }
+            other => other?,
+        };
         tracing::warn!(agent_id = %response.agent_id, "coordinator had forgotten this agent, registered again");
-        self.apply_registration(&response.agent_id, response.heartbeat_interval_seconds);
+        self.apply_registration(&response);
         Ok(())
     }
 
@@ -162,6 +185,7 @@ impl<A: CoordinatorApi> Session<A> {
     fn lease_request(&self, agent_id: String) -> LeaseTrialRequest {
         LeaseTrialRequest {
             agent_id,
+            agent_secret: self.secret(),
             wait_seconds: self.timing.lease_wait.as_secs_f64(),
         }
     }
@@ -179,6 +203,7 @@ impl<A: CoordinatorApi> Session<A> {
         let timeout = self.timing.request_timeout.min(UNREGISTER_TIMEOUT_MAX);
         let request = UnregisterAgentRequest {
             agent_id: agent_id.clone(),
+            agent_secret: self.secret(),
         };
         match tokio::time::timeout(timeout, self.api.unregister(request)).await {
             Ok(Ok(response)) if response.leases_released > 0 => {
@@ -215,6 +240,7 @@ impl<A: CoordinatorApi> Session<A> {
         let request = HeartbeatRequest {
             agent_id: agent_id.clone(),
             lease_ids: lease_ids.clone(),
+            agent_secret: self.secret(),
         };
         match self.api.heartbeat(request).await {
             Err(status) if status.code() == Code::NotFound => {
@@ -223,6 +249,7 @@ impl<A: CoordinatorApi> Session<A> {
                     .heartbeat(HeartbeatRequest {
                         agent_id: self.agent_id(),
                         lease_ids,
+                        agent_secret: self.secret(),
                     })
                     .await
             }

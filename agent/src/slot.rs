@@ -96,6 +96,8 @@ fn idle_delay(retry_after_seconds: f64, cap: Duration) -> Duration {
 /// The state of one trial on the async side.
 struct TrialRun {
     lease: Lease,
+    /// The agent's secret when the lease was granted: its reports must carry it.
+    secret: String,
     control: Arc<TrialControl>,
     outbox: Outbox,
     /// Epochs the trainer finished (for failed trials, which have no outcome).
@@ -114,6 +116,7 @@ async fn drive_trial<A: CoordinatorApi>(
     tracing::info!(attempt = lease.attempt, workload = %job.workload.kind, "trial leased");
     let mut run = TrialRun {
         lease,
+        secret: ctx.session.secret(),
         control: Arc::new(TrialControl::new()),
         outbox: Outbox::new(),
         epochs_seen: 0,
@@ -197,6 +200,7 @@ async fn on_epoch<A: CoordinatorApi>(
     }
     run.outbox.push(Report::Epoch(ReportEpochRequest {
         lease_id: run.lease.lease_id.clone(),
+        agent_secret: run.secret.clone(),
         report: Some(EpochReport {
             epoch: metrics.epoch,
             value: metrics.value,
@@ -297,6 +301,7 @@ fn complete_request(
 ) -> CompleteTrialRequest {
     let mut request = CompleteTrialRequest {
         lease_id: run.lease.lease_id.clone(),
+        agent_secret: run.secret.clone(),
         wall_seconds: finished.wall_seconds,
         cost_dollars,
         ..CompleteTrialRequest::default()

@@ -14,6 +14,13 @@ use tonic::Status;
 use crate::client::CoordinatorApi;
 use crate::config::Timing;
 
+const SECRET_PREFIX: &str = "s3cret-of-";
+
+/// The secret the fake gives `agent_id` (the same at every registration of that id).
+pub fn secret_of(agent_id: &str) -> String {
+    format!("{SECRET_PREFIX}{agent_id}")
+}
+
 /// Timing for tests: everything in milliseconds.
 pub fn fast_timing() -> Timing {
     let millis = std::time::Duration::from_millis;
@@ -140,7 +147,21 @@ impl FakeCoordinator {
         }
     }
 
-    fn check_lease(state: &State, lease: &str) -> Result<(), Status> {
+    /// Refuses a call whose secret is not the one registration gave `agent_id`.
+    fn check_agent(state: &State, agent_id: &str, secret: &str) -> Result<(), Status> {
+        if !state.agents.contains(agent_id) {
+            return Err(Status::not_found("unknown agent"));
+        }
+        if secret != secret_of(agent_id) {
+            return Err(Status::permission_denied("wrong agent_secret"));
+        }
+        Ok(())
+    }
+
+    fn check_lease(state: &State, lease: &str, secret: &str) -> Result<(), Status> {
+        if !secret.starts_with(SECRET_PREFIX) {
+            return Err(Status::permission_denied("missing or unknown agent_secret"));
+        }
         if state.stale.contains(lease) {
             return Err(Status::failed_precondition("lease is stale"));
         }
@@ -156,10 +177,15 @@ impl CoordinatorApi for FakeCoordinator {
             state.next_agent += 1;
             format!("agent-{}", state.next_agent)
         } else {
+            if state.agents.contains(&req.agent_id) && req.agent_secret != secret_of(&req.agent_id)
+            {
+                return Err(Status::permission_denied("id taken: wrong agent_secret"));
+            }
             req.agent_id
         };
         state.agents.insert(agent_id.clone());
         Ok(RegisterAgentResponse {
+            agent_secret: secret_of(&agent_id),
             agent_id,
             heartbeat_interval_seconds: 0.05,
             lease_timeout_seconds: 1.0,
@@ -170,9 +196,7 @@ impl CoordinatorApi for FakeCoordinator {
         let hold = {
             let mut state = self.check_up()?;
             state.lease_waits.push(req.wait_seconds);
-            if !state.agents.contains(&req.agent_id) {
-                return Err(Status::not_found("unknown agent"));
-            }
+            Self::check_agent(&state, &req.agent_id, &req.agent_secret)?;
             let idle = state.leases.is_empty() && state.long_poll;
             idle.then(|| std::time::Duration::from_secs_f64(req.wait_seconds))
         };
@@ -190,9 +214,7 @@ impl CoordinatorApi for FakeCoordinator {
 
     async fn heartbeat(&self, req: HeartbeatRequest) -> Result<HeartbeatResponse, Status> {
         let mut state = self.check_up()?;
-        if !state.agents.contains(&req.agent_id) {
-            return Err(Status::not_found("unknown agent"));
-        }
+        Self::check_agent(&state, &req.agent_id, &req.agent_secret)?;
         state.heartbeats += 1;
         let leases = req
             .lease_ids
@@ -218,7 +240,7 @@ impl CoordinatorApi for FakeCoordinator {
 
     async fn report_epoch(&self, req: ReportEpochRequest) -> Result<ReportEpochResponse, Status> {
         let mut state = self.check_up()?;
-        Self::check_lease(&state, &req.lease_id)?;
+        Self::check_lease(&state, &req.lease_id, &req.agent_secret)?;
         let epoch = req.report.map_or(0, |report| report.epoch);
         if state.reject_epochs.contains(&epoch) {
             return Err(Status::invalid_argument("epoch rejected"));
@@ -240,7 +262,7 @@ impl CoordinatorApi for FakeCoordinator {
 
     async fn complete(&self, req: CompleteTrialRequest) -> Result<CompleteTrialResponse, Status> {
         let mut state = self.check_up()?;
-        Self::check_lease(&state, &req.lease_id)?;
+        Self::check_lease(&state, &req.lease_id, &req.agent_secret)?;
         let entry = format!("complete {} {}", req.lease_id, req.outcome().as_str_name());
         state.log.push(entry);
         state
@@ -267,9 +289,8 @@ impl CoordinatorApi for FakeCoordinator {
             std::future::pending::<()>().await;
         }
         let mut state = self.state();
-        if !state.agents.remove(&req.agent_id) {
-            return Err(Status::not_found("unknown agent"));
-        }
+        Self::check_agent(&state, &req.agent_id, &req.agent_secret)?;
+        state.agents.remove(&req.agent_id);
         Ok(UnregisterAgentResponse { leases_released: 0 })
     }
 }

@@ -20,6 +20,9 @@ pub enum Error {
     /// The request is valid but refers to state that moved on (a stale or expired lease).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller is not who the request needs (another agent's lease, a wrong agent secret).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The coordinator is shutting down.
     #[error("coordinator is shutting down")]
     Unavailable,

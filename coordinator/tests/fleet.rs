@@ -12,7 +12,7 @@ use std::time::Duration;
 use coordinator::metrics::Metrics;
 use coordinator::service::model::TrialState;
 use coordinator::service::{
-    AgentService, Coordinator, ExperimentService, LeaseAction, LeaseOutcome, WriteMode,
+    AgentService, Coordinator, ExperimentService, LeaseAction, LeaseOutcome, Settings, WriteMode,
 };
 use coordinator::store::{Change, ExperimentStore, MemoryStore, Snapshot};
 use support::{agent, epoch, lease_now, running, settings, spec, start, success, wait_created};
@@ -328,6 +328,55 @@ async fn silent_agents_are_pruned_and_an_unregistering_agent_gives_its_trials_ba
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn agents_silent_past_the_retention_are_forgotten_in_memory_and_in_the_store() {
+    let store = MemoryStore::new();
+    let settings = Settings {
+        agent_retention: Duration::from_secs(300),
+        ..settings()
+    };
+    let coordinator = start(&store, settings).await;
+    let silent = agent(&coordinator).await;
+    let kept = agent(&coordinator).await;
+    advance(Duration::from_secs(31)).await;
+    assert_eq!(
+        coordinator.prune_agents(),
+        2,
+        "both silent past the timeout"
+    );
+    // Disconnected, not forgotten: the secret still identifies it, so it may re-register.
+    assert_eq!(store.load().expect("loads").agents.len(), 2);
+    let secret_kept = coordinator
+        .authorize_agent(&kept, "not the secret")
+        .expect_err("a wrong secret");
+    assert!(
+        matches!(secret_kept, coordinator::Error::PermissionDenied(_)),
+        "{secret_kept}"
+    );
+    coordinator
+        .heartbeat(kept.clone(), Vec::new())
+        .await
+        .expect("beats");
+    advance(Duration::from_secs(270)).await;
+    assert_eq!(coordinator.prune_agents(), 0);
+    coordinator.flush().await.expect("flushes");
+    let stored: Vec<_> = store
+        .load()
+        .expect("loads")
+        .agents
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(stored, [kept], "the silent agent's row is gone");
+    let forgotten = coordinator
+        .authorize_agent(&silent, "any")
+        .expect_err("forgotten");
+    assert!(
+        matches!(forgotten, coordinator::Error::NotFound { .. }),
+        "{forgotten}"
+    );
+}
+
 /// A store whose commits take a while, so a request can be dropped in the middle of one.
 #[derive(Clone, Default)]
 struct SlowStore {
@@ -381,7 +430,7 @@ async fn a_request_dropped_in_the_middle_of_its_commit_leaves_store_and_memory_e
 
     // A later request waits for everything before it to be durable (one writer, in order).
     coordinator
-        .register_agent(Default::default(), None)
+        .register_agent(Default::default(), None, None)
         .await
         .expect("registers");
     let snapshot = store.load().expect("loads");

@@ -15,7 +15,7 @@ use coordinator::store::MemoryStore;
 use proto::v1 as pb;
 use proto::v1::agent_service_client::AgentServiceClient;
 use proto::v1::experiment_service_client::ExperimentServiceClient;
-use server::Server;
+use server::{Server, remember, secret_of};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -150,17 +150,18 @@ async fn leased(server: &Server, epochs: i64) -> (String, String) {
                 slots: 1,
                 ..Default::default()
             }),
-            agent_id: String::new(),
+            ..Default::default()
         })
         .await
         .expect("registers")
-        .into_inner()
-        .agent_id;
+        .into_inner();
+    let (agent_id, secret) = (agent_id.agent_id, agent_id.agent_secret);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let outcome = agents
             .lease_trial(pb::LeaseTrialRequest {
                 agent_id: agent_id.clone(),
+                agent_secret: secret.clone(),
                 wait_seconds: 1.0,
             })
             .await
@@ -168,6 +169,7 @@ async fn leased(server: &Server, epochs: i64) -> (String, String) {
             .into_inner()
             .outcome;
         if let Some(pb::lease_trial_response::Outcome::Lease(lease)) = outcome {
+            remember(&lease.lease_id, secret);
             return (experiment.id, lease.lease_id);
         }
         assert!(Instant::now() < deadline, "no lease within the deadline");
@@ -193,6 +195,7 @@ async fn report(
         .report_epoch(pb::ReportEpochRequest {
             lease_id: lease_id.into(),
             report: Some(report),
+            agent_secret: secret_of(lease_id),
         })
         .await
         .map(|r| r.into_inner().action())
@@ -201,6 +204,7 @@ async fn report(
 fn completion(lease_id: &str, cost_dollars: f64) -> pb::CompleteTrialRequest {
     pb::CompleteTrialRequest {
         lease_id: lease_id.into(),
+        agent_secret: secret_of(lease_id),
         outcome: pb::TrialOutcome::Succeeded as i32,
         value: Some(1.0),
         epochs_run: 1,

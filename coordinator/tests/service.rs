@@ -11,7 +11,7 @@ use coordinator::store::MemoryStore;
 use proto::v1 as pb;
 use proto::v1::agent_service_client::AgentServiceClient;
 use proto::v1::experiment_service_client::ExperimentServiceClient;
-use server::Server;
+use server::{Server, remember, secret_of};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -88,14 +88,15 @@ async fn register(agents: &mut AgentServiceClient<Channel>) -> String {
     };
     let request = pb::RegisterAgentRequest {
         capabilities: Some(capabilities),
-        agent_id: String::new(),
+        ..Default::default()
     };
-    agents
+    let registration = agents
         .register_agent(request)
         .await
         .expect("registers")
-        .into_inner()
-        .agent_id
+        .into_inner();
+    remember(&registration.agent_id, registration.agent_secret);
+    registration.agent_id
 }
 
 /// Polls `lease_trial` until a lease comes back or the deadline passes.
@@ -105,12 +106,16 @@ async fn lease(agents: &mut AgentServiceClient<Channel>, agent_id: &str) -> pb::
         let response = agents
             .lease_trial(pb::LeaseTrialRequest {
                 agent_id: agent_id.into(),
+                agent_secret: secret_of(agent_id),
                 wait_seconds: 0.0,
             })
             .await
             .expect("lease call");
         match response.into_inner().outcome {
-            Some(pb::lease_trial_response::Outcome::Lease(lease)) => return lease,
+            Some(pb::lease_trial_response::Outcome::Lease(lease)) => {
+                remember(&lease.lease_id, secret_of(agent_id));
+                return lease;
+            }
             Some(pb::lease_trial_response::Outcome::RetryAfterSeconds(after)) => {
                 assert!(Instant::now() < deadline, "no lease within the deadline");
                 tokio::time::sleep(Duration::from_secs_f64(after)).await;
@@ -138,6 +143,7 @@ async fn report(
     let request = pb::ReportEpochRequest {
         lease_id: lease_id.into(),
         report: Some(report),
+        agent_secret: secret_of(lease_id),
     };
     agents
         .report_epoch(request)
@@ -153,6 +159,7 @@ async fn complete(
 ) -> Result<(), tonic::Status> {
     let request = pb::CompleteTrialRequest {
         lease_id: lease_id.into(),
+        agent_secret: secret_of(lease_id),
         outcome: outcome as i32,
         value,
         epochs_run: 1,
@@ -255,6 +262,7 @@ async fn fake_agent_runs_an_experiment_to_completion() {
     );
     let response = agents
         .lease_trial(pb::LeaseTrialRequest {
+            agent_secret: secret_of(&agent_id),
             agent_id,
             ..Default::default()
         })
@@ -309,6 +317,7 @@ async fn expired_lease_is_requeued_and_stale_reports_refused() {
     let beat = agents
         .heartbeat(pb::HeartbeatRequest {
             agent_id: agent_id.clone(),
+            agent_secret: secret_of(&agent_id),
             lease_ids: vec![first.lease_id.clone()],
         })
         .await
@@ -345,6 +354,7 @@ async fn heartbeats_keep_a_lease_and_attempts_run_out() {
     while Instant::now() < until {
         let request = pb::HeartbeatRequest {
             agent_id: agent_id.clone(),
+            agent_secret: secret_of(&agent_id),
             lease_ids: vec![held.lease_id.clone()],
         };
         let beat = agents
@@ -430,6 +440,7 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
     let unknown = agents
         .lease_trial(pb::LeaseTrialRequest {
             agent_id: "agent-nope".into(),
+            agent_secret: String::new(),
             wait_seconds: 0.0,
         })
         .await;
@@ -679,6 +690,7 @@ async fn the_median_rule_stops_a_lagging_trial_through_reports_and_heartbeats() 
     let heartbeat = agents
         .heartbeat(pb::HeartbeatRequest {
             agent_id: agent_id.clone(),
+            agent_secret: secret_of(&agent_id),
             lease_ids: leases.iter().map(|l| l.lease_id.clone()).collect(),
         })
         .await

@@ -307,17 +307,20 @@ async fn agent_second_report_of_an_epoch_is_not_double_counted() -> Result<()> {
     let registered = agent
         .register_agent(pb::RegisterAgentRequest {
             capabilities: Some(capabilities),
-            agent_id: String::new(),
+            ..Default::default()
         })
-        .await?;
-    let agent_id = registered.into_inner().agent_id;
+        .await?
+        .into_inner();
+    let (agent_id, secret) = (registered.agent_id, registered.agent_secret);
     let lease = wait_for("a lease", Duration::from_secs(30), || {
         let mut agent = agent.clone();
         let agent_id = agent_id.clone();
+        let agent_secret = secret.clone();
         async move {
             let response = agent
                 .lease_trial(pb::LeaseTrialRequest {
                     agent_id,
+                    agent_secret,
                     ..Default::default()
                 })
                 .await?
@@ -340,6 +343,7 @@ async fn agent_second_report_of_an_epoch_is_not_double_counted() -> Result<()> {
         let request = pb::ReportEpochRequest {
             lease_id: lease.lease_id.clone(),
             report: Some(report),
+            agent_secret: secret.clone(),
         };
         agent.report_epoch(request).await?;
     }
@@ -350,6 +354,7 @@ async fn agent_second_report_of_an_epoch_is_not_double_counted() -> Result<()> {
         epochs_run: 1,
         best_epoch: 1,
         wall_seconds: 0.01,
+        agent_secret: secret.clone(),
         ..Default::default()
     };
     agent.complete_trial(complete.clone()).await?;

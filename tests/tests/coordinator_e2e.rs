@@ -55,10 +55,12 @@ fn float_param(params: &HashMap<String, pb::ParameterValue>, name: &str) -> Resu
 struct TestAgent {
     client: AgentServiceClient<Channel>,
     agent_id: String,
+    secret: String,
 }
 
 impl TestAgent {
-    async fn register(channel: Channel, agent_id: Option<&str>) -> Result<TestAgent> {
+    /// Registers, or re-registers `previous` (keeping its id with its secret).
+    async fn register(channel: Channel, previous: Option<&TestAgent>) -> Result<TestAgent> {
         let mut client = AgentServiceClient::new(channel);
         let capabilities = pb::AgentCapabilities {
             backend: pb::Backend::Cpu as i32,
@@ -70,15 +72,21 @@ impl TestAgent {
         };
         let request = pb::RegisterAgentRequest {
             capabilities: Some(capabilities),
-            agent_id: agent_id.unwrap_or_default().into(),
+            agent_id: previous.map(|p| p.agent_id.clone()).unwrap_or_default(),
+            agent_secret: previous.map(|p| p.secret.clone()).unwrap_or_default(),
         };
-        let agent_id = client.register_agent(request).await?.into_inner().agent_id;
-        Ok(TestAgent { client, agent_id })
+        let registration = client.register_agent(request).await?.into_inner();
+        Ok(TestAgent {
+            client,
+            agent_id: registration.agent_id,
+            secret: registration.agent_secret,
+        })
     }
 
     async fn lease(&mut self) -> Result<Option<pb::Lease>> {
         let request = pb::LeaseTrialRequest {
             agent_id: self.agent_id.clone(),
+            agent_secret: self.secret.clone(),
             wait_seconds: 0.0,
         };
         Ok(
@@ -100,6 +108,7 @@ impl TestAgent {
         let request = pb::ReportEpochRequest {
             lease_id: lease.lease_id.clone(),
             report: Some(report),
+            agent_secret: self.secret.clone(),
         };
         self.client.report_epoch(request).await?;
         Ok(())
@@ -115,6 +124,7 @@ impl TestAgent {
             wall_seconds: 0.001,
             device_seconds: 0.001,
             cost_dollars: 0.0001,
+            agent_secret: self.secret.clone(),
             ..Default::default()
         };
         self.client.complete_trial(request).await?;
@@ -179,7 +189,7 @@ async fn experiment_survives_a_coordinator_crash() -> Result<()> {
     cluster.restart_coordinator()?;
 
     // Same agent id, same lease: the lease kept its deadline through the restart.
-    let mut agent = TestAgent::register(cluster.channel().await?, Some(&agent.agent_id)).await?;
+    let mut agent = TestAgent::register(cluster.channel().await?, Some(&agent)).await?;
     agent
         .complete(&held, held_value)
         .await

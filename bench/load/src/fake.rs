@@ -69,6 +69,7 @@ impl AgentService for Fake {
             agent_id,
             heartbeat_interval_seconds: 0.05,
             lease_timeout_seconds: 5.0,
+            agent_secret: "fake-secret".into(),
         }))
     }
 

@@ -156,7 +156,7 @@ async fn idle_probe(
     let mut stats = AgentStats::default();
     let client = AgentServiceClient::new(channel);
     let deadline = Instant::now() + config.max_run;
-    let Some(agent_id) = register_probe(&client, &config, &mut stop).await else {
+    let Some((agent_id, secret)) = register_probe(&client, &config, &mut stop).await else {
         return stats;
     };
     let max_ticks = (config.max_run.as_secs_f64() / period.as_secs_f64()).ceil() as u64;
@@ -184,6 +184,7 @@ async fn idle_probe(
         }
         let request = pb::HeartbeatRequest {
             agent_id: agent_id.clone(),
+            agent_secret: secret.clone(),
             lease_ids: Vec::new(),
         };
         let mut client = client.clone();
@@ -214,7 +215,7 @@ async fn register_probe(
     client: &AgentServiceClient<Channel>,
     config: &AgentConfig,
     stop: &mut watch::Receiver<bool>,
-) -> Option<String> {
+) -> Option<(String, String)> {
     let capabilities = pb::AgentCapabilities {
         backend: pb::Backend::Cpu as i32,
         device_name: "load-bench idle probe".into(),
@@ -228,11 +229,13 @@ async fn register_probe(
         let request = pb::RegisterAgentRequest {
             capabilities: Some(capabilities.clone()),
             agent_id: String::new(),
+            agent_secret: String::new(),
         };
         let mut client = client.clone();
         let call = tokio::time::timeout(config.rpc_timeout, client.register_agent(request));
         if let Ok(Ok(registration)) = call.await {
-            return Some(registration.into_inner().agent_id);
+            let registration = registration.into_inner();
+            return Some((registration.agent_id, registration.agent_secret));
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(200)) => {}

@@ -1,4 +1,5 @@
-//! `AgentService` over gRPC: decode, call the domain, encode, map the error.
+//! `AgentService` over gRPC: decode, authorize (every call but a first registration carries the
+//! agent's secret), call the domain, encode, map the error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,15 +44,21 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
         let result = async {
             let inner = request.into_inner();
             limits::check_len("agent_id", &inner.agent_id, limits::MAX_ID_BYTES)?;
+            limits::check_len("agent_secret", &inner.agent_secret, limits::MAX_ID_BYTES)?;
             let agent_id = Some(inner.agent_id)
                 .filter(|id| !id.is_empty())
                 .map(AgentId);
+            let secret = Some(inner.agent_secret).filter(|s| !s.is_empty());
             let capabilities = inner.capabilities.unwrap_or_default().into();
-            let r = self.service.register_agent(capabilities, agent_id).await?;
+            let r = self
+                .service
+                .register_agent(capabilities, agent_id, secret)
+                .await?;
             Ok(pb::RegisterAgentResponse {
                 agent_id: r.agent_id.0,
                 heartbeat_interval_seconds: r.heartbeat_interval.as_secs_f64(),
                 lease_timeout_seconds: r.lease_timeout.as_secs_f64(),
+                agent_secret: r.secret,
             })
         };
         respond(&self.metrics, "RegisterAgent", result.await)
@@ -66,6 +73,8 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
         let result = async {
             let inner = request.into_inner();
             let agent_id = AgentId(non_empty("agent_id", inner.agent_id)?);
+            self.service
+                .authorize_agent(&agent_id, &inner.agent_secret)?;
             let wait = if inner.wait_seconds.is_finite() && inner.wait_seconds > 0.0 {
                 Duration::from_secs_f64(inner.wait_seconds.min(3600.0))
             } else {
@@ -93,11 +102,11 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
             for lease_id in &inner.lease_ids {
                 limits::check_len("lease_id", lease_id, limits::MAX_ID_BYTES)?;
             }
+            let agent_id = AgentId(inner.agent_id);
+            self.service
+                .authorize_agent(&agent_id, &inner.agent_secret)?;
             let leases = inner.lease_ids.into_iter().map(LeaseId).collect();
-            let statuses = self
-                .service
-                .heartbeat(AgentId(inner.agent_id), leases)
-                .await?;
+            let statuses = self.service.heartbeat(agent_id, leases).await?;
             Ok(pb::HeartbeatResponse {
                 leases: statuses.iter().map(pb::LeaseStatus::from).collect(),
             })
@@ -113,6 +122,8 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
         let result = async {
             let inner = request.into_inner();
             let lease_id = LeaseId(non_empty("lease_id", inner.lease_id)?);
+            self.service
+                .authorize_lease(&lease_id, &inner.agent_secret)?;
             let action = self
                 .service
                 .report_epoch(lease_id, EpochInput::try_from(inner.report)?)
@@ -133,6 +144,8 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
             let mut inner = request.into_inner();
             let lease_id = LeaseId(non_empty("lease_id", std::mem::take(&mut inner.lease_id))?);
             self.service
+                .authorize_lease(&lease_id, &inner.agent_secret)?;
+            self.service
                 .complete_trial(lease_id, Completion::try_from(inner)?)
                 .await?;
             Ok(pb::CompleteTrialResponse {})
@@ -146,7 +159,10 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
         request: Request<pb::UnregisterAgentRequest>,
     ) -> Result<Response<pb::UnregisterAgentResponse>, Status> {
         let result = async {
-            let agent_id = AgentId(non_empty("agent_id", request.into_inner().agent_id)?);
+            let inner = request.into_inner();
+            let agent_id = AgentId(non_empty("agent_id", inner.agent_id)?);
+            self.service
+                .authorize_agent(&agent_id, &inner.agent_secret)?;
             let leases_released = self.service.unregister_agent(agent_id).await?;
             Ok(pb::UnregisterAgentResponse { leases_released })
         };

@@ -11,6 +11,7 @@ pub fn code_of(error: &Error) -> Code {
         Error::InvalidArgument(_) => Code::InvalidArgument,
         Error::NotFound { .. } => Code::NotFound,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::Unavailable => Code::Unavailable,
         Error::Store { .. }
         | Error::ConfigFile { .. }

@@ -6,6 +6,12 @@
 //! judges and renews deadlines from that instant. A lease that expired while its trial was not
 //! leased to anyone else is still honoured: the holder's next heartbeat or report revives it and
 //! a late completion is accepted ([`lifecycle`](super::lifecycle)).
+//!
+//! Agents prove who they are with the secret their registration returned
+//! ([`credentials`](super::credentials)): the gRPC layer calls [`AgentService::authorize_agent`]
+//! or [`AgentService::authorize_lease`] before every call but the first registration. An agent
+//! silent for the agent timeout is disconnected (not counted, told to register again when it asks
+//! for work); one silent for the agent retention is forgotten, with its secret.
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, instrument, warn};
 
 use super::cell::ExperimentCell;
+use super::credentials::{SecretDigest, generate_secret};
 use super::early_stop::{Decision, Rule, decide_one};
 use super::lifecycle::{TransitionError, TrialEvent, progress, transition};
 use super::limits;
@@ -224,6 +231,7 @@ impl Coordinator {
             LeaseHome {
                 experiment: cell.id.clone(),
                 trial: trial.id.clone(),
+                agent: agent.id.clone(),
             },
         );
         let ticket = self.mutate(cell, &mut live, vec![Change::PutTrial(updated.clone())]);
@@ -292,19 +300,39 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Forgets agents not heard from for `agent_timeout` (a forgotten agent's leases go on until
-    /// they expire; its next lease request is told to register again).
+    /// Disconnects agents not heard from for `agent_timeout` (their leases go on until they
+    /// expire; their next lease request is told to register again) and forgets, in memory and in
+    /// the store, those silent for `agent_retention`. Returns how many were disconnected now.
     pub fn prune_agents(&self) -> usize {
-        let horizon = self.inner.settings.agent_timeout;
+        let timeout = self.inner.settings.agent_timeout;
+        let retention = self.inner.settings.agent_retention.max(timeout);
         let now = Instant::now();
-        let pruned = self
+        let mut disconnected = 0;
+        self.inner.agents.for_each_mut(|id, entry| {
+            if entry.connected && now.saturating_duration_since(entry.last_seen) >= timeout {
+                entry.connected = false;
+                disconnected += 1;
+                info!(agent_id = %id, "agent disconnected: no request for {}s", timeout.as_secs());
+            }
+        });
+        let forgotten = self
             .inner
             .agents
-            .retain(|_, entry| now.saturating_duration_since(entry.last_seen) < horizon);
-        for entry in &pruned {
-            info!(agent_id = %entry.record.id, "agent pruned: no request for {}s", horizon.as_secs());
+            .retain(|_, entry| now.saturating_duration_since(entry.last_seen) < retention);
+        if !forgotten.is_empty() {
+            info!(
+                agents = forgotten.len(),
+                "agents forgotten: no request for {}s",
+                retention.as_secs()
+            );
+            let changes = forgotten
+                .into_iter()
+                .map(|entry| Change::DeleteAgent(entry.record.id))
+                .collect();
+            // Forgetting need not be durable: a restart would forget them again.
+            drop(self.inner.writer.submit(changes));
         }
-        pruned.len()
+        disconnected
     }
 
     /// Runs the lease-expiry sweep and the agent pruning every `lease_check_interval` until the
@@ -326,49 +354,120 @@ impl Coordinator {
         })
     }
 
+    /// Marks an agent seen at `at` (so it is not forgotten); its record, or `None` when it is
+    /// unknown or was disconnected (it must register again to get work).
     fn touch(&self, agent_id: &AgentId, at: Instant) -> Option<AgentRecord> {
         let mut record = None;
         self.inner.agents.update(agent_id, |entry| {
             entry.last_seen = at;
-            record = Some(entry.record.clone());
+            if entry.connected {
+                record = Some(entry.record.clone());
+            }
         });
         record
     }
 }
 
 impl AgentService for Coordinator {
-    #[instrument(skip(self, capabilities))]
+    #[instrument(skip(self, capabilities, secret))]
     async fn register_agent(
         &self,
         capabilities: AgentCapabilities,
         agent_id: Option<AgentId>,
+        secret: Option<String>,
     ) -> Result<Registration> {
         self.inner.writer.check()?;
+        let fresh = generate_secret()?;
         let now = now_unix();
-        let agent = AgentRecord {
-            id: agent_id.unwrap_or_else(AgentId::generate),
+        let arrival = Instant::now();
+        let id = agent_id.unwrap_or_else(AgentId::generate);
+        let mut record = AgentRecord {
+            id: id.clone(),
             capabilities,
             registered_unix: now,
             last_seen_unix: now,
+            secret_sha256: SecretDigest::of(&fresh).to_hex(),
         };
-        self.inner.agents.insert(
-            agent.id.clone(),
-            AgentEntry {
-                record: agent.clone(),
-                last_seen: Instant::now(),
-            },
-        );
+        let new_entry = |record: &AgentRecord| Some(AgentEntry::new(record.clone(), arrival));
+        let secret = self.inner.agents.upsert(id.clone(), |slot| match slot {
+            Some(entry) if entry.secret.is_some() => {
+                match secret.filter(|s| entry.admits(s)) {
+                    Some(secret) => {
+                        record.secret_sha256.clone_from(&entry.record.secret_sha256);
+                        entry.record = record.clone();
+                        entry.last_seen = arrival;
+                        entry.connected = true;
+                        (None, Ok(secret))
+                    }
+                    None => (
+                        None,
+                        Err(Error::PermissionDenied(format!(
+                            "agent id '{}' is registered: re-registering it needs its                              agent_secret (register without an id to get a new one)",
+                            limits::short(&id.0)
+                        ))),
+                    ),
+                }
+            }
+            // A new id, or one stored before agents had secrets.
+            Some(entry) => {
+                *entry = AgentEntry::new(record.clone(), arrival);
+                (None, Ok(fresh.clone()))
+            }
+            None => (new_entry(&record), Ok(fresh.clone())),
+        })?;
         self.inner
             .writer
-            .submit(vec![Change::PutAgent(agent.clone())])
+            .submit(vec![Change::PutAgent(record.clone())])
             .durable()
             .await?;
-        info!(agent_id = %agent.id, backend = %agent.capabilities.backend, device = %agent.capabilities.device_name, "agent registered");
+        info!(agent_id = %record.id, backend = %record.capabilities.backend, device = %record.capabilities.device_name, "agent registered");
         Ok(Registration {
-            agent_id: agent.id,
+            agent_id: record.id,
+            secret,
             heartbeat_interval: self.inner.settings.heartbeat_interval,
             lease_timeout: self.inner.settings.lease_timeout,
         })
+    }
+
+    fn authorize_agent(&self, agent_id: &AgentId, secret: &str) -> Result<()> {
+        let entry = self
+            .inner
+            .agents
+            .get(agent_id)
+            .ok_or_else(|| Error::not_found("agent (register first)", &agent_id.0))?;
+        if secret.is_empty() {
+            return Err(Error::PermissionDenied(
+                "missing agent_secret (RegisterAgent returns it)".into(),
+            ));
+        }
+        if !entry.admits(secret) {
+            return Err(Error::PermissionDenied(format!(
+                "wrong agent_secret for agent '{}'",
+                limits::short(&agent_id.0)
+            )));
+        }
+        Ok(())
+    }
+
+    fn authorize_lease(&self, lease_id: &LeaseId, secret: &str) -> Result<()> {
+        let home = self
+            .inner
+            .leases
+            .get(lease_id)
+            .ok_or_else(|| unknown_lease(lease_id))?;
+        let admitted = self
+            .inner
+            .agents
+            .get(&home.agent)
+            .is_some_and(|entry| entry.admits(secret));
+        if admitted {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "lease '{}' was granted to another agent (or agent_secret is wrong or missing)",
+                limits::short(&lease_id.0)
+            )))
+        }
     }
 
     #[instrument(skip(self), fields(agent_id = %agent_id))]
@@ -546,7 +645,11 @@ impl AgentService for Coordinator {
         self.inner.agents.remove(&agent_id);
         let now = now_unix();
         let mut released = 0u32;
-        let mut tickets = Vec::new();
+        let mut tickets = vec![
+            self.inner
+                .writer
+                .submit(vec![Change::DeleteAgent(agent_id.clone())]),
+        ];
         for cell in self.cells() {
             let mut live = cell.lock();
             let changes: Vec<Change> = live

@@ -24,6 +24,7 @@
 
 pub mod agents;
 pub mod cell;
+pub mod credentials;
 pub mod early_stop;
 pub mod experiments;
 pub mod lifecycle;
@@ -80,6 +81,9 @@ pub struct Settings {
     pub agent_timeout: Duration,
     /// Suggestions computed at once (each a GP fit on a blocking thread).
     pub suggest_concurrency: usize,
+    /// An agent silent for this long is forgotten with its secret (its late results are then
+    /// refused); until then a silent agent is only disconnected.
+    pub agent_retention: Duration,
 }
 
 impl Default for Settings {
@@ -94,6 +98,7 @@ impl Default for Settings {
             max_lease_wait: Duration::from_secs(5),
             agent_timeout: Duration::from_secs(60),
             suggest_concurrency: default_suggest_concurrency(),
+            agent_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -132,6 +137,8 @@ pub struct TrialView {
 pub struct Registration {
     /// The agent's id (kept when it re-registers).
     pub agent_id: AgentId,
+    /// Its secret, for every later call (kept when it re-registers).
+    pub secret: String,
     /// How often to heartbeat.
     pub heartbeat_interval: Duration,
     /// When an unrenewed lease expires.
@@ -278,12 +285,26 @@ pub trait ExperimentService: Send + Sync + 'static {
 
 /// What agents call.
 pub trait AgentService: Send + Sync + 'static {
-    /// Registers (or re-registers, keeping `agent_id`) an agent.
+    /// Registers an agent, or re-registers `agent_id` (keeping it): a known id needs its
+    /// `secret`.
     fn register_agent(
         &self,
         capabilities: AgentCapabilities,
         agent_id: Option<AgentId>,
+        secret: Option<String>,
     ) -> impl Future<Output = Result<Registration>> + Send;
+    /// Whether `secret` is the secret of the known agent `agent_id`.
+    ///
+    /// # Errors
+    /// `NotFound` for an agent never registered or forgotten, `PermissionDenied` for a wrong
+    /// secret.
+    fn authorize_agent(&self, agent_id: &AgentId, secret: &str) -> Result<()>;
+    /// Whether `secret` is the secret of the agent `lease_id` was granted to.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` for a lease never granted, `PermissionDenied` for another agent's
+    /// lease or a wrong secret.
+    fn authorize_lease(&self, lease_id: &LeaseId, secret: &str) -> Result<()>;
     /// Leases the next trial, waiting up to `wait` (capped by the coordinator) for one to be
     /// ready before answering `RetryAfter`.
     fn lease_trial(
@@ -393,12 +414,18 @@ impl Coordinator {
         let leases = Leases::new();
         let trial_count = snapshot.trials.len();
         for trial in snapshot.trials {
-            if let Some(lease) = &trial.last_lease_id {
+            let holder = trial
+                .lease
+                .as_ref()
+                .map(|l| l.agent_id.clone())
+                .or_else(|| trial.agent_id.clone());
+            if let (Some(lease), Some(agent)) = (&trial.last_lease_id, holder) {
                 leases.insert(
                     lease.clone(),
                     LeaseHome {
                         experiment: trial.experiment_id.clone(),
                         trial: trial.id.clone(),
+                        agent,
                     },
                 );
             }
@@ -422,13 +449,7 @@ impl Coordinator {
         }
         let agents = Agents::new();
         for record in snapshot.agents {
-            agents.insert(
-                record.id.clone(),
-                AgentEntry {
-                    record,
-                    last_seen: now,
-                },
-            );
+            agents.insert(record.id.clone(), AgentEntry::new(record, now));
         }
         let mut experiments = Experiments::default();
         for id in order {
@@ -560,7 +581,7 @@ impl Coordinator {
                         .inc();
                 }
             }
-            Change::PutExperiment(_) | Change::PutAgent(_) => {}
+            Change::PutExperiment(_) | Change::PutAgent(_) | Change::DeleteAgent(_) => {}
         }
     }
 
@@ -573,6 +594,6 @@ impl Coordinator {
             .set(i64::try_from(leased).unwrap_or(i64::MAX));
         metrics
             .agents_connected
-            .set(i64::try_from(self.inner.agents.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(self.inner.agents.count(|a| a.connected)).unwrap_or(i64::MAX));
     }
 }

@@ -349,6 +349,10 @@ pub struct AgentRecord {
     pub registered_unix: f64,
     /// Last request seen, Unix seconds.
     pub last_seen_unix: f64,
+    /// SHA-256 of its secret in hex ([`super::credentials`]); empty for an agent stored before
+    /// agents had secrets, whose id any registration may take.
+    #[serde(default)]
+    pub secret_sha256: String,
 }
 
 impl AgentRecord {
@@ -392,6 +396,7 @@ mod tests {
             capabilities: AgentCapabilities::default(),
             registered_unix: 0.0,
             last_seen_unix: 0.0,
+            secret_sha256: String::new(),
         };
         let w = Workload {
             kind: "function".into(),

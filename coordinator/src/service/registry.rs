@@ -1,6 +1,7 @@
 //! The small shared indexes beside the experiments: the agents (with when each was last heard
-//! from, on the monotonic clock) and which experiment and trial each lease belongs to. Both are
-//! sharded maps whose locks are held for one lookup or insert, never across anything else.
+//! from, on the monotonic clock, and the digest of its secret) and which experiment, trial and
+//! agent each lease belongs to. Both are sharded maps whose locks are held for one lookup or
+//! insert, never across anything else.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
@@ -8,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
+use super::credentials::SecretDigest;
 use super::model::{AgentId, AgentRecord, ExperimentId, LeaseId, TrialId};
 
 const SHARDS: usize = 32;
@@ -61,6 +63,33 @@ impl<K: Hash + Eq, V: Clone> ShardedMap<K, V> {
         }
     }
 
+    /// Looks a key up and lets `f` change its value in place (`Some`) or say what to insert
+    /// (`None`: `f` returns the value to insert, if any), under one lock, so two callers racing on
+    /// one key see each other's change.
+    pub fn upsert<R>(&self, key: K, f: impl FnOnce(Option<&mut V>) -> (Option<V>, R)) -> R {
+        let mut shard = self.shard(&key);
+        match shard.get_mut(&key) {
+            Some(value) => f(Some(value)).1,
+            None => {
+                let (insert, result) = f(None);
+                if let Some(value) = insert {
+                    shard.insert(key, value);
+                }
+                result
+            }
+        }
+    }
+
+    /// Calls `f` on every value, in place.
+    pub fn for_each_mut(&self, mut f: impl FnMut(&K, &mut V)) {
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, v) in shard.iter_mut() {
+                f(k, v);
+            }
+        }
+    }
+
     /// Keeps only the entries for which `keep` is true; returns the values removed.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) -> Vec<V> {
         let mut removed = Vec::new();
@@ -75,6 +104,17 @@ impl<K: Hash + Eq, V: Clone> ShardedMap<K, V> {
             });
         }
         removed
+    }
+
+    /// Entries for which `count` is true, counted.
+    pub fn count(&self, mut count: impl FnMut(&V) -> bool) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let shard = s.lock().unwrap_or_else(|p| p.into_inner());
+                shard.values().filter(|v| count(v)).count()
+            })
+            .sum()
     }
 
     /// Entries, counted.
@@ -104,6 +144,30 @@ pub struct AgentEntry {
     pub record: AgentRecord,
     /// When it was last heard from.
     pub last_seen: Instant,
+    /// Its secret's digest; `None` for an agent stored before agents had secrets.
+    pub secret: Option<SecretDigest>,
+    /// False once it was silent for the agent timeout: it is no longer counted or leased to
+    /// until it registers again, but its secret is kept (for the agent retention) so its late
+    /// reports and completions are still recognised.
+    pub connected: bool,
+}
+
+impl AgentEntry {
+    /// A connected agent seen at `now`.
+    pub fn new(record: AgentRecord, now: Instant) -> Self {
+        let secret = SecretDigest::from_hex(&record.secret_sha256);
+        Self {
+            record,
+            last_seen: now,
+            secret,
+            connected: true,
+        }
+    }
+
+    /// Whether `secret` is this agent's.
+    pub fn admits(&self, secret: &str) -> bool {
+        self.secret.is_some_and(|digest| digest.matches(secret))
+    }
 }
 
 /// Where a lease belongs.
@@ -113,6 +177,8 @@ pub struct LeaseHome {
     pub experiment: ExperimentId,
     /// The trial.
     pub trial: TrialId,
+    /// The agent it was granted to.
+    pub agent: AgentId,
 }
 
 /// The registered agents.
@@ -140,5 +206,22 @@ mod tests {
         assert_eq!(removed.len(), 50);
         assert_eq!(map.remove(&8), Some(16));
         assert_eq!(map.len(), 49);
+        assert_eq!(map.count(|v| *v > 100), 24);
+        let inserted = map.upsert(500, |slot| match slot {
+            Some(_) => (None, false),
+            None => (Some(5), true),
+        });
+        assert!(inserted);
+        let replaced = map.upsert(500, |slot| match slot {
+            Some(v) => {
+                *v += 1;
+                (None, true)
+            }
+            None => (Some(0), false),
+        });
+        assert!(replaced);
+        assert_eq!(map.get(&500), Some(6));
+        map.for_each_mut(|_, v| *v = 0);
+        assert_eq!(map.count(|v| *v == 0), 50);
     }
 }

@@ -138,7 +138,7 @@ impl Live {
                 per_trial.insert((epoch.attempt, epoch.epoch), epoch);
                 self.epochs_reported += 1;
             }
-            Change::PutAgent(_) => {}
+            Change::PutAgent(_) | Change::DeleteAgent(_) => {}
         }
     }
 

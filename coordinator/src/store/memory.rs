@@ -73,6 +73,9 @@ impl ExperimentStore for MemoryStore {
                 Change::PutAgent(a) => {
                     tables.agents.insert(a.id.clone(), a.clone());
                 }
+                Change::DeleteAgent(id) => {
+                    tables.agents.remove(id);
+                }
             }
         }
         Ok(())

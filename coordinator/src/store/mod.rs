@@ -11,7 +11,7 @@ pub mod sqlite;
 pub mod writer;
 
 use crate::Result;
-use crate::service::model::{AgentRecord, EpochRecord, ExperimentRecord, TrialRecord};
+use crate::service::model::{AgentId, AgentRecord, EpochRecord, ExperimentRecord, TrialRecord};
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
@@ -27,6 +27,8 @@ pub enum Change {
     AddEpoch(EpochRecord),
     /// Inserts or replaces an agent.
     PutAgent(AgentRecord),
+    /// Forgets an agent (it unregistered, or was silent past the retention).
+    DeleteAgent(AgentId),
 }
 
 /// Everything a store holds, as loaded on startup.
@@ -158,6 +160,7 @@ pub(crate) mod tests_support {
             },
             registered_unix: 1.0,
             last_seen_unix: 2.0,
+            secret_sha256: "ab".repeat(32),
         };
         let changes = vec![
             Change::PutExperiment(experiment.clone()),

@@ -78,6 +78,10 @@ CREATE TABLE agents (
 ALTER TABLE trials ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE trials ADD COLUMN last_lease_id TEXT;
 ",
+    // 3: agents are bound to their leases by a secret; its SHA-256 survives restarts.
+    r"
+ALTER TABLE agents ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';
+",
 ];
 
 /// An `ExperimentStore` on a SQLite file.
@@ -235,17 +239,22 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
         }
         Change::PutAgent(a) => {
             tx.execute(
-                "INSERT INTO agents (id, capabilities_json, registered_unix, last_seen_unix)
-                 VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO agents (id, capabilities_json, registered_unix, last_seen_unix,
+                     secret_sha256)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(id) DO UPDATE SET capabilities_json = ?2, registered_unix = ?3,
-                     last_seen_unix = ?4",
+                     last_seen_unix = ?4, secret_sha256 = ?5",
                 params![
                     a.id.0,
                     to_json(&a.capabilities),
                     a.registered_unix,
-                    a.last_seen_unix
+                    a.last_seen_unix,
+                    a.secret_sha256
                 ],
             )?;
+        }
+        Change::DeleteAgent(id) => {
+            tx.execute("DELETE FROM agents WHERE id = ?1", params![id.0])?;
         }
     }
     Ok(())
@@ -359,6 +368,7 @@ fn agent_from_row(row: &Row<'_>) -> Result<AgentRecord, RowError> {
         capabilities: from_json("capabilities_json", &row.get::<_, String>(1)?)?,
         registered_unix: row.get(2)?,
         last_seen_unix: row.get(3)?,
+        secret_sha256: row.get(4)?,
     })
 }
 
@@ -408,7 +418,8 @@ impl ExperimentStore for SqliteStore {
                 )?,
                 agents: query_all(
                     &conn,
-                    "SELECT id, capabilities_json, registered_unix, last_seen_unix FROM agents",
+                    "SELECT id, capabilities_json, registered_unix, last_seen_unix, secret_sha256
+                     FROM agents",
                     agent_from_row,
                 )?,
             })
@@ -466,7 +477,17 @@ mod tests {
         assert_eq!(reopened.load().expect("loads"), expected);
         assert_eq!(
             schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"),
-            Some(2)
+            Some(3)
+        );
+        let agent = expected.agents[0].id.clone();
+        reopened
+            .commit(&[Change::DeleteAgent(agent)])
+            .expect("deletes the agent");
+        let after = reopened.load().expect("loads");
+        assert!(after.agents.is_empty(), "{:?}", after.agents);
+        assert_eq!(
+            after.trials, expected.trials,
+            "deleting an agent keeps its trials"
         );
     }
 

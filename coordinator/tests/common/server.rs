@@ -11,6 +11,29 @@ use proto::v1::agent_service_client::AgentServiceClient;
 use proto::v1::experiment_service_client::ExperimentServiceClient;
 use tonic::transport::Channel;
 
+/// The secret of each agent these tests registered, and of the agent each lease went to, so the
+/// helpers below can present it.
+static SECRETS: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The secret of an agent id or lease id (empty when unknown).
+pub fn secret_of(id: &str) -> String {
+    SECRETS
+        .lock()
+        .expect("secrets lock")
+        .get(id)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Remembers the secret of an agent id or lease id.
+pub fn remember(id: &str, secret: String) {
+    SECRETS
+        .lock()
+        .expect("secrets lock")
+        .insert(id.to_owned(), secret);
+}
+
 /// A running server; [`Server::shutdown`] stops it.
 pub struct Server {
     addr: std::net::SocketAddr,

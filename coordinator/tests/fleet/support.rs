@@ -76,7 +76,7 @@ pub async fn agent(coordinator: &Coordinator) -> AgentId {
         ..AgentCapabilities::default()
     };
     coordinator
-        .register_agent(capabilities, None)
+        .register_agent(capabilities, None, None)
         .await
         .expect("registers")
         .agent_id

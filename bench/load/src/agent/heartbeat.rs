@@ -60,6 +60,7 @@ impl Heartbeater {
         };
         let request = pb::HeartbeatRequest {
             agent_id: self.shared.agent_id(),
+            agent_secret: self.shared.secret(),
             lease_ids: vec![lease_id.clone()],
         };
         let sent_unix = now_unix();

@@ -140,6 +140,7 @@ impl SimAgent {
             client: AgentServiceClient::new(channel),
             shared: Arc::new(AgentShared {
                 agent_id: Mutex::new(String::new()),
+                secret: Mutex::new(String::new()),
                 lease: Mutex::new(None),
             }),
             config,
@@ -272,6 +273,7 @@ impl SimAgent {
         for _ in 0..3 {
             let request = pb::LeaseTrialRequest {
                 agent_id: self.shared.agent_id(),
+                agent_secret: self.shared.secret(),
                 wait_seconds: self.config.lease_wait.as_secs_f64(),
             };
             let client = self.client.clone();
@@ -317,6 +319,7 @@ impl SimAgent {
     async fn unregister(&mut self) {
         let request = pb::UnregisterAgentRequest {
             agent_id: self.shared.agent_id(),
+            agent_secret: self.shared.secret(),
         };
         let started = Instant::now();
         let mut client = self.client.clone();

@@ -33,12 +33,18 @@ pub(super) struct HeldLease {
 #[derive(Debug)]
 pub(super) struct AgentShared {
     pub(super) agent_id: Mutex<String>,
+    /// The secret its registration returned, carried by every later call.
+    pub(super) secret: Mutex<String>,
     pub(super) lease: Mutex<Option<HeldLease>>,
 }
 
 impl AgentShared {
     pub(super) fn agent_id(&self) -> String {
         self.agent_id.lock().expect("agent id lock").clone()
+    }
+
+    pub(super) fn secret(&self) -> String {
+        self.secret.lock().expect("secret lock").clone()
     }
 
     pub(super) fn held(&self) -> std::sync::MutexGuard<'_, Option<HeldLease>> {
@@ -119,6 +125,7 @@ pub(super) async fn register(
         let request = pb::RegisterAgentRequest {
             capabilities: Some(capabilities(index)),
             agent_id: previous.clone(),
+            agent_secret: shared.secret(),
         };
         let mut client = client.clone();
         let call = client.register_agent(request);
@@ -137,6 +144,7 @@ pub(super) async fn register(
                     stats.reregistrations += 1;
                 }
                 *shared.agent_id.lock().expect("agent id lock") = registration.agent_id;
+                *shared.secret.lock().expect("secret lock") = registration.agent_secret;
                 let interval = registration.heartbeat_interval_seconds;
                 let interval = if interval.is_finite() && interval > 0.0 {
                     interval.clamp(0.05, 60.0)

@@ -109,6 +109,7 @@ impl SimAgent {
     ) -> Option<pb::LeaseAction> {
         let request = pb::ReportEpochRequest {
             lease_id: lease.lease_id.clone(),
+            agent_secret: self.shared.secret(),
             report: Some(pb::EpochReport {
                 epoch,
                 value,
@@ -166,6 +167,7 @@ impl SimAgent {
         }
         let request = pb::CompleteTrialRequest {
             lease_id: lease.lease_id.clone(),
+            agent_secret: self.shared.secret(),
             outcome: outcome as i32,
             value,
             epochs_run: self.config.epochs,
@@ -224,6 +226,7 @@ impl SimAgent {
     pub(super) async fn interrupt(&mut self, lease: &pb::Lease) {
         let request = pb::CompleteTrialRequest {
             lease_id: lease.lease_id.clone(),
+            agent_secret: self.shared.secret(),
             outcome: pb::TrialOutcome::Interrupted as i32,
             ..pb::CompleteTrialRequest::default()
         };
