@@ -44,6 +44,7 @@ const FIELDS: &[&str] = &[
     "max_lease_wait_secs",
     "agent_timeout_secs",
     "suggest_concurrency",
+    "suggest_timeout_secs",
     "max_connections",
     "max_concurrent_streams_per_connection",
     "http2_keepalive_interval_secs",
@@ -70,6 +71,7 @@ pub struct RawConfig {
     max_lease_wait_secs: u64,
     agent_timeout_secs: u64,
     suggest_concurrency: u32,
+    suggest_timeout_secs: u64,
     max_connections: u64,
     max_concurrent_streams_per_connection: u64,
     http2_keepalive_interval_secs: u64,
@@ -120,6 +122,8 @@ pub struct Config {
     pub agent_timeout: Duration,
     /// BO suggestions computed at once (0 in the file: one fewer than the cores).
     pub suggest_concurrency: usize,
+    /// The time budget of one suggestion round; an experiment past it is marked failed.
+    pub suggest_timeout: Duration,
     /// Limits on the gRPC listener's connections.
     pub connections: ConnectionLimits,
     /// Bearer token, when required.
@@ -141,6 +145,7 @@ impl std::fmt::Debug for Config {
             .field("max_lease_wait", &self.max_lease_wait)
             .field("agent_timeout", &self.agent_timeout)
             .field("suggest_concurrency", &self.suggest_concurrency)
+            .field("suggest_timeout", &self.suggest_timeout)
             .field("connections", &self.connections)
             .field(
                 "auth_token",
@@ -165,6 +170,7 @@ fn builder_defaults()
         .set_default("max_lease_wait_secs", 5)?
         .set_default("agent_timeout_secs", 60)?
         .set_default("suggest_concurrency", 0)?
+        .set_default("suggest_timeout_secs", 300)?
         .set_default("max_connections", 4096)?
         .set_default("max_concurrent_streams_per_connection", 256)?
         .set_default("http2_keepalive_interval_secs", 30)?
@@ -281,6 +287,7 @@ impl Config {
             max_lease_wait: self.max_lease_wait,
             agent_timeout: self.agent_timeout,
             suggest_concurrency: self.suggest_concurrency,
+            suggest_timeout: self.suggest_timeout,
             ..Settings::default()
         }
     }
@@ -298,6 +305,8 @@ fn addr(field: &str, raw: &str) -> Result<SocketAddr> {
 pub const MAX_LEASE_TIMEOUT_SECS: u64 = 86_400;
 /// The longest time an agent may stay silent before it is forgotten: a week.
 pub const MAX_AGENT_TIMEOUT_SECS: u64 = 7 * 86_400;
+/// Longest `suggest_timeout_secs`: a day.
+pub const MAX_SUGGEST_TIMEOUT_SECS: u64 = 86_400;
 /// The most leases a trial may get by default.
 pub const MAX_MAX_ATTEMPTS: u32 = crate::service::limits::MAX_ATTEMPTS;
 /// The most default space-filling trials.
@@ -408,6 +417,11 @@ impl RawConfig {
             )?,
             max_lease_wait: Duration::from_secs(self.max_lease_wait_secs),
             agent_timeout,
+            suggest_timeout: secs_in(
+                "suggest_timeout_secs",
+                self.suggest_timeout_secs,
+                MAX_SUGGEST_TIMEOUT_SECS,
+            )?,
             suggest_concurrency: match self.suggest_concurrency {
                 0 => crate::service::default_suggest_concurrency(),
                 n => n as usize,
@@ -645,6 +659,12 @@ mod tests {
                 "604801",
                 "agent_timeout_secs",
                 "1..=604800",
+            ),
+            (
+                "SUGGEST_TIMEOUT_SECS",
+                "0",
+                "suggest_timeout_secs",
+                "1..=86400",
             ),
             ("MAX_ATTEMPTS", "101", "max_attempts", "1..=100"),
             ("MAX_ATTEMPTS", "0", "max_attempts", "1..=100"),

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub leases_expired_total: IntCounter,
     /// Agents seen within one lease timeout.
     pub agents_connected: IntGauge,
+    /// Experiments marked failed (their suggestions kept failing or ran past their budget).
+    pub experiments_failed_total: IntCounter,
     /// Time to suggest a batch, including the GP fit.
     pub suggest_duration_seconds: Histogram,
     /// Time to fit the GP hyperparameters.
@@ -103,6 +105,12 @@ impl Metrics {
                 "Agents that made a request within one lease timeout",
             ))
             .expect("valid metric"),
+            experiments_failed_total: IntCounter::with_opts(opts(
+                "experiments_failed_total",
+                "Experiments marked failed because their suggestions kept failing or ran past \
+                 their time budget",
+            ))
+            .expect("valid metric"),
             suggest_duration_seconds: histogram(
                 "suggest_duration_seconds",
                 "Time to suggest a batch of trials, GP fit included",
@@ -170,6 +178,7 @@ impl Metrics {
             Box::new(self.leases_active.clone()),
             Box::new(self.leases_expired_total.clone()),
             Box::new(self.agents_connected.clone()),
+            Box::new(self.experiments_failed_total.clone()),
             Box::new(self.suggest_duration_seconds.clone()),
             Box::new(self.gp_fit_duration_seconds.clone()),
             Box::new(self.best_objective.clone()),
@@ -279,6 +288,7 @@ mod tests {
             "leases_active",
             "leases_expired_total",
             "agents_connected",
+            "experiments_failed_total",
             "suggest_duration_seconds",
             "gp_fit_duration_seconds",
             "best_objective",

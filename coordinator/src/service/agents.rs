@@ -390,24 +390,23 @@ impl AgentService for Coordinator {
         };
         let new_entry = |record: &AgentRecord| Some(AgentEntry::new(record.clone(), arrival));
         let secret = self.inner.agents.upsert(id.clone(), |slot| match slot {
-            Some(entry) if entry.secret.is_some() => {
-                match secret.filter(|s| entry.admits(s)) {
-                    Some(secret) => {
-                        record.secret_sha256.clone_from(&entry.record.secret_sha256);
-                        entry.record = record.clone();
-                        entry.last_seen = arrival;
-                        entry.connected = true;
-                        (None, Ok(secret))
-                    }
-                    None => (
-                        None,
-                        Err(Error::PermissionDenied(format!(
-                            "agent id '{}' is registered: re-registering it needs its                              agent_secret (register without an id to get a new one)",
-                            limits::short(&id.0)
-                        ))),
-                    ),
+            Some(entry) if entry.secret.is_some() => match secret.filter(|s| entry.admits(s)) {
+                Some(secret) => {
+                    record.secret_sha256.clone_from(&entry.record.secret_sha256);
+                    entry.record = record.clone();
+                    entry.last_seen = arrival;
+                    entry.connected = true;
+                    (None, Ok(secret))
                 }
-            }
+                None => (
+                    None,
+                    Err(Error::PermissionDenied(format!(
+                        "agent id '{}' is registered: re-registering it needs its \
+                 agent_secret (register without an id to get a new one)",
+                        limits::short(&id.0)
+                    ))),
+                ),
+            },
             // A new id, or one stored before agents had secrets.
             Some(entry) => {
                 *entry = AgentEntry::new(record.clone(), arrival);
@@ -608,7 +607,10 @@ impl AgentService for Coordinator {
                     lease_id: lease_id.clone(),
                     completion: completion.clone(),
                     last_epoch_value,
-                    experiment_stopped: live.record.state == ExperimentState::Stopped,
+                    experiment_stopped: matches!(
+                        live.record.state,
+                        ExperimentState::Stopped | ExperimentState::Failed
+                    ),
                     now_unix: now_unix(),
                 };
                 let updated = transition(&trial, &event).map_err(|e| match e {

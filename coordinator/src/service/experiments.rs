@@ -90,6 +90,25 @@ impl Coordinator {
     }
 }
 
+/// The changes that end a running experiment in `state` (stopped or failed): its pending trials
+/// are cancelled and its leased ones asked to stop, so agents drop them at the next epoch.
+pub(crate) fn ending(live: &Live, state: ExperimentState, reason: String) -> Vec<Change> {
+    let event = TrialEvent::Stop {
+        now_unix: now_unix(),
+    };
+    let mut changes: Vec<Change> = live
+        .trials()
+        .iter()
+        .filter_map(|trial| transition(trial, &event).ok().map(Change::PutTrial))
+        .collect();
+    changes.push(Change::PutExperiment(ExperimentRecord {
+        state,
+        failure_reason: reason,
+        ..live.record.clone()
+    }));
+    changes
+}
+
 impl ExperimentService for Coordinator {
     #[instrument(skip_all, fields(name = %spec.name))]
     async fn create_experiment(&self, spec: ExperimentSpec) -> Result<ExperimentView> {
@@ -101,6 +120,7 @@ impl ExperimentService for Coordinator {
             state: ExperimentState::Running,
             created_unix: now_unix(),
             exhausted: false,
+            failure_reason: String::new(),
         };
         let cell = Arc::new(ExperimentCell::new(Live::new(record.clone())));
         let (ticket, view) = {
@@ -152,18 +172,7 @@ impl ExperimentService for Coordinator {
             let mut live = cell.lock();
             let mut changes = Vec::new();
             if live.record.state == ExperimentState::Running {
-                let event = TrialEvent::Stop {
-                    now_unix: now_unix(),
-                };
-                for trial in live.trials() {
-                    if let Ok(updated) = transition(trial, &event) {
-                        changes.push(Change::PutTrial(updated));
-                    }
-                }
-                changes.push(Change::PutExperiment(ExperimentRecord {
-                    state: ExperimentState::Stopped,
-                    ..live.record.clone()
-                }));
+                changes = ending(&live, ExperimentState::Stopped, String::new());
                 info!("experiment stopped");
             }
             let ticket = self.mutate(&cell, &mut live, changes);

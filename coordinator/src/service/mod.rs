@@ -84,6 +84,9 @@ pub struct Settings {
     /// An agent silent for this long is forgotten with its secret (its late results are then
     /// refused); until then a silent agent is only disconnected.
     pub agent_retention: Duration,
+    /// The time budget of one suggestion round: an experiment whose round runs longer is marked
+    /// failed.
+    pub suggest_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -99,6 +102,7 @@ impl Default for Settings {
             agent_timeout: Duration::from_secs(60),
             suggest_concurrency: default_suggest_concurrency(),
             agent_retention: Duration::from_secs(24 * 3600),
+            suggest_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -359,7 +363,16 @@ struct Inner {
     work: Notify,
     /// Bounds the BO suggestions computed at once.
     suggest_permits: Arc<Semaphore>,
+    /// What computes suggestions ([`crate::suggest::suggest`] but in tests).
+    suggester: Suggester,
 }
+
+/// A function that computes a suggestion round, on a blocking thread.
+pub type Suggester = Arc<
+    dyn Fn(&crate::suggest::SuggestInput, &Metrics) -> Result<Vec<tuner::space::Assignment>>
+        + Send
+        + Sync,
+>;
 
 /// How the service writes to its store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -394,6 +407,22 @@ impl Coordinator {
         settings: Settings,
         metrics: Arc<Metrics>,
         mode: WriteMode,
+    ) -> Result<Self> {
+        let suggester: Suggester = Arc::new(crate::suggest::suggest);
+        Self::start_with_suggester(store, settings, metrics, mode, suggester).await
+    }
+
+    /// [`Coordinator::start_with`] with a chosen [`Suggester`] (tests of failing or slow
+    /// suggestions).
+    ///
+    /// # Errors
+    /// As [`Coordinator::start`].
+    pub async fn start_with_suggester(
+        store: Arc<dyn ExperimentStore>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        mode: WriteMode,
+        suggester: Suggester,
     ) -> Result<Self> {
         let loader = Arc::clone(&store);
         let snapshot = tokio::task::spawn_blocking(move || loader.load())
@@ -471,6 +500,7 @@ impl Coordinator {
                 metrics,
                 work: Notify::new(),
                 suggest_permits: Arc::new(Semaphore::new(permits)),
+                suggester,
             }),
         };
         tracing::info!(

@@ -166,6 +166,9 @@ pub enum ExperimentState {
     Completed,
     /// Stopped by a user.
     Stopped,
+    /// Given up on: its suggestions kept failing or ran past their time budget (the reason is
+    /// in [`ExperimentRecord::failure_reason`]).
+    Failed,
 }
 
 /// An experiment as stored.
@@ -181,6 +184,9 @@ pub struct ExperimentRecord {
     pub created_unix: f64,
     /// The strategy returned fewer points than asked (grid exhausted): create no more.
     pub exhausted: bool,
+    /// Why it failed (empty unless [`ExperimentState::Failed`]).
+    #[serde(default)]
+    pub failure_reason: String,
 }
 
 /// Lifecycle of a trial (`proto` `TrialState`).

@@ -13,6 +13,13 @@
 //! slots still free, or results that arrived during it, starts the next at once, so the
 //! suggester is never idle while agents wait. BO rounds share `suggest_concurrency` permits, so a
 //! core stays free for requests; random and grid rounds are cheap and skip the queue.
+//!
+//! Suggestion work is bounded and isolated: a failed round is retried after a second, and an
+//! experiment whose rounds fail [`MAX_SUGGEST_FAILURES`] times in a row, or whose round runs past
+//! `suggest_timeout`, is marked failed with the reason (its pending trials cancelled, its leased
+//! ones asked to stop). A round past its budget cannot be cancelled on its thread, so it keeps its
+//! permit until it ends and its result is dropped; other experiments and requests never wait for
+//! it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,11 +34,23 @@ use super::model::{
 };
 use super::state::{Live, TrialCounts, result_value};
 use crate::store::Change;
-use crate::suggest::{SuggestInput, derive_seed, suggest};
+use crate::suggest::{SuggestInput, derive_seed};
 use tuner::Observation;
 
 /// How long a failed suggestion waits before the experiment tries again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// Suggestion rounds failing in a row that fail the experiment.
+pub const MAX_SUGGEST_FAILURES: u32 = 3;
+
+/// How a suggestion round ended.
+enum RoundEnd {
+    Points(Vec<tuner::space::Assignment>),
+    /// Failed; worth retrying.
+    Failed(String),
+    /// Ran past its time budget: the experiment fails at once.
+    TimedOut(String),
+}
 
 /// Suggestions BO keeps ahead of demand (each costs a fantasy in the batch).
 pub const BO_BUFFER: usize = 4;
@@ -156,14 +175,32 @@ impl Coordinator {
             results,
         } = round;
         let asked = input.q;
+        let observed = input.observations.len();
         let metrics = Arc::clone(&self.inner.metrics);
-        let result = tokio::task::spawn_blocking(move || suggest(&input, &metrics)).await;
-        drop(permit);
+        let suggester = Arc::clone(&self.inner.suggester);
+        let budget = self.inner.settings.suggest_timeout;
+        let task = tokio::task::spawn_blocking(move || {
+            let result = suggester(&input, &metrics);
+            // Held until the computation ends, even when its result is no longer wanted.
+            drop(permit);
+            result
+        });
+        let end = match tokio::time::timeout(budget, task).await {
+            Ok(Ok(Ok(points))) => RoundEnd::Points(points),
+            Ok(Ok(Err(error))) => RoundEnd::Failed(crate::display_chain(&error)),
+            Ok(Err(error)) => RoundEnd::Failed(format!("the suggestion task failed: {error}")),
+            Err(_) => RoundEnd::TimedOut(format!(
+                "a suggestion round ({asked} points from {observed} results) ran past its time \
+                 budget of {} s (suggest_timeout_secs)",
+                budget.as_secs_f64()
+            )),
+        };
         let failed = {
             let mut live = cell.lock();
             live.suggesting = false;
-            match result {
-                Ok(Ok(points)) => {
+            match end {
+                RoundEnd::Points(points) => {
+                    live.suggest_failures = 0;
                     if live.record.state == ExperimentState::Running {
                         if points.len() < asked {
                             let mut updated = live.record.clone();
@@ -182,13 +219,22 @@ impl Coordinator {
                     }
                     false
                 }
-                Ok(Err(error)) => {
-                    warn!(experiment_id = %cell.id, error = %crate::display_chain(&error), "suggestion failed; retrying shortly");
-                    true
+                RoundEnd::Failed(reason) => {
+                    live.suggest_failures += 1;
+                    if live.suggest_failures >= MAX_SUGGEST_FAILURES {
+                        let reason = format!(
+                            "suggestions failed {MAX_SUGGEST_FAILURES} times in a row: {reason}"
+                        );
+                        self.fail_experiment(&cell, &mut live, reason);
+                        false
+                    } else {
+                        warn!(experiment_id = %cell.id, error = %reason, failures = live.suggest_failures, "suggestion failed; retrying shortly");
+                        true
+                    }
                 }
-                Err(error) => {
-                    warn!(experiment_id = %cell.id, %error, "suggestion task failed; retrying shortly");
-                    true
+                RoundEnd::TimedOut(reason) => {
+                    self.fail_experiment(&cell, &mut live, reason);
+                    false
                 }
             }
         };
@@ -196,6 +242,20 @@ impl Coordinator {
             tokio::time::sleep(RETRY_AFTER_FAILURE).await;
         }
         self.refill(&cell);
+    }
+}
+
+impl Coordinator {
+    /// Marks a running experiment failed with `reason`, under its lock.
+    fn fail_experiment(&self, cell: &ExperimentCell, live: &mut Live, reason: String) {
+        if live.record.state != ExperimentState::Running {
+            return;
+        }
+        tracing::error!(experiment_id = %cell.id, %reason, "experiment failed");
+        self.inner.metrics.experiments_failed_total.inc();
+        let reason = super::limits::truncate(reason, super::limits::MAX_FAILURE_REASON_BYTES);
+        let changes = super::experiments::ending(live, ExperimentState::Failed, reason);
+        drop(self.mutate(cell, live, changes));
     }
 }
 

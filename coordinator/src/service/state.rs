@@ -75,6 +75,8 @@ pub struct Live {
     pub buffer_results: u32,
     /// Suggestion rounds so far, mixed into each round's seed.
     pub rounds: u64,
+    /// Suggestion rounds that failed in a row (reset by a success).
+    pub suggest_failures: u32,
 }
 
 impl TrialCounts {
@@ -118,6 +120,7 @@ impl Live {
             buffer: VecDeque::new(),
             buffer_results: 0,
             rounds: 0,
+            suggest_failures: 0,
         }
     }
 

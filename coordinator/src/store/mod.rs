@@ -102,6 +102,8 @@ pub(crate) mod tests_support {
             state: ExperimentState::Running,
             created_unix: 1.5,
             exhausted: false,
+            // Not empty, so the round trips cover the column.
+            failure_reason: "sample reason".into(),
         }
     }
 

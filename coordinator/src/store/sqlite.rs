@@ -78,9 +78,11 @@ CREATE TABLE agents (
 ALTER TABLE trials ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE trials ADD COLUMN last_lease_id TEXT;
 ",
-    // 3: agents are bound to their leases by a secret; its SHA-256 survives restarts.
+    // 3: agents are bound to their leases by a secret (its SHA-256 survives restarts); a failed
+    // experiment keeps its reason.
     r"
 ALTER TABLE agents ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';
+ALTER TABLE experiments ADD COLUMN failure_reason TEXT NOT NULL DEFAULT '';
 ",
 ];
 
@@ -206,17 +208,19 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
     match change {
         Change::PutExperiment(e) => {
             tx.execute(
-                "INSERT INTO experiments (id, name, state, spec_json, created_unix, exhausted)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO experiments (id, name, state, spec_json, created_unix, exhausted,
+                     failure_reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(id) DO UPDATE SET name = ?2, state = ?3, spec_json = ?4,
-                     created_unix = ?5, exhausted = ?6",
+                     created_unix = ?5, exhausted = ?6, failure_reason = ?7",
                 params![
                     e.id.0,
                     e.spec.name,
                     to_text(&e.state),
                     to_json(&e.spec),
                     e.created_unix,
-                    e.exhausted
+                    e.exhausted,
+                    e.failure_reason
                 ],
             )?;
         }
@@ -310,6 +314,7 @@ fn experiment_from_row(row: &Row<'_>) -> Result<ExperimentRecord, RowError> {
         spec: from_json("spec_json", &row.get::<_, String>(2)?)?,
         created_unix: row.get(3)?,
         exhausted: row.get(4)?,
+        failure_reason: row.get(5)?,
     })
 }
 
@@ -397,7 +402,8 @@ impl ExperimentStore for SqliteStore {
             Ok(Snapshot {
                 experiments: query_all(
                     &conn,
-                    "SELECT id, state, spec_json, created_unix, exhausted FROM experiments
+                    "SELECT id, state, spec_json, created_unix, exhausted, failure_reason
+                     FROM experiments
                      ORDER BY created_unix, rowid",
                     experiment_from_row,
                 )?,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use coordinator::metrics::Metrics;
-use coordinator::service::{Coordinator, Settings};
+use coordinator::service::{Coordinator, Settings, Suggester, WriteMode};
 use coordinator::store::{ExperimentStore, MemoryStore};
 use proto::v1::agent_service_client::AgentServiceClient;
 use proto::v1::experiment_service_client::ExperimentServiceClient;
@@ -44,11 +44,28 @@ pub struct Server {
 
 impl Server {
     pub async fn start(store: MemoryStore, settings: Settings, token: Option<&str>) -> Server {
+        let suggester: Suggester = Arc::new(coordinator::suggest::suggest);
+        Self::start_with_suggester(store, settings, token, suggester).await
+    }
+
+    /// [`Server::start`] with suggestions computed by `suggester`.
+    pub async fn start_with_suggester(
+        store: MemoryStore,
+        settings: Settings,
+        token: Option<&str>,
+        suggester: Suggester,
+    ) -> Server {
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn ExperimentStore> = Arc::new(store);
-        let coordinator = Coordinator::start(store, settings, Arc::clone(&metrics))
-            .await
-            .expect("coordinator starts");
+        let coordinator = Coordinator::start_with_suggester(
+            store,
+            settings,
+            Arc::clone(&metrics),
+            WriteMode::Thread,
+            suggester,
+        )
+        .await
+        .expect("coordinator starts");
         let sweeper = coordinator.spawn_lease_sweeper();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -121,6 +121,9 @@ pub fn experiment_status(e: &pb::Experiment) -> String {
     for (key, value) in rows {
         let _ = writeln!(out, "{key:>15}: {value}");
     }
+    if !e.failure_reason.is_empty() {
+        let _ = writeln!(out, "{:>15}: {}", "failed because", e.failure_reason);
+    }
     out
 }
 
@@ -311,5 +314,22 @@ mod tests {
             serde_json::from_str(&super::trials(&trials, Format::Json)).expect("valid json");
         assert_eq!(parsed[0]["params"]["x"], json!(0.5));
         assert_eq!(parsed[0]["state"], json!("succeeded"));
+    }
+
+    #[test]
+    fn a_failed_experiment_says_why() {
+        let failed = pb::Experiment {
+            state: pb::ExperimentState::Failed as i32,
+            failure_reason: "suggestions failed 3 times in a row: boom".into(),
+            ..pb::Experiment::default()
+        };
+        let status = super::experiment_status(&failed);
+        assert!(status.contains("failed because: suggestions failed 3 times in a row: boom"));
+        assert!(
+            super::experiment_state(&failed).contains("failed"),
+            "{status}"
+        );
+        let running = super::experiment_status(&pb::Experiment::default());
+        assert!(!running.contains("failed because"));
     }
 }

@@ -1,0 +1,362 @@
+//! Suggestion work is bounded and isolated, over real gRPC: an experiment whose suggestions keep
+//! failing, or whose round runs past its time budget, is marked failed with the reason (its
+//! pending trials cancelled, its leased ones told to stop), while other experiments keep
+//! running and another client is answered within 100 ms.
+
+#[path = "common/server.rs"]
+mod server;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coordinator::service::{Settings, Suggester};
+use coordinator::store::MemoryStore;
+use coordinator::suggest::{SuggestInput, suggest};
+use proto::v1 as pb;
+use proto::v1::agent_service_client::AgentServiceClient;
+use proto::v1::experiment_service_client::ExperimentServiceClient;
+use server::Server;
+use tonic::transport::Channel;
+
+/// How the test suggester treats an experiment, by its name.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// The real suggester.
+    Healthy,
+    /// Every round fails.
+    Broken,
+    /// The first round works, every later one fails.
+    BreaksLater,
+    /// Every round takes this long.
+    Slow(Duration),
+}
+
+fn behaviour(name: &str) -> Behaviour {
+    match name {
+        "broken" => Behaviour::Broken,
+        "breaks-later" => Behaviour::BreaksLater,
+        "slow" => Behaviour::Slow(Duration::from_secs(3)),
+        _ => Behaviour::Healthy,
+    }
+}
+
+/// A suggester that misbehaves for some experiment names, counting the rounds of each.
+fn suggester(rounds: Arc<Mutex<HashMap<String, u32>>>) -> Suggester {
+    Arc::new(move |input: &SuggestInput, metrics| {
+        let round = {
+            let mut rounds = rounds.lock().expect("rounds lock");
+            let count = rounds.entry(input.spec.name.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        match behaviour(&input.spec.name) {
+            Behaviour::Healthy => suggest(input, metrics),
+            Behaviour::BreaksLater if round == 1 => suggest(input, metrics),
+            Behaviour::Broken | Behaviour::BreaksLater => Err(coordinator::Error::Internal(
+                format!("the GP could not be fitted (round {round})"),
+            )),
+            Behaviour::Slow(delay) => {
+                std::thread::sleep(delay);
+                suggest(input, metrics)
+            }
+        }
+    })
+}
+
+fn spec(name: &str, budget: u32, parallelism: u32) -> pb::ExperimentSpec {
+    pb::ExperimentSpec {
+        name: name.into(),
+        metric: "value".into(),
+        direction: pb::Direction::Minimize as i32,
+        strategy: pb::Strategy::Random as i32,
+        budget_trials: budget,
+        parallelism,
+        parameters: vec![pb::ParameterSpec {
+            name: "x".into(),
+            kind: Some(pb::parameter_spec::Kind::Float(pb::FloatParam {
+                low: 0.0,
+                high: 1.0,
+                log: false,
+                default_value: None,
+            })),
+        }],
+        seed: 5,
+        workload: Some(pb::Workload {
+            kind: "function".into(),
+            dataset: "branin".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn start(settings: Settings) -> (Server, Arc<Mutex<HashMap<String, u32>>>) {
+    let rounds = Arc::new(Mutex::new(HashMap::new()));
+    let server = Server::start_with_suggester(
+        MemoryStore::new(),
+        settings,
+        None,
+        suggester(Arc::clone(&rounds)),
+    )
+    .await;
+    (server, rounds)
+}
+
+async fn create(
+    experiments: &mut ExperimentServiceClient<Channel>,
+    spec: pb::ExperimentSpec,
+) -> String {
+    experiments
+        .create_experiment(pb::CreateExperimentRequest { spec: Some(spec) })
+        .await
+        .expect("creates")
+        .into_inner()
+        .experiment
+        .expect("has an experiment")
+        .id
+}
+
+async fn get(experiments: &mut ExperimentServiceClient<Channel>, id: &str) -> pb::Experiment {
+    experiments
+        .get_experiment(pb::GetExperimentRequest {
+            experiment_id: id.into(),
+        })
+        .await
+        .expect("gets")
+        .into_inner()
+        .experiment
+        .expect("has an experiment")
+}
+
+/// Polls until the experiment leaves `Running` (within `deadline`), checking on every poll that
+/// another client on its own channel is answered within 100 ms.
+async fn wait_ended(
+    experiments: &mut ExperimentServiceClient<Channel>,
+    other: &mut ExperimentServiceClient<Channel>,
+    id: &str,
+    deadline: Duration,
+) -> pb::Experiment {
+    let until = Instant::now() + deadline;
+    loop {
+        let probe = tokio::time::timeout(
+            Duration::from_millis(100),
+            other.list_experiments(pb::ListExperimentsRequest::default()),
+        )
+        .await;
+        assert!(
+            matches!(probe, Ok(Ok(_))),
+            "another client waited: {probe:?}"
+        );
+        let experiment = get(experiments, id).await;
+        if experiment.state() != pb::ExperimentState::Running {
+            return experiment;
+        }
+        assert!(Instant::now() < until, "still running after {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An agent that runs the healthy experiment to the end: every trial reports `x` and completes.
+async fn run_to_completion(agents: &mut AgentServiceClient<Channel>, budget: u32) {
+    let registration = agents
+        .register_agent(pb::RegisterAgentRequest {
+            capabilities: Some(pb::AgentCapabilities {
+                slots: 1,
+                workloads: vec!["function".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("registers")
+        .into_inner();
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut done = 0;
+    while done < budget {
+        assert!(Instant::now() < until, "only {done} of {budget} trials ran");
+        let outcome = agents
+            .lease_trial(pb::LeaseTrialRequest {
+                agent_id: registration.agent_id.clone(),
+                agent_secret: registration.agent_secret.clone(),
+                wait_seconds: 1.0,
+            })
+            .await
+            .expect("lease call")
+            .into_inner()
+            .outcome;
+        let Some(pb::lease_trial_response::Outcome::Lease(lease)) = outcome else {
+            continue;
+        };
+        agents
+            .complete_trial(pb::CompleteTrialRequest {
+                lease_id: lease.lease_id,
+                agent_secret: registration.agent_secret.clone(),
+                outcome: pb::TrialOutcome::Succeeded as i32,
+                value: Some(0.5),
+                epochs_run: 1,
+                best_epoch: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("completes");
+        done += 1;
+    }
+}
+
+#[tokio::test]
+async fn an_experiment_whose_suggestions_keep_failing_is_failed_and_the_others_run_on() {
+    let (server, rounds) = start(Settings::default()).await;
+    let (mut experiments, mut agents) = server.clients().await;
+    let mut other = server.experiments().await;
+    let broken = create(&mut experiments, spec("broken", 4, 2)).await;
+    let healthy = create(&mut experiments, spec("healthy", 3, 1)).await;
+    run_to_completion(&mut agents, 3).await;
+
+    let failed = wait_ended(
+        &mut experiments,
+        &mut other,
+        &broken,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(failed.state(), pb::ExperimentState::Failed);
+    for words in ["failed 3 times in a row", "the GP could not be fitted"] {
+        assert!(
+            failed.failure_reason.contains(words),
+            "'{}' lacks '{words}'",
+            failed.failure_reason
+        );
+    }
+    assert_eq!(failed.trials_created, 0);
+    assert_eq!(
+        get(&mut experiments, &healthy).await.state(),
+        pb::ExperimentState::Completed
+    );
+    // Failed for good: no more rounds are tried.
+    let tried = rounds.lock().expect("rounds")["broken"];
+    assert_eq!(tried, 3);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rounds.lock().expect("rounds")["broken"], tried);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_round_past_its_time_budget_fails_the_experiment_without_freezing_anyone() {
+    let settings = Settings {
+        suggest_timeout: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let (server, _) = start(settings).await;
+    let (mut experiments, mut agents) = server.clients().await;
+    let mut other = server.experiments().await;
+    let slow = create(&mut experiments, spec("slow", 4, 2)).await;
+    let healthy = create(&mut experiments, spec("healthy", 2, 1)).await;
+
+    let failed = wait_ended(&mut experiments, &mut other, &slow, Duration::from_secs(5)).await;
+    assert_eq!(failed.state(), pb::ExperimentState::Failed);
+    assert!(
+        failed.failure_reason.contains("time budget of 0.3 s"),
+        "{}",
+        failed.failure_reason
+    );
+    run_to_completion(&mut agents, 2).await;
+    assert_eq!(
+        get(&mut experiments, &healthy).await.state(),
+        pb::ExperimentState::Completed
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn failing_later_cancels_pending_trials_and_stops_leased_ones() {
+    let (server, _) = start(Settings::default()).await;
+    let (mut experiments, mut agents) = server.clients().await;
+    let mut other = server.experiments().await;
+    let id = create(&mut experiments, spec("breaks-later", 20, 2)).await;
+    let registration = agents
+        .register_agent(pb::RegisterAgentRequest {
+            capabilities: Some(pb::AgentCapabilities {
+                slots: 1,
+                workloads: vec!["function".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("registers")
+        .into_inner();
+    let lease_one = async |agents: &mut AgentServiceClient<Channel>| loop {
+        let outcome = agents
+            .lease_trial(pb::LeaseTrialRequest {
+                agent_id: registration.agent_id.clone(),
+                agent_secret: registration.agent_secret.clone(),
+                wait_seconds: 1.0,
+            })
+            .await
+            .expect("lease call")
+            .into_inner()
+            .outcome;
+        if let Some(pb::lease_trial_response::Outcome::Lease(lease)) = outcome {
+            break lease;
+        }
+    };
+    // A result frees a slot; topping up then asks for more points, and those rounds fail.
+    let first = lease_one(&mut agents).await;
+    agents
+        .complete_trial(pb::CompleteTrialRequest {
+            lease_id: first.lease_id,
+            agent_secret: registration.agent_secret.clone(),
+            outcome: pb::TrialOutcome::Succeeded as i32,
+            value: Some(0.5),
+            epochs_run: 1,
+            best_epoch: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("completes");
+    let lease = lease_one(&mut agents).await;
+    let failed = wait_ended(&mut experiments, &mut other, &id, Duration::from_secs(10)).await;
+    assert_eq!(failed.state(), pb::ExperimentState::Failed, "{failed:?}");
+    let beat = agents
+        .heartbeat(pb::HeartbeatRequest {
+            agent_id: registration.agent_id.clone(),
+            agent_secret: registration.agent_secret.clone(),
+            lease_ids: vec![lease.lease_id.clone()],
+        })
+        .await
+        .expect("heartbeat")
+        .into_inner();
+    assert_eq!(beat.leases[0].action(), pb::LeaseAction::Stop);
+    let trials = experiments
+        .list_trials(pb::ListTrialsRequest {
+            experiment_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("lists")
+        .into_inner()
+        .trials;
+    assert!(
+        trials.iter().all(|t| t.state() != pb::TrialState::Pending),
+        "no trial is left pending: {trials:?}"
+    );
+    // The agent's stopped trial is still accepted, and the experiment stays failed.
+    agents
+        .complete_trial(pb::CompleteTrialRequest {
+            lease_id: lease.lease_id,
+            agent_secret: registration.agent_secret,
+            outcome: pb::TrialOutcome::Stopped as i32,
+            value: Some(0.25),
+            epochs_run: 1,
+            best_epoch: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("a stopped trial completes");
+    assert_eq!(
+        get(&mut experiments, &id).await.state(),
+        pb::ExperimentState::Failed
+    );
+    server.shutdown().await;
+}
