@@ -12,7 +12,7 @@ use proto::v1::{
     LeaseTrialRequest, LeaseTrialResponse, RegisterAgentRequest, RegisterAgentResponse,
     ReportEpochRequest, ReportEpochResponse, UnregisterAgentRequest, UnregisterAgentResponse,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 use crate::error::{Error, Result};
@@ -75,12 +75,15 @@ pub struct GrpcCoordinator {
 }
 
 impl GrpcCoordinator {
-    /// Creates a client for `url`; it connects on first use and reconnects after failures.
+    /// Creates a client for `url`, over TLS with `tls` (for an `https://` URL); it connects on
+    /// first use and reconnects after failures.
     ///
     /// # Errors
-    /// [`Error::CoordinatorUrl`] when the URL is malformed or the token is not valid ASCII.
+    /// [`Error::CoordinatorUrl`] when the URL is malformed, the TLS config does not fit it, or
+    /// the token is not valid ASCII.
     pub fn new(
         url: &str,
+        tls: Option<ClientTlsConfig>,
         auth_token: Option<&str>,
         connect_timeout: Duration,
         request_timeout: Duration,
@@ -89,10 +92,15 @@ impl GrpcCoordinator {
             url: url.to_string(),
             reason,
         };
-        let endpoint = Endpoint::from_shared(url.to_string())
+        let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|error| url_error(error.to_string()))?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|error| url_error(format!("tls: {}", crate::tls::error_chain(&error))))?;
+        }
         let bearer = match auth_token {
             Some(token) => Some(
                 format!("Bearer {token}")
@@ -287,6 +295,7 @@ mod tests {
     fn client(addr: SocketAddr, request_timeout: Duration) -> GrpcCoordinator {
         GrpcCoordinator::new(
             &format!("http://{addr}"),
+            None,
             None,
             Duration::from_secs(2),
             request_timeout,

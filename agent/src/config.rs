@@ -16,13 +16,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::cost::Pricing;
 use crate::error::{Error, Result};
+use crate::tls::ClientTls;
 
 /// The only config file version this agent reads.
 pub const CONFIG_VERSION: u32 = 1;
@@ -51,6 +52,17 @@ pub struct RawConfig {
     pub gpus_per_instance: Option<u32>,
     /// Bearer token sent to the coordinator, when it requires one.
     pub auth_token: Option<String>,
+    /// A file holding the bearer token (instead of `auth_token`).
+    pub auth_token_file: Option<String>,
+    /// CA certificates (PEM) to verify the coordinator with, for an `https://` URL; the
+    /// system trust store when unset.
+    pub tls_ca_file: Option<String>,
+    /// The agent's certificate (PEM), for a coordinator that requires mutual TLS.
+    pub tls_cert_file: Option<String>,
+    /// The key of `tls_cert_file` (PEM).
+    pub tls_key_file: Option<String>,
+    /// The name the coordinator's certificate must carry, instead of the URL's host.
+    pub tls_domain: Option<String>,
     /// Heartbeat interval used until the coordinator says otherwise.
     pub heartbeat_interval_secs: f64,
     /// Deadline of one RPC.
@@ -85,6 +97,11 @@ impl Default for RawConfig {
             price_per_hour_dollars: None,
             gpus_per_instance: None,
             auth_token: None,
+            auth_token_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_domain: None,
             heartbeat_interval_secs: 5.0,
             request_timeout_secs: 10.0,
             connect_timeout_secs: 3.0,
@@ -143,6 +160,8 @@ pub struct Config {
     pub pricing: Pricing,
     /// Bearer token for the coordinator.
     pub auth_token: Option<String>,
+    /// TLS to the coordinator: `Some` exactly when `coordinator_url` is `https://`.
+    pub tls: Option<ClientTls>,
     /// Timing and retries.
     pub timing: Timing,
     /// CPU backend threads.
@@ -258,14 +277,7 @@ impl RawConfig {
                 self.metrics_listen_addr
             ))
         })?;
-        if !(self.coordinator_url.starts_with("http://")
-            || self.coordinator_url.starts_with("https://"))
-        {
-            return Err(invalid(format!(
-                "coordinator_url '{}' must start with http:// or https://",
-                self.coordinator_url
-            )));
-        }
+        let tls = self.tls()?;
         let pricing = Pricing::resolve(
             self.instance_type.as_deref(),
             self.price_per_hour_dollars,
@@ -283,10 +295,44 @@ impl RawConfig {
             device,
             slots,
             pricing,
-            auth_token: self.auth_token.filter(|token| !token.is_empty()),
+            auth_token: resolve_token(self.auth_token, self.auth_token_file)?,
+            tls,
             timing,
             cpu_threads: self.cpu_threads,
         })
+    }
+
+    /// The TLS settings an `https://` URL implies; TLS fields with an `http://` URL are
+    /// refused rather than ignored.
+    fn tls(&self) -> Result<Option<ClientTls>> {
+        let set = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+        let tls = ClientTls {
+            ca_file: set(&self.tls_ca_file).map(PathBuf::from),
+            cert_file: set(&self.tls_cert_file).map(PathBuf::from),
+            key_file: set(&self.tls_key_file).map(PathBuf::from),
+            domain: set(&self.tls_domain),
+        };
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(invalid(
+                "tls_cert_file and tls_key_file go together: set both or neither".to_string(),
+            ));
+        }
+        if self.coordinator_url.starts_with("https://") {
+            return Ok(Some(tls));
+        }
+        if !self.coordinator_url.starts_with("http://") {
+            return Err(invalid(format!(
+                "coordinator_url '{}' must start with http:// or https://",
+                self.coordinator_url
+            )));
+        }
+        if tls != ClientTls::default() {
+            return Err(invalid(format!(
+                "tls_* fields are set but coordinator_url '{}' is http://: use https:// for TLS",
+                self.coordinator_url
+            )));
+        }
+        Ok(None)
     }
 
     fn timing(&self) -> Result<Timing> {
@@ -317,7 +363,7 @@ impl Config {
     pub fn redacted_summary(&self) -> String {
         format!(
             "coordinator_url={} metrics_listen_addr={} device={:?} slots={} instance_type='{}' \
-             price_per_hour_dollars={} devices_per_instance={} auth_token={} timing={:?}",
+             price_per_hour_dollars={} devices_per_instance={} auth_token={} tls={} timing={:?}",
             self.coordinator_url,
             self.metrics_listen_addr,
             self.device,
@@ -330,8 +376,36 @@ impl Config {
             } else {
                 "<none>"
             },
+            self.tls.as_ref().map_or_else(
+                || "off".to_string(),
+                |tls| format!("on ({})", tls.summary())
+            ),
             self.timing,
         )
+    }
+}
+
+/// The bearer token, inline or from a file (trimmed); not both.
+fn resolve_token(token: Option<String>, file: Option<String>) -> Result<Option<String>> {
+    let token = token.filter(|t| !t.is_empty());
+    let file = file.filter(|f| !f.trim().is_empty());
+    match (token, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            "set auth_token (AGENT_AUTH_TOKEN) or auth_token_file, not both".to_string(),
+        )),
+        (Some(token), None) => Ok(Some(token)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                what: format!("failed to read auth_token_file '{path}'"),
+                source,
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(invalid(format!("auth_token_file '{path}' is empty")));
+            }
+            Ok(Some(token.to_string()))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -455,6 +529,71 @@ mod tests {
         let vars = env(&[("AGENT_LEASE_WAIT_SECS", "2.5")]);
         let cfg = load(None, &vars, &CliOverrides::default()).expect("loads");
         assert_eq!(cfg.timing.lease_wait, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn an_https_url_turns_tls_on_with_the_files_given() {
+        let cfg = from_toml_str(
+            "coordinator_url = \"https://coordinator.internal:50051\"\ntls_ca_file = \"/pki/ca.pem\"\n\
+             tls_cert_file = \"/pki/agent.pem\"\ntls_key_file = \"/pki/agent-key.pem\"\n",
+        )
+        .expect("loads");
+        let tls = cfg.tls.clone().expect("tls is on");
+        assert_eq!(tls.ca_file, Some(PathBuf::from("/pki/ca.pem")));
+        assert_eq!(tls.key_file, Some(PathBuf::from("/pki/agent-key.pem")));
+        assert!(cfg.redacted_summary().contains("/pki/agent.pem"));
+        let vars = env(&[
+            ("AGENT_COORDINATOR_URL", "https://10.0.0.5:50051"),
+            ("AGENT_TLS_DOMAIN", "coordinator.internal"),
+        ]);
+        let cfg = load(None, &vars, &CliOverrides::default()).expect("loads");
+        let tls = cfg.tls.expect("tls is on");
+        assert_eq!(tls.ca_file, None, "the system roots");
+        assert_eq!(tls.domain.as_deref(), Some("coordinator.internal"));
+        let plain = from_toml_str("coordinator_url = \"http://127.0.0.1:1\"").expect("loads");
+        assert!(plain.tls.is_none());
+    }
+
+    #[test]
+    fn tls_fields_without_https_or_half_an_identity_are_refused() {
+        let cases = [
+            ("tls_ca_file = \"/pki/ca.pem\"", "is http://"),
+            (
+                "coordinator_url = \"https://c:1\"\ntls_cert_file = \"/pki/a.pem\"",
+                "both or neither",
+            ),
+            (
+                "coordinator_url = \"https://c:1\"\ntls_key_file = \"/pki/a-key.pem\"",
+                "both or neither",
+            ),
+        ];
+        for (text, words) in cases {
+            let err = from_toml_str(text).expect_err(text).to_string();
+            assert!(err.contains(words), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_token_comes_from_a_file_or_the_environment_not_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").expect("write token");
+        let vars = env(&[("AGENT_AUTH_TOKEN_FILE", path.to_str().expect("utf-8 path"))]);
+        let cfg = load(None, &vars, &CliOverrides::default()).expect("loads");
+        assert_eq!(cfg.auth_token.as_deref(), Some("s3cret"));
+        assert!(!cfg.redacted_summary().contains("s3cret"));
+        let both = env(&[
+            ("AGENT_AUTH_TOKEN_FILE", path.to_str().expect("utf-8 path")),
+            ("AGENT_AUTH_TOKEN", "other"),
+        ]);
+        let err = load(None, &both, &CliOverrides::default()).expect_err("both");
+        assert!(err.to_string().contains("not both"), "{err}");
+        std::fs::write(&path, "\n").expect("write token");
+        let err = load(None, &vars, &CliOverrides::default()).expect_err("empty");
+        assert!(err.to_string().contains("is empty"), "{err}");
+        let missing = env(&[("AGENT_AUTH_TOKEN_FILE", "/nonexistent/token")]);
+        let err = load(None, &missing, &CliOverrides::default()).expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/token"), "{err}");
     }
 
     #[test]

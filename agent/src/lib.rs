@@ -7,7 +7,7 @@
 //! - [`config`]: defaults → TOML → `AGENT_*` environment → CLI flags.
 //! - [`cost`]: the instance catalogue and how a trial's dollar cost is computed.
 //! - [`session`], [`client`], [`outbox`], [`retry`]: talking to the coordinator, keeping reports
-//!   while it is unreachable and re-registering after it restarts.
+//!   while it is unreachable and re-registering after it restarts; [`tls`]: its TLS settings.
 //! - [`slot`] and [`worker`]: K slots, each with a dedicated training thread (the CUDA context
 //!   stays on one OS thread) that talks to the async side through channels.
 //! - [`trainer`], [`functions`] and `textcnn`: what a slot trains.
@@ -37,6 +37,7 @@ pub mod slot;
 #[cfg(test)]
 mod testing;
 pub mod textcnn;
+pub mod tls;
 pub mod train_cmd;
 pub mod trainer;
 pub mod worker;
@@ -63,16 +64,18 @@ use crate::worker::{SlotWorker, TrainerFactory};
 /// boundary, reports them `INTERRUPTED`, unregisters (best effort) and returns.
 ///
 /// # Errors
-/// A device that cannot be used, a metrics address that cannot be bound, or a coordinator that
-/// refuses the registration for good.
+/// A TLS file that cannot be read, a device that cannot be used, a metrics address that cannot
+/// be bound, or a coordinator that refuses the registration for good.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let tls = config.tls.as_ref().map(tls::ClientTls::load).transpose()?;
     let capabilities = capabilities::probe(&config)?;
     let timing = &config.timing;
     let api = GrpcCoordinator::new(
         &config.coordinator_url,
+        tls,
         config.auth_token.as_deref(),
         timing.connect_timeout,
         timing.request_timeout,

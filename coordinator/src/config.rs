@@ -21,6 +21,7 @@ use config::{Environment, File, FileFormat};
 use serde::Deserialize;
 
 use crate::grpc::ConnectionLimits;
+use crate::grpc::tls::TlsFiles;
 use crate::service::Settings;
 use crate::{Error, Result};
 
@@ -53,6 +54,9 @@ const FIELDS: &[&str] = &[
     "connection_idle_timeout_secs",
     "auth_token",
     "auth_token_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_ca_file",
 ];
 
 /// The layered, unvalidated configuration.
@@ -82,6 +86,12 @@ pub struct RawConfig {
     auth_token: Option<String>,
     #[serde(default)]
     auth_token_file: Option<String>,
+    #[serde(default)]
+    tls_cert_file: Option<String>,
+    #[serde(default)]
+    tls_key_file: Option<String>,
+    #[serde(default)]
+    tls_client_ca_file: Option<String>,
 }
 
 /// Values from CLI flags, the highest layer.
@@ -128,6 +138,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Bearer token, when required.
     pub auth_token: Option<String>,
+    /// TLS on the gRPC listener, when configured (read at startup by [`TlsFiles::load`]).
+    pub tls: Option<TlsFiles>,
 }
 
 impl std::fmt::Debug for Config {
@@ -151,6 +163,7 @@ impl std::fmt::Debug for Config {
                 "auth_token",
                 &self.auth_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -428,6 +441,11 @@ impl RawConfig {
             },
             connections,
             auth_token: resolve_token(self.auth_token, self.auth_token_file)?,
+            tls: resolve_tls(
+                self.tls_cert_file,
+                self.tls_key_file,
+                self.tls_client_ca_file,
+            )?,
         })
     }
 }
@@ -490,6 +508,36 @@ fn resolve_token(token: Option<String>, file: Option<String>) -> Result<Option<S
             Ok(Some(token))
         }
         (None, None) => Ok(None),
+    }
+}
+
+/// The TLS files: the certificate and key both or neither, and a client CA only with them. An
+/// empty value counts as unset.
+fn resolve_tls(
+    cert: Option<String>,
+    key: Option<String>,
+    client_ca: Option<String>,
+) -> Result<Option<TlsFiles>> {
+    let set = |value: Option<String>| value.filter(|v| !v.trim().is_empty()).map(PathBuf::from);
+    match (set(cert), set(key), set(client_ca)) {
+        (Some(cert_file), Some(key_file), client_ca_file) => Ok(Some(TlsFiles {
+            cert_file,
+            key_file,
+            client_ca_file,
+        })),
+        (Some(cert), None, _) => Err(Error::Config(format!(
+            "tls_cert_file '{}' is set but tls_key_file is not: set both or neither",
+            cert.display()
+        ))),
+        (None, Some(key), _) => Err(Error::Config(format!(
+            "tls_key_file '{}' is set but tls_cert_file is not: set both or neither",
+            key.display()
+        ))),
+        (None, None, Some(ca)) => Err(Error::Config(format!(
+            "tls_client_ca_file '{}' needs tls_cert_file and tls_key_file (mutual TLS is TLS)",
+            ca.display()
+        ))),
+        (None, None, None) => Ok(None),
     }
 }
 
@@ -711,5 +759,53 @@ mod tests {
         let config = Config::load(None, &no_env(), &overrides).expect("loads");
         assert_eq!(config.auth_token.as_deref(), Some("s3cret"));
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn tls_files_come_from_the_file_and_the_environment_and_are_printed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(
+            &dir,
+            "version = 1\ntls_cert_file = \"/pki/coordinator.pem\"\ntls_key_file = \"/pki/coordinator-key.pem\"\n",
+        );
+        let config = Config::load(Some(&path), &no_env(), &Overrides::default()).expect("loads");
+        let tls = config.tls.clone().expect("tls configured");
+        assert_eq!(tls.cert_file, PathBuf::from("/pki/coordinator.pem"));
+        assert_eq!(tls.client_ca_file, None);
+        let env = HashMap::from([(
+            "COORDINATOR_TLS_CLIENT_CA_FILE".to_string(),
+            "/pki/ca.pem".to_string(),
+        )]);
+        let config = Config::load(Some(&path), &env, &Overrides::default()).expect("loads");
+        assert!(config.tls.as_ref().is_some_and(TlsFiles::mutual));
+        let printed = format!("{config:?}");
+        for file in [
+            "/pki/coordinator.pem",
+            "/pki/coordinator-key.pem",
+            "/pki/ca.pem",
+        ] {
+            assert!(printed.contains(file), "{printed}");
+        }
+        let plain = Config::load(None, &no_env(), &Overrides::default()).expect("defaults");
+        assert_eq!(plain.tls, None);
+    }
+
+    #[test]
+    fn tls_needs_both_the_certificate_and_the_key() {
+        let cases = [
+            ("TLS_CERT_FILE", "/pki/c.pem", "tls_key_file is not"),
+            ("TLS_KEY_FILE", "/pki/k.pem", "tls_cert_file is not"),
+            ("TLS_CLIENT_CA_FILE", "/pki/ca.pem", "needs tls_cert_file"),
+        ];
+        for (variable, value, words) in cases {
+            let env = HashMap::from([(format!("COORDINATOR_{variable}"), value.to_string())]);
+            let message = Config::load(None, &env, &Overrides::default())
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                message.contains(words) && message.contains(value),
+                "{message}"
+            );
+        }
     }
 }

@@ -73,16 +73,25 @@ fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr> {
         .map_err(|e| Error::io("read a listener's address", e))
 }
 
-/// Runs the coordinator: opens the store, binds both listeners, prints the readiness line on
-/// stdout, and serves until `shutdown` completes, then drains and returns.
+/// Runs the coordinator: reads the TLS files, opens the store, binds both listeners, prints
+/// the readiness line on stdout, and serves until `shutdown` completes, then drains and returns.
 ///
 /// # Errors
-/// When the store cannot be opened, a listener cannot be bound, or the server fails.
+/// When a TLS file is missing or invalid, the store cannot be opened, a listener cannot be
+/// bound, or the server fails.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     tracing::info!(config = ?config, "starting coordinator");
+    let tls = match &config.tls {
+        Some(files) => {
+            let server_tls = files.load()?;
+            tracing::info!(mutual = files.mutual(), "grpc listener uses tls");
+            Some(server_tls)
+        }
+        None => None,
+    };
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir))
         .await
@@ -125,6 +134,7 @@ pub async fn run(
         grpc_listener,
         config.auth_token.clone(),
         config.connections,
+        tls,
         signal,
     )
     .await;

@@ -28,6 +28,16 @@ use crate::cluster::{Cluster, Daemon, START_TIMEOUT, binary, wait_for};
 /// # Errors
 /// When it cannot start or never prints its readiness line.
 pub fn start_agent(cluster: &Cluster, name: &str, extra_args: &[&str]) -> Result<Daemon> {
+    let command = agent_command(cluster, extra_args)?;
+    Daemon::spawn(name, command, cluster.dir(), START_TIMEOUT)
+}
+
+/// The command [`start_agent`] runs, for a test that adds settings (TLS files) before it
+/// spawns it with [`Daemon::spawn`].
+///
+/// # Errors
+/// When the binary is missing or the coordinator never started.
+pub fn agent_command(cluster: &Cluster, extra_args: &[&str]) -> Result<Command> {
     let mut command = Command::new(binary("agent")?);
     command
         .args([
@@ -50,7 +60,7 @@ pub fn start_agent(cluster: &Cluster, name: &str, extra_args: &[&str]) -> Result
     if let Some(token) = cluster.token() {
         command.env("AGENT_AUTH_TOKEN", token);
     }
-    Daemon::spawn(name, command, cluster.dir(), START_TIMEOUT)
+    Ok(command)
 }
 
 /// An experiment client on the cluster.

@@ -204,12 +204,21 @@ impl Drop for Daemon {
 pub struct ClusterBuilder {
     token: Option<String>,
     config_lines: Vec<String>,
+    https: bool,
 }
 
 impl ClusterBuilder {
     /// Requires this bearer token on every RPC.
     pub fn token(mut self, token: &str) -> Self {
         self.token = Some(token.to_owned());
+        self
+    }
+
+    /// Makes [`Cluster::grpc_url`] `https://`, for a coordinator given its TLS files with
+    /// [`ClusterBuilder::config_line`]. [`Cluster::channel`] speaks plain HTTP/2 only, so such a
+    /// test builds its own TLS clients.
+    pub fn https(mut self) -> Self {
+        self.https = true;
         self
     }
 
@@ -244,6 +253,7 @@ impl ClusterBuilder {
             token: self.token,
             coordinator: None,
             grpc_addr: None,
+            scheme: if self.https { "https" } else { "http" },
         };
         cluster.start_coordinator()?;
         Ok(cluster)
@@ -257,6 +267,7 @@ pub struct Cluster {
     token: Option<String>,
     coordinator: Option<Daemon>,
     grpc_addr: Option<String>,
+    scheme: &'static str,
 }
 
 impl Cluster {
@@ -331,13 +342,15 @@ impl Cluster {
         self.start_coordinator()
     }
 
-    /// `http://127.0.0.1:PORT` of the coordinator's gRPC listener.
+    /// `http://127.0.0.1:PORT` of the coordinator's gRPC listener (`https://` after
+    /// [`ClusterBuilder::https`]).
     ///
     /// # Errors
     /// Before the first start.
     pub fn grpc_url(&self) -> Result<String> {
         Ok(format!(
-            "http://{}",
+            "{}://{}",
+            self.scheme,
             self.grpc_addr
                 .as_deref()
                 .context("the coordinator never started")?
@@ -364,6 +377,7 @@ impl Cluster {
     }
 
     /// Runs `tunectl ARGS` against this cluster and returns its output (whatever the exit code).
+    /// The caller's `TUNEFLEET_*` token and TLS variables are not passed on.
     ///
     /// # Errors
     /// When `tunectl` cannot be started.
@@ -372,7 +386,11 @@ impl Cluster {
         command
             .args(args)
             .env("TUNEFLEET_COORDINATOR", self.grpc_url()?)
-            .env_remove("TUNEFLEET_TOKEN");
+            .env_remove("TUNEFLEET_TOKEN")
+            .env_remove("TUNEFLEET_TOKEN_FILE")
+            .env_remove("TUNEFLEET_CA_FILE")
+            .env_remove("TUNEFLEET_CERT_FILE")
+            .env_remove("TUNEFLEET_KEY_FILE");
         if let Some(token) = &self.token {
             command.env("TUNEFLEET_TOKEN", token);
         }

@@ -196,7 +196,16 @@ async fn tunectl_local_stops_its_cluster_on_sigterm_and_exits_143() -> Result<()
         Duration::from_secs(60),
     )
     .await?;
-    let said: Vec<String> = run.stderr.try_iter().collect();
+    // tunectl has exited, but the reader thread may not have passed on its last lines yet.
+    let mut said: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !said.iter().any(|l| l.contains("interrupted by SIGTERM")) && Instant::now() < deadline {
+        match run.stderr.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => said.push(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
     ensure!(
         status.code() == Some(143),
         "tunectl exited {status}, not 143:\n{}",

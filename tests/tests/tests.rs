@@ -10,3 +10,4 @@ mod observability_deploy;
 mod observability_prometheus;
 mod process_e2e;
 mod study_e2e;
+mod tls_e2e;

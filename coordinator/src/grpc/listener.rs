@@ -11,6 +11,11 @@
 //! a server layer, tells the connection its first request came. HTTP/2 keepalive and the
 //! per-connection stream cap are set on the server in [`super::serve_with_limits`].
 //!
+//! With TLS, tonic wraps each accepted [`LimitedConnection`] in a rustls stream, so the cap and
+//! the idle timeout apply unchanged (requests still carry the [`ConnectionInfo`], beside
+//! tonic's `TlsConnectInfo`); the timeout also bounds the TLS handshake, since it counts from
+//! the accept.
+//!
 //! ```
 //! let limits = coordinator::grpc::listener::ConnectionLimits::default();
 //! assert_eq!(limits.max_connections, 4096);

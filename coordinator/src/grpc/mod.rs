@@ -1,12 +1,13 @@
 //! The gRPC layer: thin tonic adapters over the domain services, the bearer-token and draining
-//! gate, error mapping, and the server with health checks, graceful shutdown and connection
-//! limits ([`listener`]).
+//! gate, error mapping, and the server with health checks, graceful shutdown, connection
+//! limits ([`listener`]) and optional TLS ([`tls`]).
 
 pub mod agent;
 pub mod convert;
 pub mod experiment;
 pub mod listener;
 pub mod status;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use proto::v1::agent_service_server::AgentServiceServer;
 use proto::v1::experiment_service_server::ExperimentServiceServer;
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::{Interceptor, InterceptorLayer};
+use tonic::transport::ServerTlsConfig;
 use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 
@@ -79,7 +81,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// [`serve_with_limits`] with the default [`ConnectionLimits`].
+/// [`serve_with_limits`] with the default [`ConnectionLimits`], without TLS.
 ///
 /// # Errors
 /// When the transport fails.
@@ -94,20 +96,22 @@ where
     S: ExperimentService + AgentService + Clone,
 {
     let limits = ConnectionLimits::default();
-    serve_with_limits(service, metrics, listener, token, limits, shutdown).await
+    serve_with_limits(service, metrics, listener, token, limits, None, shutdown).await
 }
 
-/// Serves both services and health on `listener` within `limits` until `shutdown` completes,
-/// then drains: health turns NOT_SERVING, new requests get `Unavailable`, in-flight ones finish.
+/// Serves both services and health on `listener` within `limits`, over TLS when `tls` is given
+/// ([`tls::TlsFiles::load`] makes it), until `shutdown` completes, then drains: health turns
+/// NOT_SERVING, new requests get `Unavailable`, in-flight ones finish.
 ///
 /// # Errors
-/// When the transport fails.
+/// When the TLS config is refused or the transport fails.
 pub async fn serve_with_limits<S>(
     service: S,
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
     token: Option<String>,
     limits: ConnectionLimits,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()>
 where
@@ -138,7 +142,11 @@ where
         tracing::info!("draining grpc server");
     };
     let mark_requested: listener::MarkRequested = listener::mark_requested;
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))

@@ -30,6 +30,8 @@ enum Command {
     Study(tunectl::cli::study::StudyOptions),
     /// Writes a study's tables, plots and parameter importance into a directory.
     Report(tunectl::cli::report::ReportOptions),
+    /// Makes a private CA and TLS certificates for the coordinator and its clients.
+    Certs(tunectl::cli::certs::CertsOptions),
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -59,6 +61,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             let mut stdout = std::io::stdout().lock();
             runtime.block_on(cli::report::run(&args.connect, &options, &mut stdout))
         }
+        Command::Certs(options) => cli::certs::run(&options, &mut std::io::stdout().lock()),
     }
 }
 

@@ -1,10 +1,13 @@
 //! `tunectl`, the command-line client: create, list, inspect, watch and stop experiments over
-//! gRPC. (`ask-tell` and `local` live in [`crate::ask_tell`] and [`crate::local`].)
+//! gRPC, over TLS for an `https://` coordinator ([`tls`]), and make a private CA for that
+//! ([`certs`]). (`ask-tell` and `local` live in [`crate::ask_tell`] and [`crate::local`].)
 
+pub mod certs;
 pub mod output;
 pub mod report;
 pub mod spec;
 pub mod study;
+pub mod tls;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -23,7 +26,7 @@ use spec::SpecFile;
 /// Where the coordinator is and how to authenticate.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ConnectOptions {
-    /// Coordinator gRPC URL.
+    /// Coordinator gRPC URL; https:// turns TLS on.
     #[arg(
         long,
         env = "TUNEFLEET_COORDINATOR",
@@ -31,9 +34,36 @@ pub struct ConnectOptions {
         global = true
     )]
     pub coordinator: String,
-    /// Bearer token, when the coordinator requires one.
+    /// Bearer token, when the coordinator requires one (prefer --token-file).
     #[arg(long, env = "TUNEFLEET_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, env = "TUNEFLEET_TOKEN_FILE", value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// CA certificates (PEM) to verify an https:// coordinator with (default: the system's
+    /// trust store).
+    #[arg(long, env = "TUNEFLEET_CA_FILE", value_name = "FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for a coordinator that requires mutual TLS.
+    #[arg(long, env = "TUNEFLEET_CERT_FILE", value_name = "FILE", global = true)]
+    pub cert_file: Option<PathBuf>,
+    /// Private key of --cert-file (PEM).
+    #[arg(long, env = "TUNEFLEET_KEY_FILE", value_name = "FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl ConnectOptions {
+    /// A coordinator at `url` without a token or TLS files (the one `tunectl local` starts).
+    pub fn plain(url: &str) -> Self {
+        Self {
+            coordinator: url.to_owned(),
+            token: None,
+            token_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
 }
 
 /// The experiment commands (`create` … `stop`).
@@ -107,21 +137,28 @@ impl Interceptor for BearerToken {
 /// The client type `tunectl` uses.
 pub type Client = ExperimentServiceClient<InterceptedService<Channel, BearerToken>>;
 
-/// Connects to the coordinator.
+/// Connects to the coordinator, over TLS for an `https://` URL.
 ///
 /// # Errors
-/// When the URL is invalid or the coordinator cannot be reached.
+/// When the URL, a TLS file or the token file is invalid, or the coordinator cannot be reached
+/// (or its certificate does not verify).
 pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Client> {
-    let endpoint = Endpoint::from_shared(options.coordinator.clone())
+    let token = tls::token(options)?;
+    let mut endpoint = Endpoint::from_shared(options.coordinator.clone())
         .with_context(|| format!("invalid coordinator url '{}'", options.coordinator))?
         .connect_timeout(std::time::Duration::from_secs(5));
+    if let Some(tls) = tls::client_config(options)? {
+        endpoint = endpoint
+            .tls_config(tls)
+            .with_context(|| format!("cannot set up tls for '{}'", options.coordinator))?;
+    }
     let channel = endpoint.connect().await.with_context(|| {
         format!(
             "cannot connect to the coordinator at {}",
             options.coordinator
         )
     })?;
-    let token = match &options.token {
+    let token = match token {
         Some(token) => Some(
             format!("Bearer {token}")
                 .parse()

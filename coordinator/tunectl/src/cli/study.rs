@@ -147,10 +147,7 @@ pub async fn run(
         slots: options.slots,
     };
     let mut cluster = RunningCluster::start(options.data_dir.clone(), &agents)?;
-    let local = ConnectOptions {
-        coordinator: cluster.url.clone(),
-        token: None,
-    };
+    let local = ConnectOptions::plain(&cluster.url);
     let outcome = drive_and_report(
         &local,
         options,

@@ -144,10 +144,7 @@ async fn drive(
     termination: &mut Termination,
     started: Instant,
 ) -> anyhow::Result<String> {
-    let options = ConnectOptions {
-        coordinator: url.to_string(),
-        token: None,
-    };
+    let options = ConnectOptions::plain(url);
     let created = async {
         let mut client = cli::connect(&options).await?;
         let experiment = cli::create_experiment(&mut client, spec).await?;
