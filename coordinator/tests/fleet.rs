@@ -12,7 +12,8 @@ use std::time::Duration;
 use coordinator::metrics::Metrics;
 use coordinator::service::model::TrialState;
 use coordinator::service::{
-    AgentService, Coordinator, ExperimentService, LeaseAction, LeaseOutcome, Settings, WriteMode,
+    AgentService, Coordinator, ExperimentService, LeaseAction, LeaseOutcome, Page, Settings,
+    WriteMode,
 };
 use coordinator::store::{Change, ExperimentStore, MemoryStore, Snapshot};
 use support::{agent, epoch, lease_now, running, settings, spec, start, success, wait_created};
@@ -23,7 +24,7 @@ async fn trial_state(
     experiment: &coordinator::service::model::ExperimentId,
 ) -> TrialState {
     let trials = coordinator
-        .list_trials(experiment.clone(), false)
+        .list_trials(experiment.clone(), false, Page::ALL)
         .await
         .expect("lists");
     trials[0].record.state
@@ -96,7 +97,7 @@ async fn an_expired_lease_nobody_took_is_revived_and_its_late_result_accepted() 
         .await
         .expect("late result accepted");
     let trials = coordinator
-        .list_trials(experiment.clone(), true)
+        .list_trials(experiment.clone(), true, Page::ALL)
         .await
         .expect("lists");
     let trial = &trials[0];
@@ -305,7 +306,7 @@ async fn silent_agents_are_pruned_and_an_unregistering_agent_gives_its_trials_ba
         1
     );
     let trials = coordinator
-        .list_trials(experiment, false)
+        .list_trials(experiment, false, Page::ALL)
         .await
         .expect("lists");
     let released = trials
@@ -435,7 +436,7 @@ async fn a_request_dropped_in_the_middle_of_its_commit_leaves_store_and_memory_e
         .expect("registers");
     let snapshot = store.load().expect("loads");
     let memory = coordinator
-        .list_trials(experiment.clone(), true)
+        .list_trials(experiment.clone(), true, Page::ALL)
         .await
         .expect("lists");
     let stored: Vec<_> = snapshot
@@ -530,7 +531,7 @@ async fn no_two_trials_of_a_bo_experiment_coincide() {
         }
     }
     let trials = coordinator
-        .list_trials(experiment.clone(), false)
+        .list_trials(experiment.clone(), false, Page::ALL)
         .await
         .expect("lists");
     assert_eq!(trials.len(), 24);

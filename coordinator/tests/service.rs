@@ -206,6 +206,7 @@ async fn trials(experiments: &mut ExperimentServiceClient<Channel>, id: &str) ->
     let request = pb::ListTrialsRequest {
         experiment_id: id.into(),
         include_epochs: true,
+        ..Default::default()
     };
     experiments
         .list_trials(request)
@@ -747,5 +748,93 @@ async fn without_a_rule_nothing_stops_and_bad_rules_are_refused() {
         .expect_err("refused");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("eta"), "{}", err.message());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn lists_come_in_pages_that_add_up_to_the_whole_list() {
+    let server = Server::start(MemoryStore::new(), fast_settings(), None).await;
+    let (mut experiments, _) = server.clients().await;
+    let experiment = create(&mut experiments, branin_spec(25, 25)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&mut experiments, &experiment.id).await.trials_created < 25 {
+        assert!(
+            Instant::now() < deadline,
+            "25 trials were not created in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let whole = trials(&mut experiments, &experiment.id).await;
+    assert_eq!(whole.len(), 25, "the default page holds them all");
+    let mut paged = Vec::new();
+    let mut tokens = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = experiments
+            .list_trials(pb::ListTrialsRequest {
+                experiment_id: experiment.id.clone(),
+                include_epochs: true,
+                page_size: 10,
+                page_token,
+            })
+            .await
+            .expect("a page")
+            .into_inner();
+        assert!(page.trials.len() <= 10);
+        paged.extend(page.trials);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        tokens.push(page.next_page_token.clone());
+        page_token = page.next_page_token;
+    }
+    assert_eq!(tokens, ["10", "20"]);
+    assert_eq!(paged, whole);
+
+    for name in ["second", "third"] {
+        let mut spec = branin_spec(1, 1);
+        spec.name = name.into();
+        create(&mut experiments, spec).await;
+    }
+    let first = experiments
+        .list_experiments(pb::ListExperimentsRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("a page")
+        .into_inner();
+    let rest = experiments
+        .list_experiments(pb::ListExperimentsRequest {
+            page_size: 2,
+            page_token: first.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("the last page")
+        .into_inner();
+    let names: Vec<_> = first
+        .experiments
+        .iter()
+        .chain(&rest.experiments)
+        .filter_map(|e| e.spec.as_ref().map(|s| s.name.clone()))
+        .collect();
+    assert_eq!(names, ["branin", "second", "third"]);
+    assert_eq!(
+        (
+            first.next_page_token.as_str(),
+            rest.next_page_token.as_str()
+        ),
+        ("2", "")
+    );
+    let bad = experiments
+        .list_experiments(pb::ListExperimentsRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a token the server never gave");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("page_token"), "{}", bad.message());
     server.shutdown().await;
 }

@@ -116,11 +116,22 @@ pub async fn trials(
     client: &mut ExperimentServiceClient<Channel>,
     id: &str,
 ) -> Result<Vec<pb::Trial>> {
-    let request = pb::ListTrialsRequest {
-        experiment_id: id.to_string(),
-        include_epochs: true,
-    };
-    Ok(client.list_trials(request).await?.into_inner().trials)
+    let mut trials = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListTrialsRequest {
+            experiment_id: id.to_string(),
+            include_epochs: true,
+            page_token,
+            page_size: 0,
+        };
+        let page = client.list_trials(request).await?.into_inner();
+        trials.extend(page.trials);
+        if page.next_page_token.is_empty() {
+            return Ok(trials);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 /// Polls until the experiment is no longer running; tolerates a coordinator that is restarting.

@@ -259,9 +259,10 @@ async fn a_tls_cluster_runs_an_experiment_and_refuses_clients_without_the_ca() -
         "the experiment ended {:?}",
         finished.state()
     );
+    // 4 trials: one page.
     let mut request = tonic::Request::new(pb::ListTrialsRequest {
         experiment_id: id.clone(),
-        include_epochs: false,
+        ..Default::default()
     });
     let bearer = format!("Bearer {TOKEN}").parse().expect("an ascii token");
     request.metadata_mut().insert("authorization", bearer);

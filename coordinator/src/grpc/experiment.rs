@@ -7,6 +7,7 @@ use proto::v1::experiment_service_server::ExperimentService as PbExperimentServi
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::paging::{Window, page_of};
 use super::status::respond;
 use crate::Error;
 use crate::metrics::Metrics;
@@ -77,15 +78,20 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
         &self,
         request: Request<pb::ListExperimentsRequest>,
     ) -> Result<Response<pb::ListExperimentsResponse>, Status> {
-        let study = Some(request.into_inner().study).filter(|s| !s.is_empty());
-        let result =
-            self.service
-                .list_experiments(study)
-                .await
-                .map(|views| pb::ListExperimentsResponse {
-                    experiments: views.iter().map(pb::Experiment::from).collect(),
-                });
-        respond(&self.metrics, "ListExperiments", result)
+        let result = async {
+            let inner = request.into_inner();
+            let window = Window::parse(&inner.page_token, inner.page_size)?;
+            let study = Some(inner.study).filter(|s| !s.is_empty());
+            let views = self.service.list_experiments(study, window.page()).await?;
+            let encoded = views.iter().map(pb::Experiment::from).collect();
+            let (experiments, next_page_token) =
+                page_of(&window, encoded, prost::Message::encoded_len);
+            Ok(pb::ListExperimentsResponse {
+                experiments,
+                next_page_token,
+            })
+        };
+        respond(&self.metrics, "ListExperiments", result.await)
     }
 
     #[instrument(skip(self, request))]
@@ -112,12 +118,20 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
     ) -> Result<Response<pb::ListTrialsResponse>, Status> {
         let result = async {
             let inner = request.into_inner();
+            let window = Window::parse(&inner.page_token, inner.page_size)?;
             let trials = self
                 .service
-                .list_trials(experiment_id(inner.experiment_id)?, inner.include_epochs)
+                .list_trials(
+                    experiment_id(inner.experiment_id)?,
+                    inner.include_epochs,
+                    window.page(),
+                )
                 .await?;
+            let encoded = trials.iter().map(pb::Trial::from).collect();
+            let (trials, next_page_token) = page_of(&window, encoded, prost::Message::encoded_len);
             Ok(pb::ListTrialsResponse {
-                trials: trials.iter().map(pb::Trial::from).collect(),
+                trials,
+                next_page_token,
             })
         };
         respond(&self.metrics, "ListTrials", result.await)

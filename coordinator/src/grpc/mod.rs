@@ -6,6 +6,7 @@ pub mod agent;
 pub mod convert;
 pub mod experiment;
 pub mod listener;
+pub mod paging;
 pub mod status;
 pub mod tls;
 
@@ -154,7 +155,7 @@ where
         .add_service(health)
         .add_service(InterceptedService::new(
             ExperimentServiceServer::new(experiments)
-                .max_decoding_message_size(limits::MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(limits::MAX_CLIENT_MESSAGE_BYTES),
             gate.clone(),
         ))
         .add_service(InterceptedService::new(

@@ -12,7 +12,7 @@ use super::model::{
     random_u64,
 };
 use super::state::Live;
-use super::{Coordinator, ExperimentService, ExperimentView, TrialView};
+use super::{Coordinator, ExperimentService, ExperimentView, Page, TrialView};
 use crate::store::Change;
 use crate::suggest::space_of;
 use crate::{Error, Result};
@@ -145,15 +145,23 @@ impl ExperimentService for Coordinator {
         Ok(Self::view(&live))
     }
 
-    async fn list_experiments(&self, study: Option<String>) -> Result<Vec<ExperimentView>> {
+    async fn list_experiments(
+        &self,
+        study: Option<String>,
+        page: Page,
+    ) -> Result<Vec<ExperimentView>> {
+        // Cells are kept in creation order, so a page is a window of the (filtered) cells.
         let mut views: Vec<ExperimentView> = self
             .cells()
             .iter()
-            .filter_map(|cell| {
-                let live = cell.lock();
-                let wanted = study.as_deref().is_none_or(|s| live.record.spec.study == s);
-                wanted.then(|| Self::view(&live))
+            .filter(|cell| {
+                study
+                    .as_deref()
+                    .is_none_or(|s| cell.lock().record.spec.study == s)
             })
+            .skip(page.from)
+            .take(page.limit)
+            .map(|cell| Self::view(&cell.lock()))
             .collect();
         views.sort_by(|a, b| {
             a.record
@@ -182,12 +190,19 @@ impl ExperimentService for Coordinator {
         Ok(view)
     }
 
-    async fn list_trials(&self, id: ExperimentId, include_epochs: bool) -> Result<Vec<TrialView>> {
+    async fn list_trials(
+        &self,
+        id: ExperimentId,
+        include_epochs: bool,
+        page: Page,
+    ) -> Result<Vec<TrialView>> {
         let cell = self.cell(&id)?;
         let live = cell.lock();
         Ok(live
             .trials()
             .iter()
+            .skip(page.from)
+            .take(page.limit)
             .map(|t| Self::trial_view(&live, t, include_epochs))
             .collect())
     }

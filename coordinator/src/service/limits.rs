@@ -41,8 +41,12 @@ pub const MAX_DATASET_BYTES: usize = 4096;
 pub const MAX_ID_BYTES: usize = 128;
 /// The largest encoded experiment spec, in bytes.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024;
-/// The largest gRPC message the server decodes, in bytes.
+/// The largest agent gRPC message the server decodes, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// The largest client (experiment service) gRPC message the server decodes, in bytes: room for
+/// a spec far over [`MAX_SPEC_BYTES`] to be refused by validation, with a message naming the
+/// field and the limit, rather than by the transport.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// The most dollars a spec's `budget_dollars` may be.
 pub const MAX_BUDGET_DOLLARS: f64 = 1e12;
 /// The highest epoch number, and the most distinct epochs an attempt may report, when the

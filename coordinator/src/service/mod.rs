@@ -136,6 +136,23 @@ pub struct TrialView {
     pub epochs: Vec<EpochRecord>,
 }
 
+/// A window of a list: at most `limit` items from index `from`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Index of the first item.
+    pub from: usize,
+    /// Most items.
+    pub limit: usize,
+}
+
+impl Page {
+    /// Everything.
+    pub const ALL: Page = Page {
+        from: 0,
+        limit: usize::MAX,
+    };
+}
+
 /// The answer to a registration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Registration {
@@ -264,21 +281,23 @@ pub trait ExperimentService: Send + Sync + 'static {
         &self,
         id: ExperimentId,
     ) -> impl Future<Output = Result<ExperimentView>> + Send;
-    /// Every experiment (of one study when given), oldest first.
+    /// The experiments (of one study when given) in `page`, oldest first.
     fn list_experiments(
         &self,
         study: Option<String>,
+        page: Page,
     ) -> impl Future<Output = Result<Vec<ExperimentView>>> + Send;
     /// Stops an experiment: pending trials are cancelled, running ones told to stop.
     fn stop_experiment(
         &self,
         id: ExperimentId,
     ) -> impl Future<Output = Result<ExperimentView>> + Send;
-    /// An experiment's trials in creation order.
+    /// An experiment's trials in `page`, in creation order.
     fn list_trials(
         &self,
         id: ExperimentId,
         include_epochs: bool,
+        page: Page,
     ) -> impl Future<Output = Result<Vec<TrialView>>> + Send;
     /// The best trial so far.
     fn best_trial(

@@ -198,15 +198,8 @@ pub async fn run(
     match command {
         ExperimentCommand::Create { .. } => unreachable!("handled above"),
         ExperimentCommand::List { study } => {
-            let request = pb::ListExperimentsRequest {
-                study: study.unwrap_or_default(),
-            };
-            let response = client
-                .list_experiments(request)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            for experiment in &response.experiments {
+            let experiments = list_experiments(&mut client, &study.unwrap_or_default()).await?;
+            for experiment in &experiments {
                 writeln!(out, "{}", output::experiment_line(experiment))?;
             }
         }
@@ -301,14 +294,53 @@ pub async fn list_trials(
     id: &str,
     include_epochs: bool,
 ) -> anyhow::Result<Vec<pb::Trial>> {
-    let request = pb::ListTrialsRequest {
-        experiment_id: id.to_owned(),
-        include_epochs,
-    };
-    Ok(client
-        .list_trials(request)
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .trials)
+    let mut trials = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListTrialsRequest {
+            experiment_id: id.to_owned(),
+            include_epochs,
+            page_token,
+            page_size: 0,
+        };
+        let page = client
+            .list_trials(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        trials.extend(page.trials);
+        if page.next_page_token.is_empty() {
+            return Ok(trials);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Every experiment (of `study`, when not empty), oldest first, page by page.
+///
+/// # Errors
+/// When a request fails.
+pub async fn list_experiments(
+    client: &mut Client,
+    study: &str,
+) -> anyhow::Result<Vec<pb::Experiment>> {
+    let mut experiments = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListExperimentsRequest {
+            study: study.to_owned(),
+            page_token,
+            page_size: 0,
+        };
+        let page = client
+            .list_experiments(request)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        experiments.extend(page.experiments);
+        if page.next_page_token.is_empty() {
+            return Ok(experiments);
+        }
+        page_token = page.next_page_token;
+    }
 }

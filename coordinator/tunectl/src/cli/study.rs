@@ -190,8 +190,8 @@ async fn drive_and_report(
     tokio::select! {
         driven = run::drive(&mut client, planned, at_once, poll, &mut alive) => { driven?; }
         signal = termination.recv() => {
-            let listed = stopper.list_experiments(proto::v1::ListExperimentsRequest { study: study.clone() }).await;
-            let ids: Vec<String> = listed.map(|r| r.into_inner().experiments.into_iter().map(|e| e.id).collect()).unwrap_or_default();
+            let listed = super::list_experiments(&mut stopper, &study).await;
+            let ids: Vec<String> = listed.map(|all| all.into_iter().map(|e| e.id).collect()).unwrap_or_default();
             run::stop_all(&mut stopper, &ids).await;
             return Err(Interrupted::new(signal, format!("the experiments of study {study} were stopped")).into());
         }

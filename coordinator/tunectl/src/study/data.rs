@@ -131,15 +131,7 @@ impl StudyData {
 /// # Errors
 /// When a request fails or the study has no experiments.
 pub async fn fetch(client: &mut Client, study: &str) -> anyhow::Result<StudyData> {
-    let request = pb::ListExperimentsRequest {
-        study: study.to_string(),
-    };
-    let mut experiments = client
-        .list_experiments(request)
-        .await
-        .map_err(cli::status_error)?
-        .into_inner()
-        .experiments;
+    let mut experiments = cli::list_experiments(client, study).await?;
     anyhow::ensure!(
         !experiments.is_empty(),
         "study '{study}' has no experiments"
