@@ -35,6 +35,7 @@ pub mod model;
 pub mod refill;
 pub mod registry;
 pub mod state;
+pub mod suggest_pool;
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -44,7 +45,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tuner::space::Assignment;
 
@@ -380,8 +381,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Woken when trials become ready, for long-polling `LeaseTrial`s.
     work: Notify,
-    /// Bounds the BO suggestions computed at once.
-    suggest_permits: Arc<Semaphore>,
+    /// The low-priority threads that compute BO suggestions (`suggest_concurrency` of them).
+    suggest_pool: suggest_pool::SuggestPool,
     /// What computes suggestions ([`crate::suggest::suggest`] but in tests).
     suggester: Suggester,
 }
@@ -508,7 +509,7 @@ impl Coordinator {
             }
         }
         let count = experiments.order.len();
-        let permits = settings.suggest_concurrency.max(1);
+        let suggest_threads = settings.suggest_concurrency.max(1);
         let coordinator = Self {
             inner: Arc::new(Inner {
                 experiments: RwLock::new(experiments),
@@ -518,7 +519,7 @@ impl Coordinator {
                 settings,
                 metrics,
                 work: Notify::new(),
-                suggest_permits: Arc::new(Semaphore::new(permits)),
+                suggest_pool: suggest_pool::SuggestPool::new(suggest_threads),
                 suggester,
             }),
         };

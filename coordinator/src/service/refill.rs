@@ -11,15 +11,16 @@
 //! recomputed when new results arrive (its new points replace the unused old ones); random and
 //! grid search only top theirs up (a buffer as long as the parallelism). A round that ends with
 //! slots still free, or results that arrived during it, starts the next at once, so the
-//! suggester is never idle while agents wait. BO rounds share `suggest_concurrency` permits, so a
-//! core stays free for requests; random and grid rounds are cheap and skip the queue.
+//! suggester is never idle while agents wait. BO rounds run on `suggest_concurrency` threads of
+//! their own at a lower priority ([`super::suggest_pool`]), so a core stays free for requests and
+//! a fit never delays one; random and grid rounds are cheap and run on tokio's blocking pool.
 //!
 //! Suggestion work is bounded and isolated: a failed round is retried after a second, and an
 //! experiment whose rounds fail [`MAX_SUGGEST_FAILURES`] times in a row, or whose round runs past
 //! `suggest_timeout`, is marked failed with the reason (its pending trials cancelled, its leased
-//! ones asked to stop). A round past its budget cannot be cancelled on its thread, so it keeps its
-//! permit until it ends and its result is dropped; other experiments and requests never wait for
-//! it.
+//! ones asked to stop). The budget counts from the start of the computation, not from its place
+//! in the queue. A round past its budget cannot be cancelled on its thread, so it keeps the thread
+//! until it ends and its result is dropped; other experiments and requests never wait for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,14 +162,6 @@ impl Coordinator {
     }
 
     async fn compute(self, cell: Arc<ExperimentCell>, round: Round) {
-        let permit = if round.input.spec.strategy == Strategy::Bo {
-            Arc::clone(&self.inner.suggest_permits)
-                .acquire_owned()
-                .await
-                .ok()
-        } else {
-            None
-        };
         let Round {
             input,
             replace,
@@ -179,13 +172,21 @@ impl Coordinator {
         let metrics = Arc::clone(&self.inner.metrics);
         let suggester = Arc::clone(&self.inner.suggester);
         let budget = self.inner.settings.suggest_timeout;
-        let task = tokio::task::spawn_blocking(move || {
-            let result = suggester(&input, &metrics);
-            // Held until the computation ends, even when its result is no longer wanted.
-            drop(permit);
-            result
-        });
-        let end = match tokio::time::timeout(budget, task).await {
+        let bo = input.spec.strategy == Strategy::Bo;
+        let job = move || suggester(&input, &metrics);
+        let finished = if bo {
+            let running = self.inner.suggest_pool.run(job);
+            // Queueing behind other experiments' rounds does not count against the budget.
+            let _ = running.started.await;
+            tokio::time::timeout(budget, running.done)
+                .await
+                .map(|done| done.map_err(|_| "it panicked".to_string()))
+        } else {
+            tokio::time::timeout(budget, tokio::task::spawn_blocking(job))
+                .await
+                .map(|done| done.map_err(|e| e.to_string()))
+        };
+        let end = match finished {
             Ok(Ok(Ok(points))) => RoundEnd::Points(points),
             Ok(Ok(Err(error))) => RoundEnd::Failed(crate::display_chain(&error)),
             Ok(Err(error)) => RoundEnd::Failed(format!("the suggestion task failed: {error}")),
