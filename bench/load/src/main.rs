@@ -39,6 +39,10 @@ struct Args {
     /// Simulated training time per epoch, milliseconds.
     #[arg(long, default_value_t = 0)]
     work_ms: u64,
+    /// The long poll agents ask for in LeaseTrial, seconds (0: none; the LeaseTrial latency is
+    /// then the coordinator's service time).
+    #[arg(long, default_value_t = 5.0)]
+    lease_wait_secs: f64,
     /// Lease timeout given to the coordinator (COORDINATOR_LEASE_TIMEOUT_SECS); default: its own.
     #[arg(long)]
     lease_timeout_secs: Option<u64>,
@@ -74,6 +78,8 @@ async fn bench(args: Args) -> Result<()> {
         duration: Duration::from_secs(args.duration),
         epochs: args.epochs.max(1),
         work_per_epoch: Duration::from_millis(args.work_ms),
+        lease_wait: Duration::try_from_secs_f64(args.lease_wait_secs)
+            .map_err(|e| anyhow::anyhow!("--lease-wait-secs {}: {e}", args.lease_wait_secs))?,
         lease_timeout_secs: args.lease_timeout_secs,
         heartbeat_secs: args.heartbeat_secs,
         channels: args.channels,

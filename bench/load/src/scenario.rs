@@ -46,6 +46,9 @@ pub struct Scenario {
     pub epochs: u32,
     /// Simulated training time per epoch.
     pub work_per_epoch: Duration,
+    /// The long poll agents ask for in `LeaseTrial` (0: none, so its latency is the
+    /// coordinator's service time).
+    pub lease_wait: Duration,
     /// `COORDINATOR_LEASE_TIMEOUT_SECS` for the child, when set.
     pub lease_timeout_secs: Option<u64>,
     /// `COORDINATOR_HEARTBEAT_INTERVAL_SECS` for the child, when set.
@@ -87,7 +90,7 @@ impl Scenario {
             agent: AgentConfig {
                 epochs: self.epochs,
                 work_per_epoch: self.work_per_epoch,
-                lease_wait: Duration::from_secs(5),
+                lease_wait: self.lease_wait,
                 rpc_timeout: self.rpc_timeout,
                 retry: RetryPolicy::default(),
                 keep_acks: false,
