@@ -317,6 +317,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_id_the_coordinator_gave_away_is_replaced_by_a_new_identity() {
+        let fake = FakeCoordinator::new();
+        let session = Session::new(fake.clone(), AgentCapabilities::default(), fast_timing());
+        let (_tx, mut rx) = watch::channel(false);
+        session.register(&mut rx).await.expect("registered");
+        let first_secret = session.secret();
+        assert_eq!(first_secret, crate::testing::secret_of("agent-1"));
+        fake.give_away("agent-1");
+        session
+            .lease()
+            .await
+            .expect("a lease as a new agent after the refusal");
+        assert_eq!(session.agent_id(), "agent-2");
+        assert_eq!(session.secret(), crate::testing::secret_of("agent-2"));
+        assert_eq!(fake.registrations(), 3, "first, refused, fresh");
+    }
+
+    #[tokio::test]
     async fn lease_requests_carry_the_configured_wait() {
         let fake = FakeCoordinator::new();
         let session = Session::new(fake.clone(), AgentCapabilities::default(), fast_timing());

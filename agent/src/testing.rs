@@ -41,6 +41,8 @@ struct State {
     down: bool,
     next_agent: u32,
     agents: HashSet<String>,
+    /// Ids registered to someone else: re-registering one is refused.
+    taken: HashSet<String>,
     registrations: usize,
     leases: VecDeque<Lease>,
     stale: HashSet<String>,
@@ -91,6 +93,12 @@ impl FakeCoordinator {
     }
     pub fn forget_agents(&self) {
         self.state().agents.clear();
+    }
+    /// Forgets the agents and gives `id` to someone else, so re-registering it is refused.
+    pub fn give_away(&self, id: &str) {
+        let mut state = self.state();
+        state.agents.clear();
+        state.taken.insert(id.to_string());
     }
     pub fn add_lease(&self, lease: Lease) {
         self.state().leases.push_back(lease);
@@ -177,8 +185,9 @@ impl CoordinatorApi for FakeCoordinator {
             state.next_agent += 1;
             format!("agent-{}", state.next_agent)
         } else {
-            if state.agents.contains(&req.agent_id) && req.agent_secret != secret_of(&req.agent_id)
-            {
+            let wrong_secret = state.agents.contains(&req.agent_id)
+                && req.agent_secret != secret_of(&req.agent_id);
+            if wrong_secret || state.taken.contains(&req.agent_id) {
                 return Err(Status::permission_denied("id taken: wrong agent_secret"));
             }
             req.agent_id
