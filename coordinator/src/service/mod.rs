@@ -36,6 +36,7 @@ pub mod refill;
 pub mod registry;
 pub mod state;
 pub mod suggest_pool;
+pub mod workloads;
 
 use std::future::Future;
 use std::num::NonZeroU32;
