@@ -124,7 +124,8 @@ pub struct Config {
     pub lease_check_interval: Duration,
     /// Default leases a trial gets.
     pub max_attempts: NonZeroU32,
-    /// Default initial space-filling trials.
+    /// The cap of a spec's default initial space-filling trials (which grow with its budget:
+    /// `service::experiments::default_initial_trials`).
     pub default_initial_trials: NonZeroU32,
     /// The longest a `LeaseTrial` long poll waits (0: never waits).
     pub max_lease_wait: Duration,

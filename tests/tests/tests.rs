@@ -11,3 +11,4 @@ mod observability_prometheus;
 mod process_e2e;
 mod study_e2e;
 mod tls_e2e;
+mod workload_metrics_e2e;

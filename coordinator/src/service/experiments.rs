@@ -12,6 +12,7 @@ use super::model::{
     random_u64,
 };
 use super::state::Live;
+use super::workloads::{check_metric, default_metric};
 use super::{Coordinator, ExperimentService, ExperimentView, Page, TrialView};
 use crate::store::Change;
 use crate::suggest::space_of;
@@ -20,11 +21,23 @@ use crate::{Error, Result};
 /// Default levels a parameter for grid search (the study's 3).
 pub const DEFAULT_GRID_LEVELS: u32 = 3;
 
+/// The initial (space-filling) trials of a BO spec that names none: enough for the GP to see
+/// every dimension (`dim + 1`) or a quarter of the budget, whichever is more, but at most
+/// `cap` (the config's `default_initial_trials`) and at most half the budget, so the model
+/// chooses at least half the trials; never fewer than 2 (the tuner's floor).
+///
+/// Budget 10 in 2 dimensions gets 3; budget 30 in 6 gets 7; budget 240 gets the cap.
+pub fn default_initial_trials(budget_trials: u32, dim: usize, cap: u32) -> u32 {
+    let dim_plus_one = u32::try_from(dim).unwrap_or(u32::MAX).saturating_add(1);
+    let wanted = dim_plus_one.max(budget_trials / 4);
+    wanted.min(cap).min(budget_trials / 2).max(2)
+}
+
 impl Coordinator {
     /// Fills the spec's defaults and checks it.
     fn resolve_spec(&self, mut spec: ExperimentSpec) -> Result<ExperimentSpec> {
         super::limits::check_spec(&spec)?;
-        space_of(&spec)?;
+        let dim = space_of(&spec)?.dim();
         if spec.budget_trials == 0 {
             return Err(Error::InvalidArgument(
                 "budget_trials must be at least 1".into(),
@@ -45,8 +58,9 @@ impl Coordinator {
             .validate()
             .map_err(Error::InvalidArgument)?;
         if spec.metric.trim().is_empty() {
-            spec.metric = "value".into();
+            spec.metric = default_metric(spec.workload.as_ref()).into();
         }
+        check_metric(spec.workload.as_ref(), &spec.metric)?;
         spec.parallelism = spec.parallelism.max(1);
         if spec.seed == 0 {
             spec.seed = random_u64().max(1);
@@ -55,7 +69,11 @@ impl Coordinator {
             spec.grid_levels = DEFAULT_GRID_LEVELS;
         }
         if spec.initial_trials == 0 {
-            spec.initial_trials = self.inner.settings.default_initial_trials.get();
+            spec.initial_trials = default_initial_trials(
+                spec.budget_trials,
+                dim,
+                self.inner.settings.default_initial_trials.get(),
+            );
         }
         if spec.max_attempts == 0 {
             spec.max_attempts = self.inner.settings.max_attempts.get();
@@ -211,5 +229,48 @@ impl ExperimentService for Coordinator {
         let cell = self.cell(&id)?;
         let live = cell.lock();
         Ok(live.best_trial().map(|t| Self::trial_view(&live, t, true)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_initial_trials;
+
+    #[test]
+    fn the_default_initial_design_grows_with_the_budget_up_to_the_cap() {
+        // (budget, dimension) → initial trials, with the shipped cap of 10.
+        let cases = [
+            ((1, 2), 2),
+            ((4, 2), 2),
+            ((10, 2), 3),
+            ((10, 6), 5),
+            ((20, 2), 5),
+            ((30, 6), 7),
+            ((40, 2), 10),
+            ((240, 6), 10),
+            ((240, 20), 10),
+        ];
+        for ((budget, dim), expected) in cases {
+            assert_eq!(
+                default_initial_trials(budget, dim, 10),
+                expected,
+                "budget {budget}, dimension {dim}"
+            );
+        }
+        assert_eq!(default_initial_trials(240, 6, 40), 40, "a larger cap");
+        assert_eq!(default_initial_trials(240, 6, 1), 2, "the tuner's floor");
+    }
+
+    #[test]
+    fn the_model_always_chooses_at_least_half_of_a_budget_over_three() {
+        for budget in 4..=200 {
+            for dim in 1..=12 {
+                let initial = default_initial_trials(budget, dim, 10);
+                assert!(
+                    initial <= budget / 2 && initial >= 2,
+                    "budget {budget}, dimension {dim}: {initial}"
+                );
+            }
+        }
     }
 }

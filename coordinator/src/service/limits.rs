@@ -60,8 +60,6 @@ pub const MAX_SECONDS: f64 = 1e7;
 pub const MAX_FAILURE_REASON_BYTES: usize = 4096;
 /// The characters of a refused value an error message echoes.
 pub const ECHO_CHARS: usize = 64;
-/// The workload kinds agents train.
-pub const WORKLOAD_KINDS: [&str; 2] = ["textcnn", "function"];
 
 fn invalid(message: String) -> Error {
     Error::InvalidArgument(message)
@@ -197,11 +195,11 @@ fn check_parameters(spec: &ExperimentSpec) -> Result<()> {
 
 fn check_workload(workload: &Workload) -> Result<()> {
     check_len("workload kind", &workload.kind, MAX_NAME_BYTES)?;
-    if !workload.kind.is_empty() && !WORKLOAD_KINDS.contains(&workload.kind.as_str()) {
+    if !workload.kind.is_empty() && super::workloads::find(&workload.kind).is_none() {
         return Err(invalid(format!(
             "workload kind '{}' is unknown (known: {})",
             short(&workload.kind),
-            WORKLOAD_KINDS.join(", ")
+            super::workloads::kind_names().join(", ")
         )));
     }
     check_len("workload dataset", &workload.dataset, MAX_DATASET_BYTES)?;

@@ -36,6 +36,7 @@ pub mod refill;
 pub mod registry;
 pub mod state;
 pub mod suggest_pool;
+pub mod workloads;
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -72,7 +73,8 @@ pub struct Settings {
     pub lease_check_interval: Duration,
     /// Default leases a trial gets.
     pub max_attempts: NonZeroU32,
-    /// Default space-filling trials before BO.
+    /// The cap of a spec's default space-filling trials before BO (the default grows with the
+    /// budget: [`experiments::default_initial_trials`]).
     pub default_initial_trials: NonZeroU32,
     /// What an agent is told when there is nothing to lease.
     pub retry_after: Duration,

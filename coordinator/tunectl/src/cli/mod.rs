@@ -3,6 +3,7 @@
 //! ([`certs`]). (`ask-tell` and `local` live in [`crate::ask_tell`] and [`crate::local`].)
 
 pub mod certs;
+pub mod numbers;
 pub mod output;
 pub mod report;
 pub mod spec;
@@ -74,7 +75,7 @@ pub enum ExperimentCommand {
         /// The spec file.
         spec: PathBuf,
     },
-    /// Lists experiments.
+    /// Lists experiments: name, strategy, study, state, trials done of the budget, best value.
     List {
         /// Only this study's experiments.
         #[arg(long)]
@@ -85,7 +86,8 @@ pub enum ExperimentCommand {
         /// Experiment id.
         id: String,
     },
-    /// Shows a live progress bar until the experiment ends.
+    /// Shows the experiment's progress until it ends: a live bar on a terminal, else one plain
+    /// line per change.
     Watch {
         /// Experiment id.
         id: String,
@@ -199,16 +201,15 @@ pub async fn run(
         ExperimentCommand::Create { .. } => unreachable!("handled above"),
         ExperimentCommand::List { study } => {
             let experiments = list_experiments(&mut client, &study.unwrap_or_default()).await?;
-            for experiment in &experiments {
-                writeln!(out, "{}", output::experiment_line(experiment))?;
-            }
+            write!(out, "{}", output::experiments_table(&experiments))?;
         }
         ExperimentCommand::Status { id } => {
             let experiment = get_experiment(&mut client, &id).await?;
             write!(out, "{}", output::experiment_status(&experiment))?;
         }
         ExperimentCommand::Watch { id, interval_secs } => {
-            watch::watch(&mut client, &id, interval_secs, out).await?
+            let display = watch::Display::for_stdout();
+            watch::watch(&mut client, &id, interval_secs, display, out).await?
         }
         ExperimentCommand::Best { id } => {
             let request = pb::GetBestTrialRequest { experiment_id: id };

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use proto::v1 as pb;
 use serde_json::json;
 
+use super::numbers;
+
 /// `--format` of `tunectl trials`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -18,12 +20,22 @@ pub enum Format {
     Json,
 }
 
-/// A parameter value as text.
+/// A parameter value for people: integers and categories as they are, floats with
+/// [`numbers::DIGITS`] significant digits.
 pub fn value_text(value: &pb::ParameterValue) -> String {
     use pb::parameter_value::Kind;
     match &value.kind {
+        Some(Kind::FloatValue(v)) => numbers::significant(*v, numbers::DIGITS),
+        _ => value_exact(value),
+    }
+}
+
+/// A parameter value that reads back as the same value (floats in shortest round-trip form).
+pub fn value_exact(value: &pb::ParameterValue) -> String {
+    use pb::parameter_value::Kind;
+    match &value.kind {
         Some(Kind::IntValue(v)) => v.to_string(),
-        Some(Kind::FloatValue(v)) => format!("{v:.6}"),
+        Some(Kind::FloatValue(v)) => numbers::exact(*v),
         Some(Kind::CategoricalValue(v)) => v.clone(),
         None => String::new(),
     }
@@ -58,22 +70,83 @@ pub fn experiment_state(experiment: &pb::Experiment) -> String {
 
 fn optional(value: Option<f64>) -> String {
     value
-        .map(|v| format!("{v:.6}"))
+        .map(|v| numbers::significant(v, numbers::DIGITS))
         .unwrap_or_else(|| "-".into())
 }
 
-/// One line per experiment for `tunectl list`.
-pub fn experiment_line(e: &pb::Experiment) -> String {
-    let spec = e.spec.clone().unwrap_or_default();
-    format!(
-        "{}  {:<9}  {}/{} trials  best {}  {}",
-        e.id,
-        experiment_state(e),
-        e.trials_created,
-        spec.budget_trials,
-        optional(e.best_value),
-        spec.name
-    )
+fn strategy_name(spec: &pb::ExperimentSpec) -> String {
+    spec.strategy()
+        .as_str_name()
+        .trim_start_matches("STRATEGY_")
+        .to_ascii_lowercase()
+}
+
+/// Trials of an experiment that ended: succeeded, failed or stopped early.
+pub fn trials_done(e: &pb::Experiment) -> u32 {
+    e.trials_succeeded + e.trials_failed + e.trials_early_stopped
+}
+
+/// Whether an experiment did any work (so a $0 cost means no price was known).
+fn experiment_ran(e: &pb::Experiment) -> bool {
+    e.epochs_reported > 0 || e.device_seconds > 0.0
+}
+
+/// The `tunectl list` table: id, name, strategy, study, state, trials done of the budget and
+/// the best value, one experiment a row.
+pub fn experiments_table(experiments: &[pb::Experiment]) -> String {
+    let header = [
+        "id",
+        "name",
+        "strategy",
+        "study",
+        "state",
+        "done/budget",
+        "best",
+    ];
+    let rows: Vec<Vec<String>> = experiments
+        .iter()
+        .map(|e| {
+            let spec = e.spec.clone().unwrap_or_default();
+            vec![
+                e.id.clone(),
+                spec.name.clone(),
+                strategy_name(&spec),
+                if spec.study.is_empty() {
+                    "-".to_string()
+                } else {
+                    spec.study.clone()
+                },
+                experiment_state(e),
+                format!("{}/{}", trials_done(e), spec.budget_trials),
+                optional(e.best_value),
+            ]
+        })
+        .collect();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_string()).collect();
+    aligned(&header, &rows)
+}
+
+/// Rows under a header, each column padded to its widest cell.
+fn aligned(header: &[String], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows.iter().map(Vec::as_slice)) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
 }
 
 /// The multi-line `tunectl status` report.
@@ -88,13 +161,7 @@ pub fn experiment_status(e: &pb::Experiment) -> String {
             "metric",
             format!("{} ({})", spec.metric, short_dir(spec.direction())),
         ),
-        (
-            "strategy",
-            spec.strategy()
-                .as_str_name()
-                .trim_start_matches("STRATEGY_")
-                .to_ascii_lowercase(),
-        ),
+        ("strategy", strategy_name(&spec)),
         (
             "trials",
             format!(
@@ -114,7 +181,10 @@ pub fn experiment_status(e: &pb::Experiment) -> String {
             ),
         ),
         ("epochs", e.epochs_reported.to_string()),
-        ("cost", format!("${:.4}", e.cost_dollars)),
+        (
+            "cost",
+            numbers::dollars_with_hint(e.cost_dollars, experiment_ran(e)),
+        ),
         ("device seconds", format!("{:.1}", e.device_seconds)),
         ("seed", e.seed.to_string()),
     ];
@@ -149,61 +219,95 @@ pub fn trials(trials: &[pb::Trial], format: Format) -> String {
     }
 }
 
-fn trial_cells(t: &pb::Trial, names: &[String]) -> Vec<String> {
-    let mut cells = vec![
-        t.number.to_string(),
-        t.id.clone(),
-        trial_state(t),
-        optional(t.value),
-        t.attempts.to_string(),
-        t.epochs_run.to_string(),
-        format!("{:.2}", t.wall_seconds),
-        format!("{:.4}", t.cost_dollars),
-    ];
-    cells.extend(
-        names
-            .iter()
-            .map(|n| t.params.get(n).map(value_text).unwrap_or_default()),
-    );
-    cells
+/// Whether a trial did work, priced by an agent without an instance type.
+fn trial_unpriced(t: &pb::Trial) -> bool {
+    (t.epochs_run > 0 || t.wall_seconds > 0.0) && t.instance_type.is_empty()
 }
 
+/// A trial's cost, `None` when it is $0 because its agent had no price.
+fn trial_cost(t: &pb::Trial) -> Option<f64> {
+    numbers::cost_known(t.cost_dollars, trial_unpriced(t)).then_some(t.cost_dollars)
+}
+
+/// The columns every trial has; `epochs_run` is not called `epochs`, the usual name of the
+/// parameter.
 const HEADER: [&str; 8] = [
     "number",
     "id",
     "state",
     "value",
     "attempts",
-    "epochs",
+    "epochs_run",
     "wall_seconds",
     "cost_dollars",
 ];
 
-fn trials_table(trials: &[pb::Trial]) -> String {
-    let names = param_names(trials);
-    let header: Vec<String> = HEADER
+/// The parameters' column names: a parameter named like a fixed column is `param.NAME`.
+fn header(names: &[String]) -> Vec<String> {
+    let params = names.iter().map(|name| {
+        if HEADER.contains(&name.as_str()) {
+            format!("param.{name}")
+        } else {
+            name.clone()
+        }
+    });
+    HEADER
         .iter()
         .map(|h| (*h).to_string())
-        .chain(names.iter().cloned())
-        .collect();
-    let rows: Vec<Vec<String>> = trials.iter().map(|t| trial_cells(t, &names)).collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows.iter()) {
-        let cells: Vec<String> = row
+        .chain(params)
+        .collect()
+}
+
+/// A trial's cells: in shortest round-trip form when `exact` (CSV), else with significant digits.
+fn trial_cells(t: &pb::Trial, names: &[String], exact: bool) -> Vec<String> {
+    let number = |v: f64| {
+        if exact {
+            numbers::exact(v)
+        } else {
+            numbers::significant(v, numbers::DIGITS)
+        }
+    };
+    let cost = match trial_cost(t) {
+        Some(cost) => number(cost),
+        None if exact => String::new(),
+        None => "unknown".to_string(),
+    };
+    let mut cells = vec![
+        t.number.to_string(),
+        t.id.clone(),
+        trial_state(t),
+        t.value
+            .map(number)
+            .unwrap_or_else(|| if exact { String::new() } else { "-".into() }),
+        t.attempts.to_string(),
+        t.epochs_run.to_string(),
+        number(t.wall_seconds),
+        cost,
+    ];
+    let param = |value: &pb::ParameterValue| {
+        if exact {
+            value_exact(value)
+        } else {
+            value_text(value)
+        }
+    };
+    cells.extend(
+        names
             .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+            .map(|n| t.params.get(n).map(param).unwrap_or_default()),
+    );
+    cells
+}
+
+fn trials_table(trials: &[pb::Trial]) -> String {
+    let names = param_names(trials);
+    let rows: Vec<Vec<String>> = trials
+        .iter()
+        .map(|t| trial_cells(t, &names, false))
+        .collect();
+    let mut out = aligned(&header(&names), &rows);
+    if trials.iter().any(|t| trial_cost(t).is_none()) {
+        let _ = writeln!(out, "cost unknown: {}", numbers::PRICE_HINT);
     }
     out
 }
@@ -216,34 +320,21 @@ fn csv_cell(cell: &str) -> String {
     }
 }
 
+fn csv_line(cells: &[String]) -> String {
+    cells
+        .iter()
+        .map(|c| csv_cell(c))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// CSV with a header; an unknown value or cost is an empty cell.
 fn trials_csv(trials: &[pb::Trial]) -> String {
     let names = param_names(trials);
     let mut out = String::new();
-    let header: Vec<String> = HEADER
-        .iter()
-        .map(|h| (*h).to_string())
-        .chain(names.iter().cloned())
-        .collect();
-    let _ = writeln!(
-        out,
-        "{}",
-        header
-            .iter()
-            .map(|c| csv_cell(c))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let _ = writeln!(out, "{}", csv_line(&header(&names)));
     for t in trials {
-        let cells = trial_cells(t, &names);
-        let _ = writeln!(
-            out,
-            "{}",
-            cells
-                .iter()
-                .map(|c| csv_cell(c))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let _ = writeln!(out, "{}", csv_line(&trial_cells(t, &names, true)));
     }
     out
 }
@@ -264,7 +355,7 @@ fn trials_json(trials: &[pb::Trial]) -> String {
                 "id": t.id, "number": t.number, "state": trial_state(t), "value": t.value,
                 "attempts": t.attempts, "agent_id": t.agent_id, "params": params, "epochs_run": t.epochs_run,
                 "best_epoch": t.best_epoch, "wall_seconds": t.wall_seconds, "device_seconds": t.device_seconds,
-                "cost_dollars": t.cost_dollars, "failure_reason": t.failure_reason,
+                "cost_dollars": trial_cost(t), "failure_reason": t.failure_reason,
                 "instance_type": t.instance_type, "epochs": epochs,
             })
         })
@@ -331,5 +422,171 @@ mod tests {
         );
         let running = super::experiment_status(&pb::Experiment::default());
         assert!(!running.contains("failed because"));
+    }
+
+    fn float(v: f64) -> pb::ParameterValue {
+        pb::ParameterValue {
+            kind: Some(pb::parameter_value::Kind::FloatValue(v)),
+        }
+    }
+
+    fn int(v: i64) -> pb::ParameterValue {
+        pb::ParameterValue {
+            kind: Some(pb::parameter_value::Kind::IntValue(v)),
+        }
+    }
+
+    /// A finished trial at learning rate 1e-8 and 3 epochs, run by an agent without a price.
+    fn tiny_learning_rate() -> pb::Trial {
+        pb::Trial {
+            id: "trial-2".into(),
+            number: 1,
+            params: [
+                ("learning_rate".to_string(), float(1e-8)),
+                ("epochs".to_string(), int(3)),
+                ("value".to_string(), float(0.25)),
+            ]
+            .into(),
+            state: pb::TrialState::Succeeded as i32,
+            value: Some(0.773_456_789),
+            epochs_run: 2,
+            wall_seconds: 12.345_678,
+            ..pb::Trial::default()
+        }
+    }
+
+    #[test]
+    fn csv_and_json_numbers_read_back_exactly_and_the_table_rounds() {
+        let trials = [tiny_learning_rate()];
+        let csv = super::trials(&trials, Format::Csv);
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+        let row: Vec<&str> = lines.next().expect("row").split(',').collect();
+        let cell = |name: &str| {
+            let index = header.iter().position(|h| *h == name);
+            row[index.unwrap_or_else(|| panic!("no column {name} in {header:?}"))]
+        };
+        assert_eq!(cell("learning_rate"), "1e-8");
+        assert_eq!(cell("value"), "0.773456789");
+        assert_eq!(cell("wall_seconds"), "12.345678");
+        let json = super::trials(&trials, Format::Json);
+        assert!(json.contains("\"learning_rate\": 1e-8"), "{json}");
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid json");
+        assert_eq!(parsed[0]["params"]["learning_rate"], json!(1e-8));
+        let table = super::trials(&trials, Format::Table);
+        let row = table.lines().nth(1).expect("a row");
+        for expected in ["1e-8", "0.7735", "12.35"] {
+            assert!(row.contains(expected), "{expected} missing from {row}");
+        }
+        assert!(!row.contains("0.000000"), "{row}");
+    }
+
+    #[test]
+    fn epochs_run_and_a_parameter_called_epochs_are_different_columns() {
+        let trials = [tiny_learning_rate()];
+        for format in [Format::Table, Format::Csv] {
+            let text = super::trials(&trials, format);
+            let header: Vec<&str> = text
+                .lines()
+                .next()
+                .expect("header")
+                .split([' ', ','])
+                .filter(|h| !h.is_empty())
+                .collect();
+            let unique: BTreeSet<&&str> = header.iter().collect();
+            assert_eq!(unique.len(), header.len(), "duplicate column in {header:?}");
+            for name in ["epochs_run", "epochs", "value", "param.value"] {
+                assert!(header.contains(&name), "{name} missing from {header:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cost_no_agent_priced_is_unknown_not_zero() {
+        let unpriced = tiny_learning_rate();
+        let table = super::trials(std::slice::from_ref(&unpriced), Format::Table);
+        assert!(
+            table.lines().nth(1).expect("row").contains("unknown"),
+            "{table}"
+        );
+        assert!(table.contains("--instance-type"), "{table}");
+        let csv = super::trials(std::slice::from_ref(&unpriced), Format::Csv);
+        assert!(!csv.contains("0.0000"), "{csv}");
+        let json: serde_json::Value = serde_json::from_str(&super::trials(
+            std::slice::from_ref(&unpriced),
+            Format::Json,
+        ))
+        .expect("valid json");
+        assert_eq!(json[0]["cost_dollars"], serde_json::Value::Null);
+        let priced = pb::Trial {
+            cost_dollars: 0.012_345,
+            instance_type: "m4.4xlarge".into(),
+            ..unpriced
+        };
+        let table = super::trials(&[priced], Format::Table);
+        assert!(
+            table.contains("0.01235") && !table.contains("unknown"),
+            "{table}"
+        );
+
+        let experiment = pb::Experiment {
+            epochs_reported: 4,
+            device_seconds: 2.0,
+            ..pb::Experiment::default()
+        };
+        let status = super::experiment_status(&experiment);
+        let cost = status
+            .lines()
+            .find(|l| l.contains("cost:"))
+            .expect("cost row");
+        assert!(
+            cost.contains("unknown (") && cost.contains("--price-per-hour"),
+            "{cost}"
+        );
+        assert!(!status.contains("$0"), "{status}");
+    }
+
+    #[test]
+    fn list_shows_name_strategy_study_state_and_trials_done_of_the_budget() {
+        let experiment = pb::Experiment {
+            id: "exp-1".into(),
+            spec: Some(pb::ExperimentSpec {
+                name: "mr-basic".into(),
+                strategy: pb::Strategy::Random as i32,
+                study: "study-1".into(),
+                budget_trials: 10,
+                ..pb::ExperimentSpec::default()
+            }),
+            state: pb::ExperimentState::Running as i32,
+            trials_created: 12,
+            trials_succeeded: 3,
+            trials_failed: 1,
+            trials_early_stopped: 2,
+            trials_running: 4,
+            best_value: Some(0.771_234),
+            ..pb::Experiment::default()
+        };
+        let table = super::experiments_table(&[experiment]);
+        let mut lines = table.lines();
+        let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "id",
+                "name",
+                "strategy",
+                "study",
+                "state",
+                "done/budget",
+                "best"
+            ]
+        );
+        let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "exp-1", "mr-basic", "random", "study-1", "running", "6/10", "0.7712"
+            ]
+        );
     }
 }

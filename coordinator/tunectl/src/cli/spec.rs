@@ -74,8 +74,9 @@ pub struct WorkloadFile {
 pub struct SpecFile {
     /// Experiment name.
     pub name: String,
-    /// Objective name.
-    #[serde(default = "default_metric")]
+    /// Objective name; left out, the coordinator picks the workload's (`dev_accuracy` for
+    /// `textcnn`, `value` for `function`) and refuses one the workload does not report.
+    #[serde(default)]
     pub metric: String,
     /// Maximize or minimize.
     pub direction: DirectionArg,
@@ -96,7 +97,8 @@ pub struct SpecFile {
     /// Grid levels.
     #[serde(default)]
     pub grid_levels: u32,
-    /// Initial space-filling trials.
+    /// Initial space-filling trials of BO (0: the coordinator's default, which grows with the
+    /// budget and the number of parameters).
     #[serde(default)]
     pub initial_trials: u32,
     /// Attempts a trial.
@@ -117,10 +119,6 @@ pub struct SpecFile {
     /// (`min_epochs`, `eta`); left out, every trial runs to the end.
     #[serde(default)]
     pub early_stopping: Rule,
-}
-
-fn default_metric() -> String {
-    "value".into()
 }
 
 fn one() -> u32 {
@@ -282,6 +280,25 @@ epochs = 1
         assert!(
             format!("{bad_direction:#}").contains("down"),
             "{bad_direction:#}"
+        );
+    }
+
+    #[test]
+    fn a_spec_without_a_metric_leaves_it_to_the_coordinator() {
+        let textcnn = BRANIN.replace(
+            "kind = \"function\"\ndataset = \"branin\"",
+            "kind = \"textcnn\"\ndataset = \"mr\"",
+        );
+        assert!(textcnn.contains("textcnn"), "{textcnn}");
+        let wire = SpecFile::parse(&textcnn).expect("parses").to_pb();
+        assert_eq!(
+            wire.metric, "",
+            "not 'value', which textcnn does not report"
+        );
+        let named = format!("metric = \"train_loss\"\n{BRANIN}");
+        assert_eq!(
+            SpecFile::parse(&named).expect("parses").to_pb().metric,
+            "train_loss"
         );
     }
 }

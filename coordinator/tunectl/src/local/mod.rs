@@ -200,12 +200,12 @@ async fn follow(
             experiment.trials_running, experiment.trials_failed, experiment.trials_early_stopped
         ));
         status.set_message(format!(
-            "best {}  epochs {}  cost ${:.4}",
+            "best {}  epochs {}  cost {}",
             experiment
                 .best_value
                 .map_or_else(|| "-".to_string(), |v| format!("{v:.4}")),
             experiment.epochs_reported,
-            experiment.cost_dollars
+            cli::numbers::dollars(experiment.cost_dollars, experiment.epochs_reported > 0)
         ));
         status.tick();
         if experiment.state() != pb::ExperimentState::Running {
@@ -246,7 +246,11 @@ pub fn report(experiment: &pb::Experiment, trials: &[pb::Trial], wall: Duration)
     );
     let _ = writeln!(text, "epochs       {epochs} (device {device_seconds:.1} s)");
     let _ = writeln!(text, "wall time    {:.1} s", wall.as_secs_f64());
-    let _ = writeln!(text, "cost         ${:.6}", experiment.cost_dollars);
+    let _ = writeln!(
+        text,
+        "cost         {}",
+        cli::numbers::dollars_with_hint(experiment.cost_dollars, epochs > 0)
+    );
     match (experiment.best_value, best) {
         (Some(value), Some(trial)) => {
             let _ = writeln!(
@@ -338,16 +342,30 @@ mod tests {
             .into(),
             ..pb::Trial::default()
         };
-        let text = report(&experiment, &[trial], Duration::from_secs(12));
+        let text = report(
+            &experiment,
+            std::slice::from_ref(&trial),
+            Duration::from_secs(12),
+        );
         for expected in [
             "0.7500",
             "embed_dim",
             "32",
-            "$0.010000",
+            "$0.01",
             "12.0 s",
             "epochs       3",
         ] {
             assert!(text.contains(expected), "missing {expected} in {text}");
         }
+        let unpriced = pb::Experiment {
+            cost_dollars: 0.0,
+            ..experiment
+        };
+        let text = report(&unpriced, &[trial], Duration::from_secs(12));
+        assert!(
+            text.contains("cost         unknown (") && text.contains("--instance-type"),
+            "{text}"
+        );
+        assert!(!text.contains("$0"), "{text}");
     }
 }

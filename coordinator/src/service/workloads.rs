@@ -1,0 +1,150 @@
+//! The workload kinds agents train and the metrics each one reports, in one table, so that
+//! `CreateExperiment` fills a spec's default metric from its workload and refuses a metric its
+//! workload never reports (otherwise every trial would fail on the agent with "unknown metric").
+//!
+//! The table mirrors the agent's `textcnn.rs` (`objective`) and `functions.rs` (which reports
+//! its one value whatever the metric is called). The coordinator never links the agent
+//! (STYLE.md §1), so `tests/tests/workload_metrics_e2e.rs` checks the two against each other:
+//! it reads the list from this module's refusal message and trains one trial for every metric
+//! listed on a real agent.
+
+use super::model::Workload;
+use crate::{Error, Result};
+
+/// One workload kind and the metrics its trials report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkloadKind {
+    /// The `kind` of a spec's `[workload]`.
+    pub kind: &'static str,
+    /// The metrics it reports; the first is the default.
+    pub metrics: &'static [&'static str],
+    /// Other names the agent accepts for one of `metrics` (not listed in messages).
+    pub aliases: &'static [&'static str],
+}
+
+/// Every workload kind agents train.
+pub const WORKLOADS: &[WorkloadKind] = &[
+    WorkloadKind {
+        kind: "textcnn",
+        metrics: &["dev_accuracy", "train_accuracy", "train_loss"],
+        aliases: &["accuracy", "validation_accuracy"],
+    },
+    WorkloadKind {
+        kind: "function",
+        metrics: &["value"],
+        aliases: &[],
+    },
+];
+
+/// The metric of a spec without a workload kind (the name of a plain objective value).
+pub const GENERIC_METRIC: &str = "value";
+
+impl WorkloadKind {
+    /// The metric a spec of this kind gets when it names none.
+    pub fn default_metric(&self) -> &'static str {
+        self.metrics[0]
+    }
+
+    /// Whether trials of this kind report `metric`.
+    pub fn reports(&self, metric: &str) -> bool {
+        self.metrics.contains(&metric) || self.aliases.contains(&metric)
+    }
+}
+
+/// The workload kind called `kind`, if agents train it.
+pub fn find(kind: &str) -> Option<&'static WorkloadKind> {
+    WORKLOADS.iter().find(|known| known.kind == kind)
+}
+
+/// The names of every workload kind, for messages.
+pub fn kind_names() -> Vec<&'static str> {
+    WORKLOADS.iter().map(|known| known.kind).collect()
+}
+
+fn kind_of(workload: Option<&Workload>) -> Option<&'static WorkloadKind> {
+    workload.and_then(|w| find(&w.kind))
+}
+
+/// The metric a spec with `workload` and no metric of its own optimizes: the kind's first
+/// metric, or [`GENERIC_METRIC`] without a (known) kind.
+pub fn default_metric(workload: Option<&Workload>) -> &'static str {
+    kind_of(workload).map_or(GENERIC_METRIC, WorkloadKind::default_metric)
+}
+
+/// Refuses a metric the spec's workload does not report. A spec without a known workload kind
+/// passes: nothing says what will train it (`limits::check_spec` refuses unknown kinds).
+///
+/// # Errors
+/// `InvalidArgument` naming the metric, the workload and the metrics it reports.
+pub fn check_metric(workload: Option<&Workload>, metric: &str) -> Result<()> {
+    let Some(known) = kind_of(workload) else {
+        return Ok(());
+    };
+    if known.reports(metric) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "metric '{}' is not reported by the {} workload (it reports: {})",
+        super::limits::short(metric),
+        known.kind,
+        known.metrics.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(kind: &str) -> Workload {
+        Workload {
+            kind: kind.into(),
+            ..Workload::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_workload() {
+        assert_eq!(default_metric(Some(&workload("textcnn"))), "dev_accuracy");
+        assert_eq!(default_metric(Some(&workload("function"))), "value");
+        assert_eq!(default_metric(Some(&workload(""))), "value");
+        assert_eq!(default_metric(None), "value");
+    }
+
+    #[test]
+    fn a_metric_the_workload_does_not_report_is_refused_with_the_list() {
+        let textcnn = workload("textcnn");
+        let refused = check_metric(Some(&textcnn), "value").expect_err("textcnn has no 'value'");
+        assert!(matches!(refused, Error::InvalidArgument(_)), "{refused:?}");
+        assert_eq!(
+            refused.to_string(),
+            "metric 'value' is not reported by the textcnn workload \
+             (it reports: dev_accuracy, train_accuracy, train_loss)"
+        );
+        let function = workload("function");
+        let refused = check_metric(Some(&function), "dev_accuracy").expect_err("refused");
+        assert!(
+            refused.to_string().contains("(it reports: value)"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn listed_metrics_and_aliases_pass_and_unknown_kinds_are_not_judged() {
+        for known in WORKLOADS {
+            let spec_workload = workload(known.kind);
+            for metric in known.metrics.iter().chain(known.aliases) {
+                check_metric(Some(&spec_workload), metric).expect("reported");
+            }
+            assert!(known.reports(known.default_metric()));
+        }
+        check_metric(None, "anything").expect("no workload, nothing to check");
+        check_metric(Some(&workload("")), "anything").expect("no kind, nothing to check");
+    }
+
+    #[test]
+    fn kinds_are_unique() {
+        let names = kind_names();
+        let unique: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+}
