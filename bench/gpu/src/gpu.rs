@@ -87,6 +87,7 @@ pub fn single(args: &RunArgs) -> Result<()> {
     let line = serde_json::json!({
         "mode": "single",
         "device": backend.name(),
+        "load_plan": backend.load_plan().to_string(),
         "warmup_epochs": args.warmup,
         "median_epoch_seconds": median(&times.epoch_seconds[timed..]),
         "median_device_epoch_seconds": median(&times.device_epoch_seconds[timed.min(times.device_epoch_seconds.len())..]),

@@ -1,8 +1,17 @@
 //! The CUDA backend: hand-written kernels compiled by NVRTC and launched through cudarc.
 //!
 //! One `.cu` file per op family sits next to its launcher (`conv.cu` and `conv.rs`, ...);
-//! [`module`] holds the registry and the compile cache, [`probe`] the checks that turn a missing
-//! driver, library or device into [`Error::CudaUnavailable`] instead of a panic.
+//! [`module`] holds the registry and the compile cache, [`probe`] and [`libraries`] the checks
+//! that turn a missing driver, library, entry point or device into [`Error::CudaUnavailable`]
+//! instead of a panic.
+//!
+//! # How modules are loaded
+//! NVRTC compiles each module to a **cubin** (SASS) for the device's `sm_XY`
+//! (`nvrtcGetCUBIN`), which the driver loads as is, whatever NVRTC minor release built it.
+//! **PTX** is only the fallback, for a device NVRTC cannot target, and only when NVRTC's CUDA
+//! version is no newer than the driver's (a driver rejects PTX of a newer ISA); otherwise
+//! [`CudaBackend::new`] fails with an error naming both versions. [`load_plan`] states the
+//! rule and [`CudaBackend::load_plan`] says what was chosen.
 //!
 //! Each [`CudaBackend`] owns a handle on the device's primary context and a stream of its own,
 //! plus its buffers, so several trials can share one GPU (`agent --gpu 0 --slots K`): their
@@ -23,9 +32,12 @@
 mod conv;
 mod elementwise;
 mod embedding;
+pub mod libraries;
 mod linear;
+pub mod load_plan;
 mod loss;
 pub mod module;
+mod nvrtc;
 mod optim;
 mod probe;
 
@@ -37,7 +49,8 @@ use cudarc::driver::{
     LaunchConfig, ValidAsZeroBits,
 };
 
-pub use module::compile_all_for_arch;
+pub use load_plan::{CudaVersion, LoadPlan, Toolchain, plan_load};
+pub use module::compile_all;
 pub use probe::probe;
 
 use crate::{Backend, ConvShape, DeviceInfo, Error, LinearShape, Result, RmsProp, RmsState};
@@ -65,6 +78,17 @@ fn driver_error(op: &'static str) -> impl FnOnce(DriverError) -> Error {
     }
 }
 
+/// The [`LoadPlan`] for a probed device, from the libraries' versions.
+fn load_plan_for(info: &DeviceInfo) -> Result<LoadPlan> {
+    let toolchain = libraries::toolchain()?;
+    let (major, minor) = info.compute_capability;
+    let capability = (
+        u32::try_from(major).unwrap_or(0),
+        u32::try_from(minor).unwrap_or(0),
+    );
+    plan_load(&toolchain, capability)
+}
+
 /// Converts a size to the `unsigned int` the kernels take.
 fn to_u32(op: &'static str, what: &str, value: usize) -> Result<u32> {
     u32::try_from(value).map_err(|_| Error::InvalidShape {
@@ -82,6 +106,7 @@ impl CudaBackend {
     /// log, or [`Error::Cuda`].
     pub fn new(ordinal: usize) -> Result<Self> {
         let info = probe::probe(ordinal)?;
+        let plan = load_plan_for(&info)?;
         let ctx = CudaContext::new(ordinal).map_err(driver_error("create context"))?;
         // SAFETY: every buffer of this backend is allocated on, and only ever used on, its own
         // stream (launchers check a buffer's stream before launching), so cudarc's cross-stream
@@ -91,8 +116,7 @@ impl CudaBackend {
         let multiprocessors = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(driver_error("query multiprocessors"))?;
-        let (major, minor) = info.compute_capability;
-        let kernels = KernelCache::new(ctx.clone(), format!("sm_{major}{minor}"));
+        let kernels = KernelCache::new(ctx.clone(), plan);
         kernels.load_all()?;
         let scratch = stream
             .alloc_zeros::<f32>(REDUCE_PARTIALS)
@@ -105,6 +129,11 @@ impl CudaBackend {
             multiprocessors: u32::try_from(multiprocessors).unwrap_or(1).max(1),
             reduce_scratch: Mutex::new(scratch),
         })
+    }
+
+    /// How this backend's modules were built and loaded (cubin or PTX, and the architecture).
+    pub fn load_plan(&self) -> LoadPlan {
+        self.kernels.plan()
     }
 
     /// The device this backend runs on.

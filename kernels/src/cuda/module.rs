@@ -1,16 +1,19 @@
 //! The registry of `.cu` modules and kernels, NVRTC compilation and the per-context cache.
 //!
-//! Each op family has one `.cu` file embedded with `include_str!`. A module is compiled to PTX
-//! for the device's compute capability on first use (once per process and architecture) and
-//! loaded into a backend's context once; functions are looked up once and kept. Compile errors
-//! carry the NVRTC log ([`Error::Compile`]).
+//! Each op family has one `.cu` file embedded with `include_str!`. A module is compiled on
+//! first use (once per process and [`LoadPlan`]: a cubin for the device's architecture, or PTX
+//! as the fallback that [`super::load_plan`] describes) and loaded into a backend's context
+//! once; functions are looked up once and kept. Compile errors carry the NVRTC log
+//! ([`Error::Compile`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
-use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+use cudarc::nvrtc::Ptx;
 
+pub use super::load_plan::LoadPlan;
+pub use super::nvrtc::{Compiled, compile_source};
 use crate::{Error, Result};
 
 /// One `.cu` source file.
@@ -163,83 +166,39 @@ impl Kernel {
     }
 }
 
-/// Fails with [`Error::CudaUnavailable`] when libnvrtc cannot be loaded (cudarc would panic on
-/// its first NVRTC call otherwise).
-pub fn ensure_nvrtc() -> Result<()> {
-    // SAFETY: this only tries to dlopen the NVRTC library by its usual names; loading runs the
-    // library's initializers, which for NVIDIA's libnvrtc have no preconditions.
-    let present = unsafe { cudarc::nvrtc::sys::is_culib_present() };
-    if present {
-        Ok(())
-    } else {
-        Err(Error::CudaUnavailable {
-            reason: "the NVRTC library (libnvrtc.so.13) was not found: install the CUDA 13 \
-                     runtime compiler or put its folder (e.g. /usr/local/cuda/lib64) on \
-                     LD_LIBRARY_PATH"
-                .to_string(),
-        })
-    }
-}
-
-/// Compiles one module to PTX for `arch` (e.g. "sm_90").
+/// Compiles one module for `plan` (e.g. `LoadPlan::Cubin { sm: 90 }`).
 ///
 /// # Errors
-/// [`Error::CudaUnavailable`] without libnvrtc; [`Error::Compile`] with the NVRTC log.
-pub fn compile(module: Module, arch: &str) -> Result<Ptx> {
-    compile_source(module.name(), module.source(), arch)
+/// [`Error::CudaUnavailable`] without a usable libnvrtc; [`Error::Compile`] with the NVRTC log.
+pub fn compile(module: Module, plan: LoadPlan) -> Result<Compiled> {
+    compile_source(module.name(), module.source(), plan)
 }
 
-/// Compiles CUDA C `source` (named `module` in errors) to PTX for `arch`.
-///
-/// # Errors
-/// [`Error::CudaUnavailable`] without libnvrtc; [`Error::Compile`] with the NVRTC log.
-pub fn compile_source(module: &'static str, source: &str, arch: &str) -> Result<Ptx> {
-    ensure_nvrtc()?;
-    let options = CompileOptions {
-        options: vec![
-            format!("--gpu-architecture={arch}"),
-            "--std=c++17".to_string(),
-        ],
-        name: Some(format!("{module}.cu")),
-        ..Default::default()
-    };
-    cudarc::nvrtc::compile_ptx_with_opts(source, options).map_err(|err| {
-        let log = match err {
-            CompileError::CompileError { log, options, .. } => {
-                format!("options {options:?}\n{}", log.to_string_lossy())
-            }
-            other => format!("{other:?}"),
-        };
-        Error::Compile { module, log }
-    })
-}
-
-/// Compiles every module for `arch` and returns each module's name and PTX length in bytes.
-/// Needs only libnvrtc, no driver and no GPU.
+/// Compiles every module for `plan`, in [`Module::ALL`] order. Needs only libnvrtc, no driver
+/// and no GPU.
 ///
 /// # Errors
 /// As [`compile`], for the first module that fails.
-pub fn compile_all_for_arch(arch: &str) -> Result<Vec<(&'static str, usize)>> {
-    let mut sizes = Vec::with_capacity(Module::ALL.len());
+pub fn compile_all(plan: LoadPlan) -> Result<Vec<(Module, Compiled)>> {
+    let mut compiled = Vec::with_capacity(Module::ALL.len());
     for module in Module::ALL {
-        let ptx = compile(module, arch)?;
-        sizes.push((module.name(), ptx.to_src().len()));
+        compiled.push((module, compile(module, plan)?));
     }
-    Ok(sizes)
+    Ok(compiled)
 }
 
-/// PTX compiled in this process, by module and architecture: several backends on one GPU
-/// (one per trial slot) compile each module once.
-fn cached_ptx(module: Module, arch: &str) -> Result<Ptx> {
-    static CACHE: OnceLock<Mutex<HashMap<(Module, String), Ptx>>> = OnceLock::new();
+/// What the driver loads for a module, compiled once in this process per module and plan:
+/// several backends on one GPU (one per trial slot) share it.
+fn cached_image(module: Module, plan: LoadPlan) -> Result<Ptx> {
+    static CACHE: OnceLock<Mutex<HashMap<(Module, LoadPlan), Ptx>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let key = (module, arch.to_string());
-    if let Some(ptx) = lock(cache).get(&key) {
-        return Ok(ptx.clone());
+    let key = (module, plan);
+    if let Some(image) = lock(cache).get(&key) {
+        return Ok(image.clone());
     }
-    let ptx = compile(module, arch)?;
-    lock(cache).insert(key, ptx.clone());
-    Ok(ptx)
+    let image = compile(module, plan)?.loadable();
+    lock(cache).insert(key, image.clone());
+    Ok(image)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -253,25 +212,25 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct KernelCache {
     ctx: Arc<CudaContext>,
-    arch: String,
+    plan: LoadPlan,
     modules: [OnceLock<Arc<CudaModule>>; Module::ALL.len()],
     functions: [OnceLock<CudaFunction>; Kernel::ALL.len()],
 }
 
 impl KernelCache {
-    /// An empty cache for `ctx`, compiling for `arch` (e.g. "sm_90").
-    pub fn new(ctx: Arc<CudaContext>, arch: String) -> Self {
+    /// An empty cache for `ctx`, building modules as `plan` says.
+    pub fn new(ctx: Arc<CudaContext>, plan: LoadPlan) -> Self {
         Self {
             ctx,
-            arch,
+            plan,
             modules: std::array::from_fn(|_| OnceLock::new()),
             functions: std::array::from_fn(|_| OnceLock::new()),
         }
     }
 
-    /// The architecture modules are compiled for.
-    pub fn arch(&self) -> &str {
-        &self.arch
+    /// What modules are built as (a cubin or PTX, and for which architecture).
+    pub fn plan(&self) -> LoadPlan {
+        self.plan
     }
 
     /// The loaded function of `kernel`, compiling and loading its module on first use.
@@ -310,10 +269,10 @@ impl KernelCache {
         if let Some(loaded) = slot.get() {
             return Ok(loaded);
         }
-        let ptx = cached_ptx(module, &self.arch)?;
-        let loaded = self.ctx.load_module(ptx).map_err(|err| Error::Cuda {
+        let image = cached_image(module, self.plan)?;
+        let loaded = self.ctx.load_module(image).map_err(|err| Error::Cuda {
             op: "load_module",
-            message: format!("module '{}': {err}", module.name()),
+            message: format!("module '{}' ({}): {err}", module.name(), self.plan),
         })?;
         Ok(slot.get_or_init(|| loaded))
     }

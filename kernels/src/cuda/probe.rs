@@ -1,7 +1,8 @@
 //! Finds out, without panicking, whether a CUDA device can be used.
 //!
-//! With cudarc's `dynamic-loading`, the first call into a missing library panics, so the driver
-//! and NVRTC libraries are checked before any other cudarc call (STACK.md, "cudarc traps").
+//! With cudarc's `dynamic-loading`, the first call into a missing library or symbol panics, so
+//! the driver and NVRTC libraries, their entry points and versions are checked
+//! ([`super::libraries`]) before any other cudarc call (STACK.md, "cudarc traps").
 
 use cudarc::driver::result as driver;
 use cudarc::driver::sys::CUdevice_attribute;
@@ -14,24 +15,18 @@ fn unavailable(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Fails with [`Error::CudaUnavailable`] unless both the driver library and NVRTC can be loaded.
+/// Fails with [`Error::CudaUnavailable`] unless both the driver library and NVRTC can be
+/// loaded, have every entry point the backend calls and are recent enough
+/// ([`super::libraries`]).
 pub fn ensure_libraries() -> Result<()> {
-    // SAFETY: this only tries to dlopen the driver library by its usual names; loading runs the
-    // library's initializers, which for NVIDIA's libcuda have no preconditions.
-    let driver_present = unsafe { cudarc::driver::sys::is_culib_present() };
-    if !driver_present {
-        return Err(unavailable(
-            "no NVIDIA driver library (libcuda.so) was found: is the NVIDIA driver installed?",
-        ));
-    }
-    super::module::ensure_nvrtc()
+    super::libraries::toolchain().map(|_| ())
 }
 
 /// Checks that device `ordinal` exists and describes it; see [`crate::probe_cuda`].
 ///
 /// # Errors
-/// [`Error::CudaUnavailable`]: no driver library, no NVRTC library, the driver failed to
-/// initialize, no device, or an ordinal past the last device.
+/// [`Error::CudaUnavailable`]: no driver library, no NVRTC library, either one too old or
+/// lacking an entry point, the driver failed to initialize, no device, or an ordinal past the last device.
 pub fn probe(ordinal: usize) -> Result<DeviceInfo> {
     ensure_libraries()?;
     driver::init().map_err(|err| {
