@@ -1,0 +1,148 @@
+"""The SDK against a real coordinator: the ask/report/complete loop, stops, heartbeats, and a
+worker killed mid-trial."""
+
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import tunefleet
+from conftest import PYTHON, wait_for
+
+HERE = Path(__file__).resolve().parent
+
+
+def quadratic(params):
+    return (params["x"] - 0.3) ** 2 + (params["n"] - 2) ** 2 * 0.01 + (
+        0.0 if params["kind"] == "a" else 0.05)
+
+
+SPACE = [
+    tunefleet.FloatParam("x", -1.0, 1.0),
+    tunefleet.IntParam("n", 1, 4),
+    tunefleet.Categorical("kind", ["a", "b"]),
+]
+
+
+def test_a_random_experiment_runs_to_completion(client):
+    exp = client.create_experiment("quad-random", metric="value", direction="minimize",
+                                   params=SPACE, budget=6, parallelism=2, strategy="random")
+    seen = []
+    for trial in exp.trials(timeout=30):
+        assert set(trial.params) == {"x", "n", "kind"}
+        assert isinstance(trial.params["n"], int) and isinstance(trial.params["x"], float)
+        value = quadratic(trial.params)
+        for epoch in (1, 2):
+            assert trial.report(epoch, value + (2 - epoch) * 0.1) is False
+        trial.complete(value)
+        seen.append(value)
+    status = exp.status()
+    assert status["state"] == "completed", status
+    assert status["trials_succeeded"] == 6
+    assert len(seen) == 6
+    assert exp.best()["value"] == min(seen)
+    rows = exp.trials_frame()
+    rows = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
+    assert sorted(r["state"] for r in rows) == ["succeeded"] * 6
+    assert all("param_x" in r for r in rows)
+
+
+def test_a_bo_experiment_runs_to_completion_with_the_default_metric(client):
+    exp = client.create_experiment("quad-bo", metric="", direction="minimize",
+                                   params=[{"name": "x", "low": -1.0, "high": 1.0}], budget=5,
+                                   strategy="bo", initial_trials=3, seed=7)
+    assert exp.status()["metric"] == "value"
+    with exp:
+        while (trial := exp.ask(timeout=30)) is not None:
+            trial.report(1, (trial.params["x"] - 0.3) ** 2)
+            trial.complete()
+    status = exp.status()
+    assert status["state"] == "completed" and status["trials_succeeded"] == 5, status
+
+
+def test_a_stop_reaches_the_worker_through_report(client):
+    exp = client.create_experiment("stopped", metric="value", direction="maximize",
+                                   params=SPACE, budget=4, strategy="random")
+    trial = exp.ask(timeout=20)
+    assert trial.report(1, 0.5) is False
+    exp.stop()
+    assert trial.report(2, 0.6) is True
+    trial.complete()
+    exp.close()
+    (row,) = [t for t in exp.trials_list() if t["id"] == trial.id]
+    assert row["state"] in ("cancelled", "succeeded", "early_stopped"), row
+    assert exp.status()["state"] == "stopped"
+    assert exp.ask(timeout=5) is None
+
+
+def test_heartbeats_keep_a_lease_past_the_lease_timeout(client, coordinator):
+    exp = client.create_experiment("slow", metric="value", direction="maximize",
+                                   params=SPACE, budget=1, strategy="random")
+    with exp:
+        trial = exp.ask(timeout=20)
+        assert trial.report(1, 0.1) is False
+        # A slow epoch: 5 s, over twice the 2 s lease timeout; only heartbeats keep the lease.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert not trial.abandoned
+        assert trial.report(2, 0.2) is False
+        trial.complete()
+    (row,) = exp.trials_list()
+    assert row["state"] == "succeeded" and row["attempts"] == 1, row
+    assert row["value"] == 0.2
+
+
+def test_a_killed_worker_s_trial_is_retried_by_another(client, coordinator):
+    exp = client.create_experiment("killed", metric="value", direction="maximize",
+                                   params=SPACE, budget=1, strategy="random", max_attempts=3)
+    dying = subprocess.Popen([PYTHON, str(HERE / "dying_worker.py"), coordinator.url, exp.id],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        line = _read_line_within(dying, 30)
+        assert line.startswith("LEASED "), line
+        killed_trial = line.split()[1]
+        dying.send_signal(signal.SIGKILL)
+        dying.wait(timeout=10)
+        done = []
+        for trial in exp.trials(timeout=30):
+            assert trial.id == killed_trial
+            assert trial.attempt == 2
+            trial.report(1, 0.9)
+            trial.complete()
+            done.append(trial.id)
+        assert done == [killed_trial]
+        (row,) = exp.trials_list()
+        assert row["state"] == "succeeded" and row["attempts"] == 2, row
+        assert exp.status()["state"] == "completed"
+    finally:
+        if dying.poll() is None:
+            dying.kill()
+        dying.wait()
+
+
+def _read_line_within(process, timeout):
+    lines = []
+    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert lines, f"no line from the worker within {timeout} s"
+    return lines[0].strip()
+
+
+def test_a_forgotten_worker_is_refused_with_a_wrong_secret(client):
+    exp = client.create_experiment("identity", metric="value", direction="maximize",
+                                   params=SPACE, budget=1, strategy="random")
+    worker = exp.worker()
+    import grpc
+    from tunefleet.v1 import tunefleet_pb2 as pb
+    try:
+        client.call(client.agents_stub.RegisterAgent, pb.RegisterAgentRequest(
+            agent_id=worker.agent_id, agent_secret="wrong"))
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    else:
+        raise AssertionError("re-registering with a wrong secret was accepted")
+    exp.stop()
+    exp.close()
