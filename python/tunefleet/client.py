@@ -1,6 +1,5 @@
 """The client side of the SDK: a connection to the coordinator and experiments on it."""
 
-import threading
 from urllib.parse import urlparse
 
 import grpc
@@ -25,15 +24,20 @@ def _enum_name(enum, number, prefix):
     return enum.Name(number)[len(prefix):].lower()
 
 
-def _channel(target, ca_file, options):
+def _read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _channel(target, ca_file, cert_file, key_file, options):
     parsed = urlparse(target if "://" in target else f"http://{target}")
     address = parsed.netloc or parsed.path
     if parsed.scheme == "https":
-        root_certificates = None
-        if ca_file:
-            with open(ca_file, "rb") as handle:
-                root_certificates = handle.read()
-        credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(ca_file) if ca_file else None,
+            private_key=_read(key_file) if key_file else None,
+            certificate_chain=_read(cert_file) if cert_file else None,
+        )
         if ":" not in address:
             address += ":443"
         return grpc.secure_channel(address, credentials, options=options)
@@ -46,14 +50,15 @@ class Client:
     """A connection to a coordinator.
 
     `target` is `http://host:port` or `https://host:port` (TLS, checked against `ca_file` or the
-    system roots). `token` (or the first line of `token_file`) is sent as
+    system roots; `cert_file` and `key_file` give a client certificate when the coordinator asks
+    for one, mutual TLS). `token` (or the first line of `token_file`) is sent as
     `authorization: Bearer <token>` on every call. Transient failures (UNAVAILABLE,
     DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried with jittered backoff for up to
     `retry_seconds`; each attempt has a deadline of `timeout` seconds.
     """
 
     def __init__(self, target="http://127.0.0.1:50051", token=None, token_file=None, ca_file=None,
-                 timeout=30.0, retry_seconds=60.0):
+                 cert_file=None, key_file=None, timeout=30.0, retry_seconds=60.0):
         if token is None and token_file:
             with open(token_file, encoding="utf-8") as handle:
                 token = handle.readline().strip()
@@ -61,10 +66,9 @@ class Client:
         self.timeout = timeout
         self.retry_seconds = retry_seconds
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = _channel(target, ca_file, options=[("grpc.enable_retries", 0)])
+        self._channel = _channel(target, ca_file, cert_file, key_file, options=[("grpc.enable_retries", 0)])
         self.experiments_stub = pb_grpc.ExperimentServiceStub(self._channel)
         self.agents_stub = pb_grpc.AgentServiceStub(self._channel)
-        self._lock = threading.Lock()
 
     def call(self, method, request, timeout=None, retry_seconds=None, stop_event=None):
         """Calls one RPC (a stub method) with the token, a deadline and retries."""
