@@ -147,3 +147,27 @@ def test_a_forgotten_worker_is_refused_with_a_wrong_secret(client):
         raise AssertionError("re-registering with a wrong secret was accepted")
     exp.stop()
     exp.close()
+
+
+def test_a_worker_runs_only_its_own_experiment_s_trials(client):
+    other = client.create_experiment("other", metric="value", direction="maximize",
+                                     params=SPACE, budget=2, parallelism=2, strategy="random")
+    mine = client.create_experiment("mine", metric="value", direction="maximize",
+                                    params=SPACE, budget=3, parallelism=1, strategy="random")
+    outcomes = []
+    for trial in mine.trials(timeout=30):
+        assert trial.experiment_id == mine.id
+        if not outcomes:
+            trial.fail("bad parameters")
+            outcomes.append("failed")
+            continue
+        with trial:  # leaving the block completes it with the last reported value
+            trial.report(1, trial.params["x"])
+        outcomes.append("succeeded")
+    states = sorted(t["state"] for t in mine.trials_list())
+    assert states == ["failed", "succeeded", "succeeded"], states
+    (failed,) = [t for t in mine.trials_list() if t["state"] == "failed"]
+    assert failed["failure_reason"] == "bad parameters"
+    assert {t["state"] for t in other.trials_list()} <= {"pending"}
+    assert all(t["epochs_run"] == 0 for t in other.trials_list())
+    other.stop()

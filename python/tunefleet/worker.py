@@ -5,6 +5,7 @@ for an id and a secret, long-poll `LeaseTrial`, heartbeat every lease, report ep
 """
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -135,8 +136,9 @@ class Trial:
         self.attempt = lease.attempt
         self.metric = lease.metric
         self.direction = pb.Direction.Name(lease.direction)
-        self.params = params_dict(lease.params)
+        # The workload's fixed parameters, overridden by the trial's own (as agents merge them).
         self.fixed_params = params_dict(lease.workload.fixed_params)
+        self.params = {**self.fixed_params, **params_dict(lease.params)}
         self.epochs = []
         self.finished = False
         self.stop_requested = False
@@ -206,6 +208,9 @@ class Trial:
         """Reports the objective after `epoch` (from 1). Returns True when the trial should stop
         (the coordinator asked: complete it now, it ends STOPPED) or was lost. Other keyword
         metrics are kept in `epochs` locally; the protocol has no field for them."""
+        if not math.isfinite(value):
+            raise ValueError(f"trial {self.id}: the value of epoch {epoch} is {value} (fail the "
+                             "trial instead: the coordinator refuses non-finite values)")
         if self.finished:
             return True
         now = time.monotonic()
