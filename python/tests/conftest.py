@@ -96,16 +96,4 @@ def client(coordinator):
         yield connected
 
 
-def wait_for(predicate, timeout, what):
-    """Polls `predicate` until it returns something truthy; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 PYTHON = sys.executable
