@@ -314,6 +314,7 @@ mod tests {
             agent_id: "agent-1".into(),
             agent_secret: "s".into(),
             wait_seconds: 1.0,
+            experiment_id: String::new(),
         };
         let answer = api
             .lease(long_poll)
@@ -324,6 +325,7 @@ mod tests {
             agent_id: "agent-1".into(),
             agent_secret: "s".into(),
             wait_seconds: 0.0,
+            experiment_id: String::new(),
         };
         let status = api.lease(no_wait).await.expect_err("300 ms < 600 ms");
         assert!(timed_out(&status), "{status:?}");

@@ -187,6 +187,7 @@ impl<A: CoordinatorApi> Session<A> {
             agent_id,
             agent_secret: self.secret(),
             wait_seconds: self.timing.lease_wait.as_secs_f64(),
+            experiment_id: String::new(),
         }
     }
 

@@ -186,7 +186,7 @@ async fn the_long_poll_waits_up_to_the_cap_then_says_retry() {
     let agent = agent(&coordinator).await;
     let started = tokio::time::Instant::now();
     let outcome = coordinator
-        .lease_trial(agent, Duration::from_secs(100))
+        .lease_trial(agent, Duration::from_secs(100), None)
         .await
         .expect("answers");
     assert!(
@@ -210,7 +210,11 @@ async fn a_long_poll_gets_the_trial_a_completion_frees() {
     let held = lease_now(&coordinator, &busy).await;
     let waiting = {
         let coordinator = coordinator.clone();
-        tokio::spawn(async move { coordinator.lease_trial(idle, Duration::from_secs(5)).await })
+        tokio::spawn(async move {
+            coordinator
+                .lease_trial(idle, Duration::from_secs(5), None)
+                .await
+        })
     };
     coordinator
         .complete_trial(held.lease_id, success(1.0))
@@ -221,6 +225,41 @@ async fn a_long_poll_gets_the_trial_a_completion_frees() {
         LeaseOutcome::Lease(lease) => assert_ne!(lease.trial_id, held.trial_id),
         LeaseOutcome::RetryAfter(_) => panic!("the waiting agent was not given the new trial"),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_that_names_an_experiment_gets_only_its_trials() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let first = running(&coordinator, spec("first", 4, 4), 4).await;
+    let second = running(&coordinator, spec("second", 4, 4), 4).await;
+    let worker = agent(&coordinator).await;
+    for _ in 0..4 {
+        let outcome = coordinator
+            .lease_trial(worker.clone(), Duration::ZERO, Some(second.clone()))
+            .await
+            .expect("lease call");
+        match outcome {
+            LeaseOutcome::Lease(lease) => assert_eq!(lease.experiment_id, second),
+            LeaseOutcome::RetryAfter(_) => panic!("the second experiment had trials ready"),
+        }
+    }
+    // Its four trials are leased; the first experiment's are not offered instead.
+    let none = coordinator
+        .lease_trial(worker.clone(), Duration::ZERO, Some(second))
+        .await
+        .expect("lease call");
+    assert!(matches!(none, LeaseOutcome::RetryAfter(_)), "{none:?}");
+    let unknown = coordinator
+        .lease_trial(worker.clone(), Duration::ZERO, Some("exp-nope".into()))
+        .await
+        .expect_err("no such experiment");
+    assert!(
+        matches!(unknown, coordinator::Error::NotFound { .. }),
+        "{unknown}"
+    );
+    let any = lease_now(&coordinator, &worker).await;
+    assert_eq!(any.experiment_id, first);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +286,7 @@ async fn experiments_of_equal_parallelism_share_the_agents_evenly() {
         let mut held = Vec::new();
         for agent in &agents {
             match coordinator
-                .lease_trial(agent.clone(), Duration::from_secs(2))
+                .lease_trial(agent.clone(), Duration::from_secs(2), None)
                 .await
                 .expect("lease call")
             {
@@ -289,7 +328,7 @@ async fn silent_agents_are_pruned_and_an_unregistering_agent_gives_its_trials_ba
     advance(Duration::from_secs(15)).await;
     assert_eq!(coordinator.prune_agents(), 1);
     let forgotten = coordinator
-        .lease_trial(silent, Duration::ZERO)
+        .lease_trial(silent, Duration::ZERO, None)
         .await
         .expect_err("a pruned agent registers again");
     assert!(
@@ -323,7 +362,7 @@ async fn silent_agents_are_pruned_and_an_unregistering_agent_gives_its_trials_ba
     );
     assert!(
         coordinator
-            .lease_trial(talking, Duration::ZERO)
+            .lease_trial(talking, Duration::ZERO, None)
             .await
             .is_err()
     );
@@ -512,7 +551,7 @@ async fn no_two_trials_of_a_bo_experiment_coincide() {
             "BO stalled at {done}"
         );
         match coordinator
-            .lease_trial(agent.clone(), Duration::from_secs(2))
+            .lease_trial(agent.clone(), Duration::from_secs(2), None)
             .await
             .expect("lease call")
         {

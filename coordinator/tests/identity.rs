@@ -101,6 +101,7 @@ async fn lease(agents: &mut AgentServiceClient<Channel>, agent: &Identity) -> pb
                 agent_id: agent.id.clone(),
                 agent_secret: agent.secret.clone(),
                 wait_seconds: 1.0,
+                experiment_id: String::new(),
             })
             .await
             .expect("lease call")

@@ -163,6 +163,7 @@ async fn leased(server: &Server, epochs: i64) -> (String, String) {
                 agent_id: agent_id.clone(),
                 agent_secret: secret.clone(),
                 wait_seconds: 1.0,
+                experiment_id: String::new(),
             })
             .await
             .expect("lease call")

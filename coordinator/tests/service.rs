@@ -108,6 +108,7 @@ async fn lease(agents: &mut AgentServiceClient<Channel>, agent_id: &str) -> pb::
                 agent_id: agent_id.into(),
                 agent_secret: secret_of(agent_id),
                 wait_seconds: 0.0,
+                experiment_id: String::new(),
             })
             .await
             .expect("lease call");
@@ -443,6 +444,7 @@ async fn bad_input_is_refused_and_nothing_is_stored() {
             agent_id: "agent-nope".into(),
             agent_secret: String::new(),
             wait_seconds: 0.0,
+            experiment_id: String::new(),
         })
         .await;
     assert_eq!(

@@ -180,6 +180,7 @@ async fn run_to_completion(agents: &mut AgentServiceClient<Channel>, budget: u32
                 agent_id: registration.agent_id.clone(),
                 agent_secret: registration.agent_secret.clone(),
                 wait_seconds: 1.0,
+                experiment_id: String::new(),
             })
             .await
             .expect("lease call")
@@ -292,6 +293,7 @@ async fn failing_later_cancels_pending_trials_and_stops_leased_ones() {
                 agent_id: registration.agent_id.clone(),
                 agent_secret: registration.agent_secret.clone(),
                 wait_seconds: 1.0,
+                experiment_id: String::new(),
             })
             .await
             .expect("lease call")

@@ -81,14 +81,16 @@ class Worker:
     def lease(self, experiment_id, wait_seconds):
         """A `Trial` of `experiment_id`, or None when none was ready within `wait_seconds`.
 
-        The coordinator picks the experiment; a lease of another experiment is handed back
-        (INTERRUPTED, which costs the trial no attempt) and None is returned after a short pause.
+        The request names the experiment, so the coordinator leases only its trials. A lease of
+        another experiment (from a coordinator older than `LeaseTrialRequest.experiment_id`) is
+        handed back (INTERRUPTED, which costs the trial no attempt) and None is returned.
         """
         stub = self.client.agents_stub
         response = self.agent_call(
             stub.LeaseTrial,
             lambda agent_id, secret: pb.LeaseTrialRequest(
-                agent_id=agent_id, agent_secret=secret, wait_seconds=max(0.0, wait_seconds)),
+                agent_id=agent_id, agent_secret=secret, wait_seconds=max(0.0, wait_seconds),
+                experiment_id=experiment_id),
             timeout=self.client.timeout + wait_seconds,
         )
         if response.WhichOneof("outcome") != "lease":

@@ -88,6 +88,7 @@ impl TestAgent {
             agent_id: self.agent_id.clone(),
             agent_secret: self.secret.clone(),
             wait_seconds: 0.0,
+            experiment_id: String::new(),
         };
         Ok(
             match self.client.lease_trial(request).await?.into_inner().outcome {

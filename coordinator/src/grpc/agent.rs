@@ -13,7 +13,7 @@ use super::convert::action_to_pb;
 use super::status::respond;
 use crate::metrics::Metrics;
 use crate::service::limits;
-use crate::service::model::{AgentId, LeaseId};
+use crate::service::model::{AgentId, ExperimentId, LeaseId};
 use crate::service::{AgentService, Completion, EpochInput, LeaseOutcome};
 
 /// The tonic adapter over any [`AgentService`].
@@ -80,7 +80,11 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
             } else {
                 Duration::ZERO
             };
-            let outcome = match self.service.lease_trial(agent_id, wait).await? {
+            limits::check_len("experiment_id", &inner.experiment_id, limits::MAX_ID_BYTES)?;
+            let only = Some(inner.experiment_id)
+                .filter(|id| !id.is_empty())
+                .map(ExperimentId);
+            let outcome = match self.service.lease_trial(agent_id, wait, only).await? {
                 LeaseOutcome::Lease(lease) => Outcome::Lease(pb::Lease::from(lease.as_ref())),
                 LeaseOutcome::RetryAfter(after) => Outcome::RetryAfterSeconds(after.as_secs_f64()),
             };

@@ -26,8 +26,8 @@ use super::early_stop::{Decision, Rule, decide_one};
 use super::lifecycle::{TransitionError, TrialEvent, progress, transition};
 use super::limits;
 use super::model::{
-    AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentState, LeaseId, TrialId,
-    TrialRecord, TrialState, now_unix,
+    AgentCapabilities, AgentId, AgentRecord, EpochRecord, ExperimentId, ExperimentState, LeaseId,
+    TrialId, TrialRecord, TrialState, now_unix,
 };
 use super::registry::{AgentEntry, LeaseHome};
 use super::state::Live;
@@ -177,12 +177,18 @@ impl Coordinator {
 
     /// Leases a ready trial from the experiment with the smallest share of its parallelism in
     /// use (ties: the one that got fewest leases), among those the agent can train.
-    async fn try_lease(&self, agent: &AgentRecord) -> Result<Option<Lease>> {
+    async fn try_lease(
+        &self,
+        agent: &AgentRecord,
+        only: Option<&ExperimentId>,
+    ) -> Result<Option<Lease>> {
         let mut candidates: Vec<Arc<ExperimentCell>> = self
             .cells()
             .into_iter()
             .filter(|c| {
-                c.has_ready() && accepts(&agent.capabilities.workloads, c.workload_kind.as_ref())
+                only.is_none_or(|id| &c.id == id)
+                    && c.has_ready()
+                    && accepts(&agent.capabilities.workloads, c.workload_kind.as_ref())
             })
             .collect();
         candidates.sort_by(|a, b| {
@@ -470,9 +476,17 @@ impl AgentService for Coordinator {
     }
 
     #[instrument(skip(self), fields(agent_id = %agent_id))]
-    async fn lease_trial(&self, agent_id: AgentId, wait: Duration) -> Result<LeaseOutcome> {
+    async fn lease_trial(
+        &self,
+        agent_id: AgentId,
+        wait: Duration,
+        only: Option<ExperimentId>,
+    ) -> Result<LeaseOutcome> {
         let arrival = Instant::now();
         self.inner.writer.check()?;
+        if let Some(id) = &only {
+            self.cell(id)?;
+        }
         let agent = self
             .touch(&agent_id, arrival)
             .ok_or_else(|| Error::not_found("agent (register first)", &agent_id))?;
@@ -480,7 +494,7 @@ impl AgentService for Coordinator {
         loop {
             let mut notified = pin!(self.inner.work.notified());
             notified.as_mut().enable();
-            if let Some(lease) = self.try_lease(&agent).await? {
+            if let Some(lease) = self.try_lease(&agent, only.as_ref()).await? {
                 return Ok(LeaseOutcome::Lease(Box::new(lease)));
             }
             if Instant::now() >= until {

@@ -331,12 +331,13 @@ pub trait AgentService: Send + Sync + 'static {
     /// `FailedPrecondition` for a lease never granted, `PermissionDenied` for another agent's
     /// lease or a wrong secret.
     fn authorize_lease(&self, lease_id: &LeaseId, secret: &str) -> Result<()>;
-    /// Leases the next trial, waiting up to `wait` (capped by the coordinator) for one to be
-    /// ready before answering `RetryAfter`.
+    /// Leases the next trial (of experiment `only`, when given), waiting up to `wait` (capped by
+    /// the coordinator) for one to be ready before answering `RetryAfter`.
     fn lease_trial(
         &self,
         agent_id: AgentId,
         wait: Duration,
+        only: Option<ExperimentId>,
     ) -> impl Future<Output = Result<LeaseOutcome>> + Send;
     /// An agent shutting down: its leases go back to the queue without counting an attempt.
     /// Returns how many it held.

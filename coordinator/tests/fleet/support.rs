@@ -108,7 +108,7 @@ pub async fn wait_created(
 /// Leases a trial without waiting, or panics.
 pub async fn lease_now(coordinator: &Coordinator, agent: &AgentId) -> Lease {
     match coordinator
-        .lease_trial(agent.clone(), Duration::ZERO)
+        .lease_trial(agent.clone(), Duration::ZERO, None)
         .await
         .expect("lease call")
     {

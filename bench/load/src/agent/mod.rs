@@ -275,6 +275,7 @@ impl SimAgent {
                 agent_id: self.shared.agent_id(),
                 agent_secret: self.shared.secret(),
                 wait_seconds: self.config.lease_wait.as_secs_f64(),
+                experiment_id: String::new(),
             };
             let client = self.client.clone();
             let timeout = self.config.rpc_timeout + self.config.lease_wait;
