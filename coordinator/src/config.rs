@@ -534,12 +534,18 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("reads example");
         let from_file =
             Config::load(Some(&path), &no_env(), &Overrides::default()).expect("example parses");
-        assert_eq!(Config::from_toml_str(&text).expect("text parses"), from_file);
+        assert_eq!(
+            Config::from_toml_str(&text).expect("text parses"),
+            from_file
+        );
         for (text, words) in [
             ("listen_addr = \"127.0.0.1:1\"\n", "version"),
             ("version = 2\n", "unsupported version 2"),
             ("version = 1\nlisten_adr = \"x\"\n", "listen_adr"),
-            ("version = 1\nlease_timeout_secs = 0\n", "lease_timeout_secs"),
+            (
+                "version = 1\nlease_timeout_secs = 0\n",
+                "lease_timeout_secs",
+            ),
         ] {
             let message = Config::from_toml_str(text)
                 .expect_err("refused")

@@ -214,8 +214,13 @@ impl<T> Recycled<T> {
             self.uses = 0;
             self.weight = 0;
         }
-        self.uses += 1;
         self.value.get_or_insert_with(build)
+    }
+
+    /// Counts a use (the targets count only inputs that reached the service, so a world is not
+    /// spent on inputs that failed to decode).
+    pub fn add_use(&mut self) {
+        self.uses += 1;
     }
 
     /// Adds to the weight.
@@ -254,8 +259,11 @@ mod tests {
                 builds += 1;
                 builds
             });
+            recycled.add_use();
         }
         assert_eq!(builds, 3);
+        assert_eq!(*recycled.get(2, 100, || 0), 3, "not rebuilt without a use");
+        assert_eq!(*recycled.get(2, 100, || 0), 3, "not rebuilt without a use");
         recycled.add_weight(100);
         assert_eq!(*recycled.get(2, 100, || 99), 99);
     }

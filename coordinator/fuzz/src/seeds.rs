@@ -1,5 +1,7 @@
-//! The seed corpus: real spec files and configs, and valid encoded requests in the layout of
-//! [`crate::pick`]. `examples/write_seeds.rs` writes them to `corpus/<target>/seed-*`; the
+//! The seed corpus: real spec files and configs, valid encoded requests in the layout of
+//! [`crate::pick`], and the minimized inputs of past findings. A seed whose name contains
+//! `-refused` must be refused; every other one must be served (`tests/seeds.rs`).
+//! `examples/write_seeds.rs` writes them to `corpus/<target>/seed-*`; the
 //! scratch worlds of the RPC targets create their experiments from the same specs.
 
 use prost::Message;
@@ -174,6 +176,8 @@ pub fn config_toml() -> Vec<Seed> {
             include_str!("../../../deploy/config/agent.toml"),
         ),
         ("minimal", "version = 1\n"),
+        // Finding 1 of the fuzzing (docs/RELIABILITY.md), minimized: panicked the agent.
+        ("finding-1-refused", "retry_max_backoff_secs=1e30\n"),
     ];
     files
         .iter()
@@ -221,7 +225,7 @@ pub fn client_rpc() -> Vec<Seed> {
     };
     seeds.extend([
         ("seed-get-real".into(), framed(&[1, REAL], &get)),
-        ("seed-get-raw".into(), framed(&[1, RAW], &get)),
+        ("seed-get-raw-refused".into(), framed(&[1, RAW], &get)),
         ("seed-list".into(), framed(&[2, RAW], &list)),
         ("seed-stop-real".into(), framed(&[3, 2], &stop)),
         ("seed-trials-real".into(), framed(&[4, 1], &trials)),

@@ -7,7 +7,7 @@
 //!
 //! The world holds two running experiments (random search, and BO with median stopping), two
 //! agents and four leases; leases granted while fuzzing join the pool. Leases last 2 s, so the
-//! sweep expires some of them between inputs. It is rebuilt every [`MAX_USES`] inputs.
+//! sweep expires some of them between inputs. It is rebuilt every [`MAX_USES`] decoded inputs.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -171,6 +171,7 @@ pub fn run(data: &[u8]) -> Reached {
             true
         }
     };
+    recycled.add_use();
     Reached::from_served(served)
 }
 

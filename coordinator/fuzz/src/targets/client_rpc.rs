@@ -6,7 +6,7 @@
 //!
 //! The world starts with three experiments (random, BO with median stopping, a grid with
 //! successive halving) whose first trials were leased, reported and partly completed. It is
-//! rebuilt every [`MAX_USES`] inputs, or once the experiments created through it may have
+//! rebuilt every [`MAX_USES`] decoded inputs, or once the experiments created through it may have
 //! created [`MAX_TRIALS`] trials.
 
 use std::sync::Mutex;
@@ -158,6 +158,7 @@ pub fn run(data: &[u8]) -> Reached {
             crate::rpc!(&what, experiments, get_best_trial, request).is_some()
         }
     };
+    recycled.add_use();
     recycled.add_weight(weight);
     Reached::from_served(served)
 }

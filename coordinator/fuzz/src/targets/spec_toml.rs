@@ -61,6 +61,7 @@ pub fn run(data: &[u8]) -> Reached {
     let checked = ExperimentSpec::try_from(wire.clone()).and_then(|s| limits::check_spec(&s));
     let trials = u64::from(wire.parallelism.max(1).min(wire.budget_trials));
     let mut recycled = lock(&WORLD);
+    recycled.add_use();
     recycled.add_weight(2 * trials);
     let world = recycled.get(MAX_USES, MAX_TRIALS, build);
     let created = world.scratch.create(wire);
