@@ -409,10 +409,15 @@ fn resolve_token(token: Option<String>, file: Option<String>) -> Result<Option<S
     }
 }
 
+/// The longest any timing field may be, in seconds: a day, as the coordinator's lease timeout.
+/// More is a typo, and a value past `Duration`'s range panicked the agent at startup (found by
+/// the `config_toml` fuzz target, `docs/RELIABILITY.md`).
+pub const MAX_TIMING_SECS: f64 = 86_400.0;
+
 fn seconds(field: &str, value: f64) -> Result<Duration> {
-    if !(value.is_finite() && value > 0.0) {
+    if !(value.is_finite() && value > 0.0 && value <= MAX_TIMING_SECS) {
         return Err(invalid(format!(
-            "{field} must be a positive number of seconds, got {value}"
+            "{field} must be a positive number of seconds, at most {MAX_TIMING_SECS}, got {value}"
         )));
     }
     Ok(Duration::from_secs_f64(value))
@@ -424,7 +429,7 @@ fn seconds_or_zero(field: &str, value: f64) -> Result<Duration> {
     }
     seconds(field, value).map_err(|_| {
         invalid(format!(
-            "{field} must be 0 or a positive number of seconds, got {value}"
+            "{field} must be 0 or a positive number of seconds, at most {MAX_TIMING_SECS}, got {value}"
         ))
     })
 }
@@ -529,6 +534,36 @@ mod tests {
         let vars = env(&[("AGENT_LEASE_WAIT_SECS", "2.5")]);
         let cfg = load(None, &vars, &CliOverrides::default()).expect("loads");
         assert_eq!(cfg.timing.lease_wait, Duration::from_millis(2500));
+    }
+
+    /// Issue 12 (fuzzing): `retry_max_backoff_secs=1e30`, found by the `config_toml` fuzz target,
+    /// panicked in `Duration::from_secs_f64`; every timing field now has a range.
+    #[test]
+    fn test_reproduce_12_huge_timings_are_refused_not_a_panic() {
+        assert!(from_toml_str("retry_max_backoff_secs=1e30\n").is_err());
+        let fields = [
+            "heartbeat_interval_secs",
+            "request_timeout_secs",
+            "connect_timeout_secs",
+            "retry_initial_backoff_secs",
+            "retry_max_backoff_secs",
+            "idle_poll_max_secs",
+            "lease_wait_secs",
+            "shutdown_grace_secs",
+        ];
+        for field in fields {
+            for value in ["1e30", "1.7976931348623157e308", "86400.5"] {
+                let text = format!("{field} = {value}");
+                let err = from_toml_str(&text).expect_err(&text).to_string();
+                assert!(
+                    err.contains(field) && err.contains("86400"),
+                    "{text}: {err}"
+                );
+            }
+        }
+        let day = "retry_max_backoff_secs = 86400.0\nshutdown_grace_secs = 86400";
+        let cfg = from_toml_str(day).expect("a day is allowed");
+        assert_eq!(cfg.timing.retry_max_backoff, Duration::from_secs(86_400));
     }
 
     #[test]

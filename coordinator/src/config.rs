@@ -215,24 +215,24 @@ fn check_file(path: &Path) -> Result<String> {
         path: path.to_owned(),
         message: format!("cannot read: {e}"),
     })?;
+    check_text(&text).map_err(|message| Error::ConfigFile {
+        path: path.to_owned(),
+        message,
+    })?;
+    Ok(text)
+}
+
+/// Checks that config text is TOML with the top-level `version` this build reads.
+fn check_text(text: &str) -> std::result::Result<(), String> {
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| Error::ConfigFile {
-            path: path.to_owned(),
-            message: e.to_string().trim().to_owned(),
-        })?;
+        .map_err(|e: toml::de::Error| e.to_string().trim().to_owned())?;
     match table.get("version") {
-        Some(toml::Value::Integer(v)) if *v == i64::from(CONFIG_VERSION) => Ok(text),
-        Some(other) => Err(Error::ConfigFile {
-            path: path.to_owned(),
-            message: format!(
-                "unsupported version {other} (this coordinator reads version {CONFIG_VERSION})"
-            ),
-        }),
-        None => Err(Error::ConfigFile {
-            path: path.to_owned(),
-            message: format!("missing top-level `version = {CONFIG_VERSION}`"),
-        }),
+        Some(toml::Value::Integer(v)) if *v == i64::from(CONFIG_VERSION) => Ok(()),
+        Some(other) => Err(format!(
+            "unsupported version {other} (this coordinator reads version {CONFIG_VERSION})"
+        )),
+        None => Err(format!("missing top-level `version = {CONFIG_VERSION}`")),
     }
 }
 
@@ -287,6 +287,25 @@ impl Config {
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(layer)?;
+        raw.validate()
+    }
+
+    /// Parses config text over the defaults, with the checks of [`Config::load`] but no
+    /// environment or flags (for examples, tests and the fuzzer). An `auth_token_file` in the
+    /// text is read.
+    ///
+    /// # Errors
+    /// `Config` when the text is not a valid config or a value is invalid.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        check_text(text).map_err(Error::Config)?;
+        let raw: RawConfig = builder_defaults()
+            .and_then(|builder| {
+                builder
+                    .add_source(File::from_str(text, FileFormat::Toml))
+                    .build()
+            })
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| Error::Config(e.to_string()))?;
         raw.validate()
     }
 
@@ -570,6 +589,32 @@ mod tests {
         let config =
             Config::load(Some(&path), &no_env(), &Overrides::default()).expect("example parses");
         assert_eq!(config.lease_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn text_parses_like_a_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/coordinator.toml");
+        let text = std::fs::read_to_string(&path).expect("reads example");
+        let from_file =
+            Config::load(Some(&path), &no_env(), &Overrides::default()).expect("example parses");
+        assert_eq!(
+            Config::from_toml_str(&text).expect("text parses"),
+            from_file
+        );
+        for (text, words) in [
+            ("listen_addr = \"127.0.0.1:1\"\n", "version"),
+            ("version = 2\n", "unsupported version 2"),
+            ("version = 1\nlisten_adr = \"x\"\n", "listen_adr"),
+            (
+                "version = 1\nlease_timeout_secs = 0\n",
+                "lease_timeout_secs",
+            ),
+        ] {
+            let message = Config::from_toml_str(text)
+                .expect_err("refused")
+                .to_string();
+            assert!(message.contains(words), "{text:?}: {message}");
+        }
     }
 
     #[test]

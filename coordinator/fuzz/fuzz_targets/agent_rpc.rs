@@ -1,0 +1,6 @@
+//! The `agent_rpc` fuzz target: see `tunefleet_fuzz::targets::agent_rpc`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    tunefleet_fuzz::harness::tally(tunefleet_fuzz::targets::agent_rpc::run(data));
+});

@@ -1,0 +1,6 @@
+//! The `spec_toml` fuzz target: see `tunefleet_fuzz::targets::spec_toml`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    tunefleet_fuzz::harness::tally(tunefleet_fuzz::targets::spec_toml::run(data));
+});
