@@ -395,10 +395,13 @@ fn resolve_token(token: Option<String>, file: Option<String>) -> Result<Option<S
         )),
         (Some(token), None) => Ok(Some(token)),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-                what: format!("failed to read auth_token_file '{path}'"),
-                source,
-            })?;
+            let text =
+                crate::files::read_small_text(std::path::Path::new(&path)).map_err(|source| {
+                    Error::Io {
+                        what: format!("failed to read auth_token_file '{path}'"),
+                        source,
+                    }
+                })?;
             let token = text.trim();
             if token.is_empty() {
                 return Err(invalid(format!("auth_token_file '{path}' is empty")));
@@ -636,5 +639,23 @@ mod tests {
         assert!(from_toml_str("slotz = 2").is_err());
         let vars = env(&[("AGENT_SLOTZ", "2")]);
         assert!(load(None, &vars, &CliOverrides::default()).is_err());
+    }
+
+    /// A token file path such as `/dev/zero` made the reader allocate without end (found by the
+    /// `config_toml` fuzz target): small files are read with a bound.
+    #[test]
+    fn an_endless_token_file_is_refused_not_read() {
+        let text = "auth_token_file = \"/dev/zero\"";
+        let err = from_toml_str(text).expect_err("an endless file");
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        assert!(
+            message.contains("/dev/zero") && message.contains("1048576"),
+            "{message}"
+        );
     }
 }

@@ -27,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod cost;
 mod error;
+pub mod files;
 pub mod functions;
 pub mod metrics;
 pub mod outbox;

@@ -110,7 +110,7 @@ fn invalid(reason: String) -> Error {
 }
 
 fn read_file(field: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
+    crate::files::read_small(path).map_err(|source| Error::Io {
         what: format!("failed to read {field} '{}'", path.display()),
         source,
     })

@@ -519,7 +519,7 @@ fn resolve_token(token: Option<String>, file: Option<String>) -> Result<Option<S
         )),
         (Some(token), None) => Ok(Some(token)),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path)
+            let text = crate::files::read_small_text(Path::new(&path))
                 .map_err(|e| Error::io(format!("read auth_token_file '{path}'"), e))?;
             let token = text.trim().to_owned();
             if token.is_empty() {
@@ -853,5 +853,18 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    /// A token file path such as `/dev/zero` made the reader allocate without end (found by the
+    /// `config_toml` fuzz target): small files are read with a bound.
+    #[test]
+    fn an_endless_token_file_is_refused_not_read() {
+        let text = "version = 1\nauth_token_file = \"/dev/zero\"";
+        let err = Config::from_toml_str(text).expect_err("an endless file");
+        let message = crate::display_chain(&err);
+        assert!(
+            message.contains("/dev/zero") && message.contains("1048576"),
+            "{message}"
+        );
     }
 }

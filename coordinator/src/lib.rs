@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod grpc;
 pub mod metrics;
 pub mod parent;

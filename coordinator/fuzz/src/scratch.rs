@@ -25,6 +25,9 @@ pub struct Scratch {
     pub experiments: Arc<ExperimentGrpc<Coordinator>>,
     /// The agent service, as tonic calls it.
     pub agents: Arc<AgentGrpc<Coordinator>>,
+    /// The secret of every agent registered here, by agent id, and of the agent each lease
+    /// leased here went to, by lease id.
+    secrets: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     // Kept for the life of the store (the SQLite file lives in it).
     _dir: Option<Arc<tempfile::TempDir>>,
 }
@@ -75,8 +78,22 @@ impl Scratch {
             )),
             agents: Arc::new(AgentGrpc::new(coordinator.clone(), metrics)),
             coordinator,
+            secrets: Arc::default(),
             _dir: dir,
         }
+    }
+
+    /// The secret of an agent id or a lease id seen here (empty for any other).
+    pub fn secret_of(&self, id: &str) -> String {
+        let secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        secrets.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Remembers the secret of an agent id or lease id (bounded: the world is rebuilt long
+    /// before this grows large).
+    pub fn remember(&self, id: String, secret: String) {
+        let mut secrets = self.secrets.lock().unwrap_or_else(|p| p.into_inner());
+        secrets.insert(id, secret);
     }
 
     /// Registers an agent that trains `workloads` (empty: any) and returns its id.
@@ -95,12 +112,9 @@ impl Scratch {
         let response = within(&|| "setup: RegisterAgent".into(), async move {
             agents.register_agent(Request::new(request)).await
         });
-        // TODO(secret): once RegisterAgentResponse carries `agent_secret`, return it beside the
-        // id and have the targets set it on every request they send with a real agent id.
-        response
-            .expect("a scratch agent registers")
-            .into_inner()
-            .agent_id
+        let registration = response.expect("a scratch agent registers").into_inner();
+        self.remember(registration.agent_id.clone(), registration.agent_secret);
+        registration.agent_id
     }
 
     /// Creates an experiment and returns its id.
@@ -128,11 +142,13 @@ impl Scratch {
     ) -> Vec<pb::Lease> {
         let agents = Arc::clone(&self.agents);
         let agent_id = agent_id.to_owned();
-        within_for(call_timeout() * calls, what, async move {
+        let secret = self.secret_of(&agent_id);
+        let leases = within_for(call_timeout() * calls, what, async move {
             let mut leases = Vec::new();
             while leases.len() < count {
                 let request = pb::LeaseTrialRequest {
                     agent_id: agent_id.clone(),
+                    agent_secret: secret.clone(),
                     wait_seconds: 0.05,
                     ..Default::default()
                 };
@@ -145,8 +161,13 @@ impl Scratch {
                     leases.push(lease);
                 }
             }
-            leases
-        })
+            (leases, secret)
+        });
+        let (leases, secret) = leases;
+        for lease in &leases {
+            self.remember(lease.lease_id.clone(), secret.clone());
+        }
+        leases
     }
 }
 
@@ -155,6 +176,7 @@ impl Scratch {
     pub fn report_epoch(&self, lease_id: &str, epoch: u32, value: f64) {
         let request = pb::ReportEpochRequest {
             lease_id: lease_id.to_owned(),
+            agent_secret: self.secret_of(lease_id),
             report: Some(pb::EpochReport {
                 epoch,
                 value,
@@ -172,6 +194,7 @@ impl Scratch {
     pub fn complete(&self, lease_id: &str, epochs: u32, value: f64) {
         let request = pb::CompleteTrialRequest {
             lease_id: lease_id.to_owned(),
+            agent_secret: self.secret_of(lease_id),
             outcome: pb::TrialOutcome::Succeeded as i32,
             value: Some(value),
             epochs_run: epochs,

@@ -212,13 +212,18 @@ pub fn client_rpc() -> Vec<Seed> {
     let get = pb::GetExperimentRequest {
         experiment_id: id("exp-0000000000000000"),
     };
-    let list = pb::ListExperimentsRequest { study: id("fuzz") };
+    let list = pb::ListExperimentsRequest {
+        study: id("fuzz"),
+        ..Default::default()
+    };
     let stop = pb::StopExperimentRequest {
         experiment_id: id("exp-1"),
     };
     let trials = pb::ListTrialsRequest {
         experiment_id: id("exp-2"),
         include_epochs: true,
+        page_size: 2,
+        ..Default::default()
     };
     let best = pb::GetBestTrialRequest {
         experiment_id: id("exp-3"),

@@ -81,7 +81,8 @@ impl TlsFiles {
 }
 
 fn read_file(field: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(format!("read {field} '{}'", path.display()), e))
+    crate::files::read_small(path)
+        .map_err(|e| Error::io(format!("read {field} '{}'", path.display()), e))
 }
 
 fn content_error(field: &str, path: &Path, what: impl std::fmt::Display) -> Error {

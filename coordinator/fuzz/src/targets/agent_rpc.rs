@@ -96,16 +96,25 @@ pub fn run(data: &[u8]) -> Reached {
     let mut recycled = lock(&WORLD);
     let world = recycled.get(MAX_USES, u64::MAX, build);
     let agents = &world.scratch.agents;
-    // TODO(secret): with a real agent id, also set its `agent_secret` (see Scratch::register).
+    // A request naming a real agent or lease with no secret gets the real one, so the service
+    // past the secret check is reached; a fuzzed secret is kept, so wrong ones are tried too.
+    let scratch = &world.scratch;
+    let fill = |secret: &mut String, id: &str| {
+        if secret.is_empty() {
+            *secret = scratch.secret_of(id);
+        }
+    };
     let served = match method {
         0 => {
             let Ok(mut request) = pb::RegisterAgentRequest::decode(message) else {
                 return Reached::Rejected;
             };
             agent.apply(&mut request.agent_id, &world.agent_ids);
+            fill(&mut request.agent_secret, &request.agent_id);
             let answer = crate::rpc!(&what, agents, register_agent, request);
             let served = answer.is_some();
             if let Some(answer) = answer {
+                scratch.remember(answer.agent_id.clone(), answer.agent_secret);
                 let fixed = world.fixed_agents;
                 push_bounded(&mut world.agent_ids, answer.agent_id, fixed, MAX_IDS);
             }
@@ -116,12 +125,15 @@ pub fn run(data: &[u8]) -> Reached {
                 return Reached::Rejected;
             };
             agent.apply(&mut request.agent_id, &world.agent_ids);
+            fill(&mut request.agent_secret, &request.agent_id);
             request.wait_seconds = clamp_wait(request.wait_seconds);
+            let secret = request.agent_secret.clone();
             let answer = crate::rpc!(&what, agents, lease_trial, request);
             let served = answer.is_some();
             if let Some(pb::lease_trial_response::Outcome::Lease(granted)) =
                 answer.and_then(|a| a.outcome)
             {
+                scratch.remember(granted.lease_id.clone(), secret);
                 let fixed = world.fixed_leases;
                 push_bounded(&mut world.lease_ids, granted.lease_id, fixed, MAX_IDS);
             }
@@ -132,6 +144,7 @@ pub fn run(data: &[u8]) -> Reached {
                 return Reached::Rejected;
             };
             agent.apply(&mut request.agent_id, &world.agent_ids);
+            fill(&mut request.agent_secret, &request.agent_id);
             if request.lease_ids.is_empty() && lease.pick(&world.lease_ids).is_some() {
                 request.lease_ids.push(String::new());
             }
@@ -150,6 +163,7 @@ pub fn run(data: &[u8]) -> Reached {
                 return Reached::Rejected;
             };
             lease.apply(&mut request.lease_id, &world.lease_ids);
+            fill(&mut request.agent_secret, &request.lease_id);
             crate::rpc!(&what, agents, report_epoch, request).is_some()
         }
         4 => {
@@ -157,6 +171,7 @@ pub fn run(data: &[u8]) -> Reached {
                 return Reached::Rejected;
             };
             lease.apply(&mut request.lease_id, &world.lease_ids);
+            fill(&mut request.agent_secret, &request.lease_id);
             crate::rpc!(&what, agents, complete_trial, request).is_some()
         }
         5 => {
@@ -164,6 +179,7 @@ pub fn run(data: &[u8]) -> Reached {
                 return Reached::Rejected;
             };
             agent.apply(&mut request.agent_id, &world.agent_ids);
+            fill(&mut request.agent_secret, &request.agent_id);
             crate::rpc!(&what, agents, unregister_agent, request).is_some()
         }
         _ => {

@@ -107,6 +107,7 @@ fn lease_check_and_finish(
     }
     let complete = pb::CompleteTrialRequest {
         lease_id: lease.lease_id.clone(),
+        agent_secret: world.scratch.secret_of(&lease.lease_id),
         outcome: pb::TrialOutcome::Succeeded as i32,
         value: Some(0.5),
         ..Default::default()

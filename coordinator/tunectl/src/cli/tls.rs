@@ -58,7 +58,7 @@ pub fn token(options: &ConnectOptions) -> anyhow::Result<Option<String>> {
         }
         (Some(token), None) => Ok(Some(token.clone())),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
+            let text = coordinator::files::read_small_text(path)
                 .with_context(|| format!("cannot read --token-file '{}'", path.display()))?;
             let token = text.trim();
             if token.is_empty() {
@@ -71,8 +71,8 @@ pub fn token(options: &ConnectOptions) -> anyhow::Result<Option<String>> {
 }
 
 fn read_certificates(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
-    let pem =
-        std::fs::read(path).with_context(|| format!("cannot read {flag} '{}'", path.display()))?;
+    let pem = coordinator::files::read_small(path)
+        .with_context(|| format!("cannot read {flag} '{}'", path.display()))?;
     let mut count = 0;
     for certificate in CertificateDer::pem_slice_iter(&pem) {
         certificate.with_context(|| format!("{flag} '{}' is not valid PEM", path.display()))?;
@@ -88,8 +88,8 @@ fn read_certificates(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 fn read_private_key(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
-    let pem =
-        std::fs::read(path).with_context(|| format!("cannot read {flag} '{}'", path.display()))?;
+    let pem = coordinator::files::read_small(path)
+        .with_context(|| format!("cannot read {flag} '{}'", path.display()))?;
     PrivateKeyDer::from_pem_slice(&pem).with_context(|| {
         format!(
             "{flag} '{}' holds no usable PEM private key",
