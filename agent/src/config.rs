@@ -199,6 +199,11 @@ pub fn load(
 ) -> Result<Config> {
     let mut builder = config::Config::builder();
     if let Some(path) = file {
+        // The `config` crate reads the file and reports what is wrong with it; the keys are
+        // checked first (a file that cannot be read is left for it to report).
+        if let Ok(text) = std::fs::read_to_string(path) {
+            check_keys(&text)?;
+        }
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
     let agent_env: config::Map<String, String> = env
@@ -206,6 +211,14 @@ pub fn load(
         .filter(|(key, _)| key.starts_with("AGENT_"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    for key in agent_env.keys() {
+        if !is_plain_key(&key["AGENT_".len()..]) {
+            return Err(invalid(format!(
+                "environment variable '{}' names no config field",
+                short(key)
+            )));
+        }
+    }
     builder = builder.add_source(
         config::Environment::with_prefix("AGENT")
             .prefix_separator("_")
@@ -222,11 +235,43 @@ pub fn load(
 /// # Errors
 /// As [`load`].
 pub fn from_toml_str(text: &str) -> Result<Config> {
+    check_keys(text)?;
     let raw: RawConfig = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .build()?
         .try_deserialize()?;
     raw.validate()
+}
+
+/// Whether a key is a plain name (letters, digits, `_`), as every field is. The `config` crate
+/// reads any other key as a path and grows an array to the index it names, so
+/// `'g[167440737095516150]' = 1` panicked (capacity overflow) and a smaller index could take all
+/// memory (found by the `config_toml` fuzz target, `docs/RELIABILITY.md`).
+fn is_plain_key(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Refuses a document with a top-level key that is not a plain name (see [`is_plain_key`]).
+/// Text that is not TOML passes, for the `config` crate to report.
+fn check_keys(text: &str) -> Result<()> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    match table.keys().find(|key| !is_plain_key(key)) {
+        Some(key) => Err(invalid(format!(
+            "key '{}' names no config field",
+            short(key)
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// At most 64 characters of a refused key, for the error.
+fn short(raw: &str) -> String {
+    match raw.char_indices().nth(64) {
+        None => raw.to_owned(),
+        Some((cut, _)) => format!("{}... ({} bytes)", &raw[..cut], raw.len()),
+    }
 }
 
 type Builder = config::ConfigBuilder<config::builder::DefaultState>;
@@ -567,6 +612,33 @@ mod tests {
         let day = "retry_max_backoff_secs = 86400.0\nshutdown_grace_secs = 86400";
         let cfg = from_toml_str(day).expect("a day is allowed");
         assert_eq!(cfg.timing.retry_max_backoff, Duration::from_secs(86_400));
+    }
+
+    /// Issue 12 (fuzzing): a key the `config` crate reads as an array index
+    /// (`['g[167440737095516150 ]']`, found by the `config_toml` fuzz target) panicked with a
+    /// capacity overflow; such keys are refused in text, files and the environment.
+    #[test]
+    fn test_reproduce_12_path_keys_are_refused_not_a_panic() {
+        for text in [
+            "['g[167440737095516150 ]']\n",
+            "'slots[100000000]' = 1\n",
+            "\"slots.x\" = 1\n",
+        ] {
+            let err = from_toml_str(text).expect_err(text).to_string();
+            assert!(err.contains("names no config field"), "{text:?}: {err}");
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "['g[167440737095516150 ]']\n").expect("writes");
+        let err = load(Some(&path), &HashMap::new(), &CliOverrides::default())
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("names no config field"), "{err}");
+        let vars = env(&[("AGENT_SLOTS[100000000]", "1")]);
+        let err = load(None, &vars, &CliOverrides::default())
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("AGENT_SLOTS[100000000]"), "{err}");
     }
 
     #[test]

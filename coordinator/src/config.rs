@@ -222,11 +222,22 @@ fn check_file(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// Checks that config text is TOML with the top-level `version` this build reads.
+/// Checks that config text is TOML whose top-level keys are all fields, with the `version` this
+/// build reads. The keys are checked here, before the `config` crate sees them: it reads a key as
+/// a path and grows an array to the index one names, so `'g[167440737095516150]' = 1` panicked
+/// (capacity overflow) and a smaller index could take all memory (found by the `config_toml`
+/// fuzz target, `docs/RELIABILITY.md`).
 fn check_text(text: &str) -> std::result::Result<(), String> {
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| e.to_string().trim().to_owned())?;
+    if let Some(unknown) = table.keys().find(|key| !FIELDS.contains(&key.as_str())) {
+        return Err(format!(
+            "unknown field `{}` (fields: {})",
+            crate::service::limits::short(unknown),
+            FIELDS.join(", ")
+        ));
+    }
     match table.get("version") {
         Some(toml::Value::Integer(v)) if *v == i64::from(CONFIG_VERSION) => Ok(()),
         Some(other) => Err(format!(
@@ -614,6 +625,32 @@ mod tests {
                 .expect_err("refused")
                 .to_string();
             assert!(message.contains(words), "{text:?}: {message}");
+        }
+    }
+
+    /// Issue 12 (fuzzing): a key the `config` crate reads as an array index
+    /// (`['g[167440737095516150 ]']`, found by the `config_toml` fuzz target) panicked with a
+    /// capacity overflow; keys are now checked against the fields first, in text and in files.
+    #[test]
+    fn test_reproduce_12_path_keys_are_refused_not_a_panic() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for text in [
+            "['g[167440737095516150 ]']\n",
+            "version = 1\n'listen_addr[100000000]' = 1\n",
+            "version = 1\n\"max_attempts.x\" = 1\n",
+        ] {
+            let message = Config::from_toml_str(text)
+                .expect_err("refused")
+                .to_string();
+            assert!(message.contains("unknown field"), "{text:?}: {message}");
+            let path = write(&dir, text);
+            let message = Config::load(Some(&path), &no_env(), &Overrides::default())
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                message.contains("unknown field") && message.contains("coordinator.toml"),
+                "{text:?}: {message}"
+            );
         }
     }
 

@@ -178,6 +178,8 @@ pub fn config_toml() -> Vec<Seed> {
         ("minimal", "version = 1\n"),
         // Finding 1 of the fuzzing (docs/RELIABILITY.md), minimized: panicked the agent.
         ("finding-1-refused", "retry_max_backoff_secs=1e30\n"),
+        // Finding 2: panicked both parsers (a key read as an array index).
+        ("finding-2-refused", "['g[167440737095516150 ]']\n"),
     ];
     files
         .iter()
