@@ -157,9 +157,9 @@ async fn wait_ended(
     }
 }
 
-/// An agent that runs the healthy experiment to the end: every trial reports `x` and completes.
-async fn run_to_completion(agents: &mut AgentServiceClient<Channel>, budget: u32) {
-    let registration = agents
+/// Registers an agent of the `function` workload.
+async fn register(agents: &mut AgentServiceClient<Channel>) -> pb::RegisterAgentResponse {
+    agents
         .register_agent(pb::RegisterAgentRequest {
             capabilities: Some(pb::AgentCapabilities {
                 slots: 1,
@@ -170,7 +170,35 @@ async fn run_to_completion(agents: &mut AgentServiceClient<Channel>, budget: u32
         })
         .await
         .expect("registers")
-        .into_inner();
+        .into_inner()
+}
+
+/// Long-polls until the agent gets a lease.
+async fn lease_one(
+    agents: &mut AgentServiceClient<Channel>,
+    registration: &pb::RegisterAgentResponse,
+) -> pb::Lease {
+    loop {
+        let outcome = agents
+            .lease_trial(pb::LeaseTrialRequest {
+                agent_id: registration.agent_id.clone(),
+                agent_secret: registration.agent_secret.clone(),
+                wait_seconds: 1.0,
+                experiment_id: String::new(),
+            })
+            .await
+            .expect("lease call")
+            .into_inner()
+            .outcome;
+        if let Some(pb::lease_trial_response::Outcome::Lease(lease)) = outcome {
+            return lease;
+        }
+    }
+}
+
+/// An agent that runs the healthy experiment to the end: every trial reports `x` and completes.
+async fn run_to_completion(agents: &mut AgentServiceClient<Channel>, budget: u32) {
+    let registration = register(agents).await;
     let until = Instant::now() + Duration::from_secs(20);
     let mut done = 0;
     while done < budget {
@@ -275,36 +303,9 @@ async fn failing_later_cancels_pending_trials_and_stops_leased_ones() {
     let (mut experiments, mut agents) = server.clients().await;
     let mut other = server.experiments().await;
     let id = create(&mut experiments, spec("breaks-later", 20, 2)).await;
-    let registration = agents
-        .register_agent(pb::RegisterAgentRequest {
-            capabilities: Some(pb::AgentCapabilities {
-                slots: 1,
-                workloads: vec!["function".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("registers")
-        .into_inner();
-    let lease_one = async |agents: &mut AgentServiceClient<Channel>| loop {
-        let outcome = agents
-            .lease_trial(pb::LeaseTrialRequest {
-                agent_id: registration.agent_id.clone(),
-                agent_secret: registration.agent_secret.clone(),
-                wait_seconds: 1.0,
-                experiment_id: String::new(),
-            })
-            .await
-            .expect("lease call")
-            .into_inner()
-            .outcome;
-        if let Some(pb::lease_trial_response::Outcome::Lease(lease)) = outcome {
-            break lease;
-        }
-    };
+    let registration = register(&mut agents).await;
     // A result frees a slot; topping up then asks for more points, and those rounds fail.
-    let first = lease_one(&mut agents).await;
+    let first = lease_one(&mut agents, &registration).await;
     agents
         .complete_trial(pb::CompleteTrialRequest {
             lease_id: first.lease_id,
@@ -317,7 +318,7 @@ async fn failing_later_cancels_pending_trials_and_stops_leased_ones() {
         })
         .await
         .expect("completes");
-    let lease = lease_one(&mut agents).await;
+    let lease = lease_one(&mut agents, &registration).await;
     let failed = wait_ended(&mut experiments, &mut other, &id, Duration::from_secs(10)).await;
     assert_eq!(failed.state(), pb::ExperimentState::Failed, "{failed:?}");
     let beat = agents
