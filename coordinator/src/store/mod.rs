@@ -5,6 +5,7 @@
 //! transaction, before it replies. On startup it loads a [`Snapshot`] and resumes from it. Store
 //! calls block: callers run them on `spawn_blocking`.
 
+pub mod checkpoint;
 pub mod lock;
 pub mod memory;
 pub mod sqlite;

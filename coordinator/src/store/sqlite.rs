@@ -1,4 +1,5 @@
-//! The durable store: one SQLite file (WAL, `synchronous = FULL`) under the data directory.
+//! The durable store: one SQLite file (WAL, `synchronous = FULL`) under the data directory, its
+//! WAL checkpointed by a thread of its own ([`super::checkpoint`]) rather than inside commits.
 //!
 //! Specs, parameters and capabilities are JSON columns; states and numbers are plain columns so
 //! the file can be inspected with `sqlite3`. The schema version is SQLite's `user_version`, and
@@ -12,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::checkpoint::Checkpointer;
 use super::lock::DataDirLock;
 use super::{Change, ExperimentStore, Snapshot};
 use crate::service::model::{AgentRecord, EpochRecord, ExperimentRecord, LeaseRecord, TrialRecord};
@@ -88,6 +90,9 @@ ALTER TABLE experiments ADD COLUMN failure_reason TEXT NOT NULL DEFAULT '';
 
 /// An `ExperimentStore` on a SQLite file.
 pub struct SqliteStore {
+    // Declared first, so it stops before the writing connection closes (the last connection's
+    // close then checkpoints what is left and removes the WAL); `None` for `open_file`.
+    _checkpointer: Option<Checkpointer>,
     conn: Mutex<Connection>,
     path: PathBuf,
     // Declared last, so it is released after the connection is closed; `None` for
@@ -109,6 +114,13 @@ impl SqliteStore {
             .map_err(|e| Error::io(format!("create data directory '{}'", data_dir.display()), e))?;
         let lock = DataDirLock::acquire(data_dir)?;
         let mut store = Self::open_file(&data_dir.join(DB_FILE_NAME))?;
+        store
+            .conn
+            .get_mut()
+            .expect("sqlite connection lock is never poisoned")
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| Error::store("turn off automatic WAL checkpoints", e))?;
+        store._checkpointer = Some(Checkpointer::start(&store.path)?);
         store._lock = Some(lock);
         Ok(store)
     }
@@ -129,6 +141,7 @@ impl SqliteStore {
             .map_err(|e| Error::store(what(), e))?;
         migrate(&mut conn).map_err(|e| Error::store(what(), e))?;
         Ok(Self {
+            _checkpointer: None,
             conn: Mutex::new(conn),
             path: path.to_owned(),
             _lock: None,
@@ -207,58 +220,59 @@ fn from_text<T: DeserializeOwned>(column: &'static str, text: String) -> Result<
 fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> {
     match change {
         Change::PutExperiment(e) => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO experiments (id, name, state, spec_json, created_unix, exhausted,
                      failure_reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT(id) DO UPDATE SET name = ?2, state = ?3, spec_json = ?4,
                      created_unix = ?5, exhausted = ?6, failure_reason = ?7",
-                params![
-                    e.id.0,
-                    e.spec.name,
-                    to_text(&e.state),
-                    to_json(&e.spec),
-                    e.created_unix,
-                    e.exhausted,
-                    e.failure_reason
-                ],
-            )?;
+            )?
+            .execute(params![
+                e.id.0,
+                e.spec.name,
+                to_text(&e.state),
+                to_json(&e.spec),
+                e.created_unix,
+                e.exhausted,
+                e.failure_reason
+            ])?;
         }
         Change::PutTrial(t) => put_trial(tx, t)?,
         Change::AddEpoch(e) => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT OR IGNORE INTO epoch_reports
                  (trial_id, attempt, epoch, value, train_loss, train_accuracy, epoch_seconds)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    e.trial_id.0,
-                    e.attempt,
-                    e.epoch,
-                    e.value,
-                    e.train_loss,
-                    e.train_accuracy,
-                    e.epoch_seconds
-                ],
-            )?;
+            )?
+            .execute(params![
+                e.trial_id.0,
+                e.attempt,
+                e.epoch,
+                e.value,
+                e.train_loss,
+                e.train_accuracy,
+                e.epoch_seconds
+            ])?;
         }
         Change::PutAgent(a) => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO agents (id, capabilities_json, registered_unix, last_seen_unix,
                      secret_sha256)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(id) DO UPDATE SET capabilities_json = ?2, registered_unix = ?3,
                      last_seen_unix = ?4, secret_sha256 = ?5",
-                params![
-                    a.id.0,
-                    to_json(&a.capabilities),
-                    a.registered_unix,
-                    a.last_seen_unix,
-                    a.secret_sha256
-                ],
-            )?;
+            )?
+            .execute(params![
+                a.id.0,
+                to_json(&a.capabilities),
+                a.registered_unix,
+                a.last_seen_unix,
+                a.secret_sha256
+            ])?;
         }
         Change::DeleteAgent(id) => {
-            tx.execute("DELETE FROM agents WHERE id = ?1", params![id.0])?;
+            tx.prepare_cached("DELETE FROM agents WHERE id = ?1")?
+                .execute(params![id.0])?;
         }
     }
     Ok(())
@@ -266,7 +280,7 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
 
 fn put_trial(tx: &rusqlite::Transaction<'_>, t: &TrialRecord) -> rusqlite::Result<()> {
     let lease = t.lease.as_ref();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO trials (id, experiment_id, number, params_json, state, value, attempts, agent_id,
              lease_id, lease_agent_id, lease_deadline_unix, epochs_run, best_epoch, wall_seconds,
              device_seconds, cost_dollars, failure_reason, instance_type, created_unix,
@@ -278,7 +292,8 @@ fn put_trial(tx: &rusqlite::Transaction<'_>, t: &TrialRecord) -> rusqlite::Resul
              epochs_run = ?12, best_epoch = ?13, wall_seconds = ?14, device_seconds = ?15,
              cost_dollars = ?16, failure_reason = ?17, instance_type = ?18, finished_unix = ?20,
              stop_requested = ?21, interruptions = ?22, last_lease_id = ?23",
-        params![
+    )?
+    .execute(params![
             t.id.0,
             t.experiment_id.0,
             t.number,
