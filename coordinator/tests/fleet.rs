@@ -603,3 +603,72 @@ async fn a_heartbeat_that_crosses_its_own_completion_is_told_stop_not_abandon() 
         .expect("beats");
     assert_eq!(beat[0].action, LeaseAction::Stop);
 }
+
+/// Lets every spawned task run until it waits (paused time, one thread).
+async fn settle() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_restricted_to_one_experiment_leaves_other_wake_ups_to_others() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let first = running(&coordinator, spec("first", 1, 1), 1).await;
+    let second = running(&coordinator, spec("second", 1, 1), 1).await;
+    let (holder_a, holder_b) = (agent(&coordinator).await, agent(&coordinator).await);
+    for (holder, experiment) in [(&holder_a, &first), (&holder_b, &second)] {
+        let outcome = coordinator
+            .lease_trial(holder.clone(), Duration::ZERO, Some(experiment.clone()))
+            .await
+            .expect("lease call");
+        assert!(matches!(outcome, LeaseOutcome::Lease(_)), "{outcome:?}");
+    }
+
+    // The restricted waiter queues first, so it would be woken first by a shared Notify.
+    let restricted = agent(&coordinator).await;
+    let restricted_wait = {
+        let (coordinator, first) = (coordinator.clone(), first.clone());
+        tokio::spawn(async move {
+            coordinator
+                .lease_trial(restricted, Duration::from_secs(5), Some(first))
+                .await
+        })
+    };
+    settle().await;
+    let any = agent(&coordinator).await;
+    let started = tokio::time::Instant::now();
+    let any_wait = {
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move {
+            coordinator
+                .lease_trial(any, Duration::from_secs(5), None)
+                .await
+        })
+    };
+    settle().await;
+
+    // The second experiment's trial comes free.
+    assert_eq!(
+        coordinator
+            .unregister_agent(holder_b)
+            .await
+            .expect("unregisters"),
+        1
+    );
+    match any_wait.await.expect("joins").expect("answers") {
+        LeaseOutcome::Lease(lease) => assert_eq!(lease.experiment_id, second),
+        LeaseOutcome::RetryAfter(_) => panic!("the free trial was not offered"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the unrestricted waiter slept {:?}: its wake-up went to the restricted one",
+        started.elapsed()
+    );
+    let restricted_outcome = restricted_wait.await.expect("joins").expect("answers");
+    assert!(
+        matches!(restricted_outcome, LeaseOutcome::RetryAfter(_)),
+        "{restricted_outcome:?}"
+    );
+}

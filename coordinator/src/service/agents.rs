@@ -297,9 +297,7 @@ impl Coordinator {
                 }
                 (self.mutate(&cell, &mut live, changes), requeued)
             };
-            for _ in 0..requeued {
-                self.inner.work.notify_one();
-            }
+            self.announce(&cell, requeued);
             self.refill(&cell);
             ticket.durable().await?;
         }
@@ -484,15 +482,14 @@ impl AgentService for Coordinator {
     ) -> Result<LeaseOutcome> {
         let arrival = Instant::now();
         self.inner.writer.check()?;
-        if let Some(id) = &only {
-            self.cell(id)?;
-        }
         let agent = self
             .touch(&agent_id, arrival)
             .ok_or_else(|| Error::not_found("agent (register first)", &agent_id))?;
         let until = arrival + wait.min(self.inner.settings.max_lease_wait);
+        let own = only.as_ref().map(|id| self.cell(id)).transpose()?;
+        let work = own.as_ref().map_or(&self.inner.work, |cell| &cell.work);
         loop {
-            let mut notified = pin!(self.inner.work.notified());
+            let mut notified = pin!(work.notified());
             notified.as_mut().enable();
             if let Some(lease) = self.try_lease(&agent, only.as_ref()).await? {
                 return Ok(LeaseOutcome::Lease(Box::new(lease)));
@@ -648,7 +645,7 @@ impl AgentService for Coordinator {
             }
         };
         if requeued {
-            self.inner.work.notify_one();
+            self.announce(&cell, 1);
         }
         // Started before waiting, so a dropped request still tops the experiment up.
         self.refill(&cell);
@@ -684,10 +681,10 @@ impl AgentService for Coordinator {
                 continue;
             }
             released += u32::try_from(changes.len()).unwrap_or(u32::MAX);
+            let count = changes.len();
             tickets.push(self.mutate(&cell, &mut live, changes));
-        }
-        for _ in 0..released {
-            self.inner.work.notify_one();
+            drop(live);
+            self.announce(&cell, count);
         }
         for ticket in tickets {
             ticket.durable().await?;

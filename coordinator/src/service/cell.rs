@@ -21,6 +21,10 @@ pub struct ExperimentCell {
     pub leases_granted: AtomicU64,
     /// The workload kind agents must accept, if any.
     pub workload_kind: Option<String>,
+    /// Wakes the long polls of agents that lease only this experiment's trials; agents that
+    /// take any experiment's wait on the service's own `Notify`. Kept apart so that a waiter
+    /// restricted to one experiment never takes a wake-up meant for another.
+    pub work: tokio::sync::Notify,
 }
 
 impl ExperimentCell {
@@ -34,6 +38,7 @@ impl ExperimentCell {
             running: AtomicBool::new(false),
             parallelism: AtomicUsize::new(1),
             leases_granted: AtomicU64::new(0),
+            work: tokio::sync::Notify::new(),
             live: Mutex::new(live),
         };
         {

@@ -382,7 +382,8 @@ struct Inner {
     writer: Writer,
     settings: Settings,
     metrics: Arc<Metrics>,
-    /// Woken when trials become ready, for long-polling `LeaseTrial`s.
+    /// Woken when trials become ready, for long-polling `LeaseTrial`s that take any experiment
+    /// (see [`Coordinator::announce`]).
     work: Notify,
     /// The low-priority threads that compute BO suggestions (`suggest_concurrency` of them).
     suggest_pool: suggest_pool::SuggestPool,

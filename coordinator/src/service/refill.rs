@@ -100,6 +100,16 @@ impl Coordinator {
         take
     }
 
+    /// Wakes `count` long polls for trials that just became ready in `cell`: one of the agents
+    /// that take any experiment and one of those that take only this one, each on its own
+    /// `Notify` (a wake-up that finds its trial taken costs the waiter one more look).
+    pub(crate) fn announce(&self, cell: &ExperimentCell, count: usize) {
+        for _ in 0..count {
+            self.inner.work.notify_one();
+            cell.work.notify_one();
+        }
+    }
+
     /// Fills free slots from the buffer, marks the experiment completed when nothing is in
     /// flight and nothing more can be created, and starts a suggestion round when the buffer
     /// needs one and none is running. Returns at once.
@@ -109,9 +119,7 @@ impl Coordinator {
             let made = self.promote(cell, &mut live);
             (made, self.plan_round(cell, &mut live))
         };
-        for _ in 0..made {
-            self.inner.work.notify_one();
-        }
+        self.announce(cell, made);
         if let Some(round) = round {
             let coordinator = self.clone();
             let cell = Arc::clone(cell);
