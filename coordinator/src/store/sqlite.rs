@@ -84,6 +84,12 @@ ALTER TABLE trials ADD COLUMN last_lease_id TEXT;
 ALTER TABLE agents ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';
 ALTER TABLE experiments ADD COLUMN failure_reason TEXT NOT NULL DEFAULT '';
 ",
+    // 4: an experiment whose trials keep failing the same way is paused with its reason; the
+    // time of its last resume bounds the failures that count towards the next pause.
+    r"
+ALTER TABLE experiments ADD COLUMN paused_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE experiments ADD COLUMN resumed_unix REAL NOT NULL DEFAULT 0;
+",
 ];
 
 /// An `ExperimentStore` on a SQLite file.
@@ -209,10 +215,11 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
         Change::PutExperiment(e) => {
             tx.execute(
                 "INSERT INTO experiments (id, name, state, spec_json, created_unix, exhausted,
-                     failure_reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     failure_reason, paused_reason, resumed_unix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(id) DO UPDATE SET name = ?2, state = ?3, spec_json = ?4,
-                     created_unix = ?5, exhausted = ?6, failure_reason = ?7",
+                     created_unix = ?5, exhausted = ?6, failure_reason = ?7,
+                     paused_reason = ?8, resumed_unix = ?9",
                 params![
                     e.id.0,
                     e.spec.name,
@@ -220,7 +227,9 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
                     to_json(&e.spec),
                     e.created_unix,
                     e.exhausted,
-                    e.failure_reason
+                    e.failure_reason,
+                    e.paused_reason,
+                    e.resumed_unix
                 ],
             )?;
         }
@@ -315,6 +324,8 @@ fn experiment_from_row(row: &Row<'_>) -> Result<ExperimentRecord, RowError> {
         created_unix: row.get(3)?,
         exhausted: row.get(4)?,
         failure_reason: row.get(5)?,
+        paused_reason: row.get(6)?,
+        resumed_unix: row.get(7)?,
     })
 }
 
@@ -402,7 +413,8 @@ impl ExperimentStore for SqliteStore {
             Ok(Snapshot {
                 experiments: query_all(
                     &conn,
-                    "SELECT id, state, spec_json, created_unix, exhausted, failure_reason
+                    "SELECT id, state, spec_json, created_unix, exhausted, failure_reason,
+                         paused_reason, resumed_unix
                      FROM experiments
                      ORDER BY created_unix, rowid",
                     experiment_from_row,
@@ -483,7 +495,7 @@ mod tests {
         assert_eq!(reopened.load().expect("loads"), expected);
         assert_eq!(
             schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"),
-            Some(3)
+            Some(4)
         );
         let agent = expected.agents[0].id.clone();
         reopened
