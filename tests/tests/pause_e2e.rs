@@ -1,7 +1,7 @@
 //! End to end (issue 16): a text-CNN experiment whose dataset path has a typo fails every trial
 //! the same way on a real CPU agent, so the coordinator pauses it after three failures instead of
 //! burning its budget; `tunectl status` and `tunectl watch` say why, and `tunectl resume` makes
-//! the agent lease its trials again.
+//! the agent lease its trials again. The daemons' log files carry no ANSI colour codes.
 
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ async fn wait_paused(cluster: &Cluster, id: &str, failed: u32) -> Result<pb::Exp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_a_mistyped_dataset_pauses_after_three_failures_and_resume_continues() -> Result<()> {
     let cluster = Cluster::builder().start()?;
-    let _agent = start_agent(&cluster, "agent-a", &[])?;
+    let agent = start_agent(&cluster, "agent-a", &[])?;
     let mut client = agents::experiments(&cluster).await?;
     let mut spec = agents::tiny_textcnn_spec("typo", 20, 1);
     if let Some(workload) = spec.workload.as_mut() {
@@ -66,5 +66,16 @@ async fn pause_a_mistyped_dataset_pauses_after_three_failures_and_resume_continu
     // The dataset is still wrong: the agent leases again and the next three fail, pausing it again.
     let again = wait_paused(&cluster, &id, 6).await?;
     ensure!(again.trials_failed == 6, "failed {}", again.trials_failed);
+    // Both daemons log to files here (stderr is not a terminal): no colour codes in them.
+    for (name, log) in [
+        ("coordinator", cluster.coordinator_log()),
+        ("agent", agent.log()),
+    ] {
+        ensure!(log.contains("INFO"), "{name} logged nothing: {log}");
+        ensure!(
+            !log.contains('\u{1b}'),
+            "{name} log has ANSI escape codes: {log:?}"
+        );
+    }
     Ok(())
 }
