@@ -550,6 +550,42 @@ mod tests {
     }
 
     #[test]
+    fn a_version_3_file_upgrades_and_its_experiments_are_not_paused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(DB_FILE_NAME);
+        let mut conn = Connection::open(&path).expect("opens");
+        for (index, sql) in MIGRATIONS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).expect("an old migration runs");
+            conn.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(index + 1).expect("small"),
+            )
+            .expect("sets version");
+        }
+        let old = crate::store::tests_support::sample_experiment();
+        let tx = conn.transaction().expect("a transaction");
+        tx.execute(
+            "INSERT INTO experiments (id, name, state, spec_json, created_unix, exhausted,
+                 failure_reason) VALUES (?1, ?2, 'running', ?3, 1.5, 0, '')",
+            params![old.id.0, old.spec.name, to_json(&old.spec)],
+        )
+        .expect("inserts a version-3 row");
+        tx.commit().expect("commits");
+        drop(conn);
+        let store = SqliteStore::open(dir.path()).expect("upgrades");
+        let loaded = store.load().expect("loads").experiments;
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(
+            loaded[0].state,
+            crate::service::model::ExperimentState::Running
+        );
+        assert!(loaded[0].paused_reason.is_empty());
+        assert_eq!(loaded[0].resumed_unix, 0.0);
+        assert_eq!(schema_version(&path).expect("reads"), Some(4));
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join(DB_FILE_NAME);
