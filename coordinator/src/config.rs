@@ -46,6 +46,7 @@ const FIELDS: &[&str] = &[
     "agent_timeout_secs",
     "suggest_concurrency",
     "suggest_timeout_secs",
+    "pause_after_failures",
     "max_connections",
     "max_concurrent_streams_per_connection",
     "http2_keepalive_interval_secs",
@@ -76,6 +77,7 @@ pub struct RawConfig {
     agent_timeout_secs: u64,
     suggest_concurrency: u32,
     suggest_timeout_secs: u64,
+    pause_after_failures: u32,
     max_connections: u64,
     max_concurrent_streams_per_connection: u64,
     http2_keepalive_interval_secs: u64,
@@ -135,6 +137,8 @@ pub struct Config {
     pub suggest_concurrency: usize,
     /// The time budget of one suggestion round; an experiment past it is marked failed.
     pub suggest_timeout: Duration,
+    /// Trials failing in a row for the same reason that pause their experiment (0: never).
+    pub pause_after_failures: u32,
     /// Limits on the gRPC listener's connections.
     pub connections: ConnectionLimits,
     /// Bearer token, when required.
@@ -159,6 +163,7 @@ impl std::fmt::Debug for Config {
             .field("agent_timeout", &self.agent_timeout)
             .field("suggest_concurrency", &self.suggest_concurrency)
             .field("suggest_timeout", &self.suggest_timeout)
+            .field("pause_after_failures", &self.pause_after_failures)
             .field("connections", &self.connections)
             .field(
                 "auth_token",
@@ -185,6 +190,10 @@ fn builder_defaults()
         .set_default("agent_timeout_secs", 60)?
         .set_default("suggest_concurrency", 0)?
         .set_default("suggest_timeout_secs", 300)?
+        .set_default(
+            "pause_after_failures",
+            i64::from(crate::service::pause::DEFAULT_PAUSE_AFTER_FAILURES),
+        )?
         .set_default("max_connections", 4096)?
         .set_default("max_concurrent_streams_per_connection", 256)?
         .set_default("http2_keepalive_interval_secs", 30)?
@@ -332,6 +341,7 @@ impl Config {
             agent_timeout: self.agent_timeout,
             suggest_concurrency: self.suggest_concurrency,
             suggest_timeout: self.suggest_timeout,
+            pause_after_failures: self.pause_after_failures,
             ..Settings::default()
         }
     }
@@ -349,6 +359,9 @@ fn addr(field: &str, raw: &str) -> Result<SocketAddr> {
 pub const MAX_LEASE_TIMEOUT_SECS: u64 = 86_400;
 /// The longest time an agent may stay silent before it is forgotten: a week.
 pub const MAX_AGENT_TIMEOUT_SECS: u64 = 7 * 86_400;
+/// Largest `pause_after_failures`.
+const MAX_PAUSE_AFTER_FAILURES: u32 = 10_000;
+
 /// Longest `suggest_timeout_secs`: a day.
 pub const MAX_SUGGEST_TIMEOUT_SECS: u64 = 86_400;
 /// The most leases a trial may get by default.
@@ -466,6 +479,15 @@ impl RawConfig {
                 self.suggest_timeout_secs,
                 MAX_SUGGEST_TIMEOUT_SECS,
             )?,
+            pause_after_failures: if self.pause_after_failures > MAX_PAUSE_AFTER_FAILURES {
+                return Err(Error::Config(format!(
+                    "pause_after_failures must be at most {MAX_PAUSE_AFTER_FAILURES} (0: never \
+                     pause), got {}",
+                    self.pause_after_failures
+                )));
+            } else {
+                self.pause_after_failures
+            },
             suggest_concurrency: match self.suggest_concurrency {
                 0 => crate::service::default_suggest_concurrency(),
                 n => n as usize,

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub agents_connected: IntGauge,
     /// Experiments marked failed (their suggestions kept failing or ran past their budget).
     pub experiments_failed_total: IntCounter,
+    /// Experiments paused now because their trials kept failing for the same reason.
+    pub experiments_paused: IntGauge,
+    /// Times an experiment was paused because its trials kept failing for the same reason.
+    pub experiments_paused_total: IntCounter,
     /// Time to suggest a batch, including the GP fit.
     pub suggest_duration_seconds: Histogram,
     /// Time to fit the GP hyperparameters.
@@ -111,6 +115,18 @@ impl Metrics {
                  their time budget",
             ))
             .expect("valid metric"),
+            experiments_paused: IntGauge::with_opts(opts(
+                "experiments_paused",
+                "Experiments paused now because their trials kept failing for the same reason \
+                 (tunectl status shows it; tunectl resume continues)",
+            ))
+            .expect("valid metric"),
+            experiments_paused_total: IntCounter::with_opts(opts(
+                "experiments_paused_total",
+                "Times an experiment was paused because its trials kept failing for the same \
+                 reason",
+            ))
+            .expect("valid metric"),
             suggest_duration_seconds: histogram(
                 "suggest_duration_seconds",
                 "Time to suggest a batch of trials, GP fit included",
@@ -179,6 +195,8 @@ impl Metrics {
             Box::new(self.leases_expired_total.clone()),
             Box::new(self.agents_connected.clone()),
             Box::new(self.experiments_failed_total.clone()),
+            Box::new(self.experiments_paused.clone()),
+            Box::new(self.experiments_paused_total.clone()),
             Box::new(self.suggest_duration_seconds.clone()),
             Box::new(self.gp_fit_duration_seconds.clone()),
             Box::new(self.best_objective.clone()),
@@ -289,6 +307,8 @@ mod tests {
             "leases_expired_total",
             "agents_connected",
             "experiments_failed_total",
+            "experiments_paused",
+            "experiments_paused_total",
             "suggest_duration_seconds",
             "gp_fit_duration_seconds",
             "best_objective",

@@ -112,6 +112,23 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
     }
 
     #[instrument(skip(self, request))]
+    async fn resume_experiment(
+        &self,
+        request: Request<pb::ResumeExperimentRequest>,
+    ) -> Result<Response<pb::ResumeExperimentResponse>, Status> {
+        let result = async {
+            let view = self
+                .service
+                .resume_experiment(experiment_id(request.into_inner().experiment_id)?)
+                .await?;
+            Ok(pb::ResumeExperimentResponse {
+                experiment: Some((&view).into()),
+            })
+        };
+        respond(&self.metrics, "ResumeExperiment", result.await)
+    }
+
+    #[instrument(skip(self, request))]
     async fn list_trials(
         &self,
         request: Request<pb::ListTrialsRequest>,

@@ -77,10 +77,14 @@ impl Coordinator {
     }
 
     /// Whether the agent holding this trial should stop it: the experiment was stopped or ended,
-    /// or its early-stopping rule stopped the trial at its latest epoch.
+    /// or its early-stopping rule stopped the trial at its latest epoch. A paused experiment's
+    /// leased trials run to their end.
     fn should_stop(live: &Live, trial: &TrialRecord) -> bool {
         trial.stop_requested
-            || live.record.state != ExperimentState::Running
+            || !matches!(
+                live.record.state,
+                ExperimentState::Running | ExperimentState::Paused
+            )
             || live.stop_decided(&trial.id)
     }
 

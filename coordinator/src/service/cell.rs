@@ -16,6 +16,7 @@ pub struct ExperimentCell {
     ready: AtomicUsize,
     leased: AtomicUsize,
     running: AtomicBool,
+    paused: AtomicBool,
     parallelism: AtomicUsize,
     /// Leases handed out, for round-robin tie breaks.
     pub leases_granted: AtomicU64,
@@ -36,6 +37,7 @@ impl ExperimentCell {
             ready: AtomicUsize::new(0),
             leased: AtomicUsize::new(0),
             running: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             parallelism: AtomicUsize::new(1),
             leases_granted: AtomicU64::new(0),
             work: tokio::sync::Notify::new(),
@@ -65,6 +67,10 @@ impl ExperimentCell {
             live.record.state == ExperimentState::Running,
             Ordering::Release,
         );
+        self.paused.store(
+            live.record.state == ExperimentState::Paused,
+            Ordering::Release,
+        );
         self.parallelism.store(
             live.record.spec.parallelism.max(1) as usize,
             Ordering::Release,
@@ -81,6 +87,11 @@ impl ExperimentCell {
     pub fn load(&self) -> f64 {
         self.leased.load(Ordering::Acquire) as f64
             / self.parallelism.load(Ordering::Acquire).max(1) as f64
+    }
+
+    /// Whether the experiment is paused ([`super::pause`]).
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
     }
 
     /// Leased trials now.

@@ -11,6 +11,7 @@ use super::model::{
     ExperimentId, ExperimentRecord, ExperimentSpec, ExperimentState, TrialRecord, now_unix,
     random_u64,
 };
+use super::pause::FailureStreak;
 use super::state::Live;
 use super::workloads::{check_metric, default_metric};
 use super::{Coordinator, ExperimentService, ExperimentView, Page, TrialView};
@@ -108,7 +109,18 @@ impl Coordinator {
     }
 }
 
-/// The changes that end a running experiment in `state` (stopped or failed): its pending trials
+/// An experiment state's name in messages.
+fn state_name(state: ExperimentState) -> &'static str {
+    match state {
+        ExperimentState::Running => "running",
+        ExperimentState::Completed => "completed",
+        ExperimentState::Stopped => "stopped",
+        ExperimentState::Failed => "failed",
+        ExperimentState::Paused => "paused",
+    }
+}
+
+/// The changes that end a running or paused experiment in `state` (stopped or failed): its pending trials
 /// are cancelled and its leased ones asked to stop, so agents drop them at the next epoch.
 pub(crate) fn ending(live: &Live, state: ExperimentState, reason: String) -> Vec<Change> {
     let event = TrialEvent::Stop {
@@ -122,6 +134,7 @@ pub(crate) fn ending(live: &Live, state: ExperimentState, reason: String) -> Vec
     changes.push(Change::PutExperiment(ExperimentRecord {
         state,
         failure_reason: reason,
+        paused_reason: String::new(),
         ..live.record.clone()
     }));
     changes
@@ -139,6 +152,8 @@ impl ExperimentService for Coordinator {
             created_unix: now_unix(),
             exhausted: false,
             failure_reason: String::new(),
+            paused_reason: String::new(),
+            resumed_unix: 0.0,
         };
         let cell = Arc::new(ExperimentCell::new(Live::new(record.clone())));
         let (ticket, view) = {
@@ -197,7 +212,10 @@ impl ExperimentService for Coordinator {
         let (ticket, view) = {
             let mut live = cell.lock();
             let mut changes = Vec::new();
-            if live.record.state == ExperimentState::Running {
+            if matches!(
+                live.record.state,
+                ExperimentState::Running | ExperimentState::Paused
+            ) {
                 changes = ending(&live, ExperimentState::Stopped, String::new());
                 info!("experiment stopped");
             }
@@ -205,6 +223,44 @@ impl ExperimentService for Coordinator {
             (ticket, Self::view(&live))
         };
         ticket.durable().await?;
+        Ok(view)
+    }
+
+    #[instrument(skip(self), fields(experiment_id = %id))]
+    async fn resume_experiment(&self, id: ExperimentId) -> Result<ExperimentView> {
+        self.inner.writer.check()?;
+        let cell = self.cell(&id)?;
+        let (ticket, view) = {
+            let mut live = cell.lock();
+            let changes = match live.record.state {
+                ExperimentState::Paused => {
+                    live.failure_streak = FailureStreak::default();
+                    info!(paused_reason = %live.record.paused_reason, "experiment resumed");
+                    vec![Change::PutExperiment(ExperimentRecord {
+                        state: ExperimentState::Running,
+                        paused_reason: String::new(),
+                        resumed_unix: now_unix(),
+                        ..live.record.clone()
+                    })]
+                }
+                ExperimentState::Running => Vec::new(),
+                ended @ (ExperimentState::Completed
+                | ExperimentState::Stopped
+                | ExperimentState::Failed) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "experiment '{id}' is {}: only a paused experiment can be resumed",
+                        state_name(ended)
+                    )));
+                }
+            };
+            let ticket = self.mutate(&cell, &mut live, changes);
+            (ticket, Self::view(&live))
+        };
+        ticket.durable().await?;
+        self.refill(&cell);
+        for _ in 0..view.counts.pending {
+            self.inner.work.notify_one();
+        }
         Ok(view)
     }
 

@@ -32,6 +32,7 @@ pub mod lifecycle;
 mod lifecycle_tests;
 pub mod limits;
 pub mod model;
+pub mod pause;
 pub mod refill;
 pub mod registry;
 pub mod state;
@@ -90,6 +91,9 @@ pub struct Settings {
     /// The time budget of one suggestion round: an experiment whose round runs longer is marked
     /// failed.
     pub suggest_timeout: Duration,
+    /// Trials failing in a row for the same reason that pause their experiment (0: never;
+    /// [`pause`]).
+    pub pause_after_failures: u32,
 }
 
 impl Default for Settings {
@@ -106,6 +110,7 @@ impl Default for Settings {
             suggest_concurrency: default_suggest_concurrency(),
             agent_retention: Duration::from_secs(24 * 3600),
             suggest_timeout: Duration::from_secs(300),
+            pause_after_failures: pause::DEFAULT_PAUSE_AFTER_FAILURES,
         }
     }
 }
@@ -290,8 +295,18 @@ pub trait ExperimentService: Send + Sync + 'static {
         study: Option<String>,
         page: Page,
     ) -> impl Future<Output = Result<Vec<ExperimentView>>> + Send;
-    /// Stops an experiment: pending trials are cancelled, running ones told to stop.
+    /// Stops an experiment (running or paused): pending trials are cancelled, running ones told
+    /// to stop.
     fn stop_experiment(
+        &self,
+        id: ExperimentId,
+    ) -> impl Future<Output = Result<ExperimentView>> + Send;
+    /// Resumes a paused experiment: trials are leased and created again, and its failure
+    /// streak starts over. A running experiment is left as it is.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` for an experiment that ended (completed, stopped or failed).
+    fn resume_experiment(
         &self,
         id: ExperimentId,
     ) -> impl Future<Output = Result<ExperimentView>> + Send;
@@ -506,7 +521,8 @@ impl Coordinator {
         }
         let mut experiments = Experiments::default();
         for id in order {
-            if let Some(live) = lives.remove(&id) {
+            if let Some(mut live) = lives.remove(&id) {
+                live.rebuild_failure_streak();
                 let cell = Arc::new(ExperimentCell::new(live));
                 experiments.by_id.insert(id, Arc::clone(&cell));
                 experiments.order.push(cell);
@@ -592,14 +608,53 @@ impl Coordinator {
 
     /// Applies changes to an experiment's memory and queues them for the store, in that order,
     /// under the experiment's lock (which the caller holds as `live`). Counts the transitions.
-    fn mutate(&self, cell: &ExperimentCell, live: &mut Live, changes: Vec<Change>) -> Ticket {
+    /// A running experiment whose failure streak reached `pause_after_failures` is paused in
+    /// the same batch ([`pause`]).
+    fn mutate(&self, cell: &ExperimentCell, live: &mut Live, mut changes: Vec<Change>) -> Ticket {
         let deadline = Instant::now() + self.inner.settings.lease_timeout;
         for change in &changes {
             self.count_transition(live, change);
             live.apply(change.clone(), deadline);
         }
+        if let Some(pause) = self.pause_if_failing(live) {
+            live.apply(pause.clone(), deadline);
+            changes.push(pause);
+        }
         cell.publish(live);
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::PutExperiment(_)))
+        {
+            self.refresh_paused_gauge();
+        }
         self.inner.writer.submit(changes)
+    }
+
+    /// The change that pauses a running experiment whose trials keep failing the same way.
+    fn pause_if_failing(&self, live: &Live) -> Option<Change> {
+        if live.record.state != model::ExperimentState::Running {
+            return None;
+        }
+        let reason = live
+            .failure_streak
+            .pause_reason(self.inner.settings.pause_after_failures)?;
+        let reason = limits::truncate(reason, limits::MAX_FAILURE_REASON_BYTES);
+        tracing::warn!(experiment_id = %live.record.id, %reason, "experiment paused: fix the cause, then resume it");
+        self.inner.metrics.experiments_paused_total.inc();
+        Some(Change::PutExperiment(ExperimentRecord {
+            state: model::ExperimentState::Paused,
+            paused_reason: reason,
+            ..live.record.clone()
+        }))
+    }
+
+    /// Sets the gauge of paused experiments.
+    fn refresh_paused_gauge(&self) {
+        let paused = self.cells().iter().filter(|c| c.paused()).count();
+        self.inner
+            .metrics
+            .experiments_paused
+            .set(i64::try_from(paused).unwrap_or(i64::MAX));
     }
 
     fn count_transition(&self, live: &Live, change: &Change) {
@@ -641,6 +696,7 @@ impl Coordinator {
 
     /// Sets the gauges from the whole state (at startup and on every sweep).
     fn refresh_gauges(&self) {
+        self.refresh_paused_gauge();
         let metrics = &self.inner.metrics;
         let leased: usize = self.cells().iter().map(|c| c.leased()).sum();
         metrics

@@ -169,6 +169,9 @@ pub enum ExperimentState {
     /// Given up on: its suggestions kept failing or ran past their time budget (the reason is
     /// in [`ExperimentRecord::failure_reason`]).
     Failed,
+    /// Its trials kept failing for the same reason ([`super::pause`]): nothing is leased or
+    /// created until it is resumed (the reason is in [`ExperimentRecord::paused_reason`]).
+    Paused,
 }
 
 /// An experiment as stored.
@@ -187,6 +190,13 @@ pub struct ExperimentRecord {
     /// Why it failed (empty unless [`ExperimentState::Failed`]).
     #[serde(default)]
     pub failure_reason: String,
+    /// Why it was paused (empty unless [`ExperimentState::Paused`]).
+    #[serde(default)]
+    pub paused_reason: String,
+    /// When it was last resumed, Unix seconds (0: never): only trials that finished since count
+    /// towards the next pause.
+    #[serde(default)]
+    pub resumed_unix: f64,
 }
 
 /// Lifecycle of a trial (`proto` `TrialState`).

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::early_stop::TrialCurve;
 use super::model::{EpochRecord, ExperimentRecord, TrialId, TrialRecord, TrialState};
+use super::pause::FailureStreak;
 use crate::store::Change;
 
 /// Counts of an experiment's trials by state, and its totals.
@@ -77,6 +78,9 @@ pub struct Live {
     pub rounds: u64,
     /// Suggestion rounds that failed in a row (reset by a success).
     pub suggest_failures: u32,
+    /// Trials that failed in a row for one reason since the start or the last resume
+    /// ([`super::pause`]).
+    pub failure_streak: FailureStreak,
 }
 
 impl TrialCounts {
@@ -121,7 +125,13 @@ impl Live {
             buffer_results: 0,
             rounds: 0,
             suggest_failures: 0,
+            failure_streak: FailureStreak::default(),
         }
+    }
+
+    /// Recounts the failure streak from the stored trials (after loading them).
+    pub fn rebuild_failure_streak(&mut self) {
+        self.failure_streak = FailureStreak::rebuild(&self.trials, self.record.resumed_unix);
     }
 
     /// Applies one durable change (already submitted to the store, or loaded from it). A leased
@@ -150,6 +160,12 @@ impl Live {
             Some(&index) => {
                 let old = &self.trials[index];
                 self.counts.add(old, -1);
+                let counts_now = trial
+                    .finished_unix
+                    .is_some_and(|at| at >= self.record.resumed_unix);
+                if !old.state.is_terminal() && trial.state.is_terminal() && counts_now {
+                    self.failure_streak.record(&trial);
+                }
                 (index, old.state == TrialState::Pending)
             }
             None => {

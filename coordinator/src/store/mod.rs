@@ -105,6 +105,8 @@ pub(crate) mod tests_support {
             exhausted: false,
             // Not empty, so the round trips cover the column.
             failure_reason: "sample reason".into(),
+            paused_reason: "sample pause".into(),
+            resumed_unix: 3.25,
         }
     }
 

@@ -86,6 +86,12 @@ ALTER TABLE trials ADD COLUMN last_lease_id TEXT;
 ALTER TABLE agents ADD COLUMN secret_sha256 TEXT NOT NULL DEFAULT '';
 ALTER TABLE experiments ADD COLUMN failure_reason TEXT NOT NULL DEFAULT '';
 ",
+    // 4: an experiment whose trials keep failing the same way is paused with its reason; the
+    // time of its last resume bounds the failures that count towards the next pause.
+    r"
+ALTER TABLE experiments ADD COLUMN paused_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE experiments ADD COLUMN resumed_unix REAL NOT NULL DEFAULT 0;
+",
 ];
 
 /// An `ExperimentStore` on a SQLite file.
@@ -222,10 +228,11 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
         Change::PutExperiment(e) => {
             tx.prepare_cached(
                 "INSERT INTO experiments (id, name, state, spec_json, created_unix, exhausted,
-                     failure_reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     failure_reason, paused_reason, resumed_unix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(id) DO UPDATE SET name = ?2, state = ?3, spec_json = ?4,
-                     created_unix = ?5, exhausted = ?6, failure_reason = ?7",
+                     created_unix = ?5, exhausted = ?6, failure_reason = ?7,
+                     paused_reason = ?8, resumed_unix = ?9",
             )?
             .execute(params![
                 e.id.0,
@@ -234,7 +241,9 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
                 to_json(&e.spec),
                 e.created_unix,
                 e.exhausted,
-                e.failure_reason
+                e.failure_reason,
+                e.paused_reason,
+                e.resumed_unix
             ])?;
         }
         Change::PutTrial(t) => put_trial(tx, t)?,
@@ -330,6 +339,8 @@ fn experiment_from_row(row: &Row<'_>) -> Result<ExperimentRecord, RowError> {
         created_unix: row.get(3)?,
         exhausted: row.get(4)?,
         failure_reason: row.get(5)?,
+        paused_reason: row.get(6)?,
+        resumed_unix: row.get(7)?,
     })
 }
 
@@ -417,7 +428,8 @@ impl ExperimentStore for SqliteStore {
             Ok(Snapshot {
                 experiments: query_all(
                     &conn,
-                    "SELECT id, state, spec_json, created_unix, exhausted, failure_reason
+                    "SELECT id, state, spec_json, created_unix, exhausted, failure_reason,
+                         paused_reason, resumed_unix
                      FROM experiments
                      ORDER BY created_unix, rowid",
                     experiment_from_row,
@@ -498,7 +510,7 @@ mod tests {
         assert_eq!(reopened.load().expect("loads"), expected);
         assert_eq!(
             schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"),
-            Some(3)
+            Some(4)
         );
         let agent = expected.agents[0].id.clone();
         reopened
@@ -550,6 +562,42 @@ mod tests {
                 .unwrap_or_default()
         );
         assert!(message.contains("coordinator.sqlite3"), "{message}");
+    }
+
+    #[test]
+    fn a_version_3_file_upgrades_and_its_experiments_are_not_paused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(DB_FILE_NAME);
+        let mut conn = Connection::open(&path).expect("opens");
+        for (index, sql) in MIGRATIONS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).expect("an old migration runs");
+            conn.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(index + 1).expect("small"),
+            )
+            .expect("sets version");
+        }
+        let old = crate::store::tests_support::sample_experiment();
+        let tx = conn.transaction().expect("a transaction");
+        tx.execute(
+            "INSERT INTO experiments (id, name, state, spec_json, created_unix, exhausted,
+                 failure_reason) VALUES (?1, ?2, 'running', ?3, 1.5, 0, '')",
+            params![old.id.0, old.spec.name, to_json(&old.spec)],
+        )
+        .expect("inserts a version-3 row");
+        tx.commit().expect("commits");
+        drop(conn);
+        let store = SqliteStore::open(dir.path()).expect("upgrades");
+        let loaded = store.load().expect("loads").experiments;
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(
+            loaded[0].state,
+            crate::service::model::ExperimentState::Running
+        );
+        assert!(loaded[0].paused_reason.is_empty());
+        assert_eq!(loaded[0].resumed_unix, 0.0);
+        assert_eq!(schema_version(&path).expect("reads"), Some(4));
     }
 
     #[test]

@@ -116,6 +116,12 @@ pub enum ExperimentCommand {
         /// Experiment id.
         id: String,
     },
+    /// Resumes an experiment paused because its trials kept failing the same way (fix the
+    /// cause first: `tunectl status ID` says what it was).
+    Resume {
+        /// Experiment id.
+        id: String,
+    },
 }
 
 /// Adds `authorization: Bearer …` to every request when a token is set.
@@ -226,6 +232,23 @@ pub async fn run(
         ExperimentCommand::Trials { id, format, epochs } => {
             let trials = list_trials(&mut client, &id, epochs).await?;
             write!(out, "{}", output::trials(&trials, format))?;
+        }
+        ExperimentCommand::Resume { id } => {
+            let request = pb::ResumeExperimentRequest { experiment_id: id };
+            let response = client
+                .resume_experiment(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let experiment = response
+                .experiment
+                .context("the coordinator returned no experiment")?;
+            writeln!(
+                out,
+                "{} {}",
+                experiment.id,
+                output::experiment_state(&experiment)
+            )?;
         }
         ExperimentCommand::Stop { id } => {
             let request = pb::StopExperimentRequest { experiment_id: id };

@@ -194,6 +194,14 @@ pub fn experiment_status(e: &pb::Experiment) -> String {
     if !e.failure_reason.is_empty() {
         let _ = writeln!(out, "{:>15}: {}", "failed because", e.failure_reason);
     }
+    if e.state() == pb::ExperimentState::Paused {
+        let _ = writeln!(out, "{:>15}: {}", "paused because", e.paused_reason);
+        let _ = writeln!(
+            out,
+            "{:>15}: fix the cause, then `tunectl resume {}`",
+            "to continue", e.id
+        );
+    }
     out
 }
 
@@ -422,6 +430,27 @@ mod tests {
         );
         let running = super::experiment_status(&pb::Experiment::default());
         assert!(!running.contains("failed because"));
+    }
+
+    #[test]
+    fn a_paused_experiment_says_why_and_how_to_continue() {
+        let paused = pb::Experiment {
+            id: "exp-1".into(),
+            state: pb::ExperimentState::Paused as i32,
+            paused_reason: "3 trials in a row failed with the same reason: no such file".into(),
+            ..pb::Experiment::default()
+        };
+        let status = super::experiment_status(&paused);
+        assert!(status.contains("state: paused"), "{status}");
+        assert!(
+            status.contains(
+                "paused because: 3 trials in a row failed with the same reason: no such file"
+            ),
+            "{status}"
+        );
+        assert!(status.contains("`tunectl resume exp-1`"), "{status}");
+        let running = super::experiment_status(&pb::Experiment::default());
+        assert!(!running.contains("paused because"), "{running}");
     }
 
     fn float(v: f64) -> pb::ParameterValue {

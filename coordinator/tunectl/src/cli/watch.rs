@@ -96,7 +96,8 @@ fn progress_bar() -> ProgressBar {
 /// running, then writes its status to `out`.
 ///
 /// # Errors
-/// When a request or a write fails.
+/// When a request or a write fails, or the experiment was paused (its status, with the reason,
+/// is written first).
 pub async fn watch(
     client: &mut Client,
     id: &str,
@@ -137,6 +138,10 @@ pub async fn watch(
                 bar.finish_and_clear();
             }
             write!(out, "{}", output::experiment_status(&experiment))?;
+            if experiment.state() == pb::ExperimentState::Paused {
+                // Nothing happens until someone resumes it: say so, and fail scripts.
+                anyhow::bail!("experiment {id} is paused: {}", experiment.paused_reason);
+            }
             return Ok(());
         }
         tokio::time::sleep(interval).await;

@@ -211,6 +211,12 @@ async fn follow(
         if experiment.state() != pb::ExperimentState::Running {
             trials.finish();
             status.finish();
+            if experiment.state() == pb::ExperimentState::Paused {
+                anyhow::bail!(
+                    "experiment {experiment_id} is paused: {}",
+                    experiment.paused_reason
+                );
+            }
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
