@@ -105,10 +105,23 @@ pub fn write(
             if axis_bands.iter().all(|b| b.points.is_empty()) {
                 continue;
             }
-            let title = format!("{scenario}: best validation accuracy vs {axis}");
+            let unpriced = axis == "dollars"
+                && axis_bands
+                    .iter()
+                    .flat_map(|b| b.points.iter())
+                    .all(|p| p.x == 0.0);
+            let title = if unpriced {
+                format!(
+                    "{scenario}: best vs dollars: no price known (cost 0); set the agents' \
+                     price_per_hour_dollars"
+                )
+            } else {
+                format!("{scenario}: best validation accuracy vs {axis}")
+            };
             let spec = PlotSpec {
                 title: &title,
                 x_desc,
+                integer_x: axis == "trials",
                 bands: axis_bands,
             };
             written.extend(plots::write(out_dir, &plot_stem(scenario, axis), &spec)?);
