@@ -49,6 +49,7 @@ impl Trainer for FunctionTrainer {
             epochs_run: 0,
             stopped: false,
             device_seconds: 0.0,
+            metrics: Default::default(),
         };
         for epoch in 1..=epochs as u32 {
             let started = Instant::now();

@@ -318,6 +318,7 @@ fn complete_request(
             request.epochs_run = outcome.epochs_run;
             request.best_epoch = outcome.best_epoch;
             request.device_seconds = outcome.device_seconds;
+            request.metrics = outcome.metrics.clone().into_iter().collect();
         }
         Err(failure) => {
             request.set_outcome(TrialOutcome::Failed);

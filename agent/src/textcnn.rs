@@ -3,8 +3,14 @@
 //! Parameters: the workload's fixed parameters, overridden by the trial's, over
 //! `HyperParams::study_default()`; an optional `seed` parameter picks the initialization (by
 //! default a hash of the trial id, so a retried trial trains the same way). `dataset` is `mr`
-//! (embedded) or a path to a `label<TAB>text` file on the agent's machine; the loaded corpus is
-//! cached on the slot's thread between trials.
+//! (embedded) or a path to a training file of `label<TAB>text` or `label text` lines on the
+//! agent's machine, with optional `dev_dataset` (else a seeded split of the training file) and
+//! `test_dataset` files (`cnn::data::files`); the loaded corpus is cached on the slot's thread
+//! between trials.
+//!
+//! The objective is never measured on the test file: the final model (the one the dev accuracy
+//! score is measured on) is scored on it once after training, reported as the extra metric
+//! [`TEST_ACCURACY`].
 
 use std::collections::BTreeMap;
 
@@ -16,10 +22,16 @@ use crate::trainer::{EpochControl, EpochMetrics, TrainOutcome, Trainer, TrialFai
 /// Seed of the train/dev split of a user's labelled file (fixed, so every trial sees one split).
 const FILE_SPLIT_SEED: u64 = 1;
 
+/// The extra metric holding the final model's accuracy on the test file.
+pub const TEST_ACCURACY: &str = "test_accuracy";
+
+/// The files a corpus was loaded from: (dataset, dev_dataset, test_dataset).
+type CorpusKey = (String, String, String);
+
 /// Trains the text CNN on one backend.
 pub struct TextCnnTrainer<B: Backend> {
     backend: B,
-    corpus: Option<(String, Dataset)>,
+    corpus: Option<(CorpusKey, Dataset)>,
 }
 
 impl<B: Backend> TextCnnTrainer<B> {
@@ -31,28 +43,46 @@ impl<B: Backend> TextCnnTrainer<B> {
         }
     }
 
-    fn dataset(
-        &mut self,
-        name: &str,
-        max_train: u32,
-        max_dev: u32,
-    ) -> Result<Dataset, TrialFailure> {
-        let cached = matches!(&self.corpus, Some((cached_name, _)) if cached_name == name);
+    fn dataset(&mut self, workload: &proto::v1::Workload) -> Result<Dataset, TrialFailure> {
+        let key: CorpusKey = (
+            workload.dataset.clone(),
+            workload.dev_dataset.clone(),
+            workload.test_dataset.clone(),
+        );
+        let cached = matches!(&self.corpus, Some((cached_key, _)) if *cached_key == key);
         if !cached {
-            let loaded = match name {
-                "mr" | "" => cnn::data::mr_embedded(),
-                path => cnn::data::load_labelled_file(path, FILE_SPLIT_SEED),
-            }
-            .map_err(|error| {
-                TrialFailure::new(format!("failed to load dataset '{name}': {error}"))
+            let loaded = load(&key).map_err(|error| {
+                TrialFailure::new(format!("failed to load dataset '{}': {error}", key.0))
             })?;
-            self.corpus = Some((name.to_string(), loaded));
+            self.corpus = Some((key, loaded));
         }
+        let (max_train, max_dev) = (workload.max_train_examples, workload.max_dev_examples);
         let (_, full) = self
             .corpus
             .as_ref()
             .expect("the corpus was loaded just above");
         Ok(full.clone().truncated(max_train as usize, max_dev as usize))
+    }
+}
+
+/// Loads the embedded MR or a user's files.
+fn load((train, dev, test): &CorpusKey) -> cnn::Result<Dataset> {
+    let optional = |path: &str| (!path.is_empty()).then(|| std::path::PathBuf::from(path));
+    match train.as_str() {
+        "mr" | "" if dev.is_empty() && test.is_empty() => cnn::data::mr_embedded(),
+        "mr" | "" => Err(cnn::Error::Data {
+            reason: "dev_dataset and test_dataset need dataset to be a training file, \
+                     not the embedded MR"
+                .to_owned(),
+        }),
+        path => {
+            let files = cnn::data::DataFiles {
+                train: path.into(),
+                dev: optional(dev),
+                test: optional(test),
+            };
+            cnn::data::files::load(&files, FILE_SPLIT_SEED)
+        }
     }
 }
 
@@ -69,6 +99,10 @@ fn objective(metric: &str) -> Result<Objective, TrialFailure> {
         "" | "dev_accuracy" | "accuracy" | "validation_accuracy" => Ok(Objective::DevAccuracy),
         "train_accuracy" => Ok(Objective::TrainAccuracy),
         "train_loss" => Ok(Objective::TrainLoss),
+        TEST_ACCURACY => Err(TrialFailure::new(
+            "metric 'test_accuracy' is never the objective: the test file is held out from \
+             selection; optimize dev_accuracy",
+        )),
         other => Err(TrialFailure::new(format!(
             "unknown metric '{other}' for workload 'textcnn': use dev_accuracy, train_accuracy or train_loss"
         ))),
@@ -109,12 +143,7 @@ impl<B: Backend> Trainer for TextCnnTrainer<B> {
     ) -> Result<TrainOutcome, TrialFailure> {
         let objective = objective(&job.metric)?;
         let (hp, seed) = hyperparams(job)?;
-        let workload = &job.workload;
-        let data = self.dataset(
-            &workload.dataset,
-            workload.max_train_examples,
-            workload.max_dev_examples,
-        )?;
+        let data = self.dataset(&job.workload)?;
         let backend = &self.backend;
         let mut last_value = None;
         let summary = cnn::train(
@@ -151,6 +180,11 @@ impl<B: Backend> Trainer for TextCnnTrainer<B> {
             epochs_run: summary.epochs_run as u32,
             stopped: summary.stopped,
             device_seconds: summary.device_seconds,
+            metrics: summary
+                .test_accuracy
+                .map(|accuracy| (TEST_ACCURACY.to_owned(), accuracy))
+                .into_iter()
+                .collect(),
         })
     }
 }
@@ -243,5 +277,53 @@ mod tests {
         assert_eq!(epochs, vec![1, 2]);
         assert!(outcome.stopped && outcome.epochs_run == 2);
         assert!((0.0..=1.0).contains(&outcome.final_value));
+    }
+
+    #[test]
+    fn own_files_report_test_accuracy_and_bad_lines_fail_naming_file_and_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lines = |count: usize, offset: usize| -> String {
+            (0..count)
+                .map(|i| {
+                    let label = (i + offset) % 2;
+                    let word = ["dull", "great"][label];
+                    format!("{label} a {word} film number {i}\n")
+                })
+                .collect()
+        };
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("writes");
+            path.display().to_string()
+        };
+        let mut tiny = job(
+            &[
+                ("embed_dim", 8.0),
+                ("epochs", 1.0),
+                ("num_feature_maps", 4.0),
+                ("batch_size", 10.0),
+            ],
+            "",
+        );
+        tiny.workload.dataset = write("train.txt", &lines(60, 0));
+        tiny.workload.dev_dataset = write("dev.txt", &lines(20, 1));
+        tiny.workload.test_dataset = write("test.txt", &lines(20, 0));
+        let mut trainer = TextCnnTrainer::new(kernels::cpu::CpuBackend::new());
+        let outcome = trainer
+            .train(&tiny, &mut |_| EpochControl::Continue)
+            .expect("trains");
+        let test = outcome.metrics[TEST_ACCURACY];
+        assert!((0.0..=1.0).contains(&test), "{test}");
+        assert!((0.0..=1.0).contains(&outcome.final_value));
+
+        tiny.workload.test_dataset = write("bad.txt", "1 fine\n\njust-a-label\n");
+        let err = trainer
+            .train(&tiny, &mut |_| EpochControl::Continue)
+            .expect_err("bad test file");
+        assert!(
+            err.reason.contains("bad.txt:3: expected 'label<TAB>text'"),
+            "{err}"
+        );
+        assert!(objective(TEST_ACCURACY).is_err(), "never the objective");
     }
 }

@@ -26,9 +26,16 @@ pub struct TrainOptions {
     /// Shortcut for `--params epochs=N`.
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
-    /// A labelled file (`label<TAB>text` a line) instead of the embedded MR data.
+    /// A labelled training file (`label<TAB>text` or `label text` lines) instead of the
+    /// embedded MR data.
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
+    /// A validation file for `--data` (else a seeded tenth of `--data` is split off).
+    #[arg(long, value_name = "FILE", requires = "data")]
+    pub dev_data: Option<PathBuf>,
+    /// A held-out test file for `--data`: the final model is scored on it once.
+    #[arg(long, value_name = "FILE", requires = "data")]
+    pub test_data: Option<PathBuf>,
     /// Seed of the initialization and dropout (and of the split of a `--data` file).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -54,6 +61,7 @@ struct SummaryLine<'a> {
     params: &'a HyperParams,
     train_sentences: usize,
     dev_sentences: usize,
+    test_sentences: usize,
     /// Peak resident memory of the process (Linux `VmHWM`), when known.
     peak_rss_bytes: Option<u64>,
 }
@@ -72,8 +80,15 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<()> {
             .context("invalid --epochs")?;
     }
     let data = match &opts.data {
-        Some(path) => cnn::data::load_labelled_file(path, opts.seed)
-            .with_context(|| format!("failed to load {}", path.display()))?,
+        Some(path) => {
+            let files = cnn::data::DataFiles {
+                train: path.clone(),
+                dev: opts.dev_data.clone(),
+                test: opts.test_data.clone(),
+            };
+            cnn::data::files::load(&files, opts.seed)
+                .with_context(|| format!("failed to load {}", path.display()))?
+        }
         None => cnn::data::mr_embedded().context("failed to prepare MR")?,
     }
     .truncated(opts.max_train, opts.max_dev);
@@ -147,6 +162,7 @@ pub fn train_on<B: Backend>(
         params: hp,
         train_sentences: data.train_len(),
         dev_sentences: data.dev_len(),
+        test_sentences: data.test_len(),
         peak_rss_bytes: peak_rss_bytes(),
     };
     if opts.json {
@@ -164,6 +180,9 @@ pub fn train_on<B: Backend>(
             summary.wall_seconds,
             line.backend
         );
+        if let Some(test) = summary.test_accuracy {
+            println!("test accuracy {test:.4} (final model, never used for selection)");
+        }
     }
     Ok(())
 }
@@ -206,6 +225,8 @@ mod tests {
             params: params.to_owned(),
             epochs: Some(1),
             data: None,
+            dev_data: None,
+            test_data: None,
             seed: 1,
             json: true,
             max_train: 200,

@@ -114,6 +114,9 @@ pub struct TrainOutcome {
     pub stopped: bool,
     /// Seconds the device spent computing (wall time of the epochs on the CPU).
     pub device_seconds: f64,
+    /// Extra metrics of the finished trial, reported beside the objective and never used for
+    /// selection (the text CNN's `test_accuracy`).
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// Why a trial could not run; not retried.

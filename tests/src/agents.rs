@@ -222,6 +222,7 @@ pub fn tiny_textcnn_spec(name: &str, budget: u32, parallelism: u32) -> pb::Exper
             fixed_params: fixed,
             max_train_examples: 300,
             max_dev_examples: 100,
+            ..pb::Workload::default()
         }),
         ..pb::ExperimentSpec::default()
     }

@@ -8,6 +8,7 @@ mod fleet_e2e;
 mod observability_configs;
 mod observability_deploy;
 mod observability_prometheus;
+mod own_data_e2e;
 mod pause_e2e;
 mod process_e2e;
 mod study_e2e;

@@ -6,7 +6,7 @@
 //! the same code trains on the CPU and on a GPU. It does no networking and no async work.
 //!
 //! - [`data`]: MR exactly as the reference pipeline tokenizes, pads and splits it, and users'
-//!   own `label<TAB>text` files.
+//!   own `label<TAB>text` or `label text` files (train, optional dev and test).
 //! - [`model`]: embedding → three convolution branches → ReLU → max over time → dropout →
 //!   linear → softmax cross-entropy, as backend calls.
 //! - [`optim`]: RMSProp (plain or centered) with global-norm clipping and a lazy sparse

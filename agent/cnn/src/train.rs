@@ -65,6 +65,11 @@ pub struct TrainSummary {
     pub wall_seconds: f64,
     /// Seconds spent in the epochs (training and evaluation) on the backend.
     pub device_seconds: f64,
+    /// Accuracy of the final model (after the last epoch run, the model the score is measured
+    /// on) on the data set's test sentences; `None` without a test set. Computed once, after
+    /// training, so it never influences training or selection.
+    #[serde(default)]
+    pub test_accuracy: Option<f64>,
 }
 
 /// The learning rate of a 1-based epoch: halved after epochs 50 and 100.
@@ -127,6 +132,7 @@ pub fn train<B: Backend>(
         stopped: false,
         wall_seconds: 0.0,
         device_seconds: 0.0,
+        test_accuracy: None,
     };
     for epoch in 1..=hp.epochs {
         optimizer.set_learning_rate(learning_rate_at(hp.learning_rate, epoch));
@@ -142,6 +148,10 @@ pub fn train<B: Backend>(
             summary.stopped = epoch < hp.epochs;
             break;
         }
+    }
+    if data.test_len() > 0 {
+        let (ids, labels) = (&data.test_ids, &data.test_labels);
+        summary.test_accuracy = Some(run.accuracy(&mut model, ids, labels)?);
     }
     summary.wall_seconds = start.elapsed().as_secs_f64();
     Ok(summary)
@@ -164,6 +174,7 @@ fn padded_for(data: &Dataset, min_len: usize) -> Cow<'_, Dataset> {
     let mut padded = data.clone();
     padded.train_ids = pad(&data.train_ids);
     padded.dev_ids = pad(&data.dev_ids);
+    padded.test_ids = pad(&data.test_ids);
     padded.seq_len = min_len;
     Cow::Owned(padded)
 }
@@ -231,15 +242,21 @@ impl<B: Backend> Run<'_, B> {
 
     /// Validation accuracy, in batches of the model's capacity (no dropout).
     fn evaluate(&mut self, model: &mut Model<B>) -> Result<f64> {
+        let data = self.data;
+        self.accuracy(model, &data.dev_ids, &data.dev_labels)
+    }
+
+    /// Accuracy on `ids`/`labels`, in batches of the model's capacity (no dropout).
+    fn accuracy(&mut self, model: &mut Model<B>, ids: &[u32], labels: &[u32]) -> Result<f64> {
         let (b, s) = (self.backend, self.data.seq_len);
         let cap = model.dims.capacity;
-        let n = self.data.dev_len();
+        let n = labels.len();
         b.fill(&mut self.stats, 2, 0.0)?;
         for start in (0..n).step_by(cap) {
             let end = (start + cap).min(n);
-            let ids = &self.data.dev_ids[start * s..end * s];
+            let batch_ids = &ids[start * s..end * s];
             self.batcher
-                .fill(ids, &self.data.dev_labels[start..end], &mut self.host);
+                .fill(batch_ids, &labels[start..end], &mut self.host);
             model.upload(b, &self.host)?;
             model.forward(b, None, &mut self.stats)?;
         }

@@ -146,13 +146,17 @@ pub fn param_spec_from_pb(spec: &pb::ParameterSpec) -> Result<ParamSpec> {
 impl TryFrom<pb::Workload> for Workload {
     type Error = Error;
     fn try_from(w: pb::Workload) -> Result<Self> {
-        Ok(Workload {
+        let workload = Workload {
             fixed_params: params_from_pb(&w.fixed_params)?,
             kind: w.kind,
             dataset: w.dataset,
             max_train_examples: w.max_train_examples,
             max_dev_examples: w.max_dev_examples,
-        })
+            dev_dataset: w.dev_dataset,
+            test_dataset: w.test_dataset,
+        };
+        workload.check_data_files().map_err(invalid)?;
+        Ok(workload)
     }
 }
 
@@ -164,6 +168,8 @@ impl From<&Workload> for pb::Workload {
             fixed_params: params_to_pb(&w.fixed_params),
             max_train_examples: w.max_train_examples,
             max_dev_examples: w.max_dev_examples,
+            dev_dataset: w.dev_dataset.clone(),
+            test_dataset: w.test_dataset.clone(),
         }
     }
 }
@@ -381,6 +387,11 @@ impl From<&TrialView> for pb::Trial {
             instance_type: t.instance_type.clone(),
             created_unix_seconds: t.created_unix,
             finished_unix_seconds: t.finished_unix.unwrap_or(0.0),
+            metrics: t
+                .metrics
+                .iter()
+                .map(|(name, value)| (name.clone(), *value))
+                .collect(),
         }
     }
 }
@@ -475,6 +486,7 @@ impl TryFrom<pb::CompleteTrialRequest> for Completion {
             device_seconds: r.device_seconds,
             cost_dollars: r.cost_dollars,
             failure_reason: limits::truncate(r.failure_reason, limits::MAX_FAILURE_REASON_BYTES),
+            metrics: r.metrics.into_iter().collect(),
         })
     }
 }

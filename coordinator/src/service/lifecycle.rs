@@ -332,6 +332,9 @@ fn complete(
     next.cost_dollars += completion.cost_dollars;
     next.epochs_run = completion.epochs_run;
     next.best_epoch = completion.best_epoch;
+    if completion.outcome != Outcome::Interrupted {
+        next.metrics = completion.metrics.clone();
+    }
     next.lease = None;
     next.finished_unix = Some(now_unix);
     match completion.outcome {

@@ -293,6 +293,29 @@ pub fn check_epoch_report(
     Ok(())
 }
 
+/// The most extra metrics one completion may report.
+pub const MAX_EXTRA_METRICS: usize = 32;
+
+/// Checks a completion's extra metrics: at most [`MAX_EXTRA_METRICS`], short names, finite.
+fn check_metrics(metrics: &std::collections::BTreeMap<String, f64>) -> Result<()> {
+    if metrics.len() > MAX_EXTRA_METRICS {
+        return Err(invalid(format!(
+            "metrics must number at most {MAX_EXTRA_METRICS}, got {}",
+            metrics.len()
+        )));
+    }
+    for (name, value) in metrics {
+        check_len("metrics name", name, MAX_NAME_BYTES)?;
+        if !value.is_finite() {
+            return Err(invalid(format!(
+                "metrics '{}' must be finite, got {value}",
+                short(name)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a completion's numbers: finite, non-negative and capped seconds and dollars, epochs
 /// within [`MAX_EPOCHS`] and a best epoch no later than the last.
 ///
@@ -306,6 +329,7 @@ pub fn check_completion(completion: &Completion) -> Result<()> {
     check_amount("device_seconds", completion.device_seconds, MAX_SECONDS)?;
     check_amount("cost_dollars", completion.cost_dollars, MAX_COST_DOLLARS)?;
     check_at_most("epochs_run", completion.epochs_run, MAX_EPOCHS)?;
+    check_metrics(&completion.metrics)?;
     if completion.best_epoch > completion.epochs_run {
         return Err(invalid(format!(
             "best_epoch ({}) must be at most epochs_run ({})",
@@ -356,6 +380,7 @@ mod tests {
             device_seconds: 9.0,
             cost_dollars: 0.01,
             failure_reason: String::new(),
+            metrics: Default::default(),
         }
     }
 

@@ -44,7 +44,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use tokio::sync::Notify;
@@ -275,6 +275,8 @@ pub struct Completion {
     pub cost_dollars: f64,
     /// Why it failed.
     pub failure_reason: String,
+    /// Extra metrics beside the objective (e.g. `test_accuracy`), never used for selection.
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// What people and tools call.

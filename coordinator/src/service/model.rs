@@ -116,6 +116,64 @@ pub struct Workload {
     pub max_train_examples: u32,
     /// Validation examples to keep (0: all).
     pub max_dev_examples: u32,
+    /// textcnn: a validation file on the agents' machines (empty: a seeded split of `dataset`).
+    #[serde(default)]
+    pub dev_dataset: String,
+    /// textcnn: a held-out test file, scored once a trial and never used for selection.
+    #[serde(default)]
+    pub test_dataset: String,
+}
+
+impl Workload {
+    /// Checks the dev and test files: only the textcnn workload reads them, only beside a
+    /// training file path (not the embedded `mr`), each a different file.
+    ///
+    /// # Errors
+    /// A message naming the field and what is wrong with it.
+    pub fn check_data_files(&self) -> Result<(), String> {
+        let max = super::limits::MAX_DATASET_BYTES;
+        for (field, path) in [
+            ("dev_dataset", &self.dev_dataset),
+            ("test_dataset", &self.test_dataset),
+        ] {
+            if path.is_empty() {
+                continue;
+            }
+            if path.len() > max {
+                return Err(format!(
+                    "workload {field} must be at most {max} bytes, got {}",
+                    path.len()
+                ));
+            }
+            if self.kind != "textcnn" {
+                return Err(format!(
+                    "workload {field} is read only by the textcnn workload, not '{}'",
+                    super::limits::short(&self.kind)
+                ));
+            }
+            if self.dataset.is_empty() || self.dataset == "mr" {
+                return Err(format!(
+                    "workload {field} needs dataset to be the path of a training file; dataset is \
+                     '{}', the embedded MR corpus with its own split",
+                    self.dataset
+                ));
+            }
+            if *path == self.dataset {
+                return Err(format!(
+                    "workload {field} '{}' is the training file itself",
+                    super::limits::short(path)
+                ));
+            }
+        }
+        if !self.test_dataset.is_empty() && self.test_dataset == self.dev_dataset {
+            return Err(format!(
+                "workload test_dataset '{}' is also dev_dataset: the test file must be held out \
+                 from selection",
+                super::limits::short(&self.test_dataset)
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A validated experiment specification, with every default resolved (so it is stored as run).
@@ -300,6 +358,9 @@ pub struct TrialRecord {
     pub cost_dollars: f64,
     /// Why it failed.
     pub failure_reason: String,
+    /// Extra metrics the last completion reported (e.g. `test_accuracy`), never the objective.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
     /// Instance type of the last agent.
     pub instance_type: String,
     /// Creation time, Unix seconds.
@@ -396,6 +457,58 @@ mod tests {
         let b = TrialId::generate();
         assert_ne!(a, b);
         assert!(a.0.starts_with("trial-"));
+    }
+
+    #[test]
+    fn dev_and_test_files_need_a_textcnn_training_file_and_differ() {
+        let own = Workload {
+            kind: "textcnn".into(),
+            dataset: "/d/train.txt".into(),
+            dev_dataset: "/d/dev.txt".into(),
+            test_dataset: "/d/test.txt".into(),
+            ..Workload::default()
+        };
+        own.check_data_files().expect("valid");
+        let refused = |w: Workload, needle: &str| {
+            let err = w.check_data_files().expect_err(needle);
+            assert!(err.contains(needle), "{err}");
+        };
+        refused(
+            Workload {
+                dataset: "mr".into(),
+                ..own.clone()
+            },
+            "dev_dataset needs dataset to be the path of a training file",
+        );
+        refused(
+            Workload {
+                dataset: String::new(),
+                dev_dataset: String::new(),
+                ..own.clone()
+            },
+            "test_dataset needs dataset to be the path of a training file",
+        );
+        refused(
+            Workload {
+                kind: "function".into(),
+                ..own.clone()
+            },
+            "read only by the textcnn workload",
+        );
+        refused(
+            Workload {
+                test_dataset: "/d/dev.txt".into(),
+                ..own.clone()
+            },
+            "test_dataset '/d/dev.txt' is also dev_dataset",
+        );
+        refused(
+            Workload {
+                test_dataset: "/d/train.txt".into(),
+                ..own.clone()
+            },
+            "is the training file itself",
+        );
     }
 
     #[test]

@@ -362,6 +362,7 @@ pub(crate) fn new_trial(
         device_seconds: 0.0,
         cost_dollars: 0.0,
         failure_reason: String::new(),
+        metrics: Default::default(),
         instance_type: String::new(),
         created_unix: now_unix(),
         finished_unix: None,

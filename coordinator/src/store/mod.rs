@@ -134,6 +134,8 @@ pub(crate) mod tests_support {
             device_seconds: 0.0,
             cost_dollars: 0.0,
             failure_reason: String::new(),
+            // Not empty, so the round trips cover the column.
+            metrics: [("test_accuracy".to_string(), 0.75)].into(),
             instance_type: "cpu".into(),
             created_unix: 2.0,
             finished_unix: None,

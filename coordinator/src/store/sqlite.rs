@@ -92,6 +92,10 @@ ALTER TABLE experiments ADD COLUMN failure_reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE experiments ADD COLUMN paused_reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE experiments ADD COLUMN resumed_unix REAL NOT NULL DEFAULT 0;
 ",
+    // 5: a trial keeps the extra metrics of its last completion (the text CNN's test_accuracy).
+    r"
+ALTER TABLE trials ADD COLUMN metrics_json TEXT NOT NULL DEFAULT '{}';
+",
 ];
 
 /// An `ExperimentStore` on a SQLite file.
@@ -293,14 +297,14 @@ fn put_trial(tx: &rusqlite::Transaction<'_>, t: &TrialRecord) -> rusqlite::Resul
         "INSERT INTO trials (id, experiment_id, number, params_json, state, value, attempts, agent_id,
              lease_id, lease_agent_id, lease_deadline_unix, epochs_run, best_epoch, wall_seconds,
              device_seconds, cost_dollars, failure_reason, instance_type, created_unix,
-             finished_unix, stop_requested, interruptions, last_lease_id)
+             finished_unix, stop_requested, interruptions, last_lease_id, metrics_json)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20, ?21, ?22, ?23)
+             ?19, ?20, ?21, ?22, ?23, ?24)
          ON CONFLICT(id) DO UPDATE SET params_json = ?4, state = ?5, value = ?6, attempts = ?7,
              agent_id = ?8, lease_id = ?9, lease_agent_id = ?10, lease_deadline_unix = ?11,
              epochs_run = ?12, best_epoch = ?13, wall_seconds = ?14, device_seconds = ?15,
              cost_dollars = ?16, failure_reason = ?17, instance_type = ?18, finished_unix = ?20,
-             stop_requested = ?21, interruptions = ?22, last_lease_id = ?23",
+             stop_requested = ?21, interruptions = ?22, last_lease_id = ?23, metrics_json = ?24",
     )?
     .execute(params![
             t.id.0,
@@ -326,8 +330,8 @@ fn put_trial(tx: &rusqlite::Transaction<'_>, t: &TrialRecord) -> rusqlite::Resul
             t.stop_requested,
             t.interruptions,
             t.last_lease_id.as_ref().map(|l| l.0.clone()),
-        ],
-    )?;
+            to_json(&t.metrics),
+    ])?;
     Ok(())
 }
 
@@ -378,6 +382,7 @@ fn trial_from_row(row: &Row<'_>) -> Result<TrialRecord, RowError> {
         stop_requested: row.get(20)?,
         interruptions: row.get(21)?,
         last_lease_id: row.get::<_, Option<String>>(22)?.map(|l| l.as_str().into()),
+        metrics: from_json("metrics_json", &row.get::<_, String>(23)?)?,
     })
 }
 
@@ -439,7 +444,8 @@ impl ExperimentStore for SqliteStore {
                     "SELECT id, experiment_id, number, params_json, state, value, attempts, agent_id,
                          lease_id, lease_agent_id, lease_deadline_unix, epochs_run, best_epoch,
                          wall_seconds, device_seconds, cost_dollars, failure_reason, instance_type,
-                         created_unix, finished_unix, stop_requested, interruptions, last_lease_id
+                         created_unix, finished_unix, stop_requested, interruptions, last_lease_id,
+                         metrics_json
                      FROM trials ORDER BY experiment_id, number",
                     trial_from_row,
                 )?,

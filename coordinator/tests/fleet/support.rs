@@ -139,6 +139,7 @@ pub fn success(value: f64) -> Completion {
         device_seconds: 1.0,
         cost_dollars: 0.01,
         failure_reason: String::new(),
+        metrics: Default::default(),
     }
 }
 

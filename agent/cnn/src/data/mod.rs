@@ -6,12 +6,18 @@
 //! ties in order of first appearance (Python's `Counter.most_common`, a stable sort of an
 //! insertion-ordered dict) → token ids → numpy's legacy `permutation` with seed 10 → the last
 //! 1,000 sentences are the validation set.
+//!
+//! Users' own files go through the same pipeline ([`files`]): `label<TAB>text` or `label text`
+//! lines, a training file with an optional validation file (else a seeded split) and an optional
+//! test file.
 
 pub mod clean;
+pub mod files;
 pub mod numpy_rng;
 
+pub use files::{DataFiles, load_labelled_file};
+
 use std::collections::HashMap;
-use std::path::Path;
 
 use crate::{Error, Result};
 
@@ -40,6 +46,11 @@ pub struct Dataset {
     pub dev_ids: Vec<u32>,
     /// Validation labels.
     pub dev_labels: Vec<u32>,
+    /// Test token ids, `[test_len, seq_len]` (empty without a test file). Never used for
+    /// training or selection: [`crate::train()`] only scores the final model on it.
+    pub test_ids: Vec<u32>,
+    /// Test labels (empty without a test file).
+    pub test_labels: Vec<u32>,
     /// The vocabulary, id order (most common first).
     pub vocab: Vec<String>,
     /// Tokens a sentence after padding.
@@ -70,8 +81,13 @@ impl Dataset {
         self.dev_labels.len()
     }
 
+    /// Test sentences (0 without a test file).
+    pub fn test_len(&self) -> usize {
+        self.test_labels.len()
+    }
+
     /// Keeps the first `max_train` training and `max_dev` validation sentences (0 keeps all).
-    /// The vocabulary is unchanged, so ids stay valid.
+    /// The vocabulary is unchanged, so ids stay valid; the test set is kept whole.
     pub fn truncated(mut self, max_train: usize, max_dev: usize) -> Dataset {
         if max_train > 0 && max_train < self.train_len() {
             self.train_labels.truncate(max_train);
@@ -95,17 +111,34 @@ pub fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 /// A corpus before the split: token lists and labels, in file order.
-struct Corpus {
-    sentences: Vec<Vec<String>>,
-    labels: Vec<u32>,
-    num_classes: usize,
-    class_names: Vec<String>,
+pub(crate) struct Corpus {
+    pub(crate) sentences: Vec<Vec<String>>,
+    pub(crate) labels: Vec<u32>,
+    pub(crate) num_classes: usize,
+    pub(crate) class_names: Vec<String>,
+}
+
+/// How a corpus is split into training and validation sentences.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Split {
+    /// numpy's legacy permutation with this seed; the last `dev_size` are validation.
+    Seeded {
+        /// The permutation's seed.
+        seed: u32,
+        /// Validation sentences.
+        dev_size: usize,
+    },
+    /// The first `train_len` sentences are training, the rest validation, in file order.
+    Given {
+        /// Training sentences.
+        train_len: usize,
+    },
 }
 
 /// MR, embedded in the binary, through the reference pipeline and split.
 ///
 /// # Errors
-/// Never for the embedded files; the `Result` keeps one signature with [`load_labelled_file`].
+/// Never for the embedded files; the `Result` keeps one signature with [`files::load`].
 pub fn mr_embedded() -> Result<Dataset> {
     let mut sentences = Vec::new();
     let mut labels = Vec::new();
@@ -121,90 +154,29 @@ pub fn mr_embedded() -> Result<Dataset> {
         num_classes: 2,
         class_names: vec!["negative".into(), "positive".into()],
     };
-    build(corpus, MR_SPLIT_SEED, MR_DEV_SIZE)
+    build(
+        corpus,
+        Split::Seeded {
+            seed: MR_SPLIT_SEED,
+            dev_size: MR_DEV_SIZE,
+        },
+    )
 }
 
-/// A user's labelled file (`label<TAB>text` a line, any number of classes) through the same
-/// pipeline, with its own vocabulary and a split seeded by `seed`: a tenth of the sentences (at
-/// least one) for validation. Classes are numbered in sorted order of their labels (numeric
-/// order when every label is an integer). Blank lines are skipped.
-///
-/// # Errors
-/// [`Error::Io`] when the file cannot be read, [`Error::Parse`] naming a line without a tab or
-/// with an empty label, [`Error::Data`] for fewer than two sentences or a single class.
-pub fn load_labelled_file(path: impl AsRef<Path>, seed: u64) -> Result<Dataset> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let corpus = parse_labelled(path, &bytes)?;
-    let dev = (corpus.labels.len() / 10).max(1);
-    build(corpus, (seed & 0xffff_ffff) as u32, dev)
-}
-
-fn parse_labelled(path: &Path, bytes: &[u8]) -> Result<Corpus> {
-    let mut raw_labels = Vec::new();
-    let mut sentences = Vec::new();
-    for (index, line) in split_lines(bytes).into_iter().enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let parse_error = |reason: &str| Error::Parse {
-            path: path.to_owned(),
-            line: index + 1,
-            reason: reason.to_owned(),
-        };
-        let tab = line
-            .iter()
-            .position(|&b| b == b'\t')
-            .ok_or_else(|| parse_error("expected 'label<TAB>text'"))?;
-        let label = String::from_utf8_lossy(&line[..tab]).trim().to_owned();
-        if label.is_empty() {
-            return Err(parse_error("empty label"));
-        }
-        raw_labels.push(label);
-        sentences.push(clean::tokenize(&line[tab + 1..]));
-    }
-    let mut class_names: Vec<String> = raw_labels.clone();
-    class_names.sort_by(|a, b| match (a.parse::<i64>(), b.parse::<i64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.cmp(b),
-    });
-    class_names.dedup();
-    if sentences.len() < 2 || class_names.len() < 2 {
-        return Err(Error::Data {
-            reason: format!(
-                "{} has {} sentences and {} classes; at least 2 of each are needed",
-                path.display(),
-                sentences.len(),
-                class_names.len()
-            ),
-        });
-    }
-    let index_of: HashMap<&str, u32> = class_names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| (name.as_str(), i as u32))
-        .collect();
-    let labels = raw_labels.iter().map(|l| index_of[l.as_str()]).collect();
-    Ok(Corpus {
-        sentences,
-        labels,
-        num_classes: class_names.len(),
-        class_names,
-    })
-}
-
-/// Pads, builds the vocabulary, maps to ids and splits (the last `dev_size` are validation).
-fn build(mut corpus: Corpus, split_seed: u32, dev_size: usize) -> Result<Dataset> {
+/// Pads, builds the vocabulary, maps to ids and splits.
+pub(crate) fn build(mut corpus: Corpus, split: Split) -> Result<Dataset> {
     let n = corpus.sentences.len();
-    if dev_size >= n {
-        return Err(Error::Data {
-            reason: format!("{n} sentences cannot leave {dev_size} for validation"),
-        });
-    }
+    let (permutation, train_len) = match split {
+        Split::Seeded { seed, dev_size } => {
+            if dev_size >= n {
+                return Err(Error::Data {
+                    reason: format!("{n} sentences cannot leave {dev_size} for validation"),
+                });
+            }
+            (numpy_rng::legacy_permutation(n, seed), n - dev_size)
+        }
+        Split::Given { train_len } => ((0..n).collect(), train_len.min(n)),
+    };
     let seq_len = corpus.sentences.iter().map(Vec::len).max().unwrap_or(0);
     for sentence in &mut corpus.sentences {
         sentence.resize(seq_len, PAD.to_owned());
@@ -226,8 +198,7 @@ fn build(mut corpus: Corpus, split_seed: u32, dev_size: usize) -> Result<Dataset
     if pad_id as usize == vocab.len() {
         vocab.push(PAD.to_owned());
     }
-    let permutation = numpy_rng::legacy_permutation(n, split_seed);
-    let (train, dev) = permutation.split_at(n - dev_size);
+    let (train, dev) = permutation.split_at(train_len);
     let gather = |part: &[usize]| -> (Vec<u32>, Vec<u32>) {
         let tokens = part.iter().flat_map(|&i| ids[i].iter().copied()).collect();
         let labels = part.iter().map(|&i| corpus.labels[i]).collect();
@@ -240,6 +211,8 @@ fn build(mut corpus: Corpus, split_seed: u32, dev_size: usize) -> Result<Dataset
         train_labels,
         dev_ids,
         dev_labels,
+        test_ids: Vec::new(),
+        test_labels: Vec::new(),
         vocab,
         seq_len,
         num_classes: corpus.num_classes,

@@ -77,9 +77,92 @@ fn labelled_file_is_split_and_errors_name_the_line() {
     );
 
     let bad = dir.path().join("bad.tsv");
-    std::fs::write(&bad, "1\tfine\n0 no tab here\n").unwrap();
+    std::fs::write(&bad, "1\tfine\n0 a space line\nnolabel\n").unwrap();
     let err = load_labelled_file(&bad, 7).unwrap_err().to_string();
-    assert!(err.ends_with(":2: expected 'label<TAB>text'"), "{err}");
+    assert!(
+        err.contains("bad.tsv:3: expected 'label<TAB>text' or 'label text'"),
+        "{err}"
+    );
     let missing = load_labelled_file(dir.path().join("missing.tsv"), 7).unwrap_err();
     assert!(matches!(missing, Error::Io { .. }), "{missing}");
+}
+
+#[test]
+fn dev_and_test_files_keep_their_sentences_and_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, lines: &[&str]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        path
+    };
+    let train = write(
+        "train.txt",
+        &[
+            "pos a good film",
+            "neg a bad film",
+            "pos\tgood fun",
+            "neg dull",
+        ],
+    );
+    let dev = write("dev.txt", &["neg bad", "pos good"]);
+    let test = write(
+        "test.txt",
+        &["pos good unseen words and more words than any", "neg bad"],
+    );
+    let files = DataFiles {
+        train: train.clone(),
+        dev: Some(dev),
+        test: Some(test.clone()),
+    };
+    let data = files::load(&files, 3).unwrap();
+    assert_eq!(data.class_names, vec!["neg", "pos"]);
+    assert_eq!(data.train_labels, vec![1, 0, 1, 0], "file order, no split");
+    assert_eq!(data.dev_labels, vec![0, 1]);
+    assert_eq!(data.test_labels, vec![1, 0]);
+    assert_eq!(
+        data.test_ids.len(),
+        2 * data.seq_len,
+        "cut to the training length"
+    );
+    let without_test = files::load(
+        &DataFiles {
+            test: None,
+            ..files.clone()
+        },
+        3,
+    )
+    .unwrap();
+    assert_eq!(
+        without_test.vocab, data.vocab,
+        "a test file never changes the vocabulary"
+    );
+    assert_eq!(without_test.train_ids, data.train_ids);
+
+    let split = files::load(
+        &DataFiles {
+            dev: None,
+            ..files.clone()
+        },
+        3,
+    )
+    .unwrap();
+    assert_eq!(
+        (split.train_len(), split.dev_len(), split.test_len()),
+        (3, 1, 2)
+    );
+
+    let bad_test = write("bad-test.txt", &["pos fine", "maybe so so"]);
+    let err = files::load(
+        &DataFiles {
+            test: Some(bad_test),
+            ..files.clone()
+        },
+        3,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("bad-test.txt:2: label 'maybe' is not a label of the training file"),
+        "{err}"
+    );
 }

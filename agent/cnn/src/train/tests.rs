@@ -105,3 +105,33 @@ fn short_sentences_are_padded_for_wide_filters_and_tiny_sets_are_errors() {
     .unwrap_err();
     assert!(matches!(err, Error::Data { .. }), "{err}");
 }
+
+#[test]
+fn the_test_set_is_scored_once_with_the_final_model() {
+    let plain = crate::data::mr_embedded().unwrap().truncated(300, 100);
+    let hp = HyperParams::study_default()
+        .with_overrides([
+            ("embed_dim", 8.0),
+            ("num_feature_maps", 4.0),
+            ("epochs", 2.0),
+        ])
+        .unwrap();
+    let without = train(&CpuBackend::new(), &plain, &hp, 5, |_| Control::Continue).unwrap();
+    assert_eq!(without.test_accuracy, None);
+    let mut with_test = plain.clone();
+    with_test.test_ids = plain.dev_ids.clone();
+    with_test.test_labels = plain.dev_labels.clone();
+    let with = train(&CpuBackend::new(), &with_test, &hp, 5, |_| {
+        Control::Continue
+    })
+    .unwrap();
+    assert_eq!(
+        with.final_dev_accuracy, without.final_dev_accuracy,
+        "a test set changes nothing in training"
+    );
+    assert_eq!(
+        with.test_accuracy,
+        Some(with.final_dev_accuracy),
+        "the dev sentences as a test set score as the final model does on dev"
+    );
+}

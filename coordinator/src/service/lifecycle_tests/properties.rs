@@ -79,6 +79,7 @@ fn completion() -> impl Strategy<Value = Completion> {
                 } else {
                     String::new()
                 },
+                metrics: Default::default(),
             },
         )
 }

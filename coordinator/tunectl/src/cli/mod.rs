@@ -212,6 +212,13 @@ pub async fn run(
         ExperimentCommand::Status { id } => {
             let experiment = get_experiment(&mut client, &id).await?;
             write!(out, "{}", output::experiment_status(&experiment))?;
+            if experiment.best_trial_id.is_some() {
+                let request = pb::GetBestTrialRequest { experiment_id: id };
+                let best = client.get_best_trial(request).await.map_err(status_error)?;
+                if let Some(trial) = best.into_inner().trial {
+                    write!(out, "{}", output::best_trial_metrics(&trial))?;
+                }
+            }
         }
         ExperimentCommand::Watch { id, interval_secs } => {
             let display = watch::Display::for_stdout();

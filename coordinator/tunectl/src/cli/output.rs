@@ -205,6 +205,28 @@ pub fn experiment_status(e: &pb::Experiment) -> String {
     out
 }
 
+/// The best trial's extra metrics (its `test_accuracy`), one line each under `tunectl status`'s
+/// `best` line; empty when it reported none.
+pub fn best_trial_metrics(trial: &pb::Trial) -> String {
+    let mut names: Vec<&String> = trial.metrics.keys().collect();
+    names.sort();
+    let mut out = String::new();
+    for name in names {
+        let note = if name == "test_accuracy" {
+            " (best trial's final model on the test file; not used for selection)"
+        } else {
+            " (best trial)"
+        };
+        let label = format!("best {}", name.replace('_', " "));
+        let _ = writeln!(
+            out,
+            "{label:>15}: {}{note}",
+            optional(Some(trial.metrics[name]))
+        );
+    }
+    out
+}
+
 fn short_dir(direction: pb::Direction) -> &'static str {
     match direction {
         pb::Direction::Maximize => "maximize",

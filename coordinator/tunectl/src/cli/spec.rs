@@ -54,9 +54,17 @@ pub enum BatchArg {
 pub struct WorkloadFile {
     /// `textcnn` or `function`.
     pub kind: String,
-    /// Data set.
+    /// Data set: `mr` (embedded) or, for `textcnn`, the path of a training file on the agents'
+    /// machines (`label<TAB>text` or `label text` lines).
     #[serde(default)]
     pub dataset: String,
+    /// textcnn: a validation file (left out, a seeded tenth of `dataset` is split off).
+    #[serde(default)]
+    pub dev_dataset: String,
+    /// textcnn: a held-out test file; each trial's final model is scored on it once
+    /// (`test_accuracy`), never used for selection.
+    #[serde(default)]
+    pub test_dataset: String,
     /// Constant parameters.
     #[serde(default)]
     pub fixed_params: BTreeMap<String, Value>,
@@ -187,6 +195,8 @@ impl SpecFile {
                 fixed_params: params_to_pb(&w.fixed_params),
                 max_train_examples: w.max_train_examples,
                 max_dev_examples: w.max_dev_examples,
+                dev_dataset: w.dev_dataset.clone(),
+                test_dataset: w.test_dataset.clone(),
             }),
             budget_dollars: self.budget_dollars,
             study: self.study.clone(),
@@ -280,6 +290,28 @@ epochs = 1
         assert!(
             format!("{bad_direction:#}").contains("down"),
             "{bad_direction:#}"
+        );
+    }
+
+    #[test]
+    fn dev_and_test_files_reach_the_wire() {
+        let own = BRANIN.replace(
+            "kind = \"function\"\ndataset = \"branin\"",
+            "kind = \"textcnn\"\ndataset = \"/d/train.txt\"\ndev_dataset = \"/d/dev.txt\"\n\
+             test_dataset = \"/d/test.txt\"",
+        );
+        let workload = SpecFile::parse(&own)
+            .expect("parses")
+            .to_pb()
+            .workload
+            .expect("sent");
+        assert_eq!(
+            (
+                workload.dataset.as_str(),
+                workload.dev_dataset.as_str(),
+                workload.test_dataset.as_str()
+            ),
+            ("/d/train.txt", "/d/dev.txt", "/d/test.txt")
         );
     }
 

@@ -160,6 +160,7 @@ mod tests {
             cost_dollars: cost,
             instance_type: String::new(),
             params: Default::default(),
+            metrics: Default::default(),
         }
     }
 
@@ -174,6 +175,7 @@ mod tests {
             maximize: true,
             parameters: Vec::new(),
             trials,
+            dataset: None,
         }
     }
 

@@ -45,6 +45,23 @@ pub struct ExperimentData {
     pub parameters: Vec<ParamSpec>,
     /// The trials, in creation order.
     pub trials: Vec<TrialData>,
+    /// The workload's data set (`mr` for the embedded MR, also when a textcnn spec left it
+    /// empty); `None` in study data saved before it was recorded.
+    #[serde(default)]
+    pub dataset: Option<String>,
+}
+
+/// `tunectl study`'s built-in scenarios, all on MR (for study data without a dataset).
+const MR_SCENARIOS: &[&str] = &["basic", "complex", "basic-mini"];
+
+impl ExperimentData {
+    /// Whether it trained on the embedded MR corpus (the published study's data).
+    pub fn is_mr(&self) -> bool {
+        match &self.dataset {
+            Some(dataset) => dataset == "mr",
+            None => MR_SCENARIOS.contains(&self.scenario.as_str()),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -76,6 +93,9 @@ pub struct TrialData {
     /// The trial's parameters.
     #[serde(default)]
     pub params: Assignment,
+    /// Extra metrics (the text CNN's `test_accuracy`), never the objective.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl TrialData {
@@ -227,6 +247,7 @@ pub fn experiment_from_pb(
             instance_type: trial.instance_type.clone(),
             params: params_from_pb(&trial.params)
                 .with_context(|| format!("trial {} has a bad parameter", trial.id))?,
+            metrics: trial.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         });
     }
     converted.sort_by_key(|t| t.number);
@@ -244,6 +265,11 @@ pub fn experiment_from_pb(
         maximize: spec.direction() != pb::Direction::Minimize,
         parameters,
         trials: converted,
+        dataset: Some(match spec.workload.as_ref() {
+            Some(w) if w.kind == "textcnn" && w.dataset.is_empty() => "mr".to_string(),
+            Some(w) => w.dataset.clone(),
+            None => String::new(),
+        }),
     })
 }
 

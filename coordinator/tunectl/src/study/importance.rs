@@ -165,6 +165,7 @@ mod tests {
                 ]
                 .into_iter()
                 .collect(),
+                metrics: Default::default(),
             });
         }
         let experiment = ExperimentData {
@@ -177,6 +178,7 @@ mod tests {
             maximize: true,
             parameters: vec![param("a"), param("b")],
             trials,
+            dataset: None,
         };
         let data = StudyData {
             name: "s".into(),

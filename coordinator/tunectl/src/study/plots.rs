@@ -1,9 +1,9 @@
 //! Plots of the best-so-far bands with `plotters`: one median line and a shaded interquartile
 //! band a strategy, against trials and against dollars, as SVG and PNG.
 //!
-//! The workspace builds plotters without a font engine (no system font libraries, STACK.md), so
-//! the bitmap backend cannot draw text: the PNG carries the lines, bands and grid only, in the
-//! same colours as the labelled SVG, and `report.md` gives the colour key.
+//! Text is drawn with plotters' `ab_glyph` rasterizer and DejaVu Sans embedded in the binary
+//! (`assets/fonts/`, no system font libraries), so the PNG has the same title, axis labels, ticks
+//! and legend as the SVG. Ticks of a trial axis are whole numbers.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,21 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::curves::Band;
+
+/// DejaVu Sans (`assets/fonts/README.md` gives its source and licence).
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// The font family every text of a plot uses.
+const FAMILY: &str = "sans-serif";
+
+/// Registers [`FONT`] as [`FAMILY`] once per process.
+fn register_font() -> anyhow::Result<()> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *REGISTERED
+        .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    anyhow::ensure!(ok, "the embedded plot font could not be read");
+    Ok(())
+}
 
 /// Pixel size of every plot.
 const SIZE: (u32, u32) = (900, 560);
@@ -46,10 +61,12 @@ pub fn colour_name(strategy: &str) -> &'static str {
 
 /// What one plot shows.
 pub struct PlotSpec<'a> {
-    /// Title (SVG only).
+    /// Title.
     pub title: &'a str,
-    /// X axis description (SVG only).
+    /// X axis description.
     pub x_desc: &'a str,
+    /// Whether x counts trials (whole-number ticks).
+    pub integer_x: bool,
     /// The bands (values are fractions; the plot shows percent).
     pub bands: &'a [Band],
 }
@@ -67,18 +84,19 @@ pub fn write(dir: &Path, stem: &str, spec: &PlotSpec<'_>) -> anyhow::Result<Vec<
         spec.bands.iter().any(|b| !b.points.is_empty()),
         "nothing to plot for {stem}"
     );
+    register_font()?;
     let svg = dir.join(format!("{stem}.svg"));
     let png = dir.join(format!("{stem}.png"));
     {
         let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
-        draw(&root, spec, true)?;
+        draw(&root, spec)?;
         root.present()
             .map_err(plot_error)
             .with_context(|| format!("failed to write {}", svg.display()))?;
     }
     {
         let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
-        draw(&root, spec, false)?;
+        draw(&root, spec)?;
         root.present()
             .map_err(plot_error)
             .with_context(|| format!("failed to write {}", png.display()))?;
@@ -105,61 +123,40 @@ fn ranges(bands: &[Band]) -> (std::ops::Range<f64>, std::ops::Range<f64>) {
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     spec: &PlotSpec<'_>,
-    text: bool,
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(plot_error)?;
     let (x_range, y_range) = ranges(spec.bands);
-    let mut builder = ChartBuilder::on(root);
-    builder.margin(16);
-    if text {
-        builder
-            .caption(spec.title, ("sans-serif", 22))
-            .x_label_area_size(44)
-            .y_label_area_size(64);
-    }
-    let mut chart = builder
+    let mut chart = ChartBuilder::on(root)
+        .margin(16)
+        .caption(spec.title, (FAMILY, 22))
+        .x_label_area_size(44)
+        .y_label_area_size(64)
         .build_cartesian_2d(x_range.clone(), y_range.clone())
         .map_err(plot_error)?;
-    if text {
-        chart
-            .configure_mesh()
-            .light_line_style(RGBColor(235, 235, 235))
-            .x_desc(spec.x_desc)
-            .y_desc("best validation accuracy (%)")
-            .draw()
-            .map_err(plot_error)?;
+    let whole = |x: &f64| {
+        if x.fract() == 0.0 {
+            format!("{x:.0}")
+        } else {
+            String::new()
+        }
+    };
+    let plain = |x: &f64| {
+        let text = format!("{x:.4}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.light_line_style(RGBColor(235, 235, 235))
+        .label_style((FAMILY, 14))
+        .axis_desc_style((FAMILY, 16))
+        .x_desc(spec.x_desc)
+        .y_desc("best validation accuracy (%)");
+    if spec.integer_x {
+        let span = (x_range.end - x_range.start).round().max(1.0) as usize;
+        mesh.x_labels(span.min(10) + 1).x_label_formatter(&whole);
     } else {
-        // Mesh lines come with tick labels, which need a font: draw a plain grid instead, one
-        // horizontal line a whole percent (at most 20) and ten vertical lines, in a frame.
-        let grey = RGBColor(225, 225, 225);
-        let step = ((y_range.end - y_range.start) / 20.0).ceil().max(1.0);
-        let mut y = (y_range.start / step).ceil() * step;
-        while y <= y_range.end {
-            let line = vec![(x_range.start, y), (x_range.end, y)];
-            chart
-                .draw_series(std::iter::once(PathElement::new(line, grey)))
-                .map_err(plot_error)?;
-            y += step;
-        }
-        for i in 0..=10 {
-            let x = x_range.start + (x_range.end - x_range.start) * f64::from(i) / 10.0;
-            let line = vec![(x, y_range.start), (x, y_range.end)];
-            let style = if i == 0 || i == 10 {
-                BLACK.stroke_width(1)
-            } else {
-                grey.stroke_width(1)
-            };
-            chart
-                .draw_series(std::iter::once(PathElement::new(line, style)))
-                .map_err(plot_error)?;
-        }
-        for y in [y_range.start, y_range.end] {
-            let line = vec![(x_range.start, y), (x_range.end, y)];
-            chart
-                .draw_series(std::iter::once(PathElement::new(line, BLACK)))
-                .map_err(plot_error)?;
-        }
+        mesh.x_label_formatter(&plain);
     }
+    mesh.draw().map_err(plot_error)?;
     for band in spec.bands.iter().filter(|b| !b.points.is_empty()) {
         let colour = colour(&band.strategy);
         let upper = band.points.iter().map(|p| (p.x, p.best.q3 * 100.0));
@@ -172,21 +169,18 @@ fn draw<DB: DrawingBackend>(
         let series = chart
             .draw_series(LineSeries::new(median, colour.stroke_width(3)))
             .map_err(plot_error)?;
-        if text {
-            series.label(band.strategy.clone()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3))
-            });
-        }
+        series.label(band.strategy.clone()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(3))
+        });
     }
-    if text {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
-    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((FAMILY, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
     Ok(())
 }
 
@@ -210,5 +204,59 @@ mod palette_tests {
         assert_eq!(names.len(), arms.len(), "{names:?}");
         assert_eq!(colour_name("something-else"), "black");
         assert_eq!(colour("bo"), RGBColor(31, 119, 180));
+    }
+
+    /// Non-white pixels in rows `rows` of an RGB buffer of width `SIZE.0`.
+    fn inked(buffer: &[u8], rows: std::ops::Range<u32>, columns: std::ops::Range<u32>) -> usize {
+        let mut count = 0;
+        for y in rows {
+            for x in columns.clone() {
+                let at = ((y * SIZE.0 + x) * 3) as usize;
+                if buffer[at..at + 3] != [255, 255, 255] {
+                    count += 1;
+                }
+            }
+        }
+        count
+    }
+
+    #[test]
+    fn the_bitmap_has_a_title_tick_labels_and_a_legend() {
+        use crate::study::curves::BandPoint;
+        use crate::study::tables::Quartiles;
+        let point = |x: f64, best: f64| BandPoint {
+            x,
+            best: Quartiles {
+                q1: best - 0.01,
+                median: best,
+                q3: best + 0.01,
+            },
+            repeats: 3,
+        };
+        let bands = vec![Band {
+            strategy: "bo".into(),
+            points: vec![point(1.0, 0.6), point(2.0, 0.7), point(3.0, 0.75)],
+        }];
+        let spec = PlotSpec {
+            title: "a title",
+            x_desc: "trials",
+            integer_x: true,
+            bands: &bands,
+        };
+        register_font().expect("the embedded font loads");
+        let mut buffer = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buffer, SIZE).into_drawing_area();
+            draw(&root, &spec).expect("draws");
+            root.present().expect("presents");
+        }
+        // The title band above the plot, the x tick labels and description below it, and the
+        // y label area at the left hold no lines or bands, only text.
+        assert!(inked(&buffer, 0..40, 0..SIZE.0) > 100, "no title pixels");
+        assert!(
+            inked(&buffer, SIZE.1 - 44..SIZE.1 - 16, 100..SIZE.0) > 100,
+            "no x labels"
+        );
+        assert!(inked(&buffer, 60..SIZE.1 - 80, 16..60) > 100, "no y labels");
     }
 }

@@ -32,6 +32,11 @@ pub struct Summary {
     pub curves: BTreeMap<String, BTreeMap<String, Vec<Band>>>,
     /// Instance prices used (dollars an hour).
     pub prices: BTreeMap<String, f64>,
+    /// Whether every experiment trained on MR, so the published study's figures apply.
+    pub mr: bool,
+    /// Each experiment's best trial with a test accuracy: (experiment, trial number, dev value,
+    /// test accuracy).
+    pub best_test: Vec<(String, u32, f64, f64)>,
 }
 
 /// Computes the summary (pure).
@@ -78,7 +83,35 @@ pub fn summarize(data: &StudyData, default_given: Option<f64>) -> anyhow::Result
         importance: importance::rank(data),
         curves: curves_by_scenario,
         prices,
+        mr: data.experiments.iter().all(|e| e.is_mr()),
+        best_test: best_test(data),
     })
+}
+
+/// Each experiment's best trial and its test accuracy, where it reported one.
+fn best_test(data: &StudyData) -> Vec<(String, u32, f64, f64)> {
+    let mut rows = Vec::new();
+    for experiment in &data.experiments {
+        let best = experiment
+            .trials
+            .iter()
+            .filter(|t| t.has_result())
+            .filter_map(|t| Some((t, t.value?)))
+            .max_by(|a, b| {
+                let order = a.1.total_cmp(&b.1);
+                if experiment.maximize {
+                    order
+                } else {
+                    order.reverse()
+                }
+            });
+        if let Some((trial, value)) = best
+            && let Some(test) = trial.metrics.get("test_accuracy")
+        {
+            rows.push((experiment.id.clone(), trial.number, value, *test));
+        }
+    }
+    rows
 }
 
 /// Writes the report into `out_dir` (created if missing); returns the files written.
@@ -105,10 +138,23 @@ pub fn write(
             if axis_bands.iter().all(|b| b.points.is_empty()) {
                 continue;
             }
-            let title = format!("{scenario}: best validation accuracy vs {axis}");
+            let unpriced = axis == "dollars"
+                && axis_bands
+                    .iter()
+                    .flat_map(|b| b.points.iter())
+                    .all(|p| p.x == 0.0);
+            let title = if unpriced {
+                format!(
+                    "{scenario}: best vs dollars: no price known (cost 0); set the agents' \
+                     price_per_hour_dollars"
+                )
+            } else {
+                format!("{scenario}: best validation accuracy vs {axis}")
+            };
             let spec = PlotSpec {
                 title: &title,
                 x_desc,
+                integer_x: axis == "trials",
                 bands: axis_bands,
             };
             written.extend(plots::write(out_dir, &plot_stem(scenario, axis), &spec)?);
@@ -184,7 +230,27 @@ pub fn markdown(summary: &Summary) -> String {
             }
         }
     }
-    study_figures(&mut md);
+    if !summary.best_test.is_empty() {
+        md.push_str(
+            "## Test accuracy of the best trials
+
+Each experiment's best trial by validation \
+             accuracy, and its final model on the held-out test file (never used for selection).\n\n\
+             | experiment | best trial | validation accuracy | test accuracy |\n|---|---:|---:|---:|\n",
+        );
+        for (experiment, number, dev, test) in &summary.best_test {
+            let _ = writeln!(
+                md,
+                "| {experiment} | {number} | {} | {} |",
+                percent(*dev),
+                percent(*test)
+            );
+        }
+        md.push('\n');
+    }
+    if summary.mr {
+        study_figures(&mut md);
+    }
     md
 }
 
@@ -595,5 +661,23 @@ mod tests {
         assert!(error.contains("no finished trial"), "{error}");
         let dir = tempfile::tempdir().expect("temp dir");
         assert!(write(&empty, dir.path(), None).is_err());
+    }
+
+    #[test]
+    fn the_published_figures_only_for_mr_and_test_accuracy_beside_dev() {
+        let mr = markdown(&summarize(&fixture(), None).expect("summarizes"));
+        assert!(mr.contains("The published study's figures"), "{mr}");
+        assert!(!mr.contains("Test accuracy of the best trials"), "{mr}");
+        let mut own = fixture();
+        for experiment in &mut own.experiments {
+            experiment.dataset = Some("/data/trec-train.txt".into());
+            for trial in &mut experiment.trials {
+                trial.metrics.insert("test_accuracy".into(), 0.5);
+            }
+        }
+        let md = markdown(&summarize(&own, None).expect("summarizes"));
+        assert!(!md.contains("The published study's figures"), "{md}");
+        assert!(md.contains("## Test accuracy of the best trials"), "{md}");
+        assert!(md.contains("| 50.00% |"), "{md}");
     }
 }
