@@ -64,19 +64,33 @@ static void softmax(unsigned batch, unsigned classes) {
     expect("xent hits", batch, stats[1], hits, 0);
 }
 
-static void embedding(unsigned vocab, unsigned e, unsigned tokens, unsigned rows) {
+// `heavy`: the share of tokens on row 0 (MR's pad row takes about 64% of a batch's tokens).
+static void embedding(unsigned vocab, unsigned e, unsigned tokens, unsigned rows, double heavy = 0.0) {
     auto table = random(vocab * e, 0.1f), grad = random(tokens * e, 1.0f);
     std::vector<unsigned> ids(tokens), slots(tokens);
-    for (unsigned t = 0; t < tokens; ++t) { ids[t] = rng() % vocab; slots[t] = t < rows ? t : rng() % rows; }
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (unsigned t = 0; t < tokens; ++t) {
+        ids[t] = rng() % vocab;
+        slots[t] = t < rows ? t : (u(rng) < heavy ? 0u : rng() % rows);
+    }
+    if (tokens > rows) slots[tokens - 1] = rows + 3;  // past n_rows: skipped
     std::vector<float> out(tokens * e, NAN), grad_rows(rows * e, NAN);
     launch((tokens * e + 255) / 256, 256, [&] { embedding_fwd_f32(table.data(), ids.data(), out.data(), tokens, e, vocab); });
     for (unsigned i = 0; i < tokens * e; ++i) expect("gather", i, out[i], table[ids[i / e] * e + i % e], 0);
-    launch((rows * e + 255) / 256, 256, [&] { fill_fwd_f32(grad_rows.data(), rows * e, 0.0f); });
-    launch((tokens * e + 255) / 256, 256, [&] { embedding_bwd_f32(grad.data(), slots.data(), grad_rows.data(), tokens, e, rows); });
-    std::vector<double> want(rows * e, 0.0);
-    for (unsigned t = 0; t < tokens; ++t)
+    // Fewer blocks than rows too, so the grid-stride over rows is exercised.
+    const unsigned blocks = rows > 3 ? rows / 2 : rows;
+    launch(blocks, 128, [&] { embedding_bwd_f32(grad.data(), slots.data(), grad_rows.data(), tokens, e, rows); });
+    // The CPU backend's loop: float sums in token order from 0. The kernel must match it bit
+    // for bit (no atomics, same order).
+    std::vector<float> want(rows * e, 0.0f);
+    for (unsigned t = 0; t < tokens; ++t) {
+        if (slots[t] >= rows) continue;
         for (unsigned k = 0; k < e; ++k) want[slots[t] * e + k] += grad[t * e + k];
-    for (unsigned i = 0; i < rows * e; ++i) expect("grad_rows", i, grad_rows[i], want[i], 1e-5 * std::sqrt((double)tokens / rows + 1));
+    }
+    for (unsigned i = 0; i < rows * e; ++i) expect("grad_rows (bitwise)", i, grad_rows[i], want[i], 0);
+    for (unsigned i = 0; i < rows * e; ++i)
+        if (std::memcmp(&grad_rows[i], &want[i], 4) != 0 && bad++ < 20)
+            std::printf("  grad_rows not bitwise at %u: %.9g want %.9g\n", i, grad_rows[i], want[i]);
 }
 
 static void rms_ref(double& w, double& n, double& a, double g, bool centered) {
@@ -152,6 +166,8 @@ int main() {
     for (auto [b, c] : {std::pair{1u, 2u}, {50u, 2u}, {257u, 5u}, {3u, 1u}}) softmax(b, c);
     embedding(1, 1, 1, 1);
     embedding(60, 33, 257, 40);
+    embedding(50, 513, 300, 7, 0.64);  // two column passes, a heavy row, chunks of 128 tokens
+    embedding(20, 300, 129, 129);
     for (unsigned len : {1u, 257u}) for (int c : {0, 1}) for (float m : {0.0f, 0.5f}) rmsprop(len, c, m);
     for (int c : {0, 1}) { rmsprop_rows(1, 1, c); rmsprop_rows(50, 129, c); }
     std::printf("small kernels: %s\n", bad ? "FAILED" : "ok");

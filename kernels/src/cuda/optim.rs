@@ -49,6 +49,7 @@ pub(super) fn sum_squares(
     // enough, checked above) and block i writes partials[i] for i < partials <= REDUCE_PARTIALS,
     // the scratch's length; the block has the 256 threads the kernel's tree needs.
     unsafe { builder.launch(partial_cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     let final_cfg = LaunchConfig {
         grid_dim: (1, 1, 1),
         ..partial_cfg
@@ -62,6 +63,7 @@ pub(super) fn sum_squares(
     // launch wrote on the same stream (the scratch lock is held across both launches) and
     // writes acc[0] (acc holds at least one element, checked above).
     unsafe { builder.launch(final_cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }
 
@@ -138,6 +140,7 @@ pub(super) fn rmsprop(
     // loop stays below n, and w, grad, mean_square and mean hold n elements (checked above);
     // norm_sq holds 1.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }
 
@@ -227,5 +230,6 @@ pub(super) fn rmsprop_rows(
     // last_step (vocab) are indexed in bounds; rows must be distinct, as the trait's row list
     // of distinct ids is.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }
