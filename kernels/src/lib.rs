@@ -318,6 +318,18 @@ pub trait Backend {
     /// gradient norm without a host round trip.
     fn sum_squares(&self, x: &Self::Buf, len: usize, acc: &mut Self::Buf) -> Result<()>;
 
+    /// Overwrites `acc[0]` with the sum of squares of several tensors, `Σ_t Σ_{i<len_t} x_t[i]²`
+    /// (the squared global gradient norm). The default fills `acc` with zero and calls
+    /// [`Backend::sum_squares`] on each tensor in order; the CUDA backend does it in two
+    /// launches for up to 16 tensors.
+    fn sum_squares_many(&self, tensors: &[(&Self::Buf, usize)], acc: &mut Self::Buf) -> Result<()> {
+        self.fill(acc, 1, 0.0)?;
+        for &(x, len) in tensors {
+            self.sum_squares(x, len, acc)?;
+        }
+        Ok(())
+    }
+
     /// One dense RMSProp step with global-norm clipping (see [`RmsProp`]) over `len` elements.
     /// `grad_norm_sq[0]` holds the squared global norm of all gradients of the step.
     fn rmsprop(

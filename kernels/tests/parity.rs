@@ -463,6 +463,25 @@ fn optimizer_ops_match_the_cpu_body(g: &dyn AnyBackend) {
             &cpu[0],
             tol_for_sum(len),
         );
+        // The fused global norm over several tensors, one empty, with this one among them;
+        // 17 tensors exceed one multi-tensor launch and take the fallback.
+        for count in [1, 9, 17] {
+            let xs: Vec<Vec<f32>> = (0..count)
+                .map(|t| match t {
+                    0 => x.clone(),
+                    1 => Vec::new(),
+                    _ => random_f32(&mut rng, 1 + 37 * t, 1.0),
+                })
+                .collect();
+            let total: usize = xs.iter().map(Vec::len).sum();
+            let (cpu, gpu) = both(g, |b| b.run(&Op::SumSqMany { xs: &xs }));
+            close(
+                &format!("sum_squares_many {count} tensors, first {len}"),
+                &gpu[0],
+                &cpu[0],
+                tol_for_sum(total),
+            );
+        }
         let w = random_f32(&mut rng, len, 0.1);
         let n: Vec<f32> = random_f32(&mut rng, len, 0.01)
             .iter()

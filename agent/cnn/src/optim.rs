@@ -1,6 +1,6 @@
 //! RMSProp with global-norm clipping over the model's parameters, all on the backend.
 //!
-//! The squared global norm is summed on the device (`sum_squares` over every gradient) and read
+//! The squared global norm is summed on the device (`sum_squares_many` over every gradient) and read
 //! by the update kernels from the device, so a step needs no host round trip. The embedding is
 //! updated sparsely with `rmsprop_rows`: a row that no token of the batch uses has a zero
 //! gradient, which in the dense update leaves its weights unchanged and only multiplies its
@@ -81,11 +81,13 @@ impl<B: Backend> Optimizer<B> {
         let d = model.dims;
         let lens = d.dense_lens();
         let n_rows = model.n_rows();
-        b.fill(&mut self.norm_sq, 1, 0.0)?;
-        b.sum_squares(&model.grads.rows, n_rows * d.embed_dim, &mut self.norm_sq)?;
+        // One multi-tensor reduction (two launches on CUDA; the CPU's order is unchanged).
+        let mut tensors = Vec::with_capacity(1 + lens.len());
+        tensors.push((&model.grads.rows, n_rows * d.embed_dim));
         for (g, &len) in model.grads.dense.iter().zip(&lens) {
-            b.sum_squares(g, len, &mut self.norm_sq)?;
+            tensors.push((g, len));
         }
+        b.sum_squares_many(&tensors, &mut self.norm_sq)?;
         for (i, &len) in lens.iter().enumerate() {
             let state = RmsState {
                 mean_square: &mut self.dense_n[i],

@@ -93,6 +93,27 @@ static void embedding(unsigned vocab, unsigned e, unsigned tokens, unsigned rows
             std::printf("  grad_rows not bitwise at %u: %.9g want %.9g\n", i, grad_rows[i], want[i]);
 }
 
+// The multi-tensor global norm: tensors of lengths around the block size, one empty, summed
+// in one partial launch and an overwriting final launch.
+static void sum_squares_multi(std::vector<unsigned> lens) {
+    std::vector<std::vector<float>> xs;
+    TensorList list{};
+    list.count = lens.size();
+    double want = 0;
+    size_t total = 0;
+    for (size_t t = 0; t < lens.size(); ++t) {
+        xs.push_back(random(lens[t], 1.0f));
+        for (float v : xs.back()) want += (double)v * v;
+        total += lens[t];
+    }
+    for (size_t t = 0; t < lens.size(); ++t) { list.ptr[t] = xs[t].data(); list.len[t] = lens[t]; }
+    const unsigned blocks = std::clamp<unsigned>((total + 2047) / 2048, 1u, 1024u);
+    std::vector<float> partials(1024, NAN), acc{12345.0f};  // overwritten, not accumulated
+    launch(blocks, 256, [&] { sum_squares_multi_partial_fwd_f32(list, partials.data()); });
+    launch(1, 256, [&] { sum_squares_multi_final_fwd_f32(partials.data(), blocks, acc.data()); });
+    expect("sum_squares_multi", lens.size(), acc[0], want, 1e-5 * std::sqrt((double)total + 1));
+}
+
 static void rms_ref(double& w, double& n, double& a, double g, bool centered) {
     const double lr = 0.01, decay = 0.9, eps = 1e-8;
     n = decay * n + (1 - decay) * g * g;
@@ -164,6 +185,8 @@ static void rmsprop_rows(unsigned vocab, unsigned e, int centered) {
 int main() {
     for (unsigned n : {1u, 255u, 256u, 257u, 5001u}) elementwise_and_reductions(n);
     for (auto [b, c] : {std::pair{1u, 2u}, {50u, 2u}, {257u, 5u}, {3u, 1u}}) softmax(b, c);
+    sum_squares_multi({1});
+    sum_squares_multi({300, 0, 255, 256, 257, 5001, 2, 1, 100});
     embedding(1, 1, 1, 1);
     embedding(60, 33, 257, 40);
     embedding(50, 513, 300, 7, 0.64);  // two column passes, a heavy row, chunks of 128 tokens

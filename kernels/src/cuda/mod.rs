@@ -522,6 +522,12 @@ impl Backend for CudaBackend {
         self.profiled("sum_squares", || optim::sum_squares(self, x, len, acc))
     }
 
+    fn sum_squares_many(&self, tensors: &[(&Self::Buf, usize)], acc: &mut Self::Buf) -> Result<()> {
+        self.profiled("sum_squares_many", || {
+            optim::sum_squares_many(self, tensors, acc)
+        })
+    }
+
     fn rmsprop(
         &self,
         params: &RmsProp,

@@ -108,13 +108,15 @@ pub enum Kernel {
     SoftmaxXent,
     SumSquaresPartial,
     SumSquaresFinal,
+    SumSquaresMultiPartial,
+    SumSquaresMultiFinal,
     RmsProp,
     RmsPropRows,
 }
 
 impl Kernel {
     /// Every kernel, in a fixed order.
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Fill,
         Kernel::Mul,
         Kernel::Dropout,
@@ -128,6 +130,8 @@ impl Kernel {
         Kernel::SoftmaxXent,
         Kernel::SumSquaresPartial,
         Kernel::SumSquaresFinal,
+        Kernel::SumSquaresMultiPartial,
+        Kernel::SumSquaresMultiFinal,
         Kernel::RmsProp,
         Kernel::RmsPropRows,
     ];
@@ -150,6 +154,8 @@ impl Kernel {
             K::SoftmaxXent => (M::Loss, "softmax_xent", Pass::Fwd),
             K::SumSquaresPartial => (M::Optim, "sum_squares_partial", Pass::Fwd),
             K::SumSquaresFinal => (M::Optim, "sum_squares_final", Pass::Fwd),
+            K::SumSquaresMultiPartial => (M::Optim, "sum_squares_multi_partial", Pass::Fwd),
+            K::SumSquaresMultiFinal => (M::Optim, "sum_squares_multi_final", Pass::Fwd),
             K::RmsProp => (M::Optim, "rmsprop", Pass::Fwd),
             K::RmsPropRows => (M::Optim, "rmsprop_rows", Pass::Fwd),
         }

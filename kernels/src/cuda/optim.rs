@@ -1,7 +1,7 @@
 //! Launchers of `optim.cu`: the global gradient norm and the RMSProp updates, which read the
 //! clipping scale from a device scalar so that a step needs no host round trip.
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 
 use super::module::Kernel;
 use super::{CudaBackend, REDUCE_PARTIALS, driver_error, to_u32};
@@ -64,6 +64,95 @@ pub(super) fn sum_squares(
     // writes acc[0] (acc holds at least one element, checked above).
     unsafe { builder.launch(final_cfg) }.map_err(driver_error(OP))?;
     be.count_launch();
+    Ok(())
+}
+
+/// Tensors a multi-tensor launch takes (`MULTI_MAX` in `optim.cu`).
+const MULTI_MAX: usize = 16;
+
+/// `struct TensorList` of `optim.cu`, passed to the kernel by value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TensorList {
+    ptr: [u64; MULTI_MAX],
+    len: [u32; MULTI_MAX],
+    count: u32,
+}
+
+// SAFETY: `TensorList` is `repr(C)` plain data with the field order, types and alignment of
+// `struct TensorList` in `optim.cu` (16 device pointers, 16 unsigned ints, one unsigned int).
+unsafe impl DeviceRepr for TensorList {}
+
+/// `acc[0] = Σ_t Σ_{i<len_t} x_t[i]²` in two launches (partials, then an overwriting final
+/// sum) for up to [`MULTI_MAX`] tensors; more fall back to a fill and one reduction a tensor.
+pub(super) fn sum_squares_many(
+    be: &CudaBackend,
+    tensors: &[(&CudaSlice<f32>, usize)],
+    acc: &mut CudaSlice<f32>,
+) -> Result<()> {
+    const OP: &str = "sum_squares_many";
+    be.check(OP, "acc", acc, 1)?;
+    if tensors.len() > MULTI_MAX {
+        super::elementwise::fill(be, acc, 1, 0.0)?;
+        for &(x, len) in tensors {
+            sum_squares(be, x, len, acc)?;
+        }
+        return Ok(());
+    }
+    let mut list = TensorList {
+        ptr: [0; MULTI_MAX],
+        len: [0; MULTI_MAX],
+        count: to_u32(OP, "tensors", tensors.len())?,
+    };
+    let mut guards = Vec::with_capacity(tensors.len());
+    let mut total = 0usize;
+    for (t, &(x, len)) in tensors.iter().enumerate() {
+        be.check(OP, "x", x, len)?;
+        list.len[t] = to_u32(OP, "len", len)?;
+        let (ptr, guard) = x.device_ptr(&be.stream);
+        list.ptr[t] = ptr;
+        guards.push(guard);
+        total += len;
+    }
+    // The grid depends only on the lengths, so the summation order does too.
+    let blocks = total
+        .div_ceil(REDUCE_THREADS as usize * 8)
+        .clamp(1, REDUCE_PARTIALS);
+    let partials = blocks as u32;
+    let mut scratch = be
+        .reduce_scratch
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let partial_cfg = LaunchConfig {
+        grid_dim: (partials, 1, 1),
+        block_dim: (REDUCE_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut builder = be
+        .stream
+        .launch_builder(be.function(Kernel::SumSquaresMultiPartial)?);
+    builder.arg(&list).arg(&mut *scratch);
+    // SAFETY: the arguments match `sum_squares_multi_partial_fwd_f32(const TensorList list,
+    // float* partials)`; each list entry is a live buffer of this backend's stream (checked
+    // above; `guards` keep them borrowed past the launch) holding at least `len` elements, and
+    // block i writes partials[i] for i < partials <= REDUCE_PARTIALS, the scratch's length; the
+    // block has the 256 threads the kernel's tree needs.
+    unsafe { builder.launch(partial_cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
+    let final_cfg = LaunchConfig {
+        grid_dim: (1, 1, 1),
+        ..partial_cfg
+    };
+    let mut builder = be
+        .stream
+        .launch_builder(be.function(Kernel::SumSquaresMultiFinal)?);
+    builder.arg(&*scratch).arg(&partials).arg(&mut *acc);
+    // SAFETY: the arguments match `sum_squares_multi_final_fwd_f32(const float* partials,
+    // unsigned n_partials, float* acc)`; it reads the partials the previous launch wrote on the
+    // same stream (the scratch lock is held across both) and writes acc[0] (checked above).
+    unsafe { builder.launch(final_cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
+    drop(guards);
     Ok(())
 }
 

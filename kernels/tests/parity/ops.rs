@@ -67,6 +67,10 @@ pub enum Op<'a> {
         grad: bool,
         stats0: [f32; 2],
     },
+    /// `sum_squares_many` over several tensors, `acc` poisoned first (it must be overwritten).
+    SumSqMany {
+        xs: &'a [Vec<f32>],
+    },
     SumSq {
         x: &'a [f32],
         acc0: f32,
@@ -208,6 +212,18 @@ impl Op<'_> {
                     outs.push(down(&g));
                 }
                 (outs, vec![])
+            }
+            Op::SumSqMany { xs } => {
+                let mut acc = up(&[f32::NAN]);
+                let bufs: Vec<_> = xs.iter().map(|x| up(x)).collect();
+                let tensors: Vec<_> = bufs
+                    .iter()
+                    .zip(xs.iter())
+                    .map(|(b, x)| (b, x.len()))
+                    .collect();
+                b.sum_squares_many(&tensors, &mut acc)
+                    .expect("sum_squares_many");
+                (vec![down(&acc)], vec![])
             }
             Op::SumSq { x, acc0 } => {
                 let mut acc = up(&[acc0]);
