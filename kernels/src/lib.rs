@@ -118,6 +118,18 @@ pub struct RmsState<'a, B: Backend + ?Sized> {
     pub mean: Option<&'a mut B::Buf>,
 }
 
+/// One dense parameter of [`Backend::rmsprop_many`]: weights, gradient, state and length.
+pub struct RmsTensor<'a, B: Backend + ?Sized> {
+    /// The weights, updated in place.
+    pub w: &'a mut B::Buf,
+    /// Their gradient.
+    pub grad: &'a B::Buf,
+    /// Their running averages.
+    pub state: RmsState<'a, B>,
+    /// Elements to update.
+    pub len: usize,
+}
+
 /// Where a CUDA device was found, as reported by [`probe_cuda`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceInfo {
@@ -341,6 +353,25 @@ pub trait Backend {
         len: usize,
         grad_norm_sq: &Self::Buf,
     ) -> Result<()>;
+
+    /// [`Backend::rmsprop`] on several dense parameters of one step. The default calls it on
+    /// each in order; the CUDA backend updates up to 16 in one launch (the same arithmetic
+    /// element by element, so the same result).
+    fn rmsprop_many(
+        &self,
+        params: &RmsProp,
+        tensors: &mut [RmsTensor<'_, Self>],
+        grad_norm_sq: &Self::Buf,
+    ) -> Result<()> {
+        for t in tensors.iter_mut() {
+            let state = RmsState {
+                mean_square: &mut *t.state.mean_square,
+                mean: t.state.mean.as_deref_mut(),
+            };
+            self.rmsprop(params, &mut *t.w, t.grad, state, t.len, grad_norm_sq)?;
+        }
+        Ok(())
+    }
 
     /// RMSProp on the embedding rows one batch touched, with lazy decay, equal to the dense
     /// update to rounding.

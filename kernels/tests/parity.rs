@@ -510,6 +510,54 @@ fn optimizer_ops_match_the_cpu_body(g: &dyn AnyBackend) {
 }
 
 #[test]
+fn rmsprop_many_matches_the_cpu() {
+    if let Some(g) = gpu() {
+        rmsprop_many_matches_the_cpu_body(&Gpu(&g));
+    }
+}
+
+/// The fused update of several tensors (the text CNN's 8 dense ones; 17 take the fallback).
+fn rmsprop_many_matches_the_cpu_body(g: &dyn AnyBackend) {
+    let mut rng = Rng::new(111);
+    for count in [1usize, 8, 17] {
+        let tensors: Vec<[Vec<f32>; 4]> = (0..count)
+            .map(|t| {
+                let len = [1, 255, 256, 257, 45_000, 100, 600, 2][t % 8];
+                let n = random_f32(&mut rng, len, 0.01)
+                    .iter()
+                    .map(|v| v.abs() + 1e-3)
+                    .collect();
+                [
+                    random_f32(&mut rng, len, 0.1),
+                    random_f32(&mut rng, len, 1.0),
+                    n,
+                    random_f32(&mut rng, len, 0.01),
+                ]
+            })
+            .collect();
+        for centered in [false, true] {
+            for clip in [0.0f32, 0.5] {
+                let op = Op::RmsMany {
+                    p: rms(centered, clip),
+                    tensors: &tensors,
+                    norm_sq: 7.0,
+                };
+                let (cpu, gpu) = both(g, |b| b.run(&op));
+                assert_eq!(gpu.len(), 3 * count);
+                for (i, (gv, cv)) in gpu.iter().zip(&cpu).enumerate() {
+                    let label = format!(
+                        "rmsprop_many {count} tensors centered {centered} clip {clip}: tensor {} {}",
+                        i / 3,
+                        ["w", "n", "a"][i % 3]
+                    );
+                    close(&label, gv, cv, (1e-6, 1e-4));
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn rmsprop_rows_matches_the_cpu() {
     if let Some(g) = gpu() {
         rmsprop_rows_matches_the_cpu_body(&Gpu(&g));
@@ -614,7 +662,7 @@ fn a_whole_training_step_matches_the_cpu() {
 #[test]
 fn the_harness_passes_cpu_against_cpu() {
     let cpu = CpuBackend::new();
-    let bodies: [fn(&dyn AnyBackend); 8] = [
+    let bodies: [fn(&dyn AnyBackend); 9] = [
         fill_mul_and_dropout_match_the_cpu_body,
         embedding_ops_match_the_cpu_body,
         conv_forward_matches_the_cpu_body,
@@ -623,6 +671,7 @@ fn the_harness_passes_cpu_against_cpu() {
         softmax_xent_matches_the_cpu_body,
         optimizer_ops_match_the_cpu_body,
         rmsprop_rows_matches_the_cpu_body,
+        rmsprop_many_matches_the_cpu_body,
     ];
     for body in bodies {
         body(&Cpu(&cpu));

@@ -8,7 +8,7 @@
 //! the row is next used. The weights are therefore the dense update's to rounding, and the
 //! norm is the same because the missing rows contribute zero to it.
 
-use kernels::{Backend, RmsProp, RmsState};
+use kernels::{Backend, RmsProp, RmsState, RmsTensor};
 
 use crate::model::Model;
 use crate::{HyperParams, Result};
@@ -88,14 +88,29 @@ impl<B: Backend> Optimizer<B> {
             tensors.push((g, len));
         }
         b.sum_squares_many(&tensors, &mut self.norm_sq)?;
-        for (i, &len) in lens.iter().enumerate() {
-            let state = RmsState {
-                mean_square: &mut self.dense_n[i],
-                mean: self.dense_a.get_mut(i),
-            };
-            let (w, g) = (&mut model.weights.dense[i], &model.grads.dense[i]);
-            b.rmsprop(&self.params, w, g, state, len, &self.norm_sq)?;
+        // One multi-tensor update (one launch on CUDA; the CPU runs them in order, as before).
+        let mut means = self.dense_a.iter_mut();
+        let mut tensors = Vec::with_capacity(lens.len());
+        for (((w, g), n), &len) in model
+            .weights
+            .dense
+            .iter_mut()
+            .zip(&model.grads.dense)
+            .zip(self.dense_n.iter_mut())
+            .zip(&lens)
+        {
+            tensors.push(RmsTensor {
+                w,
+                grad: g,
+                state: RmsState {
+                    mean_square: n,
+                    mean: means.next(),
+                },
+                len,
+            });
         }
+        b.rmsprop_many(&self.params, &mut tensors, &self.norm_sq)?;
+        drop(tensors);
         let state = RmsState {
             mean_square: &mut self.embedding_n,
             mean: self.embedding_a.as_mut(),

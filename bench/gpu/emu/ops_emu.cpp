@@ -144,6 +144,41 @@ static void rmsprop(unsigned len, int centered, float max_norm) {
     }
 }
 
+// The fused update of several tensors against rms_ref, element by element.
+static void rmsprop_multi(std::vector<unsigned> lens, int centered, float max_norm) {
+    std::vector<std::vector<float>> w, g, n, a;
+    std::vector<std::vector<double>> rw, rn, ra;
+    RmsList list{};
+    list.count = lens.size();
+    const float norm_sq = 7.0f;
+    const double norm = std::sqrt((double)norm_sq);
+    const double scale = (max_norm > 0 && norm > max_norm) ? max_norm / norm : 1.0;
+    size_t total = 0;
+    for (unsigned len : lens) {
+        w.push_back(random(len, 0.1f)); g.push_back(random(len, 1.0f));
+        n.push_back(random(len, 0.01f)); a.push_back(random(len, 0.01f));
+        for (auto& v : n.back()) v = std::fabs(v) + 1e-3f;
+        rw.emplace_back(w.back().begin(), w.back().end());
+        rn.emplace_back(n.back().begin(), n.back().end());
+        ra.emplace_back(a.back().begin(), a.back().end());
+        total += len;
+    }
+    for (size_t t = 0; t < lens.size(); ++t) {
+        list.w[t] = w[t].data(); list.grad[t] = g[t].data(); list.ms[t] = n[t].data();
+        list.mean[t] = centered ? a[t].data() : nullptr; list.len[t] = lens[t];
+        for (unsigned i = 0; i < lens[t]; ++i) rms_ref(rw[t][i], rn[t][i], ra[t][i], scale * g[t][i], centered);
+    }
+    std::vector<float> ns{norm_sq};
+    const unsigned blocks = std::min<unsigned>((total + 255) / 256, 4);  // grid-stride too
+    launch(std::max(blocks, 1u), 256, [&] { rmsprop_multi_fwd_f32(list, ns.data(), 0.01f, 0.9f, 1e-8f, max_norm, centered); });
+    for (size_t t = 0; t < lens.size(); ++t)
+        for (unsigned i = 0; i < lens[t]; ++i) {
+            expect("multi w", i, w[t][i], rw[t][i], 1e-6);
+            expect("multi n", i, n[t][i], rn[t][i], 1e-7);
+            if (centered) expect("multi a", i, a[t][i], ra[t][i], 1e-7);
+        }
+}
+
 static void rmsprop_rows(unsigned vocab, unsigned e, int centered) {
     const unsigned step = 9;
     auto table = random(vocab * e, 0.1f), n = random(vocab * e, 0.01f), a = random(vocab * e, 0.01f);
@@ -192,6 +227,7 @@ int main() {
     embedding(50, 513, 300, 7, 0.64);  // two column passes, a heavy row, chunks of 128 tokens
     embedding(20, 300, 129, 129);
     for (unsigned len : {1u, 257u}) for (int c : {0, 1}) for (float m : {0.0f, 0.5f}) rmsprop(len, c, m);
+    for (int c : {0, 1}) for (float m : {0.0f, 0.5f}) { rmsprop_multi({1}, c, m); rmsprop_multi({300, 0, 1025, 7}, c, m); }
     for (int c : {0, 1}) { rmsprop_rows(1, 1, c); rmsprop_rows(50, 129, c); }
     std::printf("small kernels: %s\n", bad ? "FAILED" : "ok");
     return bad ? 1 : 0;

@@ -54,7 +54,9 @@ pub use load_plan::{CudaVersion, LoadPlan, Toolchain, plan_load};
 pub use module::compile_all;
 pub use probe::probe;
 
-use crate::{Backend, ConvShape, DeviceInfo, Error, LinearShape, Result, RmsProp, RmsState};
+use crate::{
+    Backend, ConvShape, DeviceInfo, Error, LinearShape, Result, RmsProp, RmsState, RmsTensor,
+};
 use module::{Kernel, KernelCache};
 
 /// Partial sums of the two-pass sum-of-squares reduction (fixed, so results are deterministic).
@@ -520,6 +522,17 @@ impl Backend for CudaBackend {
 
     fn sum_squares(&self, x: &Self::Buf, len: usize, acc: &mut Self::Buf) -> Result<()> {
         self.profiled("sum_squares", || optim::sum_squares(self, x, len, acc))
+    }
+
+    fn rmsprop_many(
+        &self,
+        params: &RmsProp,
+        tensors: &mut [RmsTensor<'_, Self>],
+        grad_norm_sq: &Self::Buf,
+    ) -> Result<()> {
+        self.profiled("rmsprop_many", || {
+            optim::rmsprop_many(self, params, tensors, grad_norm_sq)
+        })
     }
 
     fn sum_squares_many(&self, tensors: &[(&Self::Buf, usize)], acc: &mut Self::Buf) -> Result<()> {

@@ -111,12 +111,13 @@ pub enum Kernel {
     SumSquaresMultiPartial,
     SumSquaresMultiFinal,
     RmsProp,
+    RmsPropMulti,
     RmsPropRows,
 }
 
 impl Kernel {
     /// Every kernel, in a fixed order.
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::Fill,
         Kernel::Mul,
         Kernel::Dropout,
@@ -133,6 +134,7 @@ impl Kernel {
         Kernel::SumSquaresMultiPartial,
         Kernel::SumSquaresMultiFinal,
         Kernel::RmsProp,
+        Kernel::RmsPropMulti,
         Kernel::RmsPropRows,
     ];
 
@@ -157,6 +159,7 @@ impl Kernel {
             K::SumSquaresMultiPartial => (M::Optim, "sum_squares_multi_partial", Pass::Fwd),
             K::SumSquaresMultiFinal => (M::Optim, "sum_squares_multi_final", Pass::Fwd),
             K::RmsProp => (M::Optim, "rmsprop", Pass::Fwd),
+            K::RmsPropMulti => (M::Optim, "rmsprop_multi", Pass::Fwd),
             K::RmsPropRows => (M::Optim, "rmsprop_rows", Pass::Fwd),
         }
     }

@@ -178,3 +178,36 @@ extern "C" __global__ void rmsprop_rows_fwd_f32(
         }
     }
 }
+
+// Up to MULTI_MAX dense parameters of one RMSProp step, passed by value; mean[t] is null
+// unless centered.
+struct RmsList {
+    float* w[MULTI_MAX];
+    const float* grad[MULTI_MAX];
+    float* ms[MULTI_MAX];
+    float* mean[MULTI_MAX];
+    unsigned int len[MULTI_MAX];
+    unsigned int count;
+};
+
+// rmsprop_fwd_f32 over every tensor of the list in one launch (the same update element by
+// element, so the same result as one launch a tensor).
+extern "C" __global__ void rmsprop_multi_fwd_f32(const RmsList list,
+                                                 const float* __restrict__ norm_sq, float lr,
+                                                 float decay, float eps, float max_norm,
+                                                 int centered) {
+    const float scale = clip_scale(norm_sq, max_norm);
+    const size_t stride = (size_t)blockDim.x * gridDim.x;
+    const unsigned int count = list.count < MULTI_MAX ? list.count : MULTI_MAX;
+    for (unsigned int t = 0; t < count; ++t) {
+        float* __restrict__ w = list.w[t];
+        const float* __restrict__ grad = list.grad[t];
+        float* __restrict__ ms = list.ms[t];
+        float* __restrict__ mean = list.mean[t];
+        const size_t n = list.len[t];
+        for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+            rms_element(&w[i], &ms[i], centered != 0 ? &mean[i] : nullptr, scale * grad[i], lr,
+                        decay, eps, centered);
+        }
+    }
+}

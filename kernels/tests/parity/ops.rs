@@ -83,6 +83,12 @@ pub enum Op<'a> {
         a: &'a [f32],
         norm_sq: f32,
     },
+    /// `rmsprop_many` over tensors `(w, g, n, a)`; outputs every tensor's w, n, a in order.
+    RmsMany {
+        p: RmsProp,
+        tensors: &'a [[Vec<f32>; 4]],
+        norm_sq: f32,
+    },
     RmsRows {
         p: RmsProp,
         table: &'a [f32],
@@ -247,6 +253,36 @@ impl Op<'_> {
                 b.rmsprop(&p, &mut wb, &up(g), state, w.len(), &up(&[norm_sq]))
                     .expect("rmsprop");
                 (vec![down(&wb), down(&nb), down(&ab)], vec![])
+            }
+            Op::RmsMany {
+                p,
+                tensors,
+                norm_sq,
+            } => {
+                let mut bufs: Vec<[B::Buf; 4]> = tensors
+                    .iter()
+                    .map(|[w, g, n, a]| [up(w), up(g), up(n), up(a)])
+                    .collect();
+                let mut list = Vec::new();
+                for ([w, g, n, a], t) in bufs.iter_mut().zip(tensors.iter()) {
+                    list.push(kernels::RmsTensor {
+                        w,
+                        grad: &*g,
+                        state: RmsState {
+                            mean_square: n,
+                            mean: p.centered.then_some(a),
+                        },
+                        len: t[0].len(),
+                    });
+                }
+                b.rmsprop_many(&p, &mut list, &up(&[norm_sq]))
+                    .expect("rmsprop_many");
+                drop(list);
+                let mut outs = Vec::new();
+                for [w, _, n, a] in &bufs {
+                    outs.extend([down(w), down(n), down(a)]);
+                }
+                (outs, vec![])
             }
             Op::RmsRows {
                 p,
