@@ -2,9 +2,9 @@
 //! with ReLU and max over time → concatenation → dropout → linear → softmax cross-entropy.
 //!
 //! Every buffer lives on the backend and is allocated once for the largest batch; the training
-//! loop uploads each batch once a run ([`Model::resident_batch`], [`Model::swap_batch`]), a step
-//! uploads only the batch (ids, labels and the compacted row lists) and leaves the loss and
-//! accuracy sums in a device buffer that the training loop reads once an epoch.
+//! loop uploads each batch (ids, labels and the compacted row lists) once a run
+//! ([`Model::resident_batch`], [`Model::swap_batch`]), so a step copies nothing from the host,
+//! and leaves the loss and accuracy sums in a device buffer read once an epoch.
 
 pub mod batch;
 
