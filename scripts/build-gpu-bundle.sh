@@ -11,16 +11,23 @@
 # BUNDLE_STUDY=1 also adds the CUDA builds of coordinator, agent and tunectl for
 # scripts/gpu-study.sh:
 #   cargo build --release --features cuda -p agent && cargo build --release -p coordinator -p tunectl
-# BUNDLE_PROFILE=dev builds unoptimized binaries instead (to check this script quickly; never
-# time those).
-# Binaries need only glibc 2.34+ on the GPU machine. Debug info is stripped to keep the bundle
-# far under the 64 MiB a device call carries.
+# BUNDLE_PROFILE=dev builds unoptimized binaries instead, in the ordinary target/ (CI: it
+# reuses what the earlier `--features cuda` steps built, for `gpu-check.sh --dry-run`; never time
+# those). The release build goes to target/gpu-bundle/ unless CARGO_TARGET_DIR says otherwise.
+# The bundle gets MANIFEST: each test executable's test count (gpu-check.sh compares `--list`
+# with it) and the newest GLIBC_ symbol version the binaries need. The script fails when that is
+# newer than GLIBC_2.34 (the GPU machines' floor) or the bundle is not under 64 MiB (what a
+# device call carries). Debug info is stripped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/gpu-bundle}"
-bundle="$PWD/gpu-bundle"
+bundle="${BUNDLE:-$PWD/gpu-bundle}"
 
 profile="${BUNDLE_PROFILE:-release}"
+if [ "$profile" = release ]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/gpu-bundle}"
+else
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+fi
 case "$profile" in
     release) profile_dir=release ;;
     dev) profile_dir=debug ;;
@@ -64,6 +71,36 @@ for exe in "$bundle"/*; do
 done
 git rev-parse HEAD > "$bundle/COMMIT" 2>/dev/null || echo unknown > "$bundle/COMMIT"
 git status --porcelain | wc -l | awk '{print "uncommitted files: " $1}' >> "$bundle/COMMIT"
-grep -qx '/gpu-bundle/' .git/info/exclude 2>/dev/null || echo '/gpu-bundle/' >> .git/info/exclude
-du -sh "$bundle"
+# Keep gpu-bundle/ out of git: a plain checkout through .git/info/exclude; in a worktree (where
+# .git is a file) use BUNDLE=target/... (ignored) or mind `git status`.
+if [ -d .git ]; then
+    grep -qx '/gpu-bundle/' .git/info/exclude 2>/dev/null || echo '/gpu-bundle/' >> .git/info/exclude
+fi
+
+status=0
+: > "$bundle/MANIFEST"
+for exe in parity nvrtc_compile gpu_step; do
+    count=$("$bundle/$exe" --list 2>/dev/null | grep -c ': test$' || true)
+    echo "tests $exe $count" >> "$bundle/MANIFEST"
+    if [ "$count" -eq 0 ]; then
+        echo "ERROR: $exe lists no test (was it built with --features cuda?)" >&2
+        status=1
+    fi
+done
+glibc=$(for exe in gpu-bench parity nvrtc_compile gpu_step; do objdump -T "$bundle/$exe"; done \
+    | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n 1)
+echo "glibc $glibc" >> "$bundle/MANIFEST"
+echo "binaries need at most $glibc (the GPU machines have 2.34 or newer)"
+if [ "$(printf '%s\nGLIBC_2.34\n' "$glibc" | sort -V | tail -n 1)" != GLIBC_2.34 ]; then
+    echo "ERROR: the binaries need $glibc, newer than GLIBC_2.34" >&2
+    status=1
+fi
+bytes=$(du -sb "$bundle" | cut -f1)
+echo "bundle: $bytes bytes (limit $((64 * 1024 * 1024)))"
+if [ "$bytes" -ge $((64 * 1024 * 1024)) ]; then
+    echo "ERROR: the bundle is not under 64 MiB" >&2
+    status=1
+fi
+cat "$bundle/MANIFEST"
 ls -l "$bundle"
+exit "$status"

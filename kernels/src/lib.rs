@@ -118,6 +118,18 @@ pub struct RmsState<'a, B: Backend + ?Sized> {
     pub mean: Option<&'a mut B::Buf>,
 }
 
+/// One dense parameter of [`Backend::rmsprop_many`]: weights, gradient, state and length.
+pub struct RmsTensor<'a, B: Backend + ?Sized> {
+    /// The weights, updated in place.
+    pub w: &'a mut B::Buf,
+    /// Their gradient.
+    pub grad: &'a B::Buf,
+    /// Their running averages.
+    pub state: RmsState<'a, B>,
+    /// Elements to update.
+    pub len: usize,
+}
+
 /// Where a CUDA device was found, as reported by [`probe_cuda`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceInfo {
@@ -318,6 +330,18 @@ pub trait Backend {
     /// gradient norm without a host round trip.
     fn sum_squares(&self, x: &Self::Buf, len: usize, acc: &mut Self::Buf) -> Result<()>;
 
+    /// Overwrites `acc[0]` with the sum of squares of several tensors, `Σ_t Σ_{i<len_t} x_t[i]²`
+    /// (the squared global gradient norm). The default fills `acc` with zero and calls
+    /// [`Backend::sum_squares`] on each tensor in order; the CUDA backend does it in two
+    /// launches for up to 16 tensors.
+    fn sum_squares_many(&self, tensors: &[(&Self::Buf, usize)], acc: &mut Self::Buf) -> Result<()> {
+        self.fill(acc, 1, 0.0)?;
+        for &(x, len) in tensors {
+            self.sum_squares(x, len, acc)?;
+        }
+        Ok(())
+    }
+
     /// One dense RMSProp step with global-norm clipping (see [`RmsProp`]) over `len` elements.
     /// `grad_norm_sq[0]` holds the squared global norm of all gradients of the step.
     fn rmsprop(
@@ -329,6 +353,25 @@ pub trait Backend {
         len: usize,
         grad_norm_sq: &Self::Buf,
     ) -> Result<()>;
+
+    /// [`Backend::rmsprop`] on several dense parameters of one step. The default calls it on
+    /// each in order; the CUDA backend updates up to 16 in one launch (the same arithmetic
+    /// element by element, so the same result).
+    fn rmsprop_many(
+        &self,
+        params: &RmsProp,
+        tensors: &mut [RmsTensor<'_, Self>],
+        grad_norm_sq: &Self::Buf,
+    ) -> Result<()> {
+        for t in tensors.iter_mut() {
+            let state = RmsState {
+                mean_square: &mut *t.state.mean_square,
+                mean: t.state.mean.as_deref_mut(),
+            };
+            self.rmsprop(params, &mut *t.w, t.grad, state, t.len, grad_norm_sq)?;
+        }
+        Ok(())
+    }
 
     /// RMSProp on the embedding rows one batch touched, with lazy decay, equal to the dense
     /// update to rounding.

@@ -1,6 +1,6 @@
 //! RMSProp with global-norm clipping over the model's parameters, all on the backend.
 //!
-//! The squared global norm is summed on the device (`sum_squares` over every gradient) and read
+//! The squared global norm is summed on the device (`sum_squares_many` over every gradient) and read
 //! by the update kernels from the device, so a step needs no host round trip. The embedding is
 //! updated sparsely with `rmsprop_rows`: a row that no token of the batch uses has a zero
 //! gradient, which in the dense update leaves its weights unchanged and only multiplies its
@@ -8,7 +8,7 @@
 //! the row is next used. The weights are therefore the dense update's to rounding, and the
 //! norm is the same because the missing rows contribute zero to it.
 
-use kernels::{Backend, RmsProp, RmsState};
+use kernels::{Backend, RmsProp, RmsState, RmsTensor};
 
 use crate::model::Model;
 use crate::{HyperParams, Result};
@@ -81,19 +81,36 @@ impl<B: Backend> Optimizer<B> {
         let d = model.dims;
         let lens = d.dense_lens();
         let n_rows = model.n_rows();
-        b.fill(&mut self.norm_sq, 1, 0.0)?;
-        b.sum_squares(&model.grads.rows, n_rows * d.embed_dim, &mut self.norm_sq)?;
+        // One multi-tensor reduction (two launches on CUDA; the CPU's order is unchanged).
+        let mut tensors = Vec::with_capacity(1 + lens.len());
+        tensors.push((&model.grads.rows, n_rows * d.embed_dim));
         for (g, &len) in model.grads.dense.iter().zip(&lens) {
-            b.sum_squares(g, len, &mut self.norm_sq)?;
+            tensors.push((g, len));
         }
-        for (i, &len) in lens.iter().enumerate() {
-            let state = RmsState {
-                mean_square: &mut self.dense_n[i],
-                mean: self.dense_a.get_mut(i),
-            };
-            let (w, g) = (&mut model.weights.dense[i], &model.grads.dense[i]);
-            b.rmsprop(&self.params, w, g, state, len, &self.norm_sq)?;
+        b.sum_squares_many(&tensors, &mut self.norm_sq)?;
+        // One multi-tensor update (one launch on CUDA; the CPU runs them in order, as before).
+        let mut means = self.dense_a.iter_mut();
+        let mut tensors = Vec::with_capacity(lens.len());
+        for (((w, g), n), &len) in model
+            .weights
+            .dense
+            .iter_mut()
+            .zip(&model.grads.dense)
+            .zip(self.dense_n.iter_mut())
+            .zip(&lens)
+        {
+            tensors.push(RmsTensor {
+                w,
+                grad: g,
+                state: RmsState {
+                    mean_square: n,
+                    mean: means.next(),
+                },
+                len,
+            });
         }
+        b.rmsprop_many(&self.params, &mut tensors, &self.norm_sq)?;
+        drop(tensors);
         let state = RmsState {
             mean_square: &mut self.embedding_n,
             mean: self.embedding_a.as_mut(),

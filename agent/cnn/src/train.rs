@@ -12,7 +12,7 @@ use kernels::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::model::batch::{Batcher, HostBatch};
-use crate::model::{Dims, Model};
+use crate::model::{Dims, Model, ResidentBatch};
 use crate::optim::Optimizer;
 use crate::{Dataset, Error, HyperParams, Result};
 
@@ -123,6 +123,8 @@ pub fn train<B: Backend>(
         host: HostBatch::default(),
         stats: backend.alloc(2)?,
         step: 0,
+        train_batches: Vec::new(),
+        dev_batches: Vec::new(),
     };
     let mut summary = TrainSummary {
         final_dev_accuracy: 0.0,
@@ -188,6 +190,20 @@ fn finite_loss(loss: f64, epoch: usize) -> Result<f64> {
     }
 }
 
+/// One training step on the model's current batch.
+fn train_step<B: Backend>(
+    b: &B,
+    model: &mut Model<B>,
+    optimizer: &mut Optimizer<B>,
+    hp: &HyperParams,
+    dropout_seed: u64,
+    stats: &mut B::Buf,
+) -> Result<()> {
+    model.forward(b, Some((hp.dropout as f32, dropout_seed)), stats)?;
+    model.backward(b)?;
+    optimizer.step(b, model)
+}
+
 /// The state of one run besides the model and the optimizer.
 struct Run<'a, B: Backend> {
     backend: &'a B,
@@ -198,6 +214,11 @@ struct Run<'a, B: Backend> {
     host: HostBatch,
     stats: B::Buf,
     step: u64,
+    /// The training batches, uploaded once in the first epoch (the order is the same every
+    /// epoch), so a step copies nothing from the host.
+    train_batches: Vec<ResidentBatch<B>>,
+    /// The validation batches, likewise.
+    dev_batches: Vec<ResidentBatch<B>>,
 }
 
 impl<B: Backend> Run<'_, B> {
@@ -210,21 +231,25 @@ impl<B: Backend> Run<'_, B> {
     ) -> Result<EpochReport> {
         let timer = Instant::now();
         let (b, s, bs) = (self.backend, self.data.seq_len, self.hp.batch_size);
+        if self.train_batches.len() != batches {
+            self.train_batches.clear();
+            for i in 0..batches {
+                let ids = &self.data.train_ids[i * bs * s..(i + 1) * bs * s];
+                let labels = &self.data.train_labels[i * bs..(i + 1) * bs];
+                self.batcher.fill(ids, labels, &mut self.host);
+                self.train_batches
+                    .push(model.resident_batch(b, &self.host)?);
+            }
+        }
         b.fill(&mut self.stats, 2, 0.0)?;
         for i in 0..batches {
-            let ids = &self.data.train_ids[i * bs * s..(i + 1) * bs * s];
-            let labels = &self.data.train_labels[i * bs..(i + 1) * bs];
-            self.batcher.fill(ids, labels, &mut self.host);
-            model.upload(b, &self.host)?;
             self.step += 1;
             let dropout_seed = kernels::rng::mix64(self.seed ^ DROPOUT_STREAM, self.step);
-            model.forward(
-                b,
-                Some((self.hp.dropout as f32, dropout_seed)),
-                &mut self.stats,
-            )?;
-            model.backward(b)?;
-            optimizer.step(b, model)?;
+            let batch = &mut self.train_batches[i];
+            model.swap_batch(batch);
+            let result = train_step(b, model, optimizer, self.hp, dropout_seed, &mut self.stats);
+            model.swap_batch(batch);
+            result?;
         }
         let train_stats = b.download(&self.stats)?;
         let examples = batches * bs;
@@ -240,13 +265,34 @@ impl<B: Backend> Run<'_, B> {
         })
     }
 
-    /// Validation accuracy, in batches of the model's capacity (no dropout).
+    /// Validation accuracy, in batches of the model's capacity (no dropout); the batches are
+    /// uploaded once, in the first call.
     fn evaluate(&mut self, model: &mut Model<B>) -> Result<f64> {
-        let data = self.data;
-        self.accuracy(model, &data.dev_ids, &data.dev_labels)
+        let (b, s) = (self.backend, self.data.seq_len);
+        let cap = model.dims.capacity;
+        let n = self.data.dev_len();
+        if self.dev_batches.is_empty() {
+            for start in (0..n).step_by(cap) {
+                let end = (start + cap).min(n);
+                let ids = &self.data.dev_ids[start * s..end * s];
+                self.batcher
+                    .fill(ids, &self.data.dev_labels[start..end], &mut self.host);
+                self.dev_batches.push(model.resident_batch(b, &self.host)?);
+            }
+        }
+        b.fill(&mut self.stats, 2, 0.0)?;
+        for batch in &mut self.dev_batches {
+            model.swap_batch(batch);
+            let result = model.forward(b, None, &mut self.stats);
+            model.swap_batch(batch);
+            result?;
+        }
+        let stats = b.download(&self.stats)?;
+        Ok(f64::from(stats[1]) / n as f64)
     }
 
-    /// Accuracy on `ids`/`labels`, in batches of the model's capacity (no dropout).
+    /// Accuracy on `ids`/`labels` (the test set, scored once), in batches of the model's
+    /// capacity (no dropout), each uploaded as it is scored.
     fn accuracy(&mut self, model: &mut Model<B>, ids: &[u32], labels: &[u32]) -> Result<f64> {
         let (b, s) = (self.backend, self.data.seq_len);
         let cap = model.dims.capacity;

@@ -64,19 +64,54 @@ static void softmax(unsigned batch, unsigned classes) {
     expect("xent hits", batch, stats[1], hits, 0);
 }
 
-static void embedding(unsigned vocab, unsigned e, unsigned tokens, unsigned rows) {
+// `heavy`: the share of tokens on row 0 (MR's pad row takes about 64% of a batch's tokens).
+static void embedding(unsigned vocab, unsigned e, unsigned tokens, unsigned rows, double heavy = 0.0) {
     auto table = random(vocab * e, 0.1f), grad = random(tokens * e, 1.0f);
     std::vector<unsigned> ids(tokens), slots(tokens);
-    for (unsigned t = 0; t < tokens; ++t) { ids[t] = rng() % vocab; slots[t] = t < rows ? t : rng() % rows; }
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (unsigned t = 0; t < tokens; ++t) {
+        ids[t] = rng() % vocab;
+        slots[t] = t < rows ? t : (u(rng) < heavy ? 0u : rng() % rows);
+    }
+    if (tokens > rows) slots[tokens - 1] = rows + 3;  // past n_rows: skipped
     std::vector<float> out(tokens * e, NAN), grad_rows(rows * e, NAN);
     launch((tokens * e + 255) / 256, 256, [&] { embedding_fwd_f32(table.data(), ids.data(), out.data(), tokens, e, vocab); });
     for (unsigned i = 0; i < tokens * e; ++i) expect("gather", i, out[i], table[ids[i / e] * e + i % e], 0);
-    launch((rows * e + 255) / 256, 256, [&] { fill_fwd_f32(grad_rows.data(), rows * e, 0.0f); });
-    launch((tokens * e + 255) / 256, 256, [&] { embedding_bwd_f32(grad.data(), slots.data(), grad_rows.data(), tokens, e, rows); });
-    std::vector<double> want(rows * e, 0.0);
-    for (unsigned t = 0; t < tokens; ++t)
+    // Fewer blocks than rows too, so the grid-stride over rows is exercised.
+    const unsigned blocks = rows > 3 ? rows / 2 : rows;
+    launch(blocks, 128, [&] { embedding_bwd_f32(grad.data(), slots.data(), grad_rows.data(), tokens, e, rows); });
+    // The CPU backend's loop: float sums in token order from 0. The kernel must match it bit
+    // for bit (no atomics, same order).
+    std::vector<float> want(rows * e, 0.0f);
+    for (unsigned t = 0; t < tokens; ++t) {
+        if (slots[t] >= rows) continue;
         for (unsigned k = 0; k < e; ++k) want[slots[t] * e + k] += grad[t * e + k];
-    for (unsigned i = 0; i < rows * e; ++i) expect("grad_rows", i, grad_rows[i], want[i], 1e-5 * std::sqrt((double)tokens / rows + 1));
+    }
+    for (unsigned i = 0; i < rows * e; ++i) expect("grad_rows (bitwise)", i, grad_rows[i], want[i], 0);
+    for (unsigned i = 0; i < rows * e; ++i)
+        if (std::memcmp(&grad_rows[i], &want[i], 4) != 0 && bad++ < 20)
+            std::printf("  grad_rows not bitwise at %u: %.9g want %.9g\n", i, grad_rows[i], want[i]);
+}
+
+// The multi-tensor global norm: tensors of lengths around the block size, one empty, summed
+// in one partial launch and an overwriting final launch.
+static void sum_squares_multi(std::vector<unsigned> lens) {
+    std::vector<std::vector<float>> xs;
+    TensorList list{};
+    list.count = lens.size();
+    double want = 0;
+    size_t total = 0;
+    for (size_t t = 0; t < lens.size(); ++t) {
+        xs.push_back(random(lens[t], 1.0f));
+        for (float v : xs.back()) want += (double)v * v;
+        total += lens[t];
+    }
+    for (size_t t = 0; t < lens.size(); ++t) { list.ptr[t] = xs[t].data(); list.len[t] = lens[t]; }
+    const unsigned blocks = std::clamp<unsigned>((total + 2047) / 2048, 1u, 1024u);
+    std::vector<float> partials(1024, NAN), acc{12345.0f};  // overwritten, not accumulated
+    launch(blocks, 256, [&] { sum_squares_multi_partial_fwd_f32(list, partials.data()); });
+    launch(1, 256, [&] { sum_squares_multi_final_fwd_f32(partials.data(), blocks, acc.data()); });
+    expect("sum_squares_multi", lens.size(), acc[0], want, 1e-5 * std::sqrt((double)total + 1));
 }
 
 static void rms_ref(double& w, double& n, double& a, double g, bool centered) {
@@ -107,6 +142,41 @@ static void rmsprop(unsigned len, int centered, float max_norm) {
         expect("rmsprop n", i, n[i], rn[i], 1e-7);
         if (centered) expect("rmsprop a", i, a[i], ra[i], 1e-7);
     }
+}
+
+// The fused update of several tensors against rms_ref, element by element.
+static void rmsprop_multi(std::vector<unsigned> lens, int centered, float max_norm) {
+    std::vector<std::vector<float>> w, g, n, a;
+    std::vector<std::vector<double>> rw, rn, ra;
+    RmsList list{};
+    list.count = lens.size();
+    const float norm_sq = 7.0f;
+    const double norm = std::sqrt((double)norm_sq);
+    const double scale = (max_norm > 0 && norm > max_norm) ? max_norm / norm : 1.0;
+    size_t total = 0;
+    for (unsigned len : lens) {
+        w.push_back(random(len, 0.1f)); g.push_back(random(len, 1.0f));
+        n.push_back(random(len, 0.01f)); a.push_back(random(len, 0.01f));
+        for (auto& v : n.back()) v = std::fabs(v) + 1e-3f;
+        rw.emplace_back(w.back().begin(), w.back().end());
+        rn.emplace_back(n.back().begin(), n.back().end());
+        ra.emplace_back(a.back().begin(), a.back().end());
+        total += len;
+    }
+    for (size_t t = 0; t < lens.size(); ++t) {
+        list.w[t] = w[t].data(); list.grad[t] = g[t].data(); list.ms[t] = n[t].data();
+        list.mean[t] = centered ? a[t].data() : nullptr; list.len[t] = lens[t];
+        for (unsigned i = 0; i < lens[t]; ++i) rms_ref(rw[t][i], rn[t][i], ra[t][i], scale * g[t][i], centered);
+    }
+    std::vector<float> ns{norm_sq};
+    const unsigned blocks = std::min<unsigned>((total + 255) / 256, 4);  // grid-stride too
+    launch(std::max(blocks, 1u), 256, [&] { rmsprop_multi_fwd_f32(list, ns.data(), 0.01f, 0.9f, 1e-8f, max_norm, centered); });
+    for (size_t t = 0; t < lens.size(); ++t)
+        for (unsigned i = 0; i < lens[t]; ++i) {
+            expect("multi w", i, w[t][i], rw[t][i], 1e-6);
+            expect("multi n", i, n[t][i], rn[t][i], 1e-7);
+            if (centered) expect("multi a", i, a[t][i], ra[t][i], 1e-7);
+        }
 }
 
 static void rmsprop_rows(unsigned vocab, unsigned e, int centered) {
@@ -150,9 +220,14 @@ static void rmsprop_rows(unsigned vocab, unsigned e, int centered) {
 int main() {
     for (unsigned n : {1u, 255u, 256u, 257u, 5001u}) elementwise_and_reductions(n);
     for (auto [b, c] : {std::pair{1u, 2u}, {50u, 2u}, {257u, 5u}, {3u, 1u}}) softmax(b, c);
+    sum_squares_multi({1});
+    sum_squares_multi({300, 0, 255, 256, 257, 5001, 2, 1, 100});
     embedding(1, 1, 1, 1);
     embedding(60, 33, 257, 40);
+    embedding(50, 513, 300, 7, 0.64);  // two column passes, a heavy row, chunks of 128 tokens
+    embedding(20, 300, 129, 129);
     for (unsigned len : {1u, 257u}) for (int c : {0, 1}) for (float m : {0.0f, 0.5f}) rmsprop(len, c, m);
+    for (int c : {0, 1}) for (float m : {0.0f, 0.5f}) { rmsprop_multi({1}, c, m); rmsprop_multi({300, 0, 1025, 7}, c, m); }
     for (int c : {0, 1}) { rmsprop_rows(1, 1, c); rmsprop_rows(50, 129, c); }
     std::printf("small kernels: %s\n", bad ? "FAILED" : "ok");
     return bad ? 1 : 0;

@@ -7,7 +7,13 @@
 //! - `gpu-bench shared --gpu 0 --slots 4 --epochs 2`: K trials at once on one GPU, each with its
 //!   own backend (stream and buffers), as `agent --slots K` runs them; prints epochs a second.
 //!
-//! Every mode prints one JSON line on stdout.
+//! - `gpu-bench epoch-check --gpu 0`: one MR epoch on the GPU and on the CPU from the same
+//!   seed; fails when train loss or dev accuracy differ by more than `--tolerance` (1e-3).
+//! - `gpu-bench kernels --gpu 0 --steps 20`: device time of every backend operation over
+//!   `--steps` training steps, and the kernel launches and host-to-device copies a step.
+//!
+//! Every mode prints one JSON line on stdout. Without a usable GPU (or built without `cuda`)
+//! the GPU modes say what is missing and exit non-zero.
 
 mod floor;
 
@@ -36,6 +42,42 @@ enum Command {
     Single(RunArgs),
     /// Trains `--slots` trials at once on one GPU.
     Shared(RunArgs),
+    /// Prints the versions of the NVIDIA driver and of NVRTC as the backend probes them
+    /// (never fails: a missing library is reported in the line).
+    Versions,
+    /// One MR epoch on the GPU and the CPU from the same seed, compared.
+    EpochCheck(CheckArgs),
+    /// Per-operation device times and launches a step over a few training steps.
+    Kernels(KernelArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct CheckArgs {
+    /// CUDA device.
+    #[arg(long, default_value_t = 0)]
+    gpu: usize,
+    /// Seed of both runs.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Largest allowed |GPU − CPU| of the train loss and of the dev accuracy.
+    #[arg(long, default_value_t = 1e-3)]
+    tolerance: f64,
+    /// Hyperparameters over the study's defaults, `name=value,...` (epochs is forced to 1).
+    #[arg(long, default_value = "")]
+    params: String,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct KernelArgs {
+    /// CUDA device.
+    #[arg(long, default_value_t = 0)]
+    gpu: usize,
+    /// Steps before the measured ones (module load, first launches).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Measured steps (once without events for the step time and counts, once profiled).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -66,6 +108,12 @@ fn main() -> Result<()> {
         Command::Floor { tflops, tbps } => print_floor(tflops, tbps),
         Command::Single(args) => gpu::single(&args),
         Command::Shared(args) => gpu::shared(&args),
+        Command::Versions => {
+            println!("{}", check::versions());
+            Ok(())
+        }
+        Command::EpochCheck(args) => check::epoch_check(&args),
+        Command::Kernels(args) => check::kernels(&args),
     }
 }
 
@@ -113,7 +161,27 @@ fn print_floor(tflops: f64, tbps: f64) -> Result<()> {
 }
 
 #[cfg(feature = "cuda")]
+mod check;
+#[cfg(feature = "cuda")]
 mod gpu;
+
+#[cfg(not(feature = "cuda"))]
+mod check {
+    //! Without the `cuda` feature there is no GPU to check.
+    use super::{CheckArgs, KernelArgs};
+
+    pub fn versions() -> serde_json::Value {
+        serde_json::json!({"mode": "versions", "cuda_feature": false})
+    }
+
+    pub fn epoch_check(_: &CheckArgs) -> anyhow::Result<()> {
+        anyhow::bail!("gpu-bench was built without `--features cuda`: no GPU to check")
+    }
+
+    pub fn kernels(_: &KernelArgs) -> anyhow::Result<()> {
+        anyhow::bail!("gpu-bench was built without `--features cuda`: no GPU to profile")
+    }
+}
 
 #[cfg(not(feature = "cuda"))]
 mod gpu {

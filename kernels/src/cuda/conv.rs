@@ -145,6 +145,7 @@ pub(super) fn forward(
     // memory is sized by `forward_shared_memory` with the kernel's formula, and the block has
     // the CONV_THREADS = 128 threads it requires.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }
 
@@ -225,6 +226,7 @@ fn weight_grads(
     // argmax + width <= seq_len, and the pooled columns stay below pooled_cols (checked in
     // `dims`); every buffer is long enough (checked by the caller).
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }
 
@@ -270,5 +272,6 @@ fn data_grad(
     // f < num_filters, j = t - argmax < width; the 2 * num_filters words of shared memory are
     // sized above; every buffer is long enough (checked by the caller).
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }

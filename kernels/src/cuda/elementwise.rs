@@ -28,6 +28,7 @@ pub(super) fn fill(
     // and type; `buf` holds at least `n` elements (checked above) and the kernel's grid-stride
     // loop stops at `n`.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }
 
@@ -54,6 +55,7 @@ pub(super) fn mul(
     // unsigned n)` in order and type; all three buffers hold at least `n` elements (checked
     // above) and the grid-stride loop stops at `n`.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }
 
@@ -102,5 +104,6 @@ pub(super) fn dropout(
     // (u64 is unsigned long long); the buffers hold at least `n` elements (checked above) and
     // the grid-stride loop stops at `n`.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }

@@ -65,6 +65,7 @@ pub(super) fn forward(
     // reads stay within x [batch, in], w [out, in], b [out] and writes within out, all long
     // enough (checked above); the block is a multiple of 32 threads, as the shuffles need.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }
 
@@ -113,5 +114,6 @@ pub(super) fn backward(
     // batch * in + out * in + out elements and splits them into the three outputs by range;
     // every read and write stays within the shapes checked above.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }

@@ -67,5 +67,6 @@ pub(super) fn softmax_xent(
     // requires walks n < batch, c < classes, within logits, labels and grad (checked above);
     // labels >= classes are never used as an index; stats holds 2 elements.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }

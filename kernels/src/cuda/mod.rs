@@ -41,6 +41,7 @@ mod nvrtc;
 mod optim;
 mod probe;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
@@ -53,7 +54,9 @@ pub use load_plan::{CudaVersion, LoadPlan, Toolchain, plan_load};
 pub use module::compile_all;
 pub use probe::probe;
 
-use crate::{Backend, ConvShape, DeviceInfo, Error, LinearShape, Result, RmsProp, RmsState};
+use crate::{
+    Backend, ConvShape, DeviceInfo, Error, LinearShape, Result, RmsProp, RmsState, RmsTensor,
+};
 use module::{Kernel, KernelCache};
 
 /// Partial sums of the two-pass sum-of-squares reduction (fixed, so results are deterministic).
@@ -69,6 +72,32 @@ pub struct CudaBackend {
     multiprocessors: u32,
     /// Scratch of the sum-of-squares reduction; the lock keeps its two launches together.
     reduce_scratch: Mutex<CudaSlice<f32>>,
+    /// Kernel launches and host-to-device copies so far (see [`CudaBackend::counters`]).
+    launches: AtomicU64,
+    copies: AtomicU64,
+    /// `Some` while [`CudaBackend::start_profile`] is recording: op name and its two events.
+    profile: Mutex<Option<Vec<Recorded>>>,
+}
+
+/// One profiled operation: its name and the events recorded before and after it.
+type Recorded = (&'static str, CudaEvent, CudaEvent);
+
+/// Work this backend has enqueued since it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Kernel launches.
+    pub launches: u64,
+    /// Host-to-device copies (uploads and writes).
+    pub copies: u64,
+}
+
+/// Device time of one backend operation recorded by [`CudaBackend::start_profile`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    /// The [`Backend`] operation (`conv_pool_fwd`, `rmsprop`, ...).
+    pub op: &'static str,
+    /// Device seconds between the events recorded around it.
+    pub seconds: f64,
 }
 
 fn driver_error(op: &'static str) -> impl FnOnce(DriverError) -> Error {
@@ -128,7 +157,67 @@ impl CudaBackend {
             info,
             multiprocessors: u32::try_from(multiprocessors).unwrap_or(1).max(1),
             reduce_scratch: Mutex::new(scratch),
+            launches: AtomicU64::new(0),
+            copies: AtomicU64::new(0),
+            profile: Mutex::new(None),
         })
+    }
+
+    /// Kernel launches and host-to-device copies enqueued so far: the difference over one
+    /// training step is that step's launch and copy count.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            launches: self.launches.load(Ordering::Relaxed),
+            copies: self.copies.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_launch(&self) {
+        self.launches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Starts recording a device event before and after every compute operation of
+    /// [`Backend`] (the transfers are not timed), for a per-kernel breakdown. Costs two events
+    /// an operation, so leave it off when timing whole epochs.
+    pub fn start_profile(&self) {
+        *self.lock_profile() = Some(Vec::new());
+    }
+
+    /// Stops recording, waits for the device and returns each recorded operation's time in
+    /// order (empty when [`CudaBackend::start_profile`] was not called).
+    ///
+    /// # Errors
+    /// [`Error::Cuda`] when an event cannot be read.
+    pub fn take_profile(&self) -> Result<Vec<OpTime>> {
+        let recorded = self.lock_profile().take().unwrap_or_default();
+        let mut times = Vec::with_capacity(recorded.len());
+        for (op, start, end) in &recorded {
+            times.push(OpTime {
+                op,
+                seconds: Self::elapsed_seconds(start, end)?,
+            });
+        }
+        Ok(times)
+    }
+
+    fn lock_profile(&self) -> std::sync::MutexGuard<'_, Option<Vec<Recorded>>> {
+        self.profile
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `body`, between two recorded events when profiling is on.
+    fn profiled(&self, op: &'static str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.lock_profile().is_none() {
+            return body();
+        }
+        let start = self.record_timing_event()?;
+        body()?;
+        let end = self.record_timing_event()?;
+        if let Some(recorded) = self.lock_profile().as_mut() {
+            recorded.push((op, start, end));
+        }
+        Ok(())
     }
 
     /// How this backend's modules were built and loaded (cubin or PTX, and the architecture).
@@ -228,6 +317,7 @@ impl CudaBackend {
             return Ok(());
         }
         let mut view = dst.slice_mut(0..host.len());
+        self.copies.fetch_add(1, Ordering::Relaxed);
         self.stream
             .memcpy_htod(host, &mut view)
             .map_err(driver_error(op))
@@ -289,7 +379,7 @@ impl Backend for CudaBackend {
     }
 
     fn fill(&self, buf: &mut Self::Buf, len: usize, value: f32) -> Result<()> {
-        elementwise::fill(self, buf, len, value)
+        self.profiled("fill", || elementwise::fill(self, buf, len, value))
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -313,7 +403,9 @@ impl Backend for CudaBackend {
         n_tokens: usize,
         out: &mut Self::Buf,
     ) -> Result<()> {
-        embedding::gather(self, table, vocab, embed_dim, ids, n_tokens, out)
+        self.profiled("embedding_gather", || {
+            embedding::gather(self, table, vocab, embed_dim, ids, n_tokens, out)
+        })
     }
 
     fn embedding_grad_rows(
@@ -325,9 +417,11 @@ impl Backend for CudaBackend {
         n_rows: usize,
         grad_rows: &mut Self::Buf,
     ) -> Result<()> {
-        embedding::grad_rows(
-            self, grad_out, slots, n_tokens, embed_dim, n_rows, grad_rows,
-        )
+        self.profiled("embedding_grad_rows", || {
+            embedding::grad_rows(
+                self, grad_out, slots, n_tokens, embed_dim, n_rows, grad_rows,
+            )
+        })
     }
 
     fn conv_pool_fwd(
@@ -339,7 +433,9 @@ impl Backend for CudaBackend {
         pooled: &mut Self::Buf,
         argmax: &mut Self::IdxBuf,
     ) -> Result<()> {
-        conv::forward(self, shape, x, w, bias, pooled, argmax)
+        self.profiled("conv_pool_fwd", || {
+            conv::forward(self, shape, x, w, bias, pooled, argmax)
+        })
     }
 
     fn conv_pool_bwd(
@@ -354,14 +450,16 @@ impl Backend for CudaBackend {
         grad_b: &mut Self::Buf,
         grad_x: &mut Self::Buf,
     ) -> Result<()> {
-        let inputs = conv::BackwardInputs {
-            grad_pooled,
-            pooled,
-            argmax,
-            x,
-            w,
-        };
-        conv::backward(self, shape, &inputs, grad_w, grad_b, grad_x)
+        self.profiled("conv_pool_bwd", || {
+            let inputs = conv::BackwardInputs {
+                grad_pooled,
+                pooled,
+                argmax,
+                x,
+                w,
+            };
+            conv::backward(self, shape, &inputs, grad_w, grad_b, grad_x)
+        })
     }
 
     fn dropout_fwd(
@@ -373,11 +471,13 @@ impl Backend for CudaBackend {
         out: &mut Self::Buf,
         mask: &mut Self::Buf,
     ) -> Result<()> {
-        elementwise::dropout(self, x, len, drop_prob, seed, out, mask)
+        self.profiled("dropout_fwd", || {
+            elementwise::dropout(self, x, len, drop_prob, seed, out, mask)
+        })
     }
 
     fn mul(&self, a: &Self::Buf, b: &Self::Buf, len: usize, out: &mut Self::Buf) -> Result<()> {
-        elementwise::mul(self, a, b, len, out)
+        self.profiled("mul", || elementwise::mul(self, a, b, len, out))
     }
 
     fn linear_fwd(
@@ -388,7 +488,7 @@ impl Backend for CudaBackend {
         b: &Self::Buf,
         out: &mut Self::Buf,
     ) -> Result<()> {
-        linear::forward(self, shape, x, w, b, out)
+        self.profiled("linear_fwd", || linear::forward(self, shape, x, w, b, out))
     }
 
     fn linear_bwd(
@@ -401,7 +501,9 @@ impl Backend for CudaBackend {
         grad_w: &mut Self::Buf,
         grad_b: &mut Self::Buf,
     ) -> Result<()> {
-        linear::backward(self, shape, grad_out, x, w, grad_x, grad_w, grad_b)
+        self.profiled("linear_bwd", || {
+            linear::backward(self, shape, grad_out, x, w, grad_x, grad_w, grad_b)
+        })
     }
 
     fn softmax_xent(
@@ -413,11 +515,30 @@ impl Backend for CudaBackend {
         grad_logits: Option<&mut Self::Buf>,
         stats: &mut Self::Buf,
     ) -> Result<()> {
-        loss::softmax_xent(self, logits, labels, batch, classes, grad_logits, stats)
+        self.profiled("softmax_xent", || {
+            loss::softmax_xent(self, logits, labels, batch, classes, grad_logits, stats)
+        })
     }
 
     fn sum_squares(&self, x: &Self::Buf, len: usize, acc: &mut Self::Buf) -> Result<()> {
-        optim::sum_squares(self, x, len, acc)
+        self.profiled("sum_squares", || optim::sum_squares(self, x, len, acc))
+    }
+
+    fn rmsprop_many(
+        &self,
+        params: &RmsProp,
+        tensors: &mut [RmsTensor<'_, Self>],
+        grad_norm_sq: &Self::Buf,
+    ) -> Result<()> {
+        self.profiled("rmsprop_many", || {
+            optim::rmsprop_many(self, params, tensors, grad_norm_sq)
+        })
+    }
+
+    fn sum_squares_many(&self, tensors: &[(&Self::Buf, usize)], acc: &mut Self::Buf) -> Result<()> {
+        self.profiled("sum_squares_many", || {
+            optim::sum_squares_many(self, tensors, acc)
+        })
     }
 
     fn rmsprop(
@@ -429,7 +550,9 @@ impl Backend for CudaBackend {
         len: usize,
         grad_norm_sq: &Self::Buf,
     ) -> Result<()> {
-        optim::rmsprop(self, params, w, grad, state, len, grad_norm_sq)
+        self.profiled("rmsprop", || {
+            optim::rmsprop(self, params, w, grad, state, len, grad_norm_sq)
+        })
     }
 
     fn rmsprop_rows(
@@ -445,13 +568,15 @@ impl Backend for CudaBackend {
         step: u32,
         grad_norm_sq: &Self::Buf,
     ) -> Result<()> {
-        let sparse = optim::RowsUpdate {
-            grad_rows,
-            rows,
-            n_rows,
-            embed_dim,
-            step,
-        };
-        optim::rmsprop_rows(self, params, table, &sparse, state, last_step, grad_norm_sq)
+        self.profiled("rmsprop_rows", || {
+            let sparse = optim::RowsUpdate {
+                grad_rows,
+                rows,
+                n_rows,
+                embed_dim,
+                step,
+            };
+            optim::rmsprop_rows(self, params, table, &sparse, state, last_step, grad_norm_sq)
+        })
     }
 }

@@ -108,13 +108,16 @@ pub enum Kernel {
     SoftmaxXent,
     SumSquaresPartial,
     SumSquaresFinal,
+    SumSquaresMultiPartial,
+    SumSquaresMultiFinal,
     RmsProp,
+    RmsPropMulti,
     RmsPropRows,
 }
 
 impl Kernel {
     /// Every kernel, in a fixed order.
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::Fill,
         Kernel::Mul,
         Kernel::Dropout,
@@ -128,7 +131,10 @@ impl Kernel {
         Kernel::SoftmaxXent,
         Kernel::SumSquaresPartial,
         Kernel::SumSquaresFinal,
+        Kernel::SumSquaresMultiPartial,
+        Kernel::SumSquaresMultiFinal,
         Kernel::RmsProp,
+        Kernel::RmsPropMulti,
         Kernel::RmsPropRows,
     ];
 
@@ -150,7 +156,10 @@ impl Kernel {
             K::SoftmaxXent => (M::Loss, "softmax_xent", Pass::Fwd),
             K::SumSquaresPartial => (M::Optim, "sum_squares_partial", Pass::Fwd),
             K::SumSquaresFinal => (M::Optim, "sum_squares_final", Pass::Fwd),
+            K::SumSquaresMultiPartial => (M::Optim, "sum_squares_multi_partial", Pass::Fwd),
+            K::SumSquaresMultiFinal => (M::Optim, "sum_squares_multi_final", Pass::Fwd),
             K::RmsProp => (M::Optim, "rmsprop", Pass::Fwd),
+            K::RmsPropMulti => (M::Optim, "rmsprop_multi", Pass::Fwd),
             K::RmsPropRows => (M::Optim, "rmsprop_rows", Pass::Fwd),
         }
     }

@@ -54,6 +54,60 @@ sum_squares_final_fwd_f32(const float* __restrict__ partials, unsigned int n_par
     }
 }
 
+// Tensors one multi-tensor launch takes (the text CNN has 9 gradients).
+#define MULTI_MAX 16
+
+// Up to MULTI_MAX tensors, passed by value (the launcher fills it with device pointers).
+struct TensorList {
+    const float* ptr[MULTI_MAX];
+    unsigned int len[MULTI_MAX];
+    unsigned int count;
+};
+
+// partials[block] = sum of x_t[i]^2 over every tensor t of the list and the block's grid-stride
+// share of it: one launch for the whole global norm instead of one a tensor. Launch with
+// REDUCE_THREADS threads and a grid that depends only on the lengths (deterministic).
+extern "C" __global__ void __launch_bounds__(REDUCE_THREADS)
+sum_squares_multi_partial_fwd_f32(const TensorList list, float* __restrict__ partials) {
+    __shared__ float shared[REDUCE_THREADS];
+    if (blockDim.x != REDUCE_THREADS) {
+        return;
+    }
+    float acc = 0.0f;
+    const size_t stride = (size_t)blockDim.x * gridDim.x;
+    const unsigned int count = list.count < MULTI_MAX ? list.count : MULTI_MAX;
+    for (unsigned int t = 0; t < count; ++t) {
+        const float* __restrict__ x = list.ptr[t];
+        const size_t n = list.len[t];
+        for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+            acc = fmaf(x[i], x[i], acc);
+        }
+    }
+    const float total = block_sum(acc, shared);
+    if (threadIdx.x == 0) {
+        partials[blockIdx.x] = total;
+    }
+}
+
+// acc[0] = sum of partials[0 .. n_partials] (overwrite, so no fill launch is needed first);
+// one block of REDUCE_THREADS threads.
+extern "C" __global__ void __launch_bounds__(REDUCE_THREADS)
+sum_squares_multi_final_fwd_f32(const float* __restrict__ partials, unsigned int n_partials,
+                                float* __restrict__ acc) {
+    __shared__ float shared[REDUCE_THREADS];
+    if (blockIdx.x != 0 || blockDim.x != REDUCE_THREADS) {
+        return;
+    }
+    float local = 0.0f;
+    for (unsigned int i = threadIdx.x; i < n_partials; i += REDUCE_THREADS) {
+        local += partials[i];
+    }
+    const float total = block_sum(local, shared);
+    if (threadIdx.x == 0) {
+        acc[0] = total;
+    }
+}
+
 // scale = max_norm / norm when max_norm > 0 and norm = sqrt(norm_sq[0]) exceeds it, else 1.
 __device__ __forceinline__ float clip_scale(const float* __restrict__ norm_sq, float max_norm) {
     const float norm = sqrtf(norm_sq[0]);
@@ -121,6 +175,39 @@ extern "C" __global__ void rmsprop_rows_fwd_f32(
         }
         if (threadIdx.x == 0) {
             last_step[r] = step;
+        }
+    }
+}
+
+// Up to MULTI_MAX dense parameters of one RMSProp step, passed by value; mean[t] is null
+// unless centered.
+struct RmsList {
+    float* w[MULTI_MAX];
+    const float* grad[MULTI_MAX];
+    float* ms[MULTI_MAX];
+    float* mean[MULTI_MAX];
+    unsigned int len[MULTI_MAX];
+    unsigned int count;
+};
+
+// rmsprop_fwd_f32 over every tensor of the list in one launch (the same update element by
+// element, so the same result as one launch a tensor).
+extern "C" __global__ void rmsprop_multi_fwd_f32(const RmsList list,
+                                                 const float* __restrict__ norm_sq, float lr,
+                                                 float decay, float eps, float max_norm,
+                                                 int centered) {
+    const float scale = clip_scale(norm_sq, max_norm);
+    const size_t stride = (size_t)blockDim.x * gridDim.x;
+    const unsigned int count = list.count < MULTI_MAX ? list.count : MULTI_MAX;
+    for (unsigned int t = 0; t < count; ++t) {
+        float* __restrict__ w = list.w[t];
+        const float* __restrict__ grad = list.grad[t];
+        float* __restrict__ ms = list.ms[t];
+        float* __restrict__ mean = list.mean[t];
+        const size_t n = list.len[t];
+        for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+            rms_element(&w[i], &ms[i], centered != 0 ? &mean[i] : nullptr, scale * grad[i], lr,
+                        decay, eps, centered);
         }
     }
 }

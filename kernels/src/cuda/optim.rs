@@ -1,11 +1,11 @@
 //! Launchers of `optim.cu`: the global gradient norm and the RMSProp updates, which read the
 //! clipping scale from a device scalar so that a step needs no host round trip.
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg};
 
 use super::module::Kernel;
 use super::{CudaBackend, REDUCE_PARTIALS, driver_error, to_u32};
-use crate::{Error, Result, RmsProp, RmsState};
+use crate::{Error, Result, RmsProp, RmsState, RmsTensor};
 
 /// Must match `REDUCE_THREADS` in `optim.cu`.
 const REDUCE_THREADS: u32 = 256;
@@ -49,6 +49,7 @@ pub(super) fn sum_squares(
     // enough, checked above) and block i writes partials[i] for i < partials <= REDUCE_PARTIALS,
     // the scratch's length; the block has the 256 threads the kernel's tree needs.
     unsafe { builder.launch(partial_cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     let final_cfg = LaunchConfig {
         grid_dim: (1, 1, 1),
         ..partial_cfg
@@ -62,6 +63,194 @@ pub(super) fn sum_squares(
     // launch wrote on the same stream (the scratch lock is held across both launches) and
     // writes acc[0] (acc holds at least one element, checked above).
     unsafe { builder.launch(final_cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
+    Ok(())
+}
+
+/// Tensors a multi-tensor launch takes (`MULTI_MAX` in `optim.cu`).
+const MULTI_MAX: usize = 16;
+
+/// `struct TensorList` of `optim.cu`, passed to the kernel by value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TensorList {
+    ptr: [u64; MULTI_MAX],
+    len: [u32; MULTI_MAX],
+    count: u32,
+}
+
+// SAFETY: `TensorList` is `repr(C)` plain data with the field order, types and alignment of
+// `struct TensorList` in `optim.cu` (16 device pointers, 16 unsigned ints, one unsigned int).
+unsafe impl DeviceRepr for TensorList {}
+
+/// `acc[0] = Σ_t Σ_{i<len_t} x_t[i]²` in two launches (partials, then an overwriting final
+/// sum) for up to [`MULTI_MAX`] tensors; more fall back to a fill and one reduction a tensor.
+pub(super) fn sum_squares_many(
+    be: &CudaBackend,
+    tensors: &[(&CudaSlice<f32>, usize)],
+    acc: &mut CudaSlice<f32>,
+) -> Result<()> {
+    const OP: &str = "sum_squares_many";
+    be.check(OP, "acc", acc, 1)?;
+    if tensors.len() > MULTI_MAX {
+        super::elementwise::fill(be, acc, 1, 0.0)?;
+        for &(x, len) in tensors {
+            sum_squares(be, x, len, acc)?;
+        }
+        return Ok(());
+    }
+    let mut list = TensorList {
+        ptr: [0; MULTI_MAX],
+        len: [0; MULTI_MAX],
+        count: to_u32(OP, "tensors", tensors.len())?,
+    };
+    let mut guards = Vec::with_capacity(tensors.len());
+    let mut total = 0usize;
+    for (t, &(x, len)) in tensors.iter().enumerate() {
+        be.check(OP, "x", x, len)?;
+        list.len[t] = to_u32(OP, "len", len)?;
+        let (ptr, guard) = x.device_ptr(&be.stream);
+        list.ptr[t] = ptr;
+        guards.push(guard);
+        total += len;
+    }
+    // The grid depends only on the lengths, so the summation order does too.
+    let blocks = total
+        .div_ceil(REDUCE_THREADS as usize * 8)
+        .clamp(1, REDUCE_PARTIALS);
+    let partials = blocks as u32;
+    let mut scratch = be
+        .reduce_scratch
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let partial_cfg = LaunchConfig {
+        grid_dim: (partials, 1, 1),
+        block_dim: (REDUCE_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut builder = be
+        .stream
+        .launch_builder(be.function(Kernel::SumSquaresMultiPartial)?);
+    builder.arg(&list).arg(&mut *scratch);
+    // SAFETY: the arguments match `sum_squares_multi_partial_fwd_f32(const TensorList list,
+    // float* partials)`; each list entry is a live buffer of this backend's stream (checked
+    // above; `guards` keep them borrowed past the launch) holding at least `len` elements, and
+    // block i writes partials[i] for i < partials <= REDUCE_PARTIALS, the scratch's length; the
+    // block has the 256 threads the kernel's tree needs.
+    unsafe { builder.launch(partial_cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
+    let final_cfg = LaunchConfig {
+        grid_dim: (1, 1, 1),
+        ..partial_cfg
+    };
+    let mut builder = be
+        .stream
+        .launch_builder(be.function(Kernel::SumSquaresMultiFinal)?);
+    builder.arg(&*scratch).arg(&partials).arg(&mut *acc);
+    // SAFETY: the arguments match `sum_squares_multi_final_fwd_f32(const float* partials,
+    // unsigned n_partials, float* acc)`; it reads the partials the previous launch wrote on the
+    // same stream (the scratch lock is held across both) and writes acc[0] (checked above).
+    unsafe { builder.launch(final_cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
+    drop(guards);
+    Ok(())
+}
+
+/// `struct RmsList` of `optim.cu`, passed to the kernel by value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RmsList {
+    w: [u64; MULTI_MAX],
+    grad: [u64; MULTI_MAX],
+    ms: [u64; MULTI_MAX],
+    mean: [u64; MULTI_MAX],
+    len: [u32; MULTI_MAX],
+    count: u32,
+}
+
+// SAFETY: `RmsList` is `repr(C)` plain data with the field order, types and alignment of
+// `struct RmsList` in `optim.cu` (four arrays of 16 device pointers, 16 and 1 unsigned ints).
+unsafe impl DeviceRepr for RmsList {}
+
+/// Dense RMSProp over up to [`MULTI_MAX`] tensors in one launch; more, or none, fall back to
+/// one launch a tensor.
+pub(super) fn rmsprop_many(
+    be: &CudaBackend,
+    params: &RmsProp,
+    tensors: &mut [RmsTensor<'_, CudaBackend>],
+    grad_norm_sq: &CudaSlice<f32>,
+) -> Result<()> {
+    const OP: &str = "rmsprop_many";
+    if tensors.len() > MULTI_MAX || tensors.is_empty() {
+        for t in tensors.iter_mut() {
+            let state = RmsState {
+                mean_square: &mut *t.state.mean_square,
+                mean: t.state.mean.as_deref_mut(),
+            };
+            rmsprop(be, params, &mut *t.w, t.grad, state, t.len, grad_norm_sq)?;
+        }
+        return Ok(());
+    }
+    be.check(OP, "grad_norm_sq", grad_norm_sq, 1)?;
+    let mut list = RmsList {
+        w: [0; MULTI_MAX],
+        grad: [0; MULTI_MAX],
+        ms: [0; MULTI_MAX],
+        mean: [0; MULTI_MAX],
+        len: [0; MULTI_MAX],
+        count: to_u32(OP, "tensors", tensors.len())?,
+    };
+    let mut total = 0usize;
+    for (i, t) in tensors.iter().enumerate() {
+        // Refuses a centered update without the running mean, naming the op.
+        scalars(OP, params, t.state.mean.is_some())?;
+        be.check(OP, "w", t.w, t.len)?;
+        be.check(OP, "grad", t.grad, t.len)?;
+        be.check(OP, "mean_square", t.state.mean_square, t.len)?;
+        if let Some(mean) = t.state.mean.as_deref() {
+            be.check(OP, "mean", mean, t.len)?;
+        }
+        list.len[i] = to_u32(OP, "len", t.len)?;
+        total += t.len;
+    }
+    let s = scalars(OP, params, true)?;
+    // The device pointers, borrowed (guards) until the launch is enqueued.
+    let mut guards = Vec::with_capacity(4 * tensors.len());
+    for (i, t) in tensors.iter().enumerate() {
+        let (w, g) = (t.w.device_ptr(&be.stream), t.grad.device_ptr(&be.stream));
+        let ms = t.state.mean_square.device_ptr(&be.stream);
+        list.w[i] = w.0;
+        list.grad[i] = g.0;
+        list.ms[i] = ms.0;
+        guards.extend([w.1, g.1, ms.1]);
+        if let (true, Some(mean)) = (params.centered, t.state.mean.as_deref()) {
+            let m = mean.device_ptr(&be.stream);
+            list.mean[i] = m.0;
+            guards.push(m.1);
+        }
+    }
+    if total == 0 {
+        return Ok(());
+    }
+    let cfg = be.grid(total, UPDATE_THREADS);
+    let mut builder = be.stream.launch_builder(be.function(Kernel::RmsPropMulti)?);
+    builder
+        .arg(&list)
+        .arg(grad_norm_sq)
+        .arg(&s.lr)
+        .arg(&s.decay)
+        .arg(&s.eps)
+        .arg(&s.max_norm)
+        .arg(&s.centered);
+    // SAFETY: the arguments match `rmsprop_multi_fwd_f32(const RmsList list, const float*
+    // norm_sq, float lr, float decay, float eps, float max_norm, int centered)` in order and
+    // type. Every pointer in the list is a live buffer of this backend's stream holding at
+    // least len[t] elements (checked above; `guards` keep them borrowed, and the `&mut`s of
+    // `tensors` keep them exclusive), the kernel's loops stay below len[t], and a mean is read
+    // only when centered, when `scalars` required it to be present. norm_sq holds 1.
+    unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
+    drop(guards);
     Ok(())
 }
 
@@ -138,6 +327,7 @@ pub(super) fn rmsprop(
     // loop stays below n, and w, grad, mean_square and mean hold n elements (checked above);
     // norm_sq holds 1.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }
 
@@ -227,5 +417,6 @@ pub(super) fn rmsprop_rows(
     // last_step (vocab) are indexed in bounds; rows must be distinct, as the trait's row list
     // of distinct ids is.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
     Ok(())
 }

@@ -67,6 +67,10 @@ pub enum Op<'a> {
         grad: bool,
         stats0: [f32; 2],
     },
+    /// `sum_squares_many` over several tensors, `acc` poisoned first (it must be overwritten).
+    SumSqMany {
+        xs: &'a [Vec<f32>],
+    },
     SumSq {
         x: &'a [f32],
         acc0: f32,
@@ -77,6 +81,12 @@ pub enum Op<'a> {
         g: &'a [f32],
         n: &'a [f32],
         a: &'a [f32],
+        norm_sq: f32,
+    },
+    /// `rmsprop_many` over tensors `(w, g, n, a)`; outputs every tensor's w, n, a in order.
+    RmsMany {
+        p: RmsProp,
+        tensors: &'a [[Vec<f32>; 4]],
         norm_sq: f32,
     },
     RmsRows {
@@ -209,6 +219,18 @@ impl Op<'_> {
                 }
                 (outs, vec![])
             }
+            Op::SumSqMany { xs } => {
+                let mut acc = up(&[f32::NAN]);
+                let bufs: Vec<_> = xs.iter().map(|x| up(x)).collect();
+                let tensors: Vec<_> = bufs
+                    .iter()
+                    .zip(xs.iter())
+                    .map(|(b, x)| (b, x.len()))
+                    .collect();
+                b.sum_squares_many(&tensors, &mut acc)
+                    .expect("sum_squares_many");
+                (vec![down(&acc)], vec![])
+            }
             Op::SumSq { x, acc0 } => {
                 let mut acc = up(&[acc0]);
                 b.sum_squares(&up(x), x.len(), &mut acc)
@@ -231,6 +253,36 @@ impl Op<'_> {
                 b.rmsprop(&p, &mut wb, &up(g), state, w.len(), &up(&[norm_sq]))
                     .expect("rmsprop");
                 (vec![down(&wb), down(&nb), down(&ab)], vec![])
+            }
+            Op::RmsMany {
+                p,
+                tensors,
+                norm_sq,
+            } => {
+                let mut bufs: Vec<[B::Buf; 4]> = tensors
+                    .iter()
+                    .map(|[w, g, n, a]| [up(w), up(g), up(n), up(a)])
+                    .collect();
+                let mut list = Vec::new();
+                for ([w, g, n, a], t) in bufs.iter_mut().zip(tensors.iter()) {
+                    list.push(kernels::RmsTensor {
+                        w,
+                        grad: &*g,
+                        state: RmsState {
+                            mean_square: n,
+                            mean: p.centered.then_some(a),
+                        },
+                        len: t[0].len(),
+                    });
+                }
+                b.rmsprop_many(&p, &mut list, &up(&[norm_sq]))
+                    .expect("rmsprop_many");
+                drop(list);
+                let mut outs = Vec::new();
+                for [w, _, n, a] in &bufs {
+                    outs.extend([down(w), down(n), down(a)]);
+                }
+                (outs, vec![])
             }
             Op::RmsRows {
                 p,

@@ -1,9 +1,10 @@
 //! The Kim-2014 CNN as a sequence of backend operations: embedding → three convolution branches
 //! with ReLU and max over time → concatenation → dropout → linear → softmax cross-entropy.
 //!
-//! Every buffer lives on the backend and is allocated once for the largest batch; a step
-//! uploads only the batch (ids, labels and the compacted row lists) and leaves the loss and
-//! accuracy sums in a device buffer that the training loop reads once an epoch.
+//! Every buffer lives on the backend and is allocated once for the largest batch; the training
+//! loop uploads each batch (ids, labels and the compacted row lists) once a run
+//! ([`Model::resident_batch`], [`Model::swap_batch`]), so a step copies nothing from the host,
+//! and leaves the loss and accuracy sums in a device buffer read once an epoch.
 
 pub mod batch;
 
@@ -113,6 +114,13 @@ pub(crate) struct BatchBufs<B: Backend> {
     pub(crate) rows: B::IdxBuf,
 }
 
+/// A batch already on the device (see [`Model::resident_batch`]).
+pub struct ResidentBatch<B: Backend> {
+    bufs: BatchBufs<B>,
+    n: usize,
+    n_rows: usize,
+}
+
 /// The model, its gradients and its work buffers on one backend.
 pub struct Model<B: Backend> {
     /// Sizes.
@@ -202,6 +210,18 @@ impl<B: Backend> Model<B> {
     /// # Errors
     /// [`kernels::Error::IndexOutOfRange`] for a bad id or label, or a backend failure.
     pub fn upload(&mut self, b: &B, host: &HostBatch) -> Result<()> {
+        self.check_batch(host)?;
+        b.write_idx(&mut self.batch.ids, &host.ids)?;
+        b.write_idx(&mut self.batch.labels, &host.labels)?;
+        b.write_idx(&mut self.batch.slots, &host.slots)?;
+        b.write_idx(&mut self.batch.rows, &host.rows)?;
+        self.n = host.labels.len();
+        self.n_rows = host.rows.len();
+        Ok(())
+    }
+
+    /// Checks a batch against the model's sizes (see [`Model::upload`]).
+    fn check_batch(&self, host: &HostBatch) -> Result<()> {
         let n = host.labels.len();
         let d = self.dims;
         if n == 0 || n > d.capacity || host.ids.len() != n * d.seq_len {
@@ -217,13 +237,35 @@ impl<B: Backend> Model<B> {
         }
         check_below("batch ids", &host.ids, d.vocab)?;
         check_below("batch labels", &host.labels, d.classes)?;
-        b.write_idx(&mut self.batch.ids, &host.ids)?;
-        b.write_idx(&mut self.batch.labels, &host.labels)?;
-        b.write_idx(&mut self.batch.slots, &host.slots)?;
-        b.write_idx(&mut self.batch.rows, &host.rows)?;
-        self.n = n;
-        self.n_rows = host.rows.len();
         Ok(())
+    }
+
+    /// Uploads a batch into buffers of its own, checked as [`Model::upload`] checks it, to be
+    /// used later with [`Model::swap_batch`] without another host-to-device copy (the training
+    /// loop uploads each batch once a run, not once a step).
+    ///
+    /// # Errors
+    /// As [`Model::upload`].
+    pub fn resident_batch(&self, b: &B, host: &HostBatch) -> Result<ResidentBatch<B>> {
+        self.check_batch(host)?;
+        Ok(ResidentBatch {
+            bufs: BatchBufs {
+                ids: b.upload_idx(&host.ids)?,
+                labels: b.upload_idx(&host.labels)?,
+                slots: b.upload_idx(&host.slots)?,
+                rows: b.upload_idx(&host.rows)?,
+            },
+            n: host.labels.len(),
+            n_rows: host.rows.len(),
+        })
+    }
+
+    /// Exchanges the model's current batch with `batch`: after one call the model computes on
+    /// `batch`; a second call with the same `batch` restores the previous one.
+    pub fn swap_batch(&mut self, batch: &mut ResidentBatch<B>) {
+        std::mem::swap(&mut self.batch, &mut batch.bufs);
+        std::mem::swap(&mut self.n, &mut batch.n);
+        std::mem::swap(&mut self.n_rows, &mut batch.n_rows);
     }
 
     /// The forward pass of the uploaded batch, accumulating `[loss sum, correct]` into `stats`.
