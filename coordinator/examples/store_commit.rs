@@ -57,6 +57,8 @@ fn experiment() -> ExperimentRecord {
         created_unix: 0.0,
         exhausted: false,
         failure_reason: String::new(),
+        paused_reason: String::new(),
+        resumed_unix: 0.0,
     }
 }
 
@@ -93,6 +95,7 @@ fn trial(number: u32) -> TrialRecord {
         stop_requested: false,
         interruptions: 0,
         last_lease_id: Some(format!("lease-{number}").as_str().into()),
+        metrics: Default::default(),
     }
 }
 

@@ -516,7 +516,7 @@ mod tests {
         assert_eq!(reopened.load().expect("loads"), expected);
         assert_eq!(
             schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"),
-            Some(4)
+            Some(5)
         );
         let agent = expected.agents[0].id.clone();
         reopened
@@ -603,7 +603,7 @@ mod tests {
         );
         assert!(loaded[0].paused_reason.is_empty());
         assert_eq!(loaded[0].resumed_unix, 0.0);
-        assert_eq!(schema_version(&path).expect("reads"), Some(4));
+        assert_eq!(schema_version(&path).expect("reads"), Some(5));
     }
 
     #[test]

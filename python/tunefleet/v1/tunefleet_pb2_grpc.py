@@ -58,6 +58,11 @@ class ExperimentServiceStub:
                 request_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.StopExperimentRequest.SerializeToString,
                 response_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.StopExperimentResponse.FromString,
                 _registered_method=True)
+        self.ResumeExperiment = channel.unary_unary(
+                '/tunefleet.v1.ExperimentService/ResumeExperiment',
+                request_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.ResumeExperimentRequest.SerializeToString,
+                response_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.ResumeExperimentResponse.FromString,
+                _registered_method=True)
         self.ListTrials = channel.unary_unary(
                 '/tunefleet.v1.ExperimentService/ListTrials',
                 request_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.ListTrialsRequest.SerializeToString,
@@ -101,6 +106,14 @@ class ExperimentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeExperiment(self, request, context):
+        """Continues a paused experiment (after its cause was fixed); its failure count starts over.
+        A running experiment is answered as it is; an ended one is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTrials(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -135,6 +148,11 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
                     servicer.StopExperiment,
                     request_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.StopExperimentRequest.FromString,
                     response_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.StopExperimentResponse.SerializeToString,
+            ),
+            'ResumeExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeExperiment,
+                    request_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.ResumeExperimentRequest.FromString,
+                    response_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.ResumeExperimentResponse.SerializeToString,
             ),
             'ListTrials': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTrials,
@@ -259,6 +277,33 @@ class ExperimentService:
             '/tunefleet.v1.ExperimentService/StopExperiment',
             tunefleet_dot_v1_dot_tunefleet__pb2.StopExperimentRequest.SerializeToString,
             tunefleet_dot_v1_dot_tunefleet__pb2.StopExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tunefleet.v1.ExperimentService/ResumeExperiment',
+            tunefleet_dot_v1_dot_tunefleet__pb2.ResumeExperimentRequest.SerializeToString,
+            tunefleet_dot_v1_dot_tunefleet__pb2.ResumeExperimentResponse.FromString,
             options,
             channel_credentials,
             insecure,
