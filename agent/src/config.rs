@@ -185,6 +185,8 @@ pub struct CliOverrides {
     pub instance_type: Option<String>,
     /// `--price-per-hour DOLLARS`.
     pub price_per_hour_dollars: Option<f64>,
+    /// `--cpu-threads N`.
+    pub cpu_threads: Option<usize>,
 }
 
 /// Loads the configuration from the layered sources.
@@ -282,7 +284,12 @@ fn apply_cli(builder: Builder, cli: &CliOverrides) -> Result<Builder> {
         .set_override_option("slots", cli.slots.map(i64::from))?
         .set_override_option("metrics_listen_addr", cli.metrics_listen_addr.clone())?
         .set_override_option("instance_type", cli.instance_type.clone())?
-        .set_override_option("price_per_hour_dollars", cli.price_per_hour_dollars)?;
+        .set_override_option("price_per_hour_dollars", cli.price_per_hour_dollars)?
+        .set_override_option(
+            "cpu_threads",
+            cli.cpu_threads
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        )?;
     if let Some(ordinal) = cli.gpu {
         builder = builder
             .set_override("backend", "cuda")?
@@ -544,6 +551,34 @@ mod tests {
         assert_eq!(from_cli.slots.get(), 4, "cli beats env");
         assert_eq!(from_cli.device, Device::Cuda(1));
         assert_eq!(from_cli.pricing.slots, 4);
+    }
+
+    #[test]
+    fn cpu_threads_come_from_the_file_the_environment_or_the_flag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "version = 1\ncpu_threads = 2\n").expect("writes");
+        let none = HashMap::new();
+        let from_file = load(Some(&path), &none, &CliOverrides::default()).expect("loads");
+        assert_eq!(from_file.cpu_threads, Some(2));
+        let vars = env(&[("AGENT_CPU_THREADS", "3")]);
+        let from_env = load(Some(&path), &vars, &CliOverrides::default()).expect("loads");
+        assert_eq!(from_env.cpu_threads, Some(3), "env beats file");
+        let cli = CliOverrides {
+            cpu_threads: Some(4),
+            ..CliOverrides::default()
+        };
+        assert_eq!(
+            load(Some(&path), &vars, &cli).expect("loads").cpu_threads,
+            Some(4),
+            "the flag beats env"
+        );
+        let zero = CliOverrides {
+            cpu_threads: Some(0),
+            ..CliOverrides::default()
+        };
+        let error = load(None, &none, &zero).expect_err("0 threads refused");
+        assert!(error.to_string().contains("cpu_threads"), "{error}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Pulls trials from a tunefleet coordinator and trains them on a GPU or the CPU.
 #[derive(Debug, Parser)]
-#[command(name = "agent", version, about)]
+#[command(name = "agent", version, about, after_help = SETTINGS_HELP)]
 struct Cli {
     /// The coordinator's gRPC endpoint, e.g. http://10.0.0.5:50051.
     #[arg(long = "coordinator", value_name = "URL")]
@@ -37,12 +37,26 @@ struct Cli {
     /// Price of the whole instance in dollars an hour (overrides the catalogue).
     #[arg(long = "price-per-hour", value_name = "DOLLARS")]
     price_per_hour_dollars: Option<f64>,
+    /// Threads of the CPU backend (default: all cores; with --slots K, K trials share them).
+    #[arg(long, value_name = "N")]
+    cpu_threads: Option<usize>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
+
+/// The settings only a config file or the environment sets, shown after the flags.
+const SETTINGS_HELP: &str = "\
+Settings (in --config FILE, or as AGENT_<NAME> environment variables, e.g. AGENT_CPU_THREADS=4;
+flags win over the environment, which wins over the file; agent/examples/agent.toml has them all):
+  coordinator_url, metrics_listen_addr, backend (cpu|cuda), gpu_ordinal, slots, cpu_threads,
+  instance_type, price_per_hour_dollars, gpus_per_instance, auth_token, auth_token_file,
+  tls_ca_file, tls_cert_file, tls_key_file, tls_domain, heartbeat_interval_secs,
+  request_timeout_secs, connect_timeout_secs, retry_initial_backoff_secs, retry_max_backoff_secs,
+  idle_poll_max_secs, lease_wait_secs, shutdown_grace_secs.
+An agent is leased only trials of the workloads it can train (textcnn and function).";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -81,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         metrics_listen_addr: cli.metrics_listen_addr,
         instance_type: cli.instance_type,
         price_per_hour_dollars: cli.price_per_hour_dollars,
+        cpu_threads: cli.cpu_threads,
     };
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let config = agent::config::load(cli.config.as_deref(), &env, &overrides)
