@@ -174,3 +174,103 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod reference_tests {
+    //! `docs/reference.md`'s textcnn table against the code: the same parameters, each with the
+    //! default of [`HyperParams::study_default`] and the upper bound the parser enforces.
+    use super::*;
+
+    const PAGE: &str = include_str!("../../../docs/reference.md");
+
+    /// The parameters the parser knows, from its own refusal of an unknown one.
+    fn known() -> Vec<String> {
+        let error = HyperParams::study_default()
+            .with_overrides([("no_such_parameter", 1.0)])
+            .expect_err("an unknown parameter is refused");
+        let message = error.to_string();
+        let list = message
+            .split("known: ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .unwrap_or_else(|| panic!("the refusal lists the parameters: {message}"));
+        list.split(',').map(|n| n.trim().to_owned()).collect()
+    }
+
+    /// The default of one parameter as `study_default` has it.
+    fn default_of(name: &str) -> f64 {
+        let hp = HyperParams::study_default();
+        match name {
+            "embed_dim" => hp.embed_dim as f64,
+            "learning_rate" => hp.learning_rate,
+            "batch_size" => hp.batch_size as f64,
+            "max_grad_norm" => hp.max_grad_norm,
+            "epochs" => hp.epochs as f64,
+            "dropout" => hp.dropout,
+            "filter_size_1" => hp.filter_sizes[0] as f64,
+            "filter_size_2" => hp.filter_sizes[1] as f64,
+            "filter_size_3" => hp.filter_sizes[2] as f64,
+            "num_feature_maps" => hp.num_feature_maps as f64,
+            "centered_rmsprop" => f64::from(u8::from(hp.centered_rmsprop)),
+            other => panic!("a parameter this test does not know: {other}"),
+        }
+    }
+
+    /// The largest value the parser accepts, from its refusal of a huge one.
+    fn upper_bound(name: &str) -> f64 {
+        let error = HyperParams::study_default()
+            .with_overrides([(name, 1e300)])
+            .expect_err("a huge value is refused");
+        let message = error.to_string();
+        let high = message
+            .rsplit(", ")
+            .next()
+            .and_then(|tail| tail.split(']').next())
+            .unwrap_or_else(|| panic!("the refusal names the range: {message}"));
+        high.parse()
+            .unwrap_or_else(|_| panic!("'{high}' in: {message}"))
+    }
+
+    fn page_rows() -> Vec<(String, String, String)> {
+        let section = PAGE
+            .split("\n## textcnn parameters")
+            .nth(1)
+            .expect("the page has a textcnn section");
+        section
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                (
+                    cells[1].trim_matches('`').to_owned(),
+                    cells[2].to_owned(),
+                    cells[3].to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_reference_page_has_every_parameter_its_default_and_its_bound() {
+        let rows = page_rows();
+        let documented: Vec<&String> = rows.iter().map(|(name, _, _)| name).collect();
+        let known = known();
+        assert_eq!(
+            documented,
+            known.iter().collect::<Vec<_>>(),
+            "same parameters, same order"
+        );
+        for (name, default, range) in &rows {
+            let page_default: f64 = default
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: default '{default}' is not a number"));
+            assert_eq!(page_default, default_of(name), "{name}: default");
+            let high = upper_bound(name);
+            let high_text = high.to_string();
+            assert!(
+                range.contains(&high_text),
+                "{name}: the range '{range}' does not name the bound {high_text}"
+            );
+        }
+    }
+}

@@ -334,3 +334,86 @@ epochs = 1
         );
     }
 }
+
+#[cfg(test)]
+mod reference_tests {
+    //! `docs/reference.md` against the spec's structs: every key serde reads is a row of its
+    //! table, and every row is a key serde reads.
+    use std::collections::BTreeSet;
+
+    use super::{SpecFile, WorkloadFile};
+
+    const PAGE: &str = include_str!("../../../../docs/reference.md");
+
+    /// The fields a struct accepts, from serde's own "unknown field" message.
+    fn fields<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+        toml_text: &str,
+    ) -> BTreeSet<String> {
+        let error = toml::from_str::<T>(toml_text).expect_err("an unknown key is refused");
+        let message = error.to_string();
+        let listed = message
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("serde lists the fields: {message}"));
+        listed
+            .split(',')
+            .filter_map(|item| item.split('`').nth(1))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The backticked first cells of the table under `heading`.
+    fn rows(heading: &str) -> BTreeSet<String> {
+        let section = PAGE
+            .split("\n## ")
+            .find(|s| s.starts_with(heading))
+            .unwrap_or_else(|| panic!("the page has a section '{heading}'"));
+        section
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .filter_map(|line| line.split('`').nth(1))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_spec_key_is_documented_and_nothing_else() {
+        let spec = fields::<SpecFile>("no_such_key = 1");
+        assert!(spec.contains("initial_trials"), "{spec:?}");
+        assert_eq!(rows("Spec file: top level"), spec);
+        let workload = fields::<WorkloadFile>("no_such_key = 1");
+        assert!(workload.contains("dataset"), "{workload:?}");
+        assert_eq!(rows("`[workload]`"), workload);
+    }
+
+    #[test]
+    fn every_parameter_key_is_documented() {
+        let documented = rows("`[[parameters]]`");
+        for key in ["name", "type", "low", "high", "log", "choices", "default"] {
+            assert!(documented.contains(key), "{key} missing from the page");
+        }
+        // The space parser refuses keys it does not know, so the page names no key it lacks.
+        for key in &documented {
+            let spec = format!(
+                "name = \"r\"\ndirection = \"minimize\"\nbudget = 1\n[[parameters]]\nname = \"x\"\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n{}",
+                if ["name", "type", "low", "high"].contains(&key.as_str()) {
+                    String::new()
+                } else if key == "choices" {
+                    "choices = [\"a\"]".to_owned()
+                } else if key == "log" {
+                    "log = false".to_owned()
+                } else {
+                    format!("{key} = 0.5")
+                }
+            );
+            let parsed = toml::from_str::<SpecFile>(&spec);
+            assert!(
+                !parsed
+                    .as_ref()
+                    .err()
+                    .is_some_and(|e| e.to_string().contains("unknown field")),
+                "{key}: {parsed:?}"
+            );
+        }
+    }
+}
