@@ -247,15 +247,7 @@ pub async fn run(
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            let experiment = response
-                .experiment
-                .context("the coordinator returned no experiment")?;
-            writeln!(
-                out,
-                "{} {}",
-                experiment.id,
-                output::experiment_state(&experiment)
-            )?;
+            print_new_state(out, response.experiment)?;
         }
         ExperimentCommand::Stop { id } => {
             let request = pb::StopExperimentRequest { experiment_id: id };
@@ -264,15 +256,7 @@ pub async fn run(
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            let experiment = response
-                .experiment
-                .context("the coordinator returned no experiment")?;
-            writeln!(
-                out,
-                "{} {}",
-                experiment.id,
-                output::experiment_state(&experiment)
-            )?;
+            print_new_state(out, response.experiment)?;
         }
     }
     Ok(())
@@ -374,4 +358,19 @@ pub async fn list_experiments(
         }
         page_token = page.next_page_token;
     }
+}
+
+/// Prints `ID STATE` for the experiment a stop or resume answered with.
+fn print_new_state(
+    out: &mut impl std::io::Write,
+    experiment: Option<pb::Experiment>,
+) -> anyhow::Result<()> {
+    let experiment = experiment.context("the coordinator returned no experiment")?;
+    writeln!(
+        out,
+        "{} {}",
+        experiment.id,
+        output::experiment_state(&experiment)
+    )?;
+    Ok(())
 }
