@@ -59,6 +59,7 @@ fn experiment() -> ExperimentRecord {
         failure_reason: String::new(),
         paused_reason: String::new(),
         resumed_unix: 0.0,
+        queued: Vec::new(),
     }
 }
 
@@ -93,6 +94,7 @@ fn trial(number: u32) -> TrialRecord {
         created_unix: 0.0,
         finished_unix: None,
         stop_requested: false,
+        imported: false,
         interruptions: 0,
         last_lease_id: Some(format!("lease-{number}").as_str().into()),
         metrics: Default::default(),

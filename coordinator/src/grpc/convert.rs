@@ -12,6 +12,7 @@ use crate::service::model::{
     AgentCapabilities, BatchStrategy, Direction, EpochRecord, ExperimentSpec, ExperimentState,
     Strategy, TrialState, Workload,
 };
+use crate::service::warm_start::ImportedTrial;
 use crate::service::{
     Completion, EpochInput, ExperimentView, Lease, LeaseAction, LeaseStatus, Outcome, TrialView,
 };
@@ -339,6 +340,8 @@ impl From<&ExperimentView> for pb::Experiment {
             created_unix_seconds: record.created_unix,
             seed: record.spec.seed,
             device_seconds: view.counts.device_seconds,
+            trials_imported: view.counts.imported,
+            trials_queued: u32::try_from(record.queued.len()).unwrap_or(u32::MAX),
         }
     }
 }
@@ -392,7 +395,31 @@ impl From<&TrialView> for pb::Trial {
                 .iter()
                 .map(|(name, value)| (name.clone(), *value))
                 .collect(),
+            imported: t.imported,
         }
+    }
+}
+
+impl TryFrom<pb::ImportedTrial> for ImportedTrial {
+    type Error = Error;
+
+    fn try_from(trial: pb::ImportedTrial) -> Result<Self> {
+        Ok(ImportedTrial {
+            params: params_from_pb(&trial.params)?,
+            value: trial.value,
+            epochs: trial
+                .epochs
+                .iter()
+                .map(|e| EpochInput {
+                    epoch: e.epoch,
+                    value: e.value,
+                    train_loss: e.train_loss,
+                    train_accuracy: e.train_accuracy,
+                    epoch_seconds: e.epoch_seconds,
+                })
+                .collect(),
+            metrics: trial.metrics.into_iter().collect(),
+        })
     }
 }
 

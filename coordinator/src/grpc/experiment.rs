@@ -7,6 +7,7 @@ use proto::v1::experiment_service_server::ExperimentService as PbExperimentServi
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::convert::params_from_pb;
 use super::paging::{Window, page_of};
 use super::status::respond;
 use crate::Error;
@@ -14,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::service::ExperimentService;
 use crate::service::limits;
 use crate::service::model::{ExperimentId, ExperimentSpec};
+use crate::service::warm_start::{ImportedTrial, MAX_QUEUED};
 
 /// The tonic adapter over any [`ExperimentService`].
 pub struct ExperimentGrpc<S> {
@@ -169,5 +171,62 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
             })
         };
         respond(&self.metrics, "GetBestTrial", result.await)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn add_trials(
+        &self,
+        request: Request<pb::AddTrialsRequest>,
+    ) -> Result<Response<pb::AddTrialsResponse>, Status> {
+        let result = async {
+            let inner = request.into_inner();
+            let id = experiment_id(inner.experiment_id)?;
+            let trials = inner
+                .trials
+                .into_iter()
+                .enumerate()
+                .map(|(index, trial)| {
+                    ImportedTrial::try_from(trial)
+                        .map_err(|e| Error::InvalidArgument(format!("trial {index}: {e}")))
+                })
+                .collect::<crate::Result<Vec<_>>>()?;
+            let (ids, view) = self.service.add_trials(id, trials).await?;
+            Ok(pb::AddTrialsResponse {
+                trial_ids: ids.into_iter().map(|id| id.0).collect(),
+                experiment: Some((&view).into()),
+            })
+        };
+        respond(&self.metrics, "AddTrials", result.await)
+    }
+
+    #[instrument(skip(self, request))]
+    async fn enqueue_trials(
+        &self,
+        request: Request<pb::EnqueueTrialsRequest>,
+    ) -> Result<Response<pb::EnqueueTrialsResponse>, Status> {
+        let result = async {
+            let inner = request.into_inner();
+            let id = experiment_id(inner.experiment_id)?;
+            if inner.configurations.len() > MAX_QUEUED {
+                return Err(Error::InvalidArgument(format!(
+                    "{} configurations in one request, more than the {MAX_QUEUED} allowed",
+                    inner.configurations.len()
+                )));
+            }
+            let configurations = inner
+                .configurations
+                .iter()
+                .enumerate()
+                .map(|(index, c)| {
+                    params_from_pb(&c.params)
+                        .map_err(|e| Error::InvalidArgument(format!("configuration {index}: {e}")))
+                })
+                .collect::<crate::Result<Vec<_>>>()?;
+            let view = self.service.enqueue_trials(id, configurations).await?;
+            Ok(pb::EnqueueTrialsResponse {
+                experiment: Some((&view).into()),
+            })
+        };
+        respond(&self.metrics, "EnqueueTrials", result.await)
     }
 }

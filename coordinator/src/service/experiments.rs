@@ -8,11 +8,12 @@ use tracing::{info, instrument};
 use super::cell::ExperimentCell;
 use super::lifecycle::{TrialEvent, transition};
 use super::model::{
-    ExperimentId, ExperimentRecord, ExperimentSpec, ExperimentState, TrialRecord, now_unix,
-    random_u64,
+    ExperimentId, ExperimentRecord, ExperimentSpec, ExperimentState, TrialId, TrialRecord,
+    now_unix, random_u64,
 };
 use super::pause::FailureStreak;
 use super::state::Live;
+use super::warm_start::ImportedTrial;
 use super::workloads::{check_metric, default_metric};
 use super::{Coordinator, ExperimentService, ExperimentView, Page, TrialView};
 use crate::store::Change;
@@ -82,7 +83,7 @@ impl Coordinator {
         Ok(spec)
     }
 
-    fn view(live: &Live) -> ExperimentView {
+    pub(super) fn view(live: &Live) -> ExperimentView {
         ExperimentView {
             record: live.record.clone(),
             counts: live.counts(),
@@ -154,6 +155,7 @@ impl ExperimentService for Coordinator {
             failure_reason: String::new(),
             paused_reason: String::new(),
             resumed_unix: 0.0,
+            queued: Vec::new(),
         };
         let cell = Arc::new(ExperimentCell::new(Live::new(record.clone())));
         let (ticket, view) = {
@@ -285,6 +287,24 @@ impl ExperimentService for Coordinator {
         let cell = self.cell(&id)?;
         let live = cell.lock();
         Ok(live.best_trial().map(|t| Self::trial_view(&live, t, true)))
+    }
+
+    #[instrument(skip(self, trials), fields(experiment_id = %id, trials = trials.len()))]
+    async fn add_trials(
+        &self,
+        id: ExperimentId,
+        trials: Vec<ImportedTrial>,
+    ) -> Result<(Vec<TrialId>, ExperimentView)> {
+        self.import_trials(id, trials).await
+    }
+
+    #[instrument(skip(self, configurations), fields(experiment_id = %id, configurations = configurations.len()))]
+    async fn enqueue_trials(
+        &self,
+        id: ExperimentId,
+        configurations: Vec<tuner::space::Assignment>,
+    ) -> Result<ExperimentView> {
+        self.queue_trials(id, configurations).await
     }
 }
 

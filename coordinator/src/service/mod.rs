@@ -37,6 +37,7 @@ pub mod refill;
 pub mod registry;
 pub mod state;
 pub mod suggest_pool;
+pub mod warm_start;
 pub mod workloads;
 
 use std::future::Future;
@@ -324,6 +325,19 @@ pub trait ExperimentService: Send + Sync + 'static {
         &self,
         id: ExperimentId,
     ) -> impl Future<Output = Result<Option<TrialView>>> + Send;
+    /// Adds trials evaluated elsewhere (warm start), all or none ([`warm_start`]). Returns
+    /// their ids in order and the experiment afterwards.
+    fn add_trials(
+        &self,
+        id: ExperimentId,
+        trials: Vec<warm_start::ImportedTrial>,
+    ) -> impl Future<Output = Result<(Vec<TrialId>, ExperimentView)>> + Send;
+    /// Queues configurations to run before any suggestion, all or none ([`warm_start`]).
+    fn enqueue_trials(
+        &self,
+        id: ExperimentId,
+        configurations: Vec<Assignment>,
+    ) -> impl Future<Output = Result<ExperimentView>> + Send;
 }
 
 /// What agents call.

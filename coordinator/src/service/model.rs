@@ -255,6 +255,10 @@ pub struct ExperimentRecord {
     /// towards the next pause.
     #[serde(default)]
     pub resumed_unix: f64,
+    /// Configurations queued to run before any suggestion (`EnqueueTrials`), first first: each
+    /// becomes a trial when a slot frees.
+    #[serde(default)]
+    pub queued: Vec<Assignment>,
 }
 
 /// Lifecycle of a trial (`proto` `TrialState`).
@@ -369,6 +373,10 @@ pub struct TrialRecord {
     pub finished_unix: Option<f64>,
     /// The experiment was stopped while it ran: tell the agent to stop.
     pub stop_requested: bool,
+    /// Added with `AddTrials` (a result obtained elsewhere): never leased, and not counted
+    /// towards the budget.
+    #[serde(default)]
+    pub imported: bool,
 }
 
 /// One epoch report of one attempt.

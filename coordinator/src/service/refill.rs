@@ -79,22 +79,31 @@ struct Round {
 impl Coordinator {
     /// Turns buffered suggestions into trials while the experiment has free slots, under its
     /// lock. Returns the trials created (the caller wakes that many waiting agents).
+    /// Configurations queued with `EnqueueTrials` go first, in order, then buffered suggestions.
     pub(crate) fn promote(&self, cell: &ExperimentCell, live: &mut Live) -> usize {
-        if live.record.state != ExperimentState::Running || live.buffer.is_empty() {
+        let queued = live.record.queued.len();
+        let supply = queued + live.buffer.len();
+        if live.record.state != ExperimentState::Running || supply == 0 {
             return 0;
         }
         let counts = live.counts();
-        let take = trials_wanted(&live.record, &counts, live.buffer.len()).min(live.buffer.len());
+        let take = trials_wanted(&live.record, &counts, supply).min(supply);
         if take == 0 {
             return 0;
         }
-        let changes: Vec<Change> = (0..take)
-            .filter_map(|offset| {
-                let params = live.buffer.pop_front()?;
-                let number = counts.created + u32::try_from(offset).unwrap_or(u32::MAX);
-                Some(Change::PutTrial(new_trial(&cell.id, number, params)))
-            })
-            .collect();
+        let from_queue = take.min(queued);
+        let mut params: Vec<tuner::space::Assignment> = Vec::with_capacity(take);
+        let mut changes: Vec<Change> = Vec::with_capacity(take + 1);
+        if from_queue > 0 {
+            let mut record = live.record.clone();
+            params.extend(record.queued.drain(..from_queue));
+            changes.push(Change::PutExperiment(record));
+        }
+        params.extend(live.buffer.drain(..take - from_queue));
+        changes.extend(params.into_iter().enumerate().map(|(offset, params)| {
+            let number = counts.created + u32::try_from(offset).unwrap_or(u32::MAX);
+            Change::PutTrial(new_trial(&cell.id, number, params))
+        }));
         // Durable in order before any lease of these trials; nobody waits for it here.
         drop(self.mutate(cell, live, changes));
         take
@@ -133,12 +142,15 @@ impl Coordinator {
             return None;
         }
         let counts = live.counts();
-        let slots = trials_wanted(&live.record, &counts, live.buffer.len());
+        let queued = live.record.queued.len();
+        // Queued configurations fill slots before any suggestion.
+        let slots =
+            trials_wanted(&live.record, &counts, live.buffer.len() + queued).saturating_sub(queued);
         if slots == 0 && !can_suggest(&live.record, &counts) {
-            if counts.in_flight() == 0 {
+            if counts.in_flight() == 0 && queued == 0 {
                 let mut updated = live.record.clone();
                 updated.state = ExperimentState::Completed;
-                info!(experiment_id = %updated.id, trials = counts.created, "experiment completed");
+                info!(experiment_id = %updated.id, trials = counts.runs(), "experiment completed");
                 drop(self.mutate(cell, live, vec![Change::PutExperiment(updated)]));
             }
             return None;
@@ -147,7 +159,8 @@ impl Coordinator {
             return None;
         }
         let results = counts.succeeded + counts.early_stopped;
-        let left = (live.record.spec.budget_trials - counts.created) as usize;
+        let left = (live.record.spec.budget_trials.saturating_sub(counts.runs()) as usize)
+            .saturating_sub(queued);
         let target = buffer_target(&live.record).min(left.saturating_sub(slots));
         let replace = live.record.spec.strategy == Strategy::Bo
             && results > live.buffer_results
@@ -273,18 +286,21 @@ fn dollars_reached(experiment: &ExperimentRecord, counts: &TrialCounts) -> bool 
 }
 
 /// Whether the strategy should be asked for more points (budget, dollars, an exhausted grid).
+/// Queued configurations will take their share of the budget.
 fn can_suggest(experiment: &ExperimentRecord, counts: &TrialCounts) -> bool {
+    let queued = u32::try_from(experiment.queued.len()).unwrap_or(u32::MAX);
     !experiment.exhausted
-        && counts.created < experiment.spec.budget_trials
+        && counts.runs().saturating_add(queued) < experiment.spec.budget_trials
         && !dollars_reached(experiment, counts)
 }
 
 /// Trials to create now: the free slots of the parallelism, within the budget and the dollars,
-/// while the strategy or the buffer (`buffered` points) can still supply them.
+/// while the strategy, the queue or the buffer (`buffered` points of both) can still supply them.
+/// Imported trials take no part of the budget.
 fn trials_wanted(experiment: &ExperimentRecord, counts: &TrialCounts, buffered: usize) -> usize {
     let supply = buffered > 0 || !experiment.exhausted;
     if !supply
-        || counts.created >= experiment.spec.budget_trials
+        || counts.runs() >= experiment.spec.budget_trials
         || dollars_reached(experiment, counts)
     {
         return 0;
@@ -293,7 +309,7 @@ fn trials_wanted(experiment: &ExperimentRecord, counts: &TrialCounts, buffered: 
         .spec
         .parallelism
         .saturating_sub(counts.in_flight());
-    let left = experiment.spec.budget_trials - counts.created;
+    let left = experiment.spec.budget_trials - counts.runs();
     free_slots.min(left) as usize
 }
 
@@ -314,6 +330,7 @@ fn suggest_input(live: &Live, q: usize) -> SuggestInput {
     let mut pending: Vec<tuner::space::Assignment> = Vec::new();
     let history = !random_needs_no_history(&live.record);
     if history {
+        pending.extend(live.record.queued.iter().cloned());
         pending.extend(live.buffer.iter().cloned());
     }
     for trial in live.trials().iter().filter(|_| history) {
@@ -367,5 +384,6 @@ pub(crate) fn new_trial(
         created_unix: now_unix(),
         finished_unix: None,
         stop_requested: false,
+        imported: false,
     }
 }

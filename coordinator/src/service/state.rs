@@ -16,8 +16,10 @@ use crate::store::Change;
 /// Counts of an experiment's trials by state, and its totals.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrialCounts {
-    /// Trials created.
+    /// Trials created, imported ones included.
     pub created: u32,
+    /// Trials added with `AddTrials` (results from elsewhere; not counted towards the budget).
+    pub imported: u32,
     /// Waiting for an agent.
     pub pending: u32,
     /// Leased or running.
@@ -45,6 +47,11 @@ impl TrialCounts {
     /// Trials that are terminal.
     pub fn done(&self) -> u32 {
         self.succeeded + self.failed + self.early_stopped + self.other_terminal
+    }
+
+    /// Trials the experiment created to run (imported ones excluded): what the budget counts.
+    pub fn runs(&self) -> u32 {
+        self.created - self.imported
     }
 }
 
@@ -172,6 +179,9 @@ impl Live {
                 self.by_id.insert(trial.id.clone(), self.trials.len());
                 self.trials.push(trial.clone());
                 self.counts.created += 1;
+                if trial.imported {
+                    self.counts.imported += 1;
+                }
                 (self.trials.len() - 1, false)
             }
         };
@@ -470,6 +480,7 @@ mod tests {
             let mut recount = TrialCounts::default();
             for t in live.trials() {
                 recount.created += 1;
+                recount.imported += u32::from(t.imported);
                 recount.add(t, 1);
             }
             let counts = live.counts();

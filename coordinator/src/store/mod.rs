@@ -107,6 +107,14 @@ pub(crate) mod tests_support {
             failure_reason: "sample reason".into(),
             paused_reason: "sample pause".into(),
             resumed_unix: 3.25,
+            queued: vec![
+                [
+                    ("x".to_string(), tuner::space::Value::Float(0.25)),
+                    ("n".to_string(), tuner::space::Value::Int(2)),
+                ]
+                .into_iter()
+                .collect(),
+            ],
         }
     }
 
@@ -140,6 +148,7 @@ pub(crate) mod tests_support {
             created_unix: 2.0,
             finished_unix: None,
             stop_requested: false,
+            imported: false,
             interruptions: 0,
             last_lease_id: Some("lease-1".into()),
         }

@@ -96,6 +96,12 @@ ALTER TABLE experiments ADD COLUMN resumed_unix REAL NOT NULL DEFAULT 0;
     r"
 ALTER TABLE trials ADD COLUMN metrics_json TEXT NOT NULL DEFAULT '{}';
 ",
+    // 6: warm start: trials added from elsewhere are marked imported, and an experiment keeps
+    // the configurations queued to run before its suggestions.
+    r"
+ALTER TABLE trials ADD COLUMN imported INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE experiments ADD COLUMN queued_json TEXT NOT NULL DEFAULT '[]';
+",
 ];
 
 /// An `ExperimentStore` on a SQLite file.
@@ -232,11 +238,11 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
         Change::PutExperiment(e) => {
             tx.prepare_cached(
                 "INSERT INTO experiments (id, name, state, spec_json, created_unix, exhausted,
-                     failure_reason, paused_reason, resumed_unix)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     failure_reason, paused_reason, resumed_unix, queued_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(id) DO UPDATE SET name = ?2, state = ?3, spec_json = ?4,
                      created_unix = ?5, exhausted = ?6, failure_reason = ?7,
-                     paused_reason = ?8, resumed_unix = ?9",
+                     paused_reason = ?8, resumed_unix = ?9, queued_json = ?10",
             )?
             .execute(params![
                 e.id.0,
@@ -247,7 +253,8 @@ fn put(tx: &rusqlite::Transaction<'_>, change: &Change) -> rusqlite::Result<()> 
                 e.exhausted,
                 e.failure_reason,
                 e.paused_reason,
-                e.resumed_unix
+                e.resumed_unix,
+                to_json(&e.queued)
             ])?;
         }
         Change::PutTrial(t) => put_trial(tx, t)?,
@@ -297,9 +304,9 @@ fn put_trial(tx: &rusqlite::Transaction<'_>, t: &TrialRecord) -> rusqlite::Resul
         "INSERT INTO trials (id, experiment_id, number, params_json, state, value, attempts, agent_id,
              lease_id, lease_agent_id, lease_deadline_unix, epochs_run, best_epoch, wall_seconds,
              device_seconds, cost_dollars, failure_reason, instance_type, created_unix,
-             finished_unix, stop_requested, interruptions, last_lease_id, metrics_json)
+             finished_unix, stop_requested, interruptions, last_lease_id, metrics_json, imported)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-             ?19, ?20, ?21, ?22, ?23, ?24)
+             ?19, ?20, ?21, ?22, ?23, ?24, ?25)
          ON CONFLICT(id) DO UPDATE SET params_json = ?4, state = ?5, value = ?6, attempts = ?7,
              agent_id = ?8, lease_id = ?9, lease_agent_id = ?10, lease_deadline_unix = ?11,
              epochs_run = ?12, best_epoch = ?13, wall_seconds = ?14, device_seconds = ?15,
@@ -331,6 +338,7 @@ fn put_trial(tx: &rusqlite::Transaction<'_>, t: &TrialRecord) -> rusqlite::Resul
             t.interruptions,
             t.last_lease_id.as_ref().map(|l| l.0.clone()),
             to_json(&t.metrics),
+            t.imported,
     ])?;
     Ok(())
 }
@@ -345,6 +353,7 @@ fn experiment_from_row(row: &Row<'_>) -> Result<ExperimentRecord, RowError> {
         failure_reason: row.get(5)?,
         paused_reason: row.get(6)?,
         resumed_unix: row.get(7)?,
+        queued: from_json("queued_json", &row.get::<_, String>(8)?)?,
     })
 }
 
@@ -383,6 +392,7 @@ fn trial_from_row(row: &Row<'_>) -> Result<TrialRecord, RowError> {
         interruptions: row.get(21)?,
         last_lease_id: row.get::<_, Option<String>>(22)?.map(|l| l.as_str().into()),
         metrics: from_json("metrics_json", &row.get::<_, String>(23)?)?,
+        imported: row.get(24)?,
     })
 }
 
@@ -434,7 +444,7 @@ impl ExperimentStore for SqliteStore {
                 experiments: query_all(
                     &conn,
                     "SELECT id, state, spec_json, created_unix, exhausted, failure_reason,
-                         paused_reason, resumed_unix
+                         paused_reason, resumed_unix, queued_json
                      FROM experiments
                      ORDER BY created_unix, rowid",
                     experiment_from_row,
@@ -445,7 +455,7 @@ impl ExperimentStore for SqliteStore {
                          lease_id, lease_agent_id, lease_deadline_unix, epochs_run, best_epoch,
                          wall_seconds, device_seconds, cost_dollars, failure_reason, instance_type,
                          created_unix, finished_unix, stop_requested, interruptions, last_lease_id,
-                         metrics_json
+                         metrics_json, imported
                      FROM trials ORDER BY experiment_id, number",
                     trial_from_row,
                 )?,
@@ -516,8 +526,18 @@ mod tests {
         assert_eq!(reopened.load().expect("loads"), expected);
         assert_eq!(
             schema_version(&dir.path().join(DB_FILE_NAME)).expect("reads"),
-            Some(5)
+            Some(6)
         );
+        // An imported trial keeps its mark.
+        let mut imported = expected.trials[0].clone();
+        imported.id = "trial-imported".into();
+        imported.number = 99;
+        imported.imported = true;
+        reopened
+            .commit(&[Change::PutTrial(imported.clone())])
+            .expect("commits an imported trial");
+        let loaded = reopened.load().expect("loads");
+        assert_eq!(loaded.trials.iter().find(|t| t.imported), Some(&imported));
         let agent = expected.agents[0].id.clone();
         reopened
             .commit(&[Change::DeleteAgent(agent)])
@@ -525,7 +545,8 @@ mod tests {
         let after = reopened.load().expect("loads");
         assert!(after.agents.is_empty(), "{:?}", after.agents);
         assert_eq!(
-            after.trials, expected.trials,
+            after.trials.len(),
+            expected.trials.len() + 1,
             "deleting an agent keeps its trials"
         );
     }
@@ -603,7 +624,11 @@ mod tests {
         );
         assert!(loaded[0].paused_reason.is_empty());
         assert_eq!(loaded[0].resumed_unix, 0.0);
-        assert_eq!(schema_version(&path).expect("reads"), Some(5));
+        assert!(
+            loaded[0].queued.is_empty(),
+            "nothing queued after the upgrade"
+        );
+        assert_eq!(schema_version(&path).expect("reads"), Some(6));
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub(super) fn fresh_trial() -> TrialRecord {
         created_unix: 100.0,
         finished_unix: None,
         stop_requested: false,
+        imported: false,
     }
 }
 

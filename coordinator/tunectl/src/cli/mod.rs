@@ -3,6 +3,7 @@
 //! ([`certs`]). (`ask-tell` and `local` live in [`crate::ask_tell`] and [`crate::local`].)
 
 pub mod certs;
+pub mod import;
 pub mod numbers;
 pub mod output;
 pub mod report;
@@ -122,6 +123,18 @@ pub enum ExperimentCommand {
         /// Experiment id.
         id: String,
     },
+    /// Warm start: adds results obtained elsewhere to an experiment, from CSV (`tunectl trials
+    /// --format csv` of an older experiment), a JSON array (`--format json`) or JSON lines. BO
+    /// uses them like its own results; they do not count towards the budget.
+    Import {
+        /// Experiment id.
+        id: String,
+        /// The file: columns or keys named like the experiment's parameters, and `value`.
+        file: PathBuf,
+        /// Queue the file's configurations to run first instead (values are ignored).
+        #[arg(long)]
+        enqueue: bool,
+    },
 }
 
 /// Adds `authorization: Bearer …` to every request when a token is set.
@@ -239,6 +252,10 @@ pub async fn run(
         ExperimentCommand::Trials { id, format, epochs } => {
             let trials = list_trials(&mut client, &id, epochs).await?;
             write!(out, "{}", output::trials(&trials, format))?;
+        }
+        ExperimentCommand::Import { id, file, enqueue } => {
+            let summary = import::run(&mut client, &id, &file, enqueue).await?;
+            writeln!(out, "{summary}")?;
         }
         ExperimentCommand::Resume { id } => {
             let request = pb::ResumeExperimentRequest { experiment_id: id };
