@@ -5,7 +5,7 @@ import time
 from google.protobuf.json_format import MessageToDict
 
 from .client import _enum_name
-from .params import params_dict
+from .params import params_dict, to_proto
 from .v1 import tunefleet_pb2 as pb
 from .worker import Worker
 
@@ -27,6 +27,7 @@ def trial_dict(trial):
         "best_epoch": trial.best_epoch,
         "wall_seconds": trial.wall_seconds,
         "failure_reason": trial.failure_reason,
+        "imported": trial.imported,
         "epochs": [MessageToDict(e, preserving_proto_field_name=True) for e in trial.epochs],
     }
 
@@ -73,7 +74,53 @@ class Experiment:
             "best_value": experiment.best_value if experiment.HasField("best_value") else None,
             "best_trial_id": experiment.best_trial_id if experiment.HasField("best_trial_id") else None,
             "epochs_reported": experiment.epochs_reported,
+            "trials_imported": experiment.trials_imported,
+            "trials_queued": experiment.trials_queued,
         }
+
+    def tell(self, params, value=None, epochs=None, **metrics):
+        """Adds a result obtained elsewhere (warm start): `params` (a value for every parameter
+        of the space) and its objective `value` (None records a configuration that failed).
+        `epochs` is an optional learning curve, a list of values for epochs 1, 2, ... or of dicts
+        with `epoch` and `value`; keyword arguments are extra metrics. BO uses the result like
+        one of its own, and it does not count towards the budget. Returns the new trial's id."""
+        return self.tell_many([{"params": params, "value": value, "epochs": epochs,
+                                "metrics": metrics}])[0]
+
+    def tell_many(self, results):
+        """Adds several results at once, all or none: dicts with `params`, `value` and
+        optionally `epochs` and `metrics` (see `tell`). Returns the new trials' ids in order."""
+        trials = []
+        for result in results:
+            trial = pb.ImportedTrial(params={k: to_proto(v) for k, v in result["params"].items()})
+            if result.get("value") is not None:
+                trial.value = float(result["value"])
+            for number, epoch in enumerate(result.get("epochs") or [], start=1):
+                if isinstance(epoch, dict):
+                    trial.epochs.add(epoch=int(epoch.get("epoch", number)),
+                                     value=float(epoch["value"]))
+                else:
+                    trial.epochs.add(epoch=number, value=float(epoch))
+            for name, metric in (result.get("metrics") or {}).items():
+                trial.metrics[name] = float(metric)
+            trials.append(trial)
+        stub = self.client.experiments_stub
+        # Not retried: a request that reached the coordinator before a transient error would
+        # add its trials twice.
+        response = self.client.call(stub.AddTrials,
+                                    pb.AddTrialsRequest(experiment_id=self.id, trials=trials),
+                                    retry_seconds=0)
+        return list(response.trial_ids)
+
+    def enqueue(self, *configurations):
+        """Queues configurations (dicts of parameter values) to run before any suggestion, in
+        order; they count towards the budget. Returns how many are queued now."""
+        stub = self.client.experiments_stub
+        request = pb.EnqueueTrialsRequest(experiment_id=self.id, configurations=[
+            pb.Configuration(params={k: to_proto(v) for k, v in c.items()})
+            for c in configurations])
+        # Not retried, like `tell_many`.
+        return self.client.call(stub.EnqueueTrials, request, retry_seconds=0).experiment.trials_queued
 
     def stop(self):
         """Stops the experiment: pending trials are cancelled, running ones told to stop."""

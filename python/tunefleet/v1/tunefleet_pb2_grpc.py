@@ -73,6 +73,16 @@ class ExperimentServiceStub:
                 request_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.GetBestTrialRequest.SerializeToString,
                 response_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.GetBestTrialResponse.FromString,
                 _registered_method=True)
+        self.AddTrials = channel.unary_unary(
+                '/tunefleet.v1.ExperimentService/AddTrials',
+                request_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.AddTrialsRequest.SerializeToString,
+                response_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.AddTrialsResponse.FromString,
+                _registered_method=True)
+        self.EnqueueTrials = channel.unary_unary(
+                '/tunefleet.v1.ExperimentService/EnqueueTrials',
+                request_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.EnqueueTrialsRequest.SerializeToString,
+                response_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.EnqueueTrialsResponse.FromString,
+                _registered_method=True)
 
 
 class ExperimentServiceServicer:
@@ -126,6 +136,25 @@ class ExperimentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddTrials(self, request, context):
+        """Warm start: adds trials evaluated elsewhere (another experiment, a notebook). Each becomes a
+        finished trial marked `imported`; BO uses its value like one of its own results, and it does
+        not count towards budget_trials. Allowed before or while the experiment runs, and after it
+        ended (for the record). All or nothing: one invalid trial refuses the request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueTrials(self, request, context):
+        """Queues configurations to evaluate before any suggestion, in order. Each becomes a trial when
+        a slot frees (so parallelism holds) and counts towards budget_trials; the strategy treats
+        the queued ones as pending. Only a running or paused experiment takes them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExperimentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +192,16 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
                     servicer.GetBestTrial,
                     request_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.GetBestTrialRequest.FromString,
                     response_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.GetBestTrialResponse.SerializeToString,
+            ),
+            'AddTrials': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddTrials,
+                    request_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.AddTrialsRequest.FromString,
+                    response_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.AddTrialsResponse.SerializeToString,
+            ),
+            'EnqueueTrials': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueTrials,
+                    request_deserializer=tunefleet_dot_v1_dot_tunefleet__pb2.EnqueueTrialsRequest.FromString,
+                    response_serializer=tunefleet_dot_v1_dot_tunefleet__pb2.EnqueueTrialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +397,60 @@ class ExperimentService:
             '/tunefleet.v1.ExperimentService/GetBestTrial',
             tunefleet_dot_v1_dot_tunefleet__pb2.GetBestTrialRequest.SerializeToString,
             tunefleet_dot_v1_dot_tunefleet__pb2.GetBestTrialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddTrials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tunefleet.v1.ExperimentService/AddTrials',
+            tunefleet_dot_v1_dot_tunefleet__pb2.AddTrialsRequest.SerializeToString,
+            tunefleet_dot_v1_dot_tunefleet__pb2.AddTrialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueTrials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tunefleet.v1.ExperimentService/EnqueueTrials',
+            tunefleet_dot_v1_dot_tunefleet__pb2.EnqueueTrialsRequest.SerializeToString,
+            tunefleet_dot_v1_dot_tunefleet__pb2.EnqueueTrialsResponse.FromString,
             options,
             channel_credentials,
             insecure,
