@@ -82,8 +82,10 @@ fn strategy_name(spec: &pb::ExperimentSpec) -> String {
 }
 
 /// Trials of an experiment that ended: succeeded, failed or stopped early.
+/// Imported trials (all finished) are not the experiment's own, so they are left out.
 pub fn trials_done(e: &pb::Experiment) -> u32 {
-    e.trials_succeeded + e.trials_failed + e.trials_early_stopped
+    (e.trials_succeeded + e.trials_failed + e.trials_early_stopped)
+        .saturating_sub(e.trials_imported)
 }
 
 /// Whether an experiment did any work (so a $0 cost means no price was known).
@@ -166,7 +168,9 @@ pub fn experiment_status(e: &pb::Experiment) -> String {
             "trials",
             format!(
                 "{} created of {} budget, {} running",
-                e.trials_created, spec.budget_trials, e.trials_running
+                e.trials_created.saturating_sub(e.trials_imported),
+                spec.budget_trials,
+                e.trials_running
             ),
         ),
         ("succeeded", e.trials_succeeded.to_string()),
@@ -190,6 +194,16 @@ pub fn experiment_status(e: &pb::Experiment) -> String {
     ];
     for (key, value) in rows {
         let _ = writeln!(out, "{key:>15}: {value}");
+    }
+    if e.trials_imported > 0 {
+        let _ = writeln!(
+            out,
+            "{:>15}: {} (outside the budget)",
+            "imported", e.trials_imported
+        );
+    }
+    if e.trials_queued > 0 {
+        let _ = writeln!(out, "{:>15}: {} to run first", "queued", e.trials_queued);
     }
     if !e.failure_reason.is_empty() {
         let _ = writeln!(out, "{:>15}: {}", "failed because", e.failure_reason);
