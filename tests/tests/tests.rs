@@ -5,6 +5,7 @@ mod agent_e2e;
 mod connections_e2e;
 mod coordinator_e2e;
 mod fleet_e2e;
+mod metrics_restart_e2e;
 mod observability_configs;
 mod observability_deploy;
 mod observability_prometheus;
