@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use prometheus::{
     Counter, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec,
-    IntGauge, Opts, Registry, TextEncoder,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 const NAMESPACE: &str = "tunefleet";
@@ -25,6 +25,8 @@ pub struct Metrics {
     pub grpc_requests_total: IntCounterVec,
     /// Trial transitions into each status.
     pub trials_total: IntCounterVec,
+    /// Trials in each status now, over every experiment.
+    pub trials: IntGaugeVec,
     /// Trials held under a lease now.
     pub leases_active: IntGauge,
     /// Leases that expired.
@@ -49,6 +51,9 @@ pub struct Metrics {
     pub experiment_epochs_total: IntCounterVec,
     /// Dollars reported, per experiment.
     pub experiment_cost_dollars_total: CounterVec,
+    /// 1 per experiment, labelled with its name, strategy and study (for dashboards to join on
+    /// `experiment`).
+    pub experiment_info: IntGaugeVec,
     /// gRPC connections open now.
     pub grpc_connections_open: IntGauge,
     /// gRPC connections closed at accept because `max_connections` were open.
@@ -91,6 +96,11 @@ impl Metrics {
             .expect("valid metric"),
             trials_total: IntCounterVec::new(
                 opts("trials_total", "Trial transitions into each status"),
+                &["status"],
+            )
+            .expect("valid metric"),
+            trials: IntGaugeVec::new(
+                opts("trials", "Trials in each status now, over every experiment"),
                 &["status"],
             )
             .expect("valid metric"),
@@ -167,6 +177,14 @@ impl Metrics {
                 &["experiment"],
             )
             .expect("valid metric"),
+            experiment_info: IntGaugeVec::new(
+                opts(
+                    "experiment_info",
+                    "1 for each experiment, labelled with its name, strategy and study",
+                ),
+                &["experiment", "name", "strategy", "study"],
+            )
+            .expect("valid metric"),
             grpc_connections_open: IntGauge::with_opts(opts(
                 "grpc_connections_open",
                 "gRPC connections open now",
@@ -191,6 +209,7 @@ impl Metrics {
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(self.grpc_requests_total.clone()),
             Box::new(self.trials_total.clone()),
+            Box::new(self.trials.clone()),
             Box::new(self.leases_active.clone()),
             Box::new(self.leases_expired_total.clone()),
             Box::new(self.agents_connected.clone()),
@@ -203,6 +222,7 @@ impl Metrics {
             Box::new(self.experiment_trials_completed_total.clone()),
             Box::new(self.experiment_epochs_total.clone()),
             Box::new(self.experiment_cost_dollars_total.clone()),
+            Box::new(self.experiment_info.clone()),
             Box::new(self.grpc_connections_open.clone()),
             Box::new(self.grpc_connections_rejected_total.clone()),
             Box::new(self.grpc_connections_idle_closed_total.clone()),
@@ -223,6 +243,20 @@ impl Metrics {
     pub fn experiment_cost(&self, experiment: &str) -> Counter {
         self.experiment_cost_dollars_total
             .with_label_values(&[experiment])
+    }
+
+    /// Raises a counter to `target` (it never goes down): how a restarted coordinator sets its
+    /// per-experiment counters from the store, the same whether or not they already moved.
+    pub fn raise_counter(counter: &IntCounter, target: u64) {
+        counter.inc_by(target.saturating_sub(counter.get()));
+    }
+
+    /// [`Metrics::raise_counter`] for a float counter.
+    pub fn raise_float_counter(counter: &Counter, target: f64) {
+        let missing = target - counter.get();
+        if missing > 0.0 {
+            counter.inc_by(missing);
+        }
     }
 
     /// Renders the Prometheus text exposition format.
@@ -298,11 +332,17 @@ mod tests {
             .with_label_values(&["exp-1"])
             .inc();
         metrics.experiment_cost("exp-1").inc_by(0.25);
+        metrics.trials.with_label_values(&["pending"]).set(2);
+        metrics
+            .experiment_info
+            .with_label_values(&["exp-1", "mr", "bo", ""])
+            .set(1);
         metrics.suggest_duration_seconds.observe(0.01);
         let text = metrics.render();
         for name in [
             "grpc_requests_total",
             "trials_total",
+            "trials",
             "leases_active",
             "leases_expired_total",
             "agents_connected",
@@ -315,6 +355,7 @@ mod tests {
             "experiment_trials_completed_total",
             "experiment_epochs_total",
             "experiment_cost_dollars_total",
+            "experiment_info",
         ] {
             let full = format!("tunefleet_coordinator_{name}");
             assert!(
@@ -325,6 +366,23 @@ mod tests {
         assert!(text.contains(
             r#"tunefleet_coordinator_experiment_cost_dollars_total{experiment="exp-1"} 0.25"#
         ));
+    }
+
+    #[test]
+    fn counters_are_raised_to_a_target_and_never_lowered() {
+        let metrics = Metrics::new();
+        let completed = metrics
+            .experiment_trials_completed_total
+            .with_label_values(&["exp-1"]);
+        Metrics::raise_counter(&completed, 7);
+        Metrics::raise_counter(&completed, 7);
+        assert_eq!(completed.get(), 7);
+        Metrics::raise_counter(&completed, 3);
+        assert_eq!(completed.get(), 7);
+        let cost = metrics.experiment_cost("exp-1");
+        Metrics::raise_float_counter(&cost, 1.5);
+        Metrics::raise_float_counter(&cost, 1.0);
+        assert!((cost.get() - 1.5).abs() < 1e-12);
     }
 
     #[test]

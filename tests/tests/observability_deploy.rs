@@ -119,12 +119,70 @@ fn dashboards_are_well_formed() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The experiment dashboard picks experiments by name: its variable lists the names of
+/// `experiment_info`, and every per-experiment series is joined with it on the id (so its
+/// legend can show the name). The overview's trials by status are the gauge of trials now,
+/// not sums of transition counters.
+#[test]
+fn experiments_are_picked_by_name_and_trials_by_status_are_current() -> Result<()> {
     let experiment = load_dashboard(&deploy_dir().join("grafana/dashboards/experiment.json"))?;
+    let variable = experiment
+        .query_variables
+        .iter()
+        .find(|variable| variable.name == "name")
+        .context("experiment.json has no $name variable")?;
+    assert_eq!(
+        queries::parse_label_values(&variable.query),
+        Some((
+            "tunefleet_coordinator_experiment_info".to_string(),
+            "name".to_string()
+        ))
+    );
+    let join =
+        r#"* on(experiment) group_left(name) tunefleet_coordinator_experiment_info{name=~"$name"}"#;
+    let mut per_experiment = 0;
+    for query in &experiment.queries {
+        let names = metric_names(&query.expr);
+        let uses_per_experiment = names.iter().any(|name| {
+            name.starts_with("tunefleet_coordinator_experiment_")
+                || name == "tunefleet_coordinator_best_objective"
+        });
+        if uses_per_experiment {
+            per_experiment += 1;
+            assert!(
+                query.expr.contains(join),
+                "{}: `{}` is not joined with experiment_info by name",
+                query.panel,
+                query.expr
+            );
+        }
+        assert!(
+            !query.expr.contains("$experiment"),
+            "{}: `{}` still picks by id",
+            query.panel,
+            query.expr
+        );
+    }
     assert!(
-        experiment
-            .query_variables
-            .iter()
-            .any(|variable| variable.name == "experiment")
+        per_experiment >= 8,
+        "only {per_experiment} per-experiment queries"
+    );
+
+    let overview = load_dashboard(&deploy_dir().join("grafana/dashboards/cluster-overview.json"))?;
+    let now: Vec<_> = overview
+        .queries
+        .iter()
+        .filter(|query| query.panel == "Trials by status (now)")
+        .collect();
+    assert_eq!(now.len(), 1, "no 'Trials by status (now)' panel");
+    assert_eq!(
+        metric_names(&now[0].expr),
+        BTreeSet::from(["tunefleet_coordinator_trials".to_string()]),
+        "{}",
+        now[0].expr
     );
     Ok(())
 }

@@ -51,6 +51,9 @@ const BUILTIN_VARIABLES: &[(&str, &str)] = &[
 /// Trials in the test study.
 const BUDGET_TRIALS: u32 = 10;
 
+/// The test study's name, which the experiment dashboard's `$name` variable must list.
+const STUDY_NAME: &str = "observability";
+
 #[test]
 fn promtool_accepts_the_shipped_config_and_rules() -> Result<()> {
     let Some(tools) = Tools::find_or_skip() else {
@@ -187,7 +190,7 @@ async fn run_study(
         })),
     };
     let spec = ExperimentSpec {
-        name: "observability".to_string(),
+        name: STUDY_NAME.to_string(),
         metric: "value".to_string(),
         direction: Direction::Minimize as i32,
         strategy: Strategy::Bo as i32,
@@ -241,6 +244,13 @@ async fn run_study(
     wait_for_value(
         prometheus,
         "sum(tunefleet_agent_trials_total)",
+        f64::from(BUDGET_TRIALS),
+    )
+    .await?;
+    // The gauge of trials now: every trial of the study succeeded (the function cannot fail).
+    wait_for_value(
+        prometheus,
+        r#"tunefleet_coordinator_trials{status="succeeded"}"#,
         f64::from(BUDGET_TRIALS),
     )
     .await?;
@@ -332,6 +342,21 @@ async fn check_dashboards(fixture: &Fixture) -> Result<()> {
             if !allowed_empty && !has_data(&samples) {
                 failures.push(format!("{place}: `{expr}` has no data ({samples:?})"));
             }
+            // A per-experiment series joined with `experiment_info` carries the name and the id.
+            let labelled = |sample: &Sample| {
+                sample.labels.get("name").map(String::as_str) == Some(STUDY_NAME)
+                    && sample.labels.get("experiment") == Some(&fixture.experiment_id)
+            };
+            if expr.contains("group_left(name)")
+                && !expr.contains("sum(")
+                && !samples.iter().all(labelled)
+            {
+                failures.push(format!(
+                    "{place}: `{expr}` has series without the name {STUDY_NAME} and id {}: \
+                     {samples:?}",
+                    fixture.experiment_id
+                ));
+            }
         }
     }
     assert!(evaluated >= 20, "only {evaluated} panel queries found");
@@ -345,7 +370,8 @@ async fn check_dashboards(fixture: &Fixture) -> Result<()> {
 }
 
 /// The values substituted for a dashboard's variables: Grafana's built-ins, `datasource`, and
-/// each query variable's own query run through Prometheus (which must list the experiment).
+/// each query variable's own query run through Prometheus, which must list the study's name
+/// (experiments are picked by name; the panels join on the id).
 async fn variable_values(
     prometheus: &Server,
     dashboard: &integration_tests::prometheus::queries::Dashboard,
@@ -365,12 +391,12 @@ async fn variable_values(
         })?;
         let listed = prometheus.label_values(&selector, &label).await?;
         assert!(
-            listed.iter().any(|value| value == experiment_id),
-            "{}: ${} lists {listed:?}, not the experiment {experiment_id}",
+            listed.iter().any(|value| value == STUDY_NAME),
+            "{}: ${} lists {listed:?}, not the name {STUDY_NAME} of experiment {experiment_id}",
             dashboard.file,
             variable.name
         );
-        values.insert(variable.name.clone(), regex_escape(experiment_id));
+        values.insert(variable.name.clone(), regex_escape(STUDY_NAME));
     }
     Ok(values)
 }

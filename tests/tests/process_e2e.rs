@@ -228,3 +228,61 @@ async fn tunectl_local_killed_with_sigkill_leaves_no_daemon_behind() -> Result<(
     // the coordinator that stopped too) is cut off after 10 s.
     process::wait_until_gone(&run.children, Duration::from_secs(20)).await
 }
+
+/// `tunectl local` that fails, while starting (its agent refuses an unknown instance type) or
+/// afterwards (the coordinator refuses the experiment), keeps its temporary data dir, says
+/// where in a `logs kept in DIR` line, and the logs there are the daemons' own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunectl_local_keeps_its_logs_when_it_fails_and_says_where() -> Result<()> {
+    let cases: [(&[&str], &str, &str); 2] = [
+        (
+            &["--instance-type", "no-such-instance"],
+            "agent-0.log",
+            "no-such-instance",
+        ),
+        (&["--budget", "0"], "coordinator.log", "coordinator ready"),
+    ];
+    for (args, log, logged) in cases {
+        let tmp = tempfile::tempdir()?;
+        let stderr_path = tmp.path().join("stderr");
+        let mut tunectl = Command::new(binary("tunectl")?)
+            .args(["local", "--agents", "1"])
+            .args(args)
+            // The temporary data dir goes under TMPDIR, so the test can find and remove it.
+            .env("TMPDIR", tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path)?)
+            .spawn()
+            .context("cannot start tunectl local")?;
+        let status = wait_exit(
+            &mut tunectl,
+            "tunectl local to fail",
+            Duration::from_secs(90),
+        )
+        .await?;
+        let stderr = std::fs::read_to_string(&stderr_path)?;
+        ensure!(
+            !status.success(),
+            "tunectl local {args:?} succeeded:\n{stderr}"
+        );
+        let kept = stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("logs kept in "))
+            .with_context(|| {
+                format!("tunectl local {args:?} did not say where its logs are:\n{stderr}")
+            })?;
+        let dir = std::path::Path::new(kept);
+        ensure!(
+            dir.starts_with(tmp.path()) && dir.is_dir(),
+            "'{kept}' is not a kept dir under TMPDIR"
+        );
+        let text = std::fs::read_to_string(dir.join(log))
+            .with_context(|| format!("no {log} in {kept}"))?;
+        ensure!(
+            text.contains(logged),
+            "{log} does not mention '{logged}':\n{text}"
+        );
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@ mod connections_e2e;
 mod coordinator_e2e;
 mod fleet_e2e;
 mod import_e2e;
+mod metrics_restart_e2e;
 mod observability_configs;
 mod observability_deploy;
 mod observability_prometheus;

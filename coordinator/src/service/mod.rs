@@ -27,6 +27,7 @@ pub mod cell;
 pub mod credentials;
 pub mod early_stop;
 pub mod experiments;
+mod gauges;
 pub mod lifecycle;
 #[cfg(test)]
 mod lifecycle_tests;
@@ -59,7 +60,7 @@ use crate::{Error, Result};
 use cell::ExperimentCell;
 use model::{
     AgentCapabilities, AgentId, Direction, EpochRecord, ExperimentId, ExperimentRecord,
-    ExperimentSpec, LeaseId, TrialId, TrialRecord, TrialState, Workload,
+    ExperimentSpec, LeaseId, TrialId, TrialRecord, Workload,
 };
 use registry::{AgentEntry, Agents, LeaseHome, Leases};
 use state::{Live, TrialCounts};
@@ -568,6 +569,7 @@ impl Coordinator {
             coordinator.refresh_early_stops(&cell);
             coordinator.refill(&cell);
         }
+        coordinator.load_series();
         coordinator.refresh_gauges();
         Ok(coordinator)
     }
@@ -637,12 +639,7 @@ impl Coordinator {
             changes.push(pause);
         }
         cell.publish(live);
-        if changes
-            .iter()
-            .any(|c| matches!(c, Change::PutExperiment(_)))
-        {
-            self.refresh_paused_gauge();
-        }
+        self.after_changes(live, &changes);
         self.inner.writer.submit(changes)
     }
 
@@ -662,64 +659,5 @@ impl Coordinator {
             paused_reason: reason,
             ..live.record.clone()
         }))
-    }
-
-    /// Sets the gauge of paused experiments.
-    fn refresh_paused_gauge(&self) {
-        let paused = self.cells().iter().filter(|c| c.paused()).count();
-        self.inner
-            .metrics
-            .experiments_paused
-            .set(i64::try_from(paused).unwrap_or(i64::MAX));
-    }
-
-    fn count_transition(&self, live: &Live, change: &Change) {
-        let metrics = &self.inner.metrics;
-        match change {
-            Change::PutTrial(trial) => {
-                let old = live.trial(&trial.id).map(|t| t.state);
-                if old != Some(trial.state) {
-                    metrics
-                        .trials_total
-                        .with_label_values(&[trial.state.as_str()])
-                        .inc();
-                    if trial.state.is_terminal() {
-                        metrics
-                            .experiment_trials_completed_total
-                            .with_label_values(&[&trial.experiment_id.0])
-                            .inc();
-                    }
-                    if old.is_some_and(TrialState::is_leased) != trial.state.is_leased() {
-                        if trial.state.is_leased() {
-                            metrics.leases_active.inc();
-                        } else {
-                            metrics.leases_active.dec();
-                        }
-                    }
-                }
-            }
-            Change::AddEpoch(epoch) => {
-                if !live.has_epoch(&epoch.trial_id, epoch.attempt, epoch.epoch) {
-                    metrics
-                        .experiment_epochs_total
-                        .with_label_values(&[&live.record.id.0])
-                        .inc();
-                }
-            }
-            Change::PutExperiment(_) | Change::PutAgent(_) | Change::DeleteAgent(_) => {}
-        }
-    }
-
-    /// Sets the gauges from the whole state (at startup and on every sweep).
-    fn refresh_gauges(&self) {
-        self.refresh_paused_gauge();
-        let metrics = &self.inner.metrics;
-        let leased: usize = self.cells().iter().map(|c| c.leased()).sum();
-        metrics
-            .leases_active
-            .set(i64::try_from(leased).unwrap_or(i64::MAX));
-        metrics
-            .agents_connected
-            .set(i64::try_from(self.inner.agents.count(|a| a.connected)).unwrap_or(i64::MAX));
     }
 }

@@ -5,11 +5,26 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use tunectl::cli::{self, ConnectOptions, ExperimentCommand};
 
+/// The ids of [`ConnectOptions`]' flags (global, so `tunectl create --coordinator …` works).
+const CONNECT_ARGS: [&str; 6] = [
+    "coordinator",
+    "token",
+    "token_file",
+    "ca_file",
+    "cert_file",
+    "key_file",
+];
+
+/// Commands that talk to no coordinator (`local` starts its own): their `--help` leaves the
+/// connection flags out, and they refuse one given on the command line.
+const OFFLINE_COMMANDS: [&str; 3] = ["ask-tell", "local", "certs"];
+
 /// Creates, inspects and stops tunefleet experiments.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(name = "tunectl", version)]
 struct Args {
     #[command(flatten)]
@@ -65,10 +80,52 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// The command line, with the connection flags hidden from the offline commands' help.
+fn command() -> clap::Command {
+    let mut command = Args::command();
+    // Built first, so the global flags have been copied into every subcommand.
+    command.build();
+    command.mut_subcommands(|sub| {
+        if !OFFLINE_COMMANDS.contains(&sub.get_name()) {
+            return sub;
+        }
+        sub.mut_args(|arg| {
+            if CONNECT_ARGS.contains(&arg.get_id().as_str()) {
+                arg.hide(true)
+            } else {
+                arg
+            }
+        })
+    })
+}
+
+/// An error when an offline command was given a connection flag, which it would ignore.
+fn refuse_connect_flags(matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(());
+    };
+    if !OFFLINE_COMMANDS.contains(&name) {
+        return Ok(());
+    }
+    for id in CONNECT_ARGS {
+        let given = [matches, sub]
+            .iter()
+            .any(|m| m.value_source(id) == Some(ValueSource::CommandLine));
+        if given {
+            anyhow::bail!(
+                "`tunectl {name}` talks to no coordinator, so it does not take --{}",
+                id.replace('_', "-")
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut command()).exit());
     coordinator::telemetry::init(coordinator::telemetry::LogFormat::Text);
-    match run(args) {
+    match refuse_connect_flags(&matches).and_then(|()| run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

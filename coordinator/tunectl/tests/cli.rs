@@ -76,3 +76,70 @@ fn an_error_is_one_line_and_exit_code_1() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
 }
+
+/// `ask-tell`, `local` and `certs` talk to no coordinator: their help lists only their own
+/// options, and a connection flag given to one is refused, not ignored.
+#[test]
+fn offline_commands_list_only_the_options_they_use() {
+    let connect = [
+        "--coordinator",
+        "--token",
+        "--token-file",
+        "--ca-file",
+        "--cert-file",
+        "--key-file",
+    ];
+    let help = |command: &str| {
+        let output = tunectl(&[command, "--help"], "");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).expect("utf-8 help")
+    };
+    let ask_tell = help("ask-tell");
+    for used in [
+        "--space",
+        "--seed",
+        "--strategy",
+        "--batch",
+        "--grid-levels",
+        "--initial-trials",
+    ] {
+        assert!(ask_tell.contains(used), "no {used} in:\n{ask_tell}");
+    }
+    for command in ["ask-tell", "local", "certs"] {
+        let text = help(command);
+        for flag in connect {
+            assert!(
+                !text.contains(flag),
+                "{command} --help lists {flag}:\n{text}"
+            );
+        }
+    }
+    // The commands that connect still list them.
+    for command in ["create", "list", "study", "report"] {
+        let text = help(command);
+        for flag in connect {
+            assert!(
+                text.contains(flag),
+                "{command} --help lacks {flag}:\n{text}"
+            );
+        }
+    }
+    for args in [
+        &[
+            "ask-tell",
+            "--coordinator",
+            "http://h:1",
+            "--space",
+            "s.json",
+        ][..],
+        &["--token", "t", "ask-tell", "--space", "s.json"][..],
+    ] {
+        let output = tunectl(args, "");
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("talks to no coordinator") && stderr.contains("does not take --"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -46,14 +46,27 @@ impl RunningCluster {
         let bin_dir = binary_dir()?;
         let data = DataDir::new(data_dir)?;
         let mut cluster = LocalCluster::default();
-        let coordinator = cluster.start_coordinator(&bin_dir, data.path())?;
-        let url = format!("http://{}", coordinator.grpc);
-        for index in 0..agents.agents.max(1) {
-            cluster.start_agent(&bin_dir, data.path(), &url, index, agents)?;
-        }
+        let started = (|| {
+            let coordinator = cluster.start_coordinator(&bin_dir, data.path())?;
+            let url = format!("http://{}", coordinator.grpc);
+            for index in 0..agents.agents.max(1) {
+                cluster.start_agent(&bin_dir, data.path(), &url, index, agents)?;
+            }
+            anyhow::Ok(url)
+        })();
+        let url = match started {
+            Ok(url) => url,
+            Err(error) => {
+                // The children that started are stopped; their logs say why one did not.
+                drop(cluster);
+                data.finish(false);
+                return Err(error);
+            }
+        };
+        let coordinator = url.trim_start_matches("http://");
         eprintln!(
             "started a coordinator on {} and {} agent(s); logs in {}",
-            coordinator.grpc,
+            coordinator,
             agents.agents.max(1),
             data.path().display()
         );
@@ -291,13 +304,19 @@ fn spawn_daemon(
                 .with_context(|| format!("{name} printed a bad readiness line: {body}"))?;
             Ok((daemon, ready))
         }
-        Err(_) => {
+        Err(error) => {
             let _ = daemon.child.kill();
-            let _ = daemon.child.wait();
-            bail!(
-                "{name} did not become ready within 60 s; see {}",
-                log.display()
-            )
+            let status = daemon.child.wait();
+            match (error, status) {
+                (std::sync::mpsc::RecvTimeoutError::Disconnected, Ok(status)) => bail!(
+                    "{name} exited ({status}) before it was ready; see {}",
+                    log.display()
+                ),
+                _ => bail!(
+                    "{name} did not become ready within 60 s; see {}",
+                    log.display()
+                ),
+            }
         }
     }
 }
