@@ -53,6 +53,9 @@ enum RoundEnd {
     TimedOut(String),
 }
 
+/// The most trials one lock hold creates from the queue and the buffer.
+const MAX_PROMOTE: usize = 512;
+
 /// Suggestions BO keeps ahead of demand (each costs a fantasy in the batch).
 pub const BO_BUFFER: usize = 4;
 
@@ -87,7 +90,9 @@ impl Coordinator {
             return 0;
         }
         let counts = live.counts();
-        let take = trials_wanted(&live.record, &counts, supply).min(supply);
+        let take = trials_wanted(&live.record, &counts, supply)
+            .min(supply)
+            .min(MAX_PROMOTE);
         if take == 0 {
             return 0;
         }
@@ -123,12 +128,16 @@ impl Coordinator {
     /// flight and nothing more can be created, and starts a suggestion round when the buffer
     /// needs one and none is running. Returns at once.
     pub(crate) fn refill(&self, cell: &Arc<ExperimentCell>) {
-        let (made, round) = {
-            let mut live = cell.lock();
-            let made = self.promote(cell, &mut live);
-            (made, self.plan_round(cell, &mut live))
-        };
-        self.announce(cell, made);
+        // A large parallelism is filled a chunk a lock hold, so other requests for the
+        // experiment (and lists of all experiments) wait for one chunk at most.
+        loop {
+            let made = self.promote(cell, &mut cell.lock());
+            self.announce(cell, made);
+            if made < MAX_PROMOTE {
+                break;
+            }
+        }
+        let round = self.plan_round(cell, &mut cell.lock());
         if let Some(round) = round {
             let coordinator = self.clone();
             let cell = Arc::clone(cell);
