@@ -121,15 +121,18 @@ pub(crate) fn propose(
         let mut picked = None;
         if cfg.batch == BatchStrategy::McQei && !(pending_x.is_empty() && chosen_x.is_empty()) {
             let set: Vec<Vec<f64>> = pending_x.iter().chain(&chosen_x).cloned().collect();
-            let acquisition = QEi::new(gp, best, set, cfg.mc_samples, rng.next_u64());
-            let scored = maximize(
-                &acquisition,
-                points.clone(),
-                cfg.refine_starts,
-                REFINE_ITERATIONS / 3,
-            );
-            if scored.first().is_some_and(|(_, v)| *v > 1e-12) {
-                picked = pick(space, &acquisition, scored, seen);
+            // A set whose joint covariance cannot be factored (an error, never a silently
+            // dropped covariance) leaves the point to the constant liar below.
+            if let Ok(acquisition) = QEi::new(gp, best, set, cfg.mc_samples, rng.next_u64()) {
+                let scored = maximize(
+                    &acquisition,
+                    points.clone(),
+                    cfg.refine_starts,
+                    REFINE_ITERATIONS / 3,
+                );
+                if scored.first().is_some_and(|(_, v)| *v > 1e-12) {
+                    picked = pick(space, &acquisition, scored, seen);
+                }
             }
         }
         if picked.is_none() {

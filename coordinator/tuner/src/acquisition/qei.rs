@@ -19,6 +19,7 @@ use crate::acquisition::Acquisition;
 use crate::gp::Gp;
 use crate::kernel::Kernel;
 use crate::rng::Rng;
+use crate::{Error, Result};
 
 /// Greedy Monte Carlo q-EI of a candidate joining a fixed set (standardized; minimization).
 #[derive(Debug, Clone)]
@@ -41,7 +42,19 @@ pub struct QEi<'a> {
 
 impl<'a> QEi<'a> {
     /// q-EI of one point joining `set`, with `samples` base draws from `seed`.
-    pub fn new(gp: &'a Gp, best: f64, set: Vec<Vec<f64>>, samples: usize, seed: u64) -> QEi<'a> {
+    ///
+    /// # Errors
+    /// [`Error::NotPositiveDefinite`] when the set's posterior covariance cannot be factored
+    /// even with a jitter of 1e-2 of the prior variance. The joint samples would then be wrong,
+    /// so the caller must choose the point another way (BO falls back to the constant liar),
+    /// never with the covariance silently dropped.
+    pub fn new(
+        gp: &'a Gp,
+        best: f64,
+        set: Vec<Vec<f64>>,
+        samples: usize,
+        seed: u64,
+    ) -> Result<QEi<'a>> {
         let k = set.len();
         let mut rng = Rng::with_stream(seed, 3);
         let base: Vec<f64> = (0..samples * (k + 1)).map(|_| rng.normal()).collect();
@@ -55,6 +68,7 @@ impl<'a> QEi<'a> {
         });
         let mut set_chol = vec![0.0; k * k];
         let mut jitter = 1e-9 * prior;
+        let mut factored = k == 0;
         for _ in 0..8 {
             if let Ok(llt) = cov.llt(Side::Lower) {
                 let l = llt.L();
@@ -63,12 +77,19 @@ impl<'a> QEi<'a> {
                         set_chol[i * k + j] = l[(i, j)];
                     }
                 }
+                factored = set_chol.iter().all(|v| v.is_finite());
                 break;
             }
             for i in 0..k {
                 cov[(i, i)] += jitter;
             }
             jitter *= 10.0;
+        }
+        if !factored {
+            return Err(Error::NotPositiveDefinite {
+                n: k,
+                max_jitter: jitter / 10.0,
+            });
         }
         let set_beta = (0..k)
             .map(|i| gp.backward(set_whitened.col(i).iter().copied().collect()))
@@ -82,7 +103,7 @@ impl<'a> QEi<'a> {
                     .fold(f64::INFINITY, f64::min)
             })
             .collect();
-        QEi {
+        Ok(QEi {
             gp,
             best,
             set,
@@ -92,7 +113,7 @@ impl<'a> QEi<'a> {
             base,
             set_min,
             samples,
-        }
+        })
     }
 
     /// The estimate from the candidate's whitened cross-covariance `v = L⁻¹k(X, x)` and moments.
@@ -246,7 +267,7 @@ mod tests {
             .iter()
             .copied()
             .fold(f64::INFINITY, f64::min);
-        let q = QEi::new(&gp, best, vec![], 20_000, 1);
+        let q = QEi::new(&gp, best, vec![], 20_000, 1).expect("factors");
         for p in [[0.3, 0.3], [0.8, 0.1]] {
             let (mean, var) = gp.predict_standardized(&p);
             let exact = expected_improvement(mean, var.sqrt(), best);
@@ -266,7 +287,8 @@ mod tests {
             .iter()
             .copied()
             .fold(f64::INFINITY, f64::min);
-        let q = QEi::new(&gp, best, vec![vec![0.55, 0.45], vec![0.2, 0.8]], 64, 3);
+        let q =
+            QEi::new(&gp, best, vec![vec![0.55, 0.45], vec![0.2, 0.8]], 64, 3).expect("factors");
         for point in [[0.31, 0.62], [0.83, 0.17], [0.47, 0.52]] {
             let mut grad = [0.0; 2];
             let value = q.value_and_grad(&point, &mut grad);
@@ -296,12 +318,29 @@ mod tests {
             .copied()
             .fold(f64::INFINITY, f64::min);
         let set = vec![vec![0.55, 0.45]];
-        let alone = QEi::new(&gp, best, vec![], 2000, 2).value(&set[0]);
-        let joined = QEi::new(&gp, best, set.clone(), 2000, 2);
+        let alone = QEi::new(&gp, best, vec![], 2000, 2)
+            .expect("factors")
+            .value(&set[0]);
+        let joined = QEi::new(&gp, best, set.clone(), 2000, 2).expect("factors");
         let next_to = joined.value(&[0.5501, 0.4501]);
         assert!(next_to <= alone * 1.01 + 1e-9, "{next_to} vs {alone}");
         assert!(joined.value(&[0.05, 0.95]) >= next_to - 1e-12);
         let values = joined.values(&[vec![0.2, 0.2], vec![0.9, 0.9]]);
         assert!((values[0] - joined.value(&[0.2, 0.2])).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_set_whose_covariance_cannot_be_factored_is_an_error_not_a_dropped_covariance() {
+        let gp = gp();
+        let best = 0.0;
+        let error = QEi::new(&gp, best, vec![vec![f64::NAN, 0.5], vec![0.2, 0.8]], 16, 1)
+            .expect_err("a NaN point cannot be factored");
+        assert!(
+            matches!(error, Error::NotPositiveDefinite { n: 2, .. }),
+            "{error}"
+        );
+        // Two identical points are singular but factor with jitter: still a usable estimate.
+        let twins = QEi::new(&gp, best, vec![vec![0.4, 0.4], vec![0.4, 0.4]], 16, 1);
+        assert!(twins.is_ok());
     }
 }
