@@ -16,7 +16,7 @@ use coordinator::suggest::{SuggestInput, suggest};
 use proto::v1 as pb;
 use proto::v1::agent_service_client::AgentServiceClient;
 use proto::v1::experiment_service_client::ExperimentServiceClient;
-use server::Server;
+use server::{Server, create, get};
 use tonic::transport::Channel;
 
 /// How the test suggester treats an experiment, by its name.
@@ -101,32 +101,6 @@ async fn start(settings: Settings) -> (Server, Arc<Mutex<HashMap<String, u32>>>)
     )
     .await;
     (server, rounds)
-}
-
-async fn create(
-    experiments: &mut ExperimentServiceClient<Channel>,
-    spec: pb::ExperimentSpec,
-) -> String {
-    experiments
-        .create_experiment(pb::CreateExperimentRequest { spec: Some(spec) })
-        .await
-        .expect("creates")
-        .into_inner()
-        .experiment
-        .expect("has an experiment")
-        .id
-}
-
-async fn get(experiments: &mut ExperimentServiceClient<Channel>, id: &str) -> pb::Experiment {
-    experiments
-        .get_experiment(pb::GetExperimentRequest {
-            experiment_id: id.into(),
-        })
-        .await
-        .expect("gets")
-        .into_inner()
-        .experiment
-        .expect("has an experiment")
 }
 
 /// Polls until the experiment leaves `Running` (within `deadline`), checking on every poll that

@@ -14,7 +14,7 @@ use coordinator::suggest::{SuggestInput, suggest};
 use proto::v1 as pb;
 use proto::v1::agent_service_client::AgentServiceClient;
 use proto::v1::experiment_service_client::ExperimentServiceClient;
-use server::Server;
+use server::{Server, create, get};
 use tonic::transport::Channel;
 
 /// What each suggestion round saw: (results, pending points).
@@ -116,32 +116,6 @@ async fn start() -> (Server, Seen) {
     )
     .await;
     (server, seen)
-}
-
-async fn create(
-    experiments: &mut ExperimentServiceClient<Channel>,
-    spec: pb::ExperimentSpec,
-) -> String {
-    experiments
-        .create_experiment(pb::CreateExperimentRequest { spec: Some(spec) })
-        .await
-        .expect("creates")
-        .into_inner()
-        .experiment
-        .expect("has an experiment")
-        .id
-}
-
-async fn get(experiments: &mut ExperimentServiceClient<Channel>, id: &str) -> pb::Experiment {
-    experiments
-        .get_experiment(pb::GetExperimentRequest {
-            experiment_id: id.into(),
-        })
-        .await
-        .expect("gets")
-        .into_inner()
-        .experiment
-        .expect("has an experiment")
 }
 
 /// Leases every trial of the experiment in turn and completes it with value `x`, until the

@@ -132,3 +132,34 @@ impl Server {
         AgentServiceClient::new(self.channel().await)
     }
 }
+
+/// Creates an experiment and returns its id.
+pub async fn create(
+    experiments: &mut ExperimentServiceClient<Channel>,
+    spec: proto::v1::ExperimentSpec,
+) -> String {
+    experiments
+        .create_experiment(proto::v1::CreateExperimentRequest { spec: Some(spec) })
+        .await
+        .expect("creates")
+        .into_inner()
+        .experiment
+        .expect("has an experiment")
+        .id
+}
+
+/// One experiment.
+pub async fn get(
+    experiments: &mut ExperimentServiceClient<Channel>,
+    id: &str,
+) -> proto::v1::Experiment {
+    experiments
+        .get_experiment(proto::v1::GetExperimentRequest {
+            experiment_id: id.into(),
+        })
+        .await
+        .expect("gets")
+        .into_inner()
+        .experiment
+        .expect("has an experiment")
+}
