@@ -7,13 +7,14 @@ use tracing::{info, instrument};
 
 use super::cell::ExperimentCell;
 use super::lifecycle::{TrialEvent, transition};
+use super::model::Workload;
 use super::model::{
     ExperimentId, ExperimentRecord, ExperimentSpec, ExperimentState, TrialRecord, now_unix,
     random_u64,
 };
 use super::pause::FailureStreak;
 use super::state::Live;
-use super::workloads::{check_metric, default_metric};
+use super::workloads::{COMMAND_KIND, check_metric, default_metric};
 use super::{Coordinator, ExperimentService, ExperimentView, Page, TrialView};
 use crate::store::Change;
 use crate::suggest::space_of;
@@ -285,6 +286,24 @@ impl ExperimentService for Coordinator {
         let cell = self.cell(&id)?;
         let live = cell.lock();
         Ok(live.best_trial().map(|t| Self::trial_view(&live, t, true)))
+    }
+
+    fn placement_warnings(&self, workload: Option<&Workload>) -> Vec<String> {
+        let Some(workload) = workload.filter(|w| w.kind == COMMAND_KIND) else {
+            return Vec::new();
+        };
+        let able = self
+            .inner
+            .agents
+            .count(|agent| agent.connected && agent.record.accepts(Some(workload)));
+        if able > 0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "no connected agent declares command '{}': its trials wait until an agent that \
+             declares it in its config ([[commands]]) connects",
+            workload.command
+        )]
     }
 }
 

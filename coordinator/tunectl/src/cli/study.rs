@@ -145,6 +145,7 @@ pub async fn run(
         gpu: options.gpu,
         instance_type: options.instance_type.clone(),
         slots: options.slots,
+        config: None,
     };
     let mut cluster = RunningCluster::start(options.data_dir.clone(), &agents)?;
     let local = ConnectOptions::plain(&cluster.url);
