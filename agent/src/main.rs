@@ -40,7 +40,7 @@ struct Cli {
     /// Threads of the CPU backend (default: all cores; with --slots K, K trials share them).
     #[arg(long, value_name = "N")]
     cpu_threads: Option<usize>,
-    /// A TOML file of [[commands]] tables this agent runs for `command` workloads.
+    /// A TOML file of `[[commands]]` tables this agent runs for `command` workloads.
     #[arg(long, value_name = "FILE")]
     commands_file: Option<String>,
     /// Log format on stderr.

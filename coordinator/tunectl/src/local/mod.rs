@@ -28,7 +28,7 @@ pub struct LocalOptions {
     /// file, or your own command (declared for the agents with --agent-config).
     #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
     pub spec: Option<PathBuf>,
-    /// An agent config file each agent reads (`agent --config FILE`); its [[commands]] declare
+    /// An agent config file each agent reads (`agent --config FILE`); its `[[commands]]` declare
     /// the commands a spec's `command` workload runs. The flags tunectl gives the agents win.
     #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
