@@ -347,7 +347,7 @@ async fn issue_14_early_stopping_ends_a_lagging_command_within_one_epoch() -> Re
 }
 
 #[test]
-fn issue_14_tunectl_local_runs_a_command_spec_with_the_agent_config() -> Result<()> {
+fn issue_14_tunectl_local_and_study_run_a_command_spec_with_the_agent_config() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let trace = dir.path().join("trace");
     std::fs::create_dir_all(&trace)?;
@@ -390,6 +390,37 @@ fn issue_14_tunectl_local_runs_a_command_spec_with_the_agent_config() -> Result<
     ensure!(
         stdout.contains("best dev_accuracy") && stdout.contains("learning_rate"),
         "{stdout}"
+    );
+
+    // `tunectl study --spec` compares strategies on the same command spec.
+    let out = dir.path().join("report");
+    let output = Command::new(binary("tunectl")?)
+        .args(["study", "--local", "--spec"])
+        .arg(&spec)
+        .arg("--agent-config")
+        .arg(&config)
+        .args([
+            "--strategies",
+            "random,bo",
+            "--repeats",
+            "1",
+            "--budget",
+            "2",
+        ])
+        .args(["--name", "own-model", "--interval-secs", "0.2", "--out"])
+        .arg(&out)
+        .env("AGENT_CPU_THREADS", "1")
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "own-model",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = std::fs::read_to_string(out.join("report.md"))?;
+    ensure!(
+        report.contains("| random |") && report.contains("| bo |"),
+        "{report}"
     );
     Ok(())
 }
