@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::command::spec::{CommandSpec, RawCommand};
+use crate::command::spec::{CommandSpec, RawCommand, split_commands};
 use crate::cost::Pricing;
 use crate::error::{Error, Result};
 use crate::tls::ClientTls;
@@ -259,39 +259,11 @@ fn with_commands(raw: RawConfig, mut commands: Vec<RawCommand>) -> Result<Config
         .as_deref()
         .filter(|p| !p.trim().is_empty())
     {
-        let text = crate::files::read_small_text(Path::new(path)).map_err(|source| Error::Io {
-            what: format!("failed to read commands_file '{path}'"),
-            source,
-        })?;
-        let (rest, more) = split_commands(&text)?;
-        if !rest.trim().is_empty() {
-            return Err(invalid(format!(
-                "commands_file '{path}' may hold only [[commands]] tables"
-            )));
-        }
-        commands.extend(more);
+        commands.extend(crate::command::spec::read_commands_file(Path::new(path))?);
     }
     let mut config = raw.validate()?;
     config.commands = crate::command::spec::validate_all(commands)?;
     Ok(config)
-}
-
-/// Takes the `[[commands]]` tables out of a TOML document; the rest goes to the `config`
-/// crate, which would lowercase the names of their environment variables and read some keys
-/// as paths. Text that is not TOML passes whole, for the `config` crate to report.
-fn split_commands(text: &str) -> Result<(String, Vec<RawCommand>)> {
-    let Ok(mut table) = text.parse::<toml::Table>() else {
-        return Ok((text.to_string(), Vec::new()));
-    };
-    let Some(commands) = table.remove("commands") else {
-        return Ok((text.to_string(), Vec::new()));
-    };
-    let commands: Vec<RawCommand> = commands
-        .try_into()
-        .map_err(|error: toml::de::Error| invalid(format!("commands: {}", error.message())))?;
-    let rest = toml::to_string(&table)
-        .map_err(|error| invalid(format!("failed to re-encode the config: {error}")))?;
-    Ok((rest, commands))
 }
 
 /// Parses a TOML document (an example file, a test) over the defaults, without other layers.

@@ -210,6 +210,61 @@ pub fn validate_all(raw: Vec<RawCommand>) -> Result<Vec<CommandSpec>> {
     Ok(specs)
 }
 
+/// Takes the `[[commands]]` tables out of a TOML document; the rest goes to the `config`
+/// crate, which would lowercase the names of their environment variables and read some keys
+/// as paths. Text that is not TOML passes whole, for the `config` crate to report.
+///
+/// # Errors
+/// [`Error::Config`] when a `[[commands]]` table has an unknown or mistyped key.
+pub fn split_commands(text: &str) -> Result<(String, Vec<RawCommand>)> {
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return Ok((text.to_string(), Vec::new()));
+    };
+    let Some(commands) = table.remove("commands") else {
+        return Ok((text.to_string(), Vec::new()));
+    };
+    let commands: Vec<RawCommand> =
+        commands
+            .try_into()
+            .map_err(|error: toml::de::Error| Error::Config {
+                reason: format!("commands: {}", error.message()),
+            })?;
+    let rest = toml::to_string(&table).map_err(|error| Error::Config {
+        reason: format!("failed to re-encode the config: {error}"),
+    })?;
+    Ok((rest, commands))
+}
+
+/// The `[[commands]]` of a `commands_file` (it may hold nothing else).
+///
+/// # Errors
+/// When the file cannot be read, holds other keys, or a table is malformed.
+pub fn read_commands_file(path: &std::path::Path) -> Result<Vec<RawCommand>> {
+    let text = crate::files::read_small_text(path).map_err(|source| Error::Io {
+        what: format!("failed to read commands_file '{}'", path.display()),
+        source,
+    })?;
+    if let Err(error) = text.parse::<toml::Table>() {
+        return Err(Error::Config {
+            reason: format!(
+                "commands_file '{}' is not TOML: {}",
+                path.display(),
+                error.message()
+            ),
+        });
+    }
+    let (rest, commands) = split_commands(&text)?;
+    if !rest.trim().is_empty() {
+        return Err(Error::Config {
+            reason: format!(
+                "commands_file '{}' may hold only [[commands]] tables",
+                path.display()
+            ),
+        });
+    }
+    Ok(commands)
+}
+
 /// Splits `piece` into literal text and `{name}` placeholders (a name of `[A-Za-z0-9_]`);
 /// other braces are literal.
 fn pieces(piece: &str) -> Vec<(bool, &str)> {
