@@ -111,6 +111,24 @@ impl Progress<'_> {
         }
     }
 
+    /// The end of a command that exited by itself, once the epoch lines read after its exit
+    /// are handled (a stop asked for at one of them changes nothing: it is over).
+    fn after_exit(
+        &mut self,
+        status: ExitStatus,
+        lines: &[String],
+        on_epoch: &mut dyn FnMut(&EpochMetrics) -> EpochControl,
+    ) -> End {
+        for line in lines {
+            match self.line(line, on_epoch) {
+                None => {}
+                Some(End::Stopped) => break,
+                Some(failed) => return failed,
+            }
+        }
+        End::Exited(status)
+    }
+
     fn stderr(&mut self, line: String) {
         tracing::debug!(command = %self.launch.spec.name, line, "command stderr");
         if self.stderr_tail.len() == STDERR_TAIL_LINES {
@@ -276,7 +294,13 @@ pub async fn drive(
     on_epoch: &mut dyn FnMut(&EpochMetrics) -> EpochControl,
     stop_requested: &dyn Fn() -> bool,
 ) -> Result<TrainOutcome, TrialFailure> {
-    let mut child = spawn(&launch)?;
+    let mut child = match spawn(&launch) {
+        Ok(child) => child,
+        Err(failure) => {
+            launch.metrics_file.remove();
+            return Err(failure);
+        }
+    };
     let pid = child.id();
     let mut stdout = pipe(child.stdout.take());
     let mut stderr = pipe(child.stderr.take());
@@ -337,17 +361,7 @@ pub async fn drive(
                 &mut file,
             )
             .await;
-            let mut finished = End::Exited(status);
-            for line in drained {
-                if let Some(early) = progress.line(&line, on_epoch) {
-                    finished = match early {
-                        End::Stopped => End::Exited(status),
-                        other => other,
-                    };
-                    break;
-                }
-            }
-            finished
+            progress.after_exit(status, &drained, on_epoch)
         }
         other => {
             terminate(&mut child, pid, launch.spec.stop_grace).await;
