@@ -7,17 +7,42 @@ use crate::error::Result;
 
 /// Probes the device and builds the registration's capabilities.
 ///
+/// An agent that declares commands starts on a GPU that CUDA cannot probe (the commands bring
+/// their own framework): it says so in its log and advertises no text CNN.
+///
 /// # Errors
 /// [`crate::Error::Device`] when a CUDA device was asked for and cannot be used (built without
-/// the `cuda` feature, no driver, no device, ordinal past the last device).
+/// the `cuda` feature, no driver, no device, ordinal past the last device) and the agent
+/// declares no commands.
 pub fn probe(config: &Config) -> Result<AgentCapabilities> {
+    let mut builtin_gpu = true;
     let (backend, device_name, device_memory_bytes, device_ordinal) = match config.device {
-        Device::Cuda(ordinal) => {
-            let info = kernels::probe_cuda(ordinal as usize)?;
-            (Backend::Cuda, info.name, info.memory_bytes, ordinal as i32)
-        }
+        Device::Cuda(ordinal) => match kernels::probe_cuda(ordinal as usize) {
+            Ok(info) => (Backend::Cuda, info.name, info.memory_bytes, ordinal as i32),
+            Err(error) if !config.commands.is_empty() => {
+                tracing::warn!(%error, gpu = ordinal,
+                    "cuda is unavailable: built-in GPU workloads are unavailable, the declared commands run on this GPU");
+                builtin_gpu = false;
+                (
+                    Backend::Cuda,
+                    format!("GPU {ordinal} (not probed)"),
+                    0,
+                    ordinal as i32,
+                )
+            }
+            Err(error) => return Err(error.into()),
+        },
         Device::Cpu => (Backend::Cpu, cpu_model_name(), total_memory_bytes(), -1),
     };
+    let workloads = crate::trainer::WORKLOADS
+        .iter()
+        .filter(|kind| match **kind {
+            "command" => !config.commands.is_empty(),
+            "textcnn" => builtin_gpu,
+            _ => true,
+        })
+        .map(|kind| kind.to_string())
+        .collect();
     Ok(AgentCapabilities {
         backend: backend as i32,
         device_name,
@@ -27,11 +52,9 @@ pub fn probe(config: &Config) -> Result<AgentCapabilities> {
         price_per_hour_dollars: config.pricing.device_price_per_hour_dollars(),
         slots: config.slots.get(),
         hostname: hostname(),
-        workloads: crate::trainer::WORKLOADS
-            .iter()
-            .map(|kind| kind.to_string())
-            .collect(),
+        workloads,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        commands: config.commands.iter().map(|c| c.name.clone()).collect(),
     })
 }
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::command::spec::{CommandSpec, RawCommand, split_commands};
 use crate::cost::Pricing;
 use crate::error::{Error, Result};
 use crate::tls::ClientTls;
@@ -82,6 +83,8 @@ pub struct RawConfig {
     pub shutdown_grace_secs: f64,
     /// Threads of the CPU backend (default: all cores).
     pub cpu_threads: Option<usize>,
+    /// A TOML file of `[[commands]]` tables, declared beside those of the config file.
+    pub commands_file: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -111,6 +114,7 @@ impl Default for RawConfig {
             lease_wait_secs: 5.0,
             shutdown_grace_secs: 30.0,
             cpu_threads: None,
+            commands_file: None,
         }
     }
 }
@@ -166,6 +170,8 @@ pub struct Config {
     pub timing: Timing,
     /// CPU backend threads.
     pub cpu_threads: Option<usize>,
+    /// The commands this agent runs for `command` workloads ([`crate::command`]).
+    pub commands: Vec<CommandSpec>,
 }
 
 /// Flags given on the command line, applied over every other source.
@@ -187,6 +193,8 @@ pub struct CliOverrides {
     pub price_per_hour_dollars: Option<f64>,
     /// `--cpu-threads N`.
     pub cpu_threads: Option<usize>,
+    /// `--commands-file FILE`.
+    pub commands_file: Option<String>,
 }
 
 /// Loads the configuration from the layered sources.
@@ -200,13 +208,25 @@ pub fn load(
     cli: &CliOverrides,
 ) -> Result<Config> {
     let mut builder = config::Config::builder();
+    let mut raw_commands = Vec::new();
     if let Some(path) = file {
         // The `config` crate reads the file and reports what is wrong with it; the keys are
         // checked first (a file that cannot be read is left for it to report).
-        if let Ok(text) = std::fs::read_to_string(path) {
-            check_keys(&text)?;
+        let text = std::fs::read_to_string(path).ok();
+        if let Some(text) = &text {
+            check_keys(text)?;
         }
-        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        match text.as_deref().map(split_commands).transpose()? {
+            Some((rest, commands)) if !commands.is_empty() => {
+                raw_commands = commands;
+                builder =
+                    builder.add_source(config::File::from_str(&rest, config::FileFormat::Toml));
+            }
+            _ => {
+                builder =
+                    builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            }
+        }
     }
     let agent_env: config::Map<String, String> = env
         .iter()
@@ -229,7 +249,21 @@ pub fn load(
     );
     builder = apply_cli(builder, cli)?;
     let raw: RawConfig = builder.build()?.try_deserialize()?;
-    raw.validate()
+    with_commands(raw, raw_commands)
+}
+
+/// Validates `raw` and the commands of the config file and of `commands_file`.
+fn with_commands(raw: RawConfig, mut commands: Vec<RawCommand>) -> Result<Config> {
+    if let Some(path) = raw
+        .commands_file
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+    {
+        commands.extend(crate::command::spec::read_commands_file(Path::new(path))?);
+    }
+    let mut config = raw.validate()?;
+    config.commands = crate::command::spec::validate_all(commands)?;
+    Ok(config)
 }
 
 /// Parses a TOML document (an example file, a test) over the defaults, without other layers.
@@ -238,11 +272,12 @@ pub fn load(
 /// As [`load`].
 pub fn from_toml_str(text: &str) -> Result<Config> {
     check_keys(text)?;
+    let (rest, commands) = split_commands(text)?;
     let raw: RawConfig = config::Config::builder()
-        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .add_source(config::File::from_str(&rest, config::FileFormat::Toml))
         .build()?
         .try_deserialize()?;
-    raw.validate()
+    with_commands(raw, commands)
 }
 
 /// Whether a key is a plain name (letters, digits, `_`), as every field is. The `config` crate
@@ -285,6 +320,7 @@ fn apply_cli(builder: Builder, cli: &CliOverrides) -> Result<Builder> {
         .set_override_option("metrics_listen_addr", cli.metrics_listen_addr.clone())?
         .set_override_option("instance_type", cli.instance_type.clone())?
         .set_override_option("price_per_hour_dollars", cli.price_per_hour_dollars)?
+        .set_override_option("commands_file", cli.commands_file.clone())?
         .set_override_option(
             "cpu_threads",
             cli.cpu_threads
@@ -351,6 +387,7 @@ impl RawConfig {
             tls,
             timing,
             cpu_threads: self.cpu_threads,
+            commands: Vec::new(),
         })
     }
 
@@ -415,7 +452,8 @@ impl Config {
     pub fn redacted_summary(&self) -> String {
         format!(
             "coordinator_url={} metrics_listen_addr={} device={:?} slots={} instance_type='{}' \
-             price_per_hour_dollars={} devices_per_instance={} auth_token={} tls={} timing={:?}",
+             price_per_hour_dollars={} devices_per_instance={} auth_token={} tls={} timing={:?} \
+             commands=[{}]",
             self.coordinator_url,
             self.metrics_listen_addr,
             self.device,
@@ -433,6 +471,11 @@ impl Config {
                 |tls| format!("on ({})", tls.summary())
             ),
             self.timing,
+            self.commands
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     }
 }

@@ -206,6 +206,7 @@ mod tests {
                 })
                 .collect(),
             metric: "value".into(),
+            maximize: true,
         }
     }
 

@@ -10,7 +10,8 @@
 //!   while it is unreachable and re-registering after it restarts; [`tls`]: its TLS settings.
 //! - [`slot`] and [`worker`]: K slots, each with a dedicated training thread (the CUDA context
 //!   stays on one OS thread) that talks to the async side through channels.
-//! - [`trainer`], [`functions`] and `textcnn`: what a slot trains.
+//! - [`trainer`], [`functions`] and `textcnn`: what a slot trains; [`command`]: trials that run
+//!   a command the agent declares in its config.
 //! - [`parent`]: the opt-in exit with a parent process (`TUNEFLEET_EXIT_WITH_PARENT`), for
 //!   `tunectl local`.
 //!
@@ -24,6 +25,7 @@
 
 pub mod capabilities;
 pub mod client;
+pub mod command;
 pub mod config;
 pub mod cost;
 mod error;
@@ -54,6 +56,8 @@ use tokio::sync::{oneshot, watch};
 pub use error::{Error, Result};
 
 use crate::client::{CoordinatorApi, GrpcCoordinator};
+use crate::command::CommandRunner;
+use crate::command::spec::CommandSpec;
 use crate::config::{Config, Device};
 use crate::metrics::AgentMetrics;
 use crate::session::Session;
@@ -81,17 +85,31 @@ pub async fn run(
         timing.connect_timeout,
         timing.request_timeout,
     )?;
+    let commands = Arc::new(config.commands.clone());
     let factories = (0..config.slots.get())
-        .map(|_| trainer_factory(config.device))
+        .map(|_| trainer_factory(config.device, commands.clone()))
         .collect();
     run_with(&config, api, capabilities, factories, shutdown).await
 }
 
-/// The trainer of one slot, built on the slot's thread.
-pub fn trainer_factory(device: Device) -> TrainerFactory {
+/// The trainer of one slot, built on the slot's thread. An agent that declares commands starts
+/// on a GPU without CUDA (the commands bring their own framework); only the built-in text CNN
+/// is then unavailable.
+pub fn trainer_factory(device: Device, commands: Arc<Vec<CommandSpec>>) -> TrainerFactory {
     Box::new(move || {
-        let textcnn: Option<Box<dyn Trainer>> = textcnn_trainer(device)?;
-        Ok(Box::new(Workloads::new(textcnn)) as Box<dyn Trainer>)
+        let textcnn: Option<Box<dyn Trainer>> = match textcnn_trainer(device) {
+            Ok(textcnn) => textcnn,
+            Err(reason) if !commands.is_empty() => {
+                tracing::warn!(%reason, "built-in GPU workloads are unavailable, running declared commands only");
+                None
+            }
+            Err(reason) => return Err(reason),
+        };
+        let mut workloads = Workloads::new(textcnn);
+        if !commands.is_empty() {
+            workloads = workloads.with_commands(CommandRunner::new(commands, device));
+        }
+        Ok(Box::new(workloads) as Box<dyn Trainer>)
     })
 }
 

@@ -40,6 +40,9 @@ struct Cli {
     /// Threads of the CPU backend (default: all cores; with --slots K, K trials share them).
     #[arg(long, value_name = "N")]
     cpu_threads: Option<usize>,
+    /// A TOML file of `[[commands]]` tables this agent runs for `command` workloads.
+    #[arg(long, value_name = "FILE")]
+    commands_file: Option<String>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -55,8 +58,12 @@ flags win over the environment, which wins over the file; agent/examples/agent.t
   instance_type, price_per_hour_dollars, gpus_per_instance, auth_token, auth_token_file,
   tls_ca_file, tls_cert_file, tls_key_file, tls_domain, heartbeat_interval_secs,
   request_timeout_secs, connect_timeout_secs, retry_initial_backoff_secs, retry_max_backoff_secs,
-  idle_poll_max_secs, lease_wait_secs, shutdown_grace_secs.
-An agent is leased only trials of the workloads it can train (textcnn and function).";
+  idle_poll_max_secs, lease_wait_secs, shutdown_grace_secs, commands_file.
+Commands (only in --config FILE or commands_file, as [[commands]] tables): name, argv (with
+  {param} placeholders), workdir, env, metrics, metrics_source (stdout|file),
+  epoch_timeout_secs, stop_grace_secs.
+An agent is leased only trials of the workloads it can train (textcnn and function, and
+command for the commands it declares).";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -96,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         instance_type: cli.instance_type,
         price_per_hour_dollars: cli.price_per_hour_dollars,
         cpu_threads: cli.cpu_threads,
+        commands_file: cli.commands_file,
     };
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let config = agent::config::load(cli.config.as_deref(), &env, &overrides)

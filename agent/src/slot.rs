@@ -314,7 +314,9 @@ fn complete_request(
                 (true, _) => TrialOutcome::Stopped,
             };
             request.set_outcome(trial_outcome);
-            request.value = Some(outcome.final_value);
+            // A command stopped before its first epoch has no value.
+            request.value =
+                (outcome.epochs_run > 0 || !outcome.stopped).then_some(outcome.final_value);
             request.epochs_run = outcome.epochs_run;
             request.best_epoch = outcome.best_epoch;
             request.device_seconds = outcome.device_seconds;

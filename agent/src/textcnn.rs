@@ -214,6 +214,7 @@ mod tests {
                 })
                 .collect(),
             metric: metric.into(),
+            maximize: true,
         }
     }
 

@@ -7,10 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use proto::v1::{Lease, ParameterValue, Workload, parameter_value::Kind};
+use proto::v1::{Direction, Lease, ParameterValue, Workload, parameter_value::Kind};
 
-/// Workload kinds this agent can train, advertised at registration.
-pub const WORKLOADS: &[&str] = &["textcnn", "function"];
+use crate::command::CommandRunner;
+
+/// Workload kinds this agent can train, advertised at registration (`command` only by an agent
+/// that declares commands).
+pub const WORKLOADS: &[&str] = &["textcnn", "function", "command"];
 
 /// One trial to train.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +26,8 @@ pub struct TrialJob {
     pub params: BTreeMap<String, ParameterValue>,
     /// The objective's name (e.g. `dev_accuracy`).
     pub metric: String,
+    /// Whether a larger objective is better.
+    pub maximize: bool,
 }
 
 impl TrialJob {
@@ -42,6 +47,7 @@ impl TrialJob {
             workload,
             params,
             metric: lease.metric.clone(),
+            maximize: lease.direction() != Direction::Minimize,
         }
     }
 
@@ -152,12 +158,28 @@ pub trait Trainer {
         job: &TrialJob,
         on_epoch: &mut dyn FnMut(&EpochMetrics) -> EpochControl,
     ) -> Result<TrainOutcome, TrialFailure>;
+
+    /// Trains `job` as [`Trainer::train`] does; a trainer that can end a trial between epochs
+    /// (a command) polls `stop_requested` there.
+    ///
+    /// # Errors
+    /// As [`Trainer::train`].
+    fn train_controlled(
+        &mut self,
+        job: &TrialJob,
+        on_epoch: &mut dyn FnMut(&EpochMetrics) -> EpochControl,
+        stop_requested: &dyn Fn() -> bool,
+    ) -> Result<TrainOutcome, TrialFailure> {
+        let _ = stop_requested;
+        self.train(job, on_epoch)
+    }
 }
 
 /// The agent's trainer: dispatches on the workload kind.
 pub struct Workloads {
     function: crate::functions::FunctionTrainer,
     textcnn: Option<Box<dyn Trainer>>,
+    commands: Option<CommandRunner>,
 }
 
 impl Workloads {
@@ -166,11 +188,36 @@ impl Workloads {
         Self {
             function: crate::functions::FunctionTrainer,
             textcnn,
+            commands: None,
         }
+    }
+
+    /// Adds the agent's declared commands (workload kind `command`).
+    pub fn with_commands(mut self, commands: CommandRunner) -> Self {
+        self.commands = Some(commands);
+        self
     }
 }
 
 impl Trainer for Workloads {
+    fn train_controlled(
+        &mut self,
+        job: &TrialJob,
+        on_epoch: &mut dyn FnMut(&EpochMetrics) -> EpochControl,
+        stop_requested: &dyn Fn() -> bool,
+    ) -> Result<TrainOutcome, TrialFailure> {
+        if job.workload.kind != "command" {
+            return self.train(job, on_epoch);
+        }
+        match &self.commands {
+            Some(commands) => commands.run(job, on_epoch, stop_requested),
+            None => Err(TrialFailure::new(format!(
+                "command '{}' is not declared by this agent (it declares none)",
+                job.workload.command
+            ))),
+        }
+    }
+
     fn train(
         &mut self,
         job: &TrialJob,
@@ -180,8 +227,9 @@ impl Trainer for Workloads {
             ("function", _) => self.function.train(job, on_epoch),
             ("textcnn", Some(textcnn)) => textcnn.train(job, on_epoch),
             ("textcnn", None) => Err(TrialFailure::new(
-                "workload 'textcnn' is not available in this agent build",
+                "workload 'textcnn' is not available on this agent (no CUDA for its GPU, or not in this build)",
             )),
+            ("command", _) => self.train_controlled(job, on_epoch, &|| false),
             (other, _) => Err(TrialFailure::new(format!(
                 "unknown workload kind '{other}', this agent trains {}",
                 WORKLOADS.join(", ")

@@ -242,7 +242,8 @@ fn run_job(trainer: &mut dyn Trainer, work: &WorkerJob) -> Finished {
         }
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        trainer.train(&work.job, &mut on_epoch)
+        let stop_requested = || work.control.get() != Signal::Run;
+        trainer.train_controlled(&work.job, &mut on_epoch, &stop_requested)
     }))
     .unwrap_or_else(|panic| {
         Err(TrialFailure::new(format!(

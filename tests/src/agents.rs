@@ -38,15 +38,23 @@ pub fn start_agent(cluster: &Cluster, name: &str, extra_args: &[&str]) -> Result
 /// # Errors
 /// When the binary is missing or the coordinator never started.
 pub fn agent_command(cluster: &Cluster, extra_args: &[&str]) -> Result<Command> {
+    device_agent_command(cluster, &["--cpu"], extra_args)
+}
+
+/// The command of an agent on a device (`["--cpu"]` or `["--gpu", "N"]`), as [`agent_command`].
+///
+/// # Errors
+/// When the binary is missing or the coordinator never started.
+pub fn device_agent_command(
+    cluster: &Cluster,
+    device_args: &[&str],
+    extra_args: &[&str],
+) -> Result<Command> {
     let mut command = Command::new(binary("agent")?);
     command
-        .args([
-            "--coordinator",
-            &cluster.grpc_url()?,
-            "--cpu",
-            "--metrics-listen-addr",
-            "127.0.0.1:0",
-        ])
+        .args(["--coordinator", &cluster.grpc_url()?])
+        .args(device_args)
+        .args(["--metrics-listen-addr", "127.0.0.1:0"])
         .args(["--instance-type", "m4.4xlarge"])
         .args(extra_args)
         .env("RUST_LOG", "info")

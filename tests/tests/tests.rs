@@ -2,6 +2,7 @@
 //! `integration_tests::cluster`. Build the binaries first (`cargo test --workspace` does).
 
 mod agent_e2e;
+mod command_e2e;
 mod connections_e2e;
 mod coordinator_e2e;
 mod fleet_e2e;

@@ -155,6 +155,7 @@ impl TryFrom<pb::Workload> for Workload {
             max_dev_examples: w.max_dev_examples,
             dev_dataset: w.dev_dataset,
             test_dataset: w.test_dataset,
+            command: w.command,
         };
         workload.check_data_files().map_err(invalid)?;
         Ok(workload)
@@ -171,6 +172,7 @@ impl From<&Workload> for pb::Workload {
             max_dev_examples: w.max_dev_examples,
             dev_dataset: w.dev_dataset.clone(),
             test_dataset: w.test_dataset.clone(),
+            command: w.command.clone(),
         }
     }
 }
@@ -441,6 +443,7 @@ impl From<pb::AgentCapabilities> for AgentCapabilities {
             hostname: c.hostname,
             workloads: c.workloads,
             version: c.version,
+            commands: c.commands,
         }
     }
 }

@@ -51,8 +51,12 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 .service
                 .create_experiment(ExperimentSpec::try_from(raw)?)
                 .await?;
+            let warnings = self
+                .service
+                .placement_warnings(view.record.spec.workload.as_ref());
             Ok(pb::CreateExperimentResponse {
                 experiment: Some((&view).into()),
+                warnings,
             })
         };
         respond(&self.metrics, "CreateExperiment", result.await)

@@ -39,15 +39,6 @@ use crate::store::Change;
 use crate::store::writer::Ticket;
 use crate::{Error, Result};
 
-/// Whether an agent that trains `workloads` (empty: any) can take an experiment's workload.
-fn accepts(workloads: &[String], kind: Option<&String>) -> bool {
-    match kind {
-        None => true,
-        Some(_) if workloads.is_empty() => true,
-        Some(kind) => workloads.iter().any(|w| w == kind),
-    }
-}
-
 /// Wall-clock seconds of a monotonic deadline, for the API.
 fn deadline_unix(deadline: Instant) -> f64 {
     now_unix()
@@ -192,7 +183,7 @@ impl Coordinator {
             .filter(|c| {
                 only.is_none_or(|id| &c.id == id)
                     && c.has_ready()
-                    && accepts(&agent.capabilities.workloads, c.workload_kind.as_ref())
+                    && agent.accepts(c.workload.as_ref())
             })
             .collect();
         candidates.sort_by(|a, b| {

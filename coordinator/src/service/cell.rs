@@ -20,8 +20,8 @@ pub struct ExperimentCell {
     parallelism: AtomicUsize,
     /// Leases handed out, for round-robin tie breaks.
     pub leases_granted: AtomicU64,
-    /// The workload kind agents must accept, if any.
-    pub workload_kind: Option<String>,
+    /// The workload agents must accept, if any ([`super::model::AgentRecord::accepts`]).
+    pub workload: Option<super::model::Workload>,
     /// Wakes the long polls of agents that lease only this experiment's trials; agents that
     /// take any experiment's wait on the service's own `Notify`. Kept apart so that a waiter
     /// restricted to one experiment never takes a wake-up meant for another.
@@ -33,7 +33,7 @@ impl ExperimentCell {
     pub fn new(live: Live) -> Self {
         let cell = Self {
             id: live.record.id.clone(),
-            workload_kind: live.record.spec.workload.as_ref().map(|w| w.kind.clone()),
+            workload: live.record.spec.workload.clone(),
             ready: AtomicUsize::new(0),
             leased: AtomicUsize::new(0),
             running: AtomicBool::new(false),

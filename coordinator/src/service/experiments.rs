@@ -7,6 +7,7 @@ use tracing::{info, instrument};
 
 use super::cell::ExperimentCell;
 use super::lifecycle::{TrialEvent, transition};
+use super::model::Workload;
 use super::model::{
     ExperimentId, ExperimentRecord, ExperimentSpec, ExperimentState, TrialId, TrialRecord,
     now_unix, random_u64,
@@ -14,7 +15,7 @@ use super::model::{
 use super::pause::FailureStreak;
 use super::state::Live;
 use super::warm_start::ImportedTrial;
-use super::workloads::{check_metric, default_metric};
+use super::workloads::{COMMAND_KIND, check_metric, default_metric};
 use super::{Coordinator, ExperimentService, ExperimentView, Page, TrialView};
 use crate::store::Change;
 use crate::suggest::space_of;
@@ -305,6 +306,24 @@ impl ExperimentService for Coordinator {
         configurations: Vec<tuner::space::Assignment>,
     ) -> Result<ExperimentView> {
         self.queue_trials(id, configurations).await
+    }
+
+    fn placement_warnings(&self, workload: Option<&Workload>) -> Vec<String> {
+        let Some(workload) = workload.filter(|w| w.kind == COMMAND_KIND) else {
+            return Vec::new();
+        };
+        let able = self
+            .inner
+            .agents
+            .count(|agent| agent.connected && agent.record.accepts(Some(workload)));
+        if able > 0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "no connected agent declares command '{}': its trials wait until an agent that \
+             declares it in its config ([[commands]]) connects",
+            workload.command
+        )]
     }
 }
 

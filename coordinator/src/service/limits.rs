@@ -203,6 +203,7 @@ fn check_workload(workload: &Workload) -> Result<()> {
         )));
     }
     check_len("workload dataset", &workload.dataset, MAX_DATASET_BYTES)?;
+    check_command(workload)?;
     if workload.fixed_params.len() > MAX_FIXED_PARAMS {
         return Err(invalid(format!(
             "fixed_params must number at most {MAX_FIXED_PARAMS}, got {}",
@@ -220,6 +221,33 @@ fn check_workload(workload: &Workload) -> Result<()> {
             Value::Categorical(v) => check_len("fixed_params value", v, MAX_NAME_BYTES)?,
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// The longest command name, in bytes.
+pub const MAX_COMMAND_NAME_BYTES: usize = 64;
+
+/// A command workload names its command with a bounded name of `[A-Za-z0-9_.-]`; other kinds
+/// name none.
+fn check_command(workload: &Workload) -> Result<()> {
+    let name = &workload.command;
+    if workload.kind != super::workloads::COMMAND_KIND {
+        if name.is_empty() {
+            return Ok(());
+        }
+        return Err(invalid(format!(
+            "workload.command is only for workload kind 'command', got kind '{}'",
+            short(&workload.kind)
+        )));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if name.is_empty() || name.len() > MAX_COMMAND_NAME_BYTES || !name.chars().all(allowed) {
+        return Err(invalid(format!(
+            "workload.command must name a command the agents declare: 1 to \
+             {MAX_COMMAND_NAME_BYTES} characters of A-Z a-z 0-9 _ . -, got '{}'",
+            short(name)
+        )));
     }
     Ok(())
 }
@@ -470,6 +498,34 @@ mod tests {
         let mut s = spec();
         s.workload = Some(Workload::default());
         check_spec(&s).expect("an empty workload is allowed");
+    }
+
+    #[test]
+    fn a_command_workload_needs_a_bounded_command_name() {
+        let with = |kind: &str, command: &str| {
+            let mut s = spec();
+            s.workload = Some(Workload {
+                kind: kind.into(),
+                command: command.into(),
+                ..Workload::default()
+            });
+            s
+        };
+        check_spec(&with("command", "train-lr_v1.2")).expect("a plain name");
+        refused(check_spec(&with("command", "")), &["workload.command"]);
+        refused(
+            check_spec(&with("command", "rm -rf /")),
+            &["workload.command", "rm -rf /"],
+        );
+        let long = "x".repeat(65);
+        refused(
+            check_spec(&with("command", &long)),
+            &["workload.command", "64"],
+        );
+        refused(
+            check_spec(&with("textcnn", "train")),
+            &["workload.command", "textcnn"],
+        );
     }
 
     #[test]

@@ -339,6 +339,9 @@ pub trait ExperimentService: Send + Sync + 'static {
         id: ExperimentId,
         configurations: Vec<Assignment>,
     ) -> impl Future<Output = Result<ExperimentView>> + Send;
+    /// What the creator of an experiment with `workload` should know that does not stop it:
+    /// that no connected agent can run its trials yet (a command nobody declares).
+    fn placement_warnings(&self, workload: Option<&model::Workload>) -> Vec<String>;
 }
 
 /// What agents call.

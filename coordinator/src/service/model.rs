@@ -122,6 +122,9 @@ pub struct Workload {
     /// textcnn: a held-out test file, scored once a trial and never used for selection.
     #[serde(default)]
     pub test_dataset: String,
+    /// command: the name of a command the agents declare in their config.
+    #[serde(default)]
+    pub command: String,
 }
 
 impl Workload {
@@ -421,6 +424,9 @@ pub struct AgentCapabilities {
     pub workloads: Vec<String>,
     /// Agent version.
     pub version: String,
+    /// Commands it declares (workload kind `command`).
+    #[serde(default)]
+    pub commands: Vec<String>,
 }
 
 /// A registered agent.
@@ -442,16 +448,22 @@ pub struct AgentRecord {
 
 impl AgentRecord {
     /// Whether this agent can train experiments with this workload.
+    ///
+    /// A command workload needs the agent to declare that command: agents run only the
+    /// commands of their own config.
     pub fn accepts(&self, workload: Option<&Workload>) -> bool {
-        match workload {
-            None => true,
-            Some(_) if self.capabilities.workloads.is_empty() => true,
-            Some(w) => self
+        let Some(w) = workload else {
+            return true;
+        };
+        if w.kind == super::workloads::COMMAND_KIND {
+            return self.capabilities.commands.iter().any(|c| c == &w.command);
+        }
+        self.capabilities.workloads.is_empty()
+            || self
                 .capabilities
                 .workloads
                 .iter()
-                .any(|kind| kind == &w.kind),
-        }
+                .any(|kind| kind == &w.kind)
     }
 }
 
@@ -543,5 +555,30 @@ mod tests {
         agent.capabilities.workloads = vec!["textcnn".into()];
         assert!(!agent.accepts(Some(&w)));
         assert!(agent.accepts(None));
+    }
+
+    #[test]
+    fn a_command_goes_only_to_agents_that_declare_it() {
+        let mut agent = AgentRecord {
+            id: AgentId::generate(),
+            capabilities: AgentCapabilities::default(),
+            registered_unix: 0.0,
+            last_seen_unix: 0.0,
+            secret_sha256: String::new(),
+        };
+        let w = Workload {
+            kind: "command".into(),
+            command: "train".into(),
+            ..Workload::default()
+        };
+        assert!(
+            !agent.accepts(Some(&w)),
+            "an agent that takes any kind declares no command"
+        );
+        agent.capabilities.workloads = vec!["textcnn".into(), "command".into()];
+        agent.capabilities.commands = vec!["other".into()];
+        assert!(!agent.accepts(Some(&w)));
+        agent.capabilities.commands.push("train".into());
+        assert!(agent.accepts(Some(&w)));
     }
 }

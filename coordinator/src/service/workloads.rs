@@ -7,6 +7,10 @@
 //! (STYLE.md §1), so `tests/tests/workload_metrics_e2e.rs` checks the two against each other:
 //! it reads the list from this module's refusal message and trains one trial for every metric
 //! listed on a real agent.
+//!
+//! The `command` kind runs a program the agents declare in their config; the program defines
+//! what it reports, so any metric name is accepted for it (an agent whose command lists its
+//! metrics fails a trial whose metric is not listed).
 
 use super::model::Workload;
 use crate::{Error, Result};
@@ -20,7 +24,12 @@ pub struct WorkloadKind {
     pub metrics: &'static [&'static str],
     /// Other names the agent accepts for one of `metrics` (not listed in messages).
     pub aliases: &'static [&'static str],
+    /// Whether any metric name is accepted (the workload defines its own, as a command does).
+    pub free_form_metric: bool,
 }
+
+/// The kind of a workload that runs a command declared in the agents' config.
+pub const COMMAND_KIND: &str = "command";
 
 /// Every workload kind agents train.
 pub const WORKLOADS: &[WorkloadKind] = &[
@@ -28,11 +37,19 @@ pub const WORKLOADS: &[WorkloadKind] = &[
         kind: "textcnn",
         metrics: &["dev_accuracy", "train_accuracy", "train_loss"],
         aliases: &["accuracy", "validation_accuracy"],
+        free_form_metric: false,
     },
     WorkloadKind {
         kind: "function",
         metrics: &["value"],
         aliases: &[],
+        free_form_metric: false,
+    },
+    WorkloadKind {
+        kind: COMMAND_KIND,
+        metrics: &["value"],
+        aliases: &[],
+        free_form_metric: true,
     },
 ];
 
@@ -47,7 +64,7 @@ impl WorkloadKind {
 
     /// Whether trials of this kind report `metric`.
     pub fn reports(&self, metric: &str) -> bool {
-        self.metrics.contains(&metric) || self.aliases.contains(&metric)
+        self.free_form_metric || self.metrics.contains(&metric) || self.aliases.contains(&metric)
     }
 }
 
@@ -139,6 +156,13 @@ mod tests {
         }
         check_metric(None, "anything").expect("no workload, nothing to check");
         check_metric(Some(&workload("")), "anything").expect("no kind, nothing to check");
+    }
+
+    #[test]
+    fn a_command_workload_takes_any_metric_and_defaults_to_value() {
+        let command = workload(COMMAND_KIND);
+        check_metric(Some(&command), "dev_auc").expect("a command defines its metrics");
+        assert_eq!(default_metric(Some(&command)), "value");
     }
 
     #[test]

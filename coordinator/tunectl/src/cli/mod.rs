@@ -312,6 +312,10 @@ pub async fn create_experiment(
         .await
         .map_err(status_error)?
         .into_inner();
+    // Warnings go to stderr, so the id on stdout stays the only thing a script reads.
+    for warning in &response.warnings {
+        eprintln!("warning: {warning}");
+    }
     response
         .experiment
         .with_context(|| format!("the coordinator returned no experiment for '{name}'"))

@@ -52,8 +52,11 @@ pub enum BatchArg {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadFile {
-    /// `textcnn` or `function`.
+    /// `textcnn`, `function` or `command`.
     pub kind: String,
+    /// command: the name of a command the agents declare (`[[commands]]` in `agent.toml`).
+    #[serde(default)]
+    pub command: String,
     /// Data set: `mr` (embedded) or, for `textcnn`, the path of a training file on the agents'
     /// machines (`label<TAB>text` or `label text` lines).
     #[serde(default)]
@@ -197,6 +200,7 @@ impl SpecFile {
                 max_dev_examples: w.max_dev_examples,
                 dev_dataset: w.dev_dataset.clone(),
                 test_dataset: w.test_dataset.clone(),
+                command: w.command.clone(),
             }),
             budget_dollars: self.budget_dollars,
             study: self.study.clone(),

@@ -1,6 +1,6 @@
 //! `tunectl study`: runs BO, random and grid search (each arm with or without early stopping)
-//! on a built-in scenario as one tagged experiment an arm and repeat ([`crate::study::run`]),
-//! then prints the study's name for `tunectl report`.
+//! on a built-in scenario, or on a user's spec file (`--spec`), as one tagged experiment an arm
+//! and repeat ([`crate::study::run`]), then prints the study's name for `tunectl report`.
 //!
 //! With `--local` it first starts a one-machine cluster ([`crate::local::cluster`]); since that
 //! coordinator stops with the command, the report is written before it does (`--out`, by default
@@ -18,8 +18,15 @@ use crate::study::run::{self, StudyArm, StudyPlanRequest, rule_by_name};
 #[derive(Clone, Debug, clap::Args)]
 pub struct StudyOptions {
     /// Built-in scenario.
-    #[arg(long, value_parser = ["basic", "complex", "basic-mini"])]
-    pub scenario: String,
+    #[arg(long, value_parser = ["basic", "complex", "basic-mini"], required_unless_present = "spec")]
+    pub scenario: Option<String>,
+    /// A spec file of your own (as for `tunectl create`) instead of a scenario; with --local, a
+    /// `command` workload needs its command declared in --agent-config.
+    #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
+    pub spec: Option<PathBuf>,
+    /// Local cluster: an agent config file each agent reads (its `[[commands]]`).
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<PathBuf>,
     /// Arms to compare, comma-separated: bo, random, grid, each optionally with an
     /// early-stopping rule of its own (`bo+median`, `random+asha`, `grid+none`).
     #[arg(long, value_delimiter = ',', default_value = "bo,random,grid")]
@@ -85,15 +92,25 @@ impl StudyOptions {
     /// # Errors
     /// When `--early-stopping` names no rule.
     pub fn plan_request(&self) -> anyhow::Result<StudyPlanRequest> {
+        let base = match &self.spec {
+            Some(path) => Some(self.user_spec(path)?),
+            None => None,
+        };
+        let scenario = match (&base, &self.scenario) {
+            (Some(spec), _) => spec.name.clone(),
+            (None, Some(scenario)) => scenario.clone(),
+            (None, None) => anyhow::bail!("give --scenario NAME or --spec FILE"),
+        };
         let name = self.name.clone().unwrap_or_else(|| {
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            format!("{}-{stamp}", self.scenario)
+            format!("{scenario}-{stamp}")
         });
         Ok(StudyPlanRequest {
             name,
-            scenario: self.scenario.clone(),
+            scenario,
+            base,
             arms: self.strategies.clone(),
             early_stopping: rule_by_name(&self.early_stopping)?,
             budget: self.budget,
@@ -103,6 +120,20 @@ impl StudyOptions {
             max_train: self.max_train,
             max_dev: self.max_dev,
         })
+    }
+
+    /// The spec of `path`; with `--local`, a command it runs must be declared for the agents.
+    fn user_spec(&self, path: &std::path::Path) -> anyhow::Result<proto::v1::ExperimentSpec> {
+        let spec = super::spec::SpecFile::read(path)?.to_pb();
+        if let Some(workload) = spec.workload.as_ref().filter(|w| w.kind == "command")
+            && self.local
+        {
+            crate::local::user_spec::check_declared(
+                &workload.command,
+                self.agent_config.as_deref(),
+            )?;
+        }
+        Ok(spec)
     }
 
     /// Where the report goes, if anywhere.
@@ -145,6 +176,7 @@ pub async fn run(
         gpu: options.gpu,
         instance_type: options.instance_type.clone(),
         slots: options.slots,
+        config: options.agent_config.clone(),
     };
     let mut cluster = RunningCluster::start(options.data_dir.clone(), &agents)?;
     let local = ConnectOptions::plain(&cluster.url);

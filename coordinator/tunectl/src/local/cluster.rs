@@ -27,6 +27,8 @@ pub struct AgentOptions {
     pub instance_type: Option<String>,
     /// Trials an agent trains at once (0 or 1: one); several share one GPU.
     pub slots: u32,
+    /// A config file every agent reads (`--config`), e.g. to declare commands.
+    pub config: Option<PathBuf>,
 }
 
 /// A running cluster, its coordinator's URL, and the data dir its logs are in.
@@ -202,6 +204,9 @@ impl LocalCluster {
         let name = format!("agent-{index}");
         let mut command = Command::new(bin_dir.join("agent"));
         command.args(["--coordinator", url, "--metrics-listen-addr", "127.0.0.1:0"]);
+        if let Some(config) = &opts.config {
+            command.arg("--config").arg(config);
+        }
         if let Some(instance_type) = &opts.instance_type {
             command.args(["--instance-type", instance_type]);
         }

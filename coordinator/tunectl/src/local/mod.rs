@@ -1,10 +1,11 @@
 //! `tunectl local`: a whole cluster on one machine ([`cluster`]), running one experiment of a
-//! built-in [`crate::scenario`] with live progress, then the results, then a clean shutdown
-//! (also on SIGTERM, SIGHUP and Ctrl-C, after which it exits 128 + the signal's number; see
-//! [`signals`]).
+//! built-in [`crate::scenario`] or of a user's spec file ([`user_spec`]) with live progress,
+//! then the results, then a clean shutdown (also on SIGTERM, SIGHUP and Ctrl-C, after which it
+//! exits 128 + the signal's number; see [`signals`]).
 
 pub mod cluster;
 pub mod signals;
+pub mod user_spec;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -23,6 +24,14 @@ pub struct LocalOptions {
     /// Built-in scenario: basic, complex or basic-mini.
     #[arg(long, default_value = "basic-mini")]
     pub scenario: String,
+    /// A spec file of your own (as for `tunectl create`) instead of a scenario: your data set
+    /// file, or your own command (declared for the agents with --agent-config).
+    #[arg(long, value_name = "FILE", conflicts_with = "scenario")]
+    pub spec: Option<PathBuf>,
+    /// An agent config file each agent reads (`agent --config FILE`); its `[[commands]]` declare
+    /// the commands a spec's `command` workload runs. The flags tunectl gives the agents win.
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<PathBuf>,
     /// Agents to start (with --gpu: GPUs to use, one agent each).
     #[arg(long, default_value_t = 2)]
     pub agents: u32,
@@ -53,9 +62,9 @@ pub struct LocalOptions {
     /// Use only the first N validation sentences.
     #[arg(long)]
     pub max_dev: Option<u32>,
-    /// Early stopping of lagging trials: none, median or asha.
-    #[arg(long, default_value = "none", value_parser = ["none", "median", "asha"])]
-    pub early_stopping: String,
+    /// Early stopping of lagging trials: none, median or asha (default: none, or the spec's).
+    #[arg(long, value_parser = ["none", "median", "asha"])]
+    pub early_stopping: Option<String>,
     /// Price the agents' trials as this cloud instance (e.g. m4.4xlarge, p2.xlarge); by default
     /// trials cost nothing, as on one's own machine.
     #[arg(long)]
@@ -70,6 +79,7 @@ impl LocalOptions {
             gpu: self.gpu,
             instance_type: self.instance_type.clone(),
             slots: self.slots,
+            config: self.agent_config.clone(),
         }
     }
 }
@@ -105,6 +115,9 @@ pub fn run(opts: &LocalOptions) -> anyhow::Result<()> {
 /// # Errors
 /// When the scenario is unknown.
 pub fn build_spec(opts: &LocalOptions) -> anyhow::Result<pb::ExperimentSpec> {
+    if let Some(path) = &opts.spec {
+        return user_spec::build(path, opts);
+    }
     let mut spec = crate::scenario::scenario(&opts.scenario).with_context(|| {
         format!(
             "unknown scenario '{}': use one of {}",
@@ -126,7 +139,7 @@ pub fn build_spec(opts: &LocalOptions) -> anyhow::Result<pb::ExperimentSpec> {
     spec.seed = opts.seed.unwrap_or(0);
     spec.name = format!("{}-local", spec.name);
     spec.early_stopping = coordinator::grpc::convert::rule_to_pb(&crate::study::run::rule_by_name(
-        &opts.early_stopping,
+        opts.early_stopping.as_deref().unwrap_or("none"),
     )?);
     if let Some(workload) = spec.workload.as_mut() {
         workload.max_train_examples = opts.max_train.unwrap_or(workload.max_train_examples);

@@ -127,8 +127,11 @@ impl FromStr for StudyArm {
 pub struct StudyPlanRequest {
     /// Study name (the `study` tag).
     pub name: String,
-    /// Built-in scenario.
+    /// Built-in scenario, or the name of `base` (it names the experiments).
     pub scenario: String,
+    /// A user's spec (`tunectl study --spec FILE`) each experiment starts from, instead of the
+    /// scenario's.
+    pub base: Option<pb::ExperimentSpec>,
     /// Arms compared: strategies, each with or without early stopping.
     pub arms: Vec<StudyArm>,
     /// The early-stopping rule of arms that name none.
@@ -227,13 +230,16 @@ fn experiment_seed(base: u64, strategy_index: usize, repeat: u32) -> u64 {
 /// # Errors
 /// When the scenario is unknown, the study has no name, or no strategy or repeat.
 pub fn plan(request: &StudyPlanRequest) -> anyhow::Result<Vec<PlannedExperiment>> {
-    let base = crate::scenario::scenario(&request.scenario).with_context(|| {
-        format!(
-            "unknown scenario '{}': use one of {}",
-            request.scenario,
-            crate::scenario::NAMES.join(", ")
-        )
-    })?;
+    let base = match &request.base {
+        Some(spec) => spec.clone(),
+        None => crate::scenario::scenario(&request.scenario).with_context(|| {
+            format!(
+                "unknown scenario '{}': use one of {}",
+                request.scenario,
+                crate::scenario::NAMES.join(", ")
+            )
+        })?,
+    };
     anyhow::ensure!(
         !request.name.trim().is_empty(),
         "the study name must not be empty"
@@ -409,6 +415,7 @@ mod tests {
         StudyPlanRequest {
             name: "s1".into(),
             scenario: "basic-mini".into(),
+            base: None,
             arms: strategies
                 .into_iter()
                 .map(|strategy| StudyArm {
