@@ -89,14 +89,16 @@ class Client:
         self.close()
 
     def create_experiment(self, name, metric="", direction="maximize", params=(), budget=10,
-                          parallelism=1, strategy="bo", workload="function", early_stopping=None,
+                          parallelism=1, strategy="bo", workload="external", early_stopping=None,
                           **extra):
         """Creates an experiment and returns it.
 
         `params` are dicts (`FloatParam(...)`, `IntParam(...)`, `Categorical(...)` build them) or
         `ParameterSpec` messages. `metric` may be empty: the workload's default (`value` for the
-        `function` workload). `workload` is a kind (`"function"`), a dict of `Workload` fields or a
-        `Workload`. `early_stopping` is `"median"`, `"asha"`, `{"median": {...}}`,
+        `external` and `function` workloads). `workload` is a kind, a dict of `Workload` fields or
+        a `Workload`; the default, `"external"`, means your own workers (this SDK) run the trials:
+        no agent takes them, even one that trains every kind. Use `"command"` (with `command=`)
+        for a command the agents declare. `early_stopping` is `"median"`, `"asha"`, `{"median": {...}}`,
         `{"asha": {...}}` or an `EarlyStopping`. `extra` sets other `ExperimentSpec` fields
         (`seed`, `initial_trials`, `max_attempts`, `study`, `budget_dollars`, `grid_levels`,
         `batch_strategy`).

@@ -31,6 +31,7 @@ use super::model::{
 };
 use super::registry::{AgentEntry, LeaseHome};
 use super::state::Live;
+use super::workloads::leased_only_by_name;
 use super::{
     AgentService, Completion, Coordinator, EpochInput, Lease, LeaseAction, LeaseOutcome,
     LeaseStatus, Registration,
@@ -182,6 +183,7 @@ impl Coordinator {
             .into_iter()
             .filter(|c| {
                 only.is_none_or(|id| &c.id == id)
+                    && (only.is_some() || !leased_only_by_name(c.workload.as_ref()))
                     && c.has_ready()
                     && agent.accepts(c.workload.as_ref())
             })

@@ -11,6 +11,10 @@
 //! The `command` kind runs a program the agents declare in their config; the program defines
 //! what it reports, so any metric name is accepted for it (an agent whose command lists its
 //! metrics fails a trial whose metric is not listed).
+//!
+//! The `external` kind is run by no agent: its trials are leased only by workers that name the
+//! experiment in `LeaseTrial` (the Python SDK's), so an agent that trains every kind, or the
+//! `function` kind, never takes a trial of a user's own training loop.
 
 use super::model::Workload;
 use crate::{Error, Result};
@@ -30,6 +34,9 @@ pub struct WorkloadKind {
 
 /// The kind of a workload that runs a command declared in the agents' config.
 pub const COMMAND_KIND: &str = "command";
+
+/// The kind of a workload whose trials only workers naming the experiment take (the SDK's).
+pub const EXTERNAL_KIND: &str = "external";
 
 /// Every workload kind agents train.
 pub const WORKLOADS: &[WorkloadKind] = &[
@@ -51,7 +58,18 @@ pub const WORKLOADS: &[WorkloadKind] = &[
         aliases: &[],
         free_form_metric: true,
     },
+    WorkloadKind {
+        kind: EXTERNAL_KIND,
+        metrics: &["value"],
+        aliases: &[],
+        free_form_metric: true,
+    },
 ];
+
+/// Whether trials of `workload` go only to workers that name their experiment.
+pub fn leased_only_by_name(workload: Option<&Workload>) -> bool {
+    workload.is_some_and(|w| w.kind == EXTERNAL_KIND)
+}
 
 /// The metric of a spec without a workload kind (the name of a plain objective value).
 pub const GENERIC_METRIC: &str = "value";
