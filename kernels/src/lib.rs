@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+mod branches;
 pub mod cpu;
 mod error;
 pub mod rng;
@@ -41,6 +42,7 @@ pub mod rng;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
+pub use branches::{ConvBwdBranch, ConvFwdBranch, check_branch_shapes};
 pub use error::{Error, Result};
 
 /// Shape of one convolution branch with its fused ReLU and max-over-time pooling.
@@ -268,6 +270,56 @@ pub trait Backend {
         grad_b: &mut Self::Buf,
         grad_x: &mut Self::Buf,
     ) -> Result<()>;
+
+    /// [`Backend::conv_pool_fwd`] for several branches over the same `x`, each writing its own
+    /// columns of `pooled` (see [`check_branch_shapes`]). The default runs the branches in
+    /// order; the CUDA backend runs them all in one launch (the same arithmetic, so the same
+    /// result).
+    fn conv_pool_fwd_branches(
+        &self,
+        x: &Self::Buf,
+        branches: &mut [ConvFwdBranch<'_, Self>],
+        pooled: &mut Self::Buf,
+    ) -> Result<()> {
+        let shapes: Vec<ConvShape> = branches.iter().map(|b| b.shape).collect();
+        check_branch_shapes("conv_pool_fwd_branches", &shapes)?;
+        for br in branches.iter_mut() {
+            self.conv_pool_fwd(&br.shape, x, br.w, br.bias, pooled, &mut *br.argmax)?;
+        }
+        Ok(())
+    }
+
+    /// [`Backend::conv_pool_bwd`] for the branches of [`Backend::conv_pool_fwd_branches`],
+    /// except that `grad_x` is **overwritten** with the sum of the branches' data gradients
+    /// (the first `batch * seq_len * embed_dim` elements), added in branch order. The default
+    /// fills `grad_x` with zero and runs the branches in order; the CUDA backend does it in
+    /// two launches (weights of every branch, data of every branch) with the same arithmetic.
+    fn conv_pool_bwd_branches(
+        &self,
+        grad_pooled: &Self::Buf,
+        pooled: &Self::Buf,
+        x: &Self::Buf,
+        branches: &mut [ConvBwdBranch<'_, Self>],
+        grad_x: &mut Self::Buf,
+    ) -> Result<()> {
+        let shapes: Vec<ConvShape> = branches.iter().map(|b| b.shape).collect();
+        let first = check_branch_shapes("conv_pool_bwd_branches", &shapes)?;
+        self.fill(grad_x, first.batch * first.seq_len * first.embed_dim, 0.0)?;
+        for br in branches.iter_mut() {
+            self.conv_pool_bwd(
+                &br.shape,
+                grad_pooled,
+                pooled,
+                br.argmax,
+                x,
+                br.w,
+                &mut *br.grad_w,
+                &mut *br.grad_b,
+                grad_x,
+            )?;
+        }
+        Ok(())
+    }
 
     /// Inverted dropout (overwrite): `mask[i] = 1/(1-p)` when
     /// [`rng::dropout_uniform`]`(seed, i) >= p`, else 0; `out[i] = x[i] · mask[i]`.

@@ -16,6 +16,8 @@ use kernels::cpu::CpuBackend;
 use kernels::cuda::CudaBackend;
 use kernels::{Backend, ConvShape, Error, LinearShape, RmsProp};
 
+#[path = "parity/branches.rs"]
+mod branches;
 #[path = "parity/ops.rs"]
 mod ops;
 #[path = "parity/step.rs"]
@@ -651,6 +653,13 @@ fn backends_on_one_gpu_run_side_by_side() {
 }
 
 #[test]
+fn conv_branches_in_one_launch_match_per_branch_and_the_cpu() {
+    if let Some(g) = gpu() {
+        branches::check_conv_branches(&g);
+    }
+}
+
+#[test]
 fn a_whole_training_step_matches_the_cpu() {
     if let Some(g) = gpu() {
         step::check_training_step(&g);
@@ -677,4 +686,5 @@ fn the_harness_passes_cpu_against_cpu() {
         body(&Cpu(&cpu));
     }
     step::check_training_step(&cpu);
+    branches::check_conv_branches(&cpu);
 }

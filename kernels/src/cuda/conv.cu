@@ -66,19 +66,15 @@ __device__ __forceinline__ void conv_stage_w(float* ws, const float* __restrict_
     }
 }
 
-// Dynamic shared memory: round_up4((CONV_TP + width - 1) * CONV_XS) + j_group * CONV_KC * CONV_TF
-// floats; launch with CONV_THREADS threads, any grid (grid-stride over sentence x filter tile).
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
-conv_pool_fwd_f32(const float* __restrict__ x, const float* __restrict__ w,
-                  const float* __restrict__ bias, float* __restrict__ pooled,
-                  unsigned int* __restrict__ argmax, unsigned int batch, unsigned int seq_len,
-                  unsigned int embed_dim, unsigned int width, unsigned int num_filters,
-                  unsigned int pooled_cols, unsigned int pooled_offset, unsigned int j_group) {
-    extern __shared__ float4 smem_f4[];  // float4: the staged filters are read 16 bytes wide
-    float* smem = reinterpret_cast<float*>(smem_f4);
-    if (blockDim.x != CONV_THREADS || width == 0 || width > seq_len || j_group == 0) {
-        return;
-    }
+// One (sentence, filter tile) of one branch: `tile` < batch * ceil(num_filters / CONV_TF).
+// Every thread of the block calls it with the same arguments (it synchronizes the block).
+__device__ __forceinline__ void conv_pool_tile(float* smem, const float* __restrict__ x,
+                               const float* __restrict__ w, const float* __restrict__ bias,
+                               float* __restrict__ pooled, unsigned int* __restrict__ argmax,
+                               unsigned int tile, unsigned int seq_len, unsigned int embed_dim,
+                               unsigned int width, unsigned int num_filters,
+                               unsigned int pooled_cols, unsigned int pooled_offset,
+                               unsigned int j_group) {
     const unsigned int positions = seq_len - width + 1;
     const unsigned int x_rows = CONV_TP + width - 1;
     const unsigned int xs_floats = (x_rows * CONV_XS + 3u) & ~3u;
@@ -87,8 +83,7 @@ conv_pool_fwd_f32(const float* __restrict__ x, const float* __restrict__ w,
     const unsigned int tx = threadIdx.x % CONV_TX;
     const unsigned int ty = threadIdx.x / CONV_TX;
     const unsigned int filter_tiles = (num_filters + CONV_TF - 1) / CONV_TF;
-
-    for (unsigned int tile = blockIdx.x; tile < batch * filter_tiles; tile += gridDim.x) {
+    {
         const unsigned int b = tile / filter_tiles;
         const unsigned int f0 = (tile - b * filter_tiles) * CONV_TF;
         const float* xb = x + (size_t)b * seq_len * embed_dim;
@@ -184,6 +179,131 @@ conv_pool_fwd_f32(const float* __restrict__ x, const float* __restrict__ w,
     }
 }
 
+// Dynamic shared memory: round_up4((CONV_TP + width - 1) * CONV_XS) + j_group * CONV_KC * CONV_TF
+// floats; launch with CONV_THREADS threads, any grid (grid-stride over sentence x filter tile).
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 4)
+conv_pool_fwd_f32(const float* __restrict__ x, const float* __restrict__ w,
+                  const float* __restrict__ bias, float* __restrict__ pooled,
+                  unsigned int* __restrict__ argmax, unsigned int batch, unsigned int seq_len,
+                  unsigned int embed_dim, unsigned int width, unsigned int num_filters,
+                  unsigned int pooled_cols, unsigned int pooled_offset, unsigned int j_group) {
+    extern __shared__ float4 smem_f4[];  // float4: the staged filters are read 16 bytes wide
+    float* smem = reinterpret_cast<float*>(smem_f4);
+    if (blockDim.x != CONV_THREADS || width == 0 || width > seq_len || j_group == 0) {
+        return;
+    }
+    const unsigned int filter_tiles = (num_filters + CONV_TF - 1) / CONV_TF;
+    for (unsigned int tile = blockIdx.x; tile < batch * filter_tiles; tile += gridDim.x) {
+        // conv_pool_tile synchronizes before its first write of shared memory.
+        conv_pool_tile(smem, x, w, bias, pooled, argmax, tile, seq_len, embed_dim, width,
+                       num_filters, pooled_cols, pooled_offset, j_group);
+    }
+}
+
+// ---------------------------------------------------------------- all branches in one launch
+// The text CNN's branches (filter widths 3/4/5 by default) read the same x and write disjoint
+// columns of pooled, so one launch runs them all: the grid strides over the concatenation of
+// every branch's work items (forward: sentence x filter tile; weight gradient: weights; data
+// gradient: the rows of x, each summing every branch in order).
+
+#define CONV_MAX_BRANCHES 8
+
+// Up to CONV_MAX_BRANCHES branches, passed by value (the launcher fills it). work_end[i] is the
+// exclusive end of branch i's work items in the concatenation (forward: filter tiles times the
+// batch; weight gradient: num_filters * width * embed_dim). grad_w and grad_b are null in the
+// forward launch.
+struct ConvBranchList {
+    const float* w[CONV_MAX_BRANCHES];
+    const float* bias[CONV_MAX_BRANCHES];
+    unsigned int* argmax[CONV_MAX_BRANCHES];
+    float* grad_w[CONV_MAX_BRANCHES];
+    float* grad_b[CONV_MAX_BRANCHES];
+    unsigned int width[CONV_MAX_BRANCHES];
+    unsigned int num_filters[CONV_MAX_BRANCHES];
+    unsigned int pooled_offset[CONV_MAX_BRANCHES];
+    unsigned int j_group[CONV_MAX_BRANCHES];
+    unsigned int work_end[CONV_MAX_BRANCHES];
+    unsigned int count;
+};
+
+// The branch whose work items contain `item` (the last branch when past the end).
+__device__ __forceinline__ unsigned int conv_branch_of(const ConvBranchList& list,
+                                                       unsigned int item) {
+    const unsigned int count = list.count < CONV_MAX_BRANCHES ? list.count : CONV_MAX_BRANCHES;
+    unsigned int br = 0;
+#pragma unroll
+    for (unsigned int i = 0; i + 1 < CONV_MAX_BRANCHES; ++i) {
+        if (i + 1 < count && item >= list.work_end[i]) {
+            br = i + 1;
+        }
+    }
+    return br;
+}
+
+// list.work_end[count - 1], read with constant indices (see conv_branch).
+__device__ __forceinline__ unsigned int conv_work_end(const ConvBranchList& list,
+                                                      unsigned int count) {
+    unsigned int end = 0;
+#pragma unroll
+    for (unsigned int i = 0; i < CONV_MAX_BRANCHES; ++i) {
+        if (i + 1 == count) {
+            end = list.work_end[i];
+        }
+    }
+    return end;
+}
+
+// One branch's entries of a ConvBranchList. The list is a kernel parameter: indexing its
+// arrays with a run-time branch would copy it to local memory (a stack frame and spills), so
+// the entries are picked with constant indices.
+struct ConvBranch {
+    const float* w;
+    const float* bias;
+    unsigned int* argmax;
+    float* grad_w;
+    float* grad_b;
+    unsigned int width, num_filters, pooled_offset, j_group, start;
+};
+
+__device__ __forceinline__ ConvBranch conv_branch(const ConvBranchList& list, unsigned int br) {
+    ConvBranch out = {list.w[0], list.bias[0], list.argmax[0], list.grad_w[0], list.grad_b[0],
+                      list.width[0], list.num_filters[0], list.pooled_offset[0],
+                      list.j_group[0], 0u};
+#pragma unroll
+    for (unsigned int i = 1; i < CONV_MAX_BRANCHES; ++i) {
+        if (i == br) {
+            out = {list.w[i], list.bias[i], list.argmax[i], list.grad_w[i], list.grad_b[i],
+                   list.width[i], list.num_filters[i], list.pooled_offset[i], list.j_group[i],
+                   list.work_end[i - 1]};
+        }
+    }
+    return out;
+}
+
+// Dynamic shared memory: the largest of the branches' conv_pool_fwd_f32 needs; CONV_THREADS
+// threads, any grid (grid-stride over every branch's sentence x filter tiles).
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 4)
+conv_pool_branches_fwd_f32(const float* __restrict__ x, float* __restrict__ pooled,
+                           const ConvBranchList list, unsigned int seq_len,
+                           unsigned int embed_dim, unsigned int pooled_cols) {
+    extern __shared__ float4 smem_f4[];
+    float* smem = reinterpret_cast<float*>(smem_f4);
+    const unsigned int count = list.count < CONV_MAX_BRANCHES ? list.count : CONV_MAX_BRANCHES;
+    if (blockDim.x != CONV_THREADS || count == 0) {
+        return;
+    }
+    const unsigned int end = conv_work_end(list, count);
+    for (unsigned int item = blockIdx.x; item < end; item += gridDim.x) {
+        const ConvBranch br = conv_branch(list, conv_branch_of(list, item));
+        if (br.width == 0 || br.width > seq_len || br.j_group == 0) {
+            continue;  // uniform across the block: every thread skips together
+        }
+        conv_pool_tile(smem, x, br.w, br.bias, pooled, br.argmax, item - br.start, seq_len,
+                       embed_dim, br.width, br.num_filters, pooled_cols, br.pooled_offset,
+                       br.j_group);
+    }
+}
+
 // The ReLU-gated upstream gradient g[b, f] (zero where the pooled output was not positive).
 __device__ __forceinline__ float conv_gate(const float* __restrict__ grad_pooled,
                                            const float* __restrict__ pooled, unsigned int b,
@@ -191,6 +311,32 @@ __device__ __forceinline__ float conv_gate(const float* __restrict__ grad_pooled
                                            unsigned int pooled_offset) {
     const size_t col = (size_t)b * pooled_cols + pooled_offset + f;
     return pooled[col] > 0.0f ? grad_pooled[col] : 0.0f;
+}
+
+// grad_w[i] for the weight i = (f, j, e) with rem = j * embed_dim + e, and grad_b[f] when
+// rem == 0: sums over the batch in order (deterministic).
+__device__ __forceinline__ void conv_weight_grad(
+    const float* __restrict__ grad_pooled, const float* __restrict__ pooled,
+    const unsigned int* __restrict__ argmax, const float* __restrict__ x,
+    float* __restrict__ grad_w, float* __restrict__ grad_b, size_t i, unsigned int f, size_t rem,
+    unsigned int batch, unsigned int seq_len, unsigned int embed_dim, unsigned int width,
+    unsigned int num_filters, unsigned int pooled_cols, unsigned int pooled_offset) {
+    const unsigned int j = (unsigned int)(rem / embed_dim);
+    const unsigned int e = (unsigned int)(rem - (size_t)j * embed_dim);
+    float acc = 0.0f;
+    float acc_b = 0.0f;
+    for (unsigned int b = 0; b < batch; ++b) {
+        const float g = conv_gate(grad_pooled, pooled, b, f, pooled_cols, pooled_offset);
+        const unsigned int t = argmax[(size_t)b * num_filters + f];
+        if (g != 0.0f && t + width <= seq_len) {
+            acc = fmaf(g, x[((size_t)b * seq_len + t + j) * embed_dim + e], acc);
+        }
+        acc_b += g;
+    }
+    grad_w[i] = acc;
+    if (rem == 0) {
+        grad_b[f] = acc_b;
+    }
 }
 
 // grad_w[f, j, e] = sum_b g[b, f] * x[b, argmax[b, f] + j, e] and grad_b[f] = sum_b g[b, f]
@@ -206,23 +352,9 @@ extern "C" __global__ void conv_pool_weights_bwd_f32(
     const size_t stride = (size_t)blockDim.x * gridDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
         const unsigned int f = (unsigned int)(i / filter_len);
-        const size_t rem = i - (size_t)f * filter_len;
-        const unsigned int j = (unsigned int)(rem / embed_dim);
-        const unsigned int e = (unsigned int)(rem - (size_t)j * embed_dim);
-        float acc = 0.0f;
-        float acc_b = 0.0f;
-        for (unsigned int b = 0; b < batch; ++b) {
-            const float g = conv_gate(grad_pooled, pooled, b, f, pooled_cols, pooled_offset);
-            const unsigned int t = argmax[(size_t)b * num_filters + f];
-            if (g != 0.0f && t + width <= seq_len) {
-                acc = fmaf(g, x[((size_t)b * seq_len + t + j) * embed_dim + e], acc);
-            }
-            acc_b += g;
-        }
-        grad_w[i] = acc;
-        if (rem == 0) {
-            grad_b[f] = acc_b;
-        }
+        conv_weight_grad(grad_pooled, pooled, argmax, x, grad_w, grad_b, i, f,
+                         i - (size_t)f * filter_len, batch, seq_len, embed_dim, width,
+                         num_filters, pooled_cols, pooled_offset);
     }
 }
 
@@ -265,6 +397,86 @@ extern "C" __global__ void conv_pool_data_bwd_f32(
             if (touched) {
                 grad_x[(size_t)row * embed_dim + e] += acc;
             }
+        }
+    }
+}
+
+// Every branch's grad_w and grad_b (overwrite), as conv_pool_weights_bwd_f32 computes each:
+// the grid strides over the concatenated weights (list.work_end: their cumulative counts).
+extern "C" __global__ void conv_pool_branches_weights_bwd_f32(
+    const float* __restrict__ grad_pooled, const float* __restrict__ pooled,
+    const float* __restrict__ x, const ConvBranchList list, unsigned int batch,
+    unsigned int seq_len, unsigned int embed_dim, unsigned int pooled_cols) {
+    const unsigned int count = list.count < CONV_MAX_BRANCHES ? list.count : CONV_MAX_BRANCHES;
+    if (count == 0) {
+        return;
+    }
+    const size_t total = conv_work_end(list, count);
+    const size_t stride = (size_t)blockDim.x * gridDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const ConvBranch br = conv_branch(list, conv_branch_of(list, (unsigned int)i));
+        const size_t local = i - br.start;
+        const size_t filter_len = (size_t)br.width * embed_dim;
+        const unsigned int f = (unsigned int)(local / filter_len);
+        conv_weight_grad(grad_pooled, pooled, br.argmax, x, br.grad_w, br.grad_b, local, f,
+                         local - (size_t)f * filter_len, batch, seq_len, embed_dim, br.width,
+                         br.num_filters, pooled_cols, br.pooled_offset);
+    }
+}
+
+// grad_x[b, t, e] = sum over branches, in order, of conv_pool_data_bwd_f32's sum for that branch
+// (overwrite: with grad_x zeroed first, the per-branch kernels add the same terms in the same
+// order, so the result is the same bit for bit). One block per (b, t) row; every branch's gates
+// and argmax are staged in shared memory (2 * sum of num_filters words, filters of branch i
+// from list.work_end[i - 1] on: the launcher passes the cumulative filter counts there).
+extern "C" __global__ void conv_pool_branches_data_bwd_f32(
+    const float* __restrict__ grad_pooled, const float* __restrict__ pooled,
+    float* __restrict__ grad_x, const ConvBranchList list, unsigned int batch,
+    unsigned int seq_len, unsigned int embed_dim, unsigned int pooled_cols) {
+    extern __shared__ float4 smem_f4[];
+    float* smem = reinterpret_cast<float*>(smem_f4);
+    const unsigned int count = list.count < CONV_MAX_BRANCHES ? list.count : CONV_MAX_BRANCHES;
+    if (count == 0) {
+        return;
+    }
+    const unsigned int all_filters = conv_work_end(list, count);
+    float* gates = smem;
+    unsigned int* starts = reinterpret_cast<unsigned int*>(smem + all_filters);
+    for (unsigned int row = blockIdx.x; row < batch * seq_len; row += gridDim.x) {
+        const unsigned int b = row / seq_len;
+        const unsigned int t = row - b * seq_len;
+        __syncthreads();  // the previous row's reads of gates and starts are done
+        for (unsigned int i = 0; i < count; ++i) {
+            const ConvBranch br = conv_branch(list, i);
+            for (unsigned int f = threadIdx.x; f < br.num_filters; f += blockDim.x) {
+                gates[br.start + f] =
+                    conv_gate(grad_pooled, pooled, b, f, pooled_cols, br.pooled_offset);
+                starts[br.start + f] = br.argmax[(size_t)b * br.num_filters + f];
+            }
+        }
+        __syncthreads();
+        for (unsigned int e = threadIdx.x; e < embed_dim; e += blockDim.x) {
+            float out = 0.0f;
+            for (unsigned int i = 0; i < count; ++i) {
+                const ConvBranch br = conv_branch(list, i);
+                const size_t filter_len = (size_t)br.width * embed_dim;
+                float acc = 0.0f;
+                bool touched = false;
+                for (unsigned int f = 0; f < br.num_filters; ++f) {
+                    const unsigned int a = starts[br.start + f];
+                    const float g = gates[br.start + f];
+                    if (g != 0.0f && t >= a && t - a < br.width) {
+                        acc = fmaf(g,
+                                   br.w[(size_t)f * filter_len + (size_t)(t - a) * embed_dim + e],
+                                   acc);
+                        touched = true;
+                    }
+                }
+                if (touched) {
+                    out += acc;
+                }
+            }
+            grad_x[(size_t)row * embed_dim + e] = out;
         }
     }
 }

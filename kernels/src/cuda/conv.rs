@@ -8,17 +8,17 @@ use super::{CudaBackend, driver_error, to_u32};
 use crate::{ConvShape, Error, Result};
 
 /// Must match `conv.cu`: threads a block, and the tile sizes that size shared memory.
-const FWD_THREADS: u32 = 128;
+pub(super) const FWD_THREADS: u32 = 128;
 const TILE_POSITIONS: usize = 64;
-const TILE_FILTERS: usize = 32;
+pub(super) const TILE_FILTERS: usize = 32;
 const CHUNK_COLUMNS: usize = 32;
 const X_ROW_STRIDE: usize = CHUNK_COLUMNS + 1;
 /// Dynamic shared memory a block may use without opting in.
-const SHARED_LIMIT_BYTES: usize = 48 * 1024;
-const BWD_THREADS: u32 = 256;
+pub(super) const SHARED_LIMIT_BYTES: usize = 48 * 1024;
+pub(super) const BWD_THREADS: u32 = 256;
 
 /// The shape as the kernels' `unsigned int` arguments.
-struct Dims {
+pub(super) struct Dims {
     batch: u32,
     seq_len: u32,
     embed_dim: u32,
@@ -29,7 +29,7 @@ struct Dims {
 }
 
 /// Validates a shape and converts it for the kernels.
-fn dims(op: &'static str, shape: &ConvShape) -> Result<Dims> {
+pub(super) fn dims(op: &'static str, shape: &ConvShape) -> Result<Dims> {
     let invalid = |reason: String| Error::InvalidShape { op, reason };
     if shape.embed_dim == 0 || shape.num_filters == 0 || shape.width == 0 {
         return Err(invalid(format!(
@@ -74,7 +74,7 @@ fn dims(op: &'static str, shape: &ConvShape) -> Result<Dims> {
 
 /// Shared memory of the forward kernel: the staged x rows and `j_group` filter rows.
 /// Returns `(j_group, bytes)`, the most filter rows a block can stage at once.
-fn forward_shared_memory(op: &'static str, width: usize) -> Result<(u32, u32)> {
+pub(super) fn forward_shared_memory(op: &'static str, width: usize) -> Result<(u32, u32)> {
     let x_floats = ((TILE_POSITIONS + width - 1) * X_ROW_STRIDE).next_multiple_of(4);
     let w_row_floats = CHUNK_COLUMNS * TILE_FILTERS;
     let budget = SHARED_LIMIT_BYTES / 4;

@@ -30,6 +30,7 @@
 //! ```
 
 mod conv;
+mod conv_branches;
 mod elementwise;
 mod embedding;
 pub mod libraries;
@@ -55,7 +56,8 @@ pub use module::compile_all;
 pub use probe::probe;
 
 use crate::{
-    Backend, ConvShape, DeviceInfo, Error, LinearShape, Result, RmsProp, RmsState, RmsTensor,
+    Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, DeviceInfo, Error, LinearShape, Result,
+    RmsProp, RmsState, RmsTensor,
 };
 use module::{Kernel, KernelCache};
 
@@ -459,6 +461,35 @@ impl Backend for CudaBackend {
                 w,
             };
             conv::backward(self, shape, &inputs, grad_w, grad_b, grad_x)
+        })
+    }
+
+    fn conv_pool_fwd_branches(
+        &self,
+        x: &Self::Buf,
+        branches: &mut [ConvFwdBranch<'_, Self>],
+        pooled: &mut Self::Buf,
+    ) -> Result<()> {
+        self.profiled("conv_pool_fwd_branches", || {
+            conv_branches::forward(self, x, branches, pooled)
+        })
+    }
+
+    fn conv_pool_bwd_branches(
+        &self,
+        grad_pooled: &Self::Buf,
+        pooled: &Self::Buf,
+        x: &Self::Buf,
+        branches: &mut [ConvBwdBranch<'_, Self>],
+        grad_x: &mut Self::Buf,
+    ) -> Result<()> {
+        self.profiled("conv_pool_bwd_branches", || {
+            let inputs = conv_branches::SharedInputs {
+                grad_pooled,
+                pooled,
+                x,
+            };
+            conv_branches::backward(self, &inputs, branches, grad_x)
         })
     }
 

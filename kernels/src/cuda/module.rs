@@ -103,6 +103,9 @@ pub enum Kernel {
     ConvPool,
     ConvPoolWeights,
     ConvPoolData,
+    ConvPoolBranches,
+    ConvPoolBranchesWeights,
+    ConvPoolBranchesData,
     LinearFwd,
     LinearBwd,
     SoftmaxXent,
@@ -117,7 +120,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in a fixed order.
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::Fill,
         Kernel::Mul,
         Kernel::Dropout,
@@ -126,6 +129,9 @@ impl Kernel {
         Kernel::ConvPool,
         Kernel::ConvPoolWeights,
         Kernel::ConvPoolData,
+        Kernel::ConvPoolBranches,
+        Kernel::ConvPoolBranchesWeights,
+        Kernel::ConvPoolBranchesData,
         Kernel::LinearFwd,
         Kernel::LinearBwd,
         Kernel::SoftmaxXent,
@@ -151,6 +157,9 @@ impl Kernel {
             K::ConvPool => (M::Conv, "conv_pool", Pass::Fwd),
             K::ConvPoolWeights => (M::Conv, "conv_pool_weights", Pass::Bwd),
             K::ConvPoolData => (M::Conv, "conv_pool_data", Pass::Bwd),
+            K::ConvPoolBranches => (M::Conv, "conv_pool_branches", Pass::Fwd),
+            K::ConvPoolBranchesWeights => (M::Conv, "conv_pool_branches_weights", Pass::Bwd),
+            K::ConvPoolBranchesData => (M::Conv, "conv_pool_branches_data", Pass::Bwd),
             K::LinearFwd => (M::Linear, "linear", Pass::Fwd),
             K::LinearBwd => (M::Linear, "linear", Pass::Bwd),
             K::SoftmaxXent => (M::Loss, "softmax_xent", Pass::Fwd),

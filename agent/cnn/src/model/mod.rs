@@ -8,7 +8,7 @@
 
 pub mod batch;
 
-use kernels::{Backend, ConvShape, LinearShape};
+use kernels::{Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, LinearShape};
 
 use crate::Result;
 use batch::HostBatch;
@@ -291,16 +291,20 @@ impl<B: Backend> Model<B> {
             n * d.seq_len,
             &mut a.x,
         )?;
-        for i in 0..3 {
-            b.conv_pool_fwd(
-                &d.conv(i, n),
-                &a.x,
-                &w.dense[i],
-                &w.dense[3 + i],
-                &mut a.pooled,
-                &mut a.argmax[i],
-            )?;
-        }
+        // The three branches in one call (one launch on CUDA).
+        let mut branches: Vec<ConvFwdBranch<'_, B>> = a
+            .argmax
+            .iter_mut()
+            .enumerate()
+            .map(|(i, argmax)| ConvFwdBranch {
+                shape: d.conv(i, n),
+                w: &w.dense[i],
+                bias: &w.dense[3 + i],
+                argmax,
+            })
+            .collect();
+        b.conv_pool_fwd_branches(&a.x, &mut branches, &mut a.pooled)?;
+        drop(branches);
         let features = match dropout {
             Some((p, seed)) => {
                 b.dropout_fwd(
@@ -344,21 +348,28 @@ impl<B: Backend> Model<B> {
             n * d.features(),
             &mut a.grad_pooled,
         )?;
-        b.fill(&mut a.grad_x, n * d.seq_len * d.embed_dim, 0.0)?;
+        // The three branches in one call, overwriting grad_x (two launches on CUDA, no fill).
         let (conv_w, conv_b) = gw.split_at_mut(3);
-        for i in 0..3 {
-            b.conv_pool_bwd(
-                &d.conv(i, n),
-                &a.grad_pooled,
-                &a.pooled,
-                &a.argmax[i],
-                &a.x,
-                &w.dense[i],
-                &mut conv_w[i],
-                &mut conv_b[i],
-                &mut a.grad_x,
-            )?;
-        }
+        let mut branches: Vec<ConvBwdBranch<'_, B>> = conv_w
+            .iter_mut()
+            .zip(conv_b.iter_mut())
+            .enumerate()
+            .map(|(i, (grad_w, grad_b))| ConvBwdBranch {
+                shape: d.conv(i, n),
+                argmax: &a.argmax[i],
+                w: &w.dense[i],
+                grad_w,
+                grad_b,
+            })
+            .collect();
+        b.conv_pool_bwd_branches(
+            &a.grad_pooled,
+            &a.pooled,
+            &a.x,
+            &mut branches,
+            &mut a.grad_x,
+        )?;
+        drop(branches);
         let tokens = n * d.seq_len;
         b.embedding_grad_rows(
             &a.grad_x,
