@@ -38,12 +38,14 @@ mod branches;
 pub mod cpu;
 mod error;
 pub mod rng;
+mod step;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
 pub use branches::{ConvBwdBranch, ConvFwdBranch, check_branch_shapes};
 pub use error::{Error, Result};
+pub use step::StepScalars;
 
 /// Shape of one convolution branch with its fused ReLU and max-over-time pooling.
 ///
@@ -424,6 +426,107 @@ pub trait Backend {
         }
         Ok(())
     }
+
+    /// Adds one to `step[0]`, the training step counter in device memory (see
+    /// [`StepScalars`]). The default reads and writes it through the host.
+    fn advance_step(&self, step: &mut Self::IdxBuf) -> Result<()> {
+        let next = step::first(self.download_idx(step)?, "advance_step")?.wrapping_add(1);
+        self.write_idx(step, &[next])
+    }
+
+    /// [`Backend::dropout_fwd`] with `seed = rng::mix64(seed_base, step[0])`, the step read
+    /// from device memory (so a replayed graph draws the mask of the step it replays).
+    #[allow(clippy::too_many_arguments)]
+    fn dropout_fwd_at(
+        &self,
+        x: &Self::Buf,
+        len: usize,
+        drop_prob: f32,
+        seed_base: u64,
+        step: &Self::IdxBuf,
+        out: &mut Self::Buf,
+        mask: &mut Self::Buf,
+    ) -> Result<()> {
+        let at = step::first(self.download_idx(step)?, "dropout_fwd_at")?;
+        let seed = rng::mix64(seed_base, u64::from(at));
+        self.dropout_fwd(x, len, drop_prob, seed, out, mask)
+    }
+
+    /// [`Backend::rmsprop_many`] with the learning rate read from `scalars.lr[0]` in place of
+    /// `params.lr`.
+    fn rmsprop_many_at(
+        &self,
+        params: &RmsProp,
+        tensors: &mut [RmsTensor<'_, Self>],
+        grad_norm_sq: &Self::Buf,
+        scalars: &StepScalars<'_, Self>,
+    ) -> Result<()> {
+        let lr = step::first(self.download(scalars.lr)?, "rmsprop_many_at")?;
+        let at = RmsProp { lr, ..*params };
+        self.rmsprop_many(&at, tensors, grad_norm_sq)
+    }
+
+    /// [`Backend::rmsprop_rows`] with the step and the learning rate read from `scalars` in
+    /// place of `step` and `params.lr`.
+    #[allow(clippy::too_many_arguments)]
+    fn rmsprop_rows_at(
+        &self,
+        params: &RmsProp,
+        table: &mut Self::Buf,
+        grad_rows: &Self::Buf,
+        rows: &Self::IdxBuf,
+        n_rows: usize,
+        embed_dim: usize,
+        state: RmsState<'_, Self>,
+        last_step: &mut Self::IdxBuf,
+        grad_norm_sq: &Self::Buf,
+        scalars: &StepScalars<'_, Self>,
+    ) -> Result<()> {
+        let lr = step::first(self.download(scalars.lr)?, "rmsprop_rows_at")?;
+        let at_step = step::first(self.download_idx(scalars.step)?, "rmsprop_rows_at")?;
+        let at = RmsProp { lr, ..*params };
+        self.rmsprop_rows(
+            &at,
+            table,
+            grad_rows,
+            rows,
+            n_rows,
+            embed_dim,
+            state,
+            last_step,
+            at_step,
+            grad_norm_sq,
+        )
+    }
+
+    /// Records the work `body` enqueues as a graph to replay with [`Backend::replay_graph`],
+    /// **without running it**, and returns the graph's id; `Ok(None)` when this backend does
+    /// not capture (the default, or CUDA with graphs switched off), and then `body` is not
+    /// called. Everything `body` passes by value is frozen into the graph: values that change
+    /// between replays must be read from device memory ([`StepScalars`]), and the buffers it
+    /// uses must stay allocated while the graph lives.
+    fn capture_graph(&self, body: &mut dyn FnMut() -> Result<()>) -> Result<Option<usize>> {
+        let _ = body;
+        Ok(None)
+    }
+
+    /// Runs the work a graph of [`Backend::capture_graph`] recorded, enqueued like the
+    /// operations themselves.
+    ///
+    /// # Errors
+    /// [`Error::InvalidShape`] for an id this backend did not return.
+    fn replay_graph(&self, id: usize) -> Result<()> {
+        Err(Error::InvalidShape {
+            op: "replay_graph",
+            reason: format!(
+                "graph {id} was never captured: {} captures none",
+                self.name()
+            ),
+        })
+    }
+
+    /// Drops every captured graph (before the buffers they use are freed or replaced).
+    fn clear_graphs(&self) {}
 
     /// RMSProp on the embedding rows one batch touched, with lazy decay, equal to the dense
     /// update to rounding.

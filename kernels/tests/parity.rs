@@ -18,6 +18,8 @@ use kernels::{Backend, ConvShape, Error, LinearShape, RmsProp};
 
 #[path = "parity/branches.rs"]
 mod branches;
+#[path = "parity/graphs.rs"]
+mod graphs;
 #[path = "parity/ops.rs"]
 mod ops;
 #[path = "parity/step.rs"]
@@ -660,6 +662,20 @@ fn conv_branches_in_one_launch_match_per_branch_and_the_cpu() {
 }
 
 #[test]
+fn step_scalars_in_device_memory_match_the_host_arguments() {
+    if let Some(g) = gpu() {
+        graphs::check_step_scalars(&g);
+    }
+}
+
+#[test]
+fn a_captured_graph_replays_its_work() {
+    if let Some(g) = gpu() {
+        graphs::check_capture_and_replay(&g);
+    }
+}
+
+#[test]
 fn a_whole_training_step_matches_the_cpu() {
     if let Some(g) = gpu() {
         step::check_training_step(&g);
@@ -687,4 +703,5 @@ fn the_harness_passes_cpu_against_cpu() {
     }
     step::check_training_step(&cpu);
     branches::check_conv_branches(&cpu);
+    graphs::check_step_scalars(&cpu);
 }

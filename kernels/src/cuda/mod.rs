@@ -33,6 +33,7 @@ mod conv;
 mod conv_branches;
 mod elementwise;
 mod embedding;
+mod graph;
 pub mod libraries;
 mod linear;
 pub mod load_plan;
@@ -42,7 +43,7 @@ mod nvrtc;
 mod optim;
 mod probe;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
@@ -51,13 +52,14 @@ use cudarc::driver::{
     LaunchConfig, ValidAsZeroBits,
 };
 
+pub use graph::{GRAPH_ENV, graphs_enabled_by};
 pub use load_plan::{CudaVersion, LoadPlan, Toolchain, plan_load};
 pub use module::compile_all;
 pub use probe::probe;
 
 use crate::{
     Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, DeviceInfo, Error, LinearShape, Result,
-    RmsProp, RmsState, RmsTensor,
+    RmsProp, RmsState, RmsTensor, StepScalars,
 };
 use module::{Kernel, KernelCache};
 
@@ -77,6 +79,10 @@ pub struct CudaBackend {
     /// Kernel launches and host-to-device copies so far (see [`CudaBackend::counters`]).
     launches: AtomicU64,
     copies: AtomicU64,
+    graph_launches: AtomicU64,
+    /// Captured graphs, and whether capture is on (see [`CudaBackend::set_graphs`]).
+    graphs: graph::Graphs,
+    graphs_on: AtomicBool,
     /// `Some` while [`CudaBackend::start_profile`] is recording: op name and its two events.
     profile: Mutex<Option<Vec<Recorded>>>,
 }
@@ -91,6 +97,9 @@ pub struct Counters {
     pub launches: u64,
     /// Host-to-device copies (uploads and writes).
     pub copies: u64,
+    /// Graph launches ([`Backend::replay_graph`]); the kernels inside a graph are not counted
+    /// in `launches`, which counts the host's kernel launches.
+    pub graph_launches: u64,
 }
 
 /// Device time of one backend operation recorded by [`CudaBackend::start_profile`].
@@ -161,6 +170,9 @@ impl CudaBackend {
             reduce_scratch: Mutex::new(scratch),
             launches: AtomicU64::new(0),
             copies: AtomicU64::new(0),
+            graph_launches: AtomicU64::new(0),
+            graphs: Mutex::new(Vec::new()),
+            graphs_on: AtomicBool::new(graphs_enabled_by(std::env::var(GRAPH_ENV).ok().as_deref())),
             profile: Mutex::new(None),
         })
     }
@@ -171,6 +183,7 @@ impl CudaBackend {
         Counters {
             launches: self.launches.load(Ordering::Relaxed),
             copies: self.copies.load(Ordering::Relaxed),
+            graph_launches: self.graph_launches.load(Ordering::Relaxed),
         }
     }
 
@@ -300,6 +313,20 @@ impl CudaBackend {
             });
         }
         Ok(())
+    }
+
+    /// Checks the per-step device scalars and borrows them for the optimizer's kernels.
+    fn on_device<'a>(
+        &self,
+        op: &'static str,
+        scalars: &StepScalars<'a, Self>,
+    ) -> Result<optim::OnDevice<'a>> {
+        self.check(op, "step", scalars.step, 1)?;
+        self.check(op, "lr", scalars.lr, 1)?;
+        Ok(optim::OnDevice {
+            step: scalars.step,
+            lr: scalars.lr,
+        })
     }
 
     fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
@@ -503,6 +530,7 @@ impl Backend for CudaBackend {
         mask: &mut Self::Buf,
     ) -> Result<()> {
         self.profiled("dropout_fwd", || {
+            let seed = elementwise::DropoutSeed::Host(seed);
             elementwise::dropout(self, x, len, drop_prob, seed, out, mask)
         })
     }
@@ -562,7 +590,7 @@ impl Backend for CudaBackend {
         grad_norm_sq: &Self::Buf,
     ) -> Result<()> {
         self.profiled("rmsprop_many", || {
-            optim::rmsprop_many(self, params, tensors, grad_norm_sq)
+            optim::rmsprop_many(self, params, tensors, grad_norm_sq, None)
         })
     }
 
@@ -606,8 +634,84 @@ impl Backend for CudaBackend {
                 n_rows,
                 embed_dim,
                 step,
+                on_device: None,
             };
             optim::rmsprop_rows(self, params, table, &sparse, state, last_step, grad_norm_sq)
         })
+    }
+
+    fn advance_step(&self, step: &mut Self::IdxBuf) -> Result<()> {
+        self.profiled("advance_step", || elementwise::advance_step(self, step))
+    }
+
+    fn dropout_fwd_at(
+        &self,
+        x: &Self::Buf,
+        len: usize,
+        drop_prob: f32,
+        seed_base: u64,
+        step: &Self::IdxBuf,
+        out: &mut Self::Buf,
+        mask: &mut Self::Buf,
+    ) -> Result<()> {
+        self.profiled("dropout_fwd", || {
+            let seed = elementwise::DropoutSeed::Device {
+                base: seed_base,
+                step,
+            };
+            elementwise::dropout(self, x, len, drop_prob, seed, out, mask)
+        })
+    }
+
+    fn rmsprop_many_at(
+        &self,
+        params: &RmsProp,
+        tensors: &mut [RmsTensor<'_, Self>],
+        grad_norm_sq: &Self::Buf,
+        scalars: &StepScalars<'_, Self>,
+    ) -> Result<()> {
+        self.profiled("rmsprop_many", || {
+            let on_device = self.on_device("rmsprop_many_at", scalars)?;
+            optim::rmsprop_many(self, params, tensors, grad_norm_sq, Some(&on_device))
+        })
+    }
+
+    fn rmsprop_rows_at(
+        &self,
+        params: &RmsProp,
+        table: &mut Self::Buf,
+        grad_rows: &Self::Buf,
+        rows: &Self::IdxBuf,
+        n_rows: usize,
+        embed_dim: usize,
+        state: RmsState<'_, Self>,
+        last_step: &mut Self::IdxBuf,
+        grad_norm_sq: &Self::Buf,
+        scalars: &StepScalars<'_, Self>,
+    ) -> Result<()> {
+        self.profiled("rmsprop_rows", || {
+            let on_device = self.on_device("rmsprop_rows_at", scalars)?;
+            let sparse = optim::RowsUpdate {
+                grad_rows,
+                rows,
+                n_rows,
+                embed_dim,
+                step: 0,
+                on_device: Some(on_device),
+            };
+            optim::rmsprop_rows(self, params, table, &sparse, state, last_step, grad_norm_sq)
+        })
+    }
+
+    fn capture_graph(&self, body: &mut dyn FnMut() -> Result<()>) -> Result<Option<usize>> {
+        self.capture(body)
+    }
+
+    fn replay_graph(&self, id: usize) -> Result<()> {
+        self.replay(id)
+    }
+
+    fn clear_graphs(&self) {
+        self.drop_graphs();
     }
 }

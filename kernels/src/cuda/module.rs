@@ -98,6 +98,8 @@ pub enum Kernel {
     Fill,
     Mul,
     Dropout,
+    DropoutStep,
+    StepAdvance,
     EmbeddingGather,
     EmbeddingGradRows,
     ConvPool,
@@ -120,10 +122,12 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in a fixed order.
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 23] = [
         Kernel::Fill,
         Kernel::Mul,
         Kernel::Dropout,
+        Kernel::DropoutStep,
+        Kernel::StepAdvance,
         Kernel::EmbeddingGather,
         Kernel::EmbeddingGradRows,
         Kernel::ConvPool,
@@ -152,6 +156,8 @@ impl Kernel {
             K::Fill => (M::Elementwise, "fill", Pass::Fwd),
             K::Mul => (M::Elementwise, "mul", Pass::Fwd),
             K::Dropout => (M::Elementwise, "dropout", Pass::Fwd),
+            K::DropoutStep => (M::Elementwise, "dropout_step", Pass::Fwd),
+            K::StepAdvance => (M::Elementwise, "step_advance", Pass::Fwd),
             K::EmbeddingGather => (M::Embedding, "embedding", Pass::Fwd),
             K::EmbeddingGradRows => (M::Embedding, "embedding", Pass::Bwd),
             K::ConvPool => (M::Conv, "conv_pool", Pass::Fwd),

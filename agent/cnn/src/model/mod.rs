@@ -77,6 +77,28 @@ impl Dims {
     }
 }
 
+/// How a training forward pass seeds its dropout mask.
+pub enum Dropout<'a, B: Backend> {
+    /// Drop probability `p`, mask seed `seed` (a kernel argument).
+    Seed {
+        /// Drop probability.
+        p: f32,
+        /// The mask's seed.
+        seed: u64,
+    },
+    /// Drop probability `p`, seed `kernels::rng::mix64(seed_base, step[0])` with the step
+    /// counter read on the device, so a captured step replays with the mask of the step it
+    /// replays (see [`kernels::StepScalars`]).
+    AtStep {
+        /// Drop probability.
+        p: f32,
+        /// The trial's dropout stream.
+        seed_base: u64,
+        /// The device step counter.
+        step: &'a B::IdxBuf,
+    },
+}
+
 /// The trainable parameters. Dense tensors are in [`Dims::dense_lens`] order.
 pub struct Weights<B: Backend> {
     /// `[vocab, embed_dim]`.
@@ -280,6 +302,20 @@ impl<B: Backend> Model<B> {
         dropout: Option<(f32, u64)>,
         stats: &mut B::Buf,
     ) -> Result<()> {
+        let dropout = dropout.map(|(p, seed)| Dropout::Seed { p, seed });
+        self.forward_with(b, dropout, stats)
+    }
+
+    /// [`Model::forward`] with the dropout mask's seed given either way (see [`Dropout`]).
+    ///
+    /// # Errors
+    /// A backend failure.
+    pub fn forward_with(
+        &mut self,
+        b: &B,
+        dropout: Option<Dropout<'_, B>>,
+        stats: &mut B::Buf,
+    ) -> Result<()> {
         let (d, n) = (self.dims, self.n);
         let w = &self.weights;
         let a = &mut self.act;
@@ -305,22 +341,22 @@ impl<B: Backend> Model<B> {
             .collect();
         b.conv_pool_fwd_branches(&a.x, &mut branches, &mut a.pooled)?;
         drop(branches);
+        let training = dropout.is_some();
+        let len = n * d.features();
         let features = match dropout {
-            Some((p, seed)) => {
-                b.dropout_fwd(
-                    &a.pooled,
-                    n * d.features(),
-                    p,
-                    seed,
-                    &mut a.dropped,
-                    &mut a.mask,
-                )?;
+            Some(Dropout::Seed { p, seed }) => {
+                b.dropout_fwd(&a.pooled, len, p, seed, &mut a.dropped, &mut a.mask)?;
+                &a.dropped
+            }
+            Some(Dropout::AtStep { p, seed_base, step }) => {
+                let (dropped, mask) = (&mut a.dropped, &mut a.mask);
+                b.dropout_fwd_at(&a.pooled, len, p, seed_base, step, dropped, mask)?;
                 &a.dropped
             }
             None => &a.pooled,
         };
         b.linear_fwd(&d.fc(n), features, &w.dense[6], &w.dense[7], &mut a.logits)?;
-        let grad = dropout.is_some().then_some(&mut a.grad_logits);
+        let grad = training.then_some(&mut a.grad_logits);
         b.softmax_xent(&a.logits, &self.batch.labels, n, d.classes, grad, stats)?;
         Ok(())
     }
