@@ -14,6 +14,30 @@
 
 struct Shape { unsigned b, l, e, w, f, cols, off; };
 
+// The re-tiled forward (conv_pool_retiled_fwd_f32) over the given branches, as the launcher
+// runs it: 160 threads, 100-filter tiles, two chunk buffers for the widest branch; `grid`
+// blocks (fewer than the work: the grid-stride loop crosses branches).
+static void run_retiled(const float* x, float* pooled, unsigned b, unsigned l, unsigned e,
+                        unsigned cols, const std::vector<const float*>& w,
+                        const std::vector<const float*>& bias, const std::vector<unsigned*>& argmax,
+                        const std::vector<unsigned>& widths, const std::vector<unsigned>& filters,
+                        const std::vector<unsigned>& offsets, unsigned grid) {
+    ConvBranchList list{};
+    list.count = widths.size();
+    unsigned tiles = 0;
+    for (size_t i = 0; i < widths.size(); ++i) {
+        list.w[i] = w[i];
+        list.bias[i] = bias[i];
+        list.argmax[i] = argmax[i];
+        list.width[i] = widths[i];
+        list.num_filters[i] = filters[i];
+        list.pooled_offset[i] = offsets[i];
+        tiles += b * ((filters[i] + 99) / 100);
+        list.work_end[i] = tiles;
+    }
+    launch(std::min(tiles, grid), 160, [&] { conv_pool_retiled_fwd_f32(x, pooled, list, l, e, cols); });
+}
+
 static int check(const Shape& s, unsigned seed) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -44,6 +68,23 @@ static int check(const Shape& s, unsigned seed) {
                           s.e, s.w, s.f, s.cols, s.off, j_group);
     });
     int bad = 0;
+    // The re-tiled kernel against the same reference (widths up to 5).
+    if (s.w <= 5) {
+        std::vector<float> rp(s.b * s.cols, NAN);
+        std::vector<unsigned> ra(s.b * s.f, 12345u);
+        run_retiled(x.data(), rp.data(), s.b, s.l, s.e, s.cols, {w.data()}, {bias.data()}, {ra.data()},
+                    {s.w}, {s.f}, {s.off}, 1000);
+        for (unsigned i = 0; i < s.b * s.f; ++i) {
+            const unsigned b = i / s.f, f = i % s.f;
+            const float got = rp[b * s.cols + s.off + f];
+            const double want = std::max(best[i], 0.0);
+            if (!(std::fabs(got - want) <= 1e-4 + 1e-4 * std::fabs(want)) || ra[i] != best_t[i]) {
+                if (bad++ < 5)
+                    std::printf("  re-tiled mismatch b %u f %u: pooled %g want %g, argmax %u want %u\n",
+                                b, f, got, want, ra[i], best_t[i]);
+            }
+        }
+    }
     for (unsigned i = 0; i < s.b * s.f; ++i) {
         const unsigned b = i / s.f, f = i % s.f;
         const float got = pooled[b * s.cols + s.off + f];
@@ -159,6 +200,31 @@ static int check_branches(const Branches& c, unsigned seed) {
     // The gaps stay NaN in both, and NaN bits compare equal.
     ok &= same_bits("pooled", pooled.data(), pooled_ref.data(), pooled.size() * 4);
     for (size_t i = 0; i < n; ++i) ok &= same_bits("argmax", am[i].data(), am_ref[i].data(), am[i].size() * 4);
+    // The re-tiled kernel: the narrow branches (width <= 5) in one launch against one launch
+    // each, bit for bit.
+    {
+        std::vector<const float*> nw, nb;
+        std::vector<unsigned*> na_all, na_one;
+        std::vector<unsigned> nwid, nf, noff;
+        std::vector<std::vector<unsigned>> all(n), one(n);
+        std::vector<float> p_all(c.b * cols, NAN), p_one(c.b * cols, NAN);
+        for (size_t i = 0; i < n; ++i) {
+            if (c.widths[i] > 5) continue;
+            all[i].assign(c.b * c.filters[i], 1u);
+            one[i].assign(c.b * c.filters[i], 2u);
+            nw.push_back(w[i].data()); nb.push_back(bias[i].data());
+            na_all.push_back(all[i].data());
+            nwid.push_back(c.widths[i]); nf.push_back(c.filters[i]); noff.push_back(offset[i]);
+            run_retiled(x.data(), p_one.data(), c.b, c.l, c.e, cols, {w[i].data()}, {bias[i].data()},
+                        {one[i].data()}, {c.widths[i]}, {c.filters[i]}, {offset[i]}, 2);
+        }
+        if (!nw.empty()) {
+            run_retiled(x.data(), p_all.data(), c.b, c.l, c.e, cols, nw, nb, na_all, nwid, nf, noff, c.grid);
+            ok &= same_bits("re-tiled pooled", p_all.data(), p_one.data(), p_all.size() * 4);
+            for (size_t i = 0; i < n; ++i)
+                ok &= same_bits("re-tiled argmax", all[i].data(), one[i].data(), all[i].size() * 4);
+        }
+    }
     // Backward: per-branch weights and data kernels onto a zeroed grad_x, against the two
     // multi-branch launches overwriting a poisoned grad_x.
     std::vector<float> gp(c.b * cols);

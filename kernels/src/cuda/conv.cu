@@ -480,3 +480,227 @@ extern "C" __global__ void conv_pool_branches_data_bwd_f32(
         }
     }
 }
+
+// ---------------------------------------------------------------- re-tiled forward (study shapes)
+// The study's branches have 52 to 54 positions (seq_len 56, widths 3 to 5), 100 filters and an
+// embedding of 300 columns. conv_pool_tile pads them to 64 positions, 128 filters (4 tiles of
+// 32) and 320 columns: about 1.6 times the arithmetic. This kernel tiles them as they are: a
+// block owns one sentence and CONV_RT_TF = 100 filters (20 x 5 threads across filters, each
+// with 5 filters) over CONV_RT_TP = 56 positions (8 x 7 positions), and walks the embedding in
+// chunks of CONV_RT_KC = 10 columns (300 = 30 chunks), every filter row of the branch staged
+// at once. The next chunk is copied into a second shared-memory buffer with cp.async while the
+// current one is computed (double buffering), so the loads overlap the arithmetic. Widths up
+// to CONV_RT_MAX_WIDTH fit in 48 KB of shared memory; the launcher uses conv_pool_tile for
+// wider filters. Same results as conv_pool_tile up to the order of the sums (chunks of 10
+// columns instead of 32).
+
+#define CONV_RT_TP 56                            // positions per tile
+#define CONV_RT_TF 100                           // filters per block
+#define CONV_RT_KC 10                            // embedding columns per chunk
+#define CONV_RT_RP 7                             // positions per thread
+#define CONV_RT_RF 5                             // filters per thread
+#define CONV_RT_TX (CONV_RT_TF / CONV_RT_RF)     // 20 threads across filters
+#define CONV_RT_TY (CONV_RT_TP / CONV_RT_RP)     // 8 threads across positions
+#define CONV_RT_THREADS (CONV_RT_TX * CONV_RT_TY)  // 160: five full warps
+#define CONV_RT_XS (CONV_RT_KC + 1)              // padded x row: 7 * 11 rows apart = bank 13
+#define CONV_RT_MAX_WIDTH 5
+
+// Floats of one of the two chunk buffers for filters of width `width`: the x rows, rounded up
+// to 4, then width * KC * TF filter values.
+__device__ __forceinline__ unsigned int conv_rt_buffer_floats(unsigned int width) {
+    return (((CONV_RT_TP + width - 1) * CONV_RT_XS + 3u) & ~3u) +
+           width * CONV_RT_KC * CONV_RT_TF;
+}
+
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+// dst[0] = valid ? src[0] : 0, asynchronously (cp.async, sm_80 and later; zero-filled when the
+// source size is 0, in which case src is not read).
+__device__ __forceinline__ void conv_rt_copy(float* dst, const float* src, bool valid) {
+    const unsigned int saddr = (unsigned int)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(saddr), "l"(src),
+                 "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void conv_rt_wait() { asm volatile("cp.async.wait_all;\n" ::); }
+#else
+// The CPU emulator copies at once (a stronger order than the device's).
+inline void conv_rt_copy(float* dst, const float* src, bool valid) { *dst = valid ? *src : 0.0f; }
+inline void conv_rt_wait() {}
+#endif
+
+// Starts copying chunk e0 of the x rows p0 .. p0 + TP + width - 2 and of every filter row into
+// `buf` (xs then ws[(j * KC + kk) * TF + f]); zero outside the sentence, the filters and E.
+__device__ __forceinline__ void conv_rt_stage(float* buf, const float* __restrict__ xb,
+                                              const float* __restrict__ w, unsigned int p0,
+                                              unsigned int f0, unsigned int e0,
+                                              unsigned int seq_len, unsigned int embed_dim,
+                                              unsigned int width, unsigned int num_filters) {
+    const unsigned int x_rows = CONV_RT_TP + width - 1;
+    const unsigned int xs_floats = (x_rows * CONV_RT_XS + 3u) & ~3u;
+    for (unsigned int idx = threadIdx.x; idx < x_rows * CONV_RT_KC; idx += CONV_RT_THREADS) {
+        const unsigned int r = idx / CONV_RT_KC;
+        const unsigned int c = idx - r * CONV_RT_KC;
+        const unsigned int t = p0 + r;
+        const unsigned int e = e0 + c;
+        const bool valid = t < seq_len && e < embed_dim;
+        conv_rt_copy(&buf[r * CONV_RT_XS + c], valid ? &xb[(size_t)t * embed_dim + e] : xb,
+                     valid);
+    }
+    float* ws = buf + xs_floats;
+    const size_t filter_len = (size_t)width * embed_dim;
+    for (unsigned int idx = threadIdx.x; idx < width * CONV_RT_KC * CONV_RT_TF;
+         idx += CONV_RT_THREADS) {
+        const unsigned int kk = idx % CONV_RT_KC;
+        const unsigned int rest = idx / CONV_RT_KC;
+        const unsigned int f = rest % CONV_RT_TF;
+        const unsigned int j = rest / CONV_RT_TF;
+        const unsigned int fg = f0 + f;
+        const unsigned int e = e0 + kk;
+        const bool valid = fg < num_filters && e < embed_dim;
+        conv_rt_copy(&ws[(j * CONV_RT_KC + kk) * CONV_RT_TF + f],
+                     valid ? &w[(size_t)fg * filter_len + (size_t)j * embed_dim + e] : w, valid);
+    }
+}
+
+// One (sentence, 100-filter tile) of one branch with width <= CONV_RT_MAX_WIDTH; every thread
+// of the block calls it with the same arguments. Shared memory: two chunk buffers of
+// conv_rt_buffer_floats(width) floats.
+__device__ __forceinline__ void conv_pool_rt_tile(float* smem, const float* __restrict__ x,
+                                                  const float* __restrict__ w,
+                                                  const float* __restrict__ bias,
+                                                  float* __restrict__ pooled,
+                                                  unsigned int* __restrict__ argmax,
+                                                  unsigned int tile, unsigned int seq_len,
+                                                  unsigned int embed_dim, unsigned int width,
+                                                  unsigned int num_filters,
+                                                  unsigned int pooled_cols,
+                                                  unsigned int pooled_offset) {
+    const unsigned int positions = seq_len - width + 1;
+    const unsigned int buf_floats = conv_rt_buffer_floats(width);
+    const unsigned int xs_floats = ((CONV_RT_TP + width - 1) * CONV_RT_XS + 3u) & ~3u;
+    const unsigned int tx = threadIdx.x % CONV_RT_TX;
+    const unsigned int ty = threadIdx.x / CONV_RT_TX;
+    const unsigned int filter_tiles = (num_filters + CONV_RT_TF - 1) / CONV_RT_TF;
+    const unsigned int b = tile / filter_tiles;
+    const unsigned int f0 = (tile - b * filter_tiles) * CONV_RT_TF;
+    const float* xb = x + (size_t)b * seq_len * embed_dim;
+    const unsigned int chunks = (embed_dim + CONV_RT_KC - 1) / CONV_RT_KC;
+    float best[CONV_RT_RF];
+    unsigned int best_t[CONV_RT_RF];
+#pragma unroll
+    for (int q = 0; q < CONV_RT_RF; ++q) {
+        best[q] = neg_infinity();
+        best_t[q] = 0;
+    }
+    for (unsigned int p0 = 0; p0 < positions; p0 += CONV_RT_TP) {
+        float acc[CONV_RT_RP][CONV_RT_RF];
+#pragma unroll
+        for (int i = 0; i < CONV_RT_RP; ++i) {
+#pragma unroll
+            for (int q = 0; q < CONV_RT_RF; ++q) {
+                acc[i][q] = 0.0f;
+            }
+        }
+        __syncthreads();  // earlier reads of both buffers are done
+        conv_rt_stage(smem, xb, w, p0, f0, 0, seq_len, embed_dim, width, num_filters);
+        for (unsigned int c = 0; c < chunks; ++c) {
+            conv_rt_wait();
+            __syncthreads();  // chunk c is in buffer c & 1; buffer (c + 1) & 1 is free
+            if (c + 1 < chunks) {
+                conv_rt_stage(smem + ((c + 1) & 1u) * buf_floats, xb, w, p0, f0,
+                              (c + 1) * CONV_RT_KC, seq_len, embed_dim, width, num_filters);
+            }
+            const float* xs = smem + (c & 1u) * buf_floats;
+            const float* ws = xs + xs_floats;
+            for (unsigned int j = 0; j < width; ++j) {
+                const float* xrow = xs + (ty * CONV_RT_RP + j) * CONV_RT_XS;
+                const float* wrow = ws + j * CONV_RT_KC * CONV_RT_TF + tx * CONV_RT_RF;
+#pragma unroll
+                for (unsigned int kk = 0; kk < CONV_RT_KC; ++kk) {
+                    float wv[CONV_RT_RF];
+#pragma unroll
+                    for (int q = 0; q < CONV_RT_RF; ++q) {
+                        wv[q] = wrow[kk * CONV_RT_TF + q];
+                    }
+#pragma unroll
+                    for (int i = 0; i < CONV_RT_RP; ++i) {
+                        const float xv = xrow[i * CONV_RT_XS + kk];
+#pragma unroll
+                        for (int q = 0; q < CONV_RT_RF; ++q) {
+                            acc[i][q] = fmaf(xv, wv[q], acc[i][q]);
+                        }
+                    }
+                }
+            }
+            __syncthreads();  // reads of buffer c & 1 are done before chunk c + 2 lands there
+        }
+        // Fold this position tile into the running max (positions rise: strict comparison
+        // keeps the first maximizing position).
+#pragma unroll
+        for (int q = 0; q < CONV_RT_RF; ++q) {
+            const unsigned int fg = f0 + tx * CONV_RT_RF + q;
+            const float bq = fg < num_filters ? bias[fg] : 0.0f;
+#pragma unroll
+            for (int i = 0; i < CONV_RT_RP; ++i) {
+                const unsigned int t = p0 + ty * CONV_RT_RP + i;
+                const float z = acc[i][q] + bq;
+                if (t < positions && z > best[q]) {
+                    best[q] = z;
+                    best_t[q] = t;
+                }
+            }
+        }
+    }
+    // Max across the CONV_RT_TY position groups, ties to the earliest position.
+    __syncthreads();
+    float* red_v = smem;
+    unsigned int* red_t = reinterpret_cast<unsigned int*>(smem + CONV_RT_TY * CONV_RT_TF);
+#pragma unroll
+    for (int q = 0; q < CONV_RT_RF; ++q) {
+        red_v[ty * CONV_RT_TF + tx * CONV_RT_RF + q] = best[q];
+        red_t[ty * CONV_RT_TF + tx * CONV_RT_RF + q] = best_t[q];
+    }
+    __syncthreads();
+    if (threadIdx.x < CONV_RT_TF) {
+        const unsigned int f = threadIdx.x;
+        float bv = red_v[f];
+        unsigned int bt = red_t[f];
+        for (unsigned int y = 1; y < CONV_RT_TY; ++y) {
+            const float v = red_v[y * CONV_RT_TF + f];
+            const unsigned int t = red_t[y * CONV_RT_TF + f];
+            if (v > bv || (v == bv && t < bt)) {
+                bv = v;
+                bt = t;
+            }
+        }
+        const unsigned int fg = f0 + f;
+        if (fg < num_filters) {
+            pooled[(size_t)b * pooled_cols + pooled_offset + fg] = fmaxf(bv, 0.0f);
+            argmax[(size_t)b * num_filters + fg] = bt;
+        }
+    }
+}
+
+// Every branch (each of width <= CONV_RT_MAX_WIDTH) in one launch: the grid strides over the
+// concatenated (sentence, 100-filter tile) items of list.work_end. Dynamic shared memory: two
+// chunk buffers for the widest branch, 2 * conv_rt_buffer_floats(max width) floats; launch
+// with CONV_RT_THREADS threads.
+extern "C" __global__ void __launch_bounds__(CONV_RT_THREADS, 2)
+conv_pool_retiled_fwd_f32(const float* __restrict__ x, float* __restrict__ pooled,
+                          const ConvBranchList list, unsigned int seq_len,
+                          unsigned int embed_dim, unsigned int pooled_cols) {
+    extern __shared__ float4 smem_f4[];
+    float* smem = reinterpret_cast<float*>(smem_f4);
+    const unsigned int count = list.count < CONV_MAX_BRANCHES ? list.count : CONV_MAX_BRANCHES;
+    if (blockDim.x != CONV_RT_THREADS || count == 0) {
+        return;
+    }
+    const unsigned int end = conv_work_end(list, count);
+    for (unsigned int item = blockIdx.x; item < end; item += gridDim.x) {
+        const ConvBranch br = conv_branch(list, conv_branch_of(list, item));
+        if (br.width == 0 || br.width > seq_len || br.width > CONV_RT_MAX_WIDTH) {
+            continue;  // uniform across the block
+        }
+        conv_pool_rt_tile(smem, x, br.w, br.bias, pooled, br.argmax, item - br.start, seq_len,
+                          embed_dim, br.width, br.num_filters, pooled_cols, br.pooled_offset);
+    }
+}

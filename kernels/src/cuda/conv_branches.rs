@@ -60,8 +60,23 @@ impl ConvBranchList {
     }
 }
 
-/// Every branch's forward in one launch; see [`crate::Backend::conv_pool_fwd_branches`].
-/// More than [`MAX_BRANCHES`] branches run one launch each.
+/// Widest filter the re-tiled forward takes (`CONV_RT_MAX_WIDTH` in `conv.cu`), its threads,
+/// filters a block, and the floats of one of its two chunk buffers for a width.
+const RETILED_MAX_WIDTH: usize = 5;
+const RETILED_THREADS: u32 = 160;
+const RETILED_FILTERS: usize = 100;
+fn retiled_buffer_floats(width: usize) -> usize {
+    const POSITIONS: usize = 56;
+    const X_ROW_STRIDE: usize = 11;
+    const COLUMNS: usize = 10;
+    ((POSITIONS + width - 1) * X_ROW_STRIDE).next_multiple_of(4) + width * COLUMNS * RETILED_FILTERS
+}
+
+/// Every branch's forward; see [`crate::Backend::conv_pool_fwd_branches`]. Branches of width
+/// up to 5 (the study's 3/4/5) run in one launch of the re-tiled kernel
+/// (`conv_pool_retiled_fwd_f32`), wider ones in one launch of `conv_pool_branches_fwd_f32`; a
+/// single branch goes the same way, so one call per branch gives the same bits as one call
+/// for all. More than [`MAX_BRANCHES`] branches run one call each.
 pub(super) fn forward(
     be: &CudaBackend,
     x: &CudaSlice<f32>,
@@ -70,47 +85,88 @@ pub(super) fn forward(
 ) -> Result<()> {
     const OP: &str = "conv_pool_fwd_branches";
     let shapes: Vec<ConvShape> = branches.iter().map(|b| b.shape).collect();
-    let first = check_branch_shapes(OP, &shapes)?;
+    check_branch_shapes(OP, &shapes)?;
     if branches.len() > MAX_BRANCHES {
         for br in branches.iter_mut() {
-            conv::forward(be, &br.shape, x, br.w, br.bias, pooled, &mut *br.argmax)?;
+            forward(be, x, std::slice::from_mut(br), pooled)?;
         }
         return Ok(());
     }
+    let (mut narrow, mut wide): (Vec<_>, Vec<_>) = branches
+        .iter_mut()
+        .partition(|br| br.shape.width <= RETILED_MAX_WIDTH);
+    for (group, retiled) in [(&mut narrow, true), (&mut wide, false)] {
+        if !group.is_empty() {
+            launch_forward(be, x, group, pooled, retiled)?;
+        }
+    }
+    Ok(())
+}
+
+/// One launch over `group`, of the re-tiled kernel (every width <= 5) or of the 64 x 32 one.
+fn launch_forward(
+    be: &CudaBackend,
+    x: &CudaSlice<f32>,
+    group: &mut [&mut ConvFwdBranch<'_, CudaBackend>],
+    pooled: &mut CudaSlice<f32>,
+    retiled: bool,
+) -> Result<()> {
+    const OP: &str = "conv_pool_fwd_branches";
+    let shapes: Vec<ConvShape> = group.iter().map(|b| b.shape).collect();
+    let first = shapes[0];
     let mut list = ConvBranchList::of(OP, &shapes)?;
     let mut shared_bytes = 0;
-    for (i, br) in branches.iter().enumerate() {
+    for (i, br) in group.iter().enumerate() {
         let s = &br.shape;
         conv::dims(OP, s)?;
         be.check(OP, "x", x, s.batch * s.seq_len * s.embed_dim)?;
         be.check(OP, "w", br.w, s.num_filters * s.width * s.embed_dim)?;
         be.check(OP, "bias", br.bias, s.num_filters)?;
         be.check(OP, "argmax", br.argmax, s.batch * s.num_filters)?;
-        let (j_group, bytes) = conv::forward_shared_memory(OP, s.width)?;
-        list.j_group[i] = j_group;
+        let bytes = if retiled {
+            debug_assert!(
+                s.width <= RETILED_MAX_WIDTH,
+                "a wide branch in the re-tiled group"
+            );
+            (2 * retiled_buffer_floats(s.width) * 4) as u32
+        } else {
+            let (j_group, bytes) = conv::forward_shared_memory(OP, s.width)?;
+            list.j_group[i] = j_group;
+            bytes
+        };
         shared_bytes = shared_bytes.max(bytes);
     }
     be.check(OP, "pooled", pooled, first.batch * first.pooled_cols)?;
+    let tile = if retiled {
+        RETILED_FILTERS
+    } else {
+        TILE_FILTERS
+    };
     let tiles = list.set_work(
         OP,
         shapes
             .iter()
-            .map(|s| s.batch * s.num_filters.div_ceil(TILE_FILTERS)),
+            .map(|s| s.batch * s.num_filters.div_ceil(tile)),
     )?;
     if first.batch == 0 {
         return Ok(());
     }
-    let mut guards = Vec::with_capacity(3 * branches.len());
-    for (i, br) in branches.iter_mut().enumerate() {
+    let mut guards = Vec::with_capacity(3 * group.len());
+    for (i, br) in group.iter_mut().enumerate() {
         let (w, bias) = (br.w.device_ptr(&be.stream), br.bias.device_ptr(&be.stream));
         let argmax = br.argmax.device_ptr_mut(&be.stream);
         (list.w[i], list.bias[i], list.argmax[i]) = (w.0, bias.0, argmax.0);
         guards.extend([w.1, bias.1]);
         guards.push(argmax.1);
     }
+    let (kernel, threads) = if retiled {
+        (Kernel::ConvPoolRetiled, RETILED_THREADS)
+    } else {
+        (Kernel::ConvPoolBranches, FWD_THREADS)
+    };
     let cfg = LaunchConfig {
         grid_dim: (tiles, 1, 1),
-        block_dim: (FWD_THREADS, 1, 1),
+        block_dim: (threads, 1, 1),
         shared_mem_bytes: shared_bytes,
     };
     let (seq_len, embed_dim, pooled_cols) = (
@@ -118,9 +174,7 @@ pub(super) fn forward(
         to_u32(OP, "embed_dim", first.embed_dim)?,
         to_u32(OP, "pooled_cols", first.pooled_cols)?,
     );
-    let mut builder = be
-        .stream
-        .launch_builder(be.function(Kernel::ConvPoolBranches)?);
+    let mut builder = be.stream.launch_builder(be.function(kernel)?);
     builder
         .arg(x)
         .arg(&mut *pooled)
@@ -128,16 +182,19 @@ pub(super) fn forward(
         .arg(&seq_len)
         .arg(&embed_dim)
         .arg(&pooled_cols);
-    // SAFETY: the arguments match `conv_pool_branches_fwd_f32(const float* x, float* pooled,
-    // const ConvBranchList list, unsigned seq_len, embed_dim, pooled_cols)` in order and type.
-    // Every branch passed `conv::dims` (width <= seq_len, its pooled columns inside
-    // pooled_cols, 32-bit sizes) and shares batch, seq_len, embed_dim and pooled_cols with the
-    // others (`check_branch_shapes`); each list pointer is a live buffer of this stream as long
-    // as its shape needs (checked above; `guards` keep them borrowed past the enqueue, and the
-    // `&mut` argmax buffers are exclusive). The grid covers work_end[count - 1] = the branches'
-    // tiles, and each block's branch is found from work_end. Shared memory is the largest of
-    // the branches' `forward_shared_memory`, each branch's j_group computed with it, and the
-    // block has the CONV_THREADS = 128 threads the kernel requires.
+    // SAFETY: the arguments match `conv_pool_branches_fwd_f32` and `conv_pool_retiled_fwd_f32`
+    // (both `const float* x, float* pooled, const ConvBranchList list, unsigned seq_len,
+    // embed_dim, pooled_cols`) in order and type. Every branch passed `conv::dims` (width <=
+    // seq_len, its pooled columns inside pooled_cols, 32-bit sizes) and shares batch, seq_len,
+    // embed_dim and pooled_cols with the others (`check_branch_shapes`); each list pointer is a
+    // live buffer of this stream as long as its shape needs (checked above; `guards` keep them
+    // borrowed past the enqueue, and the `&mut` argmax buffers are exclusive). The grid covers
+    // work_end[count - 1] = the branches' tiles (100 filters a tile re-tiled, 32 otherwise),
+    // and each block's branch is found from work_end. Shared memory is the largest need of the
+    // group's branches by the kernel's own formula (two chunk buffers re-tiled, every width
+    // <= 5; x rows and j_group filter rows otherwise, each branch's j_group computed with it),
+    // under the 48 KB a block may use without opting in, and the block has the threads the
+    // kernel requires (160 re-tiled, 128 otherwise).
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
     be.count_launch();
     drop(guards);

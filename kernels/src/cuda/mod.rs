@@ -463,7 +463,15 @@ impl Backend for CudaBackend {
         argmax: &mut Self::IdxBuf,
     ) -> Result<()> {
         self.profiled("conv_pool_fwd", || {
-            conv::forward(self, shape, x, w, bias, pooled, argmax)
+            // One branch through the multi-branch launcher: the same kernel (re-tiled for
+            // widths up to 5) as when the branches run together.
+            let mut branch = [ConvFwdBranch {
+                shape: *shape,
+                w,
+                bias,
+                argmax,
+            }];
+            conv_branches::forward(self, x, &mut branch, pooled)
         })
     }
 

@@ -106,6 +106,7 @@ pub enum Kernel {
     ConvPoolWeights,
     ConvPoolData,
     ConvPoolBranches,
+    ConvPoolRetiled,
     ConvPoolBranchesWeights,
     ConvPoolBranchesData,
     LinearFwd,
@@ -122,7 +123,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in a fixed order.
-    pub const ALL: [Kernel; 23] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::Fill,
         Kernel::Mul,
         Kernel::Dropout,
@@ -134,6 +135,7 @@ impl Kernel {
         Kernel::ConvPoolWeights,
         Kernel::ConvPoolData,
         Kernel::ConvPoolBranches,
+        Kernel::ConvPoolRetiled,
         Kernel::ConvPoolBranchesWeights,
         Kernel::ConvPoolBranchesData,
         Kernel::LinearFwd,
@@ -164,6 +166,7 @@ impl Kernel {
             K::ConvPoolWeights => (M::Conv, "conv_pool_weights", Pass::Bwd),
             K::ConvPoolData => (M::Conv, "conv_pool_data", Pass::Bwd),
             K::ConvPoolBranches => (M::Conv, "conv_pool_branches", Pass::Fwd),
+            K::ConvPoolRetiled => (M::Conv, "conv_pool_retiled", Pass::Fwd),
             K::ConvPoolBranchesWeights => (M::Conv, "conv_pool_branches_weights", Pass::Bwd),
             K::ConvPoolBranchesData => (M::Conv, "conv_pool_branches_data", Pass::Bwd),
             K::LinearFwd => (M::Linear, "linear", Pass::Fwd),
