@@ -37,6 +37,7 @@
 mod branches;
 pub mod cpu;
 mod error;
+mod head;
 pub mod rng;
 mod step;
 
@@ -45,6 +46,7 @@ pub mod cuda;
 
 pub use branches::{ConvBwdBranch, ConvFwdBranch, check_branch_shapes};
 pub use error::{Error, Result};
+pub use head::{HeadDropout, HeadInputs, HeadOutputs, LinearGrads};
 pub use step::StepScalars;
 
 /// Shape of one convolution branch with its fused ReLU and max-over-time pooling.
@@ -364,6 +366,27 @@ pub trait Backend {
         grad_b: &mut Self::Buf,
     ) -> Result<()>;
 
+    /// [`Backend::linear_bwd`] with dropout's backward fused in: `grads.grad_x[n,i] =
+    /// mask[n,i] · Σ_o grad_out[n,o] · w[o,i]`, the gradients of `w` and `b` as
+    /// [`Backend::linear_bwd`] (all overwrite). The default runs [`Backend::linear_bwd`] into
+    /// `scratch` and [`Backend::mul`] by `mask`; the CUDA backend does both in one launch (the
+    /// same product, so the same bits) and leaves `scratch` alone.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_bwd_masked(
+        &self,
+        shape: &LinearShape,
+        grad_out: &Self::Buf,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        mask: &Self::Buf,
+        scratch: &mut Self::Buf,
+        grads: LinearGrads<'_, Self>,
+    ) -> Result<()> {
+        self.linear_bwd(shape, grad_out, x, w, scratch, grads.grad_w, grads.grad_b)?;
+        let len = shape.batch * shape.in_features;
+        self.mul(scratch, mask, len, grads.grad_x)
+    }
+
     /// Softmax cross-entropy over `logits [batch, classes]` with `labels [batch]`.
     ///
     /// Accumulates `stats[0] += Σ_n -log softmax(logits[n])[labels[n]]` (computed stably, by
@@ -379,6 +402,42 @@ pub trait Backend {
         grad_logits: Option<&mut Self::Buf>,
         stats: &mut Self::Buf,
     ) -> Result<()>;
+
+    /// The head in one call: with `inputs.dropout`, [`Backend::dropout_fwd_at`] of `pooled`
+    /// into `dropped` and `mask`, and the features are `dropped` (else `pooled`); then
+    /// [`Backend::linear_fwd`] into `logits` and [`Backend::softmax_xent`]. The default makes
+    /// those calls; the CUDA backend runs them in one launch with the same arithmetic, so the
+    /// same results bit for bit.
+    fn head_fwd(&self, inputs: &HeadInputs<'_, Self>, out: HeadOutputs<'_, Self>) -> Result<()> {
+        let s = inputs.shape;
+        let features = match &inputs.dropout {
+            Some(d) => {
+                let len = s.batch * s.in_features;
+                let (dropped, mask) = (out.dropped, out.mask);
+                self.dropout_fwd_at(
+                    inputs.pooled,
+                    len,
+                    d.drop_prob,
+                    d.seed_base,
+                    d.step,
+                    dropped,
+                    mask,
+                )?;
+                &*dropped
+            }
+            None => inputs.pooled,
+        };
+        self.linear_fwd(&s, features, inputs.w, inputs.b, out.logits)?;
+        let (batch, classes) = (s.batch, s.out_features);
+        self.softmax_xent(
+            out.logits,
+            inputs.labels,
+            batch,
+            classes,
+            out.grad_logits,
+            out.stats,
+        )
+    }
 
     /// Accumulates the sum of squares: `acc[0] += Σ_{i<len} x[i]²`. Used for the global
     /// gradient norm without a host round trip.

@@ -20,6 +20,8 @@ use kernels::{Backend, ConvShape, Error, LinearShape, RmsProp};
 mod branches;
 #[path = "parity/graphs.rs"]
 mod graphs;
+#[path = "parity/head.rs"]
+mod head;
 #[path = "parity/ops.rs"]
 mod ops;
 #[path = "parity/step.rs"]
@@ -669,6 +671,14 @@ fn step_scalars_in_device_memory_match_the_host_arguments() {
 }
 
 #[test]
+fn the_fused_head_matches_its_three_ops_and_the_cpu() {
+    if let Some(g) = gpu() {
+        head::check_head(&g);
+        head::check_linear_bwd_masked(&g);
+    }
+}
+
+#[test]
 fn a_captured_graph_replays_its_work() {
     if let Some(g) = gpu() {
         graphs::check_capture_and_replay(&g);
@@ -704,4 +714,6 @@ fn the_harness_passes_cpu_against_cpu() {
     step::check_training_step(&cpu);
     branches::check_conv_branches(&cpu);
     graphs::check_step_scalars(&cpu);
+    head::check_head(&cpu);
+    head::check_linear_bwd_masked(&cpu);
 }

@@ -58,8 +58,8 @@ pub use module::compile_all;
 pub use probe::probe;
 
 use crate::{
-    Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, DeviceInfo, Error, LinearShape, Result,
-    RmsProp, RmsState, RmsTensor, StepScalars,
+    Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, DeviceInfo, Error, HeadInputs, HeadOutputs,
+    LinearGrads, LinearShape, Result, RmsProp, RmsState, RmsTensor, StepScalars,
 };
 use module::{Kernel, KernelCache};
 
@@ -569,7 +569,7 @@ impl Backend for CudaBackend {
         grad_b: &mut Self::Buf,
     ) -> Result<()> {
         self.profiled("linear_bwd", || {
-            linear::backward(self, shape, grad_out, x, w, grad_x, grad_w, grad_b)
+            linear::backward(self, shape, grad_out, x, w, grad_x, grad_w, grad_b, None)
         })
     }
 
@@ -721,5 +721,25 @@ impl Backend for CudaBackend {
 
     fn clear_graphs(&self) {
         self.drop_graphs();
+    }
+
+    fn head_fwd(&self, inputs: &HeadInputs<'_, Self>, out: HeadOutputs<'_, Self>) -> Result<()> {
+        self.profiled("head_fwd", || loss::head_fwd(self, inputs, out))
+    }
+
+    fn linear_bwd_masked(
+        &self,
+        shape: &LinearShape,
+        grad_out: &Self::Buf,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        mask: &Self::Buf,
+        _scratch: &mut Self::Buf,
+        grads: LinearGrads<'_, Self>,
+    ) -> Result<()> {
+        self.profiled("linear_bwd", || {
+            let (gx, gw, gb) = (grads.grad_x, grads.grad_w, grads.grad_b);
+            linear::backward(self, shape, grad_out, x, w, gx, gw, gb, Some(mask))
+        })
     }
 }

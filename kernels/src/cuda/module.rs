@@ -27,7 +27,7 @@ pub enum Module {
     Conv,
     /// `linear.cu`: fully connected forward and backward.
     Linear,
-    /// `loss.cu`: softmax cross-entropy with accuracy.
+    /// `loss.cu`: softmax cross-entropy with accuracy, and the fused head.
     Loss,
     /// `optim.cu`: sum of squares and RMSProp.
     Optim,
@@ -112,6 +112,7 @@ pub enum Kernel {
     LinearFwd,
     LinearBwd,
     SoftmaxXent,
+    HeadFwd,
     SumSquaresPartial,
     SumSquaresFinal,
     SumSquaresMultiPartial,
@@ -123,7 +124,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in a fixed order.
-    pub const ALL: [Kernel; 24] = [
+    pub const ALL: [Kernel; 25] = [
         Kernel::Fill,
         Kernel::Mul,
         Kernel::Dropout,
@@ -141,6 +142,7 @@ impl Kernel {
         Kernel::LinearFwd,
         Kernel::LinearBwd,
         Kernel::SoftmaxXent,
+        Kernel::HeadFwd,
         Kernel::SumSquaresPartial,
         Kernel::SumSquaresFinal,
         Kernel::SumSquaresMultiPartial,
@@ -172,6 +174,7 @@ impl Kernel {
             K::LinearFwd => (M::Linear, "linear", Pass::Fwd),
             K::LinearBwd => (M::Linear, "linear", Pass::Bwd),
             K::SoftmaxXent => (M::Loss, "softmax_xent", Pass::Fwd),
+            K::HeadFwd => (M::Loss, "head", Pass::Fwd),
             K::SumSquaresPartial => (M::Optim, "sum_squares_partial", Pass::Fwd),
             K::SumSquaresFinal => (M::Optim, "sum_squares_final", Pass::Fwd),
             K::SumSquaresMultiPartial => (M::Optim, "sum_squares_multi_partial", Pass::Fwd),

@@ -8,7 +8,10 @@
 
 pub mod batch;
 
-use kernels::{Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, LinearShape};
+use kernels::{
+    Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, HeadDropout, HeadInputs, HeadOutputs,
+    LinearGrads, LinearShape,
+};
 
 use crate::Result;
 use batch::HostBatch;
@@ -341,23 +344,47 @@ impl<B: Backend> Model<B> {
             .collect();
         b.conv_pool_fwd_branches(&a.x, &mut branches, &mut a.pooled)?;
         drop(branches);
-        let training = dropout.is_some();
-        let len = n * d.features();
-        let features = match dropout {
+        let head_dropout = match dropout {
+            // The host-seeded form (tests, `gpu-bench kernels`): three calls.
             Some(Dropout::Seed { p, seed }) => {
+                let len = n * d.features();
                 b.dropout_fwd(&a.pooled, len, p, seed, &mut a.dropped, &mut a.mask)?;
-                &a.dropped
+                b.linear_fwd(
+                    &d.fc(n),
+                    &a.dropped,
+                    &w.dense[6],
+                    &w.dense[7],
+                    &mut a.logits,
+                )?;
+                let grad = Some(&mut a.grad_logits);
+                b.softmax_xent(&a.logits, &self.batch.labels, n, d.classes, grad, stats)?;
+                return Ok(());
             }
-            Some(Dropout::AtStep { p, seed_base, step }) => {
-                let (dropped, mask) = (&mut a.dropped, &mut a.mask);
-                b.dropout_fwd_at(&a.pooled, len, p, seed_base, step, dropped, mask)?;
-                &a.dropped
-            }
-            None => &a.pooled,
+            Some(Dropout::AtStep { p, seed_base, step }) => Some(HeadDropout {
+                drop_prob: p,
+                seed_base,
+                step,
+            }),
+            None => None,
         };
-        b.linear_fwd(&d.fc(n), features, &w.dense[6], &w.dense[7], &mut a.logits)?;
-        let grad = training.then_some(&mut a.grad_logits);
-        b.softmax_xent(&a.logits, &self.batch.labels, n, d.classes, grad, stats)?;
+        // Dropout, linear and softmax cross-entropy in one call (one launch on CUDA).
+        let training = head_dropout.is_some();
+        let inputs = HeadInputs {
+            shape: d.fc(n),
+            pooled: &a.pooled,
+            w: &w.dense[6],
+            b: &w.dense[7],
+            labels: &self.batch.labels,
+            dropout: head_dropout,
+        };
+        let out = HeadOutputs {
+            dropped: &mut a.dropped,
+            mask: &mut a.mask,
+            logits: &mut a.logits,
+            grad_logits: training.then_some(&mut a.grad_logits),
+            stats,
+        };
+        b.head_fwd(&inputs, out)?;
         Ok(())
     }
 
@@ -369,20 +396,20 @@ impl<B: Backend> Model<B> {
         let (d, n) = (self.dims, self.n);
         let (w, g, a) = (&self.weights, &mut self.grads, &mut self.act);
         let (gw, rest) = g.dense.split_at_mut(7);
-        b.linear_bwd(
+        // The classifier's backward and dropout's in one call (one launch on CUDA).
+        let grads = LinearGrads {
+            grad_x: &mut a.grad_pooled,
+            grad_w: &mut gw[6],
+            grad_b: &mut rest[0],
+        };
+        b.linear_bwd_masked(
             &d.fc(n),
             &a.grad_logits,
             &a.dropped,
             &w.dense[6],
-            &mut a.grad_dropped,
-            &mut gw[6],
-            &mut rest[0],
-        )?;
-        b.mul(
-            &a.grad_dropped,
             &a.mask,
-            n * d.features(),
-            &mut a.grad_pooled,
+            &mut a.grad_dropped,
+            grads,
         )?;
         // The three branches in one call, overwriting grad_x (two launches on CUDA, no fill).
         let (conv_w, conv_b) = gw.split_at_mut(3);
