@@ -10,7 +10,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use cudarc::driver::CudaGraph;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 
-use super::{CudaBackend, driver_error};
+use cudarc::driver::DriverError;
+
+use super::CudaBackend;
 use crate::{Error, Result};
 
 /// The environment variable that switches graphs off (`0`, `false`, `off` or `no`).
@@ -40,6 +42,14 @@ impl std::fmt::Debug for Graph {
 
 /// The graphs of one backend.
 pub(super) type Graphs = Mutex<Vec<Graph>>;
+
+/// A driver error of a graph call, naming the switch that trains without graphs.
+fn graph_error(op: &'static str) -> impl FnOnce(DriverError) -> Error {
+    move |err| Error::Cuda {
+        op,
+        message: format!("{err} ({GRAPH_ENV}=0 trains without CUDA graphs)"),
+    }
+}
 
 fn lock(graphs: &Graphs) -> MutexGuard<'_, Vec<Graph>> {
     graphs.lock().unwrap_or_else(PoisonError::into_inner)
@@ -72,7 +82,7 @@ impl CudaBackend {
         // while this one captures.
         self.stream
             .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-            .map_err(driver_error(OP))?;
+            .map_err(graph_error(OP))?;
         // Launches enqueued while capturing do not run; the counters count replays instead.
         let launches_before = self.launches.load(Ordering::Relaxed);
         let recorded = body();
@@ -81,7 +91,7 @@ impl CudaBackend {
         let ended = self
             .stream
             .end_capture(CUgraphInstantiate_flags(0))
-            .map_err(driver_error(OP));
+            .map_err(graph_error(OP));
         recorded?;
         let Some(graph) = ended? else {
             return Err(Error::Cuda {
@@ -89,7 +99,7 @@ impl CudaBackend {
                 message: "the capture recorded no graph".into(),
             });
         };
-        graph.upload().map_err(driver_error(OP))?;
+        graph.upload().map_err(graph_error(OP))?;
         let mut graphs = lock(&self.graphs);
         graphs.push(Graph(graph));
         Ok(Some(graphs.len() - 1))
@@ -102,7 +112,7 @@ impl CudaBackend {
             op: OP,
             reason: format!("graph {id} was never captured ({} graphs)", graphs.len()),
         })?;
-        graph.0.launch().map_err(driver_error(OP))?;
+        graph.0.launch().map_err(graph_error(OP))?;
         self.graph_launches.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
