@@ -26,7 +26,8 @@
 #   epoch_check one MR epoch on the GPU and the CPU from one seed (train loss, dev accuracy
 #               within 1e-3); in a dry run: it starts and says what is missing;
 #   kernels     per-operation device time over 20 steps, launches and copies a step (same);
-#   single      the default configuration, 1 warm-up + 3 timed epochs;
+#   single      the default configuration, 1 warm-up + 3 timed epochs with the step as a CUDA
+#               graph (from epoch 2), then the same uncaptured (TUNEFLEET_CUDA_GRAPH=0's path);
 #   pytorch     the same model in PyTorch on the same GPU, 1 + 3 epochs;
 #   shared1/4   1 trial alone, then 4 trials sharing the GPU;
 #   results     one table from the JSON lines.
@@ -49,7 +50,7 @@ STEPS=(
     "gpu_step 20 gpu"
     "epoch_check 50 both"
     "kernels 15 both"
-    "single 38 gpu"
+    "single 44 gpu"
     "pytorch 50 gpu"
     "shared1 20 gpu"
     "shared4 28 gpu"
@@ -308,6 +309,10 @@ rows = [
     ("step time, device events (ms)", f(kern["step_seconds"] * 1e3, "{:.3f}") if kern else "n/a"),
     ("ours: median epoch, device events (s)", f(ours)),
     ("ours: median epoch, host clock (s)", f(ours_wall)),
+    ("ours uncaptured (no CUDA graph): median epoch, device events / host clock (s)",
+     f"{f(single.get('uncaptured_median_device_epoch_seconds'))} / {f(single.get('uncaptured_median_epoch_seconds'))}" if single else "n/a"),
+    ("graph launches; graph and uncaptured results agree",
+     f"{single.get('graph_launches')}; {single.get('graph_and_uncaptured_agree')}" if single else "n/a"),
     ("PyTorch: median epoch (s)", f(torch)),
     ("ours / PyTorch (goal <= 0.25)", f(ours_wall / torch, "{:.3f}") if ours_wall and torch else "n/a"),
     ("floor: epoch at FP32 peak / bandwidth (s)", f(fl)),

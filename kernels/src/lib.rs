@@ -34,114 +34,22 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+mod branches;
 pub mod cpu;
 mod error;
+mod head;
 pub mod rng;
+mod step;
+mod types;
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
+pub use branches::{ConvBwdBranch, ConvFwdBranch, check_branch_shapes};
 pub use error::{Error, Result};
-
-/// Shape of one convolution branch with its fused ReLU and max-over-time pooling.
-///
-/// Input `x` is `[batch, seq_len, embed_dim]`, weights `w` are `[num_filters, width, embed_dim]`,
-/// bias `b` is `[num_filters]`. The convolution is "valid" over time: it has
-/// `positions() = seq_len - width + 1` outputs per filter, so `width <= seq_len`. The pooled
-/// output is a `[batch, pooled_cols]` matrix shared by all branches; this branch owns columns
-/// `pooled_offset .. pooled_offset + num_filters`. `argmax` is `[batch, num_filters]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvShape {
-    /// Sentences in the batch.
-    pub batch: usize,
-    /// Tokens a sentence (padded).
-    pub seq_len: usize,
-    /// Embedding width.
-    pub embed_dim: usize,
-    /// Filter width in tokens.
-    pub width: usize,
-    /// Feature maps of this branch.
-    pub num_filters: usize,
-    /// Columns of the shared pooled matrix (all branches together).
-    pub pooled_cols: usize,
-    /// First column of this branch in the pooled matrix.
-    pub pooled_offset: usize,
-}
-
-impl ConvShape {
-    /// Output positions over time, `seq_len - width + 1`.
-    pub fn positions(&self) -> usize {
-        self.seq_len + 1 - self.width
-    }
-}
-
-/// Shape of a fully connected layer: `x [batch, in_features]`, `w [out_features, in_features]`,
-/// `b [out_features]`, `out [batch, out_features]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinearShape {
-    /// Rows of `x`.
-    pub batch: usize,
-    /// Columns of `x`.
-    pub in_features: usize,
-    /// Columns of `out`.
-    pub out_features: usize,
-}
-
-/// Hyperparameters of one RMSProp step with global-norm gradient clipping.
-///
-/// With `norm = sqrt(grad_norm_sq[0])` and `scale = max_grad_norm / norm` when
-/// `max_grad_norm > 0 && norm > max_grad_norm`, else `scale = 1`, each element does
-/// `g = scale * grad; n = decay * n + (1 - decay) * g²` and then
-/// - plain: `w -= lr * g / (sqrt(n) + eps)`;
-/// - centered: `a = decay * a + (1 - decay) * g; w -= lr * g / (sqrt(max(n - a², 0)) + eps)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RmsProp {
-    /// Learning rate.
-    pub lr: f32,
-    /// Decay of the running averages (0.9 in the study).
-    pub decay: f32,
-    /// Added to the denominator (1e-8 in the study).
-    pub eps: f32,
-    /// Clip threshold for the global gradient norm; 0 disables clipping.
-    pub max_grad_norm: f32,
-    /// Use the centered form (keeps a running mean of the gradient too).
-    pub centered: bool,
-}
-
-/// Optimizer state of one parameter tensor: the running mean square, and for the centered form
-/// the running mean.
-#[derive(Debug)]
-pub struct RmsState<'a, B: Backend + ?Sized> {
-    /// Running mean of g², same length as the parameter.
-    pub mean_square: &'a mut B::Buf,
-    /// Running mean of g (centered form only).
-    pub mean: Option<&'a mut B::Buf>,
-}
-
-/// One dense parameter of [`Backend::rmsprop_many`]: weights, gradient, state and length.
-pub struct RmsTensor<'a, B: Backend + ?Sized> {
-    /// The weights, updated in place.
-    pub w: &'a mut B::Buf,
-    /// Their gradient.
-    pub grad: &'a B::Buf,
-    /// Their running averages.
-    pub state: RmsState<'a, B>,
-    /// Elements to update.
-    pub len: usize,
-}
-
-/// Where a CUDA device was found, as reported by [`probe_cuda`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceInfo {
-    /// Device name, e.g. "NVIDIA H100 80GB HBM3".
-    pub name: String,
-    /// Total device memory.
-    pub memory_bytes: u64,
-    /// Compute capability (major, minor).
-    pub compute_capability: (i32, i32),
-    /// Ordinal of the device.
-    pub ordinal: usize,
-}
+pub use head::{HeadDropout, HeadInputs, HeadOutputs, LinearGrads};
+pub use step::StepScalars;
+pub use types::{ConvShape, DeviceInfo, LinearShape, RmsProp, RmsState, RmsTensor};
 
 /// Checks that CUDA device `ordinal` can be used, without panicking when the driver is absent.
 ///
@@ -269,6 +177,56 @@ pub trait Backend {
         grad_x: &mut Self::Buf,
     ) -> Result<()>;
 
+    /// [`Backend::conv_pool_fwd`] for several branches over the same `x`, each writing its own
+    /// columns of `pooled` (see [`check_branch_shapes`]). The default runs the branches in
+    /// order; the CUDA backend runs them all in one launch (the same arithmetic, so the same
+    /// result).
+    fn conv_pool_fwd_branches(
+        &self,
+        x: &Self::Buf,
+        branches: &mut [ConvFwdBranch<'_, Self>],
+        pooled: &mut Self::Buf,
+    ) -> Result<()> {
+        let shapes: Vec<ConvShape> = branches.iter().map(|b| b.shape).collect();
+        check_branch_shapes("conv_pool_fwd_branches", &shapes)?;
+        for br in branches.iter_mut() {
+            self.conv_pool_fwd(&br.shape, x, br.w, br.bias, pooled, &mut *br.argmax)?;
+        }
+        Ok(())
+    }
+
+    /// [`Backend::conv_pool_bwd`] for the branches of [`Backend::conv_pool_fwd_branches`],
+    /// except that `grad_x` is **overwritten** with the sum of the branches' data gradients
+    /// (the first `batch * seq_len * embed_dim` elements), added in branch order. The default
+    /// fills `grad_x` with zero and runs the branches in order; the CUDA backend does it in
+    /// two launches (weights of every branch, data of every branch) with the same arithmetic.
+    fn conv_pool_bwd_branches(
+        &self,
+        grad_pooled: &Self::Buf,
+        pooled: &Self::Buf,
+        x: &Self::Buf,
+        branches: &mut [ConvBwdBranch<'_, Self>],
+        grad_x: &mut Self::Buf,
+    ) -> Result<()> {
+        let shapes: Vec<ConvShape> = branches.iter().map(|b| b.shape).collect();
+        let first = check_branch_shapes("conv_pool_bwd_branches", &shapes)?;
+        self.fill(grad_x, first.batch * first.seq_len * first.embed_dim, 0.0)?;
+        for br in branches.iter_mut() {
+            self.conv_pool_bwd(
+                &br.shape,
+                grad_pooled,
+                pooled,
+                br.argmax,
+                x,
+                br.w,
+                &mut *br.grad_w,
+                &mut *br.grad_b,
+                grad_x,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Inverted dropout (overwrite): `mask[i] = 1/(1-p)` when
     /// [`rng::dropout_uniform`]`(seed, i) >= p`, else 0; `out[i] = x[i] · mask[i]`.
     /// `p = 0` keeps everything (`mask = 1`); `p` must be in `[0, 1)`.
@@ -310,6 +268,27 @@ pub trait Backend {
         grad_b: &mut Self::Buf,
     ) -> Result<()>;
 
+    /// [`Backend::linear_bwd`] with dropout's backward fused in: `grads.grad_x[n,i] =
+    /// mask[n,i] · Σ_o grad_out[n,o] · w[o,i]`, the gradients of `w` and `b` as
+    /// [`Backend::linear_bwd`] (all overwrite). The default runs [`Backend::linear_bwd`] into
+    /// `scratch` and [`Backend::mul`] by `mask`; the CUDA backend does both in one launch (the
+    /// same product, so the same bits) and leaves `scratch` alone.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_bwd_masked(
+        &self,
+        shape: &LinearShape,
+        grad_out: &Self::Buf,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        mask: &Self::Buf,
+        scratch: &mut Self::Buf,
+        grads: LinearGrads<'_, Self>,
+    ) -> Result<()> {
+        self.linear_bwd(shape, grad_out, x, w, scratch, grads.grad_w, grads.grad_b)?;
+        let len = shape.batch * shape.in_features;
+        self.mul(scratch, mask, len, grads.grad_x)
+    }
+
     /// Softmax cross-entropy over `logits [batch, classes]` with `labels [batch]`.
     ///
     /// Accumulates `stats[0] += Σ_n -log softmax(logits[n])[labels[n]]` (computed stably, by
@@ -325,6 +304,42 @@ pub trait Backend {
         grad_logits: Option<&mut Self::Buf>,
         stats: &mut Self::Buf,
     ) -> Result<()>;
+
+    /// The head in one call: with `inputs.dropout`, [`Backend::dropout_fwd_at`] of `pooled`
+    /// into `dropped` and `mask`, and the features are `dropped` (else `pooled`); then
+    /// [`Backend::linear_fwd`] into `logits` and [`Backend::softmax_xent`]. The default makes
+    /// those calls; the CUDA backend runs them in one launch with the same arithmetic, so the
+    /// same results bit for bit.
+    fn head_fwd(&self, inputs: &HeadInputs<'_, Self>, out: HeadOutputs<'_, Self>) -> Result<()> {
+        let s = inputs.shape;
+        let features = match &inputs.dropout {
+            Some(d) => {
+                let len = s.batch * s.in_features;
+                let (dropped, mask) = (out.dropped, out.mask);
+                self.dropout_fwd_at(
+                    inputs.pooled,
+                    len,
+                    d.drop_prob,
+                    d.seed_base,
+                    d.step,
+                    dropped,
+                    mask,
+                )?;
+                &*dropped
+            }
+            None => inputs.pooled,
+        };
+        self.linear_fwd(&s, features, inputs.w, inputs.b, out.logits)?;
+        let (batch, classes) = (s.batch, s.out_features);
+        self.softmax_xent(
+            out.logits,
+            inputs.labels,
+            batch,
+            classes,
+            out.grad_logits,
+            out.stats,
+        )
+    }
 
     /// Accumulates the sum of squares: `acc[0] += Σ_{i<len} x[i]²`. Used for the global
     /// gradient norm without a host round trip.
@@ -372,6 +387,107 @@ pub trait Backend {
         }
         Ok(())
     }
+
+    /// Adds one to `step[0]`, the training step counter in device memory (see
+    /// [`StepScalars`]). The default reads and writes it through the host.
+    fn advance_step(&self, step: &mut Self::IdxBuf) -> Result<()> {
+        let next = step::first(self.download_idx(step)?, "advance_step")?.wrapping_add(1);
+        self.write_idx(step, &[next])
+    }
+
+    /// [`Backend::dropout_fwd`] with `seed = rng::mix64(seed_base, step[0])`, the step read
+    /// from device memory (so a replayed graph draws the mask of the step it replays).
+    #[allow(clippy::too_many_arguments)]
+    fn dropout_fwd_at(
+        &self,
+        x: &Self::Buf,
+        len: usize,
+        drop_prob: f32,
+        seed_base: u64,
+        step: &Self::IdxBuf,
+        out: &mut Self::Buf,
+        mask: &mut Self::Buf,
+    ) -> Result<()> {
+        let at = step::first(self.download_idx(step)?, "dropout_fwd_at")?;
+        let seed = rng::mix64(seed_base, u64::from(at));
+        self.dropout_fwd(x, len, drop_prob, seed, out, mask)
+    }
+
+    /// [`Backend::rmsprop_many`] with the learning rate read from `scalars.lr[0]` in place of
+    /// `params.lr`.
+    fn rmsprop_many_at(
+        &self,
+        params: &RmsProp,
+        tensors: &mut [RmsTensor<'_, Self>],
+        grad_norm_sq: &Self::Buf,
+        scalars: &StepScalars<'_, Self>,
+    ) -> Result<()> {
+        let lr = step::first(self.download(scalars.lr)?, "rmsprop_many_at")?;
+        let at = RmsProp { lr, ..*params };
+        self.rmsprop_many(&at, tensors, grad_norm_sq)
+    }
+
+    /// [`Backend::rmsprop_rows`] with the step and the learning rate read from `scalars` in
+    /// place of `step` and `params.lr`.
+    #[allow(clippy::too_many_arguments)]
+    fn rmsprop_rows_at(
+        &self,
+        params: &RmsProp,
+        table: &mut Self::Buf,
+        grad_rows: &Self::Buf,
+        rows: &Self::IdxBuf,
+        n_rows: usize,
+        embed_dim: usize,
+        state: RmsState<'_, Self>,
+        last_step: &mut Self::IdxBuf,
+        grad_norm_sq: &Self::Buf,
+        scalars: &StepScalars<'_, Self>,
+    ) -> Result<()> {
+        let lr = step::first(self.download(scalars.lr)?, "rmsprop_rows_at")?;
+        let at_step = step::first(self.download_idx(scalars.step)?, "rmsprop_rows_at")?;
+        let at = RmsProp { lr, ..*params };
+        self.rmsprop_rows(
+            &at,
+            table,
+            grad_rows,
+            rows,
+            n_rows,
+            embed_dim,
+            state,
+            last_step,
+            at_step,
+            grad_norm_sq,
+        )
+    }
+
+    /// Records the work `body` enqueues as a graph to replay with [`Backend::replay_graph`],
+    /// **without running it**, and returns the graph's id; `Ok(None)` when this backend does
+    /// not capture (the default, or CUDA with graphs switched off), and then `body` is not
+    /// called. Everything `body` passes by value is frozen into the graph: values that change
+    /// between replays must be read from device memory ([`StepScalars`]), and the buffers it
+    /// uses must stay allocated while the graph lives.
+    fn capture_graph(&self, body: &mut dyn FnMut() -> Result<()>) -> Result<Option<usize>> {
+        let _ = body;
+        Ok(None)
+    }
+
+    /// Runs the work a graph of [`Backend::capture_graph`] recorded, enqueued like the
+    /// operations themselves.
+    ///
+    /// # Errors
+    /// [`Error::InvalidShape`] for an id this backend did not return.
+    fn replay_graph(&self, id: usize) -> Result<()> {
+        Err(Error::InvalidShape {
+            op: "replay_graph",
+            reason: format!(
+                "graph {id} was never captured: {} captures none",
+                self.name()
+            ),
+        })
+    }
+
+    /// Drops every captured graph (before the buffers they use are freed or replaced).
+    fn clear_graphs(&self) {}
 
     /// RMSProp on the embedding rows one batch touched, with lazy decay, equal to the dense
     /// update to rounding.

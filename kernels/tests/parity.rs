@@ -16,6 +16,12 @@ use kernels::cpu::CpuBackend;
 use kernels::cuda::CudaBackend;
 use kernels::{Backend, ConvShape, Error, LinearShape, RmsProp};
 
+#[path = "parity/branches.rs"]
+mod branches;
+#[path = "parity/graphs.rs"]
+mod graphs;
+#[path = "parity/head.rs"]
+mod head;
 #[path = "parity/ops.rs"]
 mod ops;
 #[path = "parity/step.rs"]
@@ -651,6 +657,35 @@ fn backends_on_one_gpu_run_side_by_side() {
 }
 
 #[test]
+fn conv_branches_in_one_launch_match_per_branch_and_the_cpu() {
+    if let Some(g) = gpu() {
+        branches::check_conv_branches(&g);
+    }
+}
+
+#[test]
+fn step_scalars_in_device_memory_match_the_host_arguments() {
+    if let Some(g) = gpu() {
+        graphs::check_step_scalars(&g);
+    }
+}
+
+#[test]
+fn the_fused_head_matches_its_three_ops_and_the_cpu() {
+    if let Some(g) = gpu() {
+        head::check_head(&g);
+        head::check_linear_bwd_masked(&g);
+    }
+}
+
+#[test]
+fn a_captured_graph_replays_its_work() {
+    if let Some(g) = gpu() {
+        graphs::check_capture_and_replay(&g);
+    }
+}
+
+#[test]
 fn a_whole_training_step_matches_the_cpu() {
     if let Some(g) = gpu() {
         step::check_training_step(&g);
@@ -677,4 +712,8 @@ fn the_harness_passes_cpu_against_cpu() {
         body(&Cpu(&cpu));
     }
     step::check_training_step(&cpu);
+    branches::check_conv_branches(&cpu);
+    graphs::check_step_scalars(&cpu);
+    head::check_head(&cpu);
+    head::check_linear_bwd_masked(&cpu);
 }

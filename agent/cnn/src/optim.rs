@@ -8,7 +8,7 @@
 //! the row is next used. The weights are therefore the dense update's to rounding, and the
 //! norm is the same because the missing rows contribute zero to it.
 
-use kernels::{Backend, RmsProp, RmsState, RmsTensor};
+use kernels::{Backend, RmsProp, RmsState, RmsTensor, StepScalars};
 
 use crate::model::Model;
 use crate::{HyperParams, Result};
@@ -78,6 +78,30 @@ impl<B: Backend> Optimizer<B> {
     /// A backend failure.
     pub fn step(&mut self, b: &B, model: &mut Model<B>) -> Result<()> {
         self.step += 1;
+        self.update(b, model, None)
+    }
+
+    /// [`Optimizer::step`] with the step number and the learning rate read from `scalars` in
+    /// device memory (the training loop's form, which a CUDA graph can replay): `scalars.step`
+    /// must already hold this step's number, and `scalars.lr` the learning rate.
+    ///
+    /// # Errors
+    /// A backend failure.
+    pub fn step_at(
+        &mut self,
+        b: &B,
+        model: &mut Model<B>,
+        scalars: &StepScalars<'_, B>,
+    ) -> Result<()> {
+        self.update(b, model, Some(scalars))
+    }
+
+    fn update(
+        &mut self,
+        b: &B,
+        model: &mut Model<B>,
+        scalars: Option<&StepScalars<'_, B>>,
+    ) -> Result<()> {
         let d = model.dims;
         let lens = d.dense_lens();
         let n_rows = model.n_rows();
@@ -109,7 +133,10 @@ impl<B: Backend> Optimizer<B> {
                 len,
             });
         }
-        b.rmsprop_many(&self.params, &mut tensors, &self.norm_sq)?;
+        match scalars {
+            Some(at) => b.rmsprop_many_at(&self.params, &mut tensors, &self.norm_sq, at)?,
+            None => b.rmsprop_many(&self.params, &mut tensors, &self.norm_sq)?,
+        }
         drop(tensors);
         let state = RmsState {
             mean_square: &mut self.embedding_n,
@@ -120,18 +147,16 @@ impl<B: Backend> Optimizer<B> {
             &model.grads.rows,
             &model.batch.rows,
         );
-        b.rmsprop_rows(
-            &self.params,
-            table,
-            grad_rows,
-            rows,
-            n_rows,
-            d.embed_dim,
-            state,
-            &mut self.last_step,
-            self.step,
-            &self.norm_sq,
-        )?;
+        let (params, last_step, norm_sq) = (&self.params, &mut self.last_step, &self.norm_sq);
+        let e = d.embed_dim;
+        match scalars {
+            Some(at) => b.rmsprop_rows_at(
+                params, table, grad_rows, rows, n_rows, e, state, last_step, norm_sq, at,
+            )?,
+            None => b.rmsprop_rows(
+                params, table, grad_rows, rows, n_rows, e, state, last_step, self.step, norm_sq,
+            )?,
+        }
         Ok(())
     }
 }

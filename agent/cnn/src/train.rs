@@ -8,11 +8,11 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
-use kernels::Backend;
+use kernels::{Backend, StepScalars};
 use serde::{Deserialize, Serialize};
 
 use crate::model::batch::{Batcher, HostBatch};
-use crate::model::{Dims, Model, ResidentBatch};
+use crate::model::{Dims, Dropout, Model, ResidentBatch};
 use crate::optim::Optimizer;
 use crate::{Dataset, Error, HyperParams, Result};
 
@@ -122,9 +122,12 @@ pub fn train<B: Backend>(
         batcher: Batcher::new(dims.vocab),
         host: HostBatch::default(),
         stats: backend.alloc(2)?,
-        step: 0,
+        step: backend.alloc_idx(1)?,
+        lr: backend.alloc(1)?,
         train_batches: Vec::new(),
         dev_batches: Vec::new(),
+        graphs: Vec::new(),
+        capture: true,
     };
     let mut summary = TrainSummary {
         final_dev_accuracy: 0.0,
@@ -137,7 +140,10 @@ pub fn train<B: Backend>(
         test_accuracy: None,
     };
     for epoch in 1..=hp.epochs {
-        optimizer.set_learning_rate(learning_rate_at(hp.learning_rate, epoch));
+        let lr = learning_rate_at(hp.learning_rate, epoch);
+        optimizer.set_learning_rate(lr);
+        // Between steps and outside any graph: the captured steps read it from here.
+        backend.write(&mut run.lr, &[lr as f32])?;
         let report = run.epoch(epoch, batches, &mut model, &mut optimizer)?;
         summary.epochs_run = epoch;
         summary.device_seconds += report.epoch_seconds;
@@ -151,6 +157,8 @@ pub fn train<B: Backend>(
             break;
         }
     }
+    // The graphs use the run's buffers, which are freed when `run` and `model` are dropped.
+    backend.clear_graphs();
     if data.test_len() > 0 {
         let (ids, labels) = (&data.test_ids, &data.test_labels);
         summary.test_accuracy = Some(run.accuracy(&mut model, ids, labels)?);
@@ -190,18 +198,52 @@ fn finite_loss(loss: f64, epoch: usize) -> Result<f64> {
     }
 }
 
-/// One training step on the model's current batch.
+/// The device buffers a training step reads its varying values from (see
+/// [`kernels::StepScalars`]), and the run's loss and accuracy sums.
+struct StepBuffers<'a, B: Backend> {
+    /// `[step]`, advanced on the device at the start of each step.
+    step: &'a mut B::IdxBuf,
+    /// `[learning rate]`, written once an epoch between steps.
+    lr: &'a B::Buf,
+    /// `[loss sum, correct]`, accumulated by every step.
+    stats: &'a mut B::Buf,
+}
+
+/// One training step on the model's current batch, in the form a CUDA graph can capture once
+/// and replay every epoch. What changes between replays, and why each is safe:
+/// - the batch: a graph is captured per batch, with that batch's resident buffers swapped into
+///   the model; they stay allocated, at the same addresses, for the whole run;
+/// - the step number (dropout mask, lazy embedding decay): advanced on the device by the step
+///   itself, first, and read from device memory by the dropout and `rmsprop_rows` kernels;
+/// - the dropout seed: `mix64(seed_base, step)`, `seed_base` being fixed for the run;
+/// - the learning rate: read from device memory by the RMSProp kernels; the host writes it
+///   between epochs, outside any graph;
+/// - the loss and accuracy sums: accumulated on the device into `stats`, zeroed by the host
+///   between epochs, outside any graph.
+///
+/// Everything else a kernel receives (shapes, `n_rows` of the batch, buffer addresses, drop
+/// probability, RMSProp's decay, epsilon and clip) is the same at every replay of a batch.
 fn train_step<B: Backend>(
     b: &B,
     model: &mut Model<B>,
     optimizer: &mut Optimizer<B>,
     hp: &HyperParams,
-    dropout_seed: u64,
-    stats: &mut B::Buf,
+    seed_base: u64,
+    bufs: &mut StepBuffers<'_, B>,
 ) -> Result<()> {
-    model.forward(b, Some((hp.dropout as f32, dropout_seed)), stats)?;
+    b.advance_step(bufs.step)?;
+    let dropout = Dropout::AtStep {
+        p: hp.dropout as f32,
+        seed_base,
+        step: &*bufs.step,
+    };
+    model.forward_with(b, Some(dropout), bufs.stats)?;
     model.backward(b)?;
-    optimizer.step(b, model)
+    let scalars = StepScalars {
+        step: &*bufs.step,
+        lr: bufs.lr,
+    };
+    optimizer.step_at(b, model, &scalars)
 }
 
 /// The state of one run besides the model and the optimizer.
@@ -213,12 +255,19 @@ struct Run<'a, B: Backend> {
     batcher: Batcher,
     host: HostBatch,
     stats: B::Buf,
-    step: u64,
+    /// The training step counter on the device (see [`train_step`]).
+    step: B::IdxBuf,
+    /// The learning rate on the device.
+    lr: B::Buf,
     /// The training batches, uploaded once in the first epoch (the order is the same every
     /// epoch), so a step copies nothing from the host.
     train_batches: Vec<ResidentBatch<B>>,
     /// The validation batches, likewise.
     dev_batches: Vec<ResidentBatch<B>>,
+    /// The captured graph of each training batch's step, from the second epoch on.
+    graphs: Vec<Option<usize>>,
+    /// Whether to capture: false once the backend declined (no graphs, or switched off).
+    capture: bool,
 }
 
 impl<B: Backend> Run<'_, B> {
@@ -232,6 +281,9 @@ impl<B: Backend> Run<'_, B> {
         let timer = Instant::now();
         let (b, s, bs) = (self.backend, self.data.seq_len, self.hp.batch_size);
         if self.train_batches.len() != batches {
+            // The graphs refer to the batches' buffers: drop them first.
+            b.clear_graphs();
+            self.graphs = vec![None; batches];
             self.train_batches.clear();
             for i in 0..batches {
                 let ids = &self.data.train_ids[i * bs * s..(i + 1) * bs * s];
@@ -242,13 +294,13 @@ impl<B: Backend> Run<'_, B> {
             }
         }
         b.fill(&mut self.stats, 2, 0.0)?;
+        // The first epoch is the warm-up: it runs uncaptured (and uploads the batches).
+        let captured = epoch > 1;
         for i in 0..batches {
-            self.step += 1;
-            let dropout_seed = kernels::rng::mix64(self.seed ^ DROPOUT_STREAM, self.step);
             let batch = &mut self.train_batches[i];
             model.swap_batch(batch);
-            let result = train_step(b, model, optimizer, self.hp, dropout_seed, &mut self.stats);
-            model.swap_batch(batch);
+            let result = self.step_on_batch(i, captured, model, optimizer);
+            model.swap_batch(&mut self.train_batches[i]);
             result?;
         }
         let train_stats = b.download(&self.stats)?;
@@ -263,6 +315,44 @@ impl<B: Backend> Run<'_, B> {
             epoch_seconds: timer.elapsed().as_secs_f64(),
             examples,
         })
+    }
+
+    /// One training step on training batch `i` (already swapped into `model`): replayed from
+    /// its graph when `captured` and the backend captures, else run op by op. Both run the
+    /// same kernels with the same arguments, so the results are the same.
+    fn step_on_batch(
+        &mut self,
+        i: usize,
+        captured: bool,
+        model: &mut Model<B>,
+        optimizer: &mut Optimizer<B>,
+    ) -> Result<()> {
+        let (b, hp) = (self.backend, self.hp);
+        let seed_base = self.seed ^ DROPOUT_STREAM;
+        let mut bufs = StepBuffers {
+            step: &mut self.step,
+            lr: &self.lr,
+            stats: &mut self.stats,
+        };
+        if captured && self.capture && self.graphs[i].is_none() {
+            let mut body = || {
+                train_step(b, model, optimizer, hp, seed_base, &mut bufs).map_err(|err| match err {
+                    Error::Kernel(kernel) => kernel,
+                    other => kernels::Error::InvalidShape {
+                        op: "captured training step",
+                        reason: other.to_string(),
+                    },
+                })
+            };
+            match b.capture_graph(&mut body)? {
+                Some(id) => self.graphs[i] = Some(id),
+                None => self.capture = false,
+            }
+        }
+        match self.graphs[i] {
+            Some(id) if captured && self.capture => b.replay_graph(id).map_err(Into::into),
+            _ => train_step(b, model, optimizer, hp, seed_base, &mut bufs),
+        }
     }
 
     /// Validation accuracy, in batches of the model's capacity (no dropout); the batches are

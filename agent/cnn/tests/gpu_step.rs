@@ -123,3 +123,45 @@ fn the_step_harness_runs_on_the_cpu() {
     );
     assert_eq!(first, second, "the CPU step is not deterministic");
 }
+
+/// Issue 15: training with the step captured as a CUDA graph (replayed from the second epoch)
+/// gives the same epochs as training uncaptured, bit for bit (the same kernels with the same
+/// arguments), and the captured run launches one graph a step instead of the kernels.
+#[test]
+fn a_captured_training_step_replays_like_the_uncaptured_one() {
+    let open = || match CudaBackend::new(0) {
+        Ok(gpu) => Some(gpu),
+        Err(err) => {
+            let required = std::env::var("REQUIRE_CUDA").is_ok_and(|v| v == "1");
+            assert!(!required, "REQUIRE_CUDA=1 but the GPU is unusable: {err}");
+            println!("skipped: {err}");
+            None
+        }
+    };
+    let (Some(graphed), Some(plain)) = (open(), open()) else {
+        return;
+    };
+    graphed.set_graphs(true);
+    plain.set_graphs(false);
+    let data = cnn::data::mr_embedded().expect("MR").truncated(500, 100);
+    let hp = HyperParams::study_default()
+        .with_overrides([("epochs", 3.0)])
+        .expect("hyperparameters");
+    let batches = (500 / hp.batch_size) as u64;
+    let run = |gpu: &CudaBackend| {
+        let mut reports = Vec::new();
+        cnn::train(gpu, &data, &hp, 4, |r| {
+            reports.push((
+                r.train_loss.to_bits(),
+                r.train_accuracy.to_bits(),
+                r.dev_accuracy,
+            ));
+            cnn::Control::Continue
+        })
+        .expect("training");
+        reports
+    };
+    assert_eq!(run(&graphed), run(&plain));
+    assert_eq!(graphed.counters().graph_launches, 2 * batches);
+    assert_eq!(plain.counters().graph_launches, 0);
+}

@@ -31,7 +31,7 @@ inline std::barrier<>* block_barrier = nullptr;
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 #define __restrict__
 inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 inline float __int_as_float(unsigned int bits) { float f; std::memcpy(&f, &bits, 4); return f; }

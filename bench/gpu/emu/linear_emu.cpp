@@ -2,12 +2,17 @@
 // against plain loops in double: one warp per output reduced by __shfl_down_sync in the forward
 // pass, one thread per gradient element in the backward pass. Shapes cover in_features below,
 // at and off the 32-lane stride, outputs past one block of warps, and grids small enough that
-// the grid-stride loops go round more than once.
+// the grid-stride loops go round more than once. Then loss.cu's fused head (dropout, linear,
+// softmax cross-entropy in one block) against the three separate kernels, bit for bit.
 #include "cuda_shim.h"
 #include <cstdio>
 #include <random>
 
+#include <cstring>
+
+#include "elementwise_emu.cu"
 #include "linear_emu.cu"
+#include "loss_emu.cu"
 
 struct Shape { unsigned batch, in, out, max_blocks; };
 
@@ -47,7 +52,7 @@ static void check(const Shape& s, unsigned seed) {
     const size_t total = gx.size() + gw.size() + s.out;
     launch(grid(total, s.max_blocks), 256, [&] {
         linear_bwd_f32(grad_out.data(), x.data(), w.data(), gx.data(), gw.data(), gb.data(), s.batch,
-                       s.in, s.out);
+                       s.in, s.out, nullptr);
     });
     for (unsigned n = 0; n < s.batch; ++n)
         for (unsigned i = 0; i < s.in; ++i) {
@@ -69,6 +74,73 @@ static void check(const Shape& s, unsigned seed) {
                 s.max_blocks, bad == before ? "ok" : "FAILED");
 }
 
+// head_fwd_f32 against dropout_step_fwd_f32 + linear_fwd_f32 + softmax_xent_fwd_f32.
+static void check_head(unsigned batch, unsigned in, unsigned classes, bool dropout, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    std::vector<float> pooled(batch * in), w(classes * in), b(classes);
+    for (auto& v : pooled) v = std::max(u(rng), 0.0f);
+    for (auto& v : w) v = 0.1f * u(rng);
+    for (auto& v : b) v = 0.1f * u(rng);
+    std::vector<unsigned> labels(batch), step{17};
+    for (auto& l : labels) l = rng() % classes;
+    const float p = 0.5f, keep = 2.0f;
+    const unsigned long long base = 0x0d20f0a7ull ^ seed;
+    const size_t len = (size_t)batch * in;
+    // The three kernels.
+    std::vector<float> d1(len, NAN), m1(len, NAN), l1(batch * classes, NAN), g1(batch * classes, NAN),
+        s1{0.5f, 2.0f};
+    if (dropout)
+        launch((len + 255) / 256, 256, [&] {
+            dropout_step_fwd_f32(pooled.data(), d1.data(), m1.data(), len, p, keep, base, step.data());
+        });
+    const float* features = dropout ? d1.data() : pooled.data();
+    launch(std::min<unsigned>((batch * classes + 7) / 8, 64), 256, [&] {
+        linear_fwd_f32(features, w.data(), b.data(), l1.data(), batch, in, classes);
+    });
+    launch(1, 256, [&] {
+        softmax_xent_fwd_f32(l1.data(), labels.data(), g1.data(), s1.data(), batch, classes, 1);
+    });
+    // The fused head.
+    std::vector<float> d2(len, NAN), m2(len, NAN), l2(batch * classes, NAN), g2(batch * classes, NAN),
+        s2{0.5f, 2.0f};
+    launch(1, 256, [&] {
+        head_fwd_f32(pooled.data(), w.data(), b.data(), labels.data(), d2.data(), m2.data(), l2.data(),
+                     g2.data(), s2.data(), batch, in, classes, p, keep, base,
+                     dropout ? step.data() : nullptr, 1);
+    });
+    auto same = [&](const char* name, const std::vector<float>& a, const std::vector<float>& c) {
+        if (std::memcmp(a.data(), c.data(), a.size() * 4) != 0) {
+            ++bad;
+            std::printf("  head %s differs from the separate kernels (batch %u in %u classes %u)\n",
+                        name, batch, in, classes);
+        }
+    };
+    // The backward with the mask fused in, against linear_bwd_f32 then mul_fwd_f32.
+    if (dropout) {
+        std::vector<float> gx1(len, NAN), gx2(len, NAN), gxm(len, NAN), gw1(classes * in, NAN),
+            gw2(classes * in, NAN), gb1(classes, NAN), gb2(classes, NAN);
+        const unsigned total = len + classes * in + classes;
+        launch(std::min((total + 255) / 256, 8u), 256, [&] {
+            linear_bwd_f32(g1.data(), d1.data(), w.data(), gx1.data(), gw1.data(), gb1.data(), batch,
+                           in, classes, nullptr);
+        });
+        launch((len + 255) / 256, 256, [&] { mul_fwd_f32(gx1.data(), m1.data(), gxm.data(), len); });
+        launch(std::min((total + 255) / 256, 8u), 256, [&] {
+            linear_bwd_f32(g1.data(), d1.data(), w.data(), gx2.data(), gw2.data(), gb2.data(), batch,
+                           in, classes, m1.data());
+        });
+        same("masked grad_x", gx2, gxm);
+        same("masked grad_w", gw2, gw1);
+        same("masked grad_b", gb2, gb1);
+    }
+    same("dropped", d2, d1);
+    same("mask", m2, m1);
+    same("logits", l2, l1);
+    same("grad", g2, g1);
+    same("stats", s2, s1);
+}
+
 int main() {
     const Shape shapes[] = {
         {1, 1, 1, 4},   {3, 31, 2, 4},  {2, 32, 9, 4},    {5, 33, 7, 1},
@@ -76,6 +148,10 @@ int main() {
     };
     unsigned seed = 11;
     for (const auto& s : shapes) check(s, seed++);
+    check_head(50, 300, 2, true, 1);
+    check_head(250, 300, 2, false, 2);
+    check_head(7, 33, 5, true, 3);
+    check_head(1, 1, 1, true, 4);
     std::printf("linear kernels: %s\n", bad ? "FAILED" : "ok");
     return bad ? 1 : 0;
 }

@@ -145,7 +145,8 @@ static void rmsprop(unsigned len, int centered, float max_norm) {
 }
 
 // The fused update of several tensors against rms_ref, element by element.
-static void rmsprop_multi(std::vector<unsigned> lens, int centered, float max_norm) {
+// With `device`, the learning rate comes from lr_dev (the host argument is wrong on purpose).
+static void rmsprop_multi(std::vector<unsigned> lens, int centered, float max_norm, bool device = false) {
     std::vector<std::vector<float>> w, g, n, a;
     std::vector<std::vector<double>> rw, rn, ra;
     RmsList list{};
@@ -170,7 +171,11 @@ static void rmsprop_multi(std::vector<unsigned> lens, int centered, float max_no
     }
     std::vector<float> ns{norm_sq};
     const unsigned blocks = std::min<unsigned>((total + 255) / 256, 4);  // grid-stride too
-    launch(std::max(blocks, 1u), 256, [&] { rmsprop_multi_fwd_f32(list, ns.data(), 0.01f, 0.9f, 1e-8f, max_norm, centered); });
+    const float lr_dev = 0.01f;
+    launch(std::max(blocks, 1u), 256, [&] {
+        rmsprop_multi_fwd_f32(list, ns.data(), device ? 99.0f : 0.01f, 0.9f, 1e-8f, max_norm, centered,
+                              device ? &lr_dev : nullptr);
+    });
     for (size_t t = 0; t < lens.size(); ++t)
         for (unsigned i = 0; i < lens[t]; ++i) {
             expect("multi w", i, w[t][i], rw[t][i], 1e-6);
@@ -179,7 +184,9 @@ static void rmsprop_multi(std::vector<unsigned> lens, int centered, float max_no
         }
 }
 
-static void rmsprop_rows(unsigned vocab, unsigned e, int centered) {
+// With `device`, the step and learning rate come from step_dev and lr_dev (the host arguments
+// are wrong on purpose).
+static void rmsprop_rows(unsigned vocab, unsigned e, int centered, bool device = false) {
     const unsigned step = 9;
     auto table = random(vocab * e, 0.1f), n = random(vocab * e, 0.01f), a = random(vocab * e, 0.01f);
     for (auto& v : n) v = std::fabs(v) + 1e-3f;
@@ -205,9 +212,13 @@ static void rmsprop_rows(unsigned vocab, unsigned e, int centered) {
         }
         rlast[r] = step;
     }
+    const unsigned step_dev = step;
+    const float lr_dev = 0.01f;
     launch(rows.size(), 128, [&] {
         rmsprop_rows_fwd_f32(table.data(), g.data(), rows.data(), n.data(), centered ? a.data() : nullptr,
-                             last.data(), ns.data(), rows.size(), e, vocab, step, 0.01f, 0.9f, 1e-8f, 0.5f, centered);
+                             last.data(), ns.data(), rows.size(), e, vocab, device ? 1u : step,
+                             device ? 99.0f : 0.01f, 0.9f, 1e-8f, 0.5f, centered,
+                             device ? &step_dev : nullptr, device ? &lr_dev : nullptr);
     });
     for (size_t i = 0; i < table.size(); ++i) {
         expect("rows w", i, table[i], rw[i], 1e-6);
@@ -217,7 +228,43 @@ static void rmsprop_rows(unsigned vocab, unsigned e, int centered) {
     for (unsigned r = 0; r < vocab; ++r) expect("rows last_step", r, last[r], rlast[r], 0);
 }
 
+// SplitMix64's finalizer, written again here (not taken from elementwise.cu) as the reference.
+static unsigned long long mix64_ref(unsigned long long seed, unsigned long long index) {
+    const unsigned long long gamma = 0x9E3779B97F4A7C15ull;
+    unsigned long long z = seed + index * gamma + gamma;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// The device step counter: step_advance adds one; dropout_step draws the mask of
+// mix64(base, step), the same as dropout_fwd_f32 given that seed.
+static void dropout_at_step(unsigned n) {
+    std::vector<unsigned> step{41};
+    launch(1, 32, [&] { step_advance_fwd_f32(step.data()); });
+    expect("step_advance", 0, step[0], 42, 0);
+    const unsigned long long base = 0x0d20f0a7ull ^ 11;
+    const float p = 0.5f, keep = 1.0f / (1.0f - p);
+    auto x = random(n, 1.0f);
+    std::vector<float> out(n, NAN), mask(n, NAN), out_ref(n, NAN), mask_ref(n, NAN);
+    launch((n + 255) / 256, 256, [&] {
+        dropout_step_fwd_f32(x.data(), out.data(), mask.data(), n, p, keep, base, step.data());
+    });
+    launch((n + 255) / 256, 256, [&] {
+        dropout_fwd_f32(x.data(), out_ref.data(), mask_ref.data(), n, p, keep, mix64_ref(base, 42));
+    });
+    unsigned kept = 0;
+    for (unsigned i = 0; i < n; ++i) {
+        const float u = (float)(unsigned)(mix64_ref(mix64_ref(base, 42), i) >> 40) * (1.0f / 16777216.0f);
+        expect("dropout_step mask", i, mask[i], u >= p ? keep : 0.0f, 0);
+        expect("dropout_step out", i, out[i], out_ref[i], 0);
+        kept += mask[i] != 0.0f;
+    }
+    if (n >= 1000 && (kept < n / 3 || kept > 2 * n / 3)) expect("dropout_step keeps about half", kept, kept, n / 2, 0);
+}
+
 int main() {
+    for (unsigned n : {1u, 257u, 5001u}) dropout_at_step(n);
     for (unsigned n : {1u, 255u, 256u, 257u, 5001u}) elementwise_and_reductions(n);
     for (auto [b, c] : {std::pair{1u, 2u}, {50u, 2u}, {257u, 5u}, {3u, 1u}}) softmax(b, c);
     sum_squares_multi({1});
@@ -229,6 +276,7 @@ int main() {
     for (unsigned len : {1u, 257u}) for (int c : {0, 1}) for (float m : {0.0f, 0.5f}) rmsprop(len, c, m);
     for (int c : {0, 1}) for (float m : {0.0f, 0.5f}) { rmsprop_multi({1}, c, m); rmsprop_multi({300, 0, 1025, 7}, c, m); }
     for (int c : {0, 1}) { rmsprop_rows(1, 1, c); rmsprop_rows(50, 129, c); }
+    for (int c : {0, 1}) { rmsprop_multi({300, 0, 1025, 7}, c, 0.5f, true); rmsprop_rows(50, 129, c, true); }
     std::printf("small kernels: %s\n", bad ? "FAILED" : "ok");
     return bad ? 1 : 0;
 }

@@ -77,22 +77,46 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// `gpu-bench single`.
+/// `gpu-bench single`: one trial with the training step as a CUDA graph, then the same trial
+/// uncaptured on the same backend (losses and accuracies must agree exactly).
 pub fn single(args: &RunArgs) -> Result<()> {
     let hp = hyper_params(args)?;
     let data = cnn::data::mr_embedded().context("failed to prepare MR")?;
     let backend = CudaBackend::new(args.gpu).context("cannot open the GPU")?;
+    // The step as a CUDA graph (from the second epoch; unless TUNEFLEET_CUDA_GRAPH=0), then
+    // the same trial uncaptured on the same backend, to time one against the other.
+    let graphs = backend.graphs_enabled();
+    let before = backend.counters();
     let times = train_trial(&backend, &data, &hp, args.seed)?;
+    let graph_launches = backend.counters().graph_launches - before.graph_launches;
+    backend.set_graphs(false);
+    let uncaptured = train_trial(&backend, &data, &hp, args.seed)?;
     let timed = args.warmup.min(times.epoch_seconds.len());
+    let medians = |t: &TrialTimes| {
+        (
+            median(&t.epoch_seconds[timed.min(t.epoch_seconds.len())..]),
+            median(&t.device_epoch_seconds[timed.min(t.device_epoch_seconds.len())..]),
+        )
+    };
+    let (host_s, device_s) = medians(&times);
+    let (host_uncaptured_s, device_uncaptured_s) = medians(&uncaptured);
+    let same =
+        times.train_loss == uncaptured.train_loss && times.dev_accuracy == uncaptured.dev_accuracy;
     let line = serde_json::json!({
         "mode": "single",
         "device": backend.name(),
         "load_plan": backend.load_plan().to_string(),
         "warmup_epochs": args.warmup,
-        "median_epoch_seconds": median(&times.epoch_seconds[timed..]),
-        "median_device_epoch_seconds": median(&times.device_epoch_seconds[timed.min(times.device_epoch_seconds.len())..]),
+        "cuda_graph": graphs,
+        "graph_launches": graph_launches,
+        "median_epoch_seconds": host_s,
+        "median_device_epoch_seconds": device_s,
+        "uncaptured_median_epoch_seconds": host_uncaptured_s,
+        "uncaptured_median_device_epoch_seconds": device_uncaptured_s,
+        "graph_and_uncaptured_agree": same,
         "memory_used_bytes": backend.memory_used_bytes(),
         "trial": times,
+        "uncaptured_trial": uncaptured,
     });
     println!("{line}");
     Ok(())

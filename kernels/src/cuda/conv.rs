@@ -1,24 +1,25 @@
-//! Launchers of `conv.cu`: the fused convolution + bias + ReLU + max-over-time forward and its
+//! Launchers of `conv.cu` for one branch: the shape checks and shared-memory sizing of the fused
+//! forward (launched by `conv_branches`, one branch or several), and its
 //! backward through the argmax positions.
 
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::module::Kernel;
 use super::{CudaBackend, driver_error, to_u32};
 use crate::{ConvShape, Error, Result};
 
 /// Must match `conv.cu`: threads a block, and the tile sizes that size shared memory.
-const FWD_THREADS: u32 = 128;
+pub(super) const FWD_THREADS: u32 = 128;
 const TILE_POSITIONS: usize = 64;
-const TILE_FILTERS: usize = 32;
+pub(super) const TILE_FILTERS: usize = 32;
 const CHUNK_COLUMNS: usize = 32;
 const X_ROW_STRIDE: usize = CHUNK_COLUMNS + 1;
 /// Dynamic shared memory a block may use without opting in.
-const SHARED_LIMIT_BYTES: usize = 48 * 1024;
-const BWD_THREADS: u32 = 256;
+pub(super) const SHARED_LIMIT_BYTES: usize = 48 * 1024;
+pub(super) const BWD_THREADS: u32 = 256;
 
 /// The shape as the kernels' `unsigned int` arguments.
-struct Dims {
+pub(super) struct Dims {
     batch: u32,
     seq_len: u32,
     embed_dim: u32,
@@ -29,7 +30,7 @@ struct Dims {
 }
 
 /// Validates a shape and converts it for the kernels.
-fn dims(op: &'static str, shape: &ConvShape) -> Result<Dims> {
+pub(super) fn dims(op: &'static str, shape: &ConvShape) -> Result<Dims> {
     let invalid = |reason: String| Error::InvalidShape { op, reason };
     if shape.embed_dim == 0 || shape.num_filters == 0 || shape.width == 0 {
         return Err(invalid(format!(
@@ -74,7 +75,7 @@ fn dims(op: &'static str, shape: &ConvShape) -> Result<Dims> {
 
 /// Shared memory of the forward kernel: the staged x rows and `j_group` filter rows.
 /// Returns `(j_group, bytes)`, the most filter rows a block can stage at once.
-fn forward_shared_memory(op: &'static str, width: usize) -> Result<(u32, u32)> {
+pub(super) fn forward_shared_memory(op: &'static str, width: usize) -> Result<(u32, u32)> {
     let x_floats = ((TILE_POSITIONS + width - 1) * X_ROW_STRIDE).next_multiple_of(4);
     let w_row_floats = CHUNK_COLUMNS * TILE_FILTERS;
     let budget = SHARED_LIMIT_BYTES / 4;
@@ -87,66 +88,6 @@ fn forward_shared_memory(op: &'static str, width: usize) -> Result<(u32, u32)> {
     let j_group = ((budget - x_floats) / w_row_floats).min(width);
     let bytes = (x_floats + j_group * w_row_floats) * 4;
     Ok((j_group as u32, bytes as u32))
-}
-
-/// The fused forward; see [`crate::Backend::conv_pool_fwd`].
-pub(super) fn forward(
-    be: &CudaBackend,
-    shape: &ConvShape,
-    x: &CudaSlice<f32>,
-    w: &CudaSlice<f32>,
-    bias: &CudaSlice<f32>,
-    pooled: &mut CudaSlice<f32>,
-    argmax: &mut CudaSlice<u32>,
-) -> Result<()> {
-    const OP: &str = "conv_pool_fwd";
-    let d = dims(OP, shape)?;
-    be.check(OP, "x", x, shape.batch * shape.seq_len * shape.embed_dim)?;
-    be.check(
-        OP,
-        "w",
-        w,
-        shape.num_filters * shape.width * shape.embed_dim,
-    )?;
-    be.check(OP, "bias", bias, shape.num_filters)?;
-    be.check(OP, "pooled", pooled, shape.batch * shape.pooled_cols)?;
-    be.check(OP, "argmax", argmax, shape.batch * shape.num_filters)?;
-    if shape.batch == 0 {
-        return Ok(());
-    }
-    let (j_group, shared_bytes) = forward_shared_memory(OP, shape.width)?;
-    let tiles = shape.batch * shape.num_filters.div_ceil(TILE_FILTERS);
-    let cfg = LaunchConfig {
-        grid_dim: (to_u32(OP, "tiles", tiles)?, 1, 1),
-        block_dim: (FWD_THREADS, 1, 1),
-        shared_mem_bytes: shared_bytes,
-    };
-    let mut builder = be.stream.launch_builder(be.function(Kernel::ConvPool)?);
-    builder
-        .arg(x)
-        .arg(w)
-        .arg(bias)
-        .arg(&mut *pooled)
-        .arg(&mut *argmax)
-        .arg(&d.batch)
-        .arg(&d.seq_len)
-        .arg(&d.embed_dim)
-        .arg(&d.width)
-        .arg(&d.num_filters)
-        .arg(&d.pooled_cols)
-        .arg(&d.pooled_offset)
-        .arg(&j_group);
-    // SAFETY: the arguments match `conv_pool_fwd_f32(const float* x, const float* w, const
-    // float* bias, float* pooled, unsigned* argmax, unsigned batch, seq_len, embed_dim, width,
-    // num_filters, pooled_cols, pooled_offset, j_group)` in order and type. Reads of x are
-    // guarded by t < seq_len and e < embed_dim, of w and bias by f < num_filters, e < embed_dim
-    // and j < width; writes go to b < batch, f < num_filters with pooled_offset + num_filters
-    // <= pooled_cols (checked in `dims`); every buffer is long enough (checked above). Shared
-    // memory is sized by `forward_shared_memory` with the kernel's formula, and the block has
-    // the CONV_THREADS = 128 threads it requires.
-    unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
-    be.count_launch();
-    Ok(())
 }
 
 /// The read-only inputs of the backward pass.

@@ -50,3 +50,30 @@ extern "C" __global__ void dropout_fwd_f32(const float* __restrict__ x, float* _
         out[i] = x[i] * keep;
     }
 }
+
+// dropout_fwd_f32 with seed = mix64(seed_base, step[0]): the step counter lives in device
+// memory (see step_advance_fwd_f32), so a captured training step (a CUDA graph) replays with
+// the mask of the step it is replaying, not the one it was captured at.
+extern "C" __global__ void dropout_step_fwd_f32(const float* __restrict__ x,
+                                                float* __restrict__ out,
+                                                float* __restrict__ mask, unsigned int n,
+                                                float drop_prob, float keep_scale,
+                                                unsigned long long seed_base,
+                                                const unsigned int* __restrict__ step) {
+    const unsigned long long seed = mix64(seed_base, (unsigned long long)step[0]);
+    const size_t stride = (size_t)blockDim.x * gridDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float keep = dropout_uniform(seed, (unsigned long long)i) >= drop_prob
+                               ? keep_scale : 0.0f;
+        mask[i] = keep;
+        out[i] = x[i] * keep;
+    }
+}
+
+// step[0] += 1, by one thread: the training step's device counter, advanced inside the step
+// (and so inside its graph) before anything reads it.
+extern "C" __global__ void step_advance_fwd_f32(unsigned int* __restrict__ step) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        step[0] += 1u;
+    }
+}

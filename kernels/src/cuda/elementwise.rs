@@ -64,13 +64,21 @@ pub(crate) fn keep_scale(drop_prob: f32) -> f32 {
     1.0 / (1.0 - drop_prob)
 }
 
+/// Where a dropout launch takes its seed from.
+pub(super) enum DropoutSeed<'a> {
+    /// The seed itself, a kernel argument.
+    Host(u64),
+    /// `mix64(base, step[0])`, with the step counter read on the device.
+    Device { base: u64, step: &'a CudaSlice<u32> },
+}
+
 /// Inverted dropout with the counter-based mask of [`crate::rng::dropout_uniform`].
 pub(super) fn dropout(
     be: &CudaBackend,
     x: &CudaSlice<f32>,
     len: usize,
     drop_prob: f32,
-    seed: u64,
+    seed: DropoutSeed<'_>,
     out: &mut CudaSlice<f32>,
     mask: &mut CudaSlice<f32>,
 ) -> Result<()> {
@@ -84,25 +92,50 @@ pub(super) fn dropout(
     be.check(OP, "x", x, len)?;
     be.check(OP, "out", out, len)?;
     be.check(OP, "mask", mask, len)?;
+    if let DropoutSeed::Device { step, .. } = &seed {
+        be.check(OP, "step", step, 1)?;
+    }
     let n = to_u32(OP, "len", len)?;
     if n == 0 {
         return Ok(());
     }
     let scale = keep_scale(drop_prob);
     let cfg = be.grid(len, THREADS);
-    let mut builder = be.stream.launch_builder(be.function(Kernel::Dropout)?);
+    let kernel = match seed {
+        DropoutSeed::Host(_) => Kernel::Dropout,
+        DropoutSeed::Device { .. } => Kernel::DropoutStep,
+    };
+    let mut builder = be.stream.launch_builder(be.function(kernel)?);
     builder
         .arg(x)
         .arg(&mut *out)
         .arg(&mut *mask)
         .arg(&n)
         .arg(&drop_prob)
-        .arg(&scale)
-        .arg(&seed);
+        .arg(&scale);
+    match &seed {
+        DropoutSeed::Host(seed) => builder.arg(seed),
+        DropoutSeed::Device { base, step } => builder.arg(base).arg(*step),
+    };
     // SAFETY: the arguments match `dropout_fwd_f32(const float* x, float* out, float* mask,
-    // unsigned n, float drop_prob, float keep_scale, unsigned long long seed)` in order and type
-    // (u64 is unsigned long long); the buffers hold at least `n` elements (checked above) and
-    // the grid-stride loop stops at `n`.
+    // unsigned n, float drop_prob, float keep_scale, unsigned long long seed)`, or with a
+    // device step `dropout_step_fwd_f32(..same.., unsigned long long seed_base, const unsigned*
+    // step)`, in order and type (u64 is unsigned long long); the buffers hold at least `n`
+    // elements and step at least one (checked above), and the grid-stride loop stops at `n`.
+    unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
+    be.count_launch();
+    Ok(())
+}
+
+/// `step[0] += 1` on the device (see [`crate::Backend::advance_step`]).
+pub(super) fn advance_step(be: &CudaBackend, step: &mut CudaSlice<u32>) -> Result<()> {
+    const OP: &str = "advance_step";
+    be.check(OP, "step", step, 1)?;
+    let cfg = be.grid(1, 32);
+    let mut builder = be.stream.launch_builder(be.function(Kernel::StepAdvance)?);
+    builder.arg(&mut *step);
+    // SAFETY: the argument matches `step_advance_fwd_f32(unsigned* step)`; one thread writes
+    // step[0], and step holds at least one element (checked above).
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;
     be.count_launch();
     Ok(())

@@ -31,13 +31,15 @@ extern "C" __global__ void linear_fwd_f32(const float* __restrict__ x, const flo
 
 // The three gradients in one launch (all overwrite), one thread per output element:
 // grad_x[n, i] = sum_o grad_out[n, o] * w[o, i]; grad_w[o, i] = sum_n grad_out[n, o] * x[n, i];
-// grad_b[o] = sum_n grad_out[n, o]. Sums run in index order: deterministic.
+// grad_b[o] = sum_n grad_out[n, o]. Sums run in index order: deterministic. When mask is not
+// null, grad_x[n, i] is multiplied by mask[n, i] (dropout's backward fused in).
 extern "C" __global__ void linear_bwd_f32(const float* __restrict__ grad_out,
                                           const float* __restrict__ x,
                                           const float* __restrict__ w,
                                           float* __restrict__ grad_x, float* __restrict__ grad_w,
                                           float* __restrict__ grad_b, unsigned int batch,
-                                          unsigned int in_features, unsigned int out_features) {
+                                          unsigned int in_features, unsigned int out_features,
+                                          const float* __restrict__ mask) {
     const size_t n_gx = (size_t)batch * in_features;
     const size_t n_gw = (size_t)out_features * in_features;
     const size_t total = n_gx + n_gw + out_features;
@@ -50,7 +52,8 @@ extern "C" __global__ void linear_bwd_f32(const float* __restrict__ grad_out,
             for (unsigned int o = 0; o < out_features; ++o) {
                 s = fmaf(grad_out[n * out_features + o], w[(size_t)o * in_features + k], s);
             }
-            grad_x[i] = s;
+            // With a dropout mask, the product mul_fwd_f32 would take next (same rounding).
+            grad_x[i] = mask != nullptr ? s * mask[i] : s;
         } else if (i < n_gx + n_gw) {
             const size_t j = i - n_gx;
             const size_t o = j / in_features;

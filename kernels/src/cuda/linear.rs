@@ -69,7 +69,7 @@ pub(super) fn forward(
     Ok(())
 }
 
-/// The three gradients of [`forward`] (overwrite).
+/// The three gradients of [`forward`] (overwrite), `grad_x` multiplied by `mask` when given.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward(
     be: &CudaBackend,
@@ -80,6 +80,7 @@ pub(super) fn backward(
     grad_x: &mut CudaSlice<f32>,
     grad_w: &mut CudaSlice<f32>,
     grad_b: &mut CudaSlice<f32>,
+    mask: Option<&CudaSlice<f32>>,
 ) -> Result<()> {
     const OP: &str = "linear_bwd";
     let d = dims(OP, shape)?;
@@ -91,6 +92,9 @@ pub(super) fn backward(
     be.check(OP, "grad_x", grad_x, x_len)?;
     be.check(OP, "grad_w", grad_w, w_len)?;
     be.check(OP, "grad_b", grad_b, shape.out_features)?;
+    if let Some(mask) = mask {
+        be.check(OP, "mask", mask, x_len)?;
+    }
     let total = x_len + w_len + shape.out_features;
     to_u32(OP, "gradient elements", total)?;
     if total == 0 {
@@ -108,9 +112,15 @@ pub(super) fn backward(
         .arg(&d.batch)
         .arg(&d.in_features)
         .arg(&d.out_features);
+    let null = 0u64;
+    match mask {
+        Some(mask) => builder.arg(mask),
+        None => builder.arg(&null),
+    };
     // SAFETY: the arguments match `linear_bwd_f32(const float* grad_out, const float* x, const
     // float* w, float* grad_x, float* grad_w, float* grad_b, unsigned batch, unsigned
-    // in_features, unsigned out_features)` in order and type. The grid-stride loop covers
+    // in_features, unsigned out_features, const float* mask)` in order and type; mask is null
+    // or holds batch * in_features elements (checked above), read where grad_x is written. The grid-stride loop covers
     // batch * in + out * in + out elements and splits them into the three outputs by range;
     // every read and write stays within the shapes checked above.
     unsafe { builder.launch(cfg) }.map_err(driver_error(OP))?;

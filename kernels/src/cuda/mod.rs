@@ -29,9 +29,12 @@
 //! # Ok::<(), kernels::Error>(())
 //! ```
 
+mod backend_impl;
 mod conv;
+mod conv_branches;
 mod elementwise;
 mod embedding;
+mod graph;
 pub mod libraries;
 mod linear;
 pub mod load_plan;
@@ -41,7 +44,7 @@ mod nvrtc;
 mod optim;
 mod probe;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
@@ -50,12 +53,14 @@ use cudarc::driver::{
     LaunchConfig, ValidAsZeroBits,
 };
 
+pub use graph::{GRAPH_ENV, graphs_enabled_by};
 pub use load_plan::{CudaVersion, LoadPlan, Toolchain, plan_load};
 pub use module::compile_all;
 pub use probe::probe;
 
 use crate::{
-    Backend, ConvShape, DeviceInfo, Error, LinearShape, Result, RmsProp, RmsState, RmsTensor,
+    Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, DeviceInfo, Error, HeadInputs, HeadOutputs,
+    LinearGrads, LinearShape, Result, RmsProp, RmsState, RmsTensor, StepScalars,
 };
 use module::{Kernel, KernelCache};
 
@@ -75,6 +80,10 @@ pub struct CudaBackend {
     /// Kernel launches and host-to-device copies so far (see [`CudaBackend::counters`]).
     launches: AtomicU64,
     copies: AtomicU64,
+    graph_launches: AtomicU64,
+    /// Captured graphs, and whether capture is on (see [`CudaBackend::set_graphs`]).
+    graphs: graph::Graphs,
+    graphs_on: AtomicBool,
     /// `Some` while [`CudaBackend::start_profile`] is recording: op name and its two events.
     profile: Mutex<Option<Vec<Recorded>>>,
 }
@@ -89,6 +98,9 @@ pub struct Counters {
     pub launches: u64,
     /// Host-to-device copies (uploads and writes).
     pub copies: u64,
+    /// Graph launches ([`Backend::replay_graph`]); the kernels inside a graph are not counted
+    /// in `launches`, which counts the host's kernel launches.
+    pub graph_launches: u64,
 }
 
 /// Device time of one backend operation recorded by [`CudaBackend::start_profile`].
@@ -159,6 +171,9 @@ impl CudaBackend {
             reduce_scratch: Mutex::new(scratch),
             launches: AtomicU64::new(0),
             copies: AtomicU64::new(0),
+            graph_launches: AtomicU64::new(0),
+            graphs: Mutex::new(Vec::new()),
+            graphs_on: AtomicBool::new(graphs_enabled_by(std::env::var(GRAPH_ENV).ok().as_deref())),
             profile: Mutex::new(None),
         })
     }
@@ -169,6 +184,7 @@ impl CudaBackend {
         Counters {
             launches: self.launches.load(Ordering::Relaxed),
             copies: self.copies.load(Ordering::Relaxed),
+            graph_launches: self.graph_launches.load(Ordering::Relaxed),
         }
     }
 
@@ -300,6 +316,20 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// Checks the per-step device scalars and borrows them for the optimizer's kernels.
+    fn on_device<'a>(
+        &self,
+        op: &'static str,
+        scalars: &StepScalars<'a, Self>,
+    ) -> Result<optim::OnDevice<'a>> {
+        self.check(op, "step", scalars.step, 1)?;
+        self.check(op, "lr", scalars.lr, 1)?;
+        Ok(optim::OnDevice {
+            step: scalars.step,
+            lr: scalars.lr,
+        })
+    }
+
     fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
         self.stream
             .alloc_zeros::<T>(len)
@@ -331,252 +361,5 @@ impl CudaBackend {
         let host = self.stream.clone_dtoh(src).map_err(driver_error(op))?;
         self.stream.synchronize().map_err(driver_error(op))?;
         Ok(host)
-    }
-}
-
-impl Backend for CudaBackend {
-    type Buf = CudaSlice<f32>;
-    type IdxBuf = CudaSlice<u32>;
-
-    fn name(&self) -> String {
-        format!("cuda:{} {}", self.info.ordinal, self.info.name)
-    }
-
-    fn alloc(&self, len: usize) -> Result<Self::Buf> {
-        self.alloc_zeros(len)
-    }
-
-    fn alloc_idx(&self, len: usize) -> Result<Self::IdxBuf> {
-        self.alloc_zeros(len)
-    }
-
-    fn upload(&self, host: &[f32]) -> Result<Self::Buf> {
-        let mut buf = self.alloc_zeros(host.len())?;
-        self.write_into("upload", &mut buf, host)?;
-        Ok(buf)
-    }
-
-    fn upload_idx(&self, host: &[u32]) -> Result<Self::IdxBuf> {
-        let mut buf = self.alloc_zeros(host.len())?;
-        self.write_into("upload_idx", &mut buf, host)?;
-        Ok(buf)
-    }
-
-    fn write(&self, dst: &mut Self::Buf, host: &[f32]) -> Result<()> {
-        self.write_into("write", dst, host)
-    }
-
-    fn write_idx(&self, dst: &mut Self::IdxBuf, host: &[u32]) -> Result<()> {
-        self.write_into("write_idx", dst, host)
-    }
-
-    fn download(&self, src: &Self::Buf) -> Result<Vec<f32>> {
-        self.read_back("download", src)
-    }
-
-    fn download_idx(&self, src: &Self::IdxBuf) -> Result<Vec<u32>> {
-        self.read_back("download_idx", src)
-    }
-
-    fn fill(&self, buf: &mut Self::Buf, len: usize, value: f32) -> Result<()> {
-        self.profiled("fill", || elementwise::fill(self, buf, len, value))
-    }
-
-    fn synchronize(&self) -> Result<()> {
-        self.stream
-            .synchronize()
-            .map_err(driver_error("synchronize"))
-    }
-
-    fn memory_used_bytes(&self) -> Option<u64> {
-        // Device-wide (every process), which is what a per-GPU gauge wants.
-        let (free, total) = self.ctx.mem_get_info().ok()?;
-        Some(total.saturating_sub(free) as u64)
-    }
-
-    fn embedding_gather(
-        &self,
-        table: &Self::Buf,
-        vocab: usize,
-        embed_dim: usize,
-        ids: &Self::IdxBuf,
-        n_tokens: usize,
-        out: &mut Self::Buf,
-    ) -> Result<()> {
-        self.profiled("embedding_gather", || {
-            embedding::gather(self, table, vocab, embed_dim, ids, n_tokens, out)
-        })
-    }
-
-    fn embedding_grad_rows(
-        &self,
-        grad_out: &Self::Buf,
-        slots: &Self::IdxBuf,
-        n_tokens: usize,
-        embed_dim: usize,
-        n_rows: usize,
-        grad_rows: &mut Self::Buf,
-    ) -> Result<()> {
-        self.profiled("embedding_grad_rows", || {
-            embedding::grad_rows(
-                self, grad_out, slots, n_tokens, embed_dim, n_rows, grad_rows,
-            )
-        })
-    }
-
-    fn conv_pool_fwd(
-        &self,
-        shape: &ConvShape,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        bias: &Self::Buf,
-        pooled: &mut Self::Buf,
-        argmax: &mut Self::IdxBuf,
-    ) -> Result<()> {
-        self.profiled("conv_pool_fwd", || {
-            conv::forward(self, shape, x, w, bias, pooled, argmax)
-        })
-    }
-
-    fn conv_pool_bwd(
-        &self,
-        shape: &ConvShape,
-        grad_pooled: &Self::Buf,
-        pooled: &Self::Buf,
-        argmax: &Self::IdxBuf,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        grad_w: &mut Self::Buf,
-        grad_b: &mut Self::Buf,
-        grad_x: &mut Self::Buf,
-    ) -> Result<()> {
-        self.profiled("conv_pool_bwd", || {
-            let inputs = conv::BackwardInputs {
-                grad_pooled,
-                pooled,
-                argmax,
-                x,
-                w,
-            };
-            conv::backward(self, shape, &inputs, grad_w, grad_b, grad_x)
-        })
-    }
-
-    fn dropout_fwd(
-        &self,
-        x: &Self::Buf,
-        len: usize,
-        drop_prob: f32,
-        seed: u64,
-        out: &mut Self::Buf,
-        mask: &mut Self::Buf,
-    ) -> Result<()> {
-        self.profiled("dropout_fwd", || {
-            elementwise::dropout(self, x, len, drop_prob, seed, out, mask)
-        })
-    }
-
-    fn mul(&self, a: &Self::Buf, b: &Self::Buf, len: usize, out: &mut Self::Buf) -> Result<()> {
-        self.profiled("mul", || elementwise::mul(self, a, b, len, out))
-    }
-
-    fn linear_fwd(
-        &self,
-        shape: &LinearShape,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        b: &Self::Buf,
-        out: &mut Self::Buf,
-    ) -> Result<()> {
-        self.profiled("linear_fwd", || linear::forward(self, shape, x, w, b, out))
-    }
-
-    fn linear_bwd(
-        &self,
-        shape: &LinearShape,
-        grad_out: &Self::Buf,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        grad_x: &mut Self::Buf,
-        grad_w: &mut Self::Buf,
-        grad_b: &mut Self::Buf,
-    ) -> Result<()> {
-        self.profiled("linear_bwd", || {
-            linear::backward(self, shape, grad_out, x, w, grad_x, grad_w, grad_b)
-        })
-    }
-
-    fn softmax_xent(
-        &self,
-        logits: &Self::Buf,
-        labels: &Self::IdxBuf,
-        batch: usize,
-        classes: usize,
-        grad_logits: Option<&mut Self::Buf>,
-        stats: &mut Self::Buf,
-    ) -> Result<()> {
-        self.profiled("softmax_xent", || {
-            loss::softmax_xent(self, logits, labels, batch, classes, grad_logits, stats)
-        })
-    }
-
-    fn sum_squares(&self, x: &Self::Buf, len: usize, acc: &mut Self::Buf) -> Result<()> {
-        self.profiled("sum_squares", || optim::sum_squares(self, x, len, acc))
-    }
-
-    fn rmsprop_many(
-        &self,
-        params: &RmsProp,
-        tensors: &mut [RmsTensor<'_, Self>],
-        grad_norm_sq: &Self::Buf,
-    ) -> Result<()> {
-        self.profiled("rmsprop_many", || {
-            optim::rmsprop_many(self, params, tensors, grad_norm_sq)
-        })
-    }
-
-    fn sum_squares_many(&self, tensors: &[(&Self::Buf, usize)], acc: &mut Self::Buf) -> Result<()> {
-        self.profiled("sum_squares_many", || {
-            optim::sum_squares_many(self, tensors, acc)
-        })
-    }
-
-    fn rmsprop(
-        &self,
-        params: &RmsProp,
-        w: &mut Self::Buf,
-        grad: &Self::Buf,
-        state: RmsState<'_, Self>,
-        len: usize,
-        grad_norm_sq: &Self::Buf,
-    ) -> Result<()> {
-        self.profiled("rmsprop", || {
-            optim::rmsprop(self, params, w, grad, state, len, grad_norm_sq)
-        })
-    }
-
-    fn rmsprop_rows(
-        &self,
-        params: &RmsProp,
-        table: &mut Self::Buf,
-        grad_rows: &Self::Buf,
-        rows: &Self::IdxBuf,
-        n_rows: usize,
-        embed_dim: usize,
-        state: RmsState<'_, Self>,
-        last_step: &mut Self::IdxBuf,
-        step: u32,
-        grad_norm_sq: &Self::Buf,
-    ) -> Result<()> {
-        self.profiled("rmsprop_rows", || {
-            let sparse = optim::RowsUpdate {
-                grad_rows,
-                rows,
-                n_rows,
-                embed_dim,
-                step,
-            };
-            optim::rmsprop_rows(self, params, table, &sparse, state, last_step, grad_norm_sq)
-        })
     }
 }

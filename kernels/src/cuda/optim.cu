@@ -144,7 +144,8 @@ extern "C" __global__ void rmsprop_fwd_f32(float* __restrict__ w, const float* _
     }
 }
 
-// RMSProp on the rows a batch touched, with lazy decay. One block per slot s (grid-stride over
+// RMSProp on the rows a batch touched, with lazy decay; step and lr come from step_dev[0] and
+// lr_dev[0] when those are not null. One block per slot s (grid-stride over
 // slots), threads over the row's columns; rows must be distinct and rows[s] >= vocab is
 // skipped. The missed steps k = step - last_step[r] - 1 decay the averages by decay^k first.
 // Every thread reads last_step[r] before the barrier, and thread 0 writes it after.
@@ -152,8 +153,12 @@ extern "C" __global__ void rmsprop_rows_fwd_f32(
     float* __restrict__ table, const float* __restrict__ grad_rows,
     const unsigned int* __restrict__ rows, float* __restrict__ ms, float* __restrict__ mean,
     unsigned int* __restrict__ last_step, const float* __restrict__ norm_sq,
-    unsigned int n_rows, unsigned int embed_dim, unsigned int vocab, unsigned int step,
-    float lr, float decay, float eps, float max_norm, int centered) {
+    unsigned int n_rows, unsigned int embed_dim, unsigned int vocab, unsigned int step_arg,
+    float lr_arg, float decay, float eps, float max_norm, int centered,
+    const unsigned int* __restrict__ step_dev, const float* __restrict__ lr_dev) {
+    // A captured step reads its step and learning rate from device memory (non-null pointers).
+    const unsigned int step = step_dev != nullptr ? step_dev[0] : step_arg;
+    const float lr = lr_dev != nullptr ? lr_dev[0] : lr_arg;
     const float scale = clip_scale(norm_sq, max_norm);
     for (unsigned int s = blockIdx.x; s < n_rows; s += gridDim.x) {
         const unsigned int r = rows[s];  // uniform across the block
@@ -191,11 +196,13 @@ struct RmsList {
 };
 
 // rmsprop_fwd_f32 over every tensor of the list in one launch (the same update element by
-// element, so the same result as one launch a tensor).
+// element, so the same result as one launch a tensor); lr comes from lr_dev[0] when not null.
 extern "C" __global__ void rmsprop_multi_fwd_f32(const RmsList list,
-                                                 const float* __restrict__ norm_sq, float lr,
-                                                 float decay, float eps, float max_norm,
-                                                 int centered) {
+                                                 const float* __restrict__ norm_sq,
+                                                 float lr_arg, float decay, float eps,
+                                                 float max_norm, int centered,
+                                                 const float* __restrict__ lr_dev) {
+    const float lr = lr_dev != nullptr ? lr_dev[0] : lr_arg;
     const float scale = clip_scale(norm_sq, max_norm);
     const size_t stride = (size_t)blockDim.x * gridDim.x;
     const unsigned int count = list.count < MULTI_MAX ? list.count : MULTI_MAX;

@@ -179,8 +179,18 @@ pub(super) fn rmsprop_many(
     params: &RmsProp,
     tensors: &mut [RmsTensor<'_, CudaBackend>],
     grad_norm_sq: &CudaSlice<f32>,
+    on_device: Option<&OnDevice<'_>>,
 ) -> Result<()> {
     const OP: &str = "rmsprop_many";
+    if on_device.is_some() && tensors.len() > MULTI_MAX {
+        return Err(Error::InvalidShape {
+            op: OP,
+            reason: format!(
+                "{} tensors: a learning rate in device memory takes at most {MULTI_MAX}",
+                tensors.len()
+            ),
+        });
+    }
     if tensors.len() > MULTI_MAX || tensors.is_empty() {
         for t in tensors.iter_mut() {
             let state = RmsState {
@@ -242,9 +252,15 @@ pub(super) fn rmsprop_many(
         .arg(&s.eps)
         .arg(&s.max_norm)
         .arg(&s.centered);
+    let null = 0u64;
+    match on_device {
+        Some(d) => builder.arg(d.lr),
+        None => builder.arg(&null),
+    };
     // SAFETY: the arguments match `rmsprop_multi_fwd_f32(const RmsList list, const float*
-    // norm_sq, float lr, float decay, float eps, float max_norm, int centered)` in order and
-    // type. Every pointer in the list is a live buffer of this backend's stream holding at
+    // norm_sq, float lr, float decay, float eps, float max_norm, int centered, const float*
+    // lr_dev)` in order and type; lr_dev is null or a buffer of at least one element (checked
+    // by the caller). Every pointer in the list is a live buffer of this backend's stream holding at
     // least len[t] elements (checked above; `guards` keep them borrowed, and the `&mut`s of
     // `tensors` keep them exclusive), the kernel's loops stay below len[t], and a mean is read
     // only when centered, when `scalars` required it to be present. norm_sq holds 1.
@@ -331,6 +347,13 @@ pub(super) fn rmsprop(
     Ok(())
 }
 
+/// The step counter and learning rate in device memory, read by the kernels in place of the
+/// host values (a captured step replays with the values of the step it replays).
+pub(super) struct OnDevice<'a> {
+    pub step: &'a CudaSlice<u32>,
+    pub lr: &'a CudaSlice<f32>,
+}
+
 /// The sparse arguments of [`rmsprop_rows`].
 pub(super) struct RowsUpdate<'a> {
     pub grad_rows: &'a CudaSlice<f32>,
@@ -338,6 +361,8 @@ pub(super) struct RowsUpdate<'a> {
     pub n_rows: usize,
     pub embed_dim: usize,
     pub step: u32,
+    /// When set, the kernel reads the step and the learning rate here instead.
+    pub on_device: Option<OnDevice<'a>>,
 }
 
 /// RMSProp on the rows a batch touched; see [`crate::Backend::rmsprop_rows`].
@@ -408,11 +433,17 @@ pub(super) fn rmsprop_rows(
         .arg(&s.eps)
         .arg(&s.max_norm)
         .arg(&s.centered);
+    let null = 0u64;
+    match &sparse.on_device {
+        Some(d) => builder.arg(d.step).arg(d.lr),
+        None => builder.arg(&null).arg(&null),
+    };
     // SAFETY: the arguments match `rmsprop_rows_fwd_f32(float* table, const float* grad_rows,
     // const unsigned* rows, float* ms, float* mean, unsigned* last_step, const float* norm_sq,
     // unsigned n_rows, unsigned embed_dim, unsigned vocab, unsigned step, float lr, float decay,
-    // float eps, float max_norm, int centered)` in order and type; a null mean is passed only
-    // with centered 0. Blocks stride over slots s < n_rows (grad_rows and rows are long enough)
+    // float eps, float max_norm, int centered, const unsigned* step_dev, const float* lr_dev)`
+    // in order and type; step_dev and lr_dev are both null or buffers of at least one element
+    // (checked by the caller); a null mean is passed only with centered 0. Blocks stride over slots s < n_rows (grad_rows and rows are long enough)
     // and skip rows >= vocab, so table, mean_square, mean (vocab * embed_dim elements) and
     // last_step (vocab) are indexed in bounds; rows must be distinct, as the trait's row list
     // of distinct ids is.

@@ -1,12 +1,13 @@
 //! One whole training step of the study's text CNN (B = 50, L = 56, E = 300, widths 3/4/5 x
-//! 100 maps, 2 classes), composed from the backend operations exactly as `cnn` composes them,
+//! 100 maps, 2 classes), composed from the backend operations exactly as `cnn` composes them
+//! (the three convolution branches through the multi-branch calls),
 //! run on the CPU and on the GPU from the same inputs: statistics, every gradient, the global
 //! norm and every parameter after the RMSProp update must agree.
 
 use super::close;
 use super::common::{Rng, random_f32, random_idx, tol_for_sum};
 use kernels::cpu::CpuBackend;
-use kernels::{Backend, ConvShape, LinearShape, RmsProp, RmsState};
+use kernels::{Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, LinearShape, RmsProp, RmsState};
 
 const VOCAB: usize = 2000;
 const E: usize = 300;
@@ -119,16 +120,20 @@ fn run<Bk: Backend>(b: &Bk, h: &Inputs) -> Outputs {
     let mut argmax: Vec<Bk::IdxBuf> = (0..3)
         .map(|_| b.alloc_idx(B * F).expect("alloc_idx"))
         .collect();
-    for i in 0..3 {
-        b.conv_pool_fwd(
-            &conv_shape(i),
-            &x,
-            &dense[i],
-            &dense[3 + i],
-            &mut pooled,
-            &mut argmax[i],
-        )
-        .expect("conv fwd");
+    {
+        let (conv_w, rest) = dense.split_at(3);
+        let mut branches: Vec<ConvFwdBranch<'_, Bk>> = argmax
+            .iter_mut()
+            .enumerate()
+            .map(|(i, argmax)| ConvFwdBranch {
+                shape: conv_shape(i),
+                w: &conv_w[i],
+                bias: &rest[i],
+                argmax,
+            })
+            .collect();
+        b.conv_pool_fwd_branches(&x, &mut branches, &mut pooled)
+            .expect("conv fwd");
     }
     let (mut dropped, mut mask) = (alloc(B * 3 * F), alloc(B * 3 * F));
     b.dropout_fwd(&pooled, B * 3 * F, 0.5, 99, &mut dropped, &mut mask)
@@ -166,21 +171,22 @@ fn run<Bk: Backend>(b: &Bk, h: &Inputs) -> Outputs {
     b.mul(&grad_dropped, &mask, B * 3 * F, &mut grad_pooled)
         .expect("mul");
     let mut grad_x = alloc(B * L * E);
-    b.fill(&mut grad_x, B * L * E, 0.0).expect("fill");
-    for i in 0..3 {
+    {
         let (conv_w, conv_b) = grads.split_at_mut(3);
-        b.conv_pool_bwd(
-            &conv_shape(i),
-            &grad_pooled,
-            &pooled,
-            &argmax[i],
-            &x,
-            &dense[i],
-            &mut conv_w[i],
-            &mut conv_b[i],
-            &mut grad_x,
-        )
-        .expect("conv bwd");
+        let mut branches: Vec<ConvBwdBranch<'_, Bk>> = conv_w
+            .iter_mut()
+            .zip(conv_b.iter_mut())
+            .enumerate()
+            .map(|(i, (grad_w, grad_b))| ConvBwdBranch {
+                shape: conv_shape(i),
+                argmax: &argmax[i],
+                w: &dense[i],
+                grad_w,
+                grad_b,
+            })
+            .collect();
+        b.conv_pool_bwd_branches(&grad_pooled, &pooled, &x, &mut branches, &mut grad_x)
+            .expect("conv bwd");
     }
     let mut grad_rows = alloc(h.rows.len() * E);
     b.embedding_grad_rows(&grad_x, &slots, B * L, E, h.rows.len(), &mut grad_rows)

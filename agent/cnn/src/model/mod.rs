@@ -8,7 +8,10 @@
 
 pub mod batch;
 
-use kernels::{Backend, ConvShape, LinearShape};
+use kernels::{
+    Backend, ConvBwdBranch, ConvFwdBranch, ConvShape, HeadDropout, HeadInputs, HeadOutputs,
+    LinearGrads, LinearShape,
+};
 
 use crate::Result;
 use batch::HostBatch;
@@ -75,6 +78,28 @@ impl Dims {
             self.classes,
         ]
     }
+}
+
+/// How a training forward pass seeds its dropout mask.
+pub enum Dropout<'a, B: Backend> {
+    /// Drop probability `p`, mask seed `seed` (a kernel argument).
+    Seed {
+        /// Drop probability.
+        p: f32,
+        /// The mask's seed.
+        seed: u64,
+    },
+    /// Drop probability `p`, seed `kernels::rng::mix64(seed_base, step[0])` with the step
+    /// counter read on the device, so a captured step replays with the mask of the step it
+    /// replays (see [`kernels::StepScalars`]).
+    AtStep {
+        /// Drop probability.
+        p: f32,
+        /// The trial's dropout stream.
+        seed_base: u64,
+        /// The device step counter.
+        step: &'a B::IdxBuf,
+    },
 }
 
 /// The trainable parameters. Dense tensors are in [`Dims::dense_lens`] order.
@@ -280,6 +305,20 @@ impl<B: Backend> Model<B> {
         dropout: Option<(f32, u64)>,
         stats: &mut B::Buf,
     ) -> Result<()> {
+        let dropout = dropout.map(|(p, seed)| Dropout::Seed { p, seed });
+        self.forward_with(b, dropout, stats)
+    }
+
+    /// [`Model::forward`] with the dropout mask's seed given either way (see [`Dropout`]).
+    ///
+    /// # Errors
+    /// A backend failure.
+    pub fn forward_with(
+        &mut self,
+        b: &B,
+        dropout: Option<Dropout<'_, B>>,
+        stats: &mut B::Buf,
+    ) -> Result<()> {
         let (d, n) = (self.dims, self.n);
         let w = &self.weights;
         let a = &mut self.act;
@@ -291,33 +330,61 @@ impl<B: Backend> Model<B> {
             n * d.seq_len,
             &mut a.x,
         )?;
-        for i in 0..3 {
-            b.conv_pool_fwd(
-                &d.conv(i, n),
-                &a.x,
-                &w.dense[i],
-                &w.dense[3 + i],
-                &mut a.pooled,
-                &mut a.argmax[i],
-            )?;
-        }
-        let features = match dropout {
-            Some((p, seed)) => {
-                b.dropout_fwd(
-                    &a.pooled,
-                    n * d.features(),
-                    p,
-                    seed,
-                    &mut a.dropped,
-                    &mut a.mask,
+        // The three branches in one call (one launch on CUDA).
+        let mut branches: Vec<ConvFwdBranch<'_, B>> = a
+            .argmax
+            .iter_mut()
+            .enumerate()
+            .map(|(i, argmax)| ConvFwdBranch {
+                shape: d.conv(i, n),
+                w: &w.dense[i],
+                bias: &w.dense[3 + i],
+                argmax,
+            })
+            .collect();
+        b.conv_pool_fwd_branches(&a.x, &mut branches, &mut a.pooled)?;
+        drop(branches);
+        let head_dropout = match dropout {
+            // The host-seeded form (tests, `gpu-bench kernels`): three calls.
+            Some(Dropout::Seed { p, seed }) => {
+                let len = n * d.features();
+                b.dropout_fwd(&a.pooled, len, p, seed, &mut a.dropped, &mut a.mask)?;
+                b.linear_fwd(
+                    &d.fc(n),
+                    &a.dropped,
+                    &w.dense[6],
+                    &w.dense[7],
+                    &mut a.logits,
                 )?;
-                &a.dropped
+                let grad = Some(&mut a.grad_logits);
+                b.softmax_xent(&a.logits, &self.batch.labels, n, d.classes, grad, stats)?;
+                return Ok(());
             }
-            None => &a.pooled,
+            Some(Dropout::AtStep { p, seed_base, step }) => Some(HeadDropout {
+                drop_prob: p,
+                seed_base,
+                step,
+            }),
+            None => None,
         };
-        b.linear_fwd(&d.fc(n), features, &w.dense[6], &w.dense[7], &mut a.logits)?;
-        let grad = dropout.is_some().then_some(&mut a.grad_logits);
-        b.softmax_xent(&a.logits, &self.batch.labels, n, d.classes, grad, stats)?;
+        // Dropout, linear and softmax cross-entropy in one call (one launch on CUDA).
+        let training = head_dropout.is_some();
+        let inputs = HeadInputs {
+            shape: d.fc(n),
+            pooled: &a.pooled,
+            w: &w.dense[6],
+            b: &w.dense[7],
+            labels: &self.batch.labels,
+            dropout: head_dropout,
+        };
+        let out = HeadOutputs {
+            dropped: &mut a.dropped,
+            mask: &mut a.mask,
+            logits: &mut a.logits,
+            grad_logits: training.then_some(&mut a.grad_logits),
+            stats,
+        };
+        b.head_fwd(&inputs, out)?;
         Ok(())
     }
 
@@ -329,36 +396,43 @@ impl<B: Backend> Model<B> {
         let (d, n) = (self.dims, self.n);
         let (w, g, a) = (&self.weights, &mut self.grads, &mut self.act);
         let (gw, rest) = g.dense.split_at_mut(7);
-        b.linear_bwd(
+        // The classifier's backward and dropout's in one call (one launch on CUDA).
+        let grads = LinearGrads {
+            grad_x: &mut a.grad_pooled,
+            grad_w: &mut gw[6],
+            grad_b: &mut rest[0],
+        };
+        b.linear_bwd_masked(
             &d.fc(n),
             &a.grad_logits,
             &a.dropped,
             &w.dense[6],
-            &mut a.grad_dropped,
-            &mut gw[6],
-            &mut rest[0],
-        )?;
-        b.mul(
-            &a.grad_dropped,
             &a.mask,
-            n * d.features(),
-            &mut a.grad_pooled,
+            &mut a.grad_dropped,
+            grads,
         )?;
-        b.fill(&mut a.grad_x, n * d.seq_len * d.embed_dim, 0.0)?;
+        // The three branches in one call, overwriting grad_x (two launches on CUDA, no fill).
         let (conv_w, conv_b) = gw.split_at_mut(3);
-        for i in 0..3 {
-            b.conv_pool_bwd(
-                &d.conv(i, n),
-                &a.grad_pooled,
-                &a.pooled,
-                &a.argmax[i],
-                &a.x,
-                &w.dense[i],
-                &mut conv_w[i],
-                &mut conv_b[i],
-                &mut a.grad_x,
-            )?;
-        }
+        let mut branches: Vec<ConvBwdBranch<'_, B>> = conv_w
+            .iter_mut()
+            .zip(conv_b.iter_mut())
+            .enumerate()
+            .map(|(i, (grad_w, grad_b))| ConvBwdBranch {
+                shape: d.conv(i, n),
+                argmax: &a.argmax[i],
+                w: &w.dense[i],
+                grad_w,
+                grad_b,
+            })
+            .collect();
+        b.conv_pool_bwd_branches(
+            &a.grad_pooled,
+            &a.pooled,
+            &a.x,
+            &mut branches,
+            &mut a.grad_x,
+        )?;
+        drop(branches);
         let tokens = n * d.seq_len;
         b.embedding_grad_rows(
             &a.grad_x,

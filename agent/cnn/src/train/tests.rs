@@ -3,6 +3,8 @@
 use super::*;
 use kernels::cpu::CpuBackend;
 
+use crate::model::batch::{Batcher, HostBatch};
+
 fn small_hp(epochs: usize) -> HyperParams {
     HyperParams::study_default()
         .with_overrides([
@@ -134,4 +136,74 @@ fn the_test_set_is_scored_once_with_the_final_model() {
         Some(with.final_dev_accuracy),
         "the dev sentences as a test set score as the final model does on dev"
     );
+}
+
+/// Issue 15: the step the training loop runs (device step counter and learning rate, the form
+/// a CUDA graph captures) computes what the host-argument form computes, bit for bit.
+#[test]
+fn the_capturable_step_equals_the_host_argument_step() {
+    let b = CpuBackend::new();
+    let hp = small_hp(1);
+    let data = slice().truncated(100, 50);
+    let dims = Dims {
+        vocab: data.vocab_size(),
+        embed_dim: hp.embed_dim,
+        seq_len: data.seq_len,
+        classes: data.num_classes,
+        filter_sizes: hp.filter_sizes,
+        maps: hp.num_feature_maps,
+        capacity: hp.batch_size,
+    };
+    let (seed, lr) = (9u64, 0.003f64);
+    let mut host = HostBatch::default();
+    let (s, bs) = (data.seq_len, hp.batch_size);
+    Batcher::new(dims.vocab).fill(
+        &data.train_ids[..bs * s],
+        &data.train_labels[..bs],
+        &mut host,
+    );
+    let run = |device_form: bool| -> Vec<Vec<f32>> {
+        let mut model = Model::new(&b, dims, seed).unwrap();
+        let mut optimizer = Optimizer::new(&b, &model, &hp).unwrap();
+        optimizer.set_learning_rate(lr);
+        model.upload(&b, &host).unwrap();
+        let (mut step, lr_buf, mut stats) = (
+            b.alloc_idx(1).unwrap(),
+            b.upload(&[lr as f32]).unwrap(),
+            b.alloc(2).unwrap(),
+        );
+        for at in 1..=3u64 {
+            if device_form {
+                let mut bufs = StepBuffers {
+                    step: &mut step,
+                    lr: &lr_buf,
+                    stats: &mut stats,
+                };
+                train_step(
+                    &b,
+                    &mut model,
+                    &mut optimizer,
+                    &hp,
+                    seed ^ DROPOUT_STREAM,
+                    &mut bufs,
+                )
+                .unwrap();
+            } else {
+                let dropout_seed = kernels::rng::mix64(seed ^ DROPOUT_STREAM, at);
+                let dropout = Some((hp.dropout as f32, dropout_seed));
+                model.forward(&b, dropout, &mut stats).unwrap();
+                model.backward(&b).unwrap();
+                optimizer.step(&b, &mut model).unwrap();
+            }
+        }
+        let mut out = vec![stats.clone(), model.weights.embedding.clone()];
+        out.extend(model.weights.dense.iter().cloned());
+        out
+    };
+    let bits = |v: Vec<Vec<f32>>| -> Vec<Vec<u32>> {
+        v.iter()
+            .map(|t| t.iter().map(|x| x.to_bits()).collect())
+            .collect()
+    };
+    assert_eq!(bits(run(true)), bits(run(false)));
 }
