@@ -1,16 +1,18 @@
 //! Warm start: results obtained elsewhere added to an experiment (`AddTrials`), and
 //! configurations queued to run before any suggestion (`EnqueueTrials`).
 //!
-//! An imported trial is a finished trial marked [`TrialRecord::imported`]: it is never leased, it
-//! does not count towards `budget_trials` ([`TrialCounts::runs`](super::state::TrialCounts::runs)),
+//! An imported trial is a finished trial marked
+//! [`TrialRecord::imported`](super::model::TrialRecord::imported): it is never leased, it does
+//! not count towards `budget_trials` ([`TrialCounts::runs`](super::state::TrialCounts::runs)),
 //! and the strategy sees its value exactly like one of the experiment's own results (BO's initial
 //! design counts it too). Its epochs, when given, are stored under attempt 0, the attempt an
 //! imported trial has, so its learning curve shows in `tunectl trials` and early stopping
 //! compares other trials with it.
 //!
-//! Queued configurations live in the experiment's record ([`ExperimentRecord::queued`]), so they
-//! survive a restart; each becomes a trial when a slot frees ([`Coordinator::promote`]), before
-//! any buffered suggestion, and every suggestion round counts them as pending.
+//! Queued configurations live in the experiment's record
+//! ([`ExperimentRecord::queued`](super::model::ExperimentRecord::queued)), so they survive a
+//! restart; each becomes a trial when a slot frees (the refill's promotion step), before any
+//! buffered suggestion, and every suggestion round counts them as pending.
 //!
 //! Both requests are all or nothing: every trial is checked against the experiment's space
 //! before anything changes, and an error names the trial and what was wrong with it.
