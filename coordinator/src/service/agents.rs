@@ -632,12 +632,6 @@ impl AgentService for Coordinator {
                 metrics
                     .experiment_cost(&cell.id.0)
                     .inc_by(completion.cost_dollars.max(0.0));
-                if let Some(best) = live.best_trial().and_then(|t| t.value) {
-                    metrics
-                        .best_objective
-                        .with_label_values(&[&cell.id.0])
-                        .set(best);
-                }
                 (ticket, requeued)
             }
         };

@@ -6,7 +6,7 @@
 
 use super::Coordinator;
 use super::model::{ExperimentRecord, Strategy, TrialState};
-use super::state::Live;
+use super::state::{Live, result_value};
 use crate::metrics::Metrics;
 use crate::store::Change;
 
@@ -151,9 +151,13 @@ impl Coordinator {
         }
     }
 
-    /// After changes were applied to `live`: its best objective, when a trial changed.
+    /// After changes were applied to `live`: its best objective, when a trial got a result (an
+    /// epoch report's progress cannot change it, so the report path skips the label lookup).
     pub(super) fn after_changes(&self, live: &Live, changes: &[Change]) {
-        if changes.iter().any(|c| matches!(c, Change::PutTrial(_))) {
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::PutTrial(t) if result_value(t).is_some()))
+        {
             publish_best(&self.inner.metrics, live);
         }
         if changes

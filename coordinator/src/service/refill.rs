@@ -396,3 +396,25 @@ pub(crate) fn new_trial(
         imported: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests_support::sample_experiment;
+
+    /// Queued configurations and buffered suggestions are pending for the next round, so the
+    /// strategy lies about them (BO) and never suggests them again.
+    #[test]
+    fn queued_and_buffered_points_are_pending_for_a_round() {
+        let mut record = sample_experiment();
+        record.spec.strategy = Strategy::Bo;
+        let queued = record.queued[0].clone();
+        let mut live = Live::new(record);
+        let mut buffered = queued.clone();
+        buffered.insert("x".into(), tuner::space::Value::Float(0.75));
+        live.buffer.push_back(buffered.clone());
+        let input = suggest_input(&live, 1);
+        assert_eq!(input.pending, vec![queued, buffered]);
+        assert!(input.observations.is_empty());
+    }
+}
