@@ -4,21 +4,13 @@
 
 __device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
 
-// One block of LOSS_THREADS threads (other blocks return at once): each thread takes the
-// samples n = tid, tid + LOSS_THREADS, ..., and a fixed-order tree sums the partials, so the
-// result is deterministic. stats[0] += sum_n lse(logits[n]) - logits[n, label];
-// stats[1] += #{n : first argmax of logits[n] = label}. When write_grad != 0,
-// grad[n, c] = (softmax(logits[n])[c] - [c = label]) / batch (overwrite). A label >= classes
-// adds NaN to the loss (labels are validated on upload).
-extern "C" __global__ void __launch_bounds__(LOSS_THREADS)
-softmax_xent_fwd_f32(const float* __restrict__ logits, const unsigned int* __restrict__ labels,
-                     float* __restrict__ grad, float* __restrict__ stats, unsigned int batch,
-                     unsigned int classes, int write_grad) {
-    __shared__ float s_loss[LOSS_THREADS];
-    __shared__ float s_hits[LOSS_THREADS];
-    if (blockIdx.x != 0 || blockDim.x != LOSS_THREADS) {
-        return;
-    }
+// The body of softmax_xent_fwd_f32, shared with the fused head below: called by every thread
+// of one LOSS_THREADS block, with s_loss and s_hits the block's two shared arrays of
+// LOSS_THREADS floats.
+__device__ __forceinline__ void softmax_xent_block(
+    const float* __restrict__ logits, const unsigned int* __restrict__ labels,
+    float* __restrict__ grad, float* __restrict__ stats, unsigned int batch,
+    unsigned int classes, int write_grad, float* s_loss, float* s_hits) {
     const float inv_batch = 1.0f / (float)batch;
     float loss = 0.0f;
     float hits = 0.0f;
@@ -68,13 +60,31 @@ softmax_xent_fwd_f32(const float* __restrict__ logits, const unsigned int* __res
     }
 }
 
+// One block of LOSS_THREADS threads (other blocks return at once): each thread takes the
+// samples n = tid, tid + LOSS_THREADS, ..., and a fixed-order tree sums the partials, so the
+// result is deterministic. stats[0] += sum_n lse(logits[n]) - logits[n, label];
+// stats[1] += #{n : first argmax of logits[n] = label}. When write_grad != 0,
+// grad[n, c] = (softmax(logits[n])[c] - [c = label]) / batch (overwrite). A label >= classes
+// adds NaN to the loss (labels are validated on upload).
+extern "C" __global__ void __launch_bounds__(LOSS_THREADS)
+softmax_xent_fwd_f32(const float* __restrict__ logits, const unsigned int* __restrict__ labels,
+                     float* __restrict__ grad, float* __restrict__ stats, unsigned int batch,
+                     unsigned int classes, int write_grad) {
+    __shared__ float s_loss[LOSS_THREADS];
+    __shared__ float s_hits[LOSS_THREADS];
+    if (blockIdx.x != 0 || blockDim.x != LOSS_THREADS) {
+        return;
+    }
+    softmax_xent_block(logits, labels, grad, stats, batch, classes, write_grad, s_loss, s_hits);
+}
+
 // ---------------------------------------------------------------- the fused head
 // Dropout, the linear layer and softmax cross-entropy in one launch of one block (the head of
 // the text CNN: 50 x 300 features and 2 classes a training batch), computing exactly what the
 // three kernels compute one after the other: the mask as dropout_step_fwd_f32 (elementwise.cu),
 // the logits as linear_fwd_f32 (linear.cu: one warp an output, lanes striding over the
-// features, the same shuffle tree), then the body of softmax_xent_fwd_f32 above. So the results
-// are those of the three launches bit for bit.
+// features, the same shuffle tree), then softmax_xent_block, the body of softmax_xent_fwd_f32.
+// So the results are those of the three launches bit for bit.
 
 // SplitMix64 finalizer and the dropout uniform, as elementwise.cu's mix64 / dropout_uniform.
 __device__ __forceinline__ unsigned long long head_mix64(unsigned long long seed,
@@ -137,51 +147,5 @@ head_fwd_f32(const float* __restrict__ pooled, const float* __restrict__ w,
     __syncthreads();  // every logit is written
     __shared__ float h_loss[LOSS_THREADS];
     __shared__ float h_hits[LOSS_THREADS];
-    const float inv_batch = 1.0f / (float)batch;
-    float loss = 0.0f;
-    float hits = 0.0f;
-    for (unsigned int n = threadIdx.x; n < batch; n += LOSS_THREADS) {
-        const float* row = logits + (size_t)n * classes;
-        const unsigned int label = labels[n];
-        float m = row[0];
-        unsigned int best = 0;
-        for (unsigned int c = 1; c < classes; ++c) {
-            if (row[c] > m) {
-                m = row[c];
-                best = c;
-            }
-        }
-        float sum = 0.0f;
-        for (unsigned int c = 0; c < classes; ++c) {
-            sum += expf(row[c] - m);
-        }
-        const float lse = m + logf(sum);
-        if (label < classes) {
-            loss += lse - row[label];
-            hits += best == label ? 1.0f : 0.0f;
-        } else {
-            loss += quiet_nan();
-        }
-        if (write_grad != 0) {
-            float* grow = grad + (size_t)n * classes;
-            for (unsigned int c = 0; c < classes; ++c) {
-                const float p = expf(row[c] - m) / sum;
-                grow[c] = (p - (c == label ? 1.0f : 0.0f)) * inv_batch;
-            }
-        }
-    }
-    h_loss[threadIdx.x] = loss;
-    h_hits[threadIdx.x] = hits;
-    __syncthreads();
-    for (unsigned int half = LOSS_THREADS / 2; half > 0; half >>= 1) {
-        if (threadIdx.x < half) {
-            h_loss[threadIdx.x] += h_loss[threadIdx.x + half];
-            h_hits[threadIdx.x] += h_hits[threadIdx.x + half];
-        }
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) {
-        stats[0] += h_loss[0];
-        stats[1] += h_hits[0];
-    }
+    softmax_xent_block(logits, labels, grad, stats, batch, classes, write_grad, h_loss, h_hits);
 }
