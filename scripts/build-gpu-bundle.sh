@@ -70,11 +70,16 @@ for exe in "$bundle"/*; do
     strip --strip-debug "$exe" 2>/dev/null || true
 done
 git rev-parse HEAD > "$bundle/COMMIT" 2>/dev/null || echo unknown > "$bundle/COMMIT"
-git status --porcelain | wc -l | awk '{print "uncommitted files: " $1}' >> "$bundle/COMMIT"
+{ git status --porcelain 2>/dev/null || true; } | wc -l | awk '{print "uncommitted files: " $1}' >> "$bundle/COMMIT"
 # Keep gpu-bundle/ out of git: a plain checkout through .git/info/exclude; in a worktree (where
 # .git is a file) use BUNDLE=target/... (ignored) or mind `git status`.
-if [ -d .git ]; then
-    grep -qx '/gpu-bundle/' .git/info/exclude 2>/dev/null || echo '/gpu-bundle/' >> .git/info/exclude
+# A clone may lack .git/info (CI copies trees without it); the exclude is a convenience, so a
+# failure to write it is reported, never fatal.
+if [ -d .git ] && [ "$bundle" = "$PWD/gpu-bundle" ]; then
+    if ! grep -qx '/gpu-bundle/' .git/info/exclude 2>/dev/null; then
+        { mkdir -p .git/info && echo '/gpu-bundle/' >> .git/info/exclude; } 2>/dev/null \
+            || echo "note: could not add /gpu-bundle/ to .git/info/exclude; keep it out of commits" >&2
+    fi
 fi
 
 status=0
