@@ -5,7 +5,7 @@
 //! lease → heartbeat while holding the lease → report epochs → complete, until stopped. The
 //! agents evaluate Branin themselves ([`objective`]). [`scenario`] runs the same scenario against
 //! each coordinator binary in turn and [`report`] turns the figures ([`stats`], [`procfs`],
-//! [`scrape`]) into JSON and markdown. The end-to-end test `tests/tests/fleet_e2e.rs` reuses the fleet to check
+//! [`scrape`], and the disk's sync latency, [`disk`]) into JSON and markdown. The end-to-end test `tests/tests/fleet_e2e.rs` reuses the fleet to check
 //! that every acknowledged call survives a coordinator crash.
 //!
 //! Place in the workspace (STYLE.md §1): a benchmark beside `bench/gpu`; it depends only on
@@ -30,6 +30,7 @@
 
 pub mod agent;
 pub mod daemon;
+pub mod disk;
 #[cfg(test)]
 mod fake;
 pub mod fleet;

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::daemon::LogSummary;
+use crate::disk::SyncLatency;
 use crate::scenario::{Scenario, Target};
 use crate::scrape::CoordinatorCounters;
 use crate::stats::{RpcKind, RpcSummary};
@@ -39,6 +40,10 @@ pub struct LeaseFigures {
 /// One coordinator binary's figures over the measured phase.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
+    /// `fdatasync` latency of the data directory's disk just before the coordinator started.
+    pub disk_sync_before: Option<SyncLatency>,
+    /// The same just after it stopped.
+    pub disk_sync_after: Option<SyncLatency>,
     /// Row label.
     pub label: String,
     /// The binary measured.
@@ -157,15 +162,22 @@ fn p50_p99(summary: Option<&RpcSummary>) -> String {
     )
 }
 
+fn sync(latency: Option<&SyncLatency>) -> String {
+    latency.map_or_else(
+        || "–".into(),
+        |l| format!("{} / {}", ms(Some(l.p50_ms)), ms(Some(l.p99_ms))),
+    )
+}
+
 /// The headline table: one row per coordinator.
 pub fn summary_table(runs: &[RunReport]) -> String {
     let mut table = String::from(
-        "| coordinator | trials/s | LeaseTrial p50 / p99 ms | Heartbeat p50 / p99 ms | ReportEpoch p50 / p99 ms | CompleteTrial p50 / p99 ms | idle heartbeat p50 / p99 ms | leases lost while healthy | abandoned / refused | coordinator CPU (cores) | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| coordinator | trials/s | LeaseTrial p50 / p99 ms | Heartbeat p50 / p99 ms | ReportEpoch p50 / p99 ms | CompleteTrial p50 / p99 ms | idle heartbeat p50 / p99 ms | leases lost while healthy | abandoned / refused | coordinator CPU (cores) | peak RSS | disk sync p50 / p99 ms, before / after |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for run in runs {
         let _ = writeln!(
             table,
-            "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} / {} | {:.2} | {:.0} MiB |",
+            "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} / {} | {:.2} | {:.0} MiB | {} / {} |",
             run.label,
             run.completed_per_second,
             p50_p99(run.rpc.get(&RpcKind::LeaseTrial)),
@@ -178,6 +190,8 @@ pub fn summary_table(runs: &[RunReport]) -> String {
             run.leases.refused,
             run.coordinator_cpu_cores,
             run.coordinator_peak_rss_bytes as f64 / (1024.0 * 1024.0),
+            sync(run.disk_sync_before.as_ref()),
+            sync(run.disk_sync_after.as_ref()),
         );
     }
     table

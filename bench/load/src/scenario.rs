@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 
 use crate::agent::AgentConfig;
 use crate::daemon::{CoordinatorProcess, summarize_log};
+use crate::disk::SyncLatency;
 use crate::fleet::{Fleet, FleetConfig, channels};
 use crate::objective::branin_spec;
 use crate::procfs::{CpuWindow, peak_rss_bytes};
@@ -126,6 +127,24 @@ impl Target {
     }
 }
 
+/// The disk's sync latency in `dir` ([`crate::disk`]), or `None` (with a warning) when it
+/// cannot be measured: the run goes on without it.
+async fn disk_probe(dir: &std::path::Path, label: &str) -> Option<SyncLatency> {
+    let dir = dir.to_owned();
+    let measured =
+        tokio::task::spawn_blocking(move || crate::disk::probe(&dir, crate::disk::SYNCS))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+    match measured {
+        Ok(latency) => Some(latency),
+        Err(error) => {
+            eprintln!("[{label}] warning: the disk sync probe failed: {error:#}");
+            None
+        }
+    }
+}
+
 /// Runs the scenario against one coordinator.
 ///
 /// # Errors
@@ -135,6 +154,7 @@ pub async fn run(target: &Target, scenario: &Scenario) -> Result<RunReport> {
         bail!("no experiments: give --bo or --random at least 1");
     }
     let dir = tempfile::tempdir().context("cannot create a temp dir")?;
+    let disk_sync_before = disk_probe(dir.path(), &target.label).await;
     let log_path = dir.path().join("coordinator.log");
     let coordinator = CoordinatorProcess::start(
         &target.binary,
@@ -169,6 +189,7 @@ pub async fn run(target: &Target, scenario: &Scenario) -> Result<RunReport> {
     let peak_rss = peak_rss_bytes(coordinator.pid());
     let bo_results_at_end = results(&mut experiments, &bo_ids).await;
     coordinator.stop(Duration::from_secs(20)).await?;
+    let disk_sync_after = disk_probe(dir.path(), &target.label).await;
     let log = summarize_log(&std::fs::read_to_string(&log_path).unwrap_or_default());
     if let Some(keep) = &scenario.keep_logs {
         keep_log(&log_path, keep, &target.label)?;
@@ -179,6 +200,8 @@ pub async fn run(target: &Target, scenario: &Scenario) -> Result<RunReport> {
     let rpc = stats.rpc_summaries();
     let seconds = measured.wall.as_secs_f64();
     Ok(RunReport {
+        disk_sync_before,
+        disk_sync_after,
         label: target.label.clone(),
         binary: target.binary.display().to_string(),
         seeding,
