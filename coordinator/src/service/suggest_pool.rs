@@ -2,10 +2,11 @@
 //!
 //! A GP fit takes a whole core for up to seconds. On tokio's blocking pool it competed with the
 //! runtime's workers at equal priority, so on a 2-core machine a heartbeat could wait a
-//! scheduler slice behind it (p99 14 ms with 1,000 agents). These threads lower their own nice
-//! value once, when they start ([`SUGGEST_NICE`]; Linux applies `setpriority` to the calling
-//! thread), so the scheduler runs request handlers first and fits take what is left: the
-//! suggester stays busy while agents wait, but never ahead of them.
+//! scheduler slice behind it (p99 14 ms with 1,000 agents). These threads raise their own nice
+//! value by [`SUGGEST_NICE`] once, when they start (Linux applies `setpriority` to the calling
+//! thread; a coordinator started under `nice` keeps the gap, capped at 19), so the scheduler
+//! runs request handlers first and fits take what is left: the suggester stays busy while agents
+//! wait, but never ahead of them.
 //!
 //! Jobs queue in order. [`SuggestPool::run`] answers twice: when the job starts (so a time
 //! budget counts computing, not queueing) and with its result. A job that panics answers
@@ -27,8 +28,15 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-/// The nice value of suggestion threads (0 is the default, 19 the lowest priority).
+/// How much higher the nice value of suggestion threads is than the thread that starts them
+/// (capped at 19, the lowest priority): 0 → 10 by default, 15 → 19 under `nice -n 15`.
 pub const SUGGEST_NICE: i32 = 10;
+
+/// The nice value a suggestion thread takes when its starter runs at `caller`: never a higher
+/// priority than the caller's.
+pub fn suggest_nice(caller: i32) -> i32 {
+    caller.saturating_add(SUGGEST_NICE).clamp(caller, 19)
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -104,11 +112,11 @@ fn work(jobs: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Lowers the calling thread's priority to [`SUGGEST_NICE`], best effort.
+/// Lowers the calling thread's priority by [`SUGGEST_NICE`] ([`suggest_nice`]), best effort.
 fn lower_priority() {
     // On Linux, PRIO_PROCESS with no pid names the calling thread, not the whole process.
     #[cfg(target_os = "linux")]
-    if let Err(error) = rustix::process::setpriority_process(None, SUGGEST_NICE) {
+    if let Err(error) = rustix::process::setpriority_process(None, suggest_nice(current_nice())) {
         tracing::warn!(%error, "cannot lower the priority of a suggestion thread");
     }
 }
@@ -132,8 +140,24 @@ mod tests {
         let job = pool.run(current_nice);
         job.started.await.expect("started");
         let nice = job.done.await.expect("done");
-        assert_eq!(nice, SUGGEST_NICE.max(caller), "caller at {caller}");
+        assert_eq!(nice, (caller + SUGGEST_NICE).min(19), "caller at {caller}");
+        assert!(
+            nice > caller || caller == 19,
+            "a lower priority than the caller's"
+        );
         assert_eq!(current_nice(), caller, "the caller's priority is unchanged");
+    }
+
+    #[test]
+    fn suggestion_threads_never_outrank_their_starter() {
+        assert_eq!(suggest_nice(0), 10);
+        assert_eq!(suggest_nice(15), 19, "under nice 15");
+        assert_eq!(suggest_nice(19), 19);
+        assert_eq!(
+            suggest_nice(-5),
+            5,
+            "a daemon given a higher priority keeps the gap"
+        );
     }
 
     #[tokio::test]
