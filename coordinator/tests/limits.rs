@@ -1,7 +1,8 @@
 //! Bad input against the real tonic server (127.0.0.1:0, in-memory store): every finding of the
 //! attack review in `docs/RELIABILITY.md` has a test here. Each bad request must be refused with
 //! `INVALID_ARGUMENT` naming the field and the limit, and meanwhile a second client, on its own
-//! channel, must be answered within 100 ms.
+//! channel, must be answered within [`ANSWER_WITHIN`] (a frozen daemon never answers; the bound
+//! is generous so that a loaded CI machine does not fail it).
 
 #[path = "common/server.rs"]
 mod server;
@@ -28,16 +29,20 @@ async fn start_server() -> Server {
     Server::start(MemoryStore::new(), settings, None).await
 }
 
-/// Answers within 100 ms on its own channel, or fails the test.
+/// How soon a second client must be answered while a bad request is handled. It was 100 ms,
+/// which a machine at load 8 (a niced `.ci/run` beside four builds) missed.
+const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+
+/// Answers within [`ANSWER_WITHIN`] on its own channel, or fails the test.
 async fn assert_answers(other: &mut ExperimentServiceClient<Channel>) {
     let answer = tokio::time::timeout(
-        Duration::from_millis(100),
+        ANSWER_WITHIN,
         other.list_experiments(pb::ListExperimentsRequest::default()),
     )
     .await;
     assert!(
         matches!(answer, Ok(Ok(_))),
-        "the coordinator did not answer another client within 100 ms: {answer:?}"
+        "the coordinator did not answer another client within {ANSWER_WITHIN:?}: {answer:?}"
     );
 }
 
