@@ -27,8 +27,14 @@ const SNAP_RESCORE: usize = 64;
 const INCUMBENTS: usize = 5;
 
 /// Fits the GP to encoded points and minimization-oriented values.
-pub(crate) fn fit_gp(x: &[Vec<f64>], y_min: &[f64], cfg: &SuggestConfig, seed: u64) -> Result<Gp> {
-    crate::fit::fit_gp(x, y_min, cfg.fit_restarts, seed)
+pub(crate) fn fit_gp(
+    x: &[Vec<f64>],
+    y_min: &[f64],
+    cfg: &SuggestConfig,
+    seed: u64,
+    warm: Option<&[f64]>,
+) -> Result<Gp> {
+    crate::fit::fit_gp_warm(x, y_min, cfg.fit_restarts, seed, warm)
 }
 
 /// The lie in the model's internal (minimization) units. `McQei` uses the best value when it
