@@ -133,7 +133,8 @@ pub(crate) fn propose(
                     cfg.refine_starts,
                     REFINE_ITERATIONS / 3,
                 );
-                if scored.first().is_some_and(|(_, v)| *v > 1e-12) {
+                // Log q-EI is finite wherever the joint samples are (`maximize` drops the rest).
+                if !scored.is_empty() {
                     picked = pick(space, &acquisition, scored, seen);
                 }
             }
