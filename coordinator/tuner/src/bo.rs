@@ -39,7 +39,7 @@ pub(crate) fn fit_gp(
 }
 
 /// The lie in the model's internal (minimization) units. `McQei` uses the best value when it
-/// falls back to a liar (when every candidate's q-EI is zero).
+/// falls back to a liar (when the set's joint covariance cannot be factored).
 fn lie_value(model: &Model, batch: BatchStrategy) -> f64 {
     let sign = match model.config.direction {
         Direction::Minimize => 1.0,

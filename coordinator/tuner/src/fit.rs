@@ -179,11 +179,10 @@ pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<G
 }
 
 /// As [`fit_gp`], with `warm` (a previous fit's `θ`, e.g. [`crate::Model::hyperparameters`])
-/// as the first start, clamped into the box. Above [`FULL_FIT_MAX_POINTS`] points the warm
-/// start is the only one and gets [`WARM_ITERATIONS`] (one new point barely moves the optimum,
-/// so a few iterations replace screening every cold start; a warm start that cannot be factored
-/// falls back to the cold fit); below, the cold starts run too, so the fit is never worse than
-/// a cold one there.
+/// as the first start, clamped into the box. Above 100 points the warm start is the only one
+/// and gets 8 L-BFGS iterations (one new point barely moves the optimum, so a few iterations
+/// replace screening every cold start; a warm start that cannot be factored falls back to the
+/// cold fit); below, the cold starts run too, so the fit is never worse than a cold one there.
 ///
 /// # Errors
 /// `Error::InvalidConfig` when `warm` does not hold one finite value per hyperparameter;

@@ -128,7 +128,7 @@ pub enum BatchStrategy {
     ClMean,
     /// Lie with the maximum observed value.
     ClMax,
-    /// Monte Carlo q-EI over fixed base samples, chosen greedily point by point.
+    /// Monte Carlo q-LogEI over fixed Sobol' base samples, chosen greedily point by point.
     McQei,
 }
 
@@ -165,7 +165,7 @@ pub struct SuggestConfig {
     /// Starts of the hyperparameter fit: a fixed default plus a seeded Latin hypercube; each
     /// gets a few L-BFGS iterations and only the best continues ([`crate::fit::fit_gp`]).
     pub fit_restarts: usize,
-    /// Monte Carlo samples of q-EI.
+    /// Monte Carlo (Sobol') samples of q-LogEI.
     pub mc_samples: usize,
 }
 

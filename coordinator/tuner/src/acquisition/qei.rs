@@ -12,7 +12,7 @@
 //! `qLogEI = ln (1/M) Σₘ exp(τₘ ln Σ_{s ∈ S ∪ {x}} exp(ℓₛ⁽ᵐ⁾ / τₘ))`,
 //! `ℓₛ⁽ᵐ⁾ = ln(τ₀ fatplus((y* − fₛ⁽ᵐ⁾) / τ₀))`,
 //!
-//! (a softplus with a heavy left tail for `max(0, ·)`, [`crate::special::log_fatplus`];
+//! (a softplus with a heavy left tail for `max(0, ·)`, `special::log_fatplus`;
 //! log-sum-exp for the maximum over the set; the temperatures `τ₀ = 10⁻⁶` and `τₘ = 10⁻²` are
 //! BoTorch's defaults for `qLogExpectedImprovement`), so where no sample improves the value is a
 //! negative but finite number whose gradient still points towards improvement, instead of a flat
