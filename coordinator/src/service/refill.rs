@@ -361,6 +361,7 @@ fn suggest_input(live: &Live, q: usize) -> SuggestInput {
             live.record.spec.seed,
             u32::try_from(live.rounds).unwrap_or(u32::MAX),
         ),
+        hyperparameters: live.hyperparameters.clone(),
     }
 }
 

@@ -88,6 +88,8 @@ pub struct Live {
     /// Trials that failed in a row for one reason since the start or the last resume
     /// ([`super::pause`]).
     pub failure_streak: FailureStreak,
+    /// The last BO fit's hyperparameters, the warm start of the next (in memory only).
+    pub hyperparameters: crate::suggest::HyperparameterMemory,
 }
 
 impl TrialCounts {
@@ -133,6 +135,7 @@ impl Live {
             rounds: 0,
             suggest_failures: 0,
             failure_streak: FailureStreak::default(),
+            hyperparameters: crate::suggest::HyperparameterMemory::default(),
         }
     }
 

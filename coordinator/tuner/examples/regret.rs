@@ -6,9 +6,12 @@
 //! `cargo run --release -p tuner --example regret -- [SEEDS] [Q] [bo|random|mc-qei] [PROBLEM|judge|tune|all] [EVALS]`
 //! `cargo run --release -p tuner --example regret -- --check` prints every problem's value at
 //! fixed points (to compare with `bench/bo/problems.py`).
+//!
+//! Each round fits with the previous round's hyperparameters as a warm start, as the
+//! coordinator does (`TUNER_COLD=1`: cold fits, as before issue 13).
 
 use tuner::space::Space;
-use tuner::{BatchStrategy, Direction, Observation, Strategy, SuggestConfig, suggest};
+use tuner::{BatchStrategy, Direction, Observation, Strategy, SuggestConfig, fit_warm, propose};
 
 mod common;
 #[path = "common/problems.rs"]
@@ -63,6 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if method == "mc-qei" {
         cfg.batch = BatchStrategy::McQei;
     }
+    let cold = std::env::var("TUNER_COLD").is_ok_and(|c| c == "1");
     for problem in chosen {
         let space = Space::new(problem.params.clone())?;
         let mut regrets = Vec::new();
@@ -70,9 +74,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for seed in 0..seeds {
             let mut observations: Vec<Observation> = Vec::new();
             let mut call = 0u64;
+            let mut warm: Option<Vec<f64>> = None;
             while observations.len() < evals {
                 let k = q.min(evals - observations.len());
-                for c in suggest(&space, &observations, &[], k, &cfg, seed * 1000 + call)? {
+                let call_seed = seed * 1000 + call;
+                let model = fit_warm(&space, &observations, &cfg, call_seed, warm.as_deref())?;
+                if !cold {
+                    warm = model.hyperparameters().or(warm);
+                }
+                for c in propose(&model, &[], k, &cfg, call_seed)? {
                     let value = (problem.f)(&c.params);
                     observations.push(Observation {
                         params: c.params,

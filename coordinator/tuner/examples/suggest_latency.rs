@@ -3,11 +3,15 @@
 //!
 //! Run on an idle machine: `cargo run --release -p tuner --example suggest_latency [REPEATS] [BATCH]`
 //! (`--batch mc-qei` style strategies: set `TUNER_BATCH=mc-qei`).
+//!
+//! As the coordinator does, each fit is warm-started from the previous round's hyperparameters
+//! (the first from an untimed fit of the 200 points before the first result): set
+//! `TUNER_COLD=1` to time cold fits instead.
 
 use std::time::Instant;
 
 use tuner::space::{ParamKind, ParamSpec, Space};
-use tuner::{BatchStrategy, Observation, SuggestConfig, fit, propose};
+use tuner::{BatchStrategy, Observation, SuggestConfig, fit, fit_warm, propose};
 
 mod common;
 use common::hartmann6;
@@ -42,20 +46,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .collect();
+    let cold = std::env::var("TUNER_COLD").is_ok_and(|c| c == "1");
+    let mut warm = if cold {
+        None
+    } else {
+        fit(&space, &observations[..200], &cfg, 1000)?.hyperparameters()
+    };
     let mut per_point_ms = Vec::with_capacity(repeats);
     for repeat in 0..repeats {
         let extra = observations.pop().map(|o| vec![o]).unwrap_or_default();
         observations.truncate(200);
         observations.extend(extra);
         let start = Instant::now();
-        let model = fit(&space, &observations, &cfg, repeat as u64)?;
+        let model = fit_warm(&space, &observations, &cfg, repeat as u64, warm.as_deref())?;
         let fitted = Instant::now();
+        if !cold {
+            warm = model.hyperparameters();
+        }
         let batch_points = propose(&model, &[], batch, &cfg, repeat as u64)?;
         let done = Instant::now();
         let total_ms = (done - start).as_secs_f64() * 1000.0;
         per_point_ms.push(total_ms / batch as f64);
         println!(
-            "repeat {repeat}: fit {:.1} ms, propose {:.1} ms, {:.1} ms a point ({} points, {} observations)",
+            "repeat {repeat}: {} fit {:.1} ms, propose {:.1} ms, {:.1} ms a point ({} points, {} observations)",
+            if cold { "cold" } else { "warm" },
             (fitted - start).as_secs_f64() * 1000.0,
             (done - fitted).as_secs_f64() * 1000.0,
             total_ms / batch as f64,

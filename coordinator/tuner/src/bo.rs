@@ -5,8 +5,9 @@
 //! Constant liar (Ginsbourger, Le Riche and Carraro 2010): every pending trial and every point
 //! already chosen for this batch enters the GP as a fantasy observation whose value is the lie
 //! (see [`crate::BatchStrategy`]); the GP keeps the hyperparameters and standardization fitted on
-//! the real data and is re-factored with the fantasies before the next point is chosen. The EI
-//! incumbent is the best real observation.
+//! the real data and is conditioned on the fantasies by extending its Cholesky factor
+//! ([`Gp::extended`], `O(n²)` a point) before the next point is chosen. The EI incumbent is the
+//! best real observation.
 
 use crate::acquisition::Acquisition;
 use crate::acquisition::ei::LogEi;
@@ -27,12 +28,18 @@ const SNAP_RESCORE: usize = 64;
 const INCUMBENTS: usize = 5;
 
 /// Fits the GP to encoded points and minimization-oriented values.
-pub(crate) fn fit_gp(x: &[Vec<f64>], y_min: &[f64], cfg: &SuggestConfig, seed: u64) -> Result<Gp> {
-    crate::fit::fit_gp(x, y_min, cfg.fit_restarts, seed)
+pub(crate) fn fit_gp(
+    x: &[Vec<f64>],
+    y_min: &[f64],
+    cfg: &SuggestConfig,
+    seed: u64,
+    warm: Option<&[f64]>,
+) -> Result<Gp> {
+    crate::fit::fit_gp_warm(x, y_min, cfg.fit_restarts, seed, warm)
 }
 
 /// The lie in the model's internal (minimization) units. `McQei` uses the best value when it
-/// falls back to a liar (when every candidate's q-EI is zero).
+/// falls back to a liar (when the set's joint covariance cannot be factored).
 fn lie_value(model: &Model, batch: BatchStrategy) -> f64 {
     let sign = match model.config.direction {
         Direction::Minimize => 1.0,
@@ -100,7 +107,6 @@ pub(crate) fn propose(
     rng: &mut Rng,
 ) -> Result<Vec<Assignment>> {
     let space = &model.space;
-    let (mean, std) = gp.standardization();
     let best = gp
         .y_standardized()
         .iter()
@@ -108,13 +114,10 @@ pub(crate) fn propose(
         .fold(f64::INFINITY, f64::min);
     let lie = lie_value(model, cfg.batch);
     let local = incumbents(model);
-    let mut fantasy_x: Vec<Vec<f64>> = model.x.clone();
-    let mut fantasy_y: Vec<f64> = model.y_min.clone();
+    // The GP conditioned on the lies so far, and the fantasy points not yet in it.
+    let mut fantasy: Option<Gp> = None;
+    let mut unconditioned: Vec<Vec<f64>> = pending_x.to_vec();
     let mut chosen_x: Vec<Vec<f64>> = Vec::new();
-    for p in pending_x {
-        fantasy_x.push(p.clone());
-        fantasy_y.push(lie);
-    }
     let mut chosen = Vec::with_capacity(q);
     for _ in 0..q {
         let points = candidates(space.dim(), cfg.candidates, &local, rng);
@@ -130,26 +133,20 @@ pub(crate) fn propose(
                     cfg.refine_starts,
                     REFINE_ITERATIONS / 3,
                 );
-                if scored.first().is_some_and(|(_, v)| *v > 1e-12) {
+                // Log q-EI is finite wherever the joint samples are (`maximize` drops the rest).
+                if !scored.is_empty() {
                     picked = pick(space, &acquisition, scored, seen);
                 }
             }
         }
         if picked.is_none() {
-            let fantasy;
-            let gp_now = if fantasy_x.len() == model.x.len() {
-                gp
-            } else {
-                fantasy = Gp::with_standardization(
-                    gp.kernel().clone(),
-                    gp.noise_variance(),
-                    fantasy_x.clone(),
-                    &fantasy_y,
-                    mean,
-                    std,
-                )?;
-                &fantasy
-            };
+            if !unconditioned.is_empty() {
+                let lies = vec![lie; unconditioned.len()];
+                let base = fantasy.as_ref().unwrap_or(gp);
+                fantasy = Some(base.extended(&unconditioned, &lies)?);
+                unconditioned.clear();
+            }
+            let gp_now = fantasy.as_ref().unwrap_or(gp);
             let acquisition = LogEi::new(gp_now, best);
             let scored = maximize(&acquisition, points, cfg.refine_starts, REFINE_ITERATIONS);
             picked = pick(space, &acquisition, scored, seen);
@@ -158,8 +155,7 @@ pub(crate) fn propose(
             chosen.extend(random_points(space, seen, 1, rng));
             continue;
         };
-        fantasy_x.push(x.clone());
-        fantasy_y.push(lie);
+        unconditioned.push(x.clone());
         chosen_x.push(x);
         chosen.push(assignment);
     }

@@ -357,5 +357,8 @@ impl<K: Kernel> Gp<K> {
     }
 }
 
+mod extend;
+pub use extend::extension_refactors;
+
 #[cfg(test)]
 mod tests;
