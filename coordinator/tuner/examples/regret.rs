@@ -6,7 +6,13 @@
 //! `cargo run --release -p tuner --example regret -- [SEEDS] [Q] [bo|random|mc-qei] [PROBLEM|judge|tune|all] [EVALS]`
 //! `cargo run --release -p tuner --example regret -- --check` prints every problem's value at
 //! fixed points (to compare with `bench/bo/problems.py`).
+//!
+//! A noisy variant: with `REGRET_NOISE=SD` in the environment each observation is the problem's
+//! value plus Gaussian noise of standard deviation `SD` (seeded per run), and the regret is that
+//! of the best noise-free value among the points evaluated. `REGRET_DETERMINISTIC=1` sets
+//! [`SuggestConfig::deterministic`].
 
+use tuner::rng::Rng;
 use tuner::space::Space;
 use tuner::{BatchStrategy, Direction, Observation, Strategy, SuggestConfig, suggest};
 
@@ -63,28 +69,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if method == "mc-qei" {
         cfg.batch = BatchStrategy::McQei;
     }
+    let noise_sd: f64 = std::env::var("REGRET_NOISE")
+        .ok()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0.0);
+    cfg.deterministic = std::env::var("REGRET_DETERMINISTIC").is_ok_and(|v| v == "1");
     for problem in chosen {
         let space = Space::new(problem.params.clone())?;
         let mut regrets = Vec::new();
         let started = std::time::Instant::now();
         for seed in 0..seeds {
             let mut observations: Vec<Observation> = Vec::new();
+            let mut noise = Rng::with_stream(seed, 77);
+            let mut best = f64::INFINITY;
             let mut call = 0u64;
             while observations.len() < evals {
                 let k = q.min(evals - observations.len());
                 for c in suggest(&space, &observations, &[], k, &cfg, seed * 1000 + call)? {
                     let value = (problem.f)(&c.params);
+                    best = best.min(value);
                     observations.push(Observation {
                         params: c.params,
-                        value,
+                        value: value + noise_sd * noise.normal(),
                     });
                 }
                 call += 1;
             }
-            let best = observations
-                .iter()
-                .map(|o| o.value)
-                .fold(f64::INFINITY, f64::min);
             println!(
                 "{} q={q} {method} seed {seed}: regret {:.3e}",
                 problem.name,

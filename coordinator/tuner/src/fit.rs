@@ -6,8 +6,14 @@
 //! `∂K/∂ln σₙ² = σₙ² I`. Priors (densities evaluated at the parameter, as BoTorch does):
 //! each length-scale `ℓ ~ Gamma(3, 6)` (`2 ln ℓ − 6ℓ`, the prior of BoTorch's `SingleTaskGP`
 //! before 2024, mode ⅓ of the unit cube), `ln σ² ~ N(0, 1.5²)` (the targets are standardized) and
-//! no prior on the noise beyond its bounds. The noise is bounded below by `10⁻⁶` (in units of the
-//! data's variance), which keeps the Cholesky stable on noise-free objectives.
+//! a log-normal prior on the noise variance, `ln σₙ² ~ N(−4, 1)` (the likelihood prior of
+//! BoTorch's `SingleTaskGP` since version 0.12, `get_gaussian_likelihood_with_lognormal_prior`;
+//! its density in `σₙ²` peaks at `e⁻⁵ ≈ 0.007`), which keeps a few points from being explained
+//! as all noise or as none. The noise is bounded below by its floor `10⁻⁶` (in units of the
+//! data's variance), which keeps the Cholesky stable on noise-free objectives; a deterministic
+//! objective pins it there ([`fit_gp_with`]). BoTorch's floor of `10⁻⁴` and the dimension-scaled
+//! length-scale prior of Hvarfner, Hellsten and Nardi (ICML 2024) were tried and lost on the
+//! tune set (`docs/BENCHMARKS.md` §2).
 //!
 //! The maximization is multi-start L-BFGS-B ([`crate::lbfgs`]) in log space: a fixed start
 //! (`ℓ = 0.3`, `σ² = 1`, `σₙ² = 10⁻³`) plus a seeded Latin hypercube of starts in a box of
@@ -41,8 +47,14 @@ const MAX_ITERATIONS: usize = 60;
 const LOG_LENGTH_SCALE: (f64, f64) = (-4.605_170_185_988_091, 2.995_732_273_553_991); // ln 0.01, ln 20
 /// Bounds of `ln σ²`.
 const LOG_SIGNAL: (f64, f64) = (-4.605_170_185_988_091, 4.605_170_185_988_091); // ln 0.01, ln 100
+/// The smallest noise variance (standardized units), where [`fit_gp_with`] pins it for a
+/// deterministic objective.
+pub const NOISE_FLOOR: f64 = 1e-6;
 /// Bounds of `ln σₙ²`.
 const LOG_NOISE: (f64, f64) = (-13.815_510_557_964_274, 0.0); // ln 1e-6, ln 1
+/// Location and scale of the log-normal prior on the noise variance `σₙ²` (standardized units):
+/// `ln σₙ² ~ N(−4, 1)`, BoTorch's default likelihood prior since 2024.
+const NOISE_PRIOR: (f64, f64) = (-4.0, 1.0);
 
 /// The box of hyperparameters (log space) for `dim` inputs: `(lower, upper)`.
 pub fn bounds(dim: usize) -> (Vec<f64>, Vec<f64>) {
@@ -64,6 +76,11 @@ fn log_prior(theta: &[f64], grad: &mut [f64]) -> f64 {
     let s = theta[d];
     value += -0.5 * s * s / 2.25;
     grad[d] += -s / 2.25;
+    let noise = theta[d + 1];
+    let z = noise - NOISE_PRIOR.0;
+    let scale2 = NOISE_PRIOR.1 * NOISE_PRIOR.1;
+    value += -noise - 0.5 * z * z / scale2;
+    grad[d + 1] += -1.0 - z / scale2;
     value
 }
 
@@ -153,10 +170,29 @@ fn starts(dim: usize, restarts: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
 /// # Errors
 /// `Error::NotPositiveDefinite` when no start could be factored.
 pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<Gp> {
+    fit_gp_with(x, y, restarts, seed, false)
+}
+
+/// As [`fit_gp`]; with `deterministic` the noise variance is pinned at its floor
+/// ([`NOISE_FLOOR`], standardized units) instead of fitted, for noise-free objectives.
+///
+/// # Errors
+/// `Error::NotPositiveDefinite` when no start could be factored.
+pub fn fit_gp_with(
+    x: &[Vec<f64>],
+    y: &[f64],
+    restarts: usize,
+    seed: u64,
+    deterministic: bool,
+) -> Result<Gp> {
     let dim = x.first().map_or(0, Vec::len);
     let (mean, std) = standardization(y);
     let ys: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
-    let (lower, upper) = bounds(dim);
+    let (mut lower, mut upper) = bounds(dim);
+    if deterministic {
+        lower[dim + 1] = NOISE_FLOOR.ln();
+        upper[dim + 1] = NOISE_FLOOR.ln();
+    }
     let mut rng = Rng::with_stream(seed, 2);
     let screen = if x.len() > FULL_FIT_MAX_POINTS {
         SCREEN_ITERATIONS
@@ -291,6 +327,51 @@ pub(crate) mod tests {
             screened <= best_full + 1e-3 * best_full.abs().max(1.0),
             "screened {screened} vs full {best_full}"
         );
+    }
+
+    #[test]
+    fn prior_gradient_matches_finite_differences() {
+        let theta = [-1.1, 0.4, 0.3, -2.5];
+        let mut grad = vec![0.0; 4];
+        log_prior(&theta, &mut grad);
+        let mut scratch = vec![0.0; 4];
+        let step = 1e-6;
+        for j in 0..4 {
+            let (mut plus, mut minus) = (theta, theta);
+            plus[j] += step;
+            minus[j] -= step;
+            let numeric =
+                (log_prior(&plus, &mut scratch) - log_prior(&minus, &mut scratch)) / (2.0 * step);
+            assert!(
+                (numeric - grad[j]).abs() < 1e-6 * numeric.abs().max(1.0),
+                "θ{j}: numeric {numeric} analytic {}",
+                grad[j]
+            );
+        }
+        // The noise prior's density in σₙ² peaks at exp(μ − s²).
+        let mut at_mode = [0.0, 0.0, NOISE_PRIOR.0 - NOISE_PRIOR.1 * NOISE_PRIOR.1];
+        let mut g = vec![0.0; 3];
+        log_prior(&at_mode, &mut g);
+        assert!(g[2].abs() < 1e-12, "{g:?}");
+        at_mode[2] -= 1.0;
+        log_prior(&at_mode, &mut g);
+        assert!(g[2] > 0.0, "smaller noise is pushed up: {g:?}");
+    }
+
+    #[test]
+    fn deterministic_pins_the_noise_at_its_floor() {
+        // Noisy data get a fitted noise well above the floor; pinned, they get the floor.
+        let (x, mut y) = data(20, 2, 8);
+        let mut rng = Rng::new(3);
+        y.iter_mut().for_each(|v| *v += 2.0 * rng.normal());
+        let free = fit_gp_with(&x, &y, 3, 1, false).expect("fits");
+        assert!(
+            free.noise_variance() > 1e3 * NOISE_FLOOR,
+            "{}",
+            free.noise_variance()
+        );
+        let pinned = fit_gp_with(&x, &y, 3, 1, true).expect("fits");
+        assert!((pinned.noise_variance() - NOISE_FLOOR).abs() < 1e-12 * NOISE_FLOOR);
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub mod rng;
 pub mod sobol;
 pub mod space;
 mod special;
+pub mod warp;
 
 #[cfg(test)]
 mod proptests;
@@ -154,7 +155,8 @@ pub struct SuggestConfig {
     /// How BO fills batches.
     pub batch: BatchStrategy,
     /// Results to collect from the space-filling design before the GP is used; 0 means
-    /// automatic: `max(5, d + 1)` (never fewer than 2 are used).
+    /// automatic: `max(5, d + 1)`, at most a quarter of a known [`SuggestConfig::budget`]
+    /// (never fewer than 2 are used).
     pub initial_trials: usize,
     /// Whether the first design point is the space's default assignment (when it has one).
     pub include_default: bool,
@@ -167,6 +169,12 @@ pub struct SuggestConfig {
     pub fit_restarts: usize,
     /// Monte Carlo samples of q-EI.
     pub mc_samples: usize,
+    /// Whether the objective is noise-free: the GP's noise variance is pinned at its floor
+    /// ([`fit::NOISE_FLOOR`]) instead of fitted with its prior.
+    pub deterministic: bool,
+    /// The experiment's budget in trials, when known (0 = unknown): the automatic initial
+    /// design then takes at most a quarter of it ([`SuggestConfig::effective_initial_trials`]).
+    pub budget: usize,
 }
 
 impl Default for SuggestConfig {
@@ -181,6 +189,8 @@ impl Default for SuggestConfig {
             refine_starts: 4,
             fit_restarts: 4,
             mc_samples: 256,
+            deterministic: false,
+            budget: 0,
         }
     }
 }
@@ -228,10 +238,18 @@ impl SuggestConfig {
         Ok(ValidSuggestConfig(self.clone()))
     }
 
-    /// The number of design points before BO for a space of dimension `dim`.
+    /// The number of design points before BO for a space of dimension `dim`: an explicit
+    /// `initial_trials` as given; the automatic `max(5, d + 1)` at most `⌈budget / 4⌉` when the
+    /// budget is known, so a small budget is never mostly design.
     pub fn effective_initial_trials(&self, dim: usize) -> usize {
         if self.initial_trials == 0 {
-            (dim + 1).max(5)
+            let automatic = (dim + 1).max(5);
+            let cap = if self.budget == 0 {
+                automatic
+            } else {
+                self.budget.div_ceil(4)
+            };
+            automatic.min(cap).max(2)
         } else {
             self.initial_trials.max(2)
         }
@@ -256,6 +274,8 @@ pub struct Model {
     x: Vec<Vec<f64>>,
     /// Observed values, negated when maximizing, so that smaller is better internally.
     y_min: Vec<f64>,
+    /// The transform of `y_min` the GP was fitted to (the identity before the GP is used).
+    warp: warp::Warp,
     gp: Option<gp::Gp>,
 }
 
@@ -314,10 +334,11 @@ pub fn fit(
     }
     let use_gp =
         cfg.strategy == Strategy::Bo && observed.len() >= cfg.effective_initial_trials(space.dim());
-    let gp = if use_gp {
-        Some(bo::fit_gp(&x, &y_min, &cfg, seed)?)
+    let (gp, warp) = if use_gp {
+        let (gp, warp) = bo::fit_gp(&x, &y_min, &cfg, seed)?;
+        (Some(gp), warp)
     } else {
-        None
+        (None, warp::Warp::identity())
     };
     Ok(Model {
         space: space.clone(),
@@ -325,6 +346,7 @@ pub fn fit(
         observed,
         x,
         y_min,
+        warp,
         gp,
     })
 }
@@ -551,6 +573,60 @@ mod tests {
         let mut wrong = space.decode(&[0.5]);
         wrong.insert("y".into(), Value::Int(1));
         assert!(suggest(&space, &[], &[wrong], 1, &SuggestConfig::default(), 0).is_err());
+    }
+
+    #[test]
+    fn design_is_never_most_of_a_small_budget() {
+        for (budget, dim) in [(4, 1), (8, 2), (10, 6), (12, 10), (30, 10), (64, 8)] {
+            let cfg = SuggestConfig {
+                budget,
+                ..SuggestConfig::default()
+            };
+            let design = cfg.effective_initial_trials(dim);
+            assert!(
+                design <= budget.div_ceil(4).max(2),
+                "{budget} {dim}: {design}"
+            );
+            assert!(design >= 2);
+        }
+        let unknown = SuggestConfig::default();
+        assert_eq!(
+            unknown.effective_initial_trials(10),
+            11,
+            "d + 1 without a budget"
+        );
+        let large = SuggestConfig {
+            budget: 200,
+            ..SuggestConfig::default()
+        };
+        assert_eq!(
+            large.effective_initial_trials(10),
+            11,
+            "a large budget is not capped"
+        );
+        // A 10-trial experiment in 6-D: the GP proposes from the fourth trial on.
+        let space = unit_space(6);
+        let cfg = SuggestConfig {
+            budget: 10,
+            ..SuggestConfig::default()
+        };
+        let mut observations = Vec::new();
+        for round in 0..10u64 {
+            let model = fit(&space, &observations, &cfg, round).expect("fits");
+            assert_eq!(
+                model.gp().is_some(),
+                observations.len() >= 3,
+                "round {round}"
+            );
+            for c in propose(&model, &[], 1, &cfg, round).expect("proposes") {
+                let x = space.encode(&c.params).expect("encodes");
+                let value = x.iter().map(|v| (v - 0.4).powi(2)).sum();
+                observations.push(Observation {
+                    params: c.params,
+                    value,
+                });
+            }
+        }
     }
 
     #[test]
