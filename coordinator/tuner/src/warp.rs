@@ -9,6 +9,8 @@
 //! `ψ` is strictly increasing for every `λ`, so the order of the values (which point is best)
 //! is kept. Values that span decades get `λ < 1`, which compresses the large, bad values and
 //! spreads the small, good ones; near-Gaussian values get `λ ≈ 1`, close to the identity.
+//! `λ` is searched in `[−3, 1]` only: above 1 the good tail would be compressed, and the
+//! optimizer needs resolution among its best values.
 //!
 //! With `z` the standardized value, `ψ(z; λ) = ((z + 1)^λ − 1)/λ` for `z ≥ 0` (`ln(z + 1)` at
 //! `λ = 0`) and `−((1 − z)^{2−λ} − 1)/(2 − λ)` for `z < 0` (`−ln(1 − z)` at `λ = 2`). The profile
@@ -17,8 +19,9 @@
 
 use crate::gp::standardization;
 
-/// Smallest and largest exponent searched.
-const LAMBDA_RANGE: (f64, f64) = (-3.0, 3.0);
+/// Smallest and largest exponent searched. Above 1 the transform would compress the small,
+/// good values of a minimization (its negative side is concave there), so 1 is the largest.
+const LAMBDA_RANGE: (f64, f64) = (-3.0, 1.0);
 /// Grid points of the coarse search, before the golden-section refinement.
 const GRID: usize = 61;
 
