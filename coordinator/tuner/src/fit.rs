@@ -6,12 +6,13 @@
 //! `∂K/∂ln σₙ² = σₙ² I`. Priors (densities evaluated at the parameter, as BoTorch does):
 //! each length-scale `ℓ ~ Gamma(3, 6)` (`2 ln ℓ − 6ℓ`, the prior of BoTorch's `SingleTaskGP`
 //! before 2024, mode ⅓ of the unit cube), `ln σ² ~ N(0, 1.5²)` (the targets are standardized) and
-//! `σₙ² ~ Gamma(1.1, 0.05)` (`0.1 ln σₙ² − 0.05 σₙ²`, the likelihood prior of BoTorch's
-//! `SingleTaskGP` before version 0.12, `get_gaussian_likelihood_with_gamma_prior`): it pushes
-//! the noise gently off its floor and away from explaining everything as noise. The noise is
-//! bounded below by its floor `10⁻⁶` (in units of the data's variance), which keeps the
-//! Cholesky stable on noise-free objectives; a deterministic objective pins it there
-//! ([`fit_gp_with`]). BoTorch's newer `ln σₙ² ~ N(−4, 1)` (mode `e⁻⁵` of the variance), its floor
+//! a log-normal prior on the noise variance, `ln σₙ² ~ N(−4, 1)` (the likelihood prior of
+//! BoTorch's `SingleTaskGP` since version 0.12, `get_gaussian_likelihood_with_lognormal_prior`;
+//! its density in `σₙ²` peaks at `e⁻⁵ ≈ 0.007`), which keeps a few noisy points from being
+//! interpolated exactly. The noise is bounded below by its floor `10⁻⁶` (in units of the
+//! data's variance), which keeps the Cholesky stable on noise-free objectives; a deterministic
+//! objective pins it there ([`fit_gp_with`]), which the prior would otherwise keep from fine
+//! optima. BoTorch's older `Gamma(1.1, 0.05)` (better without noise, worse with it), its floor
 //! of `10⁻⁴` and the dimension-scaled length-scale prior of Hvarfner, Hellsten and Nardi (ICML
 //! 2024) were tried and lost on the tune set (`docs/BENCHMARKS.md` §2).
 //!
@@ -52,9 +53,9 @@ const LOG_SIGNAL: (f64, f64) = (-4.605_170_185_988_091, 4.605_170_185_988_091); 
 pub const NOISE_FLOOR: f64 = 1e-6;
 /// Bounds of `ln σₙ²`.
 const LOG_NOISE: (f64, f64) = (-13.815_510_557_964_274, 0.0); // ln 1e-6, ln 1
-/// Shape and rate of the Gamma prior on the noise variance `σₙ²` (standardized units):
-/// `Gamma(1.1, 0.05)`, the likelihood prior of BoTorch's `SingleTaskGP` before version 0.12.
-const NOISE_PRIOR: (f64, f64) = (1.1, 0.05);
+/// Location and scale of the log-normal prior on the noise variance `σₙ²` (standardized units):
+/// `ln σₙ² ~ N(−4, 1)`, BoTorch's default likelihood prior since 2024.
+const NOISE_PRIOR: (f64, f64) = (-4.0, 1.0);
 
 /// The box of hyperparameters (log space) for `dim` inputs: `(lower, upper)`.
 pub fn bounds(dim: usize) -> (Vec<f64>, Vec<f64>) {
@@ -77,8 +78,10 @@ fn log_prior(theta: &[f64], grad: &mut [f64]) -> f64 {
     value += -0.5 * s * s / 2.25;
     grad[d] += -s / 2.25;
     let noise = theta[d + 1];
-    value += (NOISE_PRIOR.0 - 1.0) * noise - NOISE_PRIOR.1 * noise.exp();
-    grad[d + 1] += (NOISE_PRIOR.0 - 1.0) - NOISE_PRIOR.1 * noise.exp();
+    let z = noise - NOISE_PRIOR.0;
+    let scale2 = NOISE_PRIOR.1 * NOISE_PRIOR.1;
+    value += -noise - 0.5 * z * z / scale2;
+    grad[d + 1] += -1.0 - z / scale2;
     value
 }
 
@@ -346,17 +349,14 @@ pub(crate) mod tests {
                 grad[j]
             );
         }
-        // The noise prior's density in σₙ² peaks at (α − 1)/β.
-        let mut at_mode = [0.0, 0.0, ((NOISE_PRIOR.0 - 1.0) / NOISE_PRIOR.1).ln()];
+        // The noise prior's density in σₙ² peaks at exp(μ − s²).
+        let mut at_mode = [0.0, 0.0, NOISE_PRIOR.0 - NOISE_PRIOR.1 * NOISE_PRIOR.1];
         let mut g = vec![0.0; 3];
         log_prior(&at_mode, &mut g);
         assert!(g[2].abs() < 1e-12, "{g:?}");
         at_mode[2] -= 1.0;
         log_prior(&at_mode, &mut g);
         assert!(g[2] > 0.0, "smaller noise is pushed up: {g:?}");
-        at_mode[2] = NOISE_FLOOR.ln();
-        log_prior(&at_mode, &mut g);
-        assert!(g[2] > 0.0, "the floor is not where the prior peaks: {g:?}");
     }
 
     #[test]
