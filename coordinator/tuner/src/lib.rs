@@ -9,8 +9,9 @@
 //! The BO loop, for `q` suggestions with some trials still running (pending):
 //! 1. While fewer than [`SuggestConfig::initial_trials`] results exist, points come from a
 //!    space-filling design (greedy maximin over Sobol' points).
-//! 2. Otherwise a GP with a Matérn-5/2 ARD kernel is fit to the standardized results by
-//!    maximizing the log marginal likelihood ([`fit()`]).
+//! 2. Otherwise a GP with a Matérn-5/2 ARD kernel is fit to the standardized results, warped
+//!    by a power transform fitted to them ([`warp`]), by maximizing the log marginal likelihood
+//!    plus priors ([`fit()`]; [`SuggestConfig::deterministic`] pins the noise).
 //! 3. Each point maximizes log expected improvement ([`acquisition::ei`]) over thousands of
 //!    Sobol' and local candidates, refined by projected L-BFGS ([`optimize`]).
 //! 4. Batches use the constant liar: pending and already chosen points enter the GP as fantasy
@@ -285,9 +286,15 @@ impl Model {
         &self.space
     }
 
-    /// The fitted GP, when the strategy is BO and the initial design is complete.
+    /// The fitted GP, when the strategy is BO and the initial design is complete. It models the
+    /// warped minimization-oriented values ([`Model::warp`]), not the user's.
     pub fn gp(&self) -> Option<&gp::Gp> {
         self.gp.as_ref()
+    }
+
+    /// The transform of the minimization-oriented values the GP was fitted to.
+    pub fn warp(&self) -> &warp::Warp {
+        &self.warp
     }
 
     /// The number of observations.
