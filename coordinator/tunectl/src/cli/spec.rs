@@ -249,6 +249,10 @@ epochs = 1
         assert_eq!(wire.direction(), pb::Direction::Minimize);
         assert_eq!(wire.strategy(), pb::Strategy::Random);
         assert_eq!(wire.workload.expect("workload").fixed_params.len(), 1);
+        assert!(!wire.deterministic, "noisy unless the spec says otherwise");
+        let deterministic = BRANIN.replace("budget = 10", "budget = 10\ndeterministic = true");
+        let spec = SpecFile::parse(&deterministic).expect("parses");
+        assert!(spec.to_pb().deterministic);
     }
 
     #[test]
