@@ -48,6 +48,7 @@ fn experiment() -> ExperimentRecord {
             }),
             budget_dollars: 0.0,
             study: String::new(),
+            deterministic: false,
             early_stopping: Rule::Median(MedianRule {
                 min_epochs: 1,
                 min_trials: 3,

@@ -53,6 +53,8 @@ pub fn suggest_config(spec: &ExperimentSpec, strategy: Strategy) -> SuggestConfi
         direction: spec.direction,
         batch: tuner_batch(spec.batch, spec.direction),
         initial_trials: spec.initial_trials as usize,
+        deterministic: spec.deterministic,
+        budget: spec.budget_trials as usize,
         ..SuggestConfig::default()
     }
 }
@@ -234,6 +236,7 @@ mod tests {
                 workload: Some(Workload::default()),
                 budget_dollars: 0.0,
                 study: String::new(),
+                deterministic: false,
                 early_stopping: crate::service::early_stop::Rule::None,
             },
             observations,
@@ -304,6 +307,19 @@ mod tests {
             direct(tuner::BatchStrategy::ClMin),
             "the worst-value lie gives another batch here, so the test tells them apart"
         );
+    }
+
+    #[test]
+    fn determinism_and_budget_reach_the_tuner_and_the_wire() {
+        let mut spec = maximize_input(BatchStrategy::ClMin).spec;
+        assert!(!suggest_config(&spec, Strategy::Bo).deterministic);
+        spec.deterministic = true;
+        let cfg = suggest_config(&spec, Strategy::Bo);
+        assert!(cfg.deterministic);
+        assert_eq!(cfg.budget, 100);
+        let wire = proto::v1::ExperimentSpec::from(&spec);
+        assert!(wire.deterministic);
+        assert_eq!(ExperimentSpec::try_from(wire).expect("converts back"), spec);
     }
 
     #[test]

@@ -232,6 +232,7 @@ impl TryFrom<pb::ExperimentSpec> for ExperimentSpec {
             workload: spec.workload.map(Workload::try_from).transpose()?,
             budget_dollars: spec.budget_dollars,
             study: spec.study,
+            deterministic: spec.deterministic,
             early_stopping: rule_from_pb(spec.early_stopping.as_ref()),
         })
     }
@@ -272,6 +273,7 @@ impl From<&ExperimentSpec> for pb::ExperimentSpec {
             workload: spec.workload.as_ref().map(pb::Workload::from),
             budget_dollars: spec.budget_dollars,
             study: spec.study.clone(),
+            deterministic: spec.deterministic,
             early_stopping: rule_to_pb(&spec.early_stopping),
         }
     }

@@ -215,6 +215,10 @@ pub struct ExperimentSpec {
     /// Early-stopping rule (specs stored before it existed have none).
     #[serde(default)]
     pub early_stopping: super::early_stop::Rule,
+    /// The objective is noise-free: BO pins the GP's noise at its floor instead of fitting it
+    /// (specs stored before it existed are not).
+    #[serde(default)]
+    pub deterministic: bool,
 }
 
 /// Lifecycle of an experiment.

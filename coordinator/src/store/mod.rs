@@ -93,6 +93,7 @@ pub(crate) mod tests_support {
                 }),
                 budget_dollars: 0.0,
                 study: String::new(),
+                deterministic: false,
                 early_stopping: crate::service::early_stop::Rule::Median(
                     crate::service::early_stop::MedianRule {
                         min_epochs: 2,

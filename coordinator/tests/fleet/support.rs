@@ -55,6 +55,7 @@ pub fn spec(name: &str, budget: u32, parallelism: u32) -> ExperimentSpec {
         }),
         budget_dollars: 0.0,
         study: String::new(),
+        deterministic: false,
         early_stopping: Default::default(),
     }
 }

@@ -73,6 +73,13 @@ pub struct AskTellOptions {
     /// Results collected from the initial design before BO starts (0: automatic).
     #[arg(long, default_value_t = 0)]
     pub initial_trials: usize,
+    /// The evaluations the caller will make, when known (0: unknown): the automatic initial
+    /// design then takes at most a quarter of them.
+    #[arg(long, default_value_t = 0)]
+    pub budget: usize,
+    /// The objective is noise-free: BO pins the GP's noise at its floor instead of fitting it.
+    #[arg(long)]
+    pub deterministic: bool,
 }
 
 /// The space file.
@@ -136,6 +143,8 @@ impl Session {
             direction: file.direction,
             batch,
             initial_trials: opts.initial_trials,
+            budget: opts.budget,
+            deterministic: opts.deterministic,
             ..SuggestConfig::default()
         };
         config.validate().context("invalid tuner settings")?;
@@ -289,6 +298,8 @@ mod tests {
             batch: None,
             grid_levels: 3,
             initial_trials: 0,
+            budget: 0,
+            deterministic: false,
         };
         (dir, opts)
     }
@@ -407,6 +418,19 @@ mod tests {
         );
         let err = run(&opts, "".as_bytes(), Vec::new()).expect_err("invalid space");
         assert!(format!("{err:#}").contains("'n'"), "{err:#}");
+    }
+
+    #[test]
+    fn budget_and_determinism_reach_the_tuner() {
+        let (_dir, mut opts) = options(SPACE, StrategyArg::Bo);
+        opts.budget = 8;
+        opts.deterministic = true;
+        let file: SpaceFile = serde_json::from_str(SPACE).expect("parses");
+        let session = Session::new(&opts, file).expect("valid");
+        assert_eq!(session.config.budget, 8);
+        assert!(session.config.deterministic);
+        // Three parameters: max(5, d + 1) = 5 design points without a budget, 2 with 8 trials.
+        assert_eq!(session.config.effective_initial_trials(3), 2);
     }
 
     #[test]

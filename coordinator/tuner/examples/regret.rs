@@ -9,7 +9,13 @@
 //!
 //! Each round fits with the previous round's hyperparameters as a warm start, as the
 //! coordinator does (`TUNER_COLD=1`: cold fits, as before issue 13).
+//!
+//! A noisy variant: with `REGRET_NOISE=SD` in the environment each observation is the problem's
+//! value plus Gaussian noise of standard deviation `SD` (seeded per run), and the regret is that
+//! of the best noise-free value among the points evaluated. `REGRET_DETERMINISTIC=1` sets
+//! [`SuggestConfig::deterministic`].
 
+use tuner::rng::Rng;
 use tuner::space::Space;
 use tuner::{BatchStrategy, Direction, Observation, Strategy, SuggestConfig, fit_warm, propose};
 
@@ -67,12 +73,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.batch = BatchStrategy::McQei;
     }
     let cold = std::env::var("TUNER_COLD").is_ok_and(|c| c == "1");
+    let noise_sd: f64 = std::env::var("REGRET_NOISE")
+        .ok()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0.0);
+    cfg.deterministic = std::env::var("REGRET_DETERMINISTIC").is_ok_and(|v| v == "1");
     for problem in chosen {
         let space = Space::new(problem.params.clone())?;
         let mut regrets = Vec::new();
         let started = std::time::Instant::now();
         for seed in 0..seeds {
             let mut observations: Vec<Observation> = Vec::new();
+            let mut noise = Rng::with_stream(seed, 77);
+            let mut best = f64::INFINITY;
             let mut call = 0u64;
             let mut warm: Option<Vec<f64>> = None;
             while observations.len() < evals {
@@ -84,17 +98,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 for c in propose(&model, &[], k, &cfg, call_seed)? {
                     let value = (problem.f)(&c.params);
+                    best = best.min(value);
                     observations.push(Observation {
                         params: c.params,
-                        value,
+                        value: value + noise_sd * noise.normal(),
                     });
                 }
                 call += 1;
             }
-            let best = observations
-                .iter()
-                .map(|o| o.value)
-                .fold(f64::INFINITY, f64::min);
             println!(
                 "{} q={q} {method} seed {seed}: regret {:.3e}",
                 problem.name,

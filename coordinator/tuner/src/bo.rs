@@ -6,8 +6,12 @@
 //! already chosen for this batch enters the GP as a fantasy observation whose value is the lie
 //! (see [`crate::BatchStrategy`]); the GP keeps the hyperparameters and standardization fitted on
 //! the real data and is conditioned on the fantasies by extending its Cholesky factor
-//! ([`Gp::extended`], `O(n²)` a point) before the next point is chosen. The EI incumbent is the
-//! best real observation.
+//! ([`Gp::extended`], `O(n²)` a point) before the next point is chosen.
+//!
+//! The GP models the warped values ([`Warp`]: a Yeo-Johnson power transform fitted by
+//! likelihood), so the lies are warped the same way as the observations. The EI incumbent is
+//! the best real observation when the fitted noise is negligible, else the best posterior mean
+//! at the observed points (a noisy draw that came out lucky does not set the bar).
 
 use crate::acquisition::Acquisition;
 use crate::acquisition::ei::LogEi;
@@ -18,6 +22,7 @@ use crate::gp::Gp;
 use crate::optimize::{candidates, maximize};
 use crate::rng::Rng;
 use crate::space::{Assignment, Space};
+use crate::warp::Warp;
 use crate::{BatchStrategy, Direction, Model, SuggestConfig};
 
 /// L-BFGS iterations of each acquisition refinement.
@@ -26,16 +31,39 @@ const REFINE_ITERATIONS: usize = 60;
 const SNAP_RESCORE: usize = 64;
 /// Observed points whose neighbourhoods get local candidates.
 const INCUMBENTS: usize = 5;
+/// Noise variance (standardized) up to which the best observation is the EI incumbent.
+const NEGLIGIBLE_NOISE: f64 = 1e-3;
 
-/// Fits the GP to encoded points and minimization-oriented values.
+/// Fits the GP to encoded points and warped minimization-oriented values ([`Warp`]).
 pub(crate) fn fit_gp(
     x: &[Vec<f64>],
     y_min: &[f64],
     cfg: &SuggestConfig,
     seed: u64,
     warm: Option<&[f64]>,
-) -> Result<Gp> {
-    crate::fit::fit_gp_warm(x, y_min, cfg.fit_restarts, seed, warm)
+) -> Result<(Gp, Warp)> {
+    let warp = Warp::fit(y_min);
+    let warped: Vec<f64> = y_min.iter().map(|y| warp.apply(*y)).collect();
+    let gp = crate::fit::fit_gp_opts(x, &warped, cfg.fit_restarts, seed, warm, cfg.deterministic)?;
+    Ok((gp, warp))
+}
+
+/// The EI incumbent (standardized): the best observation when the fitted noise is negligible
+/// (below [`NEGLIGIBLE_NOISE`]), otherwise the best posterior mean at the observed points, which
+/// a lucky noisy draw does not pull below what the model believes.
+fn incumbent_value(gp: &Gp) -> f64 {
+    let best_observed = gp
+        .y_standardized()
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    if gp.noise_variance() <= NEGLIGIBLE_NOISE {
+        return best_observed;
+    }
+    gp.predict_batch(gp.x())
+        .0
+        .into_iter()
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// The lie in the model's internal (minimization) units. `McQei` uses the best value when it
@@ -107,12 +135,8 @@ pub(crate) fn propose(
     rng: &mut Rng,
 ) -> Result<Vec<Assignment>> {
     let space = &model.space;
-    let best = gp
-        .y_standardized()
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min);
-    let lie = lie_value(model, cfg.batch);
+    let best = incumbent_value(gp);
+    let lie = model.warp.apply(lie_value(model, cfg.batch));
     let local = incumbents(model);
     // The GP conditioned on the lies so far, and the fantasy points not yet in it.
     let mut fantasy: Option<Gp> = None;
@@ -194,6 +218,94 @@ mod tests {
             ..SuggestConfig::default()
         };
         fit(&space, &observations, &cfg, 1).expect("fits")
+    }
+
+    /// A model of `values` at evenly spread points of `[0, 1]`.
+    fn model_of(values: &[f64], cfg: &SuggestConfig) -> Model {
+        let space = Space::new(vec![ParamSpec {
+            name: "x".into(),
+            kind: ParamKind::Float {
+                low: 0.0,
+                high: 1.0,
+                log: false,
+            },
+            default: None,
+        }])
+        .expect("valid");
+        let n = values.len() as f64;
+        let observations: Vec<Observation> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Observation {
+                params: space.decode(&[(i as f64 + 0.5) / n]),
+                value: *v,
+            })
+            .collect();
+        fit(&space, &observations, cfg, 1).expect("fits")
+    }
+
+    #[test]
+    fn noisy_incumbent_is_the_best_posterior_mean() {
+        // A smooth trend plus alternating ±0.3: the fit explains the zigzag as noise.
+        let values: Vec<f64> = (0..24)
+            .map(|i| {
+                let x = f64::from(i) / 24.0;
+                (3.0 * x).sin() + if i % 2 == 0 { 0.3 } else { -0.3 }
+            })
+            .collect();
+        let model = model_of(&values, &SuggestConfig::default());
+        let gp = model.gp().expect("BO model");
+        assert!(
+            gp.noise_variance() > NEGLIGIBLE_NOISE,
+            "{}",
+            gp.noise_variance()
+        );
+        let means = gp.predict_batch(gp.x()).0;
+        let argmin = means.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(incumbent_value(gp), argmin);
+        let best_observed = gp
+            .y_standardized()
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        assert!(argmin > best_observed, "{argmin} vs {best_observed}");
+        // Pinned noise: the incumbent is the best observation.
+        let cfg = SuggestConfig {
+            deterministic: true,
+            ..SuggestConfig::default()
+        };
+        let pinned = model_of(&values, &cfg);
+        let gp = pinned.gp().expect("BO model");
+        let best_observed = gp
+            .y_standardized()
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(incumbent_value(gp), best_observed);
+    }
+
+    #[test]
+    fn lies_are_warped_like_the_observations() {
+        let values: Vec<f64> = (0..12).map(|i| 10f64.powi(i % 6) + f64::from(i)).collect();
+        for direction in [Direction::Minimize, Direction::Maximize] {
+            let cfg = SuggestConfig::new(Strategy::Bo, direction);
+            let user: Vec<f64> = match direction {
+                Direction::Minimize => values.clone(),
+                Direction::Maximize => values.iter().map(|v| -v).collect(),
+            };
+            let model = model_of(&user, &cfg);
+            let gp = model.gp().expect("BO model");
+            let (mean, std) = gp.standardization();
+            let lie = model.warp.apply(lie_value(&model, cfg.batch));
+            let best = gp
+                .y_standardized()
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            // The best-value lie is the best warped observation, in either direction.
+            assert!(((lie - mean) / std - best).abs() < 1e-12, "{direction:?}");
+            assert!(model.warp.lambda() < 1.0, "heavy tail compressed");
+        }
     }
 
     #[test]

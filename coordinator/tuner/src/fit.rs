@@ -6,8 +6,15 @@
 //! `∂K/∂ln σₙ² = σₙ² I`. Priors (densities evaluated at the parameter, as BoTorch does):
 //! each length-scale `ℓ ~ Gamma(3, 6)` (`2 ln ℓ − 6ℓ`, the prior of BoTorch's `SingleTaskGP`
 //! before 2024, mode ⅓ of the unit cube), `ln σ² ~ N(0, 1.5²)` (the targets are standardized) and
-//! no prior on the noise beyond its bounds. The noise is bounded below by `10⁻⁶` (in units of the
-//! data's variance), which keeps the Cholesky stable on noise-free objectives.
+//! a log-normal prior on the noise variance, `ln σₙ² ~ N(−4, 1)` (the likelihood prior of
+//! BoTorch's `SingleTaskGP` since version 0.12, `get_gaussian_likelihood_with_lognormal_prior`;
+//! its density in `σₙ²` peaks at `e⁻⁵ ≈ 0.007`), which keeps a few noisy points from being
+//! interpolated exactly. The noise is bounded below by its floor `10⁻⁶` (in units of the
+//! data's variance), which keeps the Cholesky stable on noise-free objectives; a deterministic
+//! objective pins it there ([`fit_gp_with`]), which the prior would otherwise keep from fine
+//! optima. BoTorch's older `Gamma(1.1, 0.05)` (better without noise, worse with it), its floor
+//! of `10⁻⁴` and the dimension-scaled length-scale prior of Hvarfner, Hellsten and Nardi (ICML
+//! 2024) were tried and lost on the tune set (`docs/BENCHMARKS.md` §2).
 //!
 //! The maximization is multi-start L-BFGS-B ([`crate::lbfgs`]) in log space: a fixed start
 //! (`ℓ = 0.3`, `σ² = 1`, `σₙ² = 10⁻³`) plus a seeded Latin hypercube of starts in a box of
@@ -39,16 +46,23 @@ const MAX_ITERATIONS: usize = 60;
 
 /// L-BFGS iterations of a warm start on more than [`FULL_FIT_MAX_POINTS`] points: from the
 /// previous round's optimum (one point fewer) that reaches the cold fit's log posterior to
-/// 10⁻⁴ nats on the tests' data (4 fell short by 5·10⁻⁴, 6 by 5·10⁻⁵), and each round
+/// 10⁻⁴ nats on the tests' data (before the noise prior 4 fell short by 5·10⁻⁴ and 6 by
+/// 5·10⁻⁵; with it 8 fell short by 5·10⁻⁴ and 10 by 3·10⁻⁴), and each round
 /// continues where the last stopped.
-const WARM_ITERATIONS: usize = 8;
+const WARM_ITERATIONS: usize = 12;
 
 /// Bounds of `ln ℓ`.
 const LOG_LENGTH_SCALE: (f64, f64) = (-4.605_170_185_988_091, 2.995_732_273_553_991); // ln 0.01, ln 20
 /// Bounds of `ln σ²`.
 const LOG_SIGNAL: (f64, f64) = (-4.605_170_185_988_091, 4.605_170_185_988_091); // ln 0.01, ln 100
+/// The smallest noise variance (standardized units), where [`fit_gp_with`] pins it for a
+/// deterministic objective.
+pub const NOISE_FLOOR: f64 = 1e-6;
 /// Bounds of `ln σₙ²`.
 const LOG_NOISE: (f64, f64) = (-13.815_510_557_964_274, 0.0); // ln 1e-6, ln 1
+/// Location and scale of the log-normal prior on the noise variance `σₙ²` (standardized units):
+/// `ln σₙ² ~ N(−4, 1)`, BoTorch's default likelihood prior since 2024.
+const NOISE_PRIOR: (f64, f64) = (-4.0, 1.0);
 
 /// The box of hyperparameters (log space) for `dim` inputs: `(lower, upper)`.
 pub fn bounds(dim: usize) -> (Vec<f64>, Vec<f64>) {
@@ -70,6 +84,11 @@ fn log_prior(theta: &[f64], grad: &mut [f64]) -> f64 {
     let s = theta[d];
     value += -0.5 * s * s / 2.25;
     grad[d] += -s / 2.25;
+    let noise = theta[d + 1];
+    let z = noise - NOISE_PRIOR.0;
+    let scale2 = NOISE_PRIOR.1 * NOISE_PRIOR.1;
+    value += -noise - 0.5 * z * z / scale2;
+    grad[d + 1] += -1.0 - z / scale2;
     value
 }
 
@@ -175,12 +194,12 @@ fn warm_start(warm: &[f64], lower: &[f64], upper: &[f64]) -> Result<Vec<f64>> {
 /// # Errors
 /// `Error::NotPositiveDefinite` when no start could be factored.
 pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<Gp> {
-    fit_gp_warm(x, y, restarts, seed, None)
+    fit_gp_opts(x, y, restarts, seed, None, false)
 }
 
 /// As [`fit_gp`], with `warm` (a previous fit's `θ`, e.g. [`crate::Model::hyperparameters`])
 /// as the first start, clamped into the box. Above 100 points the warm start is the only one
-/// and gets 8 L-BFGS iterations (one new point barely moves the optimum, so a few iterations
+/// and gets 12 L-BFGS iterations (one new point barely moves the optimum, so a few iterations
 /// replace screening every cold start; a warm start that cannot be factored falls back to the
 /// cold fit); below, the cold starts run too, so the fit is never worse than a cold one there.
 ///
@@ -194,10 +213,45 @@ pub fn fit_gp_warm(
     seed: u64,
     warm: Option<&[f64]>,
 ) -> Result<Gp> {
+    fit_gp_opts(x, y, restarts, seed, warm, false)
+}
+
+/// As [`fit_gp`]; with `deterministic` the noise variance is pinned at its floor
+/// ([`NOISE_FLOOR`], standardized units) instead of fitted, for noise-free objectives.
+///
+/// # Errors
+/// `Error::NotPositiveDefinite` when no start could be factored.
+pub fn fit_gp_with(
+    x: &[Vec<f64>],
+    y: &[f64],
+    restarts: usize,
+    seed: u64,
+    deterministic: bool,
+) -> Result<Gp> {
+    fit_gp_opts(x, y, restarts, seed, None, deterministic)
+}
+
+/// The fit with every option: a warm start ([`fit_gp_warm`]) and a pinned noise
+/// ([`fit_gp_with`]).
+///
+/// # Errors
+/// As [`fit_gp_warm`].
+pub fn fit_gp_opts(
+    x: &[Vec<f64>],
+    y: &[f64],
+    restarts: usize,
+    seed: u64,
+    warm: Option<&[f64]>,
+    deterministic: bool,
+) -> Result<Gp> {
     let dim = x.first().map_or(0, Vec::len);
     let (mean, std) = standardization(y);
     let ys: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
-    let (lower, upper) = bounds(dim);
+    let (mut lower, mut upper) = bounds(dim);
+    if deterministic {
+        lower[dim + 1] = NOISE_FLOOR.ln();
+        upper[dim + 1] = NOISE_FLOOR.ln();
+    }
     let mut rng = Rng::with_stream(seed, 2);
     let warm = warm.map(|w| warm_start(w, &lower, &upper)).transpose()?;
     let large = x.len() > FULL_FIT_MAX_POINTS;
@@ -390,6 +444,51 @@ pub(crate) mod tests {
                 .all(|(t, (lo, hi))| *lo - 1e-12 <= *t && *t <= *hi + 1e-12),
             "{theta:?}"
         );
+    }
+
+    #[test]
+    fn prior_gradient_matches_finite_differences() {
+        let theta = [-1.1, 0.4, 0.3, -2.5];
+        let mut grad = vec![0.0; 4];
+        log_prior(&theta, &mut grad);
+        let mut scratch = vec![0.0; 4];
+        let step = 1e-6;
+        for j in 0..4 {
+            let (mut plus, mut minus) = (theta, theta);
+            plus[j] += step;
+            minus[j] -= step;
+            let numeric =
+                (log_prior(&plus, &mut scratch) - log_prior(&minus, &mut scratch)) / (2.0 * step);
+            assert!(
+                (numeric - grad[j]).abs() < 1e-6 * numeric.abs().max(1.0),
+                "θ{j}: numeric {numeric} analytic {}",
+                grad[j]
+            );
+        }
+        // The noise prior's density in σₙ² peaks at exp(μ − s²).
+        let mut at_mode = [0.0, 0.0, NOISE_PRIOR.0 - NOISE_PRIOR.1 * NOISE_PRIOR.1];
+        let mut g = vec![0.0; 3];
+        log_prior(&at_mode, &mut g);
+        assert!(g[2].abs() < 1e-12, "{g:?}");
+        at_mode[2] -= 1.0;
+        log_prior(&at_mode, &mut g);
+        assert!(g[2] > 0.0, "smaller noise is pushed up: {g:?}");
+    }
+
+    #[test]
+    fn deterministic_pins_the_noise_at_its_floor() {
+        // Noisy data get a fitted noise well above the floor; pinned, they get the floor.
+        let (x, mut y) = data(20, 2, 8);
+        let mut rng = Rng::new(3);
+        y.iter_mut().for_each(|v| *v += 2.0 * rng.normal());
+        let free = fit_gp_with(&x, &y, 3, 1, false).expect("fits");
+        assert!(
+            free.noise_variance() > 1e3 * NOISE_FLOOR,
+            "{}",
+            free.noise_variance()
+        );
+        let pinned = fit_gp_with(&x, &y, 3, 1, true).expect("fits");
+        assert!((pinned.noise_variance() - NOISE_FLOOR).abs() < 1e-12 * NOISE_FLOOR);
     }
 
     #[test]

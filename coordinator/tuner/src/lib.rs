@@ -9,8 +9,9 @@
 //! The BO loop, for `q` suggestions with some trials still running (pending):
 //! 1. While fewer than [`SuggestConfig::initial_trials`] results exist, points come from a
 //!    space-filling design (greedy maximin over Sobol' points).
-//! 2. Otherwise a GP with a Matérn-5/2 ARD kernel is fit to the standardized results by
-//!    maximizing the log marginal likelihood ([`fit()`]).
+//! 2. Otherwise a GP with a Matérn-5/2 ARD kernel is fit to the standardized results, warped
+//!    by a power transform fitted to them ([`warp`]), by maximizing the log marginal likelihood
+//!    plus priors ([`fit()`]; [`SuggestConfig::deterministic`] pins the noise).
 //! 3. Each point maximizes log expected improvement ([`acquisition::ei`]) over thousands of
 //!    Sobol' and local candidates, refined by projected L-BFGS ([`optimize`]).
 //! 4. Batches use the constant liar: pending and already chosen points enter the GP as fantasy
@@ -54,6 +55,7 @@ pub mod rng;
 pub mod sobol;
 pub mod space;
 mod special;
+pub mod warp;
 
 #[cfg(test)]
 mod proptests;
@@ -154,7 +156,8 @@ pub struct SuggestConfig {
     /// How BO fills batches.
     pub batch: BatchStrategy,
     /// Results to collect from the space-filling design before the GP is used; 0 means
-    /// automatic: `max(5, d + 1)` (never fewer than 2 are used).
+    /// automatic: `max(5, d + 1)`, at most a quarter of a known [`SuggestConfig::budget`]
+    /// (never fewer than 2 are used).
     pub initial_trials: usize,
     /// Whether the first design point is the space's default assignment (when it has one).
     pub include_default: bool,
@@ -167,6 +170,12 @@ pub struct SuggestConfig {
     pub fit_restarts: usize,
     /// Monte Carlo (Sobol') samples of q-LogEI.
     pub mc_samples: usize,
+    /// Whether the objective is noise-free: the GP's noise variance is pinned at its floor
+    /// ([`fit::NOISE_FLOOR`]) instead of fitted with its prior.
+    pub deterministic: bool,
+    /// The experiment's budget in trials, when known (0 = unknown): the automatic initial
+    /// design then takes at most a quarter of it ([`SuggestConfig::effective_initial_trials`]).
+    pub budget: usize,
 }
 
 impl Default for SuggestConfig {
@@ -181,6 +190,8 @@ impl Default for SuggestConfig {
             refine_starts: 4,
             fit_restarts: 4,
             mc_samples: 256,
+            deterministic: false,
+            budget: 0,
         }
     }
 }
@@ -228,10 +239,18 @@ impl SuggestConfig {
         Ok(ValidSuggestConfig(self.clone()))
     }
 
-    /// The number of design points before BO for a space of dimension `dim`.
+    /// The number of design points before BO for a space of dimension `dim`: an explicit
+    /// `initial_trials` as given; the automatic `max(5, d + 1)` at most `⌈budget / 4⌉` when the
+    /// budget is known, so a small budget is never mostly design.
     pub fn effective_initial_trials(&self, dim: usize) -> usize {
         if self.initial_trials == 0 {
-            (dim + 1).max(5)
+            let automatic = (dim + 1).max(5);
+            let cap = if self.budget == 0 {
+                automatic
+            } else {
+                self.budget.div_ceil(4)
+            };
+            automatic.min(cap).max(2)
         } else {
             self.initial_trials.max(2)
         }
@@ -256,6 +275,8 @@ pub struct Model {
     x: Vec<Vec<f64>>,
     /// Observed values, negated when maximizing, so that smaller is better internally.
     y_min: Vec<f64>,
+    /// The transform of `y_min` the GP was fitted to (the identity before the GP is used).
+    warp: warp::Warp,
     gp: Option<gp::Gp>,
 }
 
@@ -265,9 +286,15 @@ impl Model {
         &self.space
     }
 
-    /// The fitted GP, when the strategy is BO and the initial design is complete.
+    /// The fitted GP, when the strategy is BO and the initial design is complete. It models the
+    /// warped minimization-oriented values ([`Model::warp`]), not the user's.
     pub fn gp(&self) -> Option<&gp::Gp> {
         self.gp.as_ref()
+    }
+
+    /// The transform of the minimization-oriented values the GP was fitted to.
+    pub fn warp(&self) -> &warp::Warp {
+        &self.warp
     }
 
     /// The number of observations.
@@ -342,10 +369,11 @@ pub fn fit_warm(
     }
     let use_gp =
         cfg.strategy == Strategy::Bo && observed.len() >= cfg.effective_initial_trials(space.dim());
-    let gp = if use_gp {
-        Some(bo::fit_gp(&x, &y_min, &cfg, seed, warm)?)
+    let (gp, warp) = if use_gp {
+        let (gp, warp) = bo::fit_gp(&x, &y_min, &cfg, seed, warm)?;
+        (Some(gp), warp)
     } else {
-        None
+        (None, warp::Warp::identity())
     };
     Ok(Model {
         space: space.clone(),
@@ -353,6 +381,7 @@ pub fn fit_warm(
         observed,
         x,
         y_min,
+        warp,
         gp,
     })
 }
@@ -579,6 +608,60 @@ mod tests {
         let mut wrong = space.decode(&[0.5]);
         wrong.insert("y".into(), Value::Int(1));
         assert!(suggest(&space, &[], &[wrong], 1, &SuggestConfig::default(), 0).is_err());
+    }
+
+    #[test]
+    fn design_is_never_most_of_a_small_budget() {
+        for (budget, dim) in [(4, 1), (8, 2), (10, 6), (12, 10), (30, 10), (64, 8)] {
+            let cfg = SuggestConfig {
+                budget,
+                ..SuggestConfig::default()
+            };
+            let design = cfg.effective_initial_trials(dim);
+            assert!(
+                design <= budget.div_ceil(4).max(2),
+                "{budget} {dim}: {design}"
+            );
+            assert!(design >= 2);
+        }
+        let unknown = SuggestConfig::default();
+        assert_eq!(
+            unknown.effective_initial_trials(10),
+            11,
+            "d + 1 without a budget"
+        );
+        let large = SuggestConfig {
+            budget: 200,
+            ..SuggestConfig::default()
+        };
+        assert_eq!(
+            large.effective_initial_trials(10),
+            11,
+            "a large budget is not capped"
+        );
+        // A 10-trial experiment in 6-D: the GP proposes from the fourth trial on.
+        let space = unit_space(6);
+        let cfg = SuggestConfig {
+            budget: 10,
+            ..SuggestConfig::default()
+        };
+        let mut observations = Vec::new();
+        for round in 0..10u64 {
+            let model = fit(&space, &observations, &cfg, round).expect("fits");
+            assert_eq!(
+                model.gp().is_some(),
+                observations.len() >= 3,
+                "round {round}"
+            );
+            for c in propose(&model, &[], 1, &cfg, round).expect("proposes") {
+                let x = space.encode(&c.params).expect("encodes");
+                let value = x.iter().map(|v| (v - 0.4).powi(2)).sum();
+                observations.push(Observation {
+                    params: c.params,
+                    value,
+                });
+            }
+        }
     }
 
     #[test]

@@ -130,6 +130,9 @@ pub struct SpecFile {
     /// (`min_epochs`, `eta`); left out, every trial runs to the end.
     #[serde(default)]
     pub early_stopping: Rule,
+    /// The objective is noise-free: BO pins the GP's noise at its floor (default false).
+    #[serde(default)]
+    pub deterministic: bool,
 }
 
 fn one() -> u32 {
@@ -204,6 +207,7 @@ impl SpecFile {
             }),
             budget_dollars: self.budget_dollars,
             study: self.study.clone(),
+            deterministic: self.deterministic,
             early_stopping: rule_to_pb(&self.early_stopping),
         }
     }
@@ -245,6 +249,10 @@ epochs = 1
         assert_eq!(wire.direction(), pb::Direction::Minimize);
         assert_eq!(wire.strategy(), pb::Strategy::Random);
         assert_eq!(wire.workload.expect("workload").fixed_params.len(), 1);
+        assert!(!wire.deterministic, "noisy unless the spec says otherwise");
+        let deterministic = BRANIN.replace("budget = 10", "budget = 10\ndeterministic = true");
+        let spec = SpecFile::parse(&deterministic).expect("parses");
+        assert!(spec.to_pb().deterministic);
     }
 
     #[test]
