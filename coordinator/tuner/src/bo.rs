@@ -14,6 +14,7 @@ use crate::acquisition::qei::QEi;
 use crate::design::{Seen, random_points};
 use crate::error::Result;
 use crate::gp::Gp;
+use crate::lattice::Lattice;
 use crate::optimize::{candidates, maximize};
 use crate::rng::Rng;
 use crate::space::{Assignment, Space};
@@ -26,9 +27,21 @@ const SNAP_RESCORE: usize = 64;
 /// Observed points whose neighbourhoods get local candidates.
 const INCUMBENTS: usize = 5;
 
-/// Fits the GP to encoded points and minimization-oriented values.
-pub(crate) fn fit_gp(x: &[Vec<f64>], y_min: &[f64], cfg: &SuggestConfig, seed: u64) -> Result<Gp> {
-    crate::fit::fit_gp(x, y_min, cfg.fit_restarts, seed)
+/// Fits the GP to encoded points and minimization-oriented values, with the overlap kernel in
+/// `space`'s categorical dimensions when [`SuggestConfig::mixed_search`] is set.
+pub(crate) fn fit_gp(
+    space: &Space,
+    x: &[Vec<f64>],
+    y_min: &[f64],
+    cfg: &SuggestConfig,
+    seed: u64,
+) -> Result<Gp> {
+    let categories = if cfg.mixed_search {
+        space.categories()
+    } else {
+        Vec::new()
+    };
+    crate::fit::fit_gp_with_categories(x, y_min, &categories, cfg.fit_restarts, seed)
 }
 
 /// The lie in the model's internal (minimization) units. `McQei` uses the best value when it
@@ -108,6 +121,11 @@ pub(crate) fn propose(
         .fold(f64::INFINITY, f64::min);
     let lie = lie_value(model, cfg.batch);
     let local = incumbents(model);
+    let lattice = if cfg.mixed_search {
+        Lattice::new(space)
+    } else {
+        Lattice::continuous(space.dim())
+    };
     let mut fantasy_x: Vec<Vec<f64>> = model.x.clone();
     let mut fantasy_y: Vec<f64> = model.y_min.clone();
     let mut chosen_x: Vec<Vec<f64>> = Vec::new();
@@ -117,7 +135,7 @@ pub(crate) fn propose(
     }
     let mut chosen = Vec::with_capacity(q);
     for _ in 0..q {
-        let points = candidates(space.dim(), cfg.candidates, &local, rng);
+        let points = candidates(&lattice, cfg.candidates, &local, rng);
         let mut picked = None;
         if cfg.batch == BatchStrategy::McQei && !(pending_x.is_empty() && chosen_x.is_empty()) {
             let set: Vec<Vec<f64>> = pending_x.iter().chain(&chosen_x).cloned().collect();
@@ -125,6 +143,7 @@ pub(crate) fn propose(
             // dropped covariance) leaves the point to the constant liar below.
             if let Ok(acquisition) = QEi::new(gp, best, set, cfg.mc_samples, rng.next_u64()) {
                 let scored = maximize(
+                    &lattice,
                     &acquisition,
                     points.clone(),
                     cfg.refine_starts,
@@ -151,7 +170,13 @@ pub(crate) fn propose(
                 &fantasy
             };
             let acquisition = LogEi::new(gp_now, best);
-            let scored = maximize(&acquisition, points, cfg.refine_starts, REFINE_ITERATIONS);
+            let scored = maximize(
+                &lattice,
+                &acquisition,
+                points,
+                cfg.refine_starts,
+                REFINE_ITERATIONS,
+            );
             picked = pick(space, &acquisition, scored, seen);
         }
         let Some((assignment, x)) = picked else {

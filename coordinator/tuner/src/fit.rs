@@ -153,6 +153,22 @@ fn starts(dim: usize, restarts: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
 /// # Errors
 /// `Error::NotPositiveDefinite` when no start could be factored.
 pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<Gp> {
+    fit_gp_with_categories(x, y, &[], restarts, seed)
+}
+
+/// As [`fit_gp`], with the overlap kernel in the categorical dimensions: `categories[k]` is
+/// the number of choices of dimension `k`, 0 when numeric (see
+/// [`Matern52::with_categories`]).
+///
+/// # Errors
+/// As [`fit_gp`].
+pub fn fit_gp_with_categories(
+    x: &[Vec<f64>],
+    y: &[f64],
+    categories: &[usize],
+    restarts: usize,
+    seed: u64,
+) -> Result<Gp> {
     let dim = x.first().map_or(0, Vec::len);
     let (mean, std) = standardization(y);
     let ys: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
@@ -169,7 +185,7 @@ pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<G
         value_tolerance: 1e-9,
         memory: 8,
     };
-    let mut likelihood = Likelihood::new(x, &ys);
+    let mut likelihood = Likelihood::with_categories(x, &ys, categories);
     let mut best: Option<Minimum> = None;
     for start in starts(dim, restarts.max(1), &mut rng) {
         let found = minimize(
@@ -207,7 +223,7 @@ pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<G
             max_jitter: crate::gp::MAX_RELATIVE_JITTER,
         });
     };
-    let mut kernel = Matern52::new(dim, 1.0, 1.0);
+    let mut kernel = Matern52::new(dim, 1.0, 1.0).with_categories(categories);
     kernel.set_params(&theta[..=dim]);
     Gp::with_standardization(kernel, theta[dim + 1].exp(), x.to_vec(), y, mean, std)
 }
