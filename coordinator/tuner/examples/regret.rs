@@ -3,7 +3,8 @@
 //! of q, for BO and random search. Prints each run's regret, then the median, interquartile range
 //! and the fraction of runs stuck above the problem's threshold.
 //!
-//! `cargo run --release -p tuner --example regret -- [SEEDS] [Q] [bo|random|mc-qei] [PROBLEM|judge|tune|all] [EVALS]`
+//! `cargo run --release -p tuner --example regret -- [SEEDS] [Q] [bo|bo-mixed|random|mc-qei] [PROBLEM|judge|tune|all] [EVALS]`
+//! (`bo-mixed` is BO with [`SuggestConfig::mixed_search`]).
 //! `cargo run --release -p tuner --example regret -- --check` prints every problem's value at
 //! fixed points (to compare with `bench/bo/problems.py`).
 //!
@@ -79,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(0.0);
     cfg.deterministic = std::env::var("REGRET_DETERMINISTIC").is_ok_and(|v| v == "1");
+    cfg.mixed_search = method == "bo-mixed";
     for problem in chosen {
         let space = Space::new(problem.params.clone())?;
         let mut regrets = Vec::new();

@@ -19,6 +19,7 @@ use crate::acquisition::qei::QEi;
 use crate::design::{Seen, random_points};
 use crate::error::Result;
 use crate::gp::Gp;
+use crate::lattice::Lattice;
 use crate::optimize::{candidates, maximize};
 use crate::rng::Rng;
 use crate::space::{Assignment, Space};
@@ -34,8 +35,11 @@ const INCUMBENTS: usize = 5;
 /// Noise variance (standardized) up to which the best observation is the EI incumbent.
 const NEGLIGIBLE_NOISE: f64 = 1e-3;
 
-/// Fits the GP to encoded points and warped minimization-oriented values ([`Warp`]).
+/// Fits the GP to encoded points and warped minimization-oriented values ([`Warp`]), with the
+/// overlap kernel in `space`'s categorical dimensions when [`SuggestConfig::mixed_search`] is
+/// set.
 pub(crate) fn fit_gp(
+    space: &Space,
     x: &[Vec<f64>],
     y_min: &[f64],
     cfg: &SuggestConfig,
@@ -44,7 +48,17 @@ pub(crate) fn fit_gp(
 ) -> Result<(Gp, Warp)> {
     let warp = Warp::fit(y_min);
     let warped: Vec<f64> = y_min.iter().map(|y| warp.apply(*y)).collect();
-    let gp = crate::fit::fit_gp_opts(x, &warped, cfg.fit_restarts, seed, warm, cfg.deterministic)?;
+    let categories = if cfg.mixed_search {
+        space.categories()
+    } else {
+        Vec::new()
+    };
+    let options = crate::fit::FitOptions {
+        warm,
+        deterministic: cfg.deterministic,
+        categories: &categories,
+    };
+    let gp = crate::fit::fit_gp_opts(x, &warped, cfg.fit_restarts, seed, &options)?;
     Ok((gp, warp))
 }
 
@@ -138,13 +152,18 @@ pub(crate) fn propose(
     let best = incumbent_value(gp);
     let lie = model.warp.apply(lie_value(model, cfg.batch));
     let local = incumbents(model);
+    let lattice = if cfg.mixed_search {
+        Lattice::new(space)
+    } else {
+        Lattice::continuous(space.dim())
+    };
     // The GP conditioned on the lies so far, and the fantasy points not yet in it.
     let mut fantasy: Option<Gp> = None;
     let mut unconditioned: Vec<Vec<f64>> = pending_x.to_vec();
     let mut chosen_x: Vec<Vec<f64>> = Vec::new();
     let mut chosen = Vec::with_capacity(q);
     for _ in 0..q {
-        let points = candidates(space.dim(), cfg.candidates, &local, rng);
+        let points = candidates(&lattice, cfg.candidates, &local, rng);
         let mut picked = None;
         if cfg.batch == BatchStrategy::McQei && !(pending_x.is_empty() && chosen_x.is_empty()) {
             let set: Vec<Vec<f64>> = pending_x.iter().chain(&chosen_x).cloned().collect();
@@ -152,6 +171,7 @@ pub(crate) fn propose(
             // dropped covariance) leaves the point to the constant liar below.
             if let Ok(acquisition) = QEi::new(gp, best, set, cfg.mc_samples, rng.next_u64()) {
                 let scored = maximize(
+                    &lattice,
                     &acquisition,
                     points.clone(),
                     cfg.refine_starts,
@@ -172,7 +192,13 @@ pub(crate) fn propose(
             }
             let gp_now = fantasy.as_ref().unwrap_or(gp);
             let acquisition = LogEi::new(gp_now, best);
-            let scored = maximize(&acquisition, points, cfg.refine_starts, REFINE_ITERATIONS);
+            let scored = maximize(
+                &lattice,
+                &acquisition,
+                points,
+                cfg.refine_starts,
+                REFINE_ITERATIONS,
+            );
             picked = pick(space, &acquisition, scored, seen);
         }
         let Some((assignment, x)) = picked else {

@@ -194,7 +194,7 @@ fn warm_start(warm: &[f64], lower: &[f64], upper: &[f64]) -> Result<Vec<f64>> {
 /// # Errors
 /// `Error::NotPositiveDefinite` when no start could be factored.
 pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<Gp> {
-    fit_gp_opts(x, y, restarts, seed, None, false)
+    fit_gp_opts(x, y, restarts, seed, &FitOptions::default())
 }
 
 /// As [`fit_gp`], with `warm` (a previous fit's `θ`, e.g. [`crate::Model::hyperparameters`])
@@ -213,7 +213,11 @@ pub fn fit_gp_warm(
     seed: u64,
     warm: Option<&[f64]>,
 ) -> Result<Gp> {
-    fit_gp_opts(x, y, restarts, seed, warm, false)
+    let options = FitOptions {
+        warm,
+        ..FitOptions::default()
+    };
+    fit_gp_opts(x, y, restarts, seed, &options)
 }
 
 /// As [`fit_gp`]; with `deterministic` the noise variance is pinned at its floor
@@ -228,11 +232,47 @@ pub fn fit_gp_with(
     seed: u64,
     deterministic: bool,
 ) -> Result<Gp> {
-    fit_gp_opts(x, y, restarts, seed, None, deterministic)
+    let options = FitOptions {
+        deterministic,
+        ..FitOptions::default()
+    };
+    fit_gp_opts(x, y, restarts, seed, &options)
 }
 
-/// The fit with every option: a warm start ([`fit_gp_warm`]) and a pinned noise
-/// ([`fit_gp_with`]).
+/// As [`fit_gp`], with the overlap kernel in the categorical dimensions: `categories[k]` is
+/// the number of choices of dimension `k`, 0 when numeric (see
+/// [`Matern52::with_categories`]).
+///
+/// # Errors
+/// As [`fit_gp`].
+pub fn fit_gp_with_categories(
+    x: &[Vec<f64>],
+    y: &[f64],
+    categories: &[usize],
+    restarts: usize,
+    seed: u64,
+) -> Result<Gp> {
+    let options = FitOptions {
+        categories,
+        ..FitOptions::default()
+    };
+    fit_gp_opts(x, y, restarts, seed, &options)
+}
+
+/// The options of [`fit_gp_opts`]; `Default` is a cold fit of a fitted noise over numeric
+/// dimensions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FitOptions<'a> {
+    /// A previous fit's `θ` as the first start ([`fit_gp_warm`]).
+    pub warm: Option<&'a [f64]>,
+    /// Pin the noise at its floor ([`fit_gp_with`]).
+    pub deterministic: bool,
+    /// Choices of each categorical dimension, 0 when numeric; empty: all numeric
+    /// ([`fit_gp_with_categories`]).
+    pub categories: &'a [usize],
+}
+
+/// The fit with every option ([`FitOptions`]).
 ///
 /// # Errors
 /// As [`fit_gp_warm`].
@@ -241,9 +281,13 @@ pub fn fit_gp_opts(
     y: &[f64],
     restarts: usize,
     seed: u64,
-    warm: Option<&[f64]>,
-    deterministic: bool,
+    opts: &FitOptions<'_>,
 ) -> Result<Gp> {
+    let FitOptions {
+        warm,
+        deterministic,
+        categories,
+    } = *opts;
     let dim = x.first().map_or(0, Vec::len);
     let (mean, std) = standardization(y);
     let ys: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
@@ -272,7 +316,7 @@ pub fn fit_gp_opts(
         value_tolerance: 1e-9,
         memory: 8,
     };
-    let mut likelihood = Likelihood::new(x, &ys);
+    let mut likelihood = Likelihood::with_categories(x, &ys, categories);
     let mut best: Option<Minimum> = None;
     for start in warm.into_iter().chain(cold) {
         let found = minimize(
@@ -288,7 +332,11 @@ pub fn fit_gp_opts(
     }
     if warm_only && best.is_none() {
         // The warm start could not be factored: fit cold.
-        return fit_gp_warm(x, y, restarts, seed, None);
+        let cold = FitOptions {
+            warm: None,
+            ..*opts
+        };
+        return fit_gp_opts(x, y, restarts, seed, &cold);
     }
     if let Some(screened) = best
         .as_mut()
@@ -314,7 +362,7 @@ pub fn fit_gp_opts(
             max_jitter: crate::gp::MAX_RELATIVE_JITTER,
         });
     };
-    let mut kernel = Matern52::new(dim, 1.0, 1.0);
+    let mut kernel = Matern52::new(dim, 1.0, 1.0).with_categories(categories);
     kernel.set_params(&theta[..=dim]);
     Gp::with_standardization(kernel, theta[dim + 1].exp(), x.to_vec(), y, mean, std)
 }

@@ -8,6 +8,15 @@
 //! `∂k/∂ln ℓᵢ = σ² (5/3) (1 + √5 r) e (aᵢ − bᵢ)²/ℓᵢ²`, `∂k/∂ln σ² = k` and
 //! `∂k/∂aᵢ = −σ² (5/3) (1 + √5 r) e (aᵢ − bᵢ)/ℓᵢ²` (no division by `r`, so all are smooth at
 //! `r = 0`).
+//!
+//! A categorical dimension (one coordinate whose bins `[i/n, (i+1)/n)` are its `n` choices, see
+//! [`crate::space`]) contributes the overlap term `1[cat(aᵢ) ≠ cat(bᵢ)]/ℓᵢ²` to `r²` instead of
+//! `(aᵢ − bᵢ)²/ℓᵢ²`: the choices are unordered and all equally far apart. This is a valid
+//! kernel: the indicator equals `‖eₐ − e_b‖²/2`, the squared Euclidean distance of one-hot
+//! encodings scaled by `1/√2`, and Matérn-5/2 of a Euclidean distance is positive definite (the
+//! overlap kernel of Ru et al., "Bayesian optimisation over multiple continuous and categorical
+//! inputs", ICML 2020, inside the Matérn instead of beside it). The derivatives keep their form
+//! with `(aᵢ − bᵢ)²` replaced by the indicator, and `∂k/∂aᵢ = 0` in a categorical dimension.
 
 use faer::Mat;
 
@@ -44,6 +53,27 @@ pub struct Matern52 {
     log_signal_variance: f64,
     inv_length_scales_sq: Vec<f64>,
     signal_variance: f64,
+    /// The number of choices of each categorical dimension, 0 for a numeric one; empty when
+    /// every dimension is numeric.
+    categories: Vec<usize>,
+}
+
+/// The choice (0-based) that coordinate `x` of a categorical dimension with `levels` choices
+/// stands for, as [`crate::space::Space::decode`] reads it.
+pub fn category(x: f64, levels: usize) -> usize {
+    ((x.clamp(0.0, 1.0) * levels as f64).floor() as usize).min(levels.saturating_sub(1))
+}
+
+/// The squared difference of one dimension: `(a − b)²`, or `1[cat(a) ≠ cat(b)]` when the
+/// dimension has `levels > 0` choices.
+pub fn squared_difference(a: f64, b: f64, levels: usize) -> f64 {
+    if levels == 0 {
+        (a - b) * (a - b)
+    } else if category(a, levels) == category(b, levels) {
+        0.0
+    } else {
+        1.0
+    }
 }
 
 const SQRT5: f64 = 2.236_067_977_499_79;
@@ -57,9 +87,36 @@ impl Matern52 {
             log_signal_variance: signal_variance.ln(),
             inv_length_scales_sq: Vec::new(),
             signal_variance,
+            categories: Vec::new(),
         };
         kernel.refresh();
         kernel
+    }
+
+    /// The kernel with the overlap term in the categorical dimensions: `categories[i]` is the
+    /// number of choices of dimension `i`, 0 for a numeric dimension (an empty slice, or all
+    /// zeros, leaves every dimension numeric).
+    pub fn with_categories(mut self, categories: &[usize]) -> Matern52 {
+        debug_assert!(
+            categories.is_empty() || categories.len() == self.log_length_scales.len(),
+            "one entry per dimension"
+        );
+        self.categories = if categories.iter().any(|c| *c > 0) {
+            categories.to_vec()
+        } else {
+            Vec::new()
+        };
+        self
+    }
+
+    /// The number of choices of each dimension (0 for numeric); empty when all are numeric.
+    pub fn categories(&self) -> &[usize] {
+        &self.categories
+    }
+
+    /// The choices of dimension `k` (0 when numeric).
+    fn levels(&self, k: usize) -> usize {
+        self.categories.get(k).copied().unwrap_or(0)
     }
 
     fn refresh(&mut self) {
@@ -73,12 +130,19 @@ impl Matern52 {
 
     /// `r²` and `(σ², e, 1 + √5 r)` shared by the value and the gradients.
     fn parts(&self, a: &[f64], b: &[f64]) -> (f64, f64, f64) {
-        let r2: f64 = a
-            .iter()
-            .zip(b)
-            .zip(&self.inv_length_scales_sq)
-            .map(|((x, y), w)| (x - y) * (x - y) * w)
-            .sum();
+        let r2: f64 = if self.categories.is_empty() {
+            a.iter()
+                .zip(b)
+                .zip(&self.inv_length_scales_sq)
+                .map(|((x, y), w)| (x - y) * (x - y) * w)
+                .sum()
+        } else {
+            (0..a.len())
+                .map(|k| {
+                    squared_difference(a[k], b[k], self.levels(k)) * self.inv_length_scales_sq[k]
+                })
+                .sum()
+        };
         let r = r2.sqrt();
         let e = (-SQRT5 * r).exp();
         (r2, e, 1.0 + SQRT5 * r)
@@ -118,8 +182,8 @@ impl Kernel for Matern52 {
         let value = self.signal_variance * (poly + 5.0 / 3.0 * r2) * e;
         let common = self.signal_variance * (5.0 / 3.0) * poly * e;
         for (i, g) in grad.iter_mut().take(a.len()).enumerate() {
-            let diff = a[i] - b[i];
-            *g = common * diff * diff * self.inv_length_scales_sq[i];
+            let sq = squared_difference(a[i], b[i], self.levels(i));
+            *g = common * sq * self.inv_length_scales_sq[i];
         }
         grad[a.len()] = value;
         value
@@ -129,7 +193,11 @@ impl Kernel for Matern52 {
         let (r2, e, poly) = self.parts(a, b);
         let common = -self.signal_variance * (5.0 / 3.0) * poly * e;
         for (i, g) in grad.iter_mut().enumerate() {
-            *g = common * (a[i] - b[i]) * self.inv_length_scales_sq[i];
+            *g = if self.levels(i) == 0 {
+                common * (a[i] - b[i]) * self.inv_length_scales_sq[i]
+            } else {
+                0.0
+            };
         }
         self.signal_variance * (poly + 5.0 / 3.0 * r2) * e
     }
@@ -147,16 +215,39 @@ impl Kernel for Matern52 {
     fn cross(&self, xs: &[Vec<f64>], points: &[Vec<f64>]) -> Mat<f64> {
         let n = xs.len();
         let d = self.inv_length_scales_sq.len();
-        let transposed: Vec<f64> = (0..d).flat_map(|k| xs.iter().map(move |x| x[k])).collect();
+        // A categorical dimension is stored as its choice indices, compared for equality.
+        let transposed: Vec<f64> = (0..d)
+            .flat_map(|k| {
+                let levels = self.levels(k);
+                xs.iter().map(move |x| {
+                    if levels == 0 {
+                        x[k]
+                    } else {
+                        category(x[k], levels) as f64
+                    }
+                })
+            })
+            .collect();
         let mut out = Mat::<f64>::zeros(n, points.len());
         let mut r2 = vec![0.0; n];
         for (j, point) in points.iter().enumerate() {
             r2.fill(0.0);
             for (k, w) in self.inv_length_scales_sq.iter().enumerate() {
-                let pk = point[k];
-                for (r, xk) in r2.iter_mut().zip(&transposed[k * n..(k + 1) * n]) {
-                    let diff = xk - pk;
-                    *r += diff * diff * w;
+                let column = &transposed[k * n..(k + 1) * n];
+                let levels = self.levels(k);
+                if levels == 0 {
+                    let pk = point[k];
+                    for (r, xk) in r2.iter_mut().zip(column) {
+                        let diff = xk - pk;
+                        *r += diff * diff * w;
+                    }
+                } else {
+                    let pk = category(point[k], levels) as f64;
+                    for (r, xk) in r2.iter_mut().zip(column) {
+                        if *xk != pk {
+                            *r += w;
+                        }
+                    }
                 }
             }
             let mut column = out.col_mut(j);
@@ -171,81 +262,4 @@ impl Kernel for Matern52 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn assert_close_grad(numeric: f64, analytic: f64, what: &str) {
-        let scale = 1f64.max(numeric.abs()).max(analytic.abs());
-        assert!(
-            (numeric - analytic).abs() / scale < 1e-6,
-            "{what}: numeric {numeric} analytic {analytic}"
-        );
-    }
-
-    fn kernel() -> Matern52 {
-        let mut k = Matern52::new(3, 0.4, 1.0);
-        k.set_params(&[-0.9f64, 0.2, -1.7, 0.3]);
-        k
-    }
-
-    #[test]
-    fn value_at_zero_distance_is_the_variance() {
-        let k = kernel();
-        let x = [0.1, 0.5, 0.9];
-        assert!((k.value(&x, &x) - 0.3f64.exp()).abs() < 1e-14);
-        assert!(k.value(&x, &[0.9, 0.1, 0.2]) < k.value(&x, &[0.12, 0.5, 0.9]));
-    }
-
-    #[test]
-    fn param_gradient_matches_finite_differences() {
-        let k = kernel();
-        let (a, b) = ([0.13, 0.57, 0.91], [0.44, 0.21, 0.86]);
-        let mut grad = vec![0.0; 4];
-        k.value_and_param_grad(&a, &b, &mut grad);
-        let step = 1e-5;
-        for i in 0..4 {
-            let mut plus = k.clone();
-            let mut p = k.params();
-            p[i] += step;
-            plus.set_params(&p);
-            let mut minus = k.clone();
-            p[i] -= 2.0 * step;
-            minus.set_params(&p);
-            let numeric = (plus.value(&a, &b) - minus.value(&a, &b)) / (2.0 * step);
-            assert_close_grad(numeric, grad[i], &format!("param {i}"));
-        }
-    }
-
-    #[test]
-    fn cross_matches_pointwise_values() {
-        let k = kernel();
-        let xs = vec![
-            vec![0.1, 0.2, 0.3],
-            vec![0.9, 0.4, 0.05],
-            vec![0.5, 0.5, 0.5],
-        ];
-        let points = vec![vec![0.12, 0.7, 0.33], vec![0.9, 0.4, 0.05]];
-        let cross = k.cross(&xs, &points);
-        for (i, x) in xs.iter().enumerate() {
-            for (j, p) in points.iter().enumerate() {
-                assert_eq!(cross[(i, j)], k.value(x, p), "({i}, {j})");
-            }
-        }
-    }
-
-    #[test]
-    fn x_gradient_matches_finite_differences() {
-        let k = kernel();
-        let (a, b) = ([0.13, 0.57, 0.91], [0.44, 0.21, 0.86]);
-        let mut grad = vec![0.0; 3];
-        k.value_and_x_grad(&a, &b, &mut grad);
-        let step = 1e-5;
-        for i in 0..3 {
-            let (mut plus, mut minus) = (a, a);
-            plus[i] += step;
-            minus[i] -= step;
-            let numeric = (k.value(&plus, &b) - k.value(&minus, &b)) / (2.0 * step);
-            assert_close_grad(numeric, grad[i], &format!("x {i}"));
-        }
-    }
-}
+mod tests;

@@ -11,6 +11,9 @@
 //! `∂/∂ln ℓₖ = ℓₖ⁻² Σ_{i>j} Wᵢⱼ cᵢⱼ Dₖ(i, j)`,
 //! `∂/∂ln σ² = Σ_{i>j} Wᵢⱼ Kᵢⱼ + ½ σ² tr W`, `∂/∂ln σₙ² = ½ σₙ² tr W`.
 //!
+//! In a categorical dimension (see [`crate::kernel`]) `Dₖ(i, j)` is the overlap indicator
+//! `1[cat(xᵢₖ) ≠ cat(xⱼₖ)]` instead, and the formulas are unchanged.
+//!
 //! The kernel values are computed with the same arithmetic as [`crate::kernel::Matern52`], so
 //! the factorized matrix is the one [`crate::gp::factor`] would build. When the differences
 //! would take more than [`PRECOMPUTE_LIMIT`] numbers they are recomputed per evaluation instead.
@@ -20,6 +23,7 @@ use faer::linalg::solvers::DenseSolveCore;
 
 use crate::error::{Error, Result};
 use crate::gp::factor_gram;
+use crate::kernel::squared_difference;
 
 /// The most squared differences (`d · n(n − 1)/2`) kept between evaluations (32 MiB).
 pub const PRECOMPUTE_LIMIT: usize = 1 << 22;
@@ -33,6 +37,8 @@ pub struct Likelihood<'a> {
     y: &'a [f64],
     dim: usize,
     pairs: usize,
+    /// The choices of each categorical dimension, 0 for numeric; empty when all are numeric.
+    categories: Vec<usize>,
     /// `Dₖ` for each dimension, `pairs` entries each, pairs in column-major lower order
     /// (`j` ascending, then `i > j` ascending); empty above [`PRECOMPUTE_LIMIT`].
     sqdiff: Vec<f64>,
@@ -43,15 +49,14 @@ pub struct Likelihood<'a> {
     weights: Vec<f64>,
 }
 
-/// Writes `Dₖ` for all pairs into `out`.
-fn fill_sqdiff(x: &[Vec<f64>], k: usize, out: &mut [f64]) {
+/// Writes `Dₖ` for all pairs into `out` (`levels` choices when categorical, else 0).
+fn fill_sqdiff(x: &[Vec<f64>], k: usize, levels: usize, out: &mut [f64]) {
     let n = x.len();
     let mut p = 0;
     for j in 0..n {
         let xj = x[j][k];
         for xi in &x[j + 1..n] {
-            let diff = xi[k] - xj;
-            out[p] = diff * diff;
+            out[p] = squared_difference(xi[k], xj, levels);
             p += 1;
         }
     }
@@ -63,10 +68,10 @@ fn sqdiff_of<'s>(
     kept: &'s [f64],
     scratch: &'s mut [f64],
     pairs: usize,
-    k: usize,
+    (k, levels): (usize, usize),
 ) -> &'s [f64] {
     if kept.is_empty() {
-        fill_sqdiff(x, k, scratch);
+        fill_sqdiff(x, k, levels, scratch);
         scratch
     } else {
         &kept[k * pairs..(k + 1) * pairs]
@@ -75,7 +80,19 @@ fn sqdiff_of<'s>(
 
 impl<'a> Likelihood<'a> {
     /// Prepares the likelihood of `y` (standardized) at `x` (all points of one dimension).
+    #[cfg(test)]
     pub fn new(x: &'a [Vec<f64>], y: &'a [f64]) -> Likelihood<'a> {
+        Likelihood::with_categories(x, y, &[])
+    }
+
+    /// As [`Likelihood::new`] with the overlap term in the categorical dimensions:
+    /// `categories[k]` is the number of choices of dimension `k`, 0 when numeric (empty: all
+    /// numeric), as [`crate::kernel::Matern52::with_categories`].
+    pub fn with_categories(
+        x: &'a [Vec<f64>],
+        y: &'a [f64],
+        categories: &[usize],
+    ) -> Likelihood<'a> {
         let n = x.len();
         let dim = x.first().map_or(0, Vec::len);
         let pairs = n * n.saturating_sub(1) / 2;
@@ -83,7 +100,7 @@ impl<'a> Likelihood<'a> {
         let mut sqdiff = vec![0.0; if keep { dim * pairs } else { 0 }];
         if keep {
             for (k, chunk) in sqdiff.chunks_exact_mut(pairs.max(1)).enumerate() {
-                fill_sqdiff(x, k, chunk);
+                fill_sqdiff(x, k, categories.get(k).copied().unwrap_or(0), chunk);
             }
         }
         Likelihood {
@@ -91,6 +108,7 @@ impl<'a> Likelihood<'a> {
             y,
             dim,
             pairs,
+            categories: categories.to_vec(),
             sqdiff,
             scratch: vec![0.0; if keep { 0 } else { pairs }],
             r2: vec![0.0; pairs],
@@ -117,7 +135,8 @@ impl<'a> Likelihood<'a> {
         let noise = theta[d + 1].exp();
         self.r2.fill(0.0);
         for (k, w) in inv_sq.iter().enumerate() {
-            let dk = sqdiff_of(self.x, &self.sqdiff, &mut self.scratch, pairs, k);
+            let levels = self.categories.get(k).copied().unwrap_or(0);
+            let dk = sqdiff_of(self.x, &self.sqdiff, &mut self.scratch, pairs, (k, levels));
             for (r2, dk) in self.r2.iter_mut().zip(dk) {
                 *r2 += dk * w;
             }
@@ -169,7 +188,8 @@ impl<'a> Likelihood<'a> {
             }
         }
         for (k, (g, w)) in grad.iter_mut().zip(&inv_sq).enumerate() {
-            let dk = sqdiff_of(self.x, &self.sqdiff, &mut self.scratch, pairs, k);
+            let levels = self.categories.get(k).copied().unwrap_or(0);
+            let dk = sqdiff_of(self.x, &self.sqdiff, &mut self.scratch, pairs, (k, levels));
             let dot: f64 = self.weights.iter().zip(dk).map(|(a, b)| a * b).sum();
             *g = w * dot;
         }
@@ -261,5 +281,51 @@ mod tests {
                 .is_err()
         );
         assert!(lik.evaluate(&[0.0, 0.0, 800.0, -3.0], &mut grad).is_err());
+    }
+
+    #[test]
+    fn categorical_dimensions_match_the_mixed_kernel() {
+        use crate::gp::Gp;
+        use crate::kernel::{Kernel, Matern52};
+        let (mut x, y) = data(30, 3, 15);
+        // Dimension 1 becomes a 3-way categorical at its choices' centres.
+        for p in &mut x {
+            p[1] = (crate::kernel::category(p[1], 3) as f64 + 0.5) / 3.0;
+        }
+        let categories = [0, 3, 0];
+        let theta = [-0.8, 0.3, -0.2, 0.1, -5.0];
+        let mut fast = Likelihood::with_categories(&x, &y, &categories);
+        let mut grad = vec![0.0; 5];
+        let value = fast.evaluate(&theta, &mut grad).expect("factors");
+        let mut kernel = Matern52::new(3, 1.0, 1.0).with_categories(&categories);
+        kernel.set_params(&theta[..4]);
+        let (mean, std) = crate::gp::standardization(&y);
+        let gp = Gp::with_standardization(kernel, theta[4].exp(), x.clone(), &y, mean, std)
+            .expect("factors");
+        assert!((gp.log_marginal_likelihood() - value).abs() < 1e-8 * value.abs().max(1.0));
+        let mut scratch = vec![0.0; 5];
+        let step = 1e-5;
+        for j in 0..5 {
+            let (mut plus, mut minus) = (theta, theta);
+            plus[j] += step;
+            minus[j] -= step;
+            let fp = fast.evaluate(&plus, &mut scratch).expect("factors");
+            let fm = fast.evaluate(&minus, &mut scratch).expect("factors");
+            let numeric = (fp - fm) / (2.0 * step);
+            let scale = 1f64.max(numeric.abs()).max(grad[j].abs());
+            assert!(
+                (numeric - grad[j]).abs() / scale < 1e-6,
+                "θ{j}: {numeric} vs {}",
+                grad[j]
+            );
+        }
+        // Recomputing the differences per evaluation gives the same result.
+        let mut recomputed = Likelihood::with_categories(&x, &y, &categories);
+        recomputed.scratch = vec![0.0; recomputed.pairs];
+        recomputed.sqdiff.clear();
+        assert_eq!(
+            recomputed.evaluate(&theta, &mut scratch).expect("factors"),
+            value
+        );
     }
 }

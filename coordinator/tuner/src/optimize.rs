@@ -4,20 +4,36 @@
 //! miss), then refine the best few with projected L-BFGS ([`crate::lbfgs`]) in the unit cube.
 //! This is the "random/Sobol starts plus gradient refinement" scheme of BoTorch's
 //! `optimize_acqf` (Balandat et al., "BoTorch", NeurIPS 2020).
+//!
+//! With [`crate::SuggestConfig::mixed_search`] and integers or categoricals ([`Lattice`]),
+//! candidates take discrete values only (every candidate is snapped to the lattice), and each
+//! start is refined by alternating L-BFGS over the continuous coordinates (the discrete ones held
+//! fixed by equal bounds) with an exhaustive search over each categorical's other choices, until
+//! a round improves nothing: the alternating scheme of Optuna's `optim_mixed` and BoTorch's
+//! `optimize_acqf_mixed_alternating`. Integers keep their candidate's values during refinement
+//! (a search over their neighbours measured worse, see [`crate::lattice`]). The search never
+//! leaves the lattice, so what it maximizes is what gets evaluated. A space without discrete
+//! coordinates takes the continuous path unchanged.
 
 use crate::acquisition::Acquisition;
+use crate::lattice::Lattice;
 use crate::lbfgs::{LbfgsOptions, minimize};
 use crate::rng::Rng;
 use crate::sobol::sobol_points;
 
+/// Alternating rounds (continuous L-BFGS, then categorical choices) of a mixed refinement.
+const MIXED_ROUNDS: usize = 5;
+
 /// Builds `count` candidates: half Sobol', a tenth uniform, the rest perturbations of
-/// `incumbents` (best first) with standard deviations 0.2, 0.05, 0.01 and 0.002, clamped.
+/// `incumbents` (best first) with standard deviations 0.2, 0.05, 0.01 and 0.002, clamped, all
+/// with their discrete coordinates snapped to `lattice`.
 pub fn candidates(
-    dim: usize,
+    lattice: &Lattice,
     count: usize,
     incumbents: &[Vec<f64>],
     rng: &mut Rng,
 ) -> Vec<Vec<f64>> {
+    let dim = lattice.dim();
     let sobol_count = if incumbents.is_empty() {
         count * 9 / 10
     } else {
@@ -48,12 +64,17 @@ pub fn candidates(
         points.push(p);
         index += 1;
     }
+    if !lattice.is_continuous() {
+        points.iter_mut().for_each(|p| lattice.snap(p));
+    }
     points
 }
 
-/// Scores `points`, refines the best `refine_starts` with L-BFGS, and returns every scored and
-/// refined point with its value, best first (ties keep the earlier point).
+/// Scores `points`, refines the best `refine_starts` (with L-BFGS, alternating with a search of
+/// the categoricals' choices when `lattice` has discrete coordinates), and returns every scored
+/// and refined point with its value, best first (ties keep the earlier point).
 pub fn maximize(
+    lattice: &Lattice,
     acquisition: &impl Acquisition,
     points: Vec<Vec<f64>>,
     refine_starts: usize,
@@ -76,6 +97,13 @@ pub fn maximize(
     };
     let mut refined = Vec::with_capacity(refine_starts);
     for (start, start_value) in scored.iter().take(refine_starts) {
+        if !lattice.is_continuous() {
+            let (x, value) = refine_mixed(lattice, acquisition, start, *start_value, &options);
+            if value > *start_value {
+                refined.push((x, value));
+            }
+            continue;
+        }
         let found = minimize(
             |x, grad| {
                 let value = acquisition.value_and_grad(x, grad);
@@ -94,6 +122,70 @@ pub fn maximize(
     scored.extend(refined);
     sort_best_first(&mut scored);
     scored
+}
+
+/// Alternates L-BFGS over the continuous coordinates (discrete ones fixed by equal bounds) with
+/// a search of every categorical's other choices, one categorical at a time, from `start` (on
+/// the lattice) with acquisition value `start_value`, until a round improves nothing or
+/// [`MIXED_ROUNDS`] ran.
+fn refine_mixed(
+    lattice: &Lattice,
+    acquisition: &impl Acquisition,
+    start: &[f64],
+    start_value: f64,
+    options: &LbfgsOptions,
+) -> (Vec<f64>, f64) {
+    let (mut x, mut value) = (start.to_vec(), start_value);
+    for _ in 0..MIXED_ROUNDS {
+        let before = value;
+        if lattice.has_continuous() {
+            let (mut lower, mut upper) = (vec![0.0; x.len()], vec![1.0; x.len()]);
+            for k in lattice.discrete_dims() {
+                (lower[k], upper[k]) = (x[k], x[k]);
+            }
+            let found = minimize(
+                |p, grad| {
+                    let v = acquisition.value_and_grad(p, grad);
+                    grad.iter_mut().for_each(|g| *g = -*g);
+                    -v
+                },
+                &x,
+                &lower,
+                &upper,
+                options,
+            );
+            if found.value.is_finite() && -found.value > value {
+                (x, value) = (found.x, -found.value);
+            }
+        }
+        let categoricals: Vec<usize> = lattice.categorical_moves(&x).iter().map(|m| m.0).collect();
+        for k in categoricals {
+            let moves: Vec<Vec<f64>> = lattice
+                .categorical_moves(&x)
+                .into_iter()
+                .filter(|(dim, _)| *dim == k)
+                .flat_map(|(_, others)| others)
+                .map(|v| {
+                    let mut p = x.clone();
+                    p[k] = v;
+                    p
+                })
+                .collect();
+            let values = acquisition.values(&moves);
+            if let Some((p, v)) = moves
+                .into_iter()
+                .zip(values)
+                .filter(|(_, v)| v.is_finite() && *v > value)
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+            {
+                (x, value) = (p, v);
+            }
+        }
+        if value <= before {
+            break;
+        }
+    }
+    (x, value)
 }
 
 fn sort_best_first(scored: &mut [(Vec<f64>, f64)]) {
@@ -118,14 +210,14 @@ mod tests {
     #[test]
     fn finds_the_maximum_of_a_smooth_function() {
         let mut rng = Rng::new(1);
-        let points = candidates(2, 256, &[vec![0.5, 0.5]], &mut rng);
+        let points = candidates(&Lattice::continuous(2), 256, &[vec![0.5, 0.5]], &mut rng);
         assert_eq!(points.len(), 256);
         assert!(
             points
                 .iter()
                 .all(|p| p.iter().all(|v| (0.0..=1.0).contains(v)))
         );
-        let best = &maximize(&Bump, points, 3, 50)[0];
+        let best = &maximize(&Lattice::continuous(2), &Bump, points, 3, 50)[0];
         assert!(
             (best.0[0] - 0.3137).abs() < 1e-4 && (best.0[1] - 0.777).abs() < 1e-4,
             "{best:?}"

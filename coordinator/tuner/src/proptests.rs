@@ -1,12 +1,13 @@
 //! Property tests of `suggest` (STYLE.md §9.4): suggestions are valid, distinct and new; a seed
 //! fixes the output; an affine change of the objective does not change BO's suggestions; GP
-//! variance is non-negative and near the noise level at training points.
+//! variance is non-negative and near the noise level at training points; the acquisition search
+//! of a mixed space never leaves the lattice of its integers and categoricals.
 
 use proptest::prelude::*;
 
 use crate::gp::Gp;
 use crate::kernel::Matern52;
-use crate::space::{Assignment, ParamKind, ParamSpec, Space};
+use crate::space::{Assignment, ParamKind, ParamSpec, Space, Value};
 use crate::{
     BatchStrategy, Direction, Observation, Strategy as SearchStrategy, SuggestConfig, suggest,
 };
@@ -111,10 +112,10 @@ proptest! {
     #[test]
     fn suggestions_are_valid_distinct_and_new(
         space in space_strategy(), n in 0usize..40, pending in 0usize..4, q in 1usize..5,
-        (strategy, batch) in strategy_choice(), seed in any::<u64>(),
+        (strategy, batch) in strategy_choice(), mixed in any::<bool>(), seed in any::<u64>(),
     ) {
         let (observations, pending) = problem(&space, n, pending, seed);
-        let cfg = small_config(strategy, batch);
+        let cfg = SuggestConfig { mixed_search: mixed, ..small_config(strategy, batch) };
         let out = suggest(&space, &observations, &pending, q, &cfg, seed).expect("suggest succeeds");
         if !matches!(strategy, SearchStrategy::Grid { .. }) {
             // Finite spaces may run out only when tiny; these never are.
@@ -130,9 +131,9 @@ proptest! {
     }
 
     #[test]
-    fn a_seed_fixes_the_output(space in space_strategy(), n in 0usize..30, (strategy, batch) in strategy_choice(), seed in any::<u64>()) {
+    fn a_seed_fixes_the_output(space in space_strategy(), n in 0usize..30, (strategy, batch) in strategy_choice(), mixed in any::<bool>(), seed in any::<u64>()) {
         let (observations, pending) = problem(&space, n, 1, seed);
-        let cfg = small_config(strategy, batch);
+        let cfg = SuggestConfig { mixed_search: mixed, ..small_config(strategy, batch) };
         let a = suggest(&space, &observations, &pending, 2, &cfg, seed).expect("suggest succeeds");
         let b = suggest(&space, &observations, &pending, 2, &cfg, seed).expect("suggest succeeds");
         prop_assert_eq!(a, b);
@@ -174,6 +175,45 @@ proptest! {
         for p in &x {
             let (_, var) = gp.predict_standardized(p);
             prop_assert!(var <= noise * 1.01 + gp.jitter(), "variance {} at a training point", var);
+        }
+    }
+
+    #[test]
+    fn discrete_acquisition_search_stays_on_the_lattice(
+        space in space_strategy(), n in 6usize..30, seed in any::<u64>(),
+    ) {
+        use crate::acquisition::ei::LogEi;
+        use crate::lattice::Lattice;
+        use crate::optimize::{candidates, maximize};
+        let (observations, _) = problem(&space, n, 0, seed);
+        let x: Vec<Vec<f64>> = observations.iter().map(|o| space.encode(&o.params).expect("encodes")).collect();
+        let y: Vec<f64> = observations.iter().map(|o| o.value).collect();
+        let gp = crate::fit::fit_gp_with_categories(&x, &y, &space.categories(), 2, seed).expect("fits");
+        let best = gp.y_standardized().iter().copied().fold(f64::INFINITY, f64::min);
+        let acquisition = LogEi::new(&gp, best);
+        let lattice = Lattice::new(&space);
+        let mut rng = crate::rng::Rng::new(seed);
+        let points = candidates(&lattice, 128, &x[..3], &mut rng);
+        let scored = maximize(&lattice, &acquisition, points, 3, 20);
+        prop_assert!(!scored.is_empty());
+        for (p, _) in &scored {
+            prop_assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+            let snapped = space.snap(p);
+            for k in lattice.discrete_dims() {
+                prop_assert_eq!(p[k], snapped[k], "coordinate {} of {:?} is off the lattice", k, p);
+            }
+        }
+        // What BO suggests for the space: integers in bounds, categoricals among the choices.
+        let cfg = SuggestConfig { mixed_search: true, ..small_config(SearchStrategy::Bo, BatchStrategy::ClMin) };
+        for candidate in suggest(&space, &observations, &[], 3, &cfg, seed).expect("suggest succeeds") {
+            for spec in space.params() {
+                match (&spec.kind, &candidate.params[&spec.name]) {
+                    (ParamKind::Int { low, high, .. }, Value::Int(v)) => prop_assert!((low..=high).contains(&v)),
+                    (ParamKind::Categorical { choices }, Value::Categorical(c)) => prop_assert!(choices.contains(c)),
+                    (ParamKind::Float { low, high, .. }, Value::Float(v)) => prop_assert!(v >= low && v <= high),
+                    (kind, value) => prop_assert!(false, "{:?} for a {:?}", value, kind),
+                }
+            }
         }
     }
 }

@@ -195,6 +195,18 @@ impl Space {
             .collect()
     }
 
+    /// The number of choices of each parameter that is categorical, 0 for a numeric one (the
+    /// kernel's overlap dimensions, [`crate::kernel::Matern52::with_categories`]).
+    pub fn categories(&self) -> Vec<usize> {
+        self.params
+            .iter()
+            .map(|p| match &p.kind {
+                ParamKind::Categorical { choices } => choices.len(),
+                _ => 0,
+            })
+            .collect()
+    }
+
     /// The default assignment, when every parameter has a default.
     pub fn default_assignment(&self) -> Option<Assignment> {
         self.params

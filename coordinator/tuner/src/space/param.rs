@@ -316,7 +316,7 @@ impl ParamSpec {
     }
 
     /// Maps a valid value to `[0, 1]` (see the module docs).
-    pub(super) fn encode_value(&self, value: &Value) -> f64 {
+    pub(crate) fn encode_value(&self, value: &Value) -> f64 {
         match (&self.kind, value) {
             (
                 ParamKind::Int {
