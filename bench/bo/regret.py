@@ -1,207 +1,196 @@
 #!/usr/bin/env python3
-"""Simple-regret benchmark of tunefleet's tuner against Optuna (issue 2, "What it must show").
+"""Issue 13's benchmark: tunefleet against Optuna, scikit-optimize and hyperopt on the problems of
+docs/bo-problems.md (bench/bo/problems.py), 64 evaluations, q = 1 and q = 8, the same seeds for all.
 
-Runs Branin (2-D) and Hartmann-6 for 64 evaluations at q = 1 and q = 8 with 10 seeds for
-tunefleet BO and random search (through `tunectl ask-tell`, a subprocess speaking JSON lines)
-and Optuna's GPSampler and TPESampler(constant_liar=True) (ask/tell batches of q), then prints
-and writes the median and interquartile range of the simple regret (best value found minus the
-known optimum: Branin 0.397887, Hartmann-6 -3.32237).
-
-Usage (from the repository root):
-    cargo build -p tunectl
-    .venv/bin/python bench/bo/regret.py --tunectl target/debug/tunectl --out bench/bo/results-DATE.md
-    .venv/bin/python bench/bo/regret.py --latency      # Optuna GPSampler's time per point
-Small check: --seeds 1 --evals 12 --functions branin --methods tunefleet-bo,optuna-tpe
+Per problem x q x method: median final regret (best value - optimum), interquartile range, the
+fraction of runs stuck above the problem's threshold and the mean seconds a run; per problem and
+q, whether tunefleet-bo's median is at most the best peer's, and its q = 8 / q = 1 median ratio.
+Every finished run is appended to a JSON-lines file (`--raw`) as it ends; a later call with the
+same file skips the runs already there, so a small run can be extended with more seeds.
+See bench/bo/README.md for the commands.
 """
 
 import argparse
+import datetime
 import json
-import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-import numpy as np
+# One BLAS/OpenMP thread a process: --jobs sets the parallelism (the peers would oversubscribe).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-OPTIMA = {"branin": 0.397887, "hartmann6": -3.32237}
+import numpy as np  # noqa: E402
 
-HARTMANN_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                       [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-HARTMANN_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                              [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
-HARTMANN_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from methods import METHODS, run_method, versions  # noqa: E402
+from problems import BY_NAME, check_problems, select  # noqa: E402
 
-
-def branin(p):
-    x1, x2 = p["x1"], p["x2"]
-    b, c, t = 5.1 / (4 * math.pi ** 2), 5 / math.pi, 1 / (8 * math.pi)
-    return (x2 - b * x1 ** 2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
-
-
-def hartmann6(p):
-    x = np.array([p[f"x{i}"] for i in range(6)])
-    return float(-np.sum(HARTMANN_ALPHA * np.exp(-np.sum(HARTMANN_A * (x - HARTMANN_P) ** 2, axis=1))))
-
-
-FUNCTIONS = {
-    "branin": (branin, [("x1", -5.0, 10.0), ("x2", 0.0, 15.0)]),
-    "hartmann6": (hartmann6, [(f"x{i}", 0.0, 1.0) for i in range(6)]),
-}
-
-
-def run_tunefleet(tunectl, strategy, fname, q, evals, seed, extra):
-    fn, bounds = FUNCTIONS[fname]
-    space = {"name": fname, "direction": "minimize",
-             "params": [{"name": n, "type": "float", "low": lo, "high": hi} for n, lo, hi in bounds]}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(space, f)
-        path = f.name
-    cmd = [tunectl, "ask-tell", "--space", path, "--seed", str(seed), "--strategy", strategy] + extra
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-    best = math.inf
-    try:
-        done = 0
-        while done < evals:
-            k = min(q, evals - done)
-            proc.stdin.write(json.dumps({"suggest": k}) + "\n")
-            proc.stdin.flush()
-            reply = json.loads(proc.stdout.readline())
-            if "suggestions" not in reply:
-                raise RuntimeError(f"tunectl replied {reply}")
-            results = []
-            for s in reply["suggestions"]:
-                value = fn(s["params"])
-                best = min(best, value)
-                results.append({"id": s["id"], "params": s["params"], "value": value})
-            proc.stdin.write(json.dumps({"observe": results}) + "\n")
-            proc.stdin.flush()
-            ok = json.loads(proc.stdout.readline())
-            if ok != {"ok": True}:
-                raise RuntimeError(f"tunectl replied {ok}")
-            done += k
-        proc.stdin.write('{"stop": true}\n')
-        proc.stdin.flush()
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=60)
-        os.unlink(path)
-    return best
-
-
-def run_optuna(kind, fname, q, evals, seed):
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fn, bounds = FUNCTIONS[fname]
-    if kind == "gp":
-        sampler = optuna.samplers.GPSampler(seed=seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    study = optuna.create_study(sampler=sampler, direction="minimize")
-    dists = {n: optuna.distributions.FloatDistribution(lo, hi) for n, lo, hi in bounds}
-    best, done = math.inf, 0
-    while done < evals:
-        k = min(q, evals - done)
-        trials = [study.ask(dists) for _ in range(k)]
-        for t in trials:
-            value = fn(t.params)
-            best = min(best, value)
-            study.tell(t, value)
-        done += k
-    return best
+PEERS = ["optuna-gp", "optuna-tpe", "skopt-gp", "hyperopt"]
 
 
 def one_run(job):
-    method, fname, q, evals, seed, tunectl, extra = job
+    method, name, q, evals, seed, tunectl, extra = job
+    problem = BY_NAME[name]
     start = time.time()
-    if method == "tunefleet-bo":
-        best = run_tunefleet(tunectl, "bo", fname, q, evals, seed, extra)
-    elif method == "tunefleet-random":
-        best = run_tunefleet(tunectl, "random", fname, q, evals, seed, [])
-    elif method == "optuna-gp":
-        best = run_optuna("gp", fname, q, evals, seed)
-    elif method == "optuna-tpe":
-        best = run_optuna("tpe", fname, q, evals, seed)
-    else:
-        raise ValueError(method)
-    return method, fname, q, seed, best - OPTIMA[fname], time.time() - start
+    best = run_method(method, problem, q, evals, seed, tunectl, extra)
+    return {"method": method, "problem": name, "q": q, "seed": seed, "evals": evals,
+            "regret": best - problem.optimum, "seconds": time.time() - start}
 
 
-def latency(points=200, batch=8, repeats=3):
-    """Optuna GPSampler: tell one result, then ask a batch of 8, with 200 results in 6-D."""
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fn, bounds = FUNCTIONS["hartmann6"]
-    dists = {n: optuna.distributions.FloatDistribution(lo, hi) for n, lo, hi in bounds}
-    rng = np.random.default_rng(0)
-    per_point = []
-    for r in range(repeats):
-        study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=r), direction="minimize")
-        for _ in range(points):
-            params = {n: float(rng.uniform(lo, hi)) for n, lo, hi in bounds}
-            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=fn(params)))
-        pending = study.ask(dists)
-        start = time.perf_counter()
-        study.tell(pending, fn(pending.params))
-        for _ in range(batch):
-            study.ask(dists)
-        per_point.append((time.perf_counter() - start) / batch * 1000)
-    print(f"optuna GPSampler {optuna.__version__}: {np.median(per_point):.1f} ms a point "
-          f"(median of {repeats}; {points} observations, 6-D, batch {batch})")
-
-
-def table(results, methods, functions, qs):
-    lines = ["| function | q | method | median regret | IQR (25%–75%) | runs | mean s/run |", "|---|---|---|---|---|---|---|"]
-    for fname in functions:
+def summarize(results, problems, qs, methods):
+    """Rows of statistics and per (problem, q) verdicts."""
+    stats, verdicts = [], []
+    for p in problems:
         for q in qs:
-            for method in methods:
-                rows = [r for r in results if r[0] == method and r[1] == fname and r[2] == q]
+            medians = {}
+            for m in methods:
+                rows = [r for r in results if r["method"] == m and r["problem"] == p.name and r["q"] == q]
                 if not rows:
                     continue
-                regrets = np.array([r[4] for r in rows])
-                q25, q50, q75 = np.percentile(regrets, [25, 50, 75])
-                secs = np.mean([r[5] for r in rows])
-                lines.append(f"| {fname} | {q} | {method} | {q50:.3g} | {q25:.3g} – {q75:.3g} | {len(rows)} | {secs:.1f} |")
-    return "\n".join(lines)
+                reg = np.array([r["regret"] for r in rows])
+                q25, q50, q75 = np.percentile(reg, [25, 50, 75])
+                medians[m] = q50
+                stats.append({"problem": p.name, "q": q, "method": m, "median": q50, "q25": q25, "q75": q75,
+                              "stuck": float(np.mean(reg > p.stuck_above)), "runs": len(rows),
+                              "seconds": float(np.mean([r["seconds"] for r in rows]))})
+            peers = {m: v for m, v in medians.items() if m in PEERS}
+            if "tunefleet-bo" in medians and peers:
+                best_peer = min(peers, key=peers.get)
+                # Compare on the seeds both ran (a peer cut short by --deadline-min has fewer).
+                cell = [r for r in results if r["problem"] == p.name and r["q"] == q]
+                peer_runs = {r["seed"]: r["regret"] for r in cell if r["method"] == best_peer}
+                tf_runs = {r["seed"]: r["regret"] for r in cell if r["method"] == "tunefleet-bo"}
+                common = sorted(set(peer_runs) & set(tf_runs))
+                tf_common = float(np.median([tf_runs[s] for s in common])) if common else float("nan")
+                peer_common = float(np.median([peer_runs[s] for s in common])) if common else float("nan")
+                verdicts.append({"problem": p.name, "q": q, "tunefleet": medians["tunefleet-bo"],
+                                 "best_peer": best_peer, "best_peer_median": peers[best_peer],
+                                 "common_seeds": len(common), "tunefleet_common": tf_common,
+                                 "peer_common": peer_common, "beats": bool(tf_common <= peer_common)})
+    ratios = []
+    for p in problems:
+        by_q = {s["q"]: s["median"] for s in stats if s["problem"] == p.name and s["method"] == "tunefleet-bo"}
+        if 1 in by_q and 8 in by_q:
+            ratio = by_q[8] / by_q[1] if by_q[1] > 0 else float("inf")
+            ratios.append({"problem": p.name, "q1": by_q[1], "q8": by_q[8], "ratio": ratio, "ok": bool(ratio <= 1.5)})
+    return stats, verdicts, ratios
+
+
+def markdown(stats, verdicts, ratios, problems):
+    thr = {p.name: p.stuck_above for p in problems}
+    out = ["| problem | q | method | median regret | IQR (25%–75%) | stuck | runs | mean s/run |",
+           "|---|---|---|---|---|---|---|---|"]
+    for s in stats:
+        out.append(f"| {s['problem']} | {s['q']} | {s['method']} | {s['median']:.3g} | {s['q25']:.3g} – {s['q75']:.3g} "
+                   f"| {s['stuck']:.0%} (> {thr[s['problem']]:g}) | {s['runs']} | {s['seconds']:.1f} |")
+    out += ["", "Goal 1: tunefleet-bo's median regret at most the best peer's.", "",
+            "(best peer: lowest median over its own runs; the goal is judged on the seeds both ran)", "",
+            "| problem | q | tunefleet-bo (all its runs) | best peer | its median | same seeds | tunefleet-bo on them "
+            "| goal met |", "|---|---|---|---|---|---|---|---|"]
+    out += [f"| {v['problem']} | {v['q']} | {v['tunefleet']:.3g} | {v['best_peer']} | {v['best_peer_median']:.3g} "
+            f"| {v['common_seeds']} | {v['tunefleet_common']:.3g} | {'yes' if v['beats'] else 'no'} |" for v in verdicts]
+    met = sum(v["beats"] for v in verdicts)
+    out += ["", f"Met on {met} of {len(verdicts)} (problem, q) pairs.", "",
+            "Goal 2: tunefleet-bo's q = 8 median at most 1.5x its q = 1 median.", "",
+            "| problem | q = 1 median | q = 8 median | ratio | goal met |", "|---|---|---|---|---|"]
+    out += [f"| {r['problem']} | {r['q1']:.3g} | {r['q8']:.3g} | {r['ratio']:.2f} | {'yes' if r['ok'] else 'no'} |"
+            for r in ratios]
+    return "\n".join(out)
+
+
+def check_command(binary):
+    lines = subprocess.run([binary, "--check"], capture_output=True, text=True, check=True).stdout.splitlines()
+    count, failures = check_problems(lines)
+    for f in failures:
+        print("MISMATCH", f)
+    names = {line.split(" ", 1)[0] for line in lines if line.strip()}
+    missing = sorted(set(BY_NAME) - names)
+    if missing:
+        print("MISSING in the Rust check output:", missing)
+    print(f"{count} points of {len(names)} problems checked against {binary}: "
+          f"{'OK' if not failures and not missing and count else 'FAILED'}")
+    return 0 if not failures and not missing and count else 1
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tunectl", default="target/debug/tunectl")
-    ap.add_argument("--functions", default="branin,hartmann6")
-    ap.add_argument("--methods", default="tunefleet-bo,tunefleet-random,optuna-gp,optuna-tpe")
+    ap.add_argument("--tunectl", default="target/release/tunectl")
+    ap.add_argument("--problems", default="judge", help="judge, tune, all or NAME,NAME")
+    ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--qs", default="1,8")
-    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=30, help="seeds 0..N-1")
     ap.add_argument("--evals", type=int, default=64)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--batch", default=None, help="tunefleet --batch (cl-min, cl-mean, cl-max, mc-qei)")
-    ap.add_argument("--out", default=None, help="write the markdown table (and raw JSON next to it)")
-    ap.add_argument("--latency", action="store_true", help="only time Optuna GPSampler per point")
+    ap.add_argument("--raw", default=None, help="JSON lines of finished runs (appended; runs already there are skipped)")
+    ap.add_argument("--out", default=None, help="prefix of the outputs: PREFIX.md and PREFIX.json")
+    ap.add_argument("--deadline-min", type=float, default=None, help="start no new run after this many minutes")
+    ap.add_argument("--check-problems", metavar="BIN", help="compare problems.py with `BIN --check` (the regret example)")
+    ap.add_argument("--latency", action="store_true", help="time suggestions at n = 200 (6-D), optuna-gp vs tunefleet")
+    ap.add_argument("--suggest-latency", default="target/release/examples/suggest_latency")
     args = ap.parse_args()
+    if args.check_problems:
+        sys.exit(check_command(args.check_problems))
     if args.latency:
-        latency()
+        from latency import report
+        binary = args.suggest_latency if os.path.exists(args.suggest_latency) else None
+        report(args.tunectl, binary)
         return
-    methods, functions = args.methods.split(","), args.functions.split(",")
-    qs = [int(q) for q in args.qs.split(",")]
+    problems = select(args.problems)
+    methods, qs = args.methods.split(","), [int(q) for q in args.qs.split(",")]
+    for m in methods:
+        if m not in METHODS:
+            sys.exit(f"unknown method {m!r}; known: {METHODS}")
     extra = ["--batch", args.batch] if args.batch else []
-    jobs = [(m, f, q, args.evals, s, args.tunectl, extra) for f in functions for q in qs for m in methods for s in range(args.seeds)]
     results = []
+    if args.raw and os.path.exists(args.raw):
+        with open(args.raw) as f:
+            results = [json.loads(line) for line in f if line.strip()]
+    done = {(r["method"], r["problem"], r["q"], r["seed"], r["evals"]) for r in results}
+    # Seed-major order: a run cut short still has every (problem, q, method) at the same seeds.
+    jobs = [(m, p.name, q, args.evals, s, args.tunectl, extra) for s in range(args.seeds) for p in problems
+            for q in qs for m in methods if (m, p.name, q, s, args.evals) not in done]
     started = time.time()
+    raw = open(args.raw, "a") if args.raw else None
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for r in pool.map(one_run, jobs):
+        pending = list(jobs)
+        running = []
+        while pending or running:
+            late = args.deadline_min is not None and time.time() - started > args.deadline_min * 60
+            while pending and len(running) < args.jobs and not late:
+                running.append(pool.submit(one_run, pending.pop(0)))
+            if late:
+                pending = []
+            if not running:
+                break
+            r = running.pop(0).result()
             results.append(r)
-            print(f"{r[0]:>16} {r[1]:>9} q={r[2]} seed={r[3]} regret={r[4]:.3g} ({r[5]:.1f} s)", file=sys.stderr, flush=True)
-    text = table(results, methods, functions, qs)
-    header = (f"Simple regret after {args.evals} evaluations, {args.seeds} seeds "
-              f"(seeds 0..{args.seeds - 1}; total {time.time() - started:.0f} s; tunectl {args.tunectl}).\n\n")
-    print(header + text)
+            if raw:
+                raw.write(json.dumps(r) + "\n")
+                raw.flush()
+            print(f"{r['method']:>16} {r['problem']:>11} q={r['q']} seed={r['seed']} regret={r['regret']:.3g} "
+                  f"({r['seconds']:.1f} s)", file=sys.stderr, flush=True)
+    results = [r for r in results if r["evals"] == args.evals and r["problem"] in {p.name for p in problems}
+               and r["method"] in methods and r["q"] in qs]
+    # Every method's seeds start at 0; a method cut short by --deadline-min has fewer (see "runs").
+    complete = results
+    stats, verdicts, ratios = summarize(complete, problems, qs, methods)
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "evals": args.evals, "seeds_asked": args.seeds, "tunectl": args.tunectl, "versions": versions(),
+            "wall_seconds_this_call": round(time.time() - started)}
+    header = (f"Simple regret after {args.evals} evaluations ({meta['date']}); seeds 0..runs-1 of each row "
+              f"(the same seeds for every method); versions {meta['versions']}.\n\n")
+    text = header + markdown(stats, verdicts, ratios, problems)
+    print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(header + text + "\n")
-        with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-            json.dump([dict(zip(["method", "function", "q", "seed", "regret", "seconds"], r)) for r in results], f, indent=1)
+        with open(args.out + ".md", "w") as f:
+            f.write(text + "\n")
+        with open(args.out + ".json", "w") as f:
+            json.dump({"meta": meta, "stats": stats, "verdicts": verdicts, "ratios": ratios, "runs": complete}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -276,7 +276,7 @@ pub fn all() -> Vec<Problem> {
             "styblinski8",
             cube(8, -5.0, 5.0),
             styblinski,
-            -313.33232,
+            -313.329_325_6,
             20.0,
             false,
         ),
