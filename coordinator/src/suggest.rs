@@ -2,7 +2,9 @@
 //!
 //! Calls here are CPU-bound and blocking; the service runs them on `spawn_blocking`. The seed of
 //! each call is derived from the experiment's seed and the number of trials created so far, so a
-//! restarted coordinator reproduces the same suggestions.
+//! restarted coordinator draws the same seeds. The GP fit's warm start (the experiment's last
+//! hyperparameters, [`HyperparameterMemory`]) lives in memory only: the first BO round after a
+//! restart fits cold and may choose other points than the old process would have.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -2,8 +2,8 @@
 //! improvement and batch q-EI, random and grid search.
 //!
 //! This crate is the coordinator's pure optimizer (STYLE.md §1 and §3): it does no I/O, reads no
-//! clock and has no global RNG. Every call is deterministic for its inputs and `seed`, so the
-//! coordinator reproduces its suggestions after a restart. It never depends on tokio, tonic or
+//! clock and has no global RNG. Every call is deterministic for its inputs and `seed` (a warm
+//! start's hyperparameters, [`fit_warm`], are one of the inputs). It never depends on tokio, tonic or
 //! proto; the coordinator runs it inside `spawn_blocking`.
 //!
 //! The BO loop, for `q` suggestions with some trials still running (pending):
