@@ -126,6 +126,8 @@ def main():
     ap.add_argument("--evals", type=int, default=64)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--batch", default=None, help="tunefleet --batch (cl-min, cl-mean, cl-max, mc-qei)")
+    ap.add_argument("--deterministic", action="store_true",
+                    help="tell tunefleet the objectives are noise-free (ask-tell --deterministic)")
     ap.add_argument("--raw", default=None, help="JSON lines of finished runs (appended; runs already there are skipped)")
     ap.add_argument("--out", default=None, help="prefix of the outputs: PREFIX.md and PREFIX.json")
     ap.add_argument("--deadline-min", type=float, default=None, help="start no new run after this many minutes")
@@ -146,6 +148,10 @@ def main():
         if m not in METHODS:
             sys.exit(f"unknown method {m!r}; known: {METHODS}")
     extra = ["--batch", args.batch] if args.batch else []
+    if args.deterministic:
+        extra.append("--deterministic")
+    # The budget lets the automatic initial design scale with it (at most a quarter).
+    extra += ["--budget", str(args.evals)]
     results = []
     if args.raw and os.path.exists(args.raw):
         with open(args.raw) as f:
