@@ -218,8 +218,9 @@ mod tests {
     use crate::space::{ParamKind, ParamSpec};
     use crate::{Observation, Strategy, fit};
 
-    fn model(direction: Direction) -> Model {
-        let space = Space::new(vec![ParamSpec {
+    /// One float parameter on `[0, 1]`.
+    fn unit_space() -> Space {
+        Space::new(vec![ParamSpec {
             name: "x".into(),
             kind: ParamKind::Float {
                 low: 0.0,
@@ -228,7 +229,11 @@ mod tests {
             },
             default: None,
         }])
-        .expect("valid");
+        .expect("valid")
+    }
+
+    fn model(direction: Direction) -> Model {
+        let space = unit_space();
         let observations: Vec<Observation> = [1.0, 5.0, 3.0]
             .iter()
             .enumerate()
@@ -248,16 +253,7 @@ mod tests {
 
     /// A model of `values` at evenly spread points of `[0, 1]`.
     fn model_of(values: &[f64], cfg: &SuggestConfig) -> Model {
-        let space = Space::new(vec![ParamSpec {
-            name: "x".into(),
-            kind: ParamKind::Float {
-                low: 0.0,
-                high: 1.0,
-                log: false,
-            },
-            default: None,
-        }])
-        .expect("valid");
+        let space = unit_space();
         let n = values.len() as f64;
         let observations: Vec<Observation> = values
             .iter()

@@ -11,7 +11,7 @@
 //! its density in `σₙ²` peaks at `e⁻⁵ ≈ 0.007`), which keeps a few noisy points from being
 //! interpolated exactly. The noise is bounded below by its floor `10⁻⁶` (in units of the
 //! data's variance), which keeps the Cholesky stable on noise-free objectives; a deterministic
-//! objective pins it there ([`fit_gp_with`]), which the prior would otherwise keep from fine
+//! objective pins it there ([`FitOptions::deterministic`]), which the prior would otherwise keep from fine
 //! optima. BoTorch's older `Gamma(1.1, 0.05)` (better without noise, worse with it), its floor
 //! of `10⁻⁴` and the dimension-scaled length-scale prior of Hvarfner, Hellsten and Nardi (ICML
 //! 2024) were tried and lost on the tune set (`docs/BENCHMARKS.md` §2).
@@ -55,7 +55,7 @@ const WARM_ITERATIONS: usize = 12;
 const LOG_LENGTH_SCALE: (f64, f64) = (-4.605_170_185_988_091, 2.995_732_273_553_991); // ln 0.01, ln 20
 /// Bounds of `ln σ²`.
 const LOG_SIGNAL: (f64, f64) = (-4.605_170_185_988_091, 4.605_170_185_988_091); // ln 0.01, ln 100
-/// The smallest noise variance (standardized units), where [`fit_gp_with`] pins it for a
+/// The smallest noise variance (standardized units), where [`FitOptions::deterministic`] pins it for a
 /// deterministic objective.
 pub const NOISE_FLOOR: f64 = 1e-6;
 /// Bounds of `ln σₙ²`.
@@ -197,85 +197,30 @@ pub fn fit_gp(x: &[Vec<f64>], y: &[f64], restarts: usize, seed: u64) -> Result<G
     fit_gp_opts(x, y, restarts, seed, &FitOptions::default())
 }
 
-/// As [`fit_gp`], with `warm` (a previous fit's `θ`, e.g. [`crate::Model::hyperparameters`])
-/// as the first start, clamped into the box. Above 100 points the warm start is the only one
-/// and gets 12 L-BFGS iterations (one new point barely moves the optimum, so a few iterations
-/// replace screening every cold start; a warm start that cannot be factored falls back to the
-/// cold fit); below, the cold starts run too, so the fit is never worse than a cold one there.
-///
-/// # Errors
-/// `Error::InvalidConfig` when `warm` does not hold one finite value per hyperparameter;
-/// otherwise as [`fit_gp`].
-pub fn fit_gp_warm(
-    x: &[Vec<f64>],
-    y: &[f64],
-    restarts: usize,
-    seed: u64,
-    warm: Option<&[f64]>,
-) -> Result<Gp> {
-    let options = FitOptions {
-        warm,
-        ..FitOptions::default()
-    };
-    fit_gp_opts(x, y, restarts, seed, &options)
-}
-
-/// As [`fit_gp`]; with `deterministic` the noise variance is pinned at its floor
-/// ([`NOISE_FLOOR`], standardized units) instead of fitted, for noise-free objectives.
-///
-/// # Errors
-/// `Error::NotPositiveDefinite` when no start could be factored.
-pub fn fit_gp_with(
-    x: &[Vec<f64>],
-    y: &[f64],
-    restarts: usize,
-    seed: u64,
-    deterministic: bool,
-) -> Result<Gp> {
-    let options = FitOptions {
-        deterministic,
-        ..FitOptions::default()
-    };
-    fit_gp_opts(x, y, restarts, seed, &options)
-}
-
-/// As [`fit_gp`], with the overlap kernel in the categorical dimensions: `categories[k]` is
-/// the number of choices of dimension `k`, 0 when numeric (see
-/// [`Matern52::with_categories`]).
-///
-/// # Errors
-/// As [`fit_gp`].
-pub fn fit_gp_with_categories(
-    x: &[Vec<f64>],
-    y: &[f64],
-    categories: &[usize],
-    restarts: usize,
-    seed: u64,
-) -> Result<Gp> {
-    let options = FitOptions {
-        categories,
-        ..FitOptions::default()
-    };
-    fit_gp_opts(x, y, restarts, seed, &options)
-}
-
 /// The options of [`fit_gp_opts`]; `Default` is a cold fit of a fitted noise over numeric
-/// dimensions.
+/// dimensions ([`fit_gp`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FitOptions<'a> {
-    /// A previous fit's `θ` as the first start ([`fit_gp_warm`]).
+    /// A previous fit's `θ` (e.g. [`crate::Model::hyperparameters`]) as the first start,
+    /// clamped into the box. Above 100 points the warm start is the only one and gets 12 L-BFGS
+    /// iterations (one new point barely moves the optimum, so a few iterations replace screening
+    /// every cold start; a warm start that cannot be factored falls back to the cold fit); below,
+    /// the cold starts run too, so the fit is never worse than a cold one there.
     pub warm: Option<&'a [f64]>,
-    /// Pin the noise at its floor ([`fit_gp_with`]).
+    /// Pin the noise variance at its floor ([`NOISE_FLOOR`], standardized units) instead of
+    /// fitting it, for noise-free objectives.
     pub deterministic: bool,
-    /// Choices of each categorical dimension, 0 when numeric; empty: all numeric
-    /// ([`fit_gp_with_categories`]).
+    /// The overlap kernel in the categorical dimensions: `categories[k]` is the number of
+    /// choices of dimension `k`, 0 when numeric (see [`Matern52::with_categories`]); empty: all
+    /// numeric.
     pub categories: &'a [usize],
 }
 
-/// The fit with every option ([`FitOptions`]).
+/// Fits the hyperparameters to `(x, y)` with [`FitOptions`] and returns the conditioned GP.
 ///
 /// # Errors
-/// As [`fit_gp_warm`].
+/// `Error::InvalidConfig` when `opts.warm` does not hold one finite value per hyperparameter;
+/// `Error::NotPositiveDefinite` when no start could be factored.
 pub fn fit_gp_opts(
     x: &[Vec<f64>],
     y: &[f64],
@@ -448,6 +393,21 @@ pub(crate) mod tests {
         );
     }
 
+    /// A fit warm-started from `theta`.
+    fn warm_fit(
+        x: &[Vec<f64>],
+        y: &[f64],
+        restarts: usize,
+        seed: u64,
+        theta: &[f64],
+    ) -> Result<Gp> {
+        let options = FitOptions {
+            warm: Some(theta),
+            ..FitOptions::default()
+        };
+        fit_gp_opts(x, y, restarts, seed, &options)
+    }
+
     /// `θ` of a fitted GP (what [`crate::Model::hyperparameters`] returns).
     fn theta_of(gp: &Gp) -> Vec<f64> {
         let mut theta = gp.kernel().params();
@@ -462,7 +422,7 @@ pub(crate) mod tests {
             let n = x.len();
             let previous = fit_gp(&x[..n - 1], &y[..n - 1], 4, 1).expect("fits");
             let cold = fit_gp(&x, &y, 4, 2).expect("fits");
-            let warm = fit_gp_warm(&x, &y, 4, 2, Some(&theta_of(&previous))).expect("fits");
+            let warm = warm_fit(&x, &y, 4, 2, &theta_of(&previous)).expect("fits");
             let mut likelihood = Likelihood::new(&x, &y);
             let mut grad = vec![0.0; d + 2];
             let cold_value = objective(&mut likelihood, &theta_of(&cold), &mut grad);
@@ -477,12 +437,11 @@ pub(crate) mod tests {
     #[test]
     fn a_warm_start_of_the_wrong_shape_is_an_error_and_one_out_of_bounds_is_clamped() {
         let (x, y) = data(12, 2, 6);
-        let error = fit_gp_warm(&x, &y, 2, 1, Some(&[0.1, 0.2])).expect_err("3 values short");
+        let error = warm_fit(&x, &y, 2, 1, &[0.1, 0.2]).expect_err("3 values short");
         assert!(matches!(error, Error::InvalidConfig(_)), "{error}");
-        let error =
-            fit_gp_warm(&x, &y, 2, 1, Some(&[0.1, f64::NAN, 0.0, -3.0])).expect_err("not finite");
+        let error = warm_fit(&x, &y, 2, 1, &[0.1, f64::NAN, 0.0, -3.0]).expect_err("not finite");
         assert!(matches!(error, Error::InvalidConfig(_)), "{error}");
-        let gp = fit_gp_warm(&x, &y, 2, 1, Some(&[40.0, -40.0, 0.0, -3.0])).expect("clamped");
+        let gp = warm_fit(&x, &y, 2, 1, &[40.0, -40.0, 0.0, -3.0]).expect("clamped");
         let (lower, upper) = bounds(2);
         let theta = theta_of(&gp);
         assert!(
@@ -529,13 +488,23 @@ pub(crate) mod tests {
         let (x, mut y) = data(20, 2, 8);
         let mut rng = Rng::new(3);
         y.iter_mut().for_each(|v| *v += 2.0 * rng.normal());
-        let free = fit_gp_with(&x, &y, 3, 1, false).expect("fits");
+        let free = fit_gp(&x, &y, 3, 1).expect("fits");
         assert!(
             free.noise_variance() > 1e3 * NOISE_FLOOR,
             "{}",
             free.noise_variance()
         );
-        let pinned = fit_gp_with(&x, &y, 3, 1, true).expect("fits");
+        let pinned = fit_gp_opts(
+            &x,
+            &y,
+            3,
+            1,
+            &FitOptions {
+                deterministic: true,
+                ..FitOptions::default()
+            },
+        )
+        .expect("fits");
         assert!((pinned.noise_variance() - NOISE_FLOOR).abs() < 1e-12 * NOISE_FLOOR);
     }
 

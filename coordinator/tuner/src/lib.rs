@@ -337,7 +337,7 @@ pub fn fit(
 
 /// As [`fit()`], with the GP's hyperparameter fit started from `warm` (a previous model's
 /// [`Model::hyperparameters`], e.g. the same experiment's last round): with more than a hundred
-/// observations that start replaces the cold ones ([`fit::fit_gp_warm`]), which makes the fit
+/// observations that start replaces the cold ones ([`fit::FitOptions::warm`]), which makes the fit
 /// several times faster. The result is deterministic for (inputs, `warm`, seed).
 ///
 /// # Errors

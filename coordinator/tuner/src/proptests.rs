@@ -188,7 +188,7 @@ proptest! {
         let (observations, _) = problem(&space, n, 0, seed);
         let x: Vec<Vec<f64>> = observations.iter().map(|o| space.encode(&o.params).expect("encodes")).collect();
         let y: Vec<f64> = observations.iter().map(|o| o.value).collect();
-        let gp = crate::fit::fit_gp_with_categories(&x, &y, &space.categories(), 2, seed).expect("fits");
+        let gp = crate::fit::fit_gp_opts(&x, &y, 2, seed, &crate::fit::FitOptions { categories: &space.categories(), ..Default::default() }).expect("fits");
         let best = gp.y_standardized().iter().copied().fold(f64::INFINITY, f64::min);
         let acquisition = LogEi::new(&gp, best);
         let lattice = Lattice::new(&space);
