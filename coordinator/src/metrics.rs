@@ -11,8 +11,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use prometheus::{
-    Counter, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 const NAMESPACE: &str = "tunefleet";
@@ -23,6 +23,11 @@ pub struct Metrics {
     registry: Registry,
     /// gRPC requests by method and status code.
     pub grpc_requests_total: IntCounterVec,
+    /// Time from a request's handler starting to its answer, by method (`LeaseTrial` includes
+    /// its long poll).
+    pub grpc_request_duration_seconds: HistogramVec,
+    /// Time of one group commit (the statements of every change in the batch and the sync).
+    pub store_commit_duration_seconds: Histogram,
     /// Trial transitions into each status.
     pub trials_total: IntCounterVec,
     /// Trials in each status now, over every experiment.
@@ -68,6 +73,19 @@ fn opts(name: &str, help: &str) -> Opts {
         .subsystem(SUBSYSTEM)
 }
 
+/// Buckets for request and commit times: fine below 10 ms, where the latency goals are.
+const FAST_BUCKETS: [f64; 16] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
+];
+
+fn fast_histogram_opts(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help)
+        .namespace(NAMESPACE)
+        .subsystem(SUBSYSTEM)
+        .buckets(FAST_BUCKETS.to_vec())
+}
+
 fn histogram(name: &str, help: &str) -> Histogram {
     let buckets = vec![
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -93,6 +111,20 @@ impl Metrics {
                 ),
                 &["method", "code"],
             )
+            .expect("valid metric"),
+            grpc_request_duration_seconds: HistogramVec::new(
+                fast_histogram_opts(
+                    "grpc_request_duration_seconds",
+                    "Time from a gRPC handler starting to its answer, by method (LeaseTrial \
+                     includes its long poll)",
+                ),
+                &["method"],
+            )
+            .expect("valid metric"),
+            store_commit_duration_seconds: Histogram::with_opts(fast_histogram_opts(
+                "store_commit_duration_seconds",
+                "Time of one group commit of the store (every change in the batch and the sync)",
+            ))
             .expect("valid metric"),
             trials_total: IntCounterVec::new(
                 opts("trials_total", "Trial transitions into each status"),
@@ -208,6 +240,8 @@ impl Metrics {
     fn register_all(&self) {
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(self.grpc_requests_total.clone()),
+            Box::new(self.grpc_request_duration_seconds.clone()),
+            Box::new(self.store_commit_duration_seconds.clone()),
             Box::new(self.trials_total.clone()),
             Box::new(self.trials.clone()),
             Box::new(self.leases_active.clone()),

@@ -55,6 +55,7 @@ fn fleet_config() -> FleetConfig {
             },
             keep_acks: true,
             max_run: Duration::from_secs(80),
+            heartbeat_lockstep: false,
         },
         idle_probe_period: None,
     }

@@ -198,6 +198,7 @@ async fn run_one_agent(
             },
             keep_acks: true,
             max_run: Duration::from_secs(20),
+            heartbeat_lockstep: true,
         },
         idle_probe_period: None,
     };

@@ -21,6 +21,7 @@
 //!     agents: 200, bo: 1, random: 1, seed_results: 20, duration: Duration::from_secs(10),
 //!     epochs: 3, work_per_epoch: Duration::ZERO, lease_wait: Duration::from_secs(5), lease_timeout_secs: None, heartbeat_secs: None,
 //!     channels: 8, rpc_timeout: Duration::from_secs(60), seed_timeout: Duration::from_secs(120), keep_logs: None,
+//!     heartbeat_lockstep: false,
 //! };
 //! let report = run(&Target::parse("target/release/coordinator"), &scenario).await?;
 //! println!("{:.1} trials/s", report.completed_per_second);

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use load_bench::report::{BenchReport, Machine, coordinator_table, rpc_table, summary_table};
+use load_bench::report::{
+    BenchReport, Machine, coordinator_table, rpc_table, server_table, summary_table,
+};
 use load_bench::scenario::{Scenario, Target, run};
 
 /// Measures coordinators under a fleet of simulated agents (see docs/BENCHMARKS.md).
@@ -58,6 +60,11 @@ struct Args {
     /// HTTP/2 connections the agents share (round robin).
     #[arg(long, default_value_t = 16)]
     channels: usize,
+    /// Start every agent's heartbeat clock at registration, so the whole fleet heartbeats in the
+    /// same millisecond every interval (by default each agent's first heartbeat is spread over
+    /// the interval, like a fleet whose agents lease at different times).
+    #[arg(long)]
+    heartbeat_lockstep: bool,
     /// Longest wait for seeding, seconds; measuring starts anyway after it.
     #[arg(long, default_value_t = 600)]
     seed_timeout_secs: u64,
@@ -86,6 +93,7 @@ async fn bench(args: Args) -> Result<()> {
         rpc_timeout: Duration::from_secs(args.rpc_timeout_secs.max(1)),
         seed_timeout: Duration::from_secs(args.seed_timeout_secs),
         keep_logs: args.keep_logs,
+        heartbeat_lockstep: args.heartbeat_lockstep,
     };
     let machine = Machine::probe();
     let targets: Vec<Target> = args.coordinators.iter().map(|a| Target::parse(a)).collect();
@@ -99,6 +107,7 @@ async fn bench(args: Args) -> Result<()> {
     println!("{}", summary_table(&runs));
     println!("{}", rpc_table(&runs));
     println!("{}", coordinator_table(&runs));
+    println!("{}", server_table(&runs));
     for run in &runs {
         if let Some(first) = &run.coordinator_log.first_error {
             println!(

@@ -230,6 +230,46 @@ fn seconds(value: Option<f64>) -> String {
     value.map_or_else(|| "–".into(), |v| format!("{v:.1}"))
 }
 
+/// The coordinator's own view over the measured phase, from its histograms: how long it took to
+/// handle each RPC and each group commit. Bucket bounds, so "≤ 5" means the quantile lies in the
+/// bucket ending at 5 ms. Set beside the client's percentiles, it tells the coordinator's time
+/// from the time a call spent in the client, the network stack and the scheduler.
+pub fn server_table(runs: &[RunReport]) -> String {
+    let mut table = String::from(
+        "| coordinator | ReportEpoch p50 / p99 ms (server) | Heartbeat p50 / p99 ms (server) | CompleteTrial p50 / p99 ms (server) | group commits | commit p50 / p99 ms |\n|---|---|---|---|---|---|\n",
+    );
+    for run in runs {
+        let c = &run.coordinator;
+        let commits = c
+            .commit_seconds
+            .as_ref()
+            .map_or_else(|| "–".to_owned(), |b| format!("{:.0}", b.count()));
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} | {commits} | {} |",
+            run.label,
+            bounds(c.report_seconds.as_ref()),
+            bounds(c.heartbeat_seconds.as_ref()),
+            bounds(c.complete_seconds.as_ref()),
+            bounds(c.commit_seconds.as_ref()),
+        );
+    }
+    table
+}
+
+/// "≤ p50 / ≤ p99" in milliseconds from histogram buckets.
+fn bounds(buckets: Option<&crate::scrape::Buckets>) -> String {
+    let Some(buckets) = buckets else {
+        return "–".to_owned();
+    };
+    let bound = |q: f64| match buckets.quantile_bound(q) {
+        Some(b) if b.is_finite() => format!("≤ {}", ms(Some(b * 1000.0))),
+        Some(_) => "> last bucket".to_owned(),
+        None => "–".to_owned(),
+    };
+    format!("{} / {}", bound(0.5), bound(0.99))
+}
+
 /// Where the coordinator's time went (its own metrics) and what the benchmark itself cost.
 pub fn coordinator_table(runs: &[RunReport]) -> String {
     let mut table = String::from(

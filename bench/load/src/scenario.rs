@@ -62,6 +62,8 @@ pub struct Scenario {
     pub seed_timeout: Duration,
     /// Copy each coordinator's log into this folder.
     pub keep_logs: Option<PathBuf>,
+    /// Agents heartbeat in lockstep ([`AgentConfig::heartbeat_lockstep`]).
+    pub heartbeat_lockstep: bool,
 }
 
 impl Scenario {
@@ -96,6 +98,7 @@ impl Scenario {
                 retry: RetryPolicy::default(),
                 keep_acks: false,
                 max_run: self.seed_timeout + self.duration + Duration::from_secs(120),
+                heartbeat_lockstep: self.heartbeat_lockstep,
             },
             idle_probe_period: Some(Duration::from_millis(100)),
         }

@@ -54,6 +54,100 @@ pub fn sample(exposition: &str, name: &str) -> Option<f64> {
     total
 }
 
+/// A histogram's cumulative bucket counts, summed over the label sets that match.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Buckets {
+    /// Upper bounds (`le`), ascending; the last is `+Inf`.
+    pub bounds: Vec<f64>,
+    /// Observations at or below each bound.
+    pub cumulative: Vec<f64>,
+}
+
+impl Buckets {
+    /// The buckets of histogram `name` (without `_bucket`) whose labels include `label`
+    /// (`key="value"`, or every series when `None`); `None` when there are none.
+    pub fn read(exposition: &str, name: &str, label: Option<&str>) -> Option<Self> {
+        let prefix = format!("{name}_bucket{{");
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
+        for line in exposition.lines() {
+            let Some(rest) = line.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once("} ") else {
+                continue;
+            };
+            if label.is_some_and(|l| !labels.split(',').any(|part| part == l)) {
+                continue;
+            }
+            let Some(le) = labels
+                .split(',')
+                .find_map(|part| part.strip_prefix("le=\""))
+                .and_then(|v| v.strip_suffix('"'))
+            else {
+                continue;
+            };
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                let Ok(bound) = le.parse::<f64>() else {
+                    continue;
+                };
+                bound
+            };
+            let Ok(count) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            match pairs.iter_mut().find(|(b, _)| *b == bound) {
+                Some(pair) => pair.1 += count,
+                None => pairs.push((bound, count)),
+            }
+        }
+        if pairs.is_empty() {
+            return None;
+        }
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Some(Self {
+            bounds: pairs.iter().map(|p| p.0).collect(),
+            cumulative: pairs.iter().map(|p| p.1).collect(),
+        })
+    }
+
+    /// Observations made after `earlier` (same bounds; different bounds give `self`).
+    pub fn since(&self, earlier: &Self) -> Self {
+        if self.bounds != earlier.bounds {
+            return self.clone();
+        }
+        Self {
+            bounds: self.bounds.clone(),
+            cumulative: self
+                .cumulative
+                .iter()
+                .zip(&earlier.cumulative)
+                .map(|(a, b)| a - b)
+                .collect(),
+        }
+    }
+
+    /// Observations in all.
+    pub fn count(&self) -> f64 {
+        self.cumulative.last().copied().unwrap_or(0.0)
+    }
+
+    /// The smallest bucket bound at or below which a fraction `q` of the observations lie (an
+    /// upper bound of the `q` quantile); `None` without observations.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total <= 0.0 {
+            return None;
+        }
+        self.bounds
+            .iter()
+            .zip(&self.cumulative)
+            .find(|(_, c)| **c >= q * total)
+            .map(|(b, _)| *b)
+    }
+}
+
 /// Coordinator counters over the measured phase (end minus start; `None` where the coordinator
 /// does not export the metric).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -68,6 +162,14 @@ pub struct CoordinatorCounters {
     pub suggest_seconds: Option<f64>,
     /// Leases the coordinator expired.
     pub leases_expired: Option<f64>,
+    /// `ReportEpoch` handling times as the coordinator measured them.
+    pub report_seconds: Option<Buckets>,
+    /// `Heartbeat` handling times as the coordinator measured them.
+    pub heartbeat_seconds: Option<Buckets>,
+    /// `CompleteTrial` handling times as the coordinator measured them.
+    pub complete_seconds: Option<Buckets>,
+    /// Group commit times of the store.
+    pub commit_seconds: Option<Buckets>,
 }
 
 const PREFIX: &str = "tunefleet_coordinator_";
@@ -82,6 +184,14 @@ impl CoordinatorCounters {
             suggestions: get("suggest_duration_seconds_count"),
             suggest_seconds: get("suggest_duration_seconds_sum"),
             leases_expired: get("leases_expired_total"),
+            report_seconds: rpc(exposition, "ReportEpoch"),
+            heartbeat_seconds: rpc(exposition, "Heartbeat"),
+            complete_seconds: rpc(exposition, "CompleteTrial"),
+            commit_seconds: Buckets::read(
+                exposition,
+                &format!("{PREFIX}store_commit_duration_seconds"),
+                None,
+            ),
         }
     }
 
@@ -94,7 +204,26 @@ impl CoordinatorCounters {
             suggestions: minus(self.suggestions, earlier.suggestions),
             suggest_seconds: minus(self.suggest_seconds, earlier.suggest_seconds),
             leases_expired: minus(self.leases_expired, earlier.leases_expired),
+            report_seconds: buckets_since(&self.report_seconds, &earlier.report_seconds),
+            heartbeat_seconds: buckets_since(&self.heartbeat_seconds, &earlier.heartbeat_seconds),
+            complete_seconds: buckets_since(&self.complete_seconds, &earlier.complete_seconds),
+            commit_seconds: buckets_since(&self.commit_seconds, &earlier.commit_seconds),
         }
+    }
+}
+
+fn rpc(exposition: &str, method: &str) -> Option<Buckets> {
+    Buckets::read(
+        exposition,
+        &format!("{PREFIX}grpc_request_duration_seconds"),
+        Some(&format!("method=\"{method}\"")),
+    )
+}
+
+fn buckets_since(now: &Option<Buckets>, earlier: &Option<Buckets>) -> Option<Buckets> {
+    match (now, earlier) {
+        (Some(now), Some(earlier)) => Some(now.since(earlier)),
+        (now, _) => now.clone(),
     }
 }
 
@@ -109,6 +238,33 @@ mod tests {
         tunefleet_coordinator_gp_fit_duration_seconds_count 4\n\
         tunefleet_coordinator_grpc_requests_total{method=\"Heartbeat\",code=\"OK\"} 10\n\
         tunefleet_coordinator_grpc_requests_total{method=\"LeaseTrial\",code=\"OK\"} 5\n";
+
+    #[test]
+    fn histogram_buckets_give_quantile_bounds_over_a_phase() {
+        let name = "tunefleet_coordinator_grpc_request_duration_seconds";
+        let at = |a: u32, b: u32, c: u32| {
+            format!(
+                "{name}_bucket{{method=\"ReportEpoch\",le=\"0.001\"}} {a}\n\
+                 {name}_bucket{{method=\"ReportEpoch\",le=\"0.01\"}} {b}\n\
+                 {name}_bucket{{method=\"ReportEpoch\",le=\"+Inf\"}} {c}\n\
+                 {name}_bucket{{method=\"Heartbeat\",le=\"0.001\"}} 7\n\
+                 {name}_bucket{{method=\"Heartbeat\",le=\"0.01\"}} 7\n\
+                 {name}_bucket{{method=\"Heartbeat\",le=\"+Inf\"}} 7\n"
+            )
+        };
+        let start =
+            Buckets::read(&at(10, 10, 10), name, Some("method=\"ReportEpoch\"")).expect("found");
+        let end =
+            Buckets::read(&at(100, 109, 110), name, Some("method=\"ReportEpoch\"")).expect("found");
+        let phase = end.since(&start);
+        assert_eq!(phase.count(), 100.0);
+        assert_eq!(phase.quantile_bound(0.5), Some(0.001));
+        assert_eq!(phase.quantile_bound(0.99), Some(0.01));
+        assert_eq!(phase.quantile_bound(1.0), Some(f64::INFINITY));
+        let all = Buckets::read(&at(100, 109, 110), name, None).expect("found");
+        assert_eq!(all.count(), 117.0);
+        assert!(Buckets::read(&at(1, 1, 1), name, Some("method=\"LeaseTrial\"")).is_none());
+    }
 
     #[test]
     fn samples_sum_label_sets_and_skip_longer_names() {

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::convert::action_to_pb;
-use super::status::respond;
+use super::status::answer;
 use crate::metrics::Metrics;
 use crate::service::limits;
 use crate::service::model::{AgentId, ExperimentId, LeaseId};
@@ -61,7 +61,7 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
                 agent_secret: r.secret,
             })
         };
-        respond(&self.metrics, "RegisterAgent", result.await)
+        answer(&self.metrics, "RegisterAgent", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -92,7 +92,7 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
                 outcome: Some(outcome),
             })
         };
-        respond(&self.metrics, "LeaseTrial", result.await)
+        answer(&self.metrics, "LeaseTrial", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -115,7 +115,7 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
                 leases: statuses.iter().map(pb::LeaseStatus::from).collect(),
             })
         };
-        respond(&self.metrics, "Heartbeat", result.await)
+        answer(&self.metrics, "Heartbeat", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -136,7 +136,7 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
                 action: action_to_pb(action) as i32,
             })
         };
-        respond(&self.metrics, "ReportEpoch", result.await)
+        answer(&self.metrics, "ReportEpoch", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -154,7 +154,7 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
                 .await?;
             Ok(pb::CompleteTrialResponse {})
         };
-        respond(&self.metrics, "CompleteTrial", result.await)
+        answer(&self.metrics, "CompleteTrial", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -170,6 +170,6 @@ impl<S: AgentService> PbAgentService for AgentGrpc<S> {
             let leases_released = self.service.unregister_agent(agent_id).await?;
             Ok(pb::UnregisterAgentResponse { leases_released })
         };
-        respond(&self.metrics, "UnregisterAgent", result.await)
+        answer(&self.metrics, "UnregisterAgent", result).await
     }
 }

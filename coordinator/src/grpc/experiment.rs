@@ -9,7 +9,7 @@ use tracing::instrument;
 
 use super::convert::params_from_pb;
 use super::paging::{Window, page_of};
-use super::status::respond;
+use super::status::answer;
 use crate::Error;
 use crate::metrics::Metrics;
 use crate::service::ExperimentService;
@@ -59,7 +59,7 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 warnings,
             })
         };
-        respond(&self.metrics, "CreateExperiment", result.await)
+        answer(&self.metrics, "CreateExperiment", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -76,7 +76,7 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 experiment: Some((&view).into()),
             })
         };
-        respond(&self.metrics, "GetExperiment", result.await)
+        answer(&self.metrics, "GetExperiment", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -97,7 +97,7 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 next_page_token,
             })
         };
-        respond(&self.metrics, "ListExperiments", result.await)
+        answer(&self.metrics, "ListExperiments", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -114,7 +114,7 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 experiment: Some((&view).into()),
             })
         };
-        respond(&self.metrics, "StopExperiment", result.await)
+        answer(&self.metrics, "StopExperiment", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -131,7 +131,7 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 experiment: Some((&view).into()),
             })
         };
-        respond(&self.metrics, "ResumeExperiment", result.await)
+        answer(&self.metrics, "ResumeExperiment", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -157,7 +157,7 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 next_page_token,
             })
         };
-        respond(&self.metrics, "ListTrials", result.await)
+        answer(&self.metrics, "ListTrials", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -174,7 +174,7 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 trial: best.as_ref().map(pb::Trial::from),
             })
         };
-        respond(&self.metrics, "GetBestTrial", result.await)
+        answer(&self.metrics, "GetBestTrial", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -200,7 +200,7 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 experiment: Some((&view).into()),
             })
         };
-        respond(&self.metrics, "AddTrials", result.await)
+        answer(&self.metrics, "AddTrials", result).await
     }
 
     #[instrument(skip(self, request))]
@@ -231,6 +231,6 @@ impl<S: ExperimentService> PbExperimentService for ExperimentGrpc<S> {
                 experiment: Some((&view).into()),
             })
         };
-        respond(&self.metrics, "EnqueueTrials", result.await)
+        answer(&self.metrics, "EnqueueTrials", result).await
     }
 }

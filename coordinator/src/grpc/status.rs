@@ -35,6 +35,21 @@ pub fn to_status(error: &Error) -> Status {
     }
 }
 
+/// Awaits a handler's `result`, records how long it took under `method`, then [`respond`]s.
+pub async fn answer<T>(
+    metrics: &Metrics,
+    method: &str,
+    result: impl std::future::Future<Output = crate::Result<T>>,
+) -> Result<Response<T>, Status> {
+    let started = std::time::Instant::now();
+    let result = result.await;
+    metrics
+        .grpc_request_duration_seconds
+        .with_label_values(&[method])
+        .observe(started.elapsed().as_secs_f64());
+    respond(metrics, method, result)
+}
+
 /// Counts the request by method and code and converts the result.
 pub fn respond<T>(
     metrics: &Metrics,

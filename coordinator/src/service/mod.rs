@@ -488,7 +488,9 @@ impl Coordinator {
             .await
             .map_err(|e| Error::Internal(format!("store load task failed: {e}")))??;
         let writer = match mode {
-            WriteMode::Thread => Writer::spawn(store)?,
+            WriteMode::Thread => {
+                Writer::spawn(store, Some(metrics.store_commit_duration_seconds.clone()))?
+            }
             WriteMode::Inline => Writer::inline(store),
         };
         let now = Instant::now();

@@ -84,7 +84,10 @@ impl Writer {
     ///
     /// # Errors
     /// When the thread cannot be spawned.
-    pub fn spawn(store: Arc<dyn ExperimentStore>) -> Result<Self> {
+    pub fn spawn(
+        store: Arc<dyn ExperimentStore>,
+        commit_seconds: Option<prometheus::Histogram>,
+    ) -> Result<Self> {
         let (sender, receiver) = mpsc::channel::<Request>();
         let shared = Arc::new(Shared {
             failed: AtomicBool::new(false),
@@ -93,7 +96,14 @@ impl Writer {
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store.as_ref(), &receiver, &thread_shared))
+            .spawn(move || {
+                run(
+                    store.as_ref(),
+                    &receiver,
+                    &thread_shared,
+                    commit_seconds.as_ref(),
+                );
+            })
             .map_err(|e| Error::io("spawn the store writer thread", e))?;
         Ok(Self {
             mode: Mode::Thread(sender),
@@ -212,7 +222,12 @@ fn fail(shared: &Shared, message: &str) {
 }
 
 /// The writer thread: blocks for one request, drains what else is waiting, commits once.
-fn run(store: &dyn ExperimentStore, receiver: &mpsc::Receiver<Request>, shared: &Shared) {
+fn run(
+    store: &dyn ExperimentStore,
+    receiver: &mpsc::Receiver<Request>,
+    shared: &Shared,
+    commit_seconds: Option<&prometheus::Histogram>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_REQUESTS {
@@ -225,7 +240,12 @@ fn run(store: &dyn ExperimentStore, receiver: &mpsc::Receiver<Request>, shared: 
             .iter()
             .flat_map(|r| r.changes.iter().cloned())
             .collect();
-        match store.commit(&all) {
+        let started = std::time::Instant::now();
+        let committed = store.commit(&all);
+        if let Some(histogram) = commit_seconds {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
+        match committed {
             Ok(()) => {
                 for mut request in batch {
                     if let Some(done) = request.done.take() {
@@ -260,7 +280,7 @@ mod tests {
     #[tokio::test]
     async fn every_ticket_resolves_once_durable() {
         let store = Arc::new(MemoryStore::new());
-        let writer = Writer::spawn(store.clone()).expect("spawns");
+        let writer = Writer::spawn(store.clone(), None).expect("spawns");
         let (changes, expected) = sample_changes();
         let tickets: Vec<Ticket> = changes
             .into_iter()
@@ -275,7 +295,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_ticket_still_writes() {
         let store = Arc::new(MemoryStore::new());
-        let writer = Writer::spawn(store.clone()).expect("spawns");
+        let writer = Writer::spawn(store.clone(), None).expect("spawns");
         let (changes, expected) = sample_changes();
         let last = changes.len() - 1;
         for (i, change) in changes.into_iter().enumerate() {

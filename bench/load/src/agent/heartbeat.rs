@@ -24,6 +24,19 @@ pub(super) struct Heartbeater {
     pub(super) stats: AgentStats,
 }
 
+/// When agent `index`'s first heartbeat comes after it registered: a whole `interval` in
+/// lockstep, else a fraction of it in `(0, 1]` spread evenly over the fleet by the golden ratio
+/// (the fractional parts of `(index + 1) × 0.618…` fill the interval without clumping).
+pub(super) fn first_beat(index: usize, interval: Duration, lockstep: bool) -> Duration {
+    if lockstep {
+        return interval;
+    }
+    let golden = (5f64.sqrt() - 1.0) / 2.0;
+    #[allow(clippy::cast_precision_loss)]
+    let fraction = ((index as f64 + 1.0) * golden).fract();
+    interval.mul_f64(1.0 - fraction)
+}
+
 impl Heartbeater {
     pub(super) async fn run(
         mut self,
@@ -31,9 +44,9 @@ impl Heartbeater {
         mut done: watch::Receiver<bool>,
         deadline: Instant,
     ) -> AgentStats {
-        let mut ticker = tokio::time::interval(interval);
+        let first = first_beat(self.index, interval, self.config.heartbeat_lockstep);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + first, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
         let max_ticks = (self.config.max_run.as_secs_f64() / interval.as_secs_f64()).ceil() as u64;
         for _ in 0..max_ticks.saturating_add(1) {
             tokio::select! {
@@ -108,6 +121,26 @@ impl Heartbeater {
                     lease.stop |= action == pb::LeaseAction::Stop;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_beats_spread_over_the_interval() {
+        let interval = Duration::from_secs(10);
+        assert_eq!(first_beat(7, interval, true), interval);
+        let mut firsts: Vec<Duration> = (0..1000).map(|i| first_beat(i, interval, false)).collect();
+        assert!(firsts.iter().all(|d| *d > Duration::ZERO && *d <= interval));
+        firsts.sort();
+        // Every tenth of the interval holds about a tenth of the fleet.
+        for decile in 0..10u32 {
+            let (low, high) = (interval * decile / 10, interval * (decile + 1) / 10);
+            let count = firsts.iter().filter(|d| **d > low && **d <= high).count();
+            assert!((90..=110).contains(&count), "decile {decile}: {count}");
         }
     }
 }

@@ -49,6 +49,12 @@ pub struct AgentConfig {
     pub keep_acks: bool,
     /// The agent stops by itself this long after it started, whatever the fleet says.
     pub max_run: Duration,
+    /// Every agent's heartbeat clock starts at registration, so a fleet started at once
+    /// heartbeats in the same millisecond every interval. Off (the default), agent `i`'s first
+    /// heartbeat comes at a fraction of the interval spread by the golden ratio, as in a fleet
+    /// whose agents started at different times and whose real agents restart their heartbeat
+    /// clock at every lease (`agent/src/slot.rs`).
+    pub heartbeat_lockstep: bool,
 }
 
 impl Default for AgentConfig {
@@ -61,6 +67,7 @@ impl Default for AgentConfig {
             retry: RetryPolicy::default(),
             keep_acks: false,
             max_run: Duration::from_secs(3600),
+            heartbeat_lockstep: false,
         }
     }
 }
