@@ -206,10 +206,10 @@ impl TryFrom<pb::ExperimentSpec> for ExperimentSpec {
             pb::Strategy::Grid => Strategy::Grid,
         };
         let batch = match known_enum("batch_strategy", spec.batch_strategy)? {
-            pb::BatchStrategy::ClMin | pb::BatchStrategy::Unspecified => BatchStrategy::ClMin,
+            pb::BatchStrategy::ClMin => BatchStrategy::ClMin,
             pb::BatchStrategy::ClMean => BatchStrategy::ClMean,
             pb::BatchStrategy::ClMax => BatchStrategy::ClMax,
-            pb::BatchStrategy::McQei => BatchStrategy::McQei,
+            pb::BatchStrategy::McQei | pb::BatchStrategy::Unspecified => BatchStrategy::McQei,
         };
         let parameters = spec
             .parameters
@@ -547,6 +547,22 @@ mod tests {
     fn unspecified_direction_is_refused() {
         let err = ExperimentSpec::try_from(pb::ExperimentSpec::default()).expect_err("refused");
         assert!(matches!(err, Error::InvalidArgument(_)));
+    }
+
+    #[test]
+    fn a_spec_naming_no_batch_strategy_gets_q_log_ei_and_a_named_one_keeps_it() {
+        let spec = pb::ExperimentSpec {
+            direction: pb::Direction::Maximize as i32,
+            ..Default::default()
+        };
+        let unnamed = ExperimentSpec::try_from(spec.clone()).expect("valid");
+        assert_eq!(unnamed.batch, BatchStrategy::McQei);
+        let named = ExperimentSpec::try_from(pb::ExperimentSpec {
+            batch_strategy: pb::BatchStrategy::ClMin as i32,
+            ..spec
+        })
+        .expect("valid");
+        assert_eq!(named.batch, BatchStrategy::ClMin);
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub enum BatchStrategy {
     ClMean,
     /// Constant liar at the worst value.
     ClMax,
-    /// Monte Carlo q-EI.
+    /// Monte Carlo q-LogEI (the default when a spec names none).
     McQei,
 }
 

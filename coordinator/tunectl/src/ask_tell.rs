@@ -47,7 +47,7 @@ pub enum BatchArg {
     ClMean,
     /// Constant liar with the largest observed value.
     ClMax,
-    /// Monte Carlo q-EI.
+    /// Monte Carlo q-LogEI (the default).
     McQei,
 }
 
@@ -63,8 +63,8 @@ pub struct AskTellOptions {
     /// The search strategy.
     #[arg(long, value_enum, default_value = "bo")]
     pub strategy: StrategyArg,
-    /// How BO fills batches; default: the constant liar that lies with the best observed value
-    /// (cl-min when minimizing, cl-max when maximizing).
+    /// How BO fills batches; default: mc-qei (q-LogEI, with at most 16 pending points modelled
+    /// jointly and older ones as best-value lies).
     #[arg(long, value_enum)]
     pub batch: Option<BatchArg>,
     /// Grid levels a numeric parameter.
@@ -132,7 +132,7 @@ impl Session {
             },
         };
         let batch = match opts.batch {
-            None => BatchStrategy::best_value_lie(file.direction),
+            None => BatchStrategy::McQei,
             Some(BatchArg::ClMin) => BatchStrategy::ClMin,
             Some(BatchArg::ClMean) => BatchStrategy::ClMean,
             Some(BatchArg::ClMax) => BatchStrategy::ClMax,

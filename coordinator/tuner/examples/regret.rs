@@ -3,7 +3,7 @@
 //! of q, for BO and random search. Prints each run's regret, then the median, interquartile range
 //! and the fraction of runs stuck above the problem's threshold.
 //!
-//! `cargo run --release -p tuner --example regret -- [SEEDS] [Q] [bo|bo-mixed|random|mc-qei] [PROBLEM|judge|tune|all] [EVALS]`
+//! `cargo run --release -p tuner --example regret -- [SEEDS] [Q] [bo|bo-mixed|random|mc-qei|cl-min] [PROBLEM|judge|tune|all] [EVALS]`
 //! (`bo-mixed` is BO with [`SuggestConfig::mixed_search`]).
 //! `cargo run --release -p tuner --example regret -- --check` prints every problem's value at
 //! fixed points (to compare with `bench/bo/problems.py`).
@@ -70,8 +70,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         Direction::Minimize,
     );
-    if method == "mc-qei" {
-        cfg.batch = BatchStrategy::McQei;
+    match method.as_str() {
+        "mc-qei" => cfg.batch = BatchStrategy::McQei,
+        "cl-min" => cfg.batch = BatchStrategy::ClMin,
+        _ => {}
     }
     let cold = std::env::var("TUNER_COLD").is_ok_and(|c| c == "1");
     let noise_sd: f64 = std::env::var("REGRET_NOISE")

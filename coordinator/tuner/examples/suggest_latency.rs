@@ -2,7 +2,7 @@
 //! result and suggest a batch of 8, timing the GP fit and the proposal separately.
 //!
 //! Run on an idle machine: `cargo run --release -p tuner --example suggest_latency [REPEATS] [BATCH]`
-//! (`--batch mc-qei` style strategies: set `TUNER_BATCH=mc-qei`).
+//! (batches are q-LogEI, the default; set `TUNER_BATCH=cl-min` for the constant liar).
 //!
 //! As the coordinator does, each fit is warm-started from the previous round's hyperparameters
 //! (the first from an untimed fit of the 200 points before the first result): set
@@ -33,8 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let space = Space::new(params)?;
     let mut cfg = SuggestConfig::default();
-    if std::env::var("TUNER_BATCH").is_ok_and(|b| b == "mc-qei") {
-        cfg.batch = BatchStrategy::McQei;
+    match std::env::var("TUNER_BATCH").as_deref() {
+        Ok("cl-min") => cfg.batch = BatchStrategy::ClMin,
+        Ok("mc-qei") | Err(_) => cfg.batch = BatchStrategy::McQei,
+        Ok(other) => return Err(format!("TUNER_BATCH={other}: expected cl-min or mc-qei").into()),
     }
     let mut rng = tuner::rng::Rng::new(42);
     let mut observations: Vec<Observation> = (0..201)

@@ -8,6 +8,10 @@
 //! the real data and is conditioned on the fantasies by extending its Cholesky factor
 //! ([`Gp::extended`], `O(n²)` a point) before the next point is chosen.
 //!
+//! q-LogEI ([`QEi`], the default) models the pending and already chosen points jointly, at
+//! most [`MAX_JOINT_SET`] of them; older pending points enter its GP as best-value lies, as the
+//! liar's do, so its cost stays bounded however many trials run.
+//!
 //! The GP models the warped values ([`Warp`]: a Yeo-Johnson power transform fitted by
 //! likelihood), so the lies are warped the same way as the observations. The EI incumbent is
 //! the best real observation when the fitted noise is negligible, else the best posterior mean
@@ -34,6 +38,11 @@ const SNAP_RESCORE: usize = 64;
 const INCUMBENTS: usize = 5;
 /// Noise variance (standardized) up to which the best observation is the EI incumbent.
 const NEGLIGIBLE_NOISE: f64 = 1e-3;
+/// Pending and chosen points that q-LogEI models jointly at most. The joint covariance, and so
+/// a candidate's cost, grows with the set; older points beyond it enter the GP as best-value
+/// lies (the constant liar) instead, so a fleet experiment with hundreds of trials running
+/// pays for a set of this size, not for hundreds.
+pub(crate) const MAX_JOINT_SET: usize = 16;
 
 /// Fits the GP to encoded points and warped minimization-oriented values ([`Warp`]), with the
 /// overlap kernel in `space`'s categorical dimensions when [`SuggestConfig::mixed_search`] is
@@ -138,6 +147,13 @@ fn pick(
     None
 }
 
+/// Where q-LogEI's joint set starts among `len` pending and chosen points (oldest first) when
+/// the first `folded` are already lies in its GP: never before `folded`, and late enough that at
+/// most [`MAX_JOINT_SET`] remain.
+fn joint_set_start(len: usize, folded: usize) -> usize {
+    folded.max(len.saturating_sub(MAX_JOINT_SET))
+}
+
 /// Proposes `q` points with the fitted `gp`.
 pub(crate) fn propose(
     model: &Model,
@@ -159,6 +175,10 @@ pub(crate) fn propose(
     };
     // The GP conditioned on the lies so far, and the fantasy points not yet in it.
     let mut fantasy: Option<Gp> = None;
+    // q-LogEI's GP: conditioned on lies for the oldest `folded` points of pending ∪ chosen,
+    // so that at most MAX_JOINT_SET remain in the joint set.
+    let mut qei_base: Option<Gp> = None;
+    let mut folded = 0;
     let mut unconditioned: Vec<Vec<f64>> = pending_x.to_vec();
     let mut chosen_x: Vec<Vec<f64>> = Vec::new();
     let mut chosen = Vec::with_capacity(q);
@@ -166,10 +186,19 @@ pub(crate) fn propose(
         let points = candidates(&lattice, cfg.candidates, &local, rng);
         let mut picked = None;
         if cfg.batch == BatchStrategy::McQei && !(pending_x.is_empty() && chosen_x.is_empty()) {
-            let set: Vec<Vec<f64>> = pending_x.iter().chain(&chosen_x).cloned().collect();
+            let all: Vec<Vec<f64>> = pending_x.iter().chain(&chosen_x).cloned().collect();
+            let fold_to = joint_set_start(all.len(), folded);
+            if fold_to > folded {
+                let lies = vec![lie; fold_to - folded];
+                let base = qei_base.as_ref().unwrap_or(gp);
+                qei_base = Some(base.extended(&all[folded..fold_to], &lies)?);
+                folded = fold_to;
+            }
+            let set = all[folded..].to_vec();
+            let qei_gp = qei_base.as_ref().unwrap_or(gp);
             // A set whose joint covariance cannot be factored (an error, never a silently
             // dropped covariance) leaves the point to the constant liar below.
-            if let Ok(acquisition) = QEi::new(gp, best, set, cfg.mc_samples, rng.next_u64()) {
+            if let Ok(acquisition) = QEi::new(qei_gp, best, set, cfg.mc_samples, rng.next_u64()) {
                 let scored = maximize(
                     &lattice,
                     &acquisition,
@@ -328,6 +357,47 @@ mod tests {
             assert!(((lie - mean) / std - best).abs() < 1e-12, "{direction:?}");
             assert!(model.warp.lambda() < 1.0, "heavy tail compressed");
         }
+    }
+
+    #[test]
+    fn the_joint_set_keeps_the_newest_points_and_never_unfolds() {
+        assert_eq!(joint_set_start(0, 0), 0);
+        assert_eq!(joint_set_start(MAX_JOINT_SET, 0), 0);
+        assert_eq!(joint_set_start(MAX_JOINT_SET + 5, 0), 5);
+        assert_eq!(joint_set_start(MAX_JOINT_SET + 6, 5), 6);
+        // Points already folded stay folded.
+        assert_eq!(joint_set_start(3, 2), 2);
+    }
+
+    #[test]
+    fn q_log_ei_with_many_pending_trials_folds_the_oldest_into_lies() {
+        let space = unit_space();
+        let observations: Vec<Observation> = (0..12)
+            .map(|i| {
+                let x = (f64::from(i) + 0.5) / 12.0;
+                Observation {
+                    params: space.decode(&[x]),
+                    value: (6.0 * x).sin(),
+                }
+            })
+            .collect();
+        // Far more pending trials than the joint set holds.
+        let pending: Vec<Assignment> = (0..MAX_JOINT_SET * 2 + 3)
+            .map(|i| space.decode(&[(i as f64 + 0.25) / (MAX_JOINT_SET * 2 + 3) as f64]))
+            .collect();
+        let cfg = SuggestConfig {
+            batch: BatchStrategy::McQei,
+            initial_trials: 2,
+            ..SuggestConfig::default()
+        };
+        let out = crate::suggest(&space, &observations, &pending, 4, &cfg, 3).expect("suggests");
+        assert_eq!(out.len(), 4);
+        for (i, c) in out.iter().enumerate() {
+            assert!(!pending.contains(&c.params), "{:?} is pending", c.params);
+            assert!(!out[..i].iter().any(|o| o.params == c.params), "repeated");
+        }
+        let again = crate::suggest(&space, &observations, &pending, 4, &cfg, 3).expect("suggests");
+        assert_eq!(out, again, "deterministic for a seed");
     }
 
     #[test]

@@ -38,13 +38,13 @@ pub enum StrategyArg {
 #[serde(rename_all = "kebab-case")]
 pub enum BatchArg {
     /// Constant liar, optimistic.
-    #[default]
     ClMin,
     /// Constant liar at the mean.
     ClMean,
     /// Constant liar, pessimistic.
     ClMax,
-    /// Monte Carlo q-EI.
+    /// Monte Carlo q-LogEI (the default).
+    #[default]
     McQei,
 }
 
@@ -250,6 +250,14 @@ epochs = 1
         assert_eq!(wire.strategy(), pb::Strategy::Random);
         assert_eq!(wire.workload.expect("workload").fixed_params.len(), 1);
         assert!(!wire.deterministic, "noisy unless the spec says otherwise");
+        assert_eq!(
+            spec.to_pb().batch_strategy(),
+            pb::BatchStrategy::McQei,
+            "q-LogEI unless the spec names a batch strategy"
+        );
+        let liar = BRANIN.replace("budget = 10", "budget = 10\nbatch = \"cl-min\"");
+        let spec = SpecFile::parse(&liar).expect("parses");
+        assert_eq!(spec.to_pb().batch_strategy(), pb::BatchStrategy::ClMin);
         let deterministic = BRANIN.replace("budget = 10", "budget = 10\ndeterministic = true");
         let spec = SpecFile::parse(&deterministic).expect("parses");
         assert!(spec.to_pb().deterministic);
