@@ -45,6 +45,7 @@ fn fleet_config() -> FleetConfig {
         agent: AgentConfig {
             epochs: 3,
             work_per_epoch: Duration::from_millis(20),
+            work_jitter: 0.0,
             lease_wait: Duration::from_secs(1),
             rpc_timeout: Duration::from_secs(20),
             retry: RetryPolicy {

@@ -189,6 +189,7 @@ async fn run_one_agent(
         agent: AgentConfig {
             epochs: 3,
             work_per_epoch,
+            work_jitter: 0.0,
             lease_wait: Duration::ZERO,
             rpc_timeout: Duration::from_secs(5),
             retry: RetryPolicy {

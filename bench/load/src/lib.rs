@@ -19,7 +19,7 @@
 //! use std::time::Duration;
 //! let scenario = Scenario {
 //!     agents: 200, bo: 1, random: 1, seed_results: 20, duration: Duration::from_secs(10),
-//!     epochs: 3, work_per_epoch: Duration::ZERO, lease_wait: Duration::from_secs(5), lease_timeout_secs: None, heartbeat_secs: None,
+//!     epochs: 3, work_per_epoch: Duration::ZERO, work_jitter: 0.0, lease_wait: Duration::from_secs(5), lease_timeout_secs: None, heartbeat_secs: None,
 //!     channels: 8, rpc_timeout: Duration::from_secs(60), seed_timeout: Duration::from_secs(120), keep_logs: None,
 //!     heartbeat_lockstep: false,
 //! };

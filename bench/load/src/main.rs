@@ -41,6 +41,11 @@ struct Args {
     /// Simulated training time per epoch, milliseconds.
     #[arg(long, default_value_t = 0)]
     work_ms: u64,
+    /// Each trial's epochs take --work-ms times a factor uniform in [1 - J, 1 + J], as trials
+    /// of different configurations train at different speeds; 0 makes every epoch equal, so a
+    /// fleet started at once reports in the same millisecond every epoch.
+    #[arg(long, value_name = "J", default_value_t = 0.5)]
+    work_jitter: f64,
     /// The long poll agents ask for in LeaseTrial, seconds (0: none; the LeaseTrial latency is
     /// then the coordinator's service time).
     #[arg(long, default_value_t = 5.0)]
@@ -85,6 +90,11 @@ async fn bench(args: Args) -> Result<()> {
         duration: Duration::from_secs(args.duration),
         epochs: args.epochs.max(1),
         work_per_epoch: Duration::from_millis(args.work_ms),
+        work_jitter: if (0.0..=1.0).contains(&args.work_jitter) {
+            args.work_jitter
+        } else {
+            anyhow::bail!("--work-jitter {}: must be in [0, 1]", args.work_jitter)
+        },
         lease_wait: Duration::try_from_secs_f64(args.lease_wait_secs)
             .map_err(|e| anyhow::anyhow!("--lease-wait-secs {}: {e}", args.lease_wait_secs))?,
         lease_timeout_secs: args.lease_timeout_secs,

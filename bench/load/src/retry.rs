@@ -79,15 +79,20 @@ impl Backoff {
         self.current = self.policy.initial;
     }
 
-    /// A uniform number in `[0, 1)` from SplitMix64 (Steele, Lea and Flood, OOPSLA 2014).
     fn next_unit(&mut self) -> f64 {
-        self.rng_state = self.rng_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng_state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        unit(&mut self.rng_state)
     }
+}
+
+/// A uniform number in `[0, 1)` from SplitMix64 (Steele, Lea and Flood, OOPSLA 2014), advancing
+/// `state`.
+pub fn unit(state: &mut u64) -> f64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

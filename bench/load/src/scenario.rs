@@ -45,8 +45,10 @@ pub struct Scenario {
     pub duration: Duration,
     /// Epochs a trial.
     pub epochs: u32,
-    /// Simulated training time per epoch.
+    /// Simulated training time per epoch, on average.
     pub work_per_epoch: Duration,
+    /// Spread of each trial's epoch length ([`AgentConfig::work_jitter`]).
+    pub work_jitter: f64,
     /// The long poll agents ask for in `LeaseTrial` (0: none, so its latency is the
     /// coordinator's service time).
     pub lease_wait: Duration,
@@ -93,6 +95,7 @@ impl Scenario {
             agent: AgentConfig {
                 epochs: self.epochs,
                 work_per_epoch: self.work_per_epoch,
+                work_jitter: self.work_jitter,
                 lease_wait: self.lease_wait,
                 rpc_timeout: self.rpc_timeout,
                 retry: RetryPolicy::default(),

@@ -37,8 +37,13 @@ use shared::{AgentShared, Answer, register, timed};
 pub struct AgentConfig {
     /// Epochs reported per trial.
     pub epochs: u32,
-    /// Simulated training time per epoch.
+    /// Simulated training time per epoch, on average.
     pub work_per_epoch: Duration,
+    /// Each trial's epochs take `work_per_epoch` times a factor drawn uniformly from
+    /// `[1 − work_jitter, 1 + work_jitter]` (per agent, seeded by its index), as trials of
+    /// different configurations train at different speeds. 0 gives every epoch the same length,
+    /// so a fleet started at once reports in the same millisecond every epoch.
+    pub work_jitter: f64,
     /// `wait_seconds` of each `LeaseTrial` (the long poll).
     pub lease_wait: Duration,
     /// Client-side deadline of one call (`LeaseTrial` gets `lease_wait` on top).
@@ -62,6 +67,7 @@ impl Default for AgentConfig {
         Self {
             epochs: 3,
             work_per_epoch: Duration::ZERO,
+            work_jitter: 0.0,
             lease_wait: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(60),
             retry: RetryPolicy::default(),
@@ -129,6 +135,8 @@ pub struct SimAgent {
     backoff: Backoff,
     /// Tries the last [`SimAgent::call`] took.
     last_tries: u32,
+    /// State of the generator of each trial's epoch length.
+    work_rng: u64,
 }
 
 impl SimAgent {
@@ -157,6 +165,7 @@ impl SimAgent {
             stats: AgentStats::default(),
             backoff,
             last_tries: 0,
+            work_rng: (index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5851_f42d_4c95_7f2d,
         }
     }
 

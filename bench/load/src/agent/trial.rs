@@ -40,6 +40,13 @@ impl SimAgent {
         matches!(status.code(), Code::FailedPrecondition | Code::NotFound)
     }
 
+    /// The length of each epoch of the next trial: `work_per_epoch` scaled by a factor uniform
+    /// in `[1 − work_jitter, 1 + work_jitter]`.
+    fn epoch_work(&mut self) -> Duration {
+        let u = crate::retry::unit(&mut self.work_rng);
+        jittered(self.config.work_per_epoch, self.config.work_jitter, u)
+    }
+
     /// Runs one leased trial to its end (or until the lease is lost).
     pub(super) async fn run_trial(&mut self, lease: pb::Lease) {
         if self.recording() {
@@ -54,12 +61,13 @@ impl SimAgent {
         });
         let started = Instant::now();
         let final_value = evaluate(&lease.params).ok();
+        let work = self.epoch_work();
         let mut reported = None;
         let mut stopped_early = false;
         for epoch in 1..=self.config.epochs {
             let Some(value) = final_value else { break };
-            if !self.config.work_per_epoch.is_zero() {
-                tokio::time::sleep(self.config.work_per_epoch).await;
+            if !work.is_zero() {
+                tokio::time::sleep(work).await;
             }
             let (lost, stop) = self
                 .shared
@@ -75,7 +83,7 @@ impl SimAgent {
                 break;
             }
             let value = epoch_value(value, epoch, self.config.epochs);
-            match self.report(&lease, epoch, value).await {
+            match self.report(&lease, epoch, value, work).await {
                 Some(action) => {
                     reported = Some(value);
                     if action == pb::LeaseAction::Stop {
@@ -106,6 +114,7 @@ impl SimAgent {
         lease: &pb::Lease,
         epoch: u32,
         value: f64,
+        work: Duration,
     ) -> Option<pb::LeaseAction> {
         let request = pb::ReportEpochRequest {
             lease_id: lease.lease_id.clone(),
@@ -115,7 +124,7 @@ impl SimAgent {
                 value,
                 train_loss: value,
                 train_accuracy: 0.0,
-                epoch_seconds: self.config.work_per_epoch.as_secs_f64(),
+                epoch_seconds: work.as_secs_f64(),
             }),
         };
         let client = self.client.clone();
@@ -238,5 +247,35 @@ impl SimAgent {
             async move { client.complete_trial(request).await }
         })
         .await;
+    }
+}
+
+/// `work` scaled by `1 − jitter + 2·jitter·u` for `u` in `[0, 1)` (`jitter` clamped to `[0, 1]`).
+fn jittered(work: Duration, jitter: f64, u: f64) -> Duration {
+    let jitter = jitter.clamp(0.0, 1.0);
+    work.mul_f64(1.0 - jitter + 2.0 * jitter * u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_lengths_spread_around_the_mean_and_none_without_jitter() {
+        let work = Duration::from_millis(1000);
+        assert_eq!(jittered(work, 0.0, 0.9), work);
+        assert_eq!(jittered(work, 0.5, 0.0), Duration::from_millis(500));
+        assert_eq!(jittered(work, 0.5, 0.5), work);
+        let mut state = 7;
+        let draws: Vec<Duration> = (0..10_000)
+            .map(|_| jittered(work, 0.5, crate::retry::unit(&mut state)))
+            .collect();
+        assert!(
+            draws
+                .iter()
+                .all(|d| *d >= Duration::from_millis(500) && *d < Duration::from_millis(1500))
+        );
+        let mean = draws.iter().map(Duration::as_secs_f64).sum::<f64>() / draws.len() as f64;
+        assert!((mean - 1.0).abs() < 0.02, "mean {mean}");
     }
 }
