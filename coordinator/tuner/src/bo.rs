@@ -43,6 +43,10 @@ const NEGLIGIBLE_NOISE: f64 = 1e-3;
 /// lies (the constant liar) instead, so a fleet experiment with hundreds of trials running
 /// pays for a set of this size, not for hundreds.
 pub(crate) const MAX_JOINT_SET: usize = 16;
+/// q-LogEI scores every `QEI_CANDIDATE_STRIDE`-th candidate (the same mix of Sobol', uniform and
+/// local points, half as many): its Monte Carlo estimate costs about three times the analytic
+/// LogEI's a candidate, and scoring took most of a q = 8 proposal (docs/BENCHMARKS.md §2).
+const QEI_CANDIDATE_STRIDE: usize = 2;
 
 /// Fits the GP to encoded points and warped minimization-oriented values ([`Warp`]), with the
 /// overlap kernel in `space`'s categorical dimensions when [`SuggestConfig::mixed_search`] is
@@ -199,10 +203,16 @@ pub(crate) fn propose(
             // A set whose joint covariance cannot be factored (an error, never a silently
             // dropped covariance) leaves the point to the constant liar below.
             if let Ok(acquisition) = QEi::new(qei_gp, best, set, cfg.mc_samples, rng.next_u64()) {
+                // Every QEI_CANDIDATE_STRIDE-th candidate: the same mix, fewer of them.
+                let thinned = points
+                    .iter()
+                    .step_by(QEI_CANDIDATE_STRIDE)
+                    .cloned()
+                    .collect();
                 let scored = maximize(
                     &lattice,
                     &acquisition,
-                    points.clone(),
+                    thinned,
                     cfg.refine_starts,
                     REFINE_ITERATIONS / 3,
                 );

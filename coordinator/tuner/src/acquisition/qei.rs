@@ -31,7 +31,7 @@ use crate::gp::Gp;
 use crate::kernel::Kernel;
 use crate::rng::Rng;
 use crate::sobol::sobol_points;
-use crate::special::{log_fatplus, norm_quantile};
+use crate::special::{log_fatplus, log_fatplus_value, norm_quantile};
 use crate::{Error, Result};
 
 /// The softplus temperature of the improvement, `τ₀` (standardized units).
@@ -45,6 +45,11 @@ const HALF_GRID: f64 = 1.0 / (1u64 << 33) as f64;
 fn log_improvement(best: f64, f: f64) -> (f64, f64) {
     let (value, slope) = log_fatplus((best - f) / TAU_RELU);
     (TAU_RELU.ln() + value, -slope / TAU_RELU)
+}
+
+/// `ℓ` of [`log_improvement`] without its derivative (scoring needs no gradient).
+fn log_improvement_value(best: f64, f: f64) -> f64 {
+    TAU_RELU.ln() + log_fatplus_value((best - f) / TAU_RELU)
 }
 
 /// `τₘ ln(exp(a/τₘ) + exp(b/τₘ))` and the weight of `b`, `∂/∂b`.
@@ -67,12 +72,18 @@ fn smooth_max(a: f64, b: f64) -> (f64, f64) {
 /// `ln((1/M) Σ exp(vₘ))`, with the softmax weights written to `weights` when asked.
 fn log_mean_exp(values: &[f64], weights: Option<&mut [f64]>) -> f64 {
     let top = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = values.iter().map(|v| (v - top).exp()).sum();
-    if let Some(weights) = weights {
-        for (w, v) in weights.iter_mut().zip(values) {
-            *w = (v - top).exp() / sum;
+    let sum: f64 = match weights {
+        Some(weights) => {
+            // Each exponential once: kept as the weight, then normalized.
+            for (w, v) in weights.iter_mut().zip(values) {
+                *w = (v - top).exp();
+            }
+            let sum: f64 = weights.iter().sum();
+            weights.iter_mut().for_each(|w| *w /= sum);
+            sum
         }
-    }
+        None => values.iter().map(|v| (v - top).exp()).sum(),
+    };
     top + sum.ln() - (values.len() as f64).ln()
 }
 
@@ -179,18 +190,22 @@ impl<'a> QEi<'a> {
         })
     }
 
-    /// The estimate from the candidate's whitened cross-covariance `v = L⁻¹k(X, x)` and moments.
-    fn estimate(&self, x: &[f64], v: &[f64], mean: f64, var: f64) -> f64 {
+    /// `vᵀ L⁻¹k(X, s)` for each set point `s`, from the candidate's whitened cross-covariance
+    /// `v = L⁻¹k(X, x)`.
+    fn set_dots(&self, v: &[f64]) -> Vec<f64> {
+        (0..self.set.len())
+            .map(|i| {
+                let column = self.set_whitened.col_as_slice(i);
+                v.iter().zip(column).map(|(a, b)| a * b).sum()
+            })
+            .collect()
+    }
+
+    /// The estimate from the candidate's moments and `dots` ([`QEi::set_dots`]).
+    fn estimate(&self, x: &[f64], dots: &[f64], mean: f64, var: f64) -> f64 {
         let k = self.set.len();
         let mut cov: Vec<f64> = (0..k)
-            .map(|i| {
-                let dot: f64 = v
-                    .iter()
-                    .enumerate()
-                    .map(|(r, vr)| vr * self.set_whitened[(r, i)])
-                    .sum();
-                self.gp.kernel().value(x, &self.set[i]) - dot
-            })
+            .map(|i| self.gp.kernel().value(x, &self.set[i]) - dots[i])
             .collect();
         for i in 0..k {
             let s: f64 = (0..i).map(|j| self.set_chol[i * k + j] * cov[j]).sum();
@@ -204,7 +219,7 @@ impl<'a> QEi<'a> {
             .map(|m| {
                 let z = &self.base[m * (k + 1)..(m + 1) * (k + 1)];
                 let f = mean + cov.iter().zip(z).map(|(c, zi)| c * zi).sum::<f64>() + schur * z[k];
-                smooth_max(self.set_log[m], log_improvement(self.best, f).0).0
+                smooth_max(self.set_log[m], log_improvement_value(self.best, f)).0
             })
             .collect();
         log_mean_exp(&joint, None)
@@ -277,17 +292,24 @@ impl QEi<'_> {
         }
         let mut weights = vec![0.0; self.samples];
         let value = log_mean_exp(&joint, Some(&mut weights));
-        grad.fill(0.0);
+        // Σₘ sₘ (∇μ + Σᵢ zᵢ ∇cᵢ + z_x ∇r) = (Σₘ sₘ) ∇μ + Σᵢ (Σₘ sₘ zᵢ) ∇cᵢ + (Σₘ sₘ z_x) ∇r:
+        // the sums over samples first, so the cost is O(M·k + k·d), not O(M·k·d).
+        let mut scale_sum = 0.0;
+        let mut scaled_z = vec![0.0; k + 1];
         for m in 0..self.samples {
             let scale = weights[m] * slope[m];
             if scale == 0.0 {
                 continue;
             }
+            scale_sum += scale;
             let z = &self.base[m * (k + 1)..(m + 1) * (k + 1)];
-            for (t, g) in grad.iter_mut().enumerate() {
-                let along: f64 = (0..k).map(|i| cov_grad[i * d + t] * z[i]).sum();
-                *g += scale * (mean_grad[t] + along + schur_grad[t] * z[k]);
+            for (acc, zi) in scaled_z.iter_mut().zip(z) {
+                *acc += scale * zi;
             }
+        }
+        for (t, g) in grad.iter_mut().enumerate() {
+            let along: f64 = (0..k).map(|i| cov_grad[i * d + t] * scaled_z[i]).sum();
+            *g = scale_sum * mean_grad[t] + along + schur_grad[t] * scaled_z[k];
         }
         value
     }
@@ -300,7 +322,7 @@ impl Acquisition for QEi<'_> {
 
     fn value(&self, x: &[f64]) -> f64 {
         let (mean, var, v) = self.gp.predict_whitened(x);
-        self.estimate(x, &v, mean, var)
+        self.estimate(x, &self.set_dots(&v), mean, var)
     }
 
     fn value_and_grad(&self, x: &[f64], grad: &mut [f64]) -> f64 {
@@ -312,8 +334,8 @@ impl Acquisition for QEi<'_> {
         for chunk in points.chunks(256) {
             let (means, vars, cross) = self.gp.predict_batch_whitened(chunk);
             for (j, x) in chunk.iter().enumerate() {
-                let v: Vec<f64> = (0..cross.nrows()).map(|r| cross[(r, j)]).collect();
-                out.push(self.estimate(x, &v, means[j], vars[j]));
+                let dots = self.set_dots(cross.col_as_slice(j));
+                out.push(self.estimate(x, &dots, means[j], vars[j]));
             }
         }
         out
