@@ -1,7 +1,8 @@
 """Suggestion latency at n = 200 observations of Hartmann-6 (issue 13's latency goal).
 
-With 200 random observations in 6-D, observe one more result, then suggest q = 1 or q = 8 points;
-the time a point is (observe + suggest) / q. Measured in the same run for Optuna's GPSampler
+With 200 random observations in 6-D, ask for one point (untimed: the first fit), then tell its
+result and ask for q = 1 or q = 8 points; the time a point is (tell + ask) / q, so both methods
+time a fit that can start from the previous one. Measured in the same run for Optuna's GPSampler
 (ask/tell in-process), tunefleet through `tunectl ask-tell` (includes JSON and pipe overhead,
 small against the fit) and, when the binary is given, tunefleet in-process from
 `target/release/examples/suggest_latency` (its fit + propose, no I/O).
@@ -60,11 +61,14 @@ def tunefleet_ask_tell(tunectl, q, points=200, repeats=3):
                 proc.stdin.flush()
                 return json.loads(proc.stdout.readline())
 
-            pts = _random_points(points + 1, r)
-            ok = request({"observe": [{"params": p, "value": problem.f(p)} for p in pts[:points]]})
+            pts = _random_points(points, r)
+            ok = request({"observe": [{"params": p, "value": problem.f(p)} for p in pts]})
             assert ok == {"ok": True}, ok
+            # As for Optuna above: one untimed suggestion (the first fit), then its result and
+            # q more suggestions are timed.
+            first = request({"suggest": 1})["suggestions"][0]
             start = time.perf_counter()
-            request({"observe": [{"params": pts[points], "value": problem.f(pts[points])}]})
+            request({"observe": [{"id": first["id"], "value": problem.f(first["params"])}]})
             reply = request({"suggest": q})
             per_point.append((time.perf_counter() - start) / q * 1000)
             assert len(reply["suggestions"]) == q, reply

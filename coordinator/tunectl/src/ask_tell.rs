@@ -10,9 +10,11 @@
 //! - `{"stop": true}` or the end of input ends the session; anything else gets
 //!   `{"error": "message"}` and the session goes on.
 //!
-//! Suggested points that are not observed yet are pending: BO treats them as constant-liar
-//! fantasies and never suggests them again. Each `suggest` call's seed is derived from `--seed`
-//! and the number of points suggested so far, so a session is reproducible.
+//! Suggested points that are not observed yet are pending: BO models them with the running
+//! trials (q-LogEI by default, or as constant-liar fantasies) and never suggests them again. Each
+//! `suggest` call's seed is derived from `--seed` and the number of points suggested so far, and
+//! each GP fit starts from the previous one's hyperparameters, so a session is reproducible from
+//! its requests.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -113,6 +115,9 @@ struct Session {
     observations: Vec<Observation>,
     pending: BTreeMap<String, Assignment>,
     suggested: u64,
+    /// The last GP fit's hyperparameters: the next fit starts from them, as the coordinator's
+    /// rounds do (`tuner::fit_warm`).
+    warm: Option<Vec<f64>>,
 }
 
 /// What a request line asks for.
@@ -155,6 +160,7 @@ impl Session {
             observations: Vec::new(),
             pending: BTreeMap::new(),
             suggested: 0,
+            warm: None,
         })
     }
 
@@ -184,14 +190,20 @@ impl Session {
         let pending: Vec<Assignment> = self.pending.values().cloned().collect();
         let mut mix = self.seed ^ self.suggested.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let call_seed = tuner::rng::splitmix64(&mut mix);
-        let candidates = match tuner::suggest(
+        let fitted = tuner::fit_warm(
             &self.space,
             &self.observations,
-            &pending,
-            q as usize,
             &self.config,
             call_seed,
-        ) {
+            self.warm.as_deref(),
+        );
+        let proposed = fitted.and_then(|model| {
+            if let Some(theta) = model.hyperparameters() {
+                self.warm = Some(theta);
+            }
+            tuner::propose(&model, &pending, q as usize, &self.config, call_seed)
+        });
+        let candidates = match proposed {
             Ok(c) => c,
             Err(e) => return error(format!("suggest failed: {e}")),
         };
