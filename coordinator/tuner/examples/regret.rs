@@ -14,7 +14,8 @@
 //! A noisy variant: with `REGRET_NOISE=SD` in the environment each observation is the problem's
 //! value plus Gaussian noise of standard deviation `SD` (seeded per run), and the regret is that
 //! of the best noise-free value among the points evaluated. `REGRET_DETERMINISTIC=1` sets
-//! [`SuggestConfig::deterministic`].
+//! [`SuggestConfig::deterministic`], and `REGRET_INITIAL=N` the initial design's size
+//! ([`SuggestConfig::initial_trials`]; 0 or unset: automatic).
 
 use tuner::rng::Rng;
 use tuner::space::Space;
@@ -83,6 +84,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(0.0);
     cfg.deterministic = std::env::var("REGRET_DETERMINISTIC").is_ok_and(|v| v == "1");
     cfg.mixed_search = method == "bo-mixed";
+    cfg.initial_trials = std::env::var("REGRET_INITIAL")
+        .ok()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
     for problem in chosen {
         let space = Space::new(problem.params.clone())?;
         let mut regrets = Vec::new();
