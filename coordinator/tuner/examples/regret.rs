@@ -15,7 +15,8 @@
 //! value plus Gaussian noise of standard deviation `SD` (seeded per run), and the regret is that
 //! of the best noise-free value among the points evaluated. `REGRET_DETERMINISTIC=1` sets
 //! [`SuggestConfig::deterministic`], and `REGRET_INITIAL=N` the initial design's size
-//! ([`SuggestConfig::initial_trials`]; 0 or unset: automatic).
+//! ([`SuggestConfig::initial_trials`]; 0 or unset: automatic), `REGRET_REFINE_STARTS=N` the
+//! acquisition starts refined by L-BFGS ([`SuggestConfig::refine_starts`]).
 
 use tuner::rng::Rng;
 use tuner::space::Space;
@@ -89,6 +90,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(0);
+    if let Some(starts) = std::env::var("REGRET_REFINE_STARTS").ok() {
+        cfg.refine_starts = starts.parse()?;
+    }
     for problem in chosen {
         let space = Space::new(problem.params.clone())?;
         let mut regrets = Vec::new();
