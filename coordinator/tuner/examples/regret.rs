@@ -90,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(0);
-    if let Some(starts) = std::env::var("REGRET_REFINE_STARTS").ok() {
+    if let Ok(starts) = std::env::var("REGRET_REFINE_STARTS") {
         cfg.refine_starts = starts.parse()?;
     }
     for problem in chosen {
