@@ -1,6 +1,7 @@
-//! Reads a few counters from the coordinator's Prometheus `/metrics` endpoint (plain HTTP/1.0 on
+//! Reads a few series from the coordinator's Prometheus `/metrics` endpoint (plain HTTP/1.0 on
 //! loopback, no client library): GP fits, suggestions and expired leases, to say where the
-//! coordinator's time went during the measured phase.
+//! coordinator's time went during the measured phase, and the histograms of its RPC and group
+//! commit times ([`Buckets`]), its own view of the latencies the agents measure.
 
 use std::time::Duration;
 
