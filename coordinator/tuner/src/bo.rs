@@ -179,26 +179,25 @@ pub(crate) fn propose(
     };
     // The GP conditioned on the lies so far, and the fantasy points not yet in it.
     let mut fantasy: Option<Gp> = None;
-    // q-LogEI's GP: conditioned on lies for the oldest `folded` points of pending ∪ chosen,
-    // so that at most MAX_JOINT_SET remain in the joint set.
+    // The pending points, then those chosen so far, oldest first; q-LogEI's GP is conditioned
+    // on lies for the first `folded`, so that at most MAX_JOINT_SET remain in its joint set.
+    let mut joint_x: Vec<Vec<f64>> = pending_x.to_vec();
     let mut qei_base: Option<Gp> = None;
     let mut folded = 0;
     let mut unconditioned: Vec<Vec<f64>> = pending_x.to_vec();
-    let mut chosen_x: Vec<Vec<f64>> = Vec::new();
     let mut chosen = Vec::with_capacity(q);
     for _ in 0..q {
         let points = candidates(&lattice, cfg.candidates, &local, rng);
         let mut picked = None;
-        if cfg.batch == BatchStrategy::McQei && !(pending_x.is_empty() && chosen_x.is_empty()) {
-            let all: Vec<Vec<f64>> = pending_x.iter().chain(&chosen_x).cloned().collect();
-            let fold_to = joint_set_start(all.len(), folded);
+        if cfg.batch == BatchStrategy::McQei && !joint_x.is_empty() {
+            let fold_to = joint_set_start(joint_x.len(), folded);
             if fold_to > folded {
                 let lies = vec![lie; fold_to - folded];
                 let base = qei_base.as_ref().unwrap_or(gp);
-                qei_base = Some(base.extended(&all[folded..fold_to], &lies)?);
+                qei_base = Some(base.extended(&joint_x[folded..fold_to], &lies)?);
                 folded = fold_to;
             }
-            let set = all[folded..].to_vec();
+            let set = joint_x[folded..].to_vec();
             let qei_gp = qei_base.as_ref().unwrap_or(gp);
             // A set whose joint covariance cannot be factored (an error, never a silently
             // dropped covariance) leaves the point to the constant liar below.
@@ -245,7 +244,7 @@ pub(crate) fn propose(
             continue;
         };
         unconditioned.push(x.clone());
-        chosen_x.push(x);
+        joint_x.push(x);
         chosen.push(assignment);
     }
     Ok(chosen)
@@ -380,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn q_log_ei_with_many_pending_trials_folds_the_oldest_into_lies() {
+    fn q_log_ei_with_more_pending_trials_than_its_joint_set_gives_new_distinct_points() {
         let space = unit_space();
         let observations: Vec<Observation> = (0..12)
             .map(|i| {

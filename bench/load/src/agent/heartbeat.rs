@@ -32,7 +32,6 @@ pub(super) fn first_beat(index: usize, interval: Duration, lockstep: bool) -> Du
         return interval;
     }
     let golden = (5f64.sqrt() - 1.0) / 2.0;
-    #[allow(clippy::cast_precision_loss)]
     let fraction = ((index as f64 + 1.0) * golden).fract();
     interval.mul_f64(1.0 - fraction)
 }
