@@ -73,6 +73,16 @@ pub fn bounds(dim: usize) -> (Vec<f64>, Vec<f64>) {
     (lower, upper)
 }
 
+/// Nats of evidence (log marginal likelihood plus the length-scale and signal priors) by which a
+/// fitted noise must beat the noise pinned at [`NOISE_FLOOR`] to be kept.
+const NOISE_EVIDENCE_NATS: f64 = 2.0;
+
+/// The noise prior's log density at `ln σₙ²` (the part of [`log_prior`] that pinning removes).
+fn noise_log_prior(log_noise: f64) -> f64 {
+    let z = log_noise - NOISE_PRIOR.0;
+    -log_noise - 0.5 * z * z / (NOISE_PRIOR.1 * NOISE_PRIOR.1)
+}
+
 /// The log-prior of `θ` and its gradient (added to `grad`).
 fn log_prior(theta: &[f64], grad: &mut [f64]) -> f64 {
     let d = theta.len() - 2;
@@ -228,22 +238,48 @@ pub fn fit_gp_opts(
     seed: u64,
     opts: &FitOptions<'_>,
 ) -> Result<Gp> {
-    let FitOptions {
-        warm,
-        deterministic,
-        categories,
-    } = *opts;
     let dim = x.first().map_or(0, Vec::len);
     let (mean, std) = standardization(y);
     let ys: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
+    let mut likelihood = Likelihood::with_categories(x, &ys, opts.categories);
+    let (found, warm_only) = map_estimate(&mut likelihood, dim, restarts, seed, opts)?;
+    let theta = if opts.deterministic {
+        found.x
+    } else {
+        let (lower, upper) = bounds(dim);
+        let iterations = if warm_only {
+            WARM_ITERATIONS
+        } else {
+            MAX_ITERATIONS
+        };
+        choose_noise(&mut likelihood, found, &lower, &upper, iterations)
+    };
+    let mut kernel = Matern52::new(dim, 1.0, 1.0).with_categories(opts.categories);
+    kernel.set_params(&theta[..=dim]);
+    Gp::with_standardization(kernel, theta[dim + 1].exp(), x.to_vec(), y, mean, std)
+}
+
+/// The maximum a posteriori `θ` of `likelihood` (the noise fitted with its prior, or pinned at
+/// its floor when `opts.deterministic`), by multi-start L-BFGS; also whether the warm start was
+/// the only start.
+fn map_estimate(
+    likelihood: &mut Likelihood<'_>,
+    dim: usize,
+    restarts: usize,
+    seed: u64,
+    opts: &FitOptions<'_>,
+) -> Result<(Minimum, bool)> {
     let (mut lower, mut upper) = bounds(dim);
-    if deterministic {
+    if opts.deterministic {
         lower[dim + 1] = NOISE_FLOOR.ln();
         upper[dim + 1] = NOISE_FLOOR.ln();
     }
     let mut rng = Rng::with_stream(seed, 2);
-    let warm = warm.map(|w| warm_start(w, &lower, &upper)).transpose()?;
-    let large = x.len() > FULL_FIT_MAX_POINTS;
+    let warm = opts
+        .warm
+        .map(|w| warm_start(w, &lower, &upper))
+        .transpose()?;
+    let large = likelihood.len() > FULL_FIT_MAX_POINTS;
     let warm_only = large && warm.is_some();
     let screen = match (large, warm_only) {
         (true, true) => WARM_ITERATIONS,
@@ -261,11 +297,10 @@ pub fn fit_gp_opts(
         value_tolerance: 1e-9,
         memory: 8,
     };
-    let mut likelihood = Likelihood::with_categories(x, &ys, categories);
     let mut best: Option<Minimum> = None;
     for start in warm.into_iter().chain(cold) {
         let found = minimize(
-            |theta, grad| objective(&mut likelihood, theta, grad),
+            |theta, grad| objective(likelihood, theta, grad),
             &start,
             &lower,
             &upper,
@@ -281,14 +316,14 @@ pub fn fit_gp_opts(
             warm: None,
             ..*opts
         };
-        return fit_gp_opts(x, y, restarts, seed, &cold);
+        return map_estimate(likelihood, dim, restarts, seed, &cold);
     }
     if let Some(screened) = best
         .as_mut()
         .filter(|b| !warm_only && screen < MAX_ITERATIONS && !b.converged)
     {
         let refined = minimize(
-            |theta, grad| objective(&mut likelihood, theta, grad),
+            |theta, grad| objective(likelihood, theta, grad),
             &screened.x,
             &lower,
             &upper,
@@ -301,15 +336,61 @@ pub fn fit_gp_opts(
             *screened = refined;
         }
     }
-    let Some(Minimum { x: theta, .. }) = best else {
-        return Err(Error::NotPositiveDefinite {
-            n: x.len(),
+    match best {
+        Some(found) => Ok((found, warm_only)),
+        None => Err(Error::NotPositiveDefinite {
+            n: likelihood.len(),
             max_jitter: crate::gp::MAX_RELATIVE_JITTER,
-        });
-    };
-    let mut kernel = Matern52::new(dim, 1.0, 1.0).with_categories(categories);
-    kernel.set_params(&theta[..=dim]);
-    Gp::with_standardization(kernel, theta[dim + 1].exp(), x.to_vec(), y, mean, std)
+        }),
+    }
+}
+
+/// The fitted-noise optimum `free`, or `θ` with the noise pinned at [`NOISE_FLOOR`] when the
+/// data give the fitted noise less than [`NOISE_EVIDENCE_NATS`] of evidence over the floor at
+/// the same kernel hyperparameters; pinned, the kernel's are then refined by up to
+/// `max_iterations` L-BFGS iterations. The noise prior keeps a fitted noise near `e⁻⁵` whatever
+/// the data say, which blurs the fine optima of a noise-free objective; so the noise is kept
+/// only where the data demand it (noisy values, or a surface too rough for the kernel). The
+/// test holds the length-scales fixed because a free refit at the floor can explain noise by
+/// length-scales so short that the GP degenerates into white noise.
+fn choose_noise(
+    likelihood: &mut Likelihood<'_>,
+    free: Minimum,
+    lower: &[f64],
+    upper: &[f64],
+    max_iterations: usize,
+) -> Vec<f64> {
+    let noise = free.x.len() - 1;
+    let mut at_floor = free.x.clone();
+    at_floor[noise] = NOISE_FLOOR.ln();
+    let mut scratch = vec![0.0; free.x.len()];
+    let floor_value = objective(likelihood, &at_floor, &mut scratch);
+    // Evidence without the noise prior (a pinned noise has no prior).
+    let free_evidence = -free.value - noise_log_prior(free.x[noise]);
+    let floor_evidence = -floor_value - noise_log_prior(NOISE_FLOOR.ln());
+    if !floor_value.is_finite() || floor_evidence + NOISE_EVIDENCE_NATS < free_evidence {
+        return free.x;
+    }
+    let (mut lower, mut upper) = (lower.to_vec(), upper.to_vec());
+    lower[noise] = NOISE_FLOOR.ln();
+    upper[noise] = NOISE_FLOOR.ln();
+    let pinned = minimize(
+        |theta, grad| objective(likelihood, theta, grad),
+        &at_floor,
+        &lower,
+        &upper,
+        &LbfgsOptions {
+            max_iterations,
+            gradient_tolerance: 1e-5,
+            value_tolerance: 1e-9,
+            memory: 8,
+        },
+    );
+    if pinned.value <= floor_value {
+        pinned.x
+    } else {
+        at_floor
+    }
 }
 
 #[cfg(test)]
@@ -383,10 +464,9 @@ pub(crate) mod tests {
                 minimize(f, s, &lower, &upper, &full).value
             })
             .fold(f64::INFINITY, f64::min);
-        let gp = fit_gp(&x, &y, 4, 3).expect("fits");
-        let mut theta = gp.kernel().params();
-        theta.push(gp.noise_variance().ln());
-        let screened = objective(&mut likelihood, &theta, &mut [0.0; 5]);
+        let (found, _) =
+            map_estimate(&mut likelihood, 3, 4, 3, &FitOptions::default()).expect("fits");
+        let screened = found.value;
         assert!(
             screened <= best_full + 1e-3 * best_full.abs().max(1.0),
             "screened {screened} vs full {best_full}"
@@ -483,11 +563,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_data_decide_whether_the_noise_is_fitted_or_pinned() {
+        // Smooth noise-free values: the fitted noise earns no evidence, so it is pinned.
+        for (n, d, seed) in [(12, 2, 1), (25, 3, 2), (40, 4, 3)] {
+            let (x, y) = data(n, d, seed);
+            let gp = fit_gp(&x, &y, 3, 1).expect("fits");
+            assert!(
+                (gp.noise_variance() - NOISE_FLOOR).abs() < 1e-9,
+                "{n} points, {d}-D: {}",
+                gp.noise_variance()
+            );
+        }
+        // The same values with noise of a tenth of their spread keep a fitted noise.
+        let (x, mut y) = data(40, 3, 2);
+        let mut rng = Rng::new(7);
+        y.iter_mut().for_each(|v| *v += 0.3 * rng.normal());
+        let gp = fit_gp(&x, &y, 3, 1).expect("fits");
+        assert!(gp.noise_variance() > 1e-3, "{}", gp.noise_variance());
+    }
+
+    #[test]
     fn deterministic_pins_the_noise_at_its_floor() {
         // Noisy data get a fitted noise well above the floor; pinned, they get the floor.
-        let (x, mut y) = data(20, 2, 8);
+        let (x, mut y) = data(40, 3, 8);
         let mut rng = Rng::new(3);
-        y.iter_mut().for_each(|v| *v += 2.0 * rng.normal());
+        y.iter_mut().for_each(|v| *v += 0.3 * rng.normal());
         let free = fit_gp(&x, &y, 3, 1).expect("fits");
         assert!(
             free.noise_variance() > 1e3 * NOISE_FLOOR,

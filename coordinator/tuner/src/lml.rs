@@ -117,6 +117,11 @@ impl<'a> Likelihood<'a> {
         }
     }
 
+    /// The number of points.
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+
     /// The log marginal likelihood at `θ = (ln ℓ₁, …, ln ℓ_d, ln σ², ln σₙ²)`, with its gradient
     /// written to `grad`.
     ///
