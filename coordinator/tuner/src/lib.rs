@@ -11,8 +11,8 @@
 //!    space-filling design (greedy maximin over Sobol' points).
 //! 2. Otherwise a GP with a Matérn-5/2 ARD kernel is fit to the standardized results, warped
 //!    by a power transform fitted to them ([`warp`]), by maximizing the log marginal likelihood
-//!    plus priors ([`fit()`]; the noise is pinned at its floor when the data give a fitted noise
-//!    no evidence, and always with [`SuggestConfig::deterministic`]).
+//!    plus priors ([`fit()`]; the noise is pinned at its floor once the results show they are
+//!    noise-free, and always with [`SuggestConfig::deterministic`]).
 //! 3. Each point maximizes log expected improvement ([`acquisition::ei`]) over thousands of
 //!    Sobol' and local candidates, refined by projected L-BFGS ([`optimize`]).
 //! 4. Batches use the constant liar: pending and already chosen points enter the GP as fantasy
@@ -179,8 +179,9 @@ pub struct SuggestConfig {
     /// Monte Carlo (Sobol') samples of q-LogEI.
     pub mc_samples: usize,
     /// Whether the objective is noise-free: the GP's noise variance is always pinned at its
-    /// floor ([`fit::NOISE_FLOOR`]). Without it the noise is fitted with its prior and pinned
-    /// only when the data give the fitted noise no evidence ([the fit module](mod@fit)).
+    /// floor ([`fit::NOISE_FLOOR`]). Without it the noise is fitted with its prior, and pinned
+    /// only when the results give positive evidence that they are noise-free
+    /// ([the fit module](mod@fit)).
     pub deterministic: bool,
     /// The experiment's budget in trials, when known (0 = unknown): the automatic initial
     /// design then takes at most a quarter of it ([`SuggestConfig::effective_initial_trials`]).
