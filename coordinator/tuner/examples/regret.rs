@@ -32,6 +32,18 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// The number in environment variable `name`, if it is set.
+fn env_number<T>(name: &str) -> Result<Option<T>, Box<dyn std::error::Error>>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + 'static,
+{
+    std::env::var(name)
+        .ok()
+        .map(|s| s.parse().map_err(|e| format!("{name}={s:?}: {e}").into()))
+        .transpose()
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--check") {
@@ -78,20 +90,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => {}
     }
     let cold = std::env::var("TUNER_COLD").is_ok_and(|c| c == "1");
-    let noise_sd: f64 = std::env::var("REGRET_NOISE")
-        .ok()
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(0.0);
+    let noise_sd: f64 = env_number("REGRET_NOISE")?.unwrap_or(0.0);
     cfg.deterministic = std::env::var("REGRET_DETERMINISTIC").is_ok_and(|v| v == "1");
     cfg.mixed_search = method == "bo-mixed";
-    cfg.initial_trials = std::env::var("REGRET_INITIAL")
-        .ok()
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(0);
-    if let Ok(starts) = std::env::var("REGRET_REFINE_STARTS") {
-        cfg.refine_starts = starts.parse()?;
+    cfg.initial_trials = env_number("REGRET_INITIAL")?.unwrap_or(0);
+    if let Some(starts) = env_number("REGRET_REFINE_STARTS")? {
+        cfg.refine_starts = starts;
     }
     for problem in chosen {
         let space = Space::new(problem.params.clone())?;

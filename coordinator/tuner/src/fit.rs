@@ -78,6 +78,24 @@ pub fn bounds(dim: usize) -> (Vec<f64>, Vec<f64>) {
     (lower, upper)
 }
 
+/// The box of [`bounds`] with the noise pinned at [`NOISE_FLOOR`].
+fn bounds_noise_pinned(dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut lower, mut upper) = bounds(dim);
+    lower[dim + 1] = NOISE_FLOOR.ln();
+    upper[dim + 1] = NOISE_FLOOR.ln();
+    (lower, upper)
+}
+
+/// The L-BFGS settings of every fit, with at most `max_iterations` iterations.
+fn fit_options(max_iterations: usize) -> LbfgsOptions {
+    LbfgsOptions {
+        max_iterations,
+        gradient_tolerance: 1e-5,
+        value_tolerance: 1e-9,
+        memory: 8,
+    }
+}
+
 /// Nats of evidence (log marginal likelihood plus the length-scale and signal priors) by which
 /// the noise pinned at [`NOISE_FLOOR`] must beat the fitted noise, at the same kernel
 /// hyperparameters, to replace it. Positive: without evidence either way (a few dozen noisy
@@ -253,13 +271,12 @@ pub fn fit_gp_opts(
     let theta = if opts.deterministic {
         found.x
     } else {
-        let (lower, upper) = bounds(dim);
         let iterations = if warm_only {
             WARM_ITERATIONS
         } else {
             MAX_ITERATIONS
         };
-        choose_noise(&mut likelihood, found, &lower, &upper, iterations)
+        choose_noise(&mut likelihood, found, iterations)
     };
     let mut kernel = Matern52::new(dim, 1.0, 1.0).with_categories(opts.categories);
     kernel.set_params(&theta[..=dim]);
@@ -276,11 +293,11 @@ fn map_estimate(
     seed: u64,
     opts: &FitOptions<'_>,
 ) -> Result<(Minimum, bool)> {
-    let (mut lower, mut upper) = bounds(dim);
-    if opts.deterministic {
-        lower[dim + 1] = NOISE_FLOOR.ln();
-        upper[dim + 1] = NOISE_FLOOR.ln();
-    }
+    let (lower, upper) = if opts.deterministic {
+        bounds_noise_pinned(dim)
+    } else {
+        bounds(dim)
+    };
     let mut rng = Rng::with_stream(seed, 2);
     let warm = opts
         .warm
@@ -298,12 +315,7 @@ fn map_estimate(
     } else {
         starts(dim, restarts.max(1), &mut rng)
     };
-    let options = LbfgsOptions {
-        max_iterations: screen,
-        gradient_tolerance: 1e-5,
-        value_tolerance: 1e-9,
-        memory: 8,
-    };
+    let options = fit_options(screen);
     let mut best: Option<Minimum> = None;
     for start in warm.into_iter().chain(cold) {
         let found = minimize(
@@ -334,10 +346,7 @@ fn map_estimate(
             &screened.x,
             &lower,
             &upper,
-            &LbfgsOptions {
-                max_iterations: MAX_ITERATIONS - screen,
-                ..options
-            },
+            &fit_options(MAX_ITERATIONS - screen),
         );
         if refined.value <= screened.value {
             *screened = refined;
@@ -359,14 +368,9 @@ fn map_estimate(
 /// which blurs the fine optima of a noise-free objective; so the noise is pinned once the data
 /// show they have none. The test holds the length-scales fixed because a free refit at the floor
 /// can explain noise by length-scales so short that the GP degenerates into white noise.
-fn choose_noise(
-    likelihood: &mut Likelihood<'_>,
-    free: Minimum,
-    lower: &[f64],
-    upper: &[f64],
-    max_iterations: usize,
-) -> Vec<f64> {
-    let noise = free.x.len() - 1;
+fn choose_noise(likelihood: &mut Likelihood<'_>, free: Minimum, max_iterations: usize) -> Vec<f64> {
+    let dim = free.x.len() - 2;
+    let noise = dim + 1;
     let mut at_floor = free.x.clone();
     at_floor[noise] = NOISE_FLOOR.ln();
     let mut scratch = vec![0.0; free.x.len()];
@@ -377,20 +381,13 @@ fn choose_noise(
     if !floor_value.is_finite() || floor_evidence < free_evidence + NOISE_FREE_EVIDENCE_NATS {
         return free.x;
     }
-    let (mut lower, mut upper) = (lower.to_vec(), upper.to_vec());
-    lower[noise] = NOISE_FLOOR.ln();
-    upper[noise] = NOISE_FLOOR.ln();
+    let (lower, upper) = bounds_noise_pinned(dim);
     let pinned = minimize(
         |theta, grad| objective(likelihood, theta, grad),
         &at_floor,
         &lower,
         &upper,
-        &LbfgsOptions {
-            max_iterations,
-            gradient_tolerance: 1e-5,
-            value_tolerance: 1e-9,
-            memory: 8,
-        },
+        &fit_options(max_iterations),
     );
     if pinned.value <= floor_value {
         pinned.x
@@ -456,12 +453,7 @@ pub(crate) mod tests {
     fn screening_matches_running_every_start_to_the_end() {
         let (x, y) = data(FULL_FIT_MAX_POINTS + 20, 3, 7);
         let (lower, upper) = bounds(3);
-        let full = LbfgsOptions {
-            max_iterations: MAX_ITERATIONS,
-            gradient_tolerance: 1e-5,
-            value_tolerance: 1e-9,
-            memory: 8,
-        };
+        let full = fit_options(MAX_ITERATIONS);
         let mut likelihood = Likelihood::new(&x, &y);
         let best_full = starts(3, 4, &mut Rng::with_stream(3, 2))
             .iter()
