@@ -12,7 +12,9 @@
 //! 2. Otherwise a GP with a Matérn-5/2 ARD kernel is fit to the standardized results, warped
 //!    by a power transform fitted to them ([`warp`]), by maximizing the log marginal likelihood
 //!    plus priors ([`fit()`]; the noise is pinned at its floor once the results show they are
-//!    noise-free, and always with [`SuggestConfig::deterministic`]).
+//!    noise-free, and always with [`SuggestConfig::deterministic`]). Its constant prior mean is
+//!    the worst result when the noise is small or pinned, the results' mean otherwise
+//!    ([`fit::fit_gp_opts`]).
 //! 3. Each point maximizes log expected improvement ([`acquisition::ei`]) over thousands of
 //!    Sobol' and local candidates, refined by projected L-BFGS ([`optimize`]).
 //! 4. Batches use the constant liar: pending and already chosen points enter the GP as fantasy
