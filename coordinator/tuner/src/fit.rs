@@ -21,6 +21,9 @@
 //! dimension-scaled length-scale prior of Hvarfner, Hellsten and Nardi (ICML 2024) and Optuna's
 //! length-scale prior (mode `ℓ = 1`) were tried and lost on the tune set (`docs/BENCHMARKS.md` §2).
 //!
+//! The targets are centred on the GP's constant prior mean: the worst result when the noise is
+//! small or pinned, the results' mean otherwise ([`fit_gp_opts`]).
+//!
 //! The maximization is multi-start L-BFGS-B ([`crate::lbfgs`]) in log space: a fixed start
 //! (`ℓ = 0.3`, `σ² = 1`, `σₙ² = 10⁻³`) plus a seeded Latin hypercube of starts in a box of
 //! plausible values. Above `FULL_FIT_MAX_POINTS` points, where an evaluation costs
@@ -106,7 +109,7 @@ const NOISE_FREE_EVIDENCE_NATS: f64 = 2.0;
 /// observed rather than the values' mean: `e⁻⁵`, the mode of the noise prior, so a fit whose
 /// data have not pushed the noise above where the prior puts it (or pinned it at the floor). See
 /// [`fit_gp_opts`].
-const WORST_MEAN_MAX_NOISE: f64 = 6.737_946_999_085_467e-3; // e⁻⁵
+pub const WORST_MEAN_MAX_NOISE: f64 = 6.737_946_999_085_467e-3; // e⁻⁵
 
 /// The noise prior's log density at `ln σₙ²` (the part of [`log_prior`] that pinning removes).
 fn noise_log_prior(log_noise: f64) -> f64 {

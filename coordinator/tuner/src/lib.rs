@@ -181,7 +181,8 @@ pub struct SuggestConfig {
     /// Monte Carlo (Sobol') samples of q-LogEI.
     pub mc_samples: usize,
     /// Whether the objective is noise-free: the GP's noise variance is always pinned at its
-    /// floor ([`fit::NOISE_FLOOR`]). Without it the noise is fitted with its prior, and pinned
+    /// floor ([`fit::NOISE_FLOOR`]) and its prior mean is the worst result
+    /// ([`fit::fit_gp_opts`]). Without it the noise is fitted with its prior, and pinned
     /// only when the results give positive evidence that they are noise-free
     /// ([the fit module](mod@fit)).
     pub deterministic: bool,
