@@ -263,8 +263,8 @@ pub struct FitOptions<'a> {
 /// Fits the hyperparameters to `(x, y)` with [`FitOptions`] and returns the conditioned GP.
 ///
 /// The GP's constant prior mean is the worst value observed (the largest `y`) when the noise is
-/// pinned or fitted at most [`WORST_MEAN_MAX_NOISE`]; otherwise the fit is repeated, warm from
-/// the first, with the values' mean. De Ath, Fieldsend and Everson ("What do you mean? The role
+/// pinned or fitted at most [`WORST_MEAN_MAX_NOISE`]; otherwise the fit is repeated with the
+/// values' mean (warm from [`FitOptions::warm`], else from the first fit). De Ath, Fieldsend and Everson ("What do you mean? The role
 /// of the mean function in Bayesian optimisation", GECCO 2020) found the worst-value mean the
 /// best constant in five and more dimensions: far from the data the model expects bad values,
 /// so EI stops chasing the prior's variance into the corners of the box (with the mean it sent
@@ -291,8 +291,10 @@ pub fn fit_gp_opts(
     let (theta, mean) = if opts.deterministic || quiet {
         (theta, worst)
     } else {
+        // Warm from the previous round's θ when there is one (a noisy experiment's rounds
+        // all end here, so it was fitted the same way), else from the first fit.
         let warm = FitOptions {
-            warm: Some(&theta),
+            warm: Some(opts.warm.unwrap_or(&theta)),
             ..*opts
         };
         let theta = fit_theta(x, y, sample_mean, std, restarts, seed, &warm)?;
