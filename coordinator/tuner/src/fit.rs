@@ -11,8 +11,8 @@
 //! its density in `σₙ²` peaks at `e⁻⁵ ≈ 0.007`), which keeps a few noisy points from being
 //! interpolated exactly. The noise is bounded below by its floor `10⁻⁶` (in units of the
 //! data's variance), which keeps the Cholesky stable on noise-free objectives; a deterministic
-//! objective pins it there ([`FitOptions::deterministic`]), which the prior would otherwise keep from fine
-//! optima. Otherwise the data decide: when the floor gives at least `NOISE_FREE_EVIDENCE_NATS`
+//! objective pins it there ([`FitOptions::deterministic`]), which the prior would otherwise keep
+//! from fine optima. Otherwise the data decide: when the floor gives at least `NOISE_FREE_EVIDENCE_NATS`
 //! (2) more log marginal likelihood than the fitted noise at the same kernel hyperparameters, the
 //! noise is pinned and the kernel refitted (`choose_noise`), so a noise-free objective gets the
 //! pinned fit once its results show it (typically after 20 to 40 of them) without being told,
@@ -264,14 +264,14 @@ pub struct FitOptions<'a> {
 ///
 /// The GP's constant prior mean is the worst value observed (the largest `y`) when the noise is
 /// pinned or fitted at most [`WORST_MEAN_MAX_NOISE`]; otherwise the fit is repeated with the
-/// values' mean (warm from [`FitOptions::warm`], else from the first fit). De Ath, Fieldsend and Everson ("What do you mean? The role
-/// of the mean function in Bayesian optimisation", GECCO 2020) found the worst-value mean the
-/// best constant in five and more dimensions: far from the data the model expects bad values,
-/// so EI stops chasing the prior's variance into the corners of the box (with the mean it sent
-/// about a quarter of Levy-10's evaluations to points with six or more coordinates at a bound)
-/// and refines the basins the data show. With noisy values it over-exploits (a noisy
-/// observation is shrunk towards the mean, so an isolated good result counts for less than a
-/// cluster of them), hence the noise condition (`docs/BENCHMARKS.md` §2).
+/// values' mean (warm from [`FitOptions::warm`], else from the first fit). De Ath, Fieldsend and
+/// Everson ("What do you mean? The role of the mean function in Bayesian optimisation", GECCO
+/// 2020) found the worst-value mean the best constant in five and more dimensions: far from the
+/// data the model expects bad values, so EI stops chasing the prior's variance into the corners
+/// of the box (with the mean it sent about a quarter of Levy-10's evaluations to points with six
+/// or more coordinates at a bound) and refines the basins the data show. With noisy values it
+/// over-exploits (a noisy observation is shrunk towards the mean, so an isolated good result
+/// counts for less than a cluster of them), hence the noise condition (`docs/BENCHMARKS.md` §2).
 ///
 /// # Errors
 /// `Error::InvalidConfig` when `opts.warm` does not hold one finite value per hyperparameter;
@@ -287,8 +287,8 @@ pub fn fit_gp_opts(
     let (sample_mean, std) = standardization(y);
     let worst = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let theta = fit_theta(x, y, worst, std, restarts, seed, opts)?;
-    let quiet = theta[dim + 1] <= WORST_MEAN_MAX_NOISE.ln();
-    let (theta, mean) = if opts.deterministic || quiet {
+    // A deterministic fit pins the noise at the floor, so it always keeps the worst mean.
+    let (theta, mean) = if theta[dim + 1] <= WORST_MEAN_MAX_NOISE.ln() {
         (theta, worst)
     } else {
         // Warm from the previous round's θ when there is one (a noisy experiment's rounds

@@ -4,9 +4,10 @@
 //! the noise are in units of the data's spread and suggestions do not change under an affine
 //! change of `y`. The constant `m` is the GP's prior mean: `mean(y)` for [`Gp::new`], a given
 //! value for [`Gp::with_standardization`] (the fit uses the worst value observed for noise-free
-//! data, [`crate::fit::fit_gp_opts`]). With `K = k(X, X) + (σₙ² + jitter) I = L Lᵀ` and `α = K⁻¹ỹ`, the posterior at
-//! `x` is `μ(x) = k*ᵀα` and `s²(x) = k(x, x) − vᵀv` with `v = L⁻¹k*`. The gradients with
-//! respect to `x` are `∇μ = Σᵢ αᵢ ∇ₓk(x, xᵢ)` and `∇s² = −2 Σᵢ wᵢ ∇ₓk(x, xᵢ)` with `w = L⁻ᵀv`.
+//! data, [`crate::fit::fit_gp_opts`]). With `K = k(X, X) + (σₙ² + jitter) I = L Lᵀ` and
+//! `α = K⁻¹ỹ`, the posterior at `x` is `μ(x) = k*ᵀα` and `s²(x) = k(x, x) − vᵀv` with
+//! `v = L⁻¹k*`. The gradients with respect to `x` are `∇μ = Σᵢ αᵢ ∇ₓk(x, xᵢ)` and
+//! `∇s² = −2 Σᵢ wᵢ ∇ₓk(x, xᵢ)` with `w = L⁻ᵀv`.
 //!
 //! The Cholesky factorization first tries no jitter, then adds `10⁻¹⁰·σ²`, growing tenfold up to
 //! `10⁻⁴·σ²`; past that it returns [`Error::NotPositiveDefinite`] (it never panics).
