@@ -34,6 +34,10 @@ use crate::{BatchStrategy, Direction, Model, SuggestConfig};
 const REFINE_ITERATIONS: usize = 60;
 /// Points re-scored after snapping to the values they decode to.
 const SNAP_RESCORE: usize = 64;
+/// Distance (in every encoded coordinate) up to which a snapped point is the point it came from,
+/// so its score is not recomputed: a float parameter's decode-encode round trip moves it by
+/// rounding only, while an integer's or a categorical's moves it by a whole step or not at all.
+const SNAP_UNMOVED: f64 = 1e-12;
 /// Observed points whose neighbourhoods get local candidates.
 const INCUMBENTS: usize = 5;
 /// Noise variance (standardized) up to which the best observation is the EI incumbent.
@@ -131,10 +135,19 @@ fn pick(
     let mut snapped: Vec<(Vec<f64>, f64)> = scored
         .iter()
         .take(SNAP_RESCORE)
-        .map(|(x, _)| space.snap(x))
-        .map(|x| {
-            let value = acquisition.value(&x);
-            (x, value)
+        .map(|(x, value)| {
+            let snapped = space.snap(x);
+            // A float's decode-encode round trip moves it by an ulp or so: its score stands.
+            let moved = snapped
+                .iter()
+                .zip(x)
+                .any(|(a, b)| (a - b).abs() > SNAP_UNMOVED);
+            let value = if moved {
+                acquisition.value(&snapped)
+            } else {
+                *value
+            };
+            (snapped, value)
         })
         .collect();
     snapped.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -9,14 +9,16 @@
 //! a log-normal prior on the noise variance, `ln σₙ² ~ N(−4, 1)` (the likelihood prior of
 //! BoTorch's `SingleTaskGP` since version 0.12, `get_gaussian_likelihood_with_lognormal_prior`;
 //! its density in `σₙ²` peaks at `e⁻⁵ ≈ 0.007`), which keeps a few noisy points from being
-//! interpolated exactly. The noise is bounded below by its floor `10⁻⁶` (in units of the
-//! data's variance), which keeps the Cholesky stable on noise-free objectives; a deterministic
-//! objective pins it there ([`FitOptions::deterministic`]), which the prior would otherwise keep
-//! from fine optima. Otherwise the data decide: when the floor gives at least `NOISE_FREE_EVIDENCE_NATS`
-//! (2) more log marginal likelihood than the fitted noise at the same kernel hyperparameters, the
-//! noise is pinned and the kernel refitted (`choose_noise`), so a noise-free objective gets the
-//! pinned fit once its results show it (typically after 20 to 40 of them) without being told,
-//! and noisy results, which never show it, keep the fitted noise. BoTorch's older
+//! interpolated exactly. The noise is bounded below by its floor `10⁻⁸` (in units of the
+//! data's variance), which keeps the Cholesky stable on noise-free objectives while letting the
+//! GP resolve differences of about `10⁻⁴` of the values' spread near an optimum (the floor
+//! `10⁻⁶` stopped noise-free runs 2 to 7 times short of where `10⁻⁸` reaches, BENCHMARKS §2); a
+//! deterministic objective pins it there ([`FitOptions::deterministic`]), which the prior would
+//! otherwise keep from fine optima. Otherwise the data decide: when the floor gives at least
+//! `NOISE_FREE_EVIDENCE_NATS` (2) more log marginal likelihood than the fitted noise at the same
+//! kernel hyperparameters, the noise is pinned and the kernel refitted (`choose_noise`), so a
+//! noise-free objective gets the pinned fit once its results show it (typically after 20 to 40
+//! of them) without being told, and noisy results, which never show it, keep the fitted noise. BoTorch's older
 //! `Gamma(1.1, 0.05)` (better without noise, worse with it), its floor of `10⁻⁴`, the
 //! dimension-scaled length-scale prior of Hvarfner, Hellsten and Nardi (ICML 2024) and Optuna's
 //! length-scale prior (mode `ℓ = 1`) were tried and lost on the tune set (`docs/BENCHMARKS.md` §2).
@@ -65,9 +67,9 @@ const LOG_LENGTH_SCALE: (f64, f64) = (-4.605_170_185_988_091, 2.995_732_273_553_
 const LOG_SIGNAL: (f64, f64) = (-4.605_170_185_988_091, 4.605_170_185_988_091); // ln 0.01, ln 100
 /// The smallest noise variance (standardized units), where [`FitOptions::deterministic`] pins it for a
 /// deterministic objective.
-pub const NOISE_FLOOR: f64 = 1e-6;
+pub const NOISE_FLOOR: f64 = 1e-8;
 /// Bounds of `ln σₙ²`.
-const LOG_NOISE: (f64, f64) = (-13.815_510_557_964_274, 0.0); // ln 1e-6, ln 1
+const LOG_NOISE: (f64, f64) = (-18.420_680_743_952_367, 0.0); // ln 1e-8, ln 1
 /// Location and scale of the log-normal prior on the noise variance `σₙ²` (standardized units):
 /// `ln σₙ² ~ N(−4, 1)`, BoTorch's default likelihood prior since 2024.
 const NOISE_PRIOR: (f64, f64) = (-4.0, 1.0);
@@ -654,6 +656,50 @@ pub(crate) mod tests {
         };
         let gp = fit_gp_opts(&x, &y, 3, 1, &opts).expect("fits");
         assert_eq!(gp.standardization().0, worst(&y));
+    }
+
+    #[test]
+    fn a_deterministic_fit_resolves_a_fine_optimum() {
+        // A 2-D bowl whose values span about 0.5, sampled coarsely, plus a cluster within 0.01
+        // of its minimum, where the values differ by less than 1e-4: the noise floor must be
+        // small enough that the GP's mean still follows them to the minimum.
+        let centre = [0.371, 0.629];
+        let f = |p: &[f64]| (p[0] - centre[0]).powi(2) + 2.0 * (p[1] - centre[1]).powi(2);
+        let mut rng = Rng::new(5);
+        let mut x = rng.latin_hypercube(24, 2);
+        for _ in 0..12 {
+            x.push(
+                centre
+                    .iter()
+                    .map(|c| c + 0.01 * (2.0 * rng.uniform() - 1.0))
+                    .collect(),
+            );
+        }
+        let y: Vec<f64> = x.iter().map(|p| f(p)).collect();
+        let opts = FitOptions {
+            deterministic: true,
+            ..FitOptions::default()
+        };
+        let gp = fit_gp_opts(&x, &y, 3, 1, &opts).expect("fits");
+        let mut best = (f64::INFINITY, vec![0.0; 2]);
+        for i in 0..=200 {
+            for j in 0..=200 {
+                let p = vec![
+                    centre[0] - 0.01 + 0.02 * f64::from(i) / 200.0,
+                    centre[1] - 0.01 + 0.02 * f64::from(j) / 200.0,
+                ];
+                let mean = gp.predict_standardized(&p).0;
+                if mean < best.0 {
+                    best = (mean, p);
+                }
+            }
+        }
+        let regret = f(&best.1);
+        assert!(
+            regret < 1e-7,
+            "the mean's minimum at {:?} has regret {regret:e}",
+            best.1
+        );
     }
 
     #[test]

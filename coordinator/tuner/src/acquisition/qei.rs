@@ -23,6 +23,12 @@
 //! `f_x⁽ᵐ⁾ = μ(x) + lᵀ z_S⁽ᵐ⁾ + r z_x⁽ᵐ⁾`, so one candidate costs `O(n² + M·|S|)`. The gradient
 //! for the refinement is exact at about twice that cost: with `βₛ = K⁻¹k(X, s)` kept per set
 //! point, `∇ₓ c(s, x) = ∇ₓk(x, s) − Σᵢ βₛᵢ ∇ₓk(x, xᵢ)`.
+//!
+//! A sample in which the set already improves far more than the candidate could is the set's
+//! value exactly (the smoothed maximum ignores a term more than `40 τₘ` below the other), so
+//! each sample keeps the candidate value from which that holds (`unchanged_from`, found once by
+//! bisection) and scoring skips its logarithms there: late in a batch most samples are skipped,
+//! which made q = 8 proposals about a quarter faster with every value unchanged.
 
 use faer::{Mat, Side};
 
@@ -52,10 +58,14 @@ fn log_improvement_value(best: f64, f: f64) -> f64 {
     TAU_RELU.ln() + log_fatplus_value((best - f) / TAU_RELU)
 }
 
+/// The gap between two terms, in units of `τₘ`, beyond which [`smooth_max`] returns the larger
+/// exactly (the smaller adds less than `10⁻¹⁷` of it).
+const EXACT_GAP: f64 = 40.0;
+
 /// `τₘ ln(exp(a/τₘ) + exp(b/τₘ))` and the weight of `b`, `∂/∂b`.
 fn smooth_max(a: f64, b: f64) -> (f64, f64) {
     let gap = (a - b).abs() / TAU_MAX;
-    if gap > 40.0 || a == f64::NEG_INFINITY {
+    if gap > EXACT_GAP || a == f64::NEG_INFINITY {
         // The smaller term adds less than 10⁻¹⁷ of the larger.
         return if b >= a { (b, 1.0) } else { (a, 0.0) };
     }
@@ -67,6 +77,50 @@ fn smooth_max(a: f64, b: f64) -> (f64, f64) {
         small / (1.0 + small)
     };
     (value, weight)
+}
+
+/// The candidate value `f` at and above which a sample whose set has the smoothed log improvement
+/// `set_log` is unchanged by the candidate: there `ℓ(f)` ([`log_improvement_value`], decreasing
+/// in `f`) is more than [`EXACT_GAP`]` τₘ` below `set_log`, so [`smooth_max`] returns `set_log`
+/// exactly and scoring can skip the sample's logarithms. Found by bisection; the value returned
+/// always satisfies the bound (`+∞` when the set is empty).
+fn unchanged_from(best: f64, set_log: f64) -> f64 {
+    if set_log == f64::NEG_INFINITY {
+        return f64::INFINITY;
+    }
+    let floor = set_log - EXACT_GAP * TAU_MAX;
+    let below = |f: f64| log_improvement_value(best, f) < floor;
+    // `hi` above the best value with ℓ(hi) below the floor, `lo` under it with ℓ(lo) at or
+    // above it; each found by doubling the distance from `best`.
+    let mut step = TAU_RELU;
+    while !below(best + step) {
+        step *= 2.0;
+        if step > 1e300 {
+            return f64::INFINITY;
+        }
+    }
+    let mut hi = best + step;
+    let mut step = TAU_RELU;
+    while below(best - step) {
+        step *= 2.0;
+        if step > 1e300 {
+            return f64::NEG_INFINITY;
+        }
+    }
+    let mut lo = best - step;
+    // To a thousandth of the distance from `best`: a looser bound only skips fewer samples.
+    while hi - lo > 1e-3 * (hi - best).max(TAU_RELU) {
+        let mid = lo + 0.5 * (hi - lo);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if below(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
 }
 
 /// `ln((1/M) Σ exp(vₘ))`, with the softmax weights written to `weights` when asked.
@@ -104,6 +158,9 @@ pub struct QEi<'a> {
     /// Per sample, the set's smoothed log improvement `τₘ ln Σₛ exp(ℓₛ/τₘ)` (`−∞` when the
     /// set is empty).
     set_log: Vec<f64>,
+    /// Per sample, the candidate value from which the sample is `set_log` exactly
+    /// ([`unchanged_from`]).
+    unchanged: Vec<f64>,
     samples: usize,
 }
 
@@ -176,7 +233,8 @@ impl<'a> QEi<'a> {
                     })
                     .fold(f64::NEG_INFINITY, |a, b| smooth_max(a, b).0)
             })
-            .collect();
+            .collect::<Vec<f64>>();
+        let unchanged = set_log.iter().map(|l| unchanged_from(best, *l)).collect();
         Ok(QEi {
             gp,
             best,
@@ -186,6 +244,7 @@ impl<'a> QEi<'a> {
             set_chol,
             base,
             set_log,
+            unchanged,
             samples,
         })
     }
@@ -219,6 +278,9 @@ impl<'a> QEi<'a> {
             .map(|m| {
                 let z = &self.base[m * (k + 1)..(m + 1) * (k + 1)];
                 let f = mean + cov.iter().zip(z).map(|(c, zi)| c * zi).sum::<f64>() + schur * z[k];
+                if f >= self.unchanged[m] {
+                    return self.set_log[m];
+                }
                 smooth_max(self.set_log[m], log_improvement_value(self.best, f)).0
             })
             .collect();
@@ -285,6 +347,11 @@ impl QEi<'_> {
             let z = &self.base[m * (k + 1)..(m + 1) * (k + 1)];
             let f =
                 parts.mean + cov.iter().zip(z).map(|(c, zi)| c * zi).sum::<f64>() + schur * z[k];
+            if f >= self.unchanged[m] {
+                // The candidate's weight in the maximum is zero (see `unchanged_from`).
+                joint[m] = self.set_log[m];
+                continue;
+            }
             let (log_i, dlog_i) = log_improvement(self.best, f);
             let (value, weight) = smooth_max(self.set_log[m], log_i);
             joint[m] = value;
@@ -403,6 +470,76 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn samples_past_their_cut_are_unchanged_by_the_candidate() {
+        for best in [-2.0, 0.0, 1.5] {
+            for set_log in [-60.0, -25.0, -14.0, -8.0, -2.0, 0.5, 3.0] {
+                let cut = unchanged_from(best, set_log);
+                assert!(cut.is_finite(), "best {best}, set {set_log}");
+                // At the cut and beyond, the maximum is the set's exactly, with zero weight.
+                for f in [cut, cut + 1e-6, cut + 1.0, cut + 1e6] {
+                    let (value, weight) = smooth_max(set_log, log_improvement(best, f).0);
+                    assert_eq!(
+                        (value, weight),
+                        (set_log, 0.0),
+                        "best {best}, set {set_log}"
+                    );
+                }
+                // Tight: a little before the cut the candidate counts.
+                let before = cut - 2e-3 * (cut - best).max(TAU_RELU);
+                let floor = set_log - EXACT_GAP * TAU_MAX;
+                assert!(
+                    log_improvement_value(best, before) >= floor,
+                    "best {best}, set {set_log}: cut {cut} is loose"
+                );
+            }
+        }
+        assert_eq!(unchanged_from(0.0, f64::NEG_INFINITY), f64::INFINITY);
+    }
+
+    #[test]
+    fn skipping_unchanged_samples_leaves_every_value_as_computed_in_full() {
+        let gp = gp();
+        let best = gp
+            .y_standardized()
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let set = vec![vec![0.55, 0.45], vec![0.2, 0.8], vec![0.9, 0.9]];
+        let q = QEi::new(&gp, best, set, 256, 5).expect("factors");
+        let mut skipped = 0;
+        for point in Rng::new(8).latin_hypercube(40, 2) {
+            // The estimate sample by sample, with no sample skipped.
+            let (mean, var, v) = gp.predict_whitened(&point);
+            let dots = q.set_dots(&v);
+            let k = q.set.len();
+            let mut cov: Vec<f64> = (0..k)
+                .map(|i| gp.kernel().value(&point, &q.set[i]) - dots[i])
+                .collect();
+            for i in 0..k {
+                let s: f64 = (0..i).map(|j| q.set_chol[i * k + j] * cov[j]).sum();
+                cov[i] = (cov[i] - s) / q.set_chol[i * k + i];
+            }
+            let schur = (var - cov.iter().map(|c| c * c).sum::<f64>())
+                .max(0.0)
+                .sqrt();
+            let joint: Vec<f64> = (0..q.samples)
+                .map(|m| {
+                    let z = &q.base[m * (k + 1)..(m + 1) * (k + 1)];
+                    let f =
+                        mean + cov.iter().zip(z).map(|(c, zi)| c * zi).sum::<f64>() + schur * z[k];
+                    skipped += usize::from(f >= q.unchanged[m]);
+                    smooth_max(q.set_log[m], log_improvement_value(best, f)).0
+                })
+                .collect();
+            assert_eq!(q.value(&point), log_mean_exp(&joint, None), "{point:?}");
+        }
+        assert!(
+            skipped > 40 * 256 / 4,
+            "the cut skips few samples: {skipped}"
+        );
     }
 
     #[test]
