@@ -11,14 +11,15 @@
 //! its density in `σₙ²` peaks at `e⁻⁵ ≈ 0.007`), which keeps a few noisy points from being
 //! interpolated exactly. The noise is bounded below by its floor `10⁻⁸` (in units of the
 //! data's variance), which keeps the Cholesky stable on noise-free objectives while letting the
-//! GP resolve differences of about `10⁻⁴` of the values' spread near an optimum (the floor
-//! `10⁻⁶` stopped noise-free runs 2 to 7 times short of where `10⁻⁸` reaches, BENCHMARKS §2); a
-//! deterministic objective pins it there ([`FitOptions::deterministic`]), which the prior would
-//! otherwise keep from fine optima. Otherwise the data decide: when the floor gives at least
-//! `NOISE_FREE_EVIDENCE_NATS` (2) more log marginal likelihood than the fitted noise at the same
-//! kernel hyperparameters, the noise is pinned and the kernel refitted (`choose_noise`), so a
-//! noise-free objective gets the pinned fit once its results show it (typically after 20 to 40
-//! of them) without being told, and noisy results, which never show it, keep the fitted noise. BoTorch's older
+//! GP resolve differences of about `10⁻⁴` of the values' spread near an optimum (with the floor
+//! at `10⁻⁶` the q = 1 medians of the noise-free problems that converge were 1.3 to 7 times
+//! higher, BENCHMARKS §2); a deterministic objective pins it there ([`FitOptions::deterministic`]), which
+//! the prior would otherwise keep from fine optima. Otherwise the data decide: when the floor
+//! gives at least `NOISE_FREE_EVIDENCE_NATS` (2) more log marginal likelihood than the fitted
+//! noise at the same kernel hyperparameters, the noise is pinned and the kernel refitted
+//! (`choose_noise`), so a noise-free objective gets the pinned fit once its results show it
+//! (typically after 20 to 40 of them) without being told, and noisy results, which never show
+//! it, keep the fitted noise. BoTorch's older
 //! `Gamma(1.1, 0.05)` (better without noise, worse with it), its floor of `10⁻⁴`, the
 //! dimension-scaled length-scale prior of Hvarfner, Hellsten and Nardi (ICML 2024) and Optuna's
 //! length-scale prior (mode `ℓ = 1`) were tried and lost on the tune set (`docs/BENCHMARKS.md` §2).
