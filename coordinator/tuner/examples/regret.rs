@@ -16,7 +16,13 @@
 //! of the best noise-free value among the points evaluated. `REGRET_DETERMINISTIC=1` sets
 //! [`SuggestConfig::deterministic`], and `REGRET_INITIAL=N` the initial design's size
 //! ([`SuggestConfig::initial_trials`]; 0 or unset: automatic), `REGRET_REFINE_STARTS=N` the
-//! acquisition starts refined by L-BFGS ([`SuggestConfig::refine_starts`]).
+//! acquisition starts refined by L-BFGS ([`SuggestConfig::refine_starts`]) and
+//! `REGRET_MAX_MODEL_POINTS=N` the most results the GP is fitted to
+//! ([`SuggestConfig::max_model_points`]).
+//!
+//! `REGRET_TRACE=1` prints a `TRACE` line to stderr after every round: the evaluations so far,
+//! the best regret, the fitted noise variance (standardized; `NaN` during the design), the
+//! regret of each point of the round's batch in the order proposed, and the fitted length-scales.
 
 use tuner::rng::Rng;
 use tuner::space::Space;
@@ -89,6 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "cl-min" => cfg.batch = BatchStrategy::ClMin,
         _ => {}
     }
+    let trace = std::env::var("REGRET_TRACE").is_ok_and(|v| v == "1");
     let cold = std::env::var("TUNER_COLD").is_ok_and(|c| c == "1");
     let noise_sd: f64 = env_number("REGRET_NOISE")?.unwrap_or(0.0);
     cfg.deterministic = std::env::var("REGRET_DETERMINISTIC").is_ok_and(|v| v == "1");
@@ -96,6 +103,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     cfg.initial_trials = env_number("REGRET_INITIAL")?.unwrap_or(0);
     if let Some(starts) = env_number("REGRET_REFINE_STARTS")? {
         cfg.refine_starts = starts;
+    }
+    if let Some(cap) = env_number("REGRET_MAX_MODEL_POINTS")? {
+        cfg.max_model_points = cap;
     }
     for problem in chosen {
         let space = Space::new(problem.params.clone())?;
@@ -114,8 +124,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if !cold {
                     warm = model.hyperparameters().or(warm);
                 }
+                let mut batch_regrets = Vec::new();
                 for c in propose(&model, &[], k, &cfg, call_seed)? {
                     let value = (problem.f)(&c.params);
+                    batch_regrets.push(value - problem.optimum);
                     best = best.min(value);
                     observations.push(Observation {
                         params: c.params,
@@ -123,6 +135,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     });
                 }
                 call += 1;
+                if trace {
+                    let batch: Vec<String> =
+                        batch_regrets.iter().map(|r| format!("{r:.1e}")).collect();
+                    let scales: Vec<String> = tuner::length_scales(&model)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|(_, l)| format!("{l:.2}"))
+                        .collect();
+                    eprintln!(
+                        "TRACE {} q={q} seed {seed} evals {} regret {:.3e} noise {:.1e} batch [{}] length-scales [{}]",
+                        problem.name,
+                        observations.len(),
+                        best - problem.optimum,
+                        model.gp().map_or(f64::NAN, |g| g.noise_variance()),
+                        batch.join(" "),
+                        scales.join(" "),
+                    );
+                }
             }
             println!(
                 "{} q={q} {method} seed {seed}: regret {:.3e}",

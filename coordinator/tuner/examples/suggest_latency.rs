@@ -1,11 +1,14 @@
-//! Suggestion latency (issue 2): with 200 observations of Hartmann-6 in 6-D, observe one more
-//! result and suggest a batch of 8, timing the GP fit and the proposal separately.
+//! Suggestion latency (issue 2): with 200 observations of Hartmann-6 in 6-D (or
+//! `TUNER_LATENCY_N`), observe one more result and suggest a batch of 8, timing the GP fit and
+//! the proposal separately.
 //!
 //! Run on an idle machine: `cargo run --release -p tuner --example suggest_latency [REPEATS] [BATCH]`
 //! (batches are q-LogEI, the default; set `TUNER_BATCH=cl-min` for the constant liar).
+//! `TUNER_LATENCY_N=N` sets the number of observations (200 by default) and
+//! `TUNER_MAX_MODEL_POINTS=M` [`SuggestConfig::max_model_points`].
 //!
 //! As the coordinator does, each fit is warm-started from the previous round's hyperparameters
-//! (the first from an untimed fit of the 200 points before the first result): set
+//! (the first from a fit of the points before the first result, timed apart): set
 //! `TUNER_COLD=1` to time cold fits instead.
 
 use std::time::Instant;
@@ -39,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(other) => return Err(format!("TUNER_BATCH={other}: expected cl-min or mc-qei").into()),
     }
     let mut rng = tuner::rng::Rng::new(42);
-    let mut observations: Vec<Observation> = (0..201)
+    let n: usize = match std::env::var("TUNER_LATENCY_N") {
+        Ok(v) => v.parse().map_err(|e| format!("TUNER_LATENCY_N={v}: {e}"))?,
+        Err(_) => 200,
+    };
+    let mut observations: Vec<Observation> = (0..=n)
         .map(|_| {
             let x = rng.point(6);
             Observation {
@@ -48,16 +55,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .collect();
+    if let Ok(cap) = std::env::var("TUNER_MAX_MODEL_POINTS") {
+        cfg.max_model_points = cap
+            .parse()
+            .map_err(|e| format!("TUNER_MAX_MODEL_POINTS={cap}: {e}"))?;
+    }
     let cold = std::env::var("TUNER_COLD").is_ok_and(|c| c == "1");
     let mut warm = if cold {
         None
     } else {
-        fit(&space, &observations[..200], &cfg, 1000)?.hyperparameters()
+        let start = Instant::now();
+        let first = fit(&space, &observations[..n], &cfg, 1000)?.hyperparameters();
+        println!(
+            "first (cold) fit of {n} observations: {:.1} ms",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+        first
     };
     let mut per_point_ms = Vec::with_capacity(repeats);
     for repeat in 0..repeats {
         let extra = observations.pop().map(|o| vec![o]).unwrap_or_default();
-        observations.truncate(200);
+        observations.truncate(n);
         observations.extend(extra);
         let start = Instant::now();
         let model = fit_warm(&space, &observations, &cfg, repeat as u64, warm.as_deref())?;

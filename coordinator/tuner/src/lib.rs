@@ -14,7 +14,8 @@
 //!    plus priors ([`fit()`]; the noise is pinned at its floor once the results show they are
 //!    noise-free, and always with [`SuggestConfig::deterministic`]). Its constant prior mean is
 //!    the worst result when the noise is small or pinned, the results' mean otherwise
-//!    ([`fit::fit_gp_opts`]).
+//!    ([`fit::fit_gp_opts`]). Above [`SuggestConfig::max_model_points`] results the GP is fitted
+//!    to a subset of that size ([`subset`]).
 //! 3. Each point maximizes log expected improvement ([`acquisition::ei`]) over thousands of
 //!    Sobol' and local candidates, refined by projected L-BFGS ([`optimize`]).
 //! 4. Batches use the constant liar: pending and already chosen points enter the GP as fantasy
@@ -59,6 +60,7 @@ pub mod rng;
 pub mod sobol;
 pub mod space;
 mod special;
+pub mod subset;
 pub mod warp;
 
 #[cfg(test)]
@@ -195,7 +197,18 @@ pub struct SuggestConfig {
     /// problem `train6b` it halved the runs stuck above regret 0.02 but raised the median
     /// regret (docs/BENCHMARKS.md, "Mixed spaces"). A space of floats only is unaffected.
     pub mixed_search: bool,
+    /// The most results the GP is fitted to: above it, the best quarter of this many plus a
+    /// seeded uniform draw from the rest ([`subset`]), so a round's cost stops growing as
+    /// `O(n³)` with the experiment. Every result still counts for duplicates and local search.
+    pub max_model_points: usize,
 }
+
+/// [`SuggestConfig::max_model_points`] by default: a warm fit of this many results took about
+/// 1–2 s on a 2-core machine and a cold one under 10 s (docs/BENCHMARKS.md §2, "Large
+/// experiments").
+pub const DEFAULT_MAX_MODEL_POINTS: usize = 1000;
+/// The smallest [`SuggestConfig::max_model_points`] accepted.
+const MIN_MODEL_POINTS: usize = 8;
 
 impl Default for SuggestConfig {
     fn default() -> Self {
@@ -212,6 +225,7 @@ impl Default for SuggestConfig {
             deterministic: false,
             budget: 0,
             mixed_search: false,
+            max_model_points: DEFAULT_MAX_MODEL_POINTS,
         }
     }
 }
@@ -254,6 +268,9 @@ impl SuggestConfig {
         }
         if self.mc_samples == 0 || self.mc_samples > 100_000 {
             return bad("mc_samples must be in 1..=100000");
+        }
+        if self.max_model_points < MIN_MODEL_POINTS {
+            return bad("max_model_points must be at least 8");
         }
         Ok(ValidSuggestConfig(self.clone()))
     }
@@ -389,7 +406,14 @@ pub fn fit_warm(
     let use_gp =
         cfg.strategy == Strategy::Bo && observed.len() >= cfg.effective_initial_trials(space.dim());
     let (gp, warp) = if use_gp {
-        let (gp, warp) = bo::fit_gp(space, &x, &y_min, &cfg, seed, warm)?;
+        let (gp, warp) = match subset::model_points(&y_min, cfg.max_model_points, seed) {
+            None => bo::fit_gp(space, &x, &y_min, &cfg, seed, warm)?,
+            Some(kept) => {
+                let x_kept: Vec<Vec<f64>> = kept.iter().map(|i| x[*i].clone()).collect();
+                let y_kept: Vec<f64> = kept.iter().map(|i| y_min[*i]).collect();
+                bo::fit_gp(space, &x_kept, &y_kept, &cfg, seed, warm)?
+            }
+        };
         (Some(gp), warp)
     } else {
         (None, warp::Warp::identity())
@@ -553,6 +577,56 @@ mod tests {
         assert!(best < 1e-4, "best {best}");
         let batch = run_loop(&space, &SuggestConfig::default(), 24, 4, f);
         assert!(batch < 1e-3, "batch best {batch}");
+    }
+
+    #[test]
+    fn above_max_model_points_the_gp_sees_a_subset_with_the_best_results() {
+        let space = unit_space(2);
+        let f = |x: &[f64]| (x[0] - 0.3).powi(2) + (x[1] - 0.7).powi(2);
+        let mut rng = rng::Rng::new(5);
+        let observations: Vec<Observation> = (0..90)
+            .map(|_| {
+                let x = rng.point(2);
+                Observation {
+                    params: space.decode(&x),
+                    value: f(&x),
+                }
+            })
+            .collect();
+        let cfg = SuggestConfig {
+            max_model_points: 40,
+            ..SuggestConfig::default()
+        };
+        let model = fit(&space, &observations, &cfg, 3).expect("fits");
+        let gp = model.gp().expect("BO model");
+        assert_eq!(gp.x().len(), 40, "the GP holds the cap");
+        assert_eq!(
+            model.observation_count(),
+            90,
+            "the model keeps every result"
+        );
+        let best = observations
+            .iter()
+            .min_by(|a, b| a.value.total_cmp(&b.value))
+            .expect("results");
+        let best_x = space.encode(&best.params).expect("encodes");
+        assert!(gp.x().contains(&best_x), "the best result is modelled");
+        // Proposals avoid every result, modelled or not, and are deterministic for a seed.
+        let out = propose(&model, &[], 6, &cfg, 3).expect("proposes");
+        assert_eq!(out.len(), 6);
+        for c in &out {
+            assert!(!observations.iter().any(|o| o.params == c.params));
+        }
+        assert_eq!(out, propose(&model, &[], 6, &cfg, 3).expect("proposes"));
+        // At or under the cap every result is modelled.
+        let all = fit(&space, &observations[..40], &cfg, 3).expect("fits");
+        assert_eq!(all.gp().expect("BO model").x().len(), 40);
+        let bad = SuggestConfig {
+            max_model_points: 7,
+            ..SuggestConfig::default()
+        };
+        let err = fit(&space, &observations, &bad, 3).expect_err("below the minimum");
+        assert!(err.to_string().contains("max_model_points"), "{err}");
     }
 
     #[test]
