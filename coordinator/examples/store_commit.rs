@@ -49,6 +49,7 @@ fn experiment() -> ExperimentRecord {
             budget_dollars: 0.0,
             study: String::new(),
             deterministic: false,
+            max_model_points: 0,
             early_stopping: Rule::Median(MedianRule {
                 min_epochs: 1,
                 min_trials: 3,

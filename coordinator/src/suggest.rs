@@ -57,8 +57,17 @@ pub fn suggest_config(spec: &ExperimentSpec, strategy: Strategy) -> SuggestConfi
         initial_trials: spec.initial_trials as usize,
         deterministic: spec.deterministic,
         budget: spec.budget_trials as usize,
+        max_model_points: match spec.max_model_points {
+            0 => tuner::DEFAULT_MAX_MODEL_POINTS,
+            cap => cap as usize,
+        },
         ..SuggestConfig::default()
     }
+}
+
+/// The tuner's default [`tuner::SuggestConfig::max_model_points`], as a spec stores it.
+pub fn default_max_model_points() -> u32 {
+    u32::try_from(tuner::DEFAULT_MAX_MODEL_POINTS).expect("the default fits in u32")
 }
 
 /// Mixes 64 bits (SplitMix64's finalizer).
@@ -239,6 +248,7 @@ mod tests {
                 budget_dollars: 0.0,
                 study: String::new(),
                 deterministic: false,
+                max_model_points: 0,
                 early_stopping: crate::service::early_stop::Rule::None,
             },
             observations,
@@ -322,6 +332,26 @@ mod tests {
         let wire = proto::v1::ExperimentSpec::from(&spec);
         assert!(wire.deterministic);
         assert_eq!(ExperimentSpec::try_from(wire).expect("converts back"), spec);
+    }
+
+    #[test]
+    fn the_model_cap_reaches_the_tuner_and_the_wire() {
+        let mut spec = maximize_input(BatchStrategy::ClMin).spec;
+        // 0, as in specs stored before the key existed: the tuner's default.
+        spec.max_model_points = 0;
+        assert_eq!(
+            suggest_config(&spec, Strategy::Bo).max_model_points,
+            tuner::DEFAULT_MAX_MODEL_POINTS
+        );
+        spec.max_model_points = 300;
+        assert_eq!(suggest_config(&spec, Strategy::Bo).max_model_points, 300);
+        let wire = proto::v1::ExperimentSpec::from(&spec);
+        assert_eq!(wire.max_model_points, 300);
+        assert_eq!(ExperimentSpec::try_from(wire).expect("converts back"), spec);
+        assert_eq!(
+            default_max_model_points() as usize,
+            tuner::DEFAULT_MAX_MODEL_POINTS
+        );
     }
 
     #[test]

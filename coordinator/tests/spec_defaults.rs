@@ -1,7 +1,8 @@
 //! Spec defaults and the metric check at create, against the real tonic server (issue 16, "a new
 //! user's first hour"): a spec that names no metric gets its workload's, a metric the workload
 //! never reports is refused before anything is stored, and the initial design of a BO spec that
-//! names none scales with the budget.
+//! names none scales with the budget; the GP's cap on results (`max_model_points`) is stored
+//! resolved and checked.
 
 #[path = "common/server.rs"]
 mod server;
@@ -148,6 +149,45 @@ async fn the_default_initial_design_scales_with_the_budget_and_an_explicit_one_i
             .expect("created")
             .initial_trials,
         8
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_model_cap_defaults_to_the_tuners_and_a_bad_one_is_refused_naming_it() {
+    let server = Server::start(MemoryStore::new(), Settings::default(), None).await;
+    let mut experiments = server.experiments().await;
+    let default = create(&mut experiments, spec("function", 30)).await;
+    assert_eq!(
+        default.expect("created").max_model_points as usize,
+        tuner::DEFAULT_MAX_MODEL_POINTS,
+        "stored as run"
+    );
+    let mut explicit = spec("function", 30);
+    explicit.max_model_points = 2_000;
+    assert_eq!(
+        create(&mut experiments, explicit)
+            .await
+            .expect("created")
+            .max_model_points,
+        2_000
+    );
+    for (bad, says) in [(3, "at least 8"), (50_000, "at most 5000")] {
+        let mut refused_spec = spec("function", 30);
+        refused_spec.max_model_points = bad;
+        let refused = create(&mut experiments, refused_spec)
+            .await
+            .expect_err("out of range");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(
+            refused.message().contains("max_model_points") && refused.message().contains(says),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        experiment_count(&mut experiments).await,
+        2,
+        "the refused specs stored nothing"
     );
     server.shutdown().await;
 }

@@ -101,7 +101,7 @@ class Client:
         for a command the agents declare. `early_stopping` is `"median"`, `"asha"`, `{"median": {...}}`,
         `{"asha": {...}}` or an `EarlyStopping`. `extra` sets other `ExperimentSpec` fields
         (`seed`, `initial_trials`, `max_attempts`, `study`, `budget_dollars`, `grid_levels`,
-        `batch_strategy`, `deterministic`).
+        `batch_strategy`, `deterministic`, `max_model_points`).
         """
         spec = pb.ExperimentSpec(
             name=name, metric=metric, direction=_DIRECTIONS[direction.lower()],

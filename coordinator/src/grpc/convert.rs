@@ -233,6 +233,7 @@ impl TryFrom<pb::ExperimentSpec> for ExperimentSpec {
             budget_dollars: spec.budget_dollars,
             study: spec.study,
             deterministic: spec.deterministic,
+            max_model_points: spec.max_model_points,
             early_stopping: rule_from_pb(spec.early_stopping.as_ref()),
         })
     }
@@ -274,6 +275,7 @@ impl From<&ExperimentSpec> for pb::ExperimentSpec {
             budget_dollars: spec.budget_dollars,
             study: spec.study.clone(),
             deterministic: spec.deterministic,
+            max_model_points: spec.max_model_points,
             early_stopping: rule_to_pb(&spec.early_stopping),
         }
     }

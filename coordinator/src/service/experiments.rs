@@ -81,6 +81,9 @@ impl Coordinator {
         if spec.max_attempts == 0 {
             spec.max_attempts = self.inner.settings.max_attempts.get();
         }
+        if spec.max_model_points == 0 {
+            spec.max_model_points = crate::suggest::default_max_model_points();
+        }
         Ok(spec)
     }
 

@@ -25,6 +25,11 @@ pub const MAX_BUDGET_TRIALS: u32 = 100_000;
 pub const MAX_PARALLELISM: u32 = 10_000;
 /// The most space-filling trials before BO.
 pub const MAX_INITIAL_TRIALS: u32 = 10_000;
+/// The largest `max_model_points` a spec may ask for: the GP's matrices at this size take
+/// 200 MB each, and a cold fit of 3,000 results took 130 s on 2 cores (docs/BENCHMARKS.md §2).
+pub const MAX_MODEL_POINTS: u32 = 5_000;
+/// The smallest nonzero `max_model_points` (the tuner's own minimum).
+pub const MIN_MODEL_POINTS: u32 = 8;
 /// The most leases a trial may get.
 pub const MAX_ATTEMPTS: u32 = 100;
 /// The most parameters a search space may have.
@@ -154,6 +159,13 @@ pub fn check_spec(spec: &ExperimentSpec) -> Result<()> {
     check_at_most("grid_levels", spec.grid_levels, MAX_GRID_LEVELS)?;
     check_at_most("initial_trials", spec.initial_trials, MAX_INITIAL_TRIALS)?;
     check_at_most("max_attempts", spec.max_attempts, MAX_ATTEMPTS)?;
+    check_at_most("max_model_points", spec.max_model_points, MAX_MODEL_POINTS)?;
+    if (1..MIN_MODEL_POINTS).contains(&spec.max_model_points) {
+        return Err(invalid(format!(
+            "max_model_points must be 0 (the default) or at least {MIN_MODEL_POINTS}, got {}",
+            spec.max_model_points
+        )));
+    }
     check_amount("budget_dollars", spec.budget_dollars, MAX_BUDGET_DOLLARS)?;
     check_parameters(spec)?;
     if let Some(workload) = &spec.workload {
@@ -428,12 +440,14 @@ mod tests {
 
     #[test]
     fn scalar_caps_name_field_and_limit() {
-        let cases: [(SpecEdit, &str, &str); 6] = [
+        let cases: [(SpecEdit, &str, &str); 8] = [
             (|s| s.budget_trials = 100_001, "budget_trials", "100000"),
             (|s| s.parallelism = 10_001, "parallelism", "10000"),
             (|s| s.grid_levels = u32::MAX, "grid_levels", "10000"),
             (|s| s.initial_trials = 10_001, "initial_trials", "10000"),
             (|s| s.max_attempts = 101, "max_attempts", "100"),
+            (|s| s.max_model_points = 5_001, "max_model_points", "5000"),
+            (|s| s.max_model_points = 7, "max_model_points", "at least 8"),
             (|s| s.budget_dollars = -1.0, "budget_dollars", "1e12"),
         ];
         for (edit, field, limit) in cases {

@@ -219,6 +219,10 @@ pub struct ExperimentSpec {
     /// (specs stored before it existed are not).
     #[serde(default)]
     pub deterministic: bool,
+    /// The most results BO fits its GP to ([`tuner::SuggestConfig::max_model_points`]); 0 in
+    /// specs stored before it existed, read as the tuner's default.
+    #[serde(default)]
+    pub max_model_points: u32,
 }
 
 /// Lifecycle of an experiment.

@@ -94,6 +94,7 @@ pub(crate) mod tests_support {
                 budget_dollars: 0.0,
                 study: String::new(),
                 deterministic: false,
+                max_model_points: 0,
                 early_stopping: crate::service::early_stop::Rule::Median(
                     crate::service::early_stop::MedianRule {
                         min_epochs: 2,

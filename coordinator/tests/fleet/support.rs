@@ -56,6 +56,7 @@ pub fn spec(name: &str, budget: u32, parallelism: u32) -> ExperimentSpec {
         budget_dollars: 0.0,
         study: String::new(),
         deterministic: false,
+        max_model_points: 0,
         early_stopping: Default::default(),
     }
 }

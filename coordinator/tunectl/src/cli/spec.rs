@@ -133,6 +133,9 @@ pub struct SpecFile {
     /// The objective is noise-free: BO pins the GP's noise at its floor (default false).
     #[serde(default)]
     pub deterministic: bool,
+    /// The most results BO fits its GP to (0: the tuner's default, 1000; else 8 to 5000).
+    #[serde(default)]
+    pub max_model_points: u32,
 }
 
 fn one() -> u32 {
@@ -208,6 +211,7 @@ impl SpecFile {
             budget_dollars: self.budget_dollars,
             study: self.study.clone(),
             deterministic: self.deterministic,
+            max_model_points: self.max_model_points,
             early_stopping: rule_to_pb(&self.early_stopping),
         }
     }
@@ -261,6 +265,10 @@ epochs = 1
         let deterministic = BRANIN.replace("budget = 10", "budget = 10\ndeterministic = true");
         let spec = SpecFile::parse(&deterministic).expect("parses");
         assert!(spec.to_pb().deterministic);
+        assert_eq!(wire.max_model_points, 0, "the tuner's default unless named");
+        let capped = BRANIN.replace("budget = 10", "budget = 10\nmax_model_points = 2000");
+        let spec = SpecFile::parse(&capped).expect("parses");
+        assert_eq!(spec.to_pb().max_model_points, 2000);
     }
 
     #[test]
