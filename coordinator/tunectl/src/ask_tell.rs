@@ -82,6 +82,10 @@ pub struct AskTellOptions {
     /// The objective is noise-free: BO pins the GP's noise at its floor instead of fitting it.
     #[arg(long)]
     pub deterministic: bool,
+    /// The most results BO fits its GP to: beyond it, the best quarter of this many and a seeded
+    /// draw from the rest (at least 8).
+    #[arg(long, default_value_t = tuner::DEFAULT_MAX_MODEL_POINTS)]
+    pub max_model_points: usize,
 }
 
 /// The space file.
@@ -150,6 +154,7 @@ impl Session {
             initial_trials: opts.initial_trials,
             budget: opts.budget,
             deterministic: opts.deterministic,
+            max_model_points: opts.max_model_points,
             ..SuggestConfig::default()
         };
         config.validate().context("invalid tuner settings")?;
@@ -312,6 +317,7 @@ mod tests {
             initial_trials: 0,
             budget: 0,
             deterministic: false,
+            max_model_points: tuner::DEFAULT_MAX_MODEL_POINTS,
         };
         (dir, opts)
     }
@@ -443,6 +449,25 @@ mod tests {
         assert!(session.config.deterministic);
         // Three parameters: max(5, d + 1) = 5 design points without a budget, 2 with 8 trials.
         assert_eq!(session.config.effective_initial_trials(3), 2);
+    }
+
+    #[test]
+    fn the_model_cap_reaches_the_tuner_and_a_tiny_one_is_refused() {
+        let (_dir, mut opts) = options(SPACE, StrategyArg::Bo);
+        let file = || serde_json::from_str::<SpaceFile>(SPACE).expect("parses");
+        let session = Session::new(&opts, file()).expect("valid");
+        assert_eq!(
+            session.config.max_model_points,
+            tuner::DEFAULT_MAX_MODEL_POINTS
+        );
+        opts.max_model_points = 200;
+        let session = Session::new(&opts, file()).expect("valid");
+        assert_eq!(session.config.max_model_points, 200);
+        opts.max_model_points = 3;
+        let Err(err) = Session::new(&opts, file()) else {
+            panic!("a cap of 3 is below the tuner's minimum");
+        };
+        assert!(format!("{err:#}").contains("max_model_points"), "{err:#}");
     }
 
     #[test]
