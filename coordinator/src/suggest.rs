@@ -348,10 +348,6 @@ mod tests {
         let wire = proto::v1::ExperimentSpec::from(&spec);
         assert_eq!(wire.max_model_points, 300);
         assert_eq!(ExperimentSpec::try_from(wire).expect("converts back"), spec);
-        assert_eq!(
-            default_max_model_points() as usize,
-            tuner::DEFAULT_MAX_MODEL_POINTS
-        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ use tuner::space::Space;
 use tuner::{BatchStrategy, Direction, Observation, Strategy, SuggestConfig, fit_warm, propose};
 
 mod common;
+use common::env_number;
 #[path = "common/problems.rs"]
 mod problems;
 
@@ -36,18 +37,6 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
-/// The number in environment variable `name`, if it is set.
-fn env_number<T>(name: &str) -> Result<Option<T>, Box<dyn std::error::Error>>
-where
-    T: std::str::FromStr,
-    T::Err: std::error::Error + 'static,
-{
-    std::env::var(name)
-        .ok()
-        .map(|s| s.parse().map_err(|e| format!("{name}={s:?}: {e}").into()))
-        .transpose()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -17,7 +17,7 @@ use tuner::space::{ParamKind, ParamSpec, Space};
 use tuner::{BatchStrategy, Observation, SuggestConfig, fit, fit_warm, propose};
 
 mod common;
-use common::hartmann6;
+use common::{env_number, hartmann6};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -42,10 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(other) => return Err(format!("TUNER_BATCH={other}: expected cl-min or mc-qei").into()),
     }
     let mut rng = tuner::rng::Rng::new(42);
-    let n: usize = match std::env::var("TUNER_LATENCY_N") {
-        Ok(v) => v.parse().map_err(|e| format!("TUNER_LATENCY_N={v}: {e}"))?,
-        Err(_) => 200,
-    };
+    let n: usize = env_number("TUNER_LATENCY_N")?.unwrap_or(200);
     let mut observations: Vec<Observation> = (0..=n)
         .map(|_| {
             let x = rng.point(6);
@@ -55,10 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .collect();
-    if let Ok(cap) = std::env::var("TUNER_MAX_MODEL_POINTS") {
-        cfg.max_model_points = cap
-            .parse()
-            .map_err(|e| format!("TUNER_MAX_MODEL_POINTS={cap}: {e}"))?;
+    if let Some(cap) = env_number("TUNER_MAX_MODEL_POINTS")? {
+        cfg.max_model_points = cap;
     }
     let cold = std::env::var("TUNER_COLD").is_ok_and(|c| c == "1");
     let mut warm = if cold {

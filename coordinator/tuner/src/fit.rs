@@ -13,8 +13,9 @@
 //! data's variance), which keeps the Cholesky stable on noise-free objectives while letting the
 //! GP resolve differences of about `10⁻⁴` of the values' spread near an optimum (with the floor
 //! at `10⁻⁶` the q = 1 medians of the noise-free problems that converge were 1.3 to 7 times
-//! higher, BENCHMARKS §2); a deterministic objective pins it there ([`FitOptions::deterministic`]), which
-//! the prior would otherwise keep from fine optima. Otherwise the data decide: when the floor
+//! higher, BENCHMARKS §2); a deterministic objective pins it there
+//! ([`FitOptions::deterministic`]), which the prior would otherwise keep from fine optima.
+//! Otherwise the data decide: when the floor
 //! gives at least `NOISE_FREE_EVIDENCE_NATS` (2) more log marginal likelihood than the fitted
 //! noise at the same kernel hyperparameters, the noise is pinned and the kernel refitted
 //! (`choose_noise`), so a noise-free objective gets the pinned fit once its results show it

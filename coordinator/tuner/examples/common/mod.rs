@@ -1,6 +1,21 @@
-//! Test functions shared by the examples: Hartmann-6 (Dixon and Szegő, 1978, with the constants
-//! of Surjanovic and Bingham's "Virtual Library of Simulation Experiments"); its minimum is
-//! about -3.32237.
+//! Shared by the examples: Hartmann-6 (Dixon and Szegő, 1978, with the constants of Surjanovic
+//! and Bingham's "Virtual Library of Simulation Experiments"; its minimum is about -3.32237), and
+//! numbers read from the environment ([`env_number`]).
+
+/// The number in environment variable `name`, if it is set.
+///
+/// # Errors
+/// When it is set but does not parse, naming the variable and its value.
+pub fn env_number<T>(name: &str) -> Result<Option<T>, Box<dyn std::error::Error>>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + 'static,
+{
+    std::env::var(name)
+        .ok()
+        .map(|s| s.parse().map_err(|e| format!("{name}={s:?}: {e}").into()))
+        .transpose()
+}
 
 const A: [[f64; 6]; 4] = [
     [10.0, 3.0, 17.0, 3.5, 1.7, 8.0],
