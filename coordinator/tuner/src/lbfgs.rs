@@ -14,6 +14,14 @@ pub struct LbfgsOptions {
     pub gradient_tolerance: f64,
     /// Stop when an iteration improves the objective by less than this (relative).
     pub value_tolerance: f64,
+    /// Stop when an iteration improves the objective by less than this (absolute): for an
+    /// objective whose differences below some size do not matter, such as a log likelihood
+    /// in nats. 0 turns the rule off.
+    pub improvement_floor: f64,
+    /// The first step's largest move in any coordinate, along the steepest descent (later
+    /// steps start at the quasi-Newton step). Smaller suits a start already near a minimum,
+    /// whose first step would otherwise be cut back evaluation by evaluation.
+    pub first_step: f64,
     /// Pairs `(s, y)` kept.
     pub memory: usize,
 }
@@ -24,6 +32,8 @@ impl Default for LbfgsOptions {
             max_iterations: 100,
             gradient_tolerance: 1e-6,
             value_tolerance: 1e-10,
+            improvement_floor: 0.0,
+            first_step: 1.0,
             memory: 8,
         }
     }
@@ -138,7 +148,7 @@ pub fn minimize(
                 .collect();
         }
         let mut step = if iteration == 0 && pairs.is_empty() {
-            (1.0 / projected_norm).min(1.0)
+            (options.first_step / projected_norm).min(1.0)
         } else {
             1.0
         };
@@ -171,7 +181,9 @@ pub fn minimize(
         x = trial;
         value = trial_value;
         grad.copy_from_slice(&trial_grad);
-        if improvement <= options.value_tolerance * value.abs().max(1.0) {
+        if improvement <= options.value_tolerance * value.abs().max(1.0)
+            || improvement < options.improvement_floor
+        {
             converged = true;
             break;
         }
@@ -227,6 +239,51 @@ mod tests {
         );
         assert!(m.x.iter().all(|v| (-1.0..=0.5).contains(v)));
         assert!((m.x[0] - 0.5).abs() < 1e-3, "{m:?}");
+    }
+
+    /// An improvement floor ends a run at the first iteration that gains less: Rosenbrock's
+    /// valley gains little per step long before its minimum.
+    #[test]
+    fn an_improvement_floor_ends_the_run_early() {
+        let run = |improvement_floor| {
+            let options = LbfgsOptions {
+                max_iterations: 500,
+                value_tolerance: 0.0,
+                improvement_floor,
+                ..Default::default()
+            };
+            minimize(rosenbrock, &[-1.2, 1.0], &[-5.0; 2], &[5.0; 2], &options)
+        };
+        let (full, floored) = (run(0.0), run(0.05));
+        assert!(full.value < 1e-8, "{full:?}");
+        assert!(floored.converged, "{floored:?}");
+        assert!(floored.value > 1e-4, "stopped in the valley: {floored:?}");
+        assert!(
+            floored.evaluations < full.evaluations,
+            "{floored:?} vs {full:?}"
+        );
+    }
+
+    /// The first step moves no coordinate further than `first_step` (then it stands, since it
+    /// descends), and the default moves the steepest one by 1.
+    #[test]
+    fn the_first_step_is_bounded_by_first_step() {
+        let bowl = |x: &[f64], g: &mut [f64]| {
+            g.copy_from_slice(x);
+            0.5 * x.iter().map(|v| v * v).sum::<f64>()
+        };
+        let start = [10.0, -20.0];
+        for (first_step, moved) in [(0.25, 0.25), (1.0, 1.0)] {
+            let options = LbfgsOptions {
+                max_iterations: 1,
+                first_step,
+                ..Default::default()
+            };
+            let m = minimize(bowl, &start, &[-50.0; 2], &[50.0; 2], &options);
+            assert_eq!(m.evaluations, 2, "one step, accepted: {m:?}");
+            assert!((m.x[1] - (start[1] + moved)).abs() < 1e-12, "{m:?}");
+            assert!((m.x[0] - (start[0] - moved / 2.0)).abs() < 1e-12, "{m:?}");
+        }
     }
 
     #[test]

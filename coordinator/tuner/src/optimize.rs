@@ -95,6 +95,7 @@ pub fn maximize(
         gradient_tolerance: 1e-7,
         value_tolerance: 1e-10,
         memory: 6,
+        ..LbfgsOptions::default()
     };
     let mut refined = Vec::with_capacity(refine_starts);
     for (start, start_value) in scored.iter().take(refine_starts) {
