@@ -390,6 +390,40 @@ mod tests {
         assert_eq!(session.observations.len(), 12);
     }
 
+    /// Results near the ends of the `f64` range are ordinary results: BO's standardization
+    /// once overflowed on them and every suggestion failed ("kernel matrix is not positive
+    /// definite").
+    #[test]
+    fn results_near_the_ends_of_the_f64_range_still_get_bo_suggestions() {
+        let (_dir, opts) = options(SPACE, StrategyArg::Bo);
+        let mut session =
+            Session::new(&opts, serde_json::from_str(SPACE).expect("space")).expect("session");
+        let observed: Vec<Json> = (0..8)
+            .map(|k| {
+                let value = match k {
+                    0 => 1.7e308,
+                    1 => -1.7e308,
+                    _ => 1e300 * f64::from(k),
+                };
+                let params = json!({
+                    "lr": 10f64.powi(-(k + 1)),
+                    "n": k % 8 + 1,
+                    "opt": if k % 2 == 0 { "adam" } else { "sgd" },
+                });
+                json!({"params": params, "value": value})
+            })
+            .collect();
+        let Reply::Line(ok) = session.handle(&json!({ "observe": observed }).to_string()) else {
+            panic!("observe does not stop")
+        };
+        assert_eq!(ok, json!({"ok": true}));
+        let Reply::Line(reply) = session.handle("{\"suggest\": 2}") else {
+            panic!("suggest does not stop")
+        };
+        let suggestions = reply["suggestions"].as_array().map_or(0, Vec::len);
+        assert_eq!(suggestions, 2, "{reply}");
+    }
+
     #[test]
     fn observe_is_checked_whole() {
         let (_dir, opts) = options(SPACE, StrategyArg::Random);

@@ -108,7 +108,8 @@ fn lie_value(model: &Model, batch: BatchStrategy) -> f64 {
     let lie_user = match batch {
         BatchStrategy::ClMin => user.fold(f64::INFINITY, f64::min),
         BatchStrategy::ClMax => user.fold(f64::NEG_INFINITY, f64::max),
-        BatchStrategy::ClMean => user.sum::<f64>() / model.y_min.len().max(1) as f64,
+        // The standardization's mean, which cannot overflow on values near f64::MAX.
+        BatchStrategy::ClMean => crate::gp::standardization(&user.collect::<Vec<f64>>()).0,
         BatchStrategy::McQei => return model.y_min.iter().copied().fold(f64::INFINITY, f64::min),
     };
     sign * lie_user

@@ -41,7 +41,7 @@
 use faer::Mat;
 
 use crate::error::{Error, Result};
-use crate::gp::{Gp, factor, standardization};
+use crate::gp::{Gp, factor, standardization, standardize};
 use crate::kernel::{Kernel, Matern52};
 use crate::lbfgs::{LbfgsOptions, Minimum, minimize};
 use crate::lml::Likelihood;
@@ -344,7 +344,7 @@ fn fit_theta(
     opts: &FitOptions<'_>,
 ) -> Result<Vec<f64>> {
     let dim = x.first().map_or(0, Vec::len);
-    let ys: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
+    let ys: Vec<f64> = y.iter().map(|v| standardize(*v, mean, std)).collect();
     let mut likelihood = Likelihood::with_categories(x, &ys, opts.categories);
     let (found, warm_only) = map_estimate(&mut likelihood, dim, restarts, seed, opts)?;
     if opts.deterministic {

@@ -52,18 +52,47 @@ pub(crate) struct GradParts {
 
 /// The mean and standard deviation used to standardize `y` (the deviation is 1 when the values
 /// are all equal or there is only one).
+///
+/// Both are computed on the values divided by a power of two near the largest magnitude, then
+/// scaled back. Scaling by a power of two is exact, so for values whose squares fit in an `f64`
+/// the result is bit for bit the plain two-pass formula's; values near `10³⁰⁰`, whose squares
+/// would overflow, and values near `10⁻³⁰⁰`, whose squares would vanish, get their true spread
+/// instead of an infinite or a zero one.
 pub fn standardization(y: &[f64]) -> (f64, f64) {
     if y.is_empty() {
         return (0.0, 1.0);
     }
+    let scale = power_of_two_near(y.iter().fold(0.0, |m: f64, v| m.max(v.abs())));
     let n = y.len() as f64;
-    let mean = y.iter().sum::<f64>() / n;
-    let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-    let std = var.sqrt();
+    let mean = y.iter().map(|v| v / scale).sum::<f64>() / n;
+    let var = y
+        .iter()
+        .map(|v| (v / scale - mean) * (v / scale - mean))
+        .sum::<f64>()
+        / n;
+    let (mean, std) = (mean * scale, var.sqrt() * scale);
     if std.is_finite() && std > 1e-12 * mean.abs().max(1e-300) && std > 0.0 {
         (mean, std)
     } else {
         (mean, 1.0)
+    }
+}
+
+/// `(v − mean)/std`, computed on values divided by a power of two near `std` so that the
+/// difference of two values near `±f64::MAX` does not overflow; bit for bit the plain formula
+/// otherwise (scaling by a power of two is exact).
+pub fn standardize(v: f64, mean: f64, std: f64) -> f64 {
+    let scale = power_of_two_near(std);
+    (v / scale - mean / scale) / (std / scale)
+}
+
+/// The power of two at or below `magnitude` (1 for zero or non-finite magnitudes), kept
+/// within `2^±1000` so that dividing by it never overflows or leaves the normal range.
+fn power_of_two_near(magnitude: f64) -> f64 {
+    if magnitude > 0.0 && magnitude.is_finite() {
+        2f64.powi(magnitude.log2().floor().clamp(-1000.0, 1000.0) as i32)
+    } else {
+        1.0
     }
 }
 
@@ -159,7 +188,7 @@ impl<K: Kernel> Gp<K> {
                 }
             })
             .collect();
-        let ys: Vec<f64> = y.iter().map(|v| (v - y_mean) / y_std).collect();
+        let ys: Vec<f64> = y.iter().map(|v| standardize(*v, y_mean, y_std)).collect();
         let mut gp = Gp {
             kernel,
             noise_variance,

@@ -17,7 +17,7 @@
 //! log-likelihood of `λ` under a normal model of the warped values is
 //! `−(n/2) ln σ̂²(λ) + (λ − 1) Σ sign(zᵢ) ln(1 + |zᵢ|)`.
 
-use crate::gp::standardization;
+use crate::gp::{standardization, standardize};
 
 /// Smallest and largest exponent searched. Above 1 the transform would compress the small,
 /// good values of a minimization (its negative side is concave there), so 1 is the largest.
@@ -50,7 +50,7 @@ impl Warp {
         if y.len() < 3 || (std == 1.0 && y.iter().all(|v| *v == mean)) {
             return Warp::identity();
         }
-        let z: Vec<f64> = y.iter().map(|v| (v - mean) / std).collect();
+        let z: Vec<f64> = y.iter().map(|v| standardize(*v, mean, std)).collect();
         let grid_step = (LAMBDA_RANGE.1 - LAMBDA_RANGE.0) / (GRID - 1) as f64;
         let (mut best, mut best_ll) = (1.0, log_likelihood(&z, 1.0));
         for i in 0..GRID {
@@ -93,7 +93,7 @@ impl Warp {
 
     /// The warped value of `y` (strictly increasing in `y`).
     pub fn apply(&self, y: f64) -> f64 {
-        yeo_johnson((y - self.mean) / self.std, self.lambda)
+        yeo_johnson(standardize(y, self.mean, self.std), self.lambda)
     }
 
     /// The value whose warp is `w` (the inverse of [`Warp::apply`]).

@@ -78,7 +78,11 @@ impl<K: Kernel> Gp<K> {
             if j <= i { l_rows[i * total + j] } else { 0.0 }
         });
         let mut y = self.y.clone();
-        y.extend(y_new.iter().map(|v| (v - self.y_mean) / self.y_std));
+        y.extend(
+            y_new
+                .iter()
+                .map(|v| super::standardize(*v, self.y_mean, self.y_std)),
+        );
         let mut gp = Gp {
             kernel: self.kernel.clone(),
             noise_variance: self.noise_variance,

@@ -92,3 +92,53 @@ fn non_finite_kernel_is_an_error_not_a_panic() {
     kernel.set_params(&[0.0, f64::NAN]);
     assert!(Gp::new(kernel, 1e-6, vec![vec![0.1], vec![0.2]], &[1.0, 2.0]).is_err());
 }
+
+/// The plain two-pass mean and deviation, for comparison.
+fn plain_standardization(y: &[f64]) -> (f64, f64) {
+    let n = y.len() as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+#[test]
+fn standardization_is_the_plain_formula_bit_for_bit_in_the_normal_range() {
+    let mut rng = Rng::new(3);
+    for (magnitude, n) in [(1.0, 7), (1e-6, 30), (3e5, 200), (1e100, 50)] {
+        let y: Vec<f64> = (0..n)
+            .map(|_| magnitude * (rng.uniform() * 4.0 - 1.0))
+            .collect();
+        assert_eq!(
+            standardization(&y),
+            plain_standardization(&y),
+            "{magnitude:e}"
+        );
+        let (mean, std) = standardization(&y);
+        for v in &y {
+            assert_eq!(standardize(*v, mean, std), (v - mean) / std);
+        }
+    }
+}
+
+#[test]
+fn standardization_keeps_the_spread_of_huge_and_tiny_values() {
+    let spread = (2.0f64 / 3.0).sqrt();
+    for unit in [1e300, 1e-300] {
+        let y = [unit, 2.0 * unit, 3.0 * unit];
+        let (mean, std) = standardization(&y);
+        assert!((mean / unit - 2.0).abs() < 1e-14, "{unit:e}: mean {mean:e}");
+        assert!((std / unit - spread).abs() < 1e-14, "{unit:e}: std {std:e}");
+        let z: Vec<f64> = y.iter().map(|v| standardize(*v, mean, std)).collect();
+        assert!(
+            (z[0] + 1.0 / spread).abs() < 1e-12 && z[1].abs() < 1e-12,
+            "{z:?}"
+        );
+    }
+    // Values at both ends of the range: their difference is not an f64, their standardization is.
+    let y = [1.7e308, -1.7e308, 0.0];
+    let (mean, std) = standardization(&y);
+    assert!(mean.is_finite() && std.is_finite(), "{mean:e} {std:e}");
+    let z: Vec<f64> = y.iter().map(|v| standardize(*v, mean, std)).collect();
+    assert!(z.iter().all(|v| v.is_finite()), "{z:?}");
+    assert!((z[0] - 1.5f64.sqrt()).abs() < 1e-12, "{z:?}");
+}
