@@ -250,7 +250,17 @@ fn median_of(mut values: Vec<f64>) -> f64 {
     if values.len() % 2 == 1 {
         values[mid]
     } else {
-        (values[mid - 1] + values[mid]) / 2.0
+        midpoint(values[mid - 1], values[mid])
+    }
+}
+
+/// `(a + b)/2`, halving first where the sum would overflow (two results near `f64::MAX`).
+fn midpoint(a: f64, b: f64) -> f64 {
+    let sum = a + b;
+    if sum.is_finite() {
+        sum / 2.0
+    } else {
+        a / 2.0 + b / 2.0
     }
 }
 
@@ -334,6 +344,24 @@ mod tests {
         assert_eq!(
             last_decision(&median(1, 2), Direction::Maximize, &curves),
             Decision::Continue
+        );
+    }
+
+    /// Two values near `f64::MAX` have a finite midpoint: their sum is not an `f64`, and an
+    /// infinite median would let a trial worse than both continue.
+    #[test]
+    fn the_midpoint_of_two_huge_values_is_finite() {
+        assert_eq!(midpoint(1.7e308, 1.7e308), 1.7e308);
+        assert_eq!(midpoint(-f64::MAX, -f64::MAX), -f64::MAX);
+        assert_eq!(midpoint(0.6, 0.8), (0.6 + 0.8) / 2.0);
+        let curves = vec![
+            curve("a", &[1.7e308], false),
+            curve("b", &[1.7e308], false),
+            curve("c", &[1.75e308], true),
+        ];
+        assert_eq!(
+            last_decision(&median(1, 2), Direction::Minimize, &curves),
+            Decision::Stop
         );
     }
 
