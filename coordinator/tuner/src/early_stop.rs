@@ -325,26 +325,22 @@ mod tests {
         );
     }
 
+    /// The median rule's decision, after epoch 1, for a trial at `running` beside two finished
+    /// trials at `finished`.
+    fn beside_two(finished: [f64; 2], running: f64, direction: Direction) -> Decision {
+        let curves = vec![
+            curve("a", &[finished[0]], false),
+            curve("b", &[finished[1]], false),
+            curve("c", &[running], true),
+        ];
+        last_decision(&median(1, 2), direction, &curves)
+    }
+
     #[test]
     fn median_of_an_even_count_is_the_midpoint() {
-        let curves = vec![
-            curve("a", &[0.6], false),
-            curve("b", &[0.8], false),
-            curve("c", &[0.69], true),
-        ];
-        assert_eq!(
-            last_decision(&median(1, 2), Direction::Maximize, &curves),
-            Decision::Stop
-        );
-        let curves = vec![
-            curve("a", &[0.6], false),
-            curve("b", &[0.8], false),
-            curve("c", &[0.7], true),
-        ];
-        assert_eq!(
-            last_decision(&median(1, 2), Direction::Maximize, &curves),
-            Decision::Continue
-        );
+        let maximize = Direction::Maximize;
+        assert_eq!(beside_two([0.6, 0.8], 0.69, maximize), Decision::Stop);
+        assert_eq!(beside_two([0.6, 0.8], 0.7, maximize), Decision::Continue);
     }
 
     /// Two values near `f64::MAX` have a finite midpoint: their sum is not an `f64`, and an
@@ -354,13 +350,9 @@ mod tests {
         assert_eq!(midpoint(1.7e308, 1.7e308), 1.7e308);
         assert_eq!(midpoint(-f64::MAX, -f64::MAX), -f64::MAX);
         assert_eq!(midpoint(0.6, 0.8), (0.6 + 0.8) / 2.0);
-        let curves = vec![
-            curve("a", &[1.7e308], false),
-            curve("b", &[1.7e308], false),
-            curve("c", &[1.75e308], true),
-        ];
+        let huge = [1.7e308, 1.7e308];
         assert_eq!(
-            last_decision(&median(1, 2), Direction::Minimize, &curves),
+            beside_two(huge, 1.75e308, Direction::Minimize),
             Decision::Stop
         );
     }

@@ -10,19 +10,19 @@ use tuner::rng::Rng;
 use tuner::space::{Assignment, ParamKind, ParamSpec, Space};
 use tuner::{BatchStrategy, Direction, Observation, SuggestConfig, suggest};
 
+/// A float, a wider float and a log-scaled float.
 fn space() -> Space {
-    let params = (0..3)
-        .map(|i| ParamSpec {
-            name: format!("x{i}"),
-            kind: ParamKind::Float {
-                low: 0.0,
-                high: 1.0,
-                log: false,
-            },
-            default: None,
-        })
-        .collect();
-    Space::new(params).expect("valid space")
+    let float = |name: &str, low: f64, high: f64, log: bool| ParamSpec {
+        name: name.into(),
+        kind: ParamKind::Float { low, high, log },
+        default: None,
+    };
+    Space::new(vec![
+        float("rate", 1e-3, 1.0, true),
+        float("x", 0.0, 1.0, false),
+        float("y", -2.0, 2.0, false),
+    ])
+    .expect("valid space")
 }
 
 /// A smooth objective with values in about `[−1, 1]`, both signs.
