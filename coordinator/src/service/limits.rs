@@ -29,7 +29,7 @@ pub const MAX_INITIAL_TRIALS: u32 = 10_000;
 /// 200 MB each, and a cold fit of 3,000 results took 130 s on 2 cores (docs/BENCHMARKS.md §2).
 pub const MAX_MODEL_POINTS: u32 = 5_000;
 /// The smallest nonzero `max_model_points` (the tuner's own minimum).
-pub const MIN_MODEL_POINTS: u32 = 8;
+pub const MIN_MODEL_POINTS: u32 = tuner::MIN_MODEL_POINTS as u32;
 /// The most leases a trial may get.
 pub const MAX_ATTEMPTS: u32 = 100;
 /// The most parameters a search space may have.

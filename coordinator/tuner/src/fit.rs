@@ -380,10 +380,11 @@ fn map_estimate(
         .transpose()?;
     let large = likelihood.len() > FULL_FIT_MAX_POINTS;
     let warm_only = large && warm.is_some();
-    let screen = match (large, warm_only) {
-        (true, true) => WARM_ITERATIONS,
-        (true, false) => SCREEN_ITERATIONS,
-        (false, _) => MAX_ITERATIONS,
+    // The cold starts' iterations before only the best continues (a warm-only fit has its own).
+    let screen = if large {
+        SCREEN_ITERATIONS
+    } else {
+        MAX_ITERATIONS
     };
     let cold = if warm_only {
         Vec::new()

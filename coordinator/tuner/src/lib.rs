@@ -208,7 +208,7 @@ pub struct SuggestConfig {
 /// experiments").
 pub const DEFAULT_MAX_MODEL_POINTS: usize = 1000;
 /// The smallest [`SuggestConfig::max_model_points`] accepted.
-const MIN_MODEL_POINTS: usize = 8;
+pub const MIN_MODEL_POINTS: usize = 8;
 
 impl Default for SuggestConfig {
     fn default() -> Self {
