@@ -8,6 +8,10 @@
 //! runs request handlers first and fits take what is left: the suggester stays busy while agents
 //! wait, but never ahead of them.
 //!
+//! The tuner spreads parts of a round over cores with rayon (candidate scoring, acquisition
+//! refinements, the fit's restarts). Each job runs inside the pool's own rayon pool, whose
+//! threads lower their priority the same way, so that work never outranks a request either.
+//!
 //! Jobs queue in order. [`SuggestPool::run`] answers twice: when the job starts (so a time
 //! budget counts computing, not queueing) and with its result. A job that panics answers
 //! nothing and its thread goes on.
@@ -46,6 +50,22 @@ pub struct SuggestPool {
     threads: usize,
 }
 
+/// The rayon pool jobs run in: one low-priority thread a core. `None` (logged) when it cannot be
+/// built; jobs then use rayon's global pool.
+fn low_priority_rayon_pool() -> Option<Arc<rayon::ThreadPool>> {
+    let built = rayon::ThreadPoolBuilder::new()
+        .thread_name(|index| format!("tunefleet-suggest-rayon-{index}"))
+        .start_handler(|_| lower_priority())
+        .build();
+    match built {
+        Ok(pool) => Some(Arc::new(pool)),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the suggestion threads' rayon pool");
+            None
+        }
+    }
+}
+
 /// The two answers of a job.
 pub struct Running<T> {
     /// Sent when a thread starts the job.
@@ -61,11 +81,13 @@ impl SuggestPool {
         let (sender, receiver) = channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let threads = threads.max(1);
+        let rayon_pool = low_priority_rayon_pool();
         for index in 0..threads {
             let receiver = Arc::clone(&receiver);
+            let rayon_pool = rayon_pool.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("tunefleet-suggest-{index}"))
-                .spawn(move || work(&receiver));
+                .spawn(move || work(&receiver, rayon_pool.as_deref()));
             if let Err(error) = spawned {
                 tracing::error!(%error, "cannot start a suggestion thread");
             }
@@ -98,16 +120,17 @@ impl SuggestPool {
     }
 }
 
-fn work(jobs: &Mutex<Receiver<Job>>) {
+fn work(jobs: &Mutex<Receiver<Job>>, rayon_pool: Option<&rayon::ThreadPool>) {
     lower_priority();
     loop {
         let job = {
             let receiver = jobs.lock().unwrap_or_else(|p| p.into_inner());
             receiver.recv()
         };
-        match job {
-            Ok(job) => job(),
-            Err(_) => return,
+        match (job, rayon_pool) {
+            (Ok(job), Some(pool)) => pool.install(job),
+            (Ok(job), None) => job(),
+            (Err(_), _) => return,
         }
     }
 }
@@ -146,6 +169,26 @@ mod tests {
             "a lower priority than the caller's"
         );
         assert_eq!(current_nice(), caller, "the caller's priority is unchanged");
+    }
+
+    #[tokio::test]
+    async fn a_jobs_parallel_work_runs_at_the_same_lower_priority() {
+        let pool = SuggestPool::new(1);
+        let caller = current_nice();
+        let job = pool.run(|| {
+            // Every thread of the rayon pool the job runs in, and the pool's size.
+            (
+                rayon::broadcast(|_| current_nice()),
+                rayon::current_num_threads(),
+            )
+        });
+        let (nices, threads) = job.done.await.expect("done");
+        assert_eq!(nices.len(), threads);
+        let expected = (caller + SUGGEST_NICE).min(19);
+        assert!(
+            nices.iter().all(|n| *n == expected),
+            "{nices:?}, caller at {caller}"
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@
 //! inverse (the private `lml` module).
 
 use faer::Mat;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gp::{Gp, factor, standardization, standardize};
@@ -47,12 +48,15 @@ use crate::lbfgs::{LbfgsOptions, Minimum, minimize};
 use crate::lml::Likelihood;
 use crate::rng::Rng;
 
+mod pinned_warm;
+use pinned_warm::PinnedWarm;
+
 /// L-BFGS iterations every start gets on more than [`FULL_FIT_MAX_POINTS`] points; then only
 /// the best start continues.
 const SCREEN_ITERATIONS: usize = 10;
 /// Up to this many points every start runs to the end (a fit is cheap there, and the
 /// likelihood of few points is flatter and more often multimodal).
-const FULL_FIT_MAX_POINTS: usize = 100;
+pub(crate) const FULL_FIT_MAX_POINTS: usize = 100;
 /// L-BFGS iterations of the best start in all.
 const MAX_ITERATIONS: usize = 60;
 
@@ -277,6 +281,9 @@ pub struct FitOptions<'a> {
     /// `10⁻⁴` nats (one new point barely moves the optimum, so a few iterations replace
     /// screening every cold start; a warm start that cannot be factored falls back to the cold
     /// fit); below, the cold starts run too, so the fit is never worse than a cold one there.
+    /// A warm `θ` whose noise was pinned is refitted pinned first, and the general fit runs
+    /// only if the data now show noise (or on one seeded round in eight; the private
+    /// `pinned_warm` module).
     pub warm: Option<&'a [f64]>,
     /// Pin the noise variance at its floor ([`NOISE_FLOOR`], standardized units) instead of
     /// fitting it, for noise-free objectives.
@@ -313,18 +320,40 @@ pub fn fit_gp_opts(
     let dim = x.first().map_or(0, Vec::len);
     let (sample_mean, std) = standardization(y);
     let worst = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let theta = fit_theta(x, y, worst, std, restarts, seed, opts)?;
+    // The values'-mean fit starts from the previous round's θ when there is one and its noise
+    // was fitted (a noisy experiment's rounds all end there, so it was fitted the same way),
+    // else from the worst-mean fit's.
+    let previous = opts.warm.filter(|w| !pinned_warm::is_pinned(w, dim));
+    let mean_fit = |warm: &[f64]| {
+        let opts = FitOptions {
+            warm: Some(warm),
+            ..*opts
+        };
+        fit_theta(x, y, sample_mean, std, restarts, seed, &opts)
+    };
+    // When the previous round ended on the values' mean, this one most likely does too: both
+    // fits run at once (neither depends on the other, so the result is the same as in turn).
+    let (theta, speculative) = match previous.filter(|w| {
+        w.get(dim + 1)
+            .is_some_and(|v| *v > WORST_MEAN_MAX_NOISE.ln())
+    }) {
+        Some(previous) => {
+            let (worst_fit, mean_fit) = rayon::join(
+                || fit_theta(x, y, worst, std, restarts, seed, opts),
+                || mean_fit(previous),
+            );
+            (worst_fit?, Some(mean_fit))
+        }
+        None => (fit_theta(x, y, worst, std, restarts, seed, opts)?, None),
+    };
     // A deterministic fit pins the noise at the floor, so it always keeps the worst mean.
     let (theta, mean) = if theta[dim + 1] <= WORST_MEAN_MAX_NOISE.ln() {
         (theta, worst)
     } else {
-        // Warm from the previous round's θ when there is one (a noisy experiment's rounds
-        // all end here, so it was fitted the same way), else from the first fit.
-        let warm = FitOptions {
-            warm: Some(opts.warm.unwrap_or(&theta)),
-            ..*opts
+        let theta = match speculative {
+            Some(fitted) => fitted?,
+            None => mean_fit(previous.unwrap_or(&theta))?,
         };
-        let theta = fit_theta(x, y, sample_mean, std, restarts, seed, &warm)?;
         (theta, sample_mean)
     };
     let mut kernel = Matern52::new(dim, 1.0, 1.0).with_categories(opts.categories);
@@ -346,6 +375,22 @@ fn fit_theta(
     let dim = x.first().map_or(0, Vec::len);
     let ys: Vec<f64> = y.iter().map(|v| standardize(*v, mean, std)).collect();
     let mut likelihood = Likelihood::with_categories(x, &ys, opts.categories);
+    // After a pinned warm fit, the pinned fit first (`pinned_warm`).
+    let mut refit_from = None;
+    if let Some(warm) = opts.warm.filter(|w| {
+        !opts.deterministic
+            && likelihood.len() > FULL_FIT_MAX_POINTS
+            && pinned_warm::is_pinned(w, dim)
+    }) {
+        match pinned_warm::fit(&mut likelihood, dim, warm, seed)? {
+            PinnedWarm::Kept(theta) => return Ok(theta),
+            PinnedWarm::Refit(theta) => refit_from = Some(theta),
+        }
+    }
+    let opts = &FitOptions {
+        warm: refit_from.as_deref().or(opts.warm),
+        ..*opts
+    };
     let (found, warm_only) = map_estimate(&mut likelihood, dim, restarts, seed, opts)?;
     if opts.deterministic {
         return Ok(found.x);
@@ -396,15 +441,27 @@ fn map_estimate(
     } else {
         fit_options(screen)
     };
-    let mut best: Option<Minimum> = None;
-    for start in warm.into_iter().chain(cold) {
-        let found = minimize(
-            |theta, grad| objective(likelihood, theta, grad),
-            &start,
+    // The starts are independent: run on rayon's pool, each task with its own buffers, and
+    // compared in the starts' order (the first of equal optima wins), so the fit does not depend
+    // on the pool.
+    let all: Vec<Vec<f64>> = warm.into_iter().chain(cold).collect();
+    let run = |own: &mut Likelihood<'_>, start: &Vec<f64>| {
+        minimize(
+            |theta, grad| objective(own, theta, grad),
+            start,
             &lower,
             &upper,
             &options,
-        );
+        )
+    };
+    let found: Vec<Minimum> = if let [only] = all.as_slice() {
+        vec![run(likelihood, only)]
+    } else {
+        let shared: &Likelihood<'_> = likelihood;
+        all.par_iter().map_init(|| shared.clone(), run).collect()
+    };
+    let mut best: Option<Minimum> = None;
+    for found in found {
         if found.value.is_finite() && best.as_ref().is_none_or(|b| found.value < b.value) {
             best = Some(found);
         }
@@ -551,7 +608,7 @@ pub(crate) mod tests {
     }
 
     /// A fit warm-started from `theta`.
-    fn warm_fit(
+    pub(crate) fn warm_fit(
         x: &[Vec<f64>],
         y: &[f64],
         restarts: usize,
@@ -566,7 +623,7 @@ pub(crate) mod tests {
     }
 
     /// `θ` of a fitted GP (what [`crate::Model::hyperparameters`] returns).
-    fn theta_of(gp: &Gp) -> Vec<f64> {
+    pub(crate) fn theta_of(gp: &Gp) -> Vec<f64> {
         let mut theta = gp.kernel().params();
         theta.push(gp.noise_variance().ln());
         theta

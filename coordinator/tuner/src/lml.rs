@@ -18,8 +18,10 @@
 //! the factorized matrix is the one [`crate::gp::factor`] would build. When the differences
 //! would take more than [`PRECOMPUTE_LIMIT`] numbers they are recomputed per evaluation instead.
 
+use std::sync::Arc;
+
 use faer::Mat;
-use faer::linalg::solvers::DenseSolveCore;
+use faer::linalg::solvers::{DenseSolveCore, Solve};
 
 use crate::error::{Error, Result};
 use crate::gp::factor_gram;
@@ -40,8 +42,9 @@ pub struct Likelihood<'a> {
     /// The choices of each categorical dimension, 0 for numeric; empty when all are numeric.
     categories: Vec<usize>,
     /// `Dₖ` for each dimension, `pairs` entries each, pairs in column-major lower order
-    /// (`j` ascending, then `i > j` ascending); empty above [`PRECOMPUTE_LIMIT`].
-    sqdiff: Vec<f64>,
+    /// (`j` ascending, then `i > j` ascending); empty above [`PRECOMPUTE_LIMIT`]. Shared by
+    /// clones (one a thread when starts run in parallel); each has its own buffers.
+    sqdiff: Arc<[f64]>,
     /// One dimension's differences, when they are not kept.
     scratch: Vec<f64>,
     r2: Vec<f64>,
@@ -109,7 +112,7 @@ impl<'a> Likelihood<'a> {
             dim,
             pairs,
             categories: categories.to_vec(),
-            sqdiff,
+            sqdiff: sqdiff.into(),
             scratch: vec![0.0; if keep { 0 } else { pairs }],
             r2: vec![0.0; pairs],
             values: vec![0.0; pairs],
@@ -120,6 +123,76 @@ impl<'a> Likelihood<'a> {
     /// The number of points.
     pub fn len(&self) -> usize {
         self.x.len()
+    }
+
+    /// Fills the pairs' kernel values for the kernel part `θ = (ln ℓ₁, …, ln ℓ_d, ln σ²)` (and
+    /// `weights` with `c = σ² (5/3) (1 + √5 r) e`, which the gradient scales by `W`); returns the
+    /// kernel matrix without noise (its lower triangle only: the Cholesky factorization reads no
+    /// other entry) and the signal variance.
+    fn gram(&mut self, kernel_theta: &[f64]) -> Result<(Mat<f64>, f64)> {
+        let (n, d, pairs) = (self.x.len(), self.dim, self.pairs);
+        let signal = kernel_theta[d].exp();
+        self.r2.fill(0.0);
+        for (k, log_length) in kernel_theta[..d].iter().enumerate() {
+            let w = (-2.0 * log_length).exp();
+            let levels = self.categories.get(k).copied().unwrap_or(0);
+            let dk = sqdiff_of(self.x, &self.sqdiff, &mut self.scratch, pairs, (k, levels));
+            for (r2, dk) in self.r2.iter_mut().zip(dk) {
+                *r2 += dk * w;
+            }
+        }
+        for ((r2, value), c) in self.r2.iter().zip(&mut self.values).zip(&mut self.weights) {
+            let r = r2.sqrt();
+            let e = (-SQRT5 * r).exp();
+            let poly = 1.0 + SQRT5 * r;
+            *value = signal * (poly + 5.0 / 3.0 * r2) * e;
+            *c = signal * (5.0 / 3.0) * poly * e;
+        }
+        if !(signal.is_finite() && self.values.iter().all(|v| v.is_finite())) {
+            return Err(Error::Numerical(
+                "kernel matrix has non-finite entries".into(),
+            ));
+        }
+        let mut gram = Mat::<f64>::zeros(n, n);
+        let mut p = 0;
+        for j in 0..n {
+            let column = gram.col_mut(j).try_as_col_major_mut().expect("contiguous");
+            let column = column.as_slice_mut();
+            column[j] = signal;
+            column[j + 1..].copy_from_slice(&self.values[p..p + n - j - 1]);
+            p += n - j - 1;
+        }
+        Ok((gram, signal))
+    }
+
+    /// The log marginal likelihood at the kernel part `θ = (ln ℓ₁, …, ln ℓ_d, ln σ²)` for each
+    /// of `log_noises` (`ln σₙ²`), without gradients: the kernel matrix is built once and each
+    /// noise costs one Cholesky factorization, about a seventh of an [`Likelihood::evaluate`].
+    /// `None` where the matrix cannot be factored.
+    ///
+    /// # Errors
+    /// `Error::Numerical` for non-finite kernel values.
+    pub fn values_at_noises(
+        &mut self,
+        kernel_theta: &[f64],
+        log_noises: &[f64],
+    ) -> Result<Vec<Option<f64>>> {
+        let n = self.x.len();
+        let (gram, signal) = self.gram(kernel_theta)?;
+        let y = faer::ColRef::from_slice(self.y);
+        Ok(log_noises
+            .iter()
+            .map(|log_noise| {
+                let (llt, _) = factor_gram(&gram, log_noise.exp(), signal).ok()?;
+                let alpha = llt.solve(y);
+                let fit: f64 = (0..n).map(|i| alpha[i] * self.y[i]).sum();
+                let l_chol = llt.L();
+                let log_det: f64 = (0..n).map(|i| l_chol[(i, i)].ln()).sum();
+                let value =
+                    -0.5 * fit - log_det - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+                value.is_finite().then_some(value)
+            })
+            .collect())
     }
 
     /// The log marginal likelihood at `θ = (ln ℓ₁, …, ln ℓ_d, ln σ², ln σₙ²)`, with its gradient
@@ -136,43 +209,24 @@ impl<'a> Likelihood<'a> {
             "one log-length-scale a dimension plus two"
         );
         let inv_sq: Vec<f64> = theta[..d].iter().map(|l| (-2.0 * l).exp()).collect();
-        let signal = theta[d].exp();
         let noise = theta[d + 1].exp();
-        self.r2.fill(0.0);
-        for (k, w) in inv_sq.iter().enumerate() {
-            let levels = self.categories.get(k).copied().unwrap_or(0);
-            let dk = sqdiff_of(self.x, &self.sqdiff, &mut self.scratch, pairs, (k, levels));
-            for (r2, dk) in self.r2.iter_mut().zip(dk) {
-                *r2 += dk * w;
-            }
-        }
-        // `weights` holds `c = σ² (5/3) (1 + √5 r) e` until the gradient scales it by `W`.
-        for ((r2, value), c) in self.r2.iter().zip(&mut self.values).zip(&mut self.weights) {
-            let r = r2.sqrt();
-            let e = (-SQRT5 * r).exp();
-            let poly = 1.0 + SQRT5 * r;
-            *value = signal * (poly + 5.0 / 3.0 * r2) * e;
-            *c = signal * (5.0 / 3.0) * poly * e;
-        }
-        if !(signal.is_finite() && noise.is_finite() && self.values.iter().all(|v| v.is_finite())) {
-            return Err(Error::Numerical(
-                "kernel matrix has non-finite entries".into(),
-            ));
-        }
-        let mut gram = Mat::<f64>::zeros(n, n);
-        let mut p = 0;
-        for j in 0..n {
-            gram[(j, j)] = signal;
-            for i in j + 1..n {
-                gram[(i, j)] = self.values[p];
-                gram[(j, i)] = self.values[p];
-                p += 1;
-            }
+        let (gram, signal) = self.gram(&theta[..=d])?;
+        if !noise.is_finite() {
+            return Err(Error::Numerical("noise variance is not finite".into()));
         }
         let (llt, _) = factor_gram(&gram, noise, signal)?;
         let k_inv = llt.inverse();
+        // `K⁻¹` is symmetric: row `i` read as column `i`, contiguously.
         let alpha: Vec<f64> = (0..n)
-            .map(|i| (0..n).map(|j| k_inv[(i, j)] * self.y[j]).sum())
+            .map(|i| {
+                let column = k_inv.col(i).try_as_col_major().expect("contiguous");
+                column
+                    .as_slice()
+                    .iter()
+                    .zip(self.y)
+                    .map(|(k, y)| k * y)
+                    .sum()
+            })
             .collect();
         let fit: f64 = alpha.iter().zip(self.y).map(|(a, b)| a * b).sum();
         let l_chol = llt.L();
@@ -268,7 +322,7 @@ mod tests {
         let mut kept = Likelihood::new(&x, &y);
         let mut recomputed = Likelihood::new(&x, &y);
         recomputed.scratch = vec![0.0; recomputed.pairs];
-        recomputed.sqdiff.clear();
+        recomputed.sqdiff = Arc::from(Vec::new());
         let (mut ga, mut gb) = (vec![0.0; 5], vec![0.0; 5]);
         let a = kept.evaluate(&theta, &mut ga).expect("factors");
         let b = recomputed.evaluate(&theta, &mut gb).expect("factors");
@@ -327,7 +381,7 @@ mod tests {
         // Recomputing the differences per evaluation gives the same result.
         let mut recomputed = Likelihood::with_categories(&x, &y, &categories);
         recomputed.scratch = vec![0.0; recomputed.pairs];
-        recomputed.sqdiff.clear();
+        recomputed.sqdiff = Arc::from(Vec::new());
         assert_eq!(
             recomputed.evaluate(&theta, &mut scratch).expect("factors"),
             value

@@ -15,6 +15,8 @@
 //! leaves the lattice, so what it maximizes is what gets evaluated. A space without discrete
 //! coordinates takes the continuous path unchanged.
 
+use rayon::prelude::*;
+
 use crate::acquisition::Acquisition;
 use crate::lattice::Lattice;
 use crate::lbfgs::{LbfgsOptions, minimize};
@@ -97,30 +99,29 @@ pub fn maximize(
         memory: 6,
         ..LbfgsOptions::default()
     };
-    let mut refined = Vec::with_capacity(refine_starts);
-    for (start, start_value) in scored.iter().take(refine_starts) {
-        if !lattice.is_continuous() {
-            let (x, value) = refine_mixed(lattice, acquisition, start, *start_value, &options);
-            if value > *start_value {
-                refined.push((x, value));
-            }
-            continue;
-        }
-        let found = minimize(
-            |x, grad| {
-                let value = acquisition.value_and_grad(x, grad);
-                grad.iter_mut().for_each(|g| *g = -*g);
-                -value
-            },
-            start,
-            &lower,
-            &upper,
-            &options,
-        );
-        if found.value.is_finite() && -found.value > *start_value {
-            refined.push((found.x, -found.value));
-        }
-    }
+    // The starts are independent: refined on rayon's pool, collected in the starts' order.
+    let refined: Vec<(Vec<f64>, f64)> = scored[..refine_starts.min(scored.len())]
+        .par_iter()
+        .filter_map(|(start, start_value)| {
+            let (x, value) = if lattice.is_continuous() {
+                let found = minimize(
+                    |x, grad| {
+                        let value = acquisition.value_and_grad(x, grad);
+                        grad.iter_mut().for_each(|g| *g = -*g);
+                        -value
+                    },
+                    start,
+                    &lower,
+                    &upper,
+                    &options,
+                );
+                (found.x, -found.value)
+            } else {
+                refine_mixed(lattice, acquisition, start, *start_value, &options)
+            };
+            (value.is_finite() && value > *start_value).then_some((x, value))
+        })
+        .collect();
     scored.extend(refined);
     sort_best_first(&mut scored);
     scored

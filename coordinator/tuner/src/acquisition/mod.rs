@@ -6,8 +6,9 @@
 pub mod ei;
 pub mod qei;
 
-/// A function of a point in `[0,1]^d` to maximize.
-pub trait Acquisition {
+/// A function of a point in `[0,1]^d` to maximize. `Sync`, so that candidates are scored and
+/// starts refined on rayon's pool ([`crate::optimize::maximize`]).
+pub trait Acquisition: Sync {
     /// The input dimension.
     fn dim(&self) -> usize;
     /// The value at `x` (larger is better).

@@ -33,9 +33,10 @@
 //! (docs/BENCHMARKS.md §2).
 
 use faer::{Mat, Side};
+use rayon::prelude::*;
 
 use crate::acquisition::Acquisition;
-use crate::gp::Gp;
+use crate::gp::{BATCH_CHUNK, Gp};
 use crate::kernel::Kernel;
 use crate::rng::Rng;
 use crate::sobol::sobol_points;
@@ -425,15 +426,21 @@ impl Acquisition for QEi<'_> {
     }
 
     fn values(&self, points: &[Vec<f64>]) -> Vec<f64> {
-        let mut out = Vec::with_capacity(points.len());
-        for chunk in points.chunks(256) {
-            let (means, vars, cross) = self.gp.predict_batch_whitened(chunk);
-            for (j, x) in chunk.iter().enumerate() {
-                let dots = self.set_dots(cross.col_as_slice(j));
-                out.push(self.estimate(x, &dots, means[j], vars[j]));
-            }
-        }
-        out
+        // Chunks on rayon's pool, as `Gp::predict_batch`; `flat_map_iter` keeps their order.
+        points
+            .par_chunks(BATCH_CHUNK)
+            .flat_map_iter(|chunk| {
+                let (means, vars, cross) = self.gp.predict_batch_whitened(chunk);
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(j, x)| {
+                        let dots = self.set_dots(cross.col_as_slice(j));
+                        self.estimate(x, &dots, means[j], vars[j])
+                    })
+                    .collect::<Vec<f64>>()
+            })
+            .collect()
     }
 }
 
