@@ -7,6 +7,13 @@
 //! `TUNER_LATENCY_N=N` sets the number of observations (200 by default) and
 //! `TUNER_MAX_MODEL_POINTS=M` [`SuggestConfig::max_model_points`].
 //!
+//! By default each repeat replaces the newest observation with a random point, so every repeat
+//! fits `N + 1` observations. `TUNER_LATENCY_FOLLOW=1` runs a tuning loop instead: each repeat
+//! observes the results of the previous repeat's suggestions, so the data grow by `BATCH` a
+//! repeat and cluster where the tuner searches. Only this mode shows what a real loop pays once
+//! a noise-free objective's fit pins the noise (random points never pin it; docs/BENCHMARKS.md
+//! §2, 2026-12-07).
+//!
 //! As the coordinator does, each fit is warm-started from the previous round's hyperparameters
 //! (the first from a fit of the points before the first result, timed apart): set
 //! `TUNER_COLD=1` to time cold fits instead.
@@ -56,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.max_model_points = cap;
     }
     let cold = std::env::var("TUNER_COLD").is_ok_and(|c| c == "1");
+    let follow = std::env::var("TUNER_LATENCY_FOLLOW").is_ok_and(|c| c == "1");
     let mut warm = if cold {
         None
     } else {
@@ -69,9 +77,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut per_point_ms = Vec::with_capacity(repeats);
     for repeat in 0..repeats {
-        let extra = observations.pop().map(|o| vec![o]).unwrap_or_default();
-        observations.truncate(n);
-        observations.extend(extra);
+        if !follow {
+            let extra = observations.pop().map(|o| vec![o]).unwrap_or_default();
+            observations.truncate(n);
+            observations.extend(extra);
+        }
         let start = Instant::now();
         let model = fit_warm(&space, &observations, &cfg, repeat as u64, warm.as_deref())?;
         let fitted = Instant::now();
@@ -91,11 +101,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             batch_points.len(),
             observations.len()
         );
-        let x = rng.point(6);
-        observations.push(Observation {
-            params: space.decode(&x),
-            value: hartmann6(&x),
-        });
+        if follow {
+            for point in batch_points {
+                let value = hartmann6(&space.encode(&point.params)?);
+                observations.push(Observation {
+                    params: point.params,
+                    value,
+                });
+            }
+        } else {
+            let x = rng.point(6);
+            observations.push(Observation {
+                params: space.decode(&x),
+                value: hartmann6(&x),
+            });
+        }
     }
     per_point_ms.sort_by(f64::total_cmp);
     println!(
