@@ -42,7 +42,7 @@ use faer::Mat;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::gp::{Gp, factor, standardization, standardize};
+use crate::gp::{Gp, factor, gaussian_log_likelihood, standardization, standardize};
 use crate::kernel::{Kernel, Matern52};
 use crate::lbfgs::{LbfgsOptions, Minimum, minimize};
 use crate::lml::Likelihood;
@@ -191,7 +191,7 @@ pub fn log_marginal_likelihood(
         .collect();
     let fit: f64 = alpha.iter().zip(y).map(|(a, b)| a * b).sum();
     let log_det: f64 = (0..n).map(|i| l_chol[(i, i)].ln()).sum();
-    let value = -0.5 * fit - log_det - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+    let value = gaussian_log_likelihood(fit, log_det, n);
     grad.fill(0.0);
     let mut k_grad = vec![0.0; d + 1];
     for i in 0..n {
@@ -333,21 +333,19 @@ pub fn fit_gp_opts(
     };
     // When the previous round ended on the values' mean, this one most likely does too: both
     // fits run at once (neither depends on the other, so the result is the same as in turn).
-    let (theta, speculative) = match previous.filter(|w| {
-        w.get(dim + 1)
-            .is_some_and(|v| *v > WORST_MEAN_MAX_NOISE.ln())
-    }) {
-        Some(previous) => {
-            let (worst_fit, mean_fit) = rayon::join(
-                || fit_theta(x, y, worst, std, restarts, seed, opts),
-                || mean_fit(previous),
-            );
-            (worst_fit?, Some(mean_fit))
-        }
-        None => (fit_theta(x, y, worst, std, restarts, seed, opts)?, None),
-    };
+    let (theta, speculative) =
+        match previous.filter(|w| w.get(dim + 1).is_some_and(|v| !keeps_worst_mean(*v))) {
+            Some(previous) => {
+                let (worst_fit, mean_fit) = rayon::join(
+                    || fit_theta(x, y, worst, std, restarts, seed, opts),
+                    || mean_fit(previous),
+                );
+                (worst_fit?, Some(mean_fit))
+            }
+            None => (fit_theta(x, y, worst, std, restarts, seed, opts)?, None),
+        };
     // A deterministic fit pins the noise at the floor, so it always keeps the worst mean.
-    let (theta, mean) = if theta[dim + 1] <= WORST_MEAN_MAX_NOISE.ln() {
+    let (theta, mean) = if keeps_worst_mean(theta[dim + 1]) {
         (theta, worst)
     } else {
         let theta = match speculative {
@@ -359,6 +357,11 @@ pub fn fit_gp_opts(
     let mut kernel = Matern52::new(dim, 1.0, 1.0).with_categories(opts.categories);
     kernel.set_params(&theta[..=dim]);
     Gp::with_standardization(kernel, theta[dim + 1].exp(), x.to_vec(), y, mean, std)
+}
+
+/// Whether a fit whose `ln σₙ²` is `log_noise` keeps the worst value as its prior mean.
+fn keeps_worst_mean(log_noise: f64) -> bool {
+    log_noise <= WORST_MEAN_MAX_NOISE.ln()
 }
 
 /// The fitted `θ` of the GP with constant prior mean `mean` (the targets are `(y − mean)/std`):

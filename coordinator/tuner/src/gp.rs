@@ -102,6 +102,12 @@ fn power_of_two_near(magnitude: f64) -> f64 {
     }
 }
 
+/// The log density of `n` standardized targets under `N(0, K)` from `fit = ỹᵀK⁻¹ỹ` and
+/// `log_det = Σ ln Lᵢᵢ = ½ ln |K|`: `−½ fit − log_det − (n/2) ln 2π` (R&W eq. 2.30).
+pub(crate) fn gaussian_log_likelihood(fit: f64, log_det: f64, n: usize) -> f64 {
+    -0.5 * fit - log_det - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln()
+}
+
 /// Factors `k(X, X) + noise·I` with growing jitter; returns the lower factor and the jitter.
 ///
 /// # Errors
@@ -399,7 +405,7 @@ impl<K: Kernel> Gp<K> {
         let n = self.x.len();
         let fit: f64 = self.y.iter().zip(&self.alpha).map(|(y, a)| y * a).sum();
         let log_det: f64 = (0..n).map(|i| self.l_rows[i * n + i].ln()).sum();
-        -0.5 * fit - log_det - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln()
+        gaussian_log_likelihood(fit, log_det, n)
     }
 }
 

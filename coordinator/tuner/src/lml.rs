@@ -24,7 +24,7 @@ use faer::Mat;
 use faer::linalg::solvers::{DenseSolveCore, Solve};
 
 use crate::error::{Error, Result};
-use crate::gp::factor_gram;
+use crate::gp::{factor_gram, gaussian_log_likelihood};
 use crate::kernel::squared_difference;
 
 /// The most squared differences (`d · n(n − 1)/2`) kept between evaluations (32 MiB).
@@ -188,8 +188,7 @@ impl<'a> Likelihood<'a> {
                 let fit: f64 = (0..n).map(|i| alpha[i] * self.y[i]).sum();
                 let l_chol = llt.L();
                 let log_det: f64 = (0..n).map(|i| l_chol[(i, i)].ln()).sum();
-                let value =
-                    -0.5 * fit - log_det - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+                let value = gaussian_log_likelihood(fit, log_det, n);
                 value.is_finite().then_some(value)
             })
             .collect())
@@ -231,7 +230,7 @@ impl<'a> Likelihood<'a> {
         let fit: f64 = alpha.iter().zip(self.y).map(|(a, b)| a * b).sum();
         let l_chol = llt.L();
         let log_det: f64 = (0..n).map(|i| l_chol[(i, i)].ln()).sum();
-        let value = -0.5 * fit - log_det - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+        let value = gaussian_log_likelihood(fit, log_det, n);
 
         let mut signal_grad = 0.0;
         let mut trace_w = 0.0;
