@@ -20,7 +20,7 @@
 
 use std::time::Instant;
 
-use tuner::space::{ParamKind, ParamSpec, Space};
+use tuner::space::Space;
 use tuner::{BatchStrategy, Observation, SuggestConfig, fit, fit_warm, propose};
 
 mod common;
@@ -30,18 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let repeats: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
     let batch: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(8);
-    let params = (0..6)
-        .map(|i| ParamSpec {
-            name: format!("x{i}"),
-            kind: ParamKind::Float {
-                low: 0.0,
-                high: 1.0,
-                log: false,
-            },
-            default: None,
-        })
-        .collect();
-    let space = Space::new(params)?;
+    let space = Space::unit_cube(6)?;
     let mut cfg = SuggestConfig::default();
     match std::env::var("TUNER_BATCH").as_deref() {
         Ok("cl-min") => cfg.batch = BatchStrategy::ClMin,

@@ -3,21 +3,10 @@
 //! never takes most of a small budget, and length-scales are named by parameter.
 
 use super::*;
-use space::{ParamKind, ParamSpec, Value};
+use space::{ParamSpec, Value};
 
 fn unit_space(dim: usize) -> Space {
-    let params = (0..dim)
-        .map(|i| ParamSpec {
-            name: format!("x{i}"),
-            kind: ParamKind::Float {
-                low: 0.0,
-                high: 1.0,
-                log: false,
-            },
-            default: None,
-        })
-        .collect();
-    Space::new(params).expect("valid")
+    Space::unit_cube(dim).expect("valid")
 }
 
 fn run_loop(

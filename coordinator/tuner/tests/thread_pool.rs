@@ -8,22 +8,11 @@
 
 use tuner::fit::WORST_MEAN_MAX_NOISE;
 use tuner::rng::Rng;
-use tuner::space::{Assignment, ParamKind, ParamSpec, Space};
+use tuner::space::{Assignment, Space};
 use tuner::{Observation, SuggestConfig, fit_warm, propose};
 
 fn space() -> Space {
-    let params = (0..4)
-        .map(|i| ParamSpec {
-            name: format!("x{i}"),
-            kind: ParamKind::Float {
-                low: 0.0,
-                high: 1.0,
-                log: false,
-            },
-            default: None,
-        })
-        .collect();
-    Space::new(params).expect("valid space")
+    Space::unit_cube(4).expect("valid space")
 }
 
 /// `n` results of a smooth 4-D function at random points, with Gaussian noise of sd `noise`.

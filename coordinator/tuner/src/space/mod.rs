@@ -77,6 +77,26 @@ impl From<Space> for Vec<ParamSpec> {
 }
 
 impl Space {
+    /// `dim` float parameters `x0`, `x1`, … on `[0, 1]`, linear: the unit cube the GP works in,
+    /// for benchmarks and tests of the optimizer itself.
+    ///
+    /// # Errors
+    /// `Error::InvalidSpace` when `dim` is 0.
+    pub fn unit_cube(dim: usize) -> Result<Space> {
+        let params = (0..dim)
+            .map(|i| ParamSpec {
+                name: format!("x{i}"),
+                kind: ParamKind::Float {
+                    low: 0.0,
+                    high: 1.0,
+                    log: false,
+                },
+                default: None,
+            })
+            .collect();
+        Space::new(params)
+    }
+
     /// Validates the parameters and builds the space.
     ///
     /// # Errors

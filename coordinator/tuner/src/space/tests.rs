@@ -185,3 +185,15 @@ fn bounds_beyond_the_sane_magnitude_are_refused() {
         .is_ok()
     );
 }
+
+#[test]
+fn the_unit_cube_encodes_each_coordinate_as_itself() {
+    let space = Space::unit_cube(3).expect("valid");
+    assert_eq!(space.dim(), 3);
+    let point = [0.0, 0.25, 1.0];
+    let assignment = space.decode(&point);
+    assert_eq!(assignment.len(), 3);
+    assert_eq!(assignment["x1"], Value::Float(0.25));
+    assert_eq!(space.encode(&assignment).expect("encodes"), point);
+    assert!(Space::unit_cube(0).is_err());
+}
