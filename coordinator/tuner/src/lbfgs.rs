@@ -1,7 +1,8 @@
 //! A small bound-constrained L-BFGS: the two-loop recursion (Nocedal and Wright, "Numerical
 //! Optimization", 2nd ed., algorithm 7.4) on the free variables, a projected backtracking line
 //! search with the Armijo condition along the projection arc (Bertsekas, "Projected Newton
-//! methods", SIAM J. Control Optim. 1982), and a restart from steepest descent whenever the
+//! methods", SIAM J. Control Optim. 1982) whose backtracks go to the minimum of a quadratic
+//! through what the rejected trial showed (Nocedal and Wright §3.5), and a restart from steepest descent whenever the
 //! quasi-Newton direction is not a descent direction. Non-finite trial values count as failed
 //! steps, so an objective may return `+∞` where it cannot be evaluated.
 
@@ -100,6 +101,26 @@ fn direction(grad: &[f64], pairs: &[(Vec<f64>, Vec<f64>)], blocked: &[bool]) -> 
         .collect()
 }
 
+/// The factor by which a rejected step shrinks: the minimum of the quadratic through the
+/// value and slope at the current point (`slope`: the directional derivative times the step)
+/// and the trial's value (`rise` above the current one), kept within
+/// [[`MIN_BACKTRACK`], [`MAX_BACKTRACK`]]; halving when the trial was not finite or the
+/// quadratic has no minimum (Nocedal and Wright, §3.5).
+fn backtrack(slope: f64, rise: f64, finite: bool) -> f64 {
+    let curvature = rise - slope;
+    if finite && slope < 0.0 && curvature > 0.0 {
+        (-slope / (2.0 * curvature)).clamp(MIN_BACKTRACK, MAX_BACKTRACK)
+    } else {
+        MAX_BACKTRACK
+    }
+}
+
+/// The smallest factor a backtrack shrinks a step by (a quadratic can predict a tiny step from
+/// a trial far beyond the minimum; the next trial then tests it).
+const MIN_BACKTRACK: f64 = 0.1;
+/// The largest: a step always at least halves.
+const MAX_BACKTRACK: f64 = 0.5;
+
 /// Minimizes `f` over the box `[lower, upper]` from `x0`. `f(x, grad)` returns the value and
 /// writes the gradient. Never panics on a non-finite objective: it returns the best point seen.
 pub fn minimize(
@@ -160,11 +181,12 @@ pub fn minimize(
             let trial_value = f(&trial, &mut trial_grad);
             evaluations += 1;
             let finite = trial_value.is_finite() && trial_grad.iter().all(|g| g.is_finite());
-            if finite && trial_value <= value + 1e-4 * dot(&grad, &moved) {
+            let slope = dot(&grad, &moved);
+            if finite && trial_value <= value + 1e-4 * slope {
                 accepted = Some((trial, trial_value, moved));
                 break;
             }
-            step *= 0.5;
+            step *= backtrack(slope, trial_value - value, finite);
         }
         let Some((trial, trial_value, s)) = accepted else {
             converged = true;
@@ -284,6 +306,40 @@ mod tests {
             assert!((m.x[1] - (start[1] + moved)).abs() < 1e-12, "{m:?}");
             assert!((m.x[0] - (start[0] - moved / 2.0)).abs() < 1e-12, "{m:?}");
         }
+    }
+
+    /// A first step ten times as long as the way to a quadratic's minimum is cut to that minimum
+    /// in one backtrack, and accepted there (halving took three backtracks and stopped at 1.25
+    /// times the way).
+    #[test]
+    fn a_rejected_step_is_cut_to_the_quadratics_minimum() {
+        let centre = 0.1;
+        let parabola = |x: &[f64], g: &mut [f64]| {
+            g[0] = 100.0 * (x[0] - centre);
+            50.0 * (x[0] - centre).powi(2)
+        };
+        let options = LbfgsOptions {
+            max_iterations: 1,
+            first_step: 1.0,
+            ..Default::default()
+        };
+        let m = minimize(parabola, &[0.0], &[-5.0], &[5.0], &options);
+        assert_eq!(
+            m.evaluations, 3,
+            "start, rejected trial, accepted cut: {m:?}"
+        );
+        assert!((m.x[0] - centre).abs() < 1e-12, "{m:?}");
+    }
+
+    #[test]
+    fn backtracks_shrink_by_a_tenth_to_a_half() {
+        // The quadratic's minimum, within the bounds.
+        assert!((backtrack(-1.0, 1.0, true) - 0.25).abs() < 1e-15);
+        assert_eq!(backtrack(-1.0, 1e6, true), MIN_BACKTRACK);
+        assert_eq!(backtrack(-1.0, -0.9, true), MAX_BACKTRACK);
+        // No quadratic to trust: halve.
+        assert_eq!(backtrack(-1.0, f64::INFINITY, false), MAX_BACKTRACK);
+        assert_eq!(backtrack(1.0, 1.0, true), MAX_BACKTRACK);
     }
 
     #[test]
