@@ -2,9 +2,9 @@
 //! Optimization", 2nd ed., algorithm 7.4) on the free variables, a projected backtracking line
 //! search with the Armijo condition along the projection arc (Bertsekas, "Projected Newton
 //! methods", SIAM J. Control Optim. 1982) whose backtracks go to the minimum of a quadratic
-//! through what the rejected trial showed (Nocedal and Wright §3.5), and a restart from steepest descent whenever the
-//! quasi-Newton direction is not a descent direction. Non-finite trial values count as failed
-//! steps, so an objective may return `+∞` where it cannot be evaluated.
+//! through what the rejected trial showed (Nocedal and Wright §3.5), and a restart from steepest
+//! descent whenever the quasi-Newton direction is not a descent direction. Non-finite trial
+//! values count as failed steps, so an objective may return `+∞` where it cannot be evaluated.
 
 /// Stopping rules.
 #[derive(Debug, Clone, Copy, PartialEq)]
