@@ -18,7 +18,8 @@
 //! ([`SuggestConfig::initial_trials`]; 0 or unset: automatic), `REGRET_REFINE_STARTS=N` the
 //! acquisition starts refined by L-BFGS ([`SuggestConfig::refine_starts`]) and
 //! `REGRET_MAX_MODEL_POINTS=N` the most results the GP is fitted to
-//! ([`SuggestConfig::max_model_points`]).
+//! ([`SuggestConfig::max_model_points`]); `REGRET_SAMPLE_CHOICES=0` turns off
+//! [`SuggestConfig::sample_choices`].
 //!
 //! `REGRET_TRACE=1` prints a `TRACE` line to stderr after every round: the evaluations so far,
 //! the best regret, the fitted noise variance (standardized; `NaN` during the design), the
@@ -89,6 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let noise_sd: f64 = env_number("REGRET_NOISE")?.unwrap_or(0.0);
     cfg.deterministic = std::env::var("REGRET_DETERMINISTIC").is_ok_and(|v| v == "1");
     cfg.mixed_search = method == "bo-mixed";
+    cfg.sample_choices = env_number::<u8>("REGRET_SAMPLE_CHOICES")?.unwrap_or(1) != 0;
     cfg.initial_trials = env_number("REGRET_INITIAL")?.unwrap_or(0);
     if let Some(starts) = env_number("REGRET_REFINE_STARTS")? {
         cfg.refine_starts = starts;

@@ -12,6 +12,10 @@
 //! most [`MAX_JOINT_SET`] of them; older pending points enter its GP as best-value lies, as the
 //! liar's do, so its cost stays bounded however many trials run.
 //!
+//! In a space with categoricals, each point's choices are drawn first, from one sample of the
+//! GP's posterior ([`ChoiceSampler`], Thompson sampling), and the acquisition then searches the
+//! other coordinates with those choices held ([`Fixed`]); see [`crate::SuggestConfig::sample_choices`].
+//!
 //! The GP models the warped values ([`Warp`]: a Yeo-Johnson power transform fitted by
 //! likelihood), so the lies are warped the same way as the observations. The EI incumbent is
 //! the best real observation when the fitted noise is negligible, else the best posterior mean
@@ -20,6 +24,7 @@
 use crate::acquisition::Acquisition;
 use crate::acquisition::ei::LogEi;
 use crate::acquisition::qei::QEi;
+use crate::choice::{ChoiceSampler, Fixed, held};
 use crate::design::{Seen, random_points};
 use crate::error::Result;
 use crate::gp::Gp;
@@ -200,58 +205,96 @@ pub(crate) fn propose(
     let mut folded = 0;
     let mut unconditioned: Vec<Vec<f64>> = pending_x.to_vec();
     let mut chosen = Vec::with_capacity(q);
+    // Each point's categorical choices, drawn from the posterior (crate::choice).
+    let sampler = if cfg.sample_choices {
+        ChoiceSampler::new(
+            space,
+            gp,
+            |count, rng| candidates(&lattice, count, &local, rng),
+            rng,
+        )
+    } else {
+        None
+    };
     for _ in 0..q {
-        let points = candidates(&lattice, cfg.candidates, &local, rng);
+        let drawn = sampler.as_ref().map(|s| s.sample(rng)).unwrap_or_default();
+        let mut fresh = candidates(&lattice, cfg.candidates, &local, rng);
+        // The drawn choices first; when every candidate with them decodes to an assignment
+        // already seen (a space of few discrete values), every choice.
+        let attempts: &[&[(usize, f64)]] = if drawn.is_empty() {
+            &[&[]]
+        } else {
+            &[&drawn, &[]]
+        };
         let mut picked = None;
-        if cfg.batch == BatchStrategy::McQei && !joint_x.is_empty() {
-            let fold_to = joint_set_start(joint_x.len(), folded);
-            if fold_to > folded {
-                let lies = vec![lie; fold_to - folded];
-                let base = qei_base.as_ref().unwrap_or(gp);
-                qei_base = Some(base.extended(&joint_x[folded..fold_to], &lies)?);
-                folded = fold_to;
+        for &fixed in attempts {
+            if picked.is_some() {
+                break;
             }
-            let set = joint_x[folded..].to_vec();
-            let qei_gp = qei_base.as_ref().unwrap_or(gp);
-            // A set whose joint covariance cannot be factored (an error, never a silently
-            // dropped covariance) leaves the point to the constant liar below.
-            if let Ok(acquisition) = QEi::new(qei_gp, best, set, cfg.mc_samples, rng.next_u64()) {
-                // Every QEI_CANDIDATE_STRIDE-th candidate: the same mix, fewer of them.
-                let thinned = points
-                    .iter()
-                    .step_by(QEI_CANDIDATE_STRIDE)
-                    .cloned()
-                    .collect();
+            let points = if fixed.is_empty() {
+                std::mem::take(&mut fresh)
+            } else {
+                fresh.iter().map(|p| held(p, fixed)).collect()
+            };
+            if cfg.batch == BatchStrategy::McQei && !joint_x.is_empty() {
+                let fold_to = joint_set_start(joint_x.len(), folded);
+                if fold_to > folded {
+                    let lies = vec![lie; fold_to - folded];
+                    let base = qei_base.as_ref().unwrap_or(gp);
+                    qei_base = Some(base.extended(&joint_x[folded..fold_to], &lies)?);
+                    folded = fold_to;
+                }
+                let set = joint_x[folded..].to_vec();
+                let qei_gp = qei_base.as_ref().unwrap_or(gp);
+                // A set whose joint covariance cannot be factored (an error, never a silently
+                // dropped covariance) leaves the point to the constant liar below.
+                if let Ok(acquisition) = QEi::new(qei_gp, best, set, cfg.mc_samples, rng.next_u64())
+                {
+                    let acquisition = Fixed {
+                        inner: &acquisition,
+                        fixed,
+                    };
+                    // Every QEI_CANDIDATE_STRIDE-th candidate: the same mix, fewer of them.
+                    let thinned = points
+                        .iter()
+                        .step_by(QEI_CANDIDATE_STRIDE)
+                        .cloned()
+                        .collect();
+                    let scored = maximize(
+                        &lattice,
+                        &acquisition,
+                        thinned,
+                        cfg.refine_starts,
+                        REFINE_ITERATIONS / 3,
+                    );
+                    // Log q-EI is finite wherever the joint samples are (`maximize` drops the rest).
+                    if !scored.is_empty() {
+                        picked = pick(space, &acquisition, scored, seen);
+                    }
+                }
+            }
+            if picked.is_none() {
+                if !unconditioned.is_empty() {
+                    let lies = vec![lie; unconditioned.len()];
+                    let base = fantasy.as_ref().unwrap_or(gp);
+                    fantasy = Some(base.extended(&unconditioned, &lies)?);
+                    unconditioned.clear();
+                }
+                let gp_now = fantasy.as_ref().unwrap_or(gp);
+                let acquisition = LogEi::new(gp_now, best);
+                let acquisition = Fixed {
+                    inner: &acquisition,
+                    fixed,
+                };
                 let scored = maximize(
                     &lattice,
                     &acquisition,
-                    thinned,
+                    points,
                     cfg.refine_starts,
-                    REFINE_ITERATIONS / 3,
+                    REFINE_ITERATIONS,
                 );
-                // Log q-EI is finite wherever the joint samples are (`maximize` drops the rest).
-                if !scored.is_empty() {
-                    picked = pick(space, &acquisition, scored, seen);
-                }
+                picked = pick(space, &acquisition, scored, seen);
             }
-        }
-        if picked.is_none() {
-            if !unconditioned.is_empty() {
-                let lies = vec![lie; unconditioned.len()];
-                let base = fantasy.as_ref().unwrap_or(gp);
-                fantasy = Some(base.extended(&unconditioned, &lies)?);
-                unconditioned.clear();
-            }
-            let gp_now = fantasy.as_ref().unwrap_or(gp);
-            let acquisition = LogEi::new(gp_now, best);
-            let scored = maximize(
-                &lattice,
-                &acquisition,
-                points,
-                cfg.refine_starts,
-                REFINE_ITERATIONS,
-            );
-            picked = pick(space, &acquisition, scored, seen);
         }
         let Some((assignment, x)) = picked else {
             chosen.extend(random_points(space, seen, 1, rng));
