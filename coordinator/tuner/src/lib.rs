@@ -52,6 +52,8 @@ pub mod early_stop;
 pub mod error;
 pub mod fit;
 pub mod gp;
+#[cfg(test)]
+mod gradcheck;
 pub mod kernel;
 pub mod lattice;
 pub mod lbfgs;

@@ -267,6 +267,7 @@ mod tests {
     use super::*;
     use crate::fit::log_marginal_likelihood;
     use crate::fit::tests::data;
+    use crate::gradcheck::GradCheck;
 
     #[test]
     fn matches_the_reference_likelihood_and_gradient() {
@@ -297,21 +298,12 @@ mod tests {
         let mut grad = vec![0.0; 5];
         lik.evaluate(&theta, &mut grad).expect("factors");
         let mut scratch = vec![0.0; 5];
-        let step = 1e-5;
-        for j in 0..5 {
-            let (mut plus, mut minus) = (theta, theta);
-            plus[j] += step;
-            minus[j] -= step;
-            let fp = lik.evaluate(&plus, &mut scratch).expect("factors");
-            let fm = lik.evaluate(&minus, &mut scratch).expect("factors");
-            let numeric = (fp - fm) / (2.0 * step);
-            let scale = 1f64.max(numeric.abs()).max(grad[j].abs());
-            assert!(
-                (numeric - grad[j]).abs() / scale < 1e-6,
-                "θ{j}: numeric {numeric} analytic {}",
-                grad[j]
-            );
-        }
+        GradCheck::SMOOTH.assert(
+            |t| lik.evaluate(t, &mut scratch).expect("factors"),
+            &theta,
+            &grad,
+            "log marginal likelihood in θ",
+        );
     }
 
     #[test]
@@ -362,21 +354,12 @@ mod tests {
             .expect("factors");
         assert!((gp.log_marginal_likelihood() - value).abs() < 1e-8 * value.abs().max(1.0));
         let mut scratch = vec![0.0; 5];
-        let step = 1e-5;
-        for j in 0..5 {
-            let (mut plus, mut minus) = (theta, theta);
-            plus[j] += step;
-            minus[j] -= step;
-            let fp = fast.evaluate(&plus, &mut scratch).expect("factors");
-            let fm = fast.evaluate(&minus, &mut scratch).expect("factors");
-            let numeric = (fp - fm) / (2.0 * step);
-            let scale = 1f64.max(numeric.abs()).max(grad[j].abs());
-            assert!(
-                (numeric - grad[j]).abs() / scale < 1e-6,
-                "θ{j}: {numeric} vs {}",
-                grad[j]
-            );
-        }
+        GradCheck::SMOOTH.assert(
+            |t| fast.evaluate(t, &mut scratch).expect("factors"),
+            &theta,
+            &grad,
+            "mixed log marginal likelihood in θ",
+        );
         // Recomputing the differences per evaluation gives the same result.
         let mut recomputed = Likelihood::with_categories(&x, &y, &categories);
         recomputed.scratch = vec![0.0; recomputed.pairs];

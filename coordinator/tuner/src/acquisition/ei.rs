@@ -81,6 +81,7 @@ impl Acquisition for LogEi<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gradcheck::GradCheck;
     use crate::kernel::Matern52;
     use crate::rng::Rng;
 
@@ -123,19 +124,12 @@ mod tests {
             let acq = LogEi::new(&gp, best + shift);
             let mut grad = [0.0; 2];
             acq.value_and_grad(&point, &mut grad);
-            let step = 1e-5;
-            for j in 0..2 {
-                let (mut plus, mut minus) = (point, point);
-                plus[j] += step;
-                minus[j] -= step;
-                let numeric = (acq.value(&plus) - acq.value(&minus)) / (2.0 * step);
-                let scale = 1f64.max(numeric.abs()).max(grad[j].abs());
-                assert!(
-                    (numeric - grad[j]).abs() / scale < 1e-6,
-                    "{shift} {j}: {numeric} vs {}",
-                    grad[j]
-                );
-            }
+            GradCheck::SMOOTH.assert(
+                |p| acq.value(p),
+                &point,
+                &grad,
+                &format!("LogEI, incumbent shifted by {shift}"),
+            );
         }
     }
 

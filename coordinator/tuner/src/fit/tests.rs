@@ -2,6 +2,7 @@
 //! determinism for a seed.
 
 use super::*;
+use crate::gradcheck::GradCheck;
 
 /// `n` Latin-hypercube points in `d` dimensions of a smooth test function, standardized.
 pub(crate) fn data(n: usize, d: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
@@ -22,21 +23,12 @@ fn likelihood_gradient_matches_finite_differences() {
     let mut grad = vec![0.0; 5];
     log_marginal_likelihood(&x, &y, &theta, &mut grad).expect("factors");
     let mut scratch = vec![0.0; 5];
-    let step = 1e-5;
-    for j in 0..5 {
-        let (mut plus, mut minus) = (theta, theta);
-        plus[j] += step;
-        minus[j] -= step;
-        let fp = log_marginal_likelihood(&x, &y, &plus, &mut scratch).expect("factors");
-        let fm = log_marginal_likelihood(&x, &y, &minus, &mut scratch).expect("factors");
-        let numeric = (fp - fm) / (2.0 * step);
-        let scale = 1f64.max(numeric.abs()).max(grad[j].abs());
-        assert!(
-            (numeric - grad[j]).abs() / scale < 1e-6,
-            "θ{j}: numeric {numeric} analytic {}",
-            grad[j]
-        );
-    }
+    GradCheck::SMOOTH.assert(
+        |t| log_marginal_likelihood(&x, &y, t, &mut scratch).expect("factors"),
+        &theta,
+        &grad,
+        "log marginal likelihood in θ",
+    );
 }
 
 #[test]
@@ -163,19 +155,16 @@ fn prior_gradient_matches_finite_differences() {
     let mut grad = vec![0.0; 4];
     log_prior(&theta, &mut grad);
     let mut scratch = vec![0.0; 4];
-    let step = 1e-6;
-    for j in 0..4 {
-        let (mut plus, mut minus) = (theta, theta);
-        plus[j] += step;
-        minus[j] -= step;
-        let numeric =
-            (log_prior(&plus, &mut scratch) - log_prior(&minus, &mut scratch)) / (2.0 * step);
-        assert!(
-            (numeric - grad[j]).abs() < 1e-6 * numeric.abs().max(1.0),
-            "θ{j}: numeric {numeric} analytic {}",
-            grad[j]
-        );
-    }
+    let check = GradCheck {
+        step: 1e-6,
+        ..GradCheck::SMOOTH
+    };
+    check.assert(
+        |t| log_prior(t, &mut scratch),
+        &theta,
+        &grad,
+        "log prior in θ",
+    );
     // The noise prior's density in σₙ² peaks at exp(μ − s²).
     let mut at_mode = [0.0, 0.0, NOISE_PRIOR.0 - NOISE_PRIOR.1 * NOISE_PRIOR.1];
     let mut g = vec![0.0; 3];

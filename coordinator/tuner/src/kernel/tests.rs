@@ -3,12 +3,13 @@
 
 use super::*;
 
-fn assert_close_grad(numeric: f64, analytic: f64, what: &str) {
-    let scale = 1f64.max(numeric.abs()).max(analytic.abs());
-    assert!(
-        (numeric - analytic).abs() / scale < 1e-6,
-        "{what}: numeric {numeric} analytic {analytic}"
-    );
+use crate::gradcheck::GradCheck;
+
+/// A copy of `k` with parameters `p`.
+fn with_params(k: &Matern52, p: &[f64]) -> Matern52 {
+    let mut copy = k.clone();
+    copy.set_params(p);
+    copy
 }
 
 fn kernel() -> Matern52 {
@@ -31,18 +32,12 @@ fn param_gradient_matches_finite_differences() {
     let (a, b) = ([0.13, 0.57, 0.91], [0.44, 0.21, 0.86]);
     let mut grad = vec![0.0; 4];
     k.value_and_param_grad(&a, &b, &mut grad);
-    let step = 1e-5;
-    for i in 0..4 {
-        let mut plus = k.clone();
-        let mut p = k.params();
-        p[i] += step;
-        plus.set_params(&p);
-        let mut minus = k.clone();
-        p[i] -= 2.0 * step;
-        minus.set_params(&p);
-        let numeric = (plus.value(&a, &b) - minus.value(&a, &b)) / (2.0 * step);
-        assert_close_grad(numeric, grad[i], &format!("param {i}"));
-    }
+    GradCheck::SMOOTH.assert(
+        |p| with_params(&k, p).value(&a, &b),
+        &k.params(),
+        &grad,
+        "kernel in its parameters",
+    );
 }
 
 #[test]
@@ -68,14 +63,7 @@ fn x_gradient_matches_finite_differences() {
     let (a, b) = ([0.13, 0.57, 0.91], [0.44, 0.21, 0.86]);
     let mut grad = vec![0.0; 3];
     k.value_and_x_grad(&a, &b, &mut grad);
-    let step = 1e-5;
-    for i in 0..3 {
-        let (mut plus, mut minus) = (a, a);
-        plus[i] += step;
-        minus[i] -= step;
-        let numeric = (k.value(&plus, &b) - k.value(&minus, &b)) / (2.0 * step);
-        assert_close_grad(numeric, grad[i], &format!("x {i}"));
-    }
+    GradCheck::SMOOTH.assert(|x| k.value(x, &b), &a, &grad, "kernel in x");
 }
 
 /// Dimensions 0 and 2 numeric, 1 with three choices, 3 with two.
@@ -109,17 +97,12 @@ fn mixed_param_gradient_matches_finite_differences() {
     ] {
         let mut grad = vec![0.0; 5];
         k.value_and_param_grad(&a, &b, &mut grad);
-        let step = 1e-5;
-        for i in 0..5 {
-            let (mut plus, mut minus) = (k.clone(), k.clone());
-            let mut p = k.params();
-            p[i] += step;
-            plus.set_params(&p);
-            p[i] -= 2.0 * step;
-            minus.set_params(&p);
-            let numeric = (plus.value(&a, &b) - minus.value(&a, &b)) / (2.0 * step);
-            assert_close_grad(numeric, grad[i], &format!("param {i} at {b:?}"));
-        }
+        GradCheck::SMOOTH.assert(
+            |p| with_params(&k, p).value(&a, &b),
+            &k.params(),
+            &grad,
+            &format!("mixed kernel in its parameters at {b:?}"),
+        );
     }
 }
 
@@ -131,14 +114,13 @@ fn mixed_x_gradient_matches_finite_differences_and_is_zero_in_categories() {
         let mut grad = vec![0.0; 4];
         k.value_and_x_grad(&a, &b, &mut grad);
         assert_eq!((grad[1], grad[3]), (0.0, 0.0));
-        let step = 1e-5;
-        for i in [0, 2] {
-            let (mut plus, mut minus) = (a, a);
-            plus[i] += step;
-            minus[i] -= step;
-            let numeric = (k.value(&plus, &b) - k.value(&minus, &b)) / (2.0 * step);
-            assert_close_grad(numeric, grad[i], &format!("x {i} at {a:?}"));
-        }
+        GradCheck::SMOOTH.assert_coordinates(
+            |x| k.value(x, &b),
+            &a,
+            &grad,
+            [0, 2],
+            &format!("mixed kernel in x at {a:?}"),
+        );
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::acquisition::ei::expected_improvement;
+use crate::gradcheck::GradCheck;
 use crate::kernel::Matern52;
 use crate::special::norm_cdf;
 
@@ -46,19 +47,12 @@ fn gradient_matches_finite_differences() {
         let mut grad = [0.0; 2];
         let value = q.value_and_grad(&point, &mut grad);
         assert!((value - q.value(&point)).abs() < 1e-12 * value.abs().max(1.0));
-        let step = 1e-7;
-        for j in 0..2 {
-            let (mut plus, mut minus) = (point, point);
-            plus[j] += step;
-            minus[j] -= step;
-            let numeric = (q.value(&plus) - q.value(&minus)) / (2.0 * step);
-            let scale = numeric.abs().max(grad[j].abs()).max(1e-3);
-            assert!(
-                (numeric - grad[j]).abs() / scale < 1e-4,
-                "{point:?} {j}: numeric {numeric} analytic {}",
-                grad[j]
-            );
-        }
+        GradCheck::MONTE_CARLO.assert(
+            |p| q.value(p),
+            &point,
+            &grad,
+            &format!("q-LogEI at {point:?}"),
+        );
     }
 }
 
@@ -155,19 +149,12 @@ fn far_from_any_improvement_the_log_value_and_its_gradient_stay_informative() {
     let value = q.value_and_grad(&point, &mut grad);
     assert!(value.is_finite() && value < -20.0, "{value}");
     assert!(grad.iter().any(|g| g.abs() > 1e-3), "gradient {grad:?}");
-    let step = 1e-7;
-    for j in 0..2 {
-        let (mut plus, mut minus) = (point, point);
-        plus[j] += step;
-        minus[j] -= step;
-        let numeric = (q.value(&plus) - q.value(&minus)) / (2.0 * step);
-        let scale = numeric.abs().max(grad[j].abs()).max(1e-3);
-        assert!(
-            (numeric - grad[j]).abs() / scale < 1e-4,
-            "{j}: {numeric} vs {}",
-            grad[j]
-        );
-    }
+    GradCheck::MONTE_CARLO.assert(
+        |p| q.value(p),
+        &point,
+        &grad,
+        "q-LogEI underflowing to zero",
+    );
 }
 
 #[test]
