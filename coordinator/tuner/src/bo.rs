@@ -310,21 +310,11 @@ pub(crate) fn propose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::space::{ParamKind, ParamSpec};
     use crate::{Observation, Strategy, fit};
 
     /// One float parameter on `[0, 1]`.
     fn unit_space() -> Space {
-        Space::new(vec![ParamSpec {
-            name: "x".into(),
-            kind: ParamKind::Float {
-                low: 0.0,
-                high: 1.0,
-                log: false,
-            },
-            default: None,
-        }])
-        .expect("valid")
+        Space::unit_cube(1).expect("valid")
     }
 
     fn model(direction: Direction) -> Model {

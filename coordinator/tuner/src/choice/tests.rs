@@ -3,27 +3,28 @@ use crate::rng::Rng;
 use crate::space::{ParamKind, ParamSpec, Value};
 use crate::{Observation, SuggestConfig, fit};
 
-/// A float `x` on `[0, 1]` and a categorical `c` of three choices.
+/// A float `x0` on `[0, 1]` and a categorical `c` of three choices.
 fn space() -> Space {
-    Space::new(vec![
-        ParamSpec {
-            name: "x".into(),
-            kind: ParamKind::Float {
-                low: 0.0,
-                high: 1.0,
-                log: false,
-            },
-            default: None,
+    let mut params = Space::unit_cube(1).expect("valid").params().to_vec();
+    params.push(ParamSpec {
+        name: "c".into(),
+        kind: ParamKind::Categorical {
+            choices: vec!["a".into(), "b".into(), "c".into()],
         },
-        ParamSpec {
-            name: "c".into(),
-            kind: ParamKind::Categorical {
-                choices: vec!["a".into(), "b".into(), "c".into()],
-            },
-            default: None,
-        },
-    ])
-    .expect("valid")
+        default: None,
+    });
+    Space::new(params).expect("valid")
+}
+
+/// The sampler of `model` over uniform base points, seeded by `rng`.
+fn sampler_of(model: &crate::Model, rng: &mut Rng) -> ChoiceSampler {
+    ChoiceSampler::new(
+        model.space(),
+        model.gp().expect("a BO model"),
+        |count, rng| (0..count).map(|_| rng.point(2)).collect(),
+        rng,
+    )
+    .expect("a categorical space samples")
 }
 
 /// Ten evenly spread values of `x` for each choice in `choices`.
@@ -55,14 +56,7 @@ fn gp_at(at: &[(usize, f64)], f: impl Fn(f64, usize) -> f64) -> crate::Model {
 /// How often each choice wins in `draws` draws.
 fn wins(model: &crate::Model, draws: usize) -> [usize; 3] {
     let mut rng = Rng::new(9);
-    let gp = model.gp().expect("a BO model");
-    let sampler = ChoiceSampler::new(
-        model.space(),
-        gp,
-        |count, rng| (0..count).map(|_| rng.point(2)).collect(),
-        &mut rng,
-    )
-    .expect("a categorical space samples");
+    let sampler = sampler_of(model, &mut rng);
     let mut counts = [0; 3];
     for _ in 0..draws {
         let held = sampler.sample(&mut rng);
@@ -100,15 +94,7 @@ fn a_choice_barely_tried_is_still_drawn() {
 #[test]
 fn every_choice_is_in_the_pool_once_a_base_point() {
     let model = gp_of(&[0, 1, 2], |x, c| x + c as f64);
-    let gp = model.gp().expect("a BO model");
-    let mut rng = Rng::new(3);
-    let sampler = ChoiceSampler::new(
-        model.space(),
-        gp,
-        |count, rng| (0..count).map(|_| rng.point(2)).collect(),
-        &mut rng,
-    )
-    .expect("samples");
+    let sampler = sampler_of(&model, &mut Rng::new(3));
     assert_eq!(sampler.pool.len(), POOL_BASE * 3);
     for copies in sampler.pool.chunks(3) {
         let mut seen: Vec<f64> = copies.iter().map(|p| p[1]).collect();
