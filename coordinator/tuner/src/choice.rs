@@ -51,10 +51,17 @@ impl ChoiceSampler {
         (MAX_POOL / copies.max(1)).clamp(1, POOL_BASE)
     }
 
+    /// The copies of each base point for a largest categorical of `choices`: one a choice, at
+    /// most [`MAX_POOL`] (a larger categorical offers a window of that many consecutive
+    /// choices from a random start, a new one each proposal).
+    pub(crate) fn copies(choices: usize) -> usize {
+        choices.min(MAX_POOL)
+    }
+
     /// A sampler over base points from `base(count, rng)` (encoded, in `[0,1]^d`;
     /// [`ChoiceSampler::base_points`] of them), each copied once for every choice of the space's
-    /// largest categorical (the others take their choices in the same rotation from a random
-    /// start). `None` when `space` has no categorical with two or more choices or when the pool's
+    /// largest categorical, up to [`ChoiceSampler::copies`] (every categorical takes its choices
+    /// in rotation from a random start). `None` when `space` has no categorical with two or more choices or when the pool's
     /// covariance cannot be factored (the caller then searches every choice, as without a
     /// sampler).
     pub(crate) fn new(
@@ -69,7 +76,7 @@ impl ChoiceSampler {
             .enumerate()
             .filter(|(_, m)| *m > 1)
             .collect();
-        let copies = categoricals.iter().map(|c| c.1).max()?;
+        let copies = Self::copies(categoricals.iter().map(|c| c.1).max()?);
         let base = base(Self::base_points(copies), rng);
         let mut pool = Vec::with_capacity(base.len() * copies);
         for point in &base {

@@ -112,10 +112,50 @@ fn every_choice_is_in_the_pool_once_a_base_point() {
 fn the_pool_stays_within_its_cap() {
     assert_eq!(ChoiceSampler::base_points(3), POOL_BASE);
     assert_eq!(ChoiceSampler::base_points(50), 10);
-    assert_eq!(ChoiceSampler::base_points(5000), 1);
-    for choices in [2, 3, 7, 64, 300, 512] {
-        assert!(ChoiceSampler::base_points(choices) * choices <= MAX_POOL);
+    for choices in [2, 3, 7, 64, 300, 512, 513, 5000] {
+        let copies = ChoiceSampler::copies(choices);
+        assert!(copies <= choices);
+        assert!(ChoiceSampler::base_points(copies) * copies <= MAX_POOL);
     }
+}
+
+#[test]
+fn a_categorical_of_thousands_of_choices_samples_from_a_capped_pool() {
+    let choices: Vec<String> = (0..3000).map(|i| format!("c{i}")).collect();
+    let mut params = Space::unit_cube(1).expect("valid").params().to_vec();
+    params.push(ParamSpec {
+        name: "c".into(),
+        kind: ParamKind::Categorical {
+            choices: choices.clone(),
+        },
+        default: None,
+    });
+    let space = Space::new(params).expect("valid");
+    let observations: Vec<Observation> = (0..12)
+        .map(|i| {
+            let x = (f64::from(i) + 0.5) / 12.0;
+            Observation {
+                params: space.decode(&[x, x]),
+                value: (x - 0.4).powi(2),
+            }
+        })
+        .collect();
+    let model = fit(&space, &observations, &SuggestConfig::default(), 1).expect("fits");
+    let mut rng = Rng::new(2);
+    let sampler = ChoiceSampler::new(
+        &space,
+        model.gp().expect("a BO model"),
+        |count, rng| (0..count).map(|_| rng.point(2)).collect(),
+        &mut rng,
+    )
+    .expect("samples");
+    assert_eq!(sampler.pool.len(), MAX_POOL);
+    let held = sampler.sample(&mut rng);
+    let index = (held[0].1 * 3000.0 - 0.5).round();
+    assert!((0.0..3000.0).contains(&index));
+    assert!((choice_coordinate(index as usize, 3000) - held[0].1).abs() < 1e-12);
+    let batch = crate::propose(&model, &[], 4, &SuggestConfig::default(), 3).expect("proposes");
+    assert_eq!(batch.len(), 4);
 }
 
 #[test]
