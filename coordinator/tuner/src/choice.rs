@@ -23,10 +23,8 @@
 //! GP itself, whose draws for a batch differ, as in Kandasamy et al., "Parallelised Bayesian
 //! optimisation via Thompson sampling" (AISTATS 2018).
 
-use faer::{Mat, Side};
-
 use crate::acquisition::Acquisition;
-use crate::gp::Gp;
+use crate::gp::{Gp, factor_gram};
 use crate::kernel::Kernel;
 use crate::rng::Rng;
 use crate::space::Space;
@@ -36,8 +34,9 @@ use crate::space::Space;
 pub(crate) const MAX_POOL: usize = 512;
 /// Base points of a pool (each copied once per choice) when the pool allows that many.
 pub(crate) const POOL_BASE: usize = 128;
-/// Jitter attempts on the pool's covariance, from `1e-8` of the prior variance, ×10 each.
-const JITTER_TRIES: usize = 6;
+/// Jitter on the pool's covariance, relative to the prior variance: its points include
+/// near-duplicates, so the posterior covariance alone is rarely positive definite.
+const POOL_JITTER: f64 = 1e-8;
 
 /// Draws the categorical coordinates of a space's BO points from the GP's posterior.
 pub(crate) struct ChoiceSampler {
@@ -131,33 +130,23 @@ fn choice_coordinate(index: usize, choices: usize) -> f64 {
 }
 
 /// Posterior means (standardized) and the row-major lower Cholesky factor of the posterior
-/// covariance of `pool`, with the smallest jitter that factors it; `None` if none does.
+/// covariance of `pool` plus [`POOL_JITTER`] of the prior variance, more when that does not
+/// factor ([`factor_gram`]); `None` if nothing does.
 fn posterior_factor(gp: &Gp, pool: &[Vec<f64>]) -> Option<(Vec<f64>, Vec<f64>)> {
     let (mean, _) = gp.predict_batch(pool);
     let whitened = gp.whitened_cross(pool);
-    let explained = whitened.transpose() * &whitened;
-    let prior = gp.kernel().cross(pool, pool);
+    let cov = gp.kernel().cross(pool, pool) - whitened.transpose() * &whitened;
+    let prior = gp.kernel().prior_variance();
+    let (llt, _) = factor_gram(&cov, POOL_JITTER * prior, prior).ok()?;
+    let l = llt.L();
     let m = pool.len();
-    let mut jitter = 1e-8 * gp.kernel().prior_variance();
-    for _ in 0..JITTER_TRIES {
-        let cov = Mat::<f64>::from_fn(m, m, |i, j| {
-            prior[(i, j)] - explained[(i, j)] + if i == j { jitter } else { 0.0 }
-        });
-        if let Ok(llt) = cov.llt(Side::Lower) {
-            let l = llt.L();
-            let mut chol = vec![0.0; m * m];
-            for i in 0..m {
-                for j in 0..=i {
-                    chol[i * m + j] = l[(i, j)];
-                }
-            }
-            if chol.iter().all(|v| v.is_finite()) {
-                return Some((mean, chol));
-            }
+    let mut chol = vec![0.0; m * m];
+    for i in 0..m {
+        for j in 0..=i {
+            chol[i * m + j] = l[(i, j)];
         }
-        jitter *= 10.0;
     }
-    None
+    chol.iter().all(|v| v.is_finite()).then_some((mean, chol))
 }
 
 /// An acquisition with some coordinates held at fixed values: every point is evaluated with
