@@ -21,19 +21,20 @@
 //! the best real observation when the fitted noise is negligible, else the best posterior mean
 //! at the observed points (a noisy draw that came out lucky does not set the bar).
 
+mod batch;
+
 use crate::acquisition::Acquisition;
-use crate::acquisition::ei::LogEi;
-use crate::acquisition::qei::QEi;
-use crate::choice::{ChoiceSampler, Fixed, held};
+use crate::choice::{ChoiceSampler, held};
 use crate::design::{Seen, random_points};
 use crate::error::Result;
 use crate::gp::Gp;
 use crate::lattice::Lattice;
-use crate::optimize::{candidates, maximize};
+use crate::optimize::candidates;
 use crate::rng::Rng;
 use crate::space::{Assignment, Space};
 use crate::warp::Warp;
 use crate::{BatchStrategy, Direction, Model, SuggestConfig};
+use batch::Batch;
 
 /// L-BFGS iterations of each acquisition refinement.
 const REFINE_ITERATIONS: usize = 60;
@@ -196,14 +197,7 @@ pub(crate) fn propose(
     } else {
         Lattice::continuous(space.dim())
     };
-    // The GP conditioned on the lies so far, and the fantasy points not yet in it.
-    let mut fantasy: Option<Gp> = None;
-    // The pending points, then those chosen so far, oldest first; q-LogEI's GP is conditioned
-    // on lies for the first `folded`, so that at most MAX_JOINT_SET remain in its joint set.
-    let mut joint_x: Vec<Vec<f64>> = pending_x.to_vec();
-    let mut qei_base: Option<Gp> = None;
-    let mut folded = 0;
-    let mut unconditioned: Vec<Vec<f64>> = pending_x.to_vec();
+    let mut batch = Batch::new(gp, space, &lattice, cfg, best, lie, pending_x);
     let mut chosen = Vec::with_capacity(q);
     // Each point's categorical choices, drawn from the posterior (crate::choice).
     let sampler = if cfg.sample_choices {
@@ -218,90 +212,23 @@ pub(crate) fn propose(
     };
     for _ in 0..q {
         let drawn = sampler.as_ref().map(|s| s.sample(rng)).unwrap_or_default();
-        let mut fresh = candidates(&lattice, cfg.candidates, &local, rng);
+        let fresh = candidates(&lattice, cfg.candidates, &local, rng);
         // The drawn choices first; when every candidate with them decodes to an assignment
         // already seen (a space of few discrete values), every choice.
-        let attempts: &[&[(usize, f64)]] = if drawn.is_empty() {
-            &[&[]]
+        let picked = if drawn.is_empty() {
+            batch.choose(fresh, &[], seen, rng)?
         } else {
-            &[&drawn, &[]]
+            let with_drawn = fresh.iter().map(|p| held(p, &drawn)).collect();
+            match batch.choose(with_drawn, &drawn, seen, rng)? {
+                Some(picked) => Some(picked),
+                None => batch.choose(fresh, &[], seen, rng)?,
+            }
         };
-        let mut picked = None;
-        for &fixed in attempts {
-            if picked.is_some() {
-                break;
-            }
-            let points = if fixed.is_empty() {
-                std::mem::take(&mut fresh)
-            } else {
-                fresh.iter().map(|p| held(p, fixed)).collect()
-            };
-            if cfg.batch == BatchStrategy::McQei && !joint_x.is_empty() {
-                let fold_to = joint_set_start(joint_x.len(), folded);
-                if fold_to > folded {
-                    let lies = vec![lie; fold_to - folded];
-                    let base = qei_base.as_ref().unwrap_or(gp);
-                    qei_base = Some(base.extended(&joint_x[folded..fold_to], &lies)?);
-                    folded = fold_to;
-                }
-                let set = joint_x[folded..].to_vec();
-                let qei_gp = qei_base.as_ref().unwrap_or(gp);
-                // A set whose joint covariance cannot be factored (an error, never a silently
-                // dropped covariance) leaves the point to the constant liar below.
-                if let Ok(acquisition) = QEi::new(qei_gp, best, set, cfg.mc_samples, rng.next_u64())
-                {
-                    let acquisition = Fixed {
-                        inner: &acquisition,
-                        fixed,
-                    };
-                    // Every QEI_CANDIDATE_STRIDE-th candidate: the same mix, fewer of them.
-                    let thinned = points
-                        .iter()
-                        .step_by(QEI_CANDIDATE_STRIDE)
-                        .cloned()
-                        .collect();
-                    let scored = maximize(
-                        &lattice,
-                        &acquisition,
-                        thinned,
-                        cfg.refine_starts,
-                        REFINE_ITERATIONS / 3,
-                    );
-                    // Log q-EI is finite wherever the joint samples are (`maximize` drops the rest).
-                    if !scored.is_empty() {
-                        picked = pick(space, &acquisition, scored, seen);
-                    }
-                }
-            }
-            if picked.is_none() {
-                if !unconditioned.is_empty() {
-                    let lies = vec![lie; unconditioned.len()];
-                    let base = fantasy.as_ref().unwrap_or(gp);
-                    fantasy = Some(base.extended(&unconditioned, &lies)?);
-                    unconditioned.clear();
-                }
-                let gp_now = fantasy.as_ref().unwrap_or(gp);
-                let acquisition = LogEi::new(gp_now, best);
-                let acquisition = Fixed {
-                    inner: &acquisition,
-                    fixed,
-                };
-                let scored = maximize(
-                    &lattice,
-                    &acquisition,
-                    points,
-                    cfg.refine_starts,
-                    REFINE_ITERATIONS,
-                );
-                picked = pick(space, &acquisition, scored, seen);
-            }
-        }
         let Some((assignment, x)) = picked else {
             chosen.extend(random_points(space, seen, 1, rng));
             continue;
         };
-        unconditioned.push(x.clone());
-        joint_x.push(x);
+        batch.push(x);
         chosen.push(assignment);
     }
     Ok(chosen)
