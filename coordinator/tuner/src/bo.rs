@@ -34,7 +34,7 @@ use crate::rng::Rng;
 use crate::space::{Assignment, Space};
 use crate::warp::Warp;
 use crate::{BatchStrategy, Direction, Model, SuggestConfig};
-use batch::Batch;
+use batch::{Basis, Batch};
 
 /// L-BFGS iterations of each acquisition refinement.
 const REFINE_ITERATIONS: usize = 60;
@@ -197,7 +197,15 @@ pub(crate) fn propose(
     } else {
         Lattice::continuous(space.dim())
     };
-    let mut batch = Batch::new(gp, space, &lattice, cfg, best, lie, pending_x);
+    let basis = Basis {
+        gp,
+        space,
+        lattice: &lattice,
+        cfg,
+        best,
+        lie,
+    };
+    let mut batch = Batch::new(basis, pending_x);
     let mut chosen = Vec::with_capacity(q);
     // Each point's categorical choices, drawn from the posterior (crate::choice).
     let sampler = if cfg.sample_choices {

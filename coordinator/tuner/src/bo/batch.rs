@@ -18,17 +18,22 @@ use crate::{BatchStrategy, SuggestConfig};
 /// A point the batch has taken: its assignment and its encoding.
 pub(super) type Picked = (Assignment, Vec<f64>);
 
+/// What every point of a batch is chosen with: the fitted model, the space and the settings.
+pub(super) struct Basis<'a> {
+    /// The GP fitted to the real results.
+    pub gp: &'a Gp,
+    pub space: &'a Space,
+    pub lattice: &'a Lattice,
+    pub cfg: &'a SuggestConfig,
+    /// The EI incumbent, standardized.
+    pub best: f64,
+    /// The liar's fantasy value, warped.
+    pub lie: f64,
+}
+
 /// One batch being filled (see the module doc).
 pub(super) struct Batch<'a> {
-    /// The GP fitted to the real results.
-    gp: &'a Gp,
-    space: &'a Space,
-    lattice: &'a Lattice,
-    cfg: &'a SuggestConfig,
-    /// The EI incumbent, standardized.
-    best: f64,
-    /// The liar's fantasy value, warped.
-    lie: f64,
+    basis: Basis<'a>,
     /// The GP conditioned on the lies so far ...
     fantasy: Option<Gp>,
     /// ... and the fantasy points not yet in it.
@@ -43,22 +48,9 @@ pub(super) struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     /// An empty batch, with `pending_x` (encoded) running already.
-    pub(super) fn new(
-        gp: &'a Gp,
-        space: &'a Space,
-        lattice: &'a Lattice,
-        cfg: &'a SuggestConfig,
-        best: f64,
-        lie: f64,
-        pending_x: &[Vec<f64>],
-    ) -> Batch<'a> {
+    pub(super) fn new(basis: Basis<'a>, pending_x: &[Vec<f64>]) -> Batch<'a> {
         Batch {
-            gp,
-            space,
-            lattice,
-            cfg,
-            best,
-            lie,
+            basis,
             fantasy: None,
             unconditioned: pending_x.to_vec(),
             joint_x: pending_x.to_vec(),
@@ -86,7 +78,7 @@ impl<'a> Batch<'a> {
         seen: &mut Seen,
         rng: &mut Rng,
     ) -> Result<Option<Picked>> {
-        if self.cfg.batch == BatchStrategy::McQei
+        if self.basis.cfg.batch == BatchStrategy::McQei
             && !self.joint_x.is_empty()
             && let Some(picked) = self.choose_by_qei(&points, fixed, seen, rng)?
         {
@@ -108,15 +100,20 @@ impl<'a> Batch<'a> {
     ) -> Result<Option<Picked>> {
         let fold_to = joint_set_start(self.joint_x.len(), self.folded);
         if fold_to > self.folded {
-            let lies = vec![self.lie; fold_to - self.folded];
-            let base = self.qei_base.as_ref().unwrap_or(self.gp);
+            let lies = vec![self.basis.lie; fold_to - self.folded];
+            let base = self.qei_base.as_ref().unwrap_or(self.basis.gp);
             self.qei_base = Some(base.extended(&self.joint_x[self.folded..fold_to], &lies)?);
             self.folded = fold_to;
         }
         let set = self.joint_x[self.folded..].to_vec();
-        let qei_gp = self.qei_base.as_ref().unwrap_or(self.gp);
-        let Ok(acquisition) = QEi::new(qei_gp, self.best, set, self.cfg.mc_samples, rng.next_u64())
-        else {
+        let qei_gp = self.qei_base.as_ref().unwrap_or(self.basis.gp);
+        let Ok(acquisition) = QEi::new(
+            qei_gp,
+            self.basis.best,
+            set,
+            self.basis.cfg.mc_samples,
+            rng.next_u64(),
+        ) else {
             return Ok(None);
         };
         let acquisition = Fixed {
@@ -130,17 +127,17 @@ impl<'a> Batch<'a> {
             .cloned()
             .collect();
         let scored = maximize(
-            self.lattice,
+            self.basis.lattice,
             &acquisition,
             thinned,
-            self.cfg.refine_starts,
+            self.basis.cfg.refine_starts,
             REFINE_ITERATIONS / 3,
         );
         // Log q-EI is finite wherever the joint samples are (`maximize` drops the rest).
         if scored.is_empty() {
             return Ok(None);
         }
-        Ok(pick(self.space, &acquisition, scored, seen))
+        Ok(pick(self.basis.space, &acquisition, scored, seen))
     }
 
     /// The liar's pick: LogEI of the GP conditioned on a lie at every pending and chosen point.
@@ -151,24 +148,24 @@ impl<'a> Batch<'a> {
         seen: &mut Seen,
     ) -> Result<Option<Picked>> {
         if !self.unconditioned.is_empty() {
-            let lies = vec![self.lie; self.unconditioned.len()];
-            let base = self.fantasy.as_ref().unwrap_or(self.gp);
+            let lies = vec![self.basis.lie; self.unconditioned.len()];
+            let base = self.fantasy.as_ref().unwrap_or(self.basis.gp);
             self.fantasy = Some(base.extended(&self.unconditioned, &lies)?);
             self.unconditioned.clear();
         }
-        let gp_now = self.fantasy.as_ref().unwrap_or(self.gp);
-        let acquisition = LogEi::new(gp_now, self.best);
+        let gp_now = self.fantasy.as_ref().unwrap_or(self.basis.gp);
+        let acquisition = LogEi::new(gp_now, self.basis.best);
         let acquisition = Fixed {
             inner: &acquisition,
             fixed,
         };
         let scored = maximize(
-            self.lattice,
+            self.basis.lattice,
             &acquisition,
             points,
-            self.cfg.refine_starts,
+            self.basis.cfg.refine_starts,
             REFINE_ITERATIONS,
         );
-        Ok(pick(self.space, &acquisition, scored, seen))
+        Ok(pick(self.basis.space, &acquisition, scored, seen))
     }
 }
