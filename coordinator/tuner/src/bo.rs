@@ -8,13 +8,14 @@
 //! the real data and is conditioned on the fantasies by extending its Cholesky factor
 //! ([`Gp::extended`], `O(n²)` a point) before the next point is chosen.
 //!
-//! q-LogEI ([`QEi`], the default) models the pending and already chosen points jointly, at
-//! most [`MAX_JOINT_SET`] of them; older pending points enter its GP as best-value lies, as the
-//! liar's do, so its cost stays bounded however many trials run.
+//! q-LogEI ([`crate::acquisition::qei::QEi`], the default) models the pending and already
+//! chosen points jointly, at most [`MAX_JOINT_SET`] of them; older pending points enter its GP
+//! as best-value lies, as the liar's do, so its cost stays bounded however many trials run.
 //!
 //! In a space with categoricals, each point's choices are drawn first, from one sample of the
 //! GP's posterior ([`ChoiceSampler`], Thompson sampling), and the acquisition then searches the
-//! other coordinates with those choices held ([`Fixed`]); see [`crate::SuggestConfig::sample_choices`].
+//! other coordinates with those choices held ([`crate::choice::Fixed`]); see
+//! [`crate::SuggestConfig::sample_choices`]. A batch's state is [`batch::Batch`].
 //!
 //! The GP models the warped values ([`Warp`]: a Yeo-Johnson power transform fitted by
 //! likelihood), so the lies are warped the same way as the observations. The EI incumbent is
@@ -132,13 +133,16 @@ fn incumbents(model: &Model) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// A point a batch has taken: its assignment and its encoding.
+type Picked = (Assignment, Vec<f64>);
+
 /// Picks the best unseen point of a maximization; records it in `seen`.
 fn pick(
     space: &Space,
     acquisition: &impl Acquisition,
     scored: Vec<(Vec<f64>, f64)>,
     seen: &mut Seen,
-) -> Option<(Assignment, Vec<f64>)> {
+) -> Option<Picked> {
     let mut snapped: Vec<(Vec<f64>, f64)> = scored
         .iter()
         .take(SNAP_RESCORE)

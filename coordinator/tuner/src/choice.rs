@@ -65,9 +65,9 @@ impl ChoiceSampler {
     /// A sampler over base points from `base(count, rng)` (encoded, in `[0,1]^d`;
     /// [`ChoiceSampler::base_points`] of them), each copied once for every choice of the space's
     /// largest categorical, up to [`ChoiceSampler::copies`] (every categorical takes its choices
-    /// in rotation from a random start). `None` when `space` has no categorical with two or more choices or when the pool's
-    /// covariance cannot be factored (the caller then searches every choice, as without a
-    /// sampler).
+    /// in rotation from a random start). `None` when `space` has no categorical with two or more
+    /// choices or when the pool's covariance cannot be factored (the caller then searches every
+    /// choice, as without a sampler).
     pub(crate) fn new(
         space: &Space,
         gp: &Gp,

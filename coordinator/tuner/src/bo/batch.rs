@@ -2,7 +2,7 @@
 //! fantasies, and q-LogEI's joint set with the GP its oldest members are folded into. Each
 //! chosen point enters both, so the next point is chosen knowing about it.
 
-use super::{QEI_CANDIDATE_STRIDE, REFINE_ITERATIONS, joint_set_start, pick};
+use super::{Picked, QEI_CANDIDATE_STRIDE, REFINE_ITERATIONS, joint_set_start, pick};
 use crate::acquisition::ei::LogEi;
 use crate::acquisition::qei::QEi;
 use crate::choice::Fixed;
@@ -12,11 +12,8 @@ use crate::gp::Gp;
 use crate::lattice::Lattice;
 use crate::optimize::maximize;
 use crate::rng::Rng;
-use crate::space::{Assignment, Space};
+use crate::space::Space;
 use crate::{BatchStrategy, SuggestConfig};
-
-/// A point the batch has taken: its assignment and its encoding.
-pub(super) type Picked = (Assignment, Vec<f64>);
 
 /// What every point of a batch is chosen with: the fitted model, the space and the settings.
 pub(super) struct Basis<'a> {
