@@ -6,7 +6,7 @@
 //! differences `Dₖ(i, j) = (xᵢₖ − xⱼₖ)²`, which do not change during a fit, so [`Likelihood`]
 //! computes them once (for the pairs `i > j` only; the matrix is symmetric) and every
 //! evaluation forms `r² = Σₖ Dₖ/ℓₖ²` with vectorizable loops. With `W = ααᵀ − K⁻¹` and
-//! `cᵢⱼ = σ² (5/3) (1 + √5 r) e^{−√5 r}`, the gradient (see [`crate::fit`]) is
+//! `cᵢⱼ = σ² (5/3) (1 + √5 r) e^{−√5 r}`, the gradient (see [`mod@crate::fit`]) is
 //!
 //! `∂/∂ln ℓₖ = ℓₖ⁻² Σ_{i>j} Wᵢⱼ cᵢⱼ Dₖ(i, j)`,
 //! `∂/∂ln σ² = Σ_{i>j} Wᵢⱼ Kᵢⱼ + ½ σ² tr W`, `∂/∂ln σₙ² = ½ σₙ² tr W`.
@@ -88,9 +88,9 @@ impl<'a> Likelihood<'a> {
         Likelihood::with_categories(x, y, &[])
     }
 
-    /// As [`Likelihood::new`] with the overlap term in the categorical dimensions:
-    /// `categories[k]` is the number of choices of dimension `k`, 0 when numeric (empty: all
-    /// numeric), as [`crate::kernel::Matern52::with_categories`].
+    /// The likelihood of `y` (standardized) at `x`, with the overlap term in the categorical
+    /// dimensions: `categories[k]` is the number of choices of dimension `k`, 0 when numeric
+    /// (empty: all numeric), as [`crate::kernel::Matern52::with_categories`].
     pub fn with_categories(
         x: &'a [Vec<f64>],
         y: &'a [f64],

@@ -1,7 +1,7 @@
 //! The CUDA backend: hand-written kernels compiled by NVRTC and launched through cudarc.
 //!
 //! One `.cu` file per op family sits next to its launcher (`conv.cu` and `conv.rs`, ...);
-//! [`module`] holds the registry and the compile cache, [`probe`] and [`libraries`] the checks
+//! [`module`] holds the registry and the compile cache, [`probe()`] and [`libraries`] the checks
 //! that turn a missing driver, library, entry point or device into [`Error::CudaUnavailable`]
 //! instead of a panic.
 //!
