@@ -71,8 +71,9 @@ def summarize(results, problems, qs, methods):
                                  "best_peer": best_peer, "best_peer_median": peers[best_peer],
                                  "common_seeds": len(common), "tunefleet_common": tf_common,
                                  "peer_common": peer_common, "beats": bool(tf_common <= peer_common)})
-    ratios = [r for r in batch_costs(stats, problems, methods) if r.pop("method") == "tunefleet-bo"]
-    return stats, verdicts, ratios
+    costs = batch_costs(stats, problems, methods)
+    ratios = [{k: v for k, v in r.items() if k != "method"} for r in costs if r["method"] == "tunefleet-bo"]
+    return stats, verdicts, ratios, costs
 
 
 def batch_costs(stats, problems, methods):
@@ -88,7 +89,7 @@ def batch_costs(stats, problems, methods):
     return out
 
 
-def markdown(stats, verdicts, ratios, problems):
+def markdown(stats, verdicts, ratios, costs, problems):
     thr = {p.name: p.stuck_above for p in problems}
     out = ["| problem | q | method | median regret | IQR (25%–75%) | stuck | runs | mean s/run |",
            "|---|---|---|---|---|---|---|---|"]
@@ -107,7 +108,6 @@ def markdown(stats, verdicts, ratios, problems):
             "| problem | q = 1 median | q = 8 median | ratio | goal met |", "|---|---|---|---|---|"]
     out += [f"| {r['problem']} | {r['q1']:.3g} | {r['q8']:.3g} | {r['ratio']:.2f} | {'yes' if r['ok'] else 'no'} |"
             for r in ratios]
-    costs = batch_costs(stats, problems, sorted({s["method"] for s in stats}))
     if costs:
         out += ["", "The cost of batching, every method: q = 8 median / q = 1 median.", "",
                 "| problem | method | q = 1 median | q = 8 median | ratio |", "|---|---|---|---|---|"]
@@ -198,19 +198,20 @@ def main():
                and r["method"] in methods and r["q"] in qs]
     # Every method's seeds start at 0; a method cut short by --deadline-min has fewer (see "runs").
     complete = results
-    stats, verdicts, ratios = summarize(complete, problems, qs, methods)
+    stats, verdicts, ratios, costs = summarize(complete, problems, qs, methods)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "evals": args.evals, "seeds_asked": args.seeds, "tunectl": args.tunectl, "versions": versions(),
             "wall_seconds_this_call": round(time.time() - started)}
     header = (f"Simple regret after {args.evals} evaluations ({meta['date']}); seeds 0..runs-1 of each row "
               f"(the same seeds for every method); versions {meta['versions']}.\n\n")
-    text = header + markdown(stats, verdicts, ratios, problems)
+    text = header + markdown(stats, verdicts, ratios, costs, problems)
     print(text)
     if args.out:
         with open(args.out + ".md", "w") as f:
             f.write(text + "\n")
         with open(args.out + ".json", "w") as f:
-            json.dump({"meta": meta, "stats": stats, "verdicts": verdicts, "ratios": ratios, "runs": complete}, f, indent=1)
+            json.dump({"meta": meta, "stats": stats, "verdicts": verdicts, "ratios": ratios,
+                       "batch_costs": costs, "runs": complete}, f, indent=1)
 
 
 if __name__ == "__main__":
