@@ -1,7 +1,9 @@
 //! The training loop: fixed batch order, RMSProp, evaluation on the validation set each epoch.
 //!
 //! As the reference: the training sentences are taken in their (permuted) order in batches of
-//! `batch_size`, the last partial batch is dropped, the order is the same every epoch; dropout
+//! `batch_size`, the last partial batch is dropped, the order is the same every epoch (a training
+//! set smaller than `batch_size` is one batch of all of it, as a data loader that keeps its last
+//! batch would train it); dropout
 //! draws from a seed derived from the trial seed and the step; the learning rate halves after
 //! epochs 50 and 100; the score is the validation accuracy after the final epoch.
 
@@ -81,7 +83,7 @@ pub fn learning_rate_at(base: f64, epoch: usize) -> f64 {
 /// Trains on any backend; calls `on_epoch` after each epoch (`Stop` ends training there).
 ///
 /// # Errors
-/// [`Error::Data`] when there are fewer training sentences than a batch, [`Error::Diverged`]
+/// [`Error::Data`] when there are no training or no validation sentences, [`Error::Diverged`]
 /// for a non-finite loss, a backend failure.
 pub fn train<B: Backend>(
     backend: &B,
@@ -92,17 +94,17 @@ pub fn train<B: Backend>(
 ) -> Result<TrainSummary> {
     let start = Instant::now();
     let data = padded_for(data, hp.max_filter_size());
-    let batches = data.train_len() / hp.batch_size;
-    if batches == 0 || data.dev_len() == 0 {
+    if data.train_len() == 0 || data.dev_len() == 0 {
         return Err(Error::Data {
             reason: format!(
-                "{} training sentences make no batch of {} (and {} validation sentences)",
+                "training needs at least one training and one validation sentence (got {} and {})",
                 data.train_len(),
-                hp.batch_size,
                 data.dev_len()
             ),
         });
     }
+    let hp = &fitted_to(hp, data.train_len());
+    let batches = data.train_len() / hp.batch_size;
     let dims = Dims {
         vocab: data.vocab_size(),
         embed_dim: hp.embed_dim,
@@ -165,6 +167,17 @@ pub fn train<B: Backend>(
     }
     summary.wall_seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The configuration with `batch_size` at most the training set's size, borrowed when it is.
+fn fitted_to(hp: &HyperParams, train_len: usize) -> Cow<'_, HyperParams> {
+    if hp.batch_size <= train_len {
+        return Cow::Borrowed(hp);
+    }
+    Cow::Owned(HyperParams {
+        batch_size: train_len,
+        ..hp.clone()
+    })
 }
 
 /// The data with sentences padded to at least `min_len` tokens (filters wider than the

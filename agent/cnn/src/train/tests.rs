@@ -92,20 +92,56 @@ fn learning_rate_halves_after_epochs_50_and_100() {
 }
 
 #[test]
-fn short_sentences_are_padded_for_wide_filters_and_tiny_sets_are_errors() {
-    let mut data = slice().truncated(100, 50);
+fn short_sentences_are_padded_for_wide_filters_and_empty_sets_are_errors() {
+    let data = slice().truncated(100, 50);
     let hp = HyperParams {
         filter_sizes: [3, 4, 70],
         epochs: 1,
         ..small_hp(1)
     };
     assert!(train(&CpuBackend::new(), &data, &hp, 1, |_| Control::Continue).is_ok());
-    data = data.truncated(10, 10);
-    let err = train(&CpuBackend::new(), &data, &small_hp(1), 1, |_| {
-        Control::Continue
-    })
-    .unwrap_err();
-    assert!(matches!(err, Error::Data { .. }), "{err}");
+    let mut no_train = data.clone();
+    no_train.train_ids.clear();
+    no_train.train_labels.clear();
+    let mut no_dev = data.clone();
+    no_dev.dev_ids.clear();
+    no_dev.dev_labels.clear();
+    for empty in [no_train, no_dev] {
+        let err = train(&CpuBackend::new(), &empty, &small_hp(1), 1, |_| {
+            Control::Continue
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Data { .. }), "{err}");
+        assert!(err.to_string().contains("at least one training"), "{err}");
+    }
+}
+
+#[test]
+fn a_training_set_smaller_than_a_batch_is_one_batch_of_all_of_it() {
+    let data = slice();
+    let hp = small_hp(2);
+    assert!(hp.batch_size > 10, "the test needs a batch larger than 10");
+    let run = |data: &Dataset, hp: &HyperParams| {
+        let mut losses = Vec::new();
+        let summary = train(&CpuBackend::new(), data, hp, 3, |report| {
+            losses.push(report.train_loss);
+            Control::Continue
+        })
+        .unwrap();
+        (summary, losses)
+    };
+    let small = data.truncated(10, 40);
+    let (summary, losses) = run(&small, &hp);
+    assert_eq!(summary.epochs_run, 2);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    // The same as asking for a batch of exactly the ten sentences.
+    let exact = HyperParams {
+        batch_size: 10,
+        ..hp.clone()
+    };
+    let (summary_exact, losses_exact) = run(&small, &exact);
+    assert_eq!(losses, losses_exact);
+    assert_eq!(summary.final_dev_accuracy, summary_exact.final_dev_accuracy);
 }
 
 #[test]
