@@ -118,13 +118,13 @@ async fn start() -> (Server, Seen) {
     (server, seen)
 }
 
-/// Leases every trial of the experiment in turn and completes it with value `x`, until the
-/// experiment ends; returns the `x` of each trial in lease order.
-async fn run_all(
-    agents: &mut AgentServiceClient<Channel>,
-    experiments: &mut ExperimentServiceClient<Channel>,
-    id: &str,
-) -> Vec<f64> {
+/// A registered test agent: its id and secret.
+struct TestAgent {
+    id: String,
+    secret: String,
+}
+
+async fn register(agents: &mut AgentServiceClient<Channel>) -> TestAgent {
     let registration = agents
         .register_agent(pb::RegisterAgentRequest {
             capabilities: Some(pb::AgentCapabilities {
@@ -137,6 +137,93 @@ async fn run_all(
         .await
         .expect("registers")
         .into_inner();
+    TestAgent {
+        id: registration.agent_id,
+        secret: registration.agent_secret,
+    }
+}
+
+/// Leases the experiment's next trial (waiting up to a second); its lease id and `x`.
+async fn lease_next(
+    agents: &mut AgentServiceClient<Channel>,
+    agent: &TestAgent,
+    id: &str,
+) -> Option<(String, f64)> {
+    let outcome = agents
+        .lease_trial(pb::LeaseTrialRequest {
+            agent_id: agent.id.clone(),
+            agent_secret: agent.secret.clone(),
+            wait_seconds: 1.0,
+            experiment_id: id.into(),
+        })
+        .await
+        .expect("lease call")
+        .into_inner()
+        .outcome;
+    let Some(pb::lease_trial_response::Outcome::Lease(lease)) = outcome else {
+        return None;
+    };
+    let x = match lease.params["x"].kind {
+        Some(pb::parameter_value::Kind::FloatValue(x)) => x,
+        ref other => panic!("x is {other:?}"),
+    };
+    Some((lease.lease_id, x))
+}
+
+/// Leases trials of the experiment until the configuration whose `x` is `expected`, completing
+/// the `skippable` trials before it (a trial suggested before the configurations were queued);
+/// its lease id.
+async fn lease_expecting(
+    agents: &mut AgentServiceClient<Channel>,
+    agent: &TestAgent,
+    id: &str,
+    expected: f64,
+    mut skippable: usize,
+) -> String {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        assert!(std::time::Instant::now() < until, "no lease of {expected}");
+        let Some((lease_id, x)) = lease_next(agents, agent, id).await else {
+            continue;
+        };
+        if x == expected {
+            return lease_id;
+        }
+        assert!(skippable > 0, "{x} ran where queued {expected} should have");
+        skippable -= 1;
+        complete(agents, agent, lease_id, x).await;
+    }
+}
+
+/// Completes a leased trial with value `x`.
+async fn complete(
+    agents: &mut AgentServiceClient<Channel>,
+    agent: &TestAgent,
+    lease_id: String,
+    x: f64,
+) {
+    agents
+        .complete_trial(pb::CompleteTrialRequest {
+            lease_id,
+            agent_secret: agent.secret.clone(),
+            outcome: pb::TrialOutcome::Succeeded as i32,
+            value: Some(x),
+            epochs_run: 1,
+            best_epoch: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("completes");
+}
+
+/// Leases every trial of the experiment in turn and completes it with value `x`, until the
+/// experiment ends; returns the `x` of each trial in lease order.
+async fn run_all(
+    agents: &mut AgentServiceClient<Channel>,
+    experiments: &mut ExperimentServiceClient<Channel>,
+    id: &str,
+) -> Vec<f64> {
+    let agent = register(agents).await;
     let mut order = Vec::new();
     let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while get(experiments, id).await.state() == pb::ExperimentState::Running {
@@ -144,37 +231,10 @@ async fn run_all(
             std::time::Instant::now() < until,
             "the experiment never ended"
         );
-        let outcome = agents
-            .lease_trial(pb::LeaseTrialRequest {
-                agent_id: registration.agent_id.clone(),
-                agent_secret: registration.agent_secret.clone(),
-                wait_seconds: 1.0,
-                experiment_id: id.into(),
-            })
-            .await
-            .expect("lease call")
-            .into_inner()
-            .outcome;
-        let Some(pb::lease_trial_response::Outcome::Lease(lease)) = outcome else {
-            continue;
-        };
-        let x = match lease.params["x"].kind {
-            Some(pb::parameter_value::Kind::FloatValue(x)) => x,
-            ref other => panic!("x is {other:?}"),
-        };
-        order.push(x);
-        agents
-            .complete_trial(pb::CompleteTrialRequest {
-                lease_id: lease.lease_id,
-                agent_secret: registration.agent_secret.clone(),
-                outcome: pb::TrialOutcome::Succeeded as i32,
-                value: Some(x),
-                epochs_run: 1,
-                best_epoch: 1,
-                ..Default::default()
-            })
-            .await
-            .expect("completes");
+        if let Some((lease_id, x)) = lease_next(agents, &agent, id).await {
+            order.push(x);
+            complete(agents, &agent, lease_id, x).await;
+        }
     }
     order
 }
@@ -310,7 +370,9 @@ async fn queued_configurations_run_first_in_order_and_count_as_pending() {
         "in the order queued: {ran:?}"
     );
     assert_eq!(get(&mut experiments, &id).await.trials_queued, 0);
-    // Random search over a float space keeps no history, so check the pending set of BO instead.
+    // Random search over a float space keeps no history, so check the pending set of BO instead:
+    // the round that follows the first queued result must see the second queued configuration,
+    // leased and not yet completed, as pending.
     drop(seen);
     let (server_bo, seen_bo) = start().await;
     let mut experiments_bo = server_bo.experiments().await;
@@ -330,11 +392,34 @@ async fn queued_configurations_run_first_in_order_and_count_as_pending() {
         .await
         .expect("enqueues");
     let mut agents_bo = server_bo.agents().await;
-    run_all(&mut agents_bo, &mut experiments_bo, &bo).await;
-    let rounds = seen_bo.lock().expect("seen").clone();
+    let agent = register(&mut agents_bo).await;
+    // With parallelism 1, the creation's first suggestion may become a trial before the queue
+    // arrives; the queued configurations run next, in order.
+    let first = lease_expecting(&mut agents_bo, &agent, &bo, 0.5, 1).await;
+    complete(&mut agents_bo, &agent, first, 0.5).await;
+    let second = lease_expecting(&mut agents_bo, &agent, &bo, 0.75, 0).await;
+    // A new result makes BO recompute its buffer: wait for the round that saw 0.5.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let after_first = loop {
+        let rounds = seen_bo.lock().expect("seen").clone();
+        if let Some(round) = rounds.iter().find(|(observed, _)| observed.contains(&0.5)) {
+            break round.clone();
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no suggestion round saw the first result: {rounds:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     assert!(
-        rounds.iter().any(|(_, pending)| pending.contains(&0.75)),
-        "a queued configuration is pending for the suggester: {rounds:?}"
+        !after_first.0.contains(&0.75) && after_first.1.contains(&0.75),
+        "the leased queued configuration is pending, not a result: {after_first:?}"
+    );
+    complete(&mut agents_bo, &agent, second, 0.75).await;
+    run_all(&mut agents_bo, &mut experiments_bo, &bo).await;
+    assert_eq!(
+        get(&mut experiments_bo, &bo).await.state(),
+        pb::ExperimentState::Completed
     );
     server.shutdown().await;
     server_bo.shutdown().await;
