@@ -350,6 +350,43 @@ async fn bad_spaces_and_workloads_are_refused() {
     server.shutdown().await;
 }
 
+/// A textcnn spec whose every trial the agent would refuse is refused at creation instead: a
+/// mistyped name, a range past the model's, a float search of an integer parameter.
+#[tokio::test]
+async fn textcnn_parameters_the_model_cannot_take_are_refused_at_creation() {
+    let server = start_server().await;
+    let (mut client, mut other) = (server.experiments().await, server.experiments().await);
+    let textcnn = |parameters: Vec<pb::ParameterSpec>| pb::ExperimentSpec {
+        metric: "dev_accuracy".into(),
+        parameters,
+        workload: Some(pb::Workload {
+            kind: "textcnn".into(),
+            dataset: "mr".into(),
+            fixed_params: HashMap::from([("epochs".to_string(), int_value(1))]),
+            ..Default::default()
+        }),
+        ..spec(1)
+    };
+    let result = while_answering(
+        &mut other,
+        create(&mut client, textcnn(vec![float_param("dropuot", 0.1, 0.9)])),
+    )
+    .await;
+    assert_refused(result, &["'dropuot' is not a textcnn parameter", "dropout"]);
+    let result = create(&mut client, textcnn(vec![float_param("dropout", 0.1, 1.0)])).await;
+    assert_refused(result, &["'dropout'", "from 0 to 0.99"]);
+    let result = create(
+        &mut client,
+        textcnn(vec![float_param("batch_size", 10.0, 100.0)]),
+    )
+    .await;
+    assert_refused(result, &["'batch_size'", "type \"int\""]);
+    create(&mut client, textcnn(vec![float_param("dropout", 0.1, 0.9)]))
+        .await
+        .expect("a space the model takes is created");
+    server.shutdown().await;
+}
+
 /// Finding 2: a 3 MB id echoed in the error overflowed the 16 KB header limit, so the client saw
 /// RESOURCE_EXHAUSTED instead of INVALID_ARGUMENT.
 #[tokio::test]

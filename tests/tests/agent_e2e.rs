@@ -261,8 +261,12 @@ async fn agent_sigterm_interrupts_the_trial_which_another_agent_finishes() -> Re
     Ok(())
 }
 
+/// Out-of-range textcnn parameters used to reach the agent and fail each trial there; the
+/// coordinator now refuses the spec at creation, naming the parameter and the model's range, so
+/// no trial is created for the agent to fail (the agent's own check stays, for version skew;
+/// `agent/src/textcnn.rs` tests it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_out_of_range_params_fail_the_trial_with_a_clear_reason() -> Result<()> {
+async fn agent_out_of_range_params_are_refused_before_any_trial() -> Result<()> {
     let cluster = Cluster::builder().start()?;
     let _agent = start_agent(&cluster, "agent-a", &[])?;
     let mut spec = agents::tiny_textcnn_spec("bad-params", 1, 1);
@@ -272,19 +276,40 @@ async fn agent_out_of_range_params_fail_the_trial_with_a_clear_reason() -> Resul
         .insert("dropout".to_string(), agents::float(1.5));
     spec.parameters.retain(|p| p.name != "dropout");
     let mut client = agents::experiments(&cluster).await?;
-    let id = agents::create(&mut client, spec).await?;
-    let done = agents::wait_until_done(&cluster, &id, Duration::from_secs(60)).await?;
-    let trials = agents::trials(&mut client, &id).await?;
+    let refused = client
+        .create_experiment(pb::CreateExperimentRequest { spec: Some(spec) })
+        .await
+        .err()
+        .context("a dropout of 1.5 must be refused")?;
     ensure!(
-        trials.len() == 1 && state(&trials[0]) == pb::TrialState::Failed,
-        "trials: {trials:?}"
+        refused.code() == tonic::Code::InvalidArgument
+            && refused.message().contains("fixed_params 'dropout' is 1.5")
+            && refused.message().contains("from 0 to 0.99"),
+        "unclear refusal: {refused:?}"
     );
+    let toml = cluster.dir().join("bad-params.toml");
+    std::fs::write(
+        &toml,
+        "name = \"bad-params\"\ndirection = \"maximize\"\nbudget = 1\n\n[[parameters]]\nname = \"batch_size\"\n\
+         type = \"int\"\nlow = 0\nhigh = 100\n\n[workload]\nkind = \"textcnn\"\n\
+         dataset = \"mr\"\n",
+    )?;
+    let output = cluster.tunectl(&["create", toml.to_str().context("utf-8 path")?])?;
+    let stderr = String::from_utf8(output.stderr)?;
     ensure!(
-        trials[0].failure_reason.contains("dropout"),
-        "unclear reason: {}",
-        trials[0].failure_reason
+        !output.status.success()
+            && stderr.trim().lines().count() == 1
+            && stderr.contains("'batch_size' is searched from 0 to 100"),
+        "tunectl create: {stderr}"
     );
-    ensure!(done.trials_failed == 1 && done.trials_succeeded == 0);
+    let listed = client
+        .list_experiments(pb::ListExperimentsRequest::default())
+        .await?
+        .into_inner();
+    ensure!(
+        listed.experiments.is_empty(),
+        "nothing was created: {listed:?}"
+    );
     Ok(())
 }
 

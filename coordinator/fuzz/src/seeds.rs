@@ -90,7 +90,8 @@ min_epochs = 1
 min_trials = 2
 "#;
 
-/// A grid over every parameter type, with successive halving.
+/// A grid over every parameter type, with successive halving, on the `function` workload (a
+/// `textcnn` one takes numbers only, so its spec would be refused).
 pub const GRID_MIXED: &str = r#"name = "grid-mixed"
 direction = "maximize"
 strategy = "grid"
@@ -117,10 +118,8 @@ type = "float"
 low = 0.0
 high = 0.9
 [workload]
-kind = "textcnn"
-dataset = "tests/data/tiny"
-max_train_examples = 100
-max_dev_examples = 50
+kind = "function"
+dataset = "quadratic"
 [workload.fixed_params]
 epochs = 4
 embed_dim = 16

@@ -38,6 +38,7 @@ pub mod refill;
 pub mod registry;
 pub mod state;
 pub mod suggest_pool;
+pub mod textcnn_params;
 pub mod warm_start;
 pub mod workloads;
 
