@@ -263,6 +263,9 @@ pub fn report(experiment: &pb::Experiment, trials: &[pb::Trial], wall: Duration)
         experiment.trials_failed,
         experiment.trials_created
     );
+    for (count, reason) in failure_reasons(trials) {
+        let _ = writeln!(text, "failed       {count} × {reason}");
+    }
     let _ = writeln!(text, "epochs       {epochs} (device {device_seconds:.1} s)");
     let _ = writeln!(text, "wall time    {:.1} s", wall.as_secs_f64());
     let _ = writeln!(
@@ -288,6 +291,45 @@ pub fn report(experiment: &pb::Experiment, trials: &[pb::Trial], wall: Duration)
         }
     }
     text
+}
+
+/// Distinct reasons a report lists for failed trials, at most.
+const MAX_FAILURE_REASONS: usize = 3;
+
+/// Characters of a failure reason a report shows.
+const FAILURE_REASON_CHARS: usize = 240;
+
+/// Why trials failed: the most frequent reasons first (ties in trial order), with their counts,
+/// each cut to [`FAILURE_REASON_CHARS`].
+fn failure_reasons(trials: &[pb::Trial]) -> Vec<(usize, String)> {
+    let mut counts: Vec<(usize, &str)> = Vec::new();
+    let failed = trials
+        .iter()
+        .filter(|trial| trial.state() == pb::TrialState::Failed);
+    for trial in failed {
+        let reason = trial.failure_reason.trim();
+        let reason = if reason.is_empty() {
+            "no reason given"
+        } else {
+            reason
+        };
+        match counts.iter_mut().find(|(_, seen)| *seen == reason) {
+            Some((count, _)) => *count += 1,
+            None => counts.push((1, reason)),
+        }
+    }
+    counts.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
+    counts
+        .into_iter()
+        .take(MAX_FAILURE_REASONS)
+        .map(|(count, reason)| {
+            let mut shown: String = reason.chars().take(FAILURE_REASON_CHARS).collect();
+            if shown.len() < reason.len() {
+                shown.push('…');
+            }
+            (count, shown.replace('\n', " "))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -386,5 +428,48 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("$0"), "{text}");
+    }
+
+    #[test]
+    fn the_report_says_why_trials_failed_most_frequent_first() {
+        let failed = |reason: &str| pb::Trial {
+            state: pb::TrialState::Failed as i32,
+            failure_reason: reason.to_string(),
+            ..pb::Trial::default()
+        };
+        let long = format!("line one\n{}", "x".repeat(1000));
+        let trials = [
+            failed("command 'a' exited with status 3"),
+            failed("epoch line is not valid JSON"),
+            failed("epoch line is not valid JSON"),
+            failed(""),
+            failed(&long),
+            pb::Trial {
+                state: pb::TrialState::Succeeded as i32,
+                failure_reason: "not a failure".into(),
+                ..pb::Trial::default()
+            },
+        ];
+        let experiment = pb::Experiment {
+            trials_failed: 5,
+            ..pb::Experiment::default()
+        };
+        let text = report(&experiment, &trials, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("failed ")).collect();
+        assert_eq!(lines.len(), MAX_FAILURE_REASONS, "{text}");
+        assert_eq!(lines[0], "failed       2 × epoch line is not valid JSON");
+        assert_eq!(
+            lines[1],
+            "failed       1 × command 'a' exited with status 3"
+        );
+        assert_eq!(lines[2], "failed       1 × no reason given");
+        assert!(!text.contains("not a failure"), "{text}");
+        let only_long = report(&experiment, &[failed(&long)], Duration::from_secs(1));
+        let line = only_long
+            .lines()
+            .find(|l| l.starts_with("failed "))
+            .expect("a failure line");
+        assert!(line.contains("line one x") && line.ends_with('…'), "{line}");
+        assert!(line.chars().count() < FAILURE_REASON_CHARS + 30, "{line}");
     }
 }
