@@ -353,7 +353,39 @@ fn trials_table(trials: &[pb::Trial]) -> String {
     if trials.iter().any(|t| trial_cost(t).is_none()) {
         let _ = writeln!(out, "cost unknown: {}", numbers::PRICE_HINT);
     }
+    for t in trials
+        .iter()
+        .filter(|t| t.state() == pb::TrialState::Failed)
+    {
+        let _ = writeln!(
+            out,
+            "trial {} failed: {}",
+            t.number,
+            reason_line(&t.failure_reason)
+        );
+    }
     out
+}
+
+/// Characters of a trial's failure reason a table shows.
+pub const REASON_CHARS: usize = 240;
+
+/// A trial's failure reason on one line, cut to [`REASON_CHARS`] (with `…`); "no reason given"
+/// when empty.
+pub fn reason_line(reason: &str) -> String {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return "no reason given".to_string();
+    }
+    let mut line: String = reason
+        .chars()
+        .take(REASON_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if reason.chars().count() > REASON_CHARS {
+        line.push('…');
+    }
+    line
 }
 
 fn csv_cell(cell: &str) -> String {

@@ -296,40 +296,23 @@ pub fn report(experiment: &pb::Experiment, trials: &[pb::Trial], wall: Duration)
 /// Distinct reasons a report lists for failed trials, at most.
 const MAX_FAILURE_REASONS: usize = 3;
 
-/// Characters of a failure reason a report shows.
-const FAILURE_REASON_CHARS: usize = 240;
-
 /// Why trials failed: the most frequent reasons first (ties in trial order), with their counts,
-/// each cut to [`FAILURE_REASON_CHARS`].
+/// each on one line ([`cli::output::reason_line`]).
 fn failure_reasons(trials: &[pb::Trial]) -> Vec<(usize, String)> {
-    let mut counts: Vec<(usize, &str)> = Vec::new();
+    let mut counts: Vec<(usize, String)> = Vec::new();
     let failed = trials
         .iter()
         .filter(|trial| trial.state() == pb::TrialState::Failed);
     for trial in failed {
-        let reason = trial.failure_reason.trim();
-        let reason = if reason.is_empty() {
-            "no reason given"
-        } else {
-            reason
-        };
+        let reason = cli::output::reason_line(&trial.failure_reason);
         match counts.iter_mut().find(|(_, seen)| *seen == reason) {
             Some((count, _)) => *count += 1,
             None => counts.push((1, reason)),
         }
     }
     counts.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
+    counts.truncate(MAX_FAILURE_REASONS);
     counts
-        .into_iter()
-        .take(MAX_FAILURE_REASONS)
-        .map(|(count, reason)| {
-            let mut shown: String = reason.chars().take(FAILURE_REASON_CHARS).collect();
-            if shown.len() < reason.len() {
-                shown.push('…');
-            }
-            (count, shown.replace('\n', " "))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -470,6 +453,9 @@ mod tests {
             .find(|l| l.starts_with("failed "))
             .expect("a failure line");
         assert!(line.contains("line one x") && line.ends_with('…'), "{line}");
-        assert!(line.chars().count() < FAILURE_REASON_CHARS + 30, "{line}");
+        assert!(
+            line.chars().count() < cli::output::REASON_CHARS + 30,
+            "{line}"
+        );
     }
 }

@@ -244,3 +244,39 @@ fn list_shows_name_strategy_study_state_and_trials_done_of_the_budget() {
         ]
     );
 }
+
+#[test]
+fn the_trials_table_says_why_each_failed_trial_failed_on_one_line() {
+    let failed = |number: u32, reason: &str| pb::Trial {
+        number,
+        state: pb::TrialState::Failed as i32,
+        failure_reason: reason.to_string(),
+        ..pb::Trial::default()
+    };
+    let long = format!("first line\nsecond {}", "y".repeat(500));
+    let trials = [
+        tiny_learning_rate(),
+        failed(1, "command 'fit' exited with status 3"),
+        failed(2, ""),
+        failed(3, &long),
+    ];
+    let table = super::trials(&trials, Format::Table);
+    let notes: Vec<&str> = table.lines().filter(|l| l.starts_with("trial ")).collect();
+    assert_eq!(notes.len(), 3, "{table}");
+    assert_eq!(
+        notes[0],
+        "trial 1 failed: command 'fit' exited with status 3"
+    );
+    assert_eq!(notes[1], "trial 2 failed: no reason given");
+    assert!(
+        notes[2].starts_with("trial 3 failed: first line second y") && notes[2].ends_with('…'),
+        "{}",
+        notes[2]
+    );
+    assert_eq!(
+        super::reason_line(&long).chars().count(),
+        super::REASON_CHARS + 1
+    );
+    let csv = super::trials(&trials, Format::Csv);
+    assert!(!csv.contains("failed:"), "the CSV stays a table: {csv}");
+}
