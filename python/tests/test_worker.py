@@ -169,3 +169,38 @@ def test_a_worker_runs_only_its_own_experiment_s_trials(client):
     assert {t["state"] for t in other.trials_list()} <= {"pending"}
     assert all(t["epochs_run"] == 0 for t in other.trials_list())
     other.stop()
+
+
+def test_a_non_finite_completion_is_refused_and_the_trial_stays_open(client):
+    exp = client.create_experiment("nan-complete", metric="value", direction="minimize",
+                                   params=SPACE, budget=1, strategy="random")
+    with exp:
+        trial = exp.ask(timeout=20)
+        for bad in (float("nan"), float("inf")):
+            try:
+                trial.complete(bad)
+            except ValueError as error:
+                assert "non-finite" in str(error), error
+            else:
+                raise AssertionError(f"complete({bad}) was accepted")
+            assert not trial.finished
+        # The trial is still open: a finite value completes it.
+        trial.complete(0.25)
+    (row,) = exp.trials_list()
+    assert row["state"] == "succeeded" and row["value"] == 0.25, row
+
+
+def test_an_unknown_direction_or_strategy_is_a_value_error_naming_it(client):
+    for kwargs, needle in (({"direction": "upwards"}, "direction must be one of"),
+                           ({"strategy": "magic"}, "strategy must be one of"),
+                           ({"batch_strategy": "cl-best"}, "batch_strategy must be one of")):
+        try:
+            client.create_experiment("bad-enum", metric="value", params=SPACE, **kwargs)
+        except ValueError as error:
+            assert needle in str(error) and repr(next(iter(kwargs.values()))) in str(error), error
+        else:
+            raise AssertionError(f"{kwargs} was accepted")
+    # Names are taken in any case, with - or _.
+    exp = client.create_experiment("ok-enum", metric="value", direction="Minimize",
+                                   params=SPACE, strategy="BO", batch_strategy="cl-min")
+    assert exp.status()["direction"] == "minimize"

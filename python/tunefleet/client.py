@@ -104,16 +104,16 @@ class Client:
         `batch_strategy`, `deterministic`, `max_model_points`).
         """
         spec = pb.ExperimentSpec(
-            name=name, metric=metric, direction=_DIRECTIONS[direction.lower()],
-            strategy=_STRATEGIES[strategy.lower()], budget_trials=budget, parallelism=parallelism,
-            parameters=[_params.param_spec(p) for p in params],
+            name=name, metric=metric, direction=_choice("direction", direction, _DIRECTIONS),
+            strategy=_choice("strategy", strategy, _STRATEGIES), budget_trials=budget,
+            parallelism=parallelism, parameters=[_params.param_spec(p) for p in params],
         )
         spec.workload.CopyFrom(_workload(workload))
         if early_stopping is not None:
             spec.early_stopping.CopyFrom(_early_stopping(early_stopping))
         for field, value in extra.items():
             if field == "batch_strategy" and isinstance(value, str):
-                value = _BATCH_STRATEGIES[value.lower()]
+                value = _choice("batch_strategy", value, _BATCH_STRATEGIES)
             setattr(spec, field, value)
         response = self.call(self.experiments_stub.CreateExperiment,
                              pb.CreateExperimentRequest(spec=spec))
@@ -136,6 +136,15 @@ class Client:
             token = response.next_page_token
             if not token:
                 return experiments
+
+
+def _choice(field, value, table):
+    """The enum number of `value` (a name, any case) for `field`, or a ValueError naming both."""
+    key = value.lower().replace("-", "_") if isinstance(value, str) else value
+    if key not in table:
+        known = ", ".join(repr(name) for name in table)
+        raise ValueError(f"{field} must be one of {known}, got {value!r}")
+    return table[key]
 
 
 def _workload(workload):

@@ -260,6 +260,11 @@ class Trial:
         if value is None:
             self.fail("the worker completed the trial without a value")
             return
+        value = float(value)
+        if not math.isfinite(value):
+            # Refused here, before the trial is finished: it stays open for `fail` or a finite value.
+            raise ValueError(f"trial {self.id}: the value is {value} (fail the trial instead: the "
+                             "coordinator refuses non-finite values)")
         outcome = pb.TRIAL_OUTCOME_STOPPED if self.stop_requested else pb.TRIAL_OUTCOME_SUCCEEDED
         self._complete(outcome, value)
 
