@@ -33,7 +33,7 @@ pub struct LocalOptions {
     #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
     /// Agents to start (with --gpu: GPUs to use, one agent each).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub agents: u32,
     /// Search strategy: bo, random or grid (default: the scenario's, bo).
     #[arg(long, value_parser = ["bo", "random", "grid"])]
@@ -48,7 +48,7 @@ pub struct LocalOptions {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Trials each agent trains at once (several share one GPU).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub slots: u32,
     /// Start one agent per GPU (agents 0..N on GPUs 0..N) instead of CPU agents.
     #[arg(long)]
@@ -361,6 +361,23 @@ mod tests {
         opts.scenario = "giant".into();
         let err = build_spec(&opts).expect_err("unknown").to_string();
         assert!(err.contains("giant") && err.contains("basic-mini"), "{err}");
+    }
+
+    #[test]
+    fn zero_agents_or_slots_are_refused_naming_the_flag() {
+        for flag in ["--agents", "--slots"] {
+            let err = Wrapper::try_parse_from(["tunectl", flag, "0"])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} 0 was accepted"))
+                .to_string();
+            assert!(err.contains(flag) && err.contains('0'), "{err}");
+        }
+        assert_eq!(
+            Wrapper::parse_from(["tunectl", "--agents", "3"])
+                .local
+                .agents,
+            3
+        );
     }
 
     #[test]
