@@ -1,11 +1,11 @@
 //! The training loop: fixed batch order, RMSProp, evaluation on the validation set each epoch.
 //!
 //! As the reference: the training sentences are taken in their (permuted) order in batches of
-//! `batch_size`, the last partial batch is dropped, the order is the same every epoch (a training
-//! set smaller than `batch_size` is one batch of all of it, as a data loader that keeps its last
-//! batch would train it); dropout
+//! `batch_size`, the last partial batch is dropped, the order is the same every epoch; dropout
 //! draws from a seed derived from the trial seed and the step; the learning rate halves after
-//! epochs 50 and 100; the score is the validation accuracy after the final epoch.
+//! epochs 50 and 100; the score is the validation accuracy after the final epoch. A training set
+//! smaller than `batch_size` is one batch of all of it, as a data loader that keeps its last
+//! batch would train it.
 
 use std::borrow::Cow;
 use std::time::Instant;

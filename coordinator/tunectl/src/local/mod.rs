@@ -299,20 +299,27 @@ const MAX_FAILURE_REASONS: usize = 3;
 /// Why trials failed: the most frequent reasons first (ties in trial order), with their counts,
 /// each on one line ([`cli::output::reason_line`]).
 fn failure_reasons(trials: &[pb::Trial]) -> Vec<(usize, String)> {
-    let mut counts: Vec<(usize, String)> = Vec::new();
+    // Each reason's count and the index of its first trial, for ties.
+    let mut seen: std::collections::HashMap<String, (usize, usize)> = Default::default();
     let failed = trials
         .iter()
         .filter(|trial| trial.state() == pb::TrialState::Failed);
-    for trial in failed {
-        let reason = cli::output::reason_line(&trial.failure_reason);
-        match counts.iter_mut().find(|(_, seen)| *seen == reason) {
-            Some((count, _)) => *count += 1,
-            None => counts.push((1, reason)),
-        }
+    for (index, trial) in failed.enumerate() {
+        let entry = seen
+            .entry(cli::output::reason_line(&trial.failure_reason))
+            .or_insert((0, index));
+        entry.0 += 1;
     }
-    counts.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
-    counts.truncate(MAX_FAILURE_REASONS);
+    let mut counts: Vec<(usize, usize, String)> = seen
+        .into_iter()
+        .map(|(reason, (count, first))| (count, first, reason))
+        .collect();
+    counts.sort_by_key(|(count, first, _)| (std::cmp::Reverse(*count), *first));
     counts
+        .into_iter()
+        .take(MAX_FAILURE_REASONS)
+        .map(|(count, _, reason)| (count, reason))
+        .collect()
 }
 
 #[cfg(test)]
