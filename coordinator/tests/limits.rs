@@ -304,7 +304,8 @@ async fn unknown_enum_values_are_refused_by_field_and_value() {
     server.shutdown().await;
 }
 
-/// Finding 2: NaN fixed parameters, collapsing bounds, too many parameters, unknown workloads.
+/// Finding 2: NaN fixed parameters, collapsing bounds, too many parameters, unknown workloads
+/// and functions.
 #[tokio::test]
 async fn bad_spaces_and_workloads_are_refused() {
     let server = start_server().await;
@@ -341,6 +342,15 @@ async fn bad_spaces_and_workloads_are_refused() {
     assert_refused(
         result,
         &["workload kind", "bitcoin-miner", "textcnn, function"],
+    );
+    let mut no_function = spec(1);
+    if let Some(w) = no_function.workload.as_mut() {
+        w.dataset = "rosenbrok".into();
+    }
+    let result = while_answering(&mut other, create(&mut client, no_function)).await;
+    assert_refused(
+        result,
+        &["dataset 'rosenbrok'", "branin, hartmann6, quadratic"],
     );
     let mut none = spec(1);
     none.workload = None;

@@ -1,6 +1,6 @@
 //! End-to-end tests, one binary (STYLE.md §9.6): each module starts real daemons through
 //! `integration_tests::cluster`. Build the binaries first (`cargo test --workspace` does).
-//! `textcnn_params_mirror` starts none: it checks a coordinator table against the agent's model.
+//! `workload_tables_mirror` starts none: it checks the coordinator's tables against the agent.
 
 mod agent_e2e;
 mod command_e2e;
@@ -16,6 +16,6 @@ mod own_data_e2e;
 mod pause_e2e;
 mod process_e2e;
 mod study_e2e;
-mod textcnn_params_mirror;
 mod tls_e2e;
 mod workload_metrics_e2e;
+mod workload_tables_mirror;

@@ -16,7 +16,7 @@ use super::pause::FailureStreak;
 use super::state::Live;
 use super::textcnn_params::check_textcnn_params;
 use super::warm_start::ImportedTrial;
-use super::workloads::{COMMAND_KIND, check_metric, default_metric};
+use super::workloads::{COMMAND_KIND, check_dataset, check_metric, default_metric};
 use super::{Coordinator, ExperimentService, ExperimentView, Page, TrialView};
 use crate::store::Change;
 use crate::suggest::space_of;
@@ -65,6 +65,7 @@ impl Coordinator {
             spec.metric = default_metric(spec.workload.as_ref()).into();
         }
         check_metric(spec.workload.as_ref(), &spec.metric)?;
+        check_dataset(spec.workload.as_ref())?;
         check_textcnn_params(spec.workload.as_ref(), &spec.parameters)?;
         spec.parallelism = spec.parallelism.max(1);
         if spec.seed == 0 {

@@ -5,7 +5,7 @@
 //!
 //! The table mirrors the agent's `HyperParams::with_overrides` (`agent/cnn/src/params.rs`) and
 //! its `seed`. The coordinator never links the agent (STYLE.md §1), so
-//! `tests/tests/textcnn_params_mirror.rs` checks the two against each other: every name here is
+//! `tests/tests/workload_tables_mirror.rs` checks the two against each other: every name here is
 //! one the agent knows and the other way round, each bound is accepted by the agent and a value
 //! just past it refused.
 

@@ -30,6 +30,9 @@ pub struct WorkloadKind {
     pub aliases: &'static [&'static str],
     /// Whether any metric name is accepted (the workload defines its own, as a command does).
     pub free_form_metric: bool,
+    /// The `dataset` names it takes, when it takes only some (the `function` workload's
+    /// functions); empty: any.
+    pub datasets: &'static [&'static str],
 }
 
 /// The kind of a workload that runs a command declared in the agents' config.
@@ -38,6 +41,10 @@ pub const COMMAND_KIND: &str = "command";
 /// The kind of a workload whose trials only workers naming the experiment take (the SDK's).
 pub const EXTERNAL_KIND: &str = "external";
 
+/// The functions of the `function` workload (its `dataset`), as the agent's `functions.rs`
+/// evaluates them.
+pub const FUNCTIONS: &[&str] = &["branin", "hartmann6", "quadratic"];
+
 /// Every workload kind agents train.
 pub const WORKLOADS: &[WorkloadKind] = &[
     WorkloadKind {
@@ -45,24 +52,28 @@ pub const WORKLOADS: &[WorkloadKind] = &[
         metrics: &["dev_accuracy", "train_accuracy", "train_loss"],
         aliases: &["accuracy", "validation_accuracy"],
         free_form_metric: false,
+        datasets: &[],
     },
     WorkloadKind {
         kind: "function",
         metrics: &["value"],
         aliases: &[],
         free_form_metric: false,
+        datasets: FUNCTIONS,
     },
     WorkloadKind {
         kind: COMMAND_KIND,
         metrics: &["value"],
         aliases: &[],
         free_form_metric: true,
+        datasets: &[],
     },
     WorkloadKind {
         kind: EXTERNAL_KIND,
         metrics: &["value"],
         aliases: &[],
         free_form_metric: true,
+        datasets: &[],
     },
 ];
 
@@ -126,6 +137,26 @@ pub fn check_metric(workload: Option<&Workload>, metric: &str) -> Result<()> {
     )))
 }
 
+/// Refuses a `dataset` the spec's workload does not take (an unknown function); other kinds, and
+/// a spec without a known kind, pass.
+///
+/// # Errors
+/// `InvalidArgument` naming the dataset, the workload and the names it takes.
+pub fn check_dataset(workload: Option<&Workload>) -> Result<()> {
+    let (Some(workload), Some(known)) = (workload, kind_of(workload)) else {
+        return Ok(());
+    };
+    if known.datasets.is_empty() || known.datasets.contains(&workload.dataset.as_str()) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "dataset '{}' is not one the {} workload takes (it takes: {})",
+        super::limits::short(&workload.dataset),
+        known.kind,
+        known.datasets.join(", ")
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +205,31 @@ mod tests {
         }
         check_metric(None, "anything").expect("no workload, nothing to check");
         check_metric(Some(&workload("")), "anything").expect("no kind, nothing to check");
+    }
+
+    #[test]
+    fn a_function_workload_takes_only_the_functions_agents_evaluate() {
+        let with = |kind: &str, dataset: &str| Workload {
+            dataset: dataset.into(),
+            ..workload(kind)
+        };
+        for name in FUNCTIONS {
+            check_dataset(Some(&with("function", name))).expect("a known function");
+        }
+        for bad in ["nosuch", "", "Branin"] {
+            let refused = check_dataset(Some(&with("function", bad))).expect_err("unknown");
+            assert_eq!(
+                refused.to_string(),
+                format!(
+                    "dataset '{bad}' is not one the function workload takes \
+                     (it takes: branin, hartmann6, quadratic)"
+                )
+            );
+        }
+        for kind in ["textcnn", COMMAND_KIND, EXTERNAL_KIND, ""] {
+            check_dataset(Some(&with(kind, "anything"))).expect("any dataset");
+        }
+        check_dataset(None).expect("no workload, nothing to check");
     }
 
     #[test]
