@@ -14,10 +14,8 @@ use std::collections::BTreeMap;
 use tuner::space::{ParamKind, ParamSpec, Value};
 
 use super::model::Workload;
+use super::workloads::TEXTCNN_KIND;
 use crate::{Error, Result};
-
-/// The workload kind this table is for.
-pub const TEXTCNN_KIND: &str = "textcnn";
 
 /// One parameter of the text CNN and the values it takes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -162,12 +160,7 @@ fn check_searched(spec: &ParamSpec) -> Result<()> {
 fn check_fixed(fixed: &BTreeMap<String, Value>) -> Result<()> {
     for (name, value) in fixed {
         let param = known(name, "fixed_params")?;
-        let fits = match value {
-            Value::Int(v) => param.contains(*v as f64),
-            Value::Float(v) => param.contains(*v),
-            Value::Categorical(_) => false,
-        };
-        if !fits {
+        if !value.as_f64().is_some_and(|v| param.contains(v)) {
             return Err(Error::InvalidArgument(format!(
                 "fixed_params '{}' is {}, but textcnn takes {}",
                 param.name,
@@ -181,9 +174,8 @@ fn check_fixed(fixed: &BTreeMap<String, Value>) -> Result<()> {
 
 fn shown(value: &Value) -> String {
     match value {
-        Value::Int(v) => v.to_string(),
-        Value::Float(v) => v.to_string(),
         Value::Categorical(text) => format!("'{}'", super::limits::short(text)),
+        number => number.to_string(),
     }
 }
 

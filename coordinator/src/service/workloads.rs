@@ -35,6 +35,9 @@ pub struct WorkloadKind {
     pub datasets: &'static [&'static str],
 }
 
+/// The kind of the study's text CNN workload.
+pub const TEXTCNN_KIND: &str = "textcnn";
+
 /// The kind of a workload that runs a command declared in the agents' config.
 pub const COMMAND_KIND: &str = "command";
 
@@ -48,7 +51,7 @@ pub const FUNCTIONS: &[&str] = &["branin", "hartmann6", "quadratic"];
 /// Every workload kind agents train.
 pub const WORKLOADS: &[WorkloadKind] = &[
     WorkloadKind {
-        kind: "textcnn",
+        kind: TEXTCNN_KIND,
         metrics: &["dev_accuracy", "train_accuracy", "train_loss"],
         aliases: &["accuracy", "validation_accuracy"],
         free_form_metric: false,
