@@ -358,7 +358,13 @@ impl RawConfig {
             }
         };
         let slots = NonZeroU32::new(self.slots)
-            .ok_or_else(|| invalid("slots must be at least 1".to_string()))?;
+            .filter(|slots| slots.get() <= MAX_SLOTS)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "slots must be from 1 to {MAX_SLOTS}, got {}",
+                    self.slots
+                ))
+            })?;
         let metrics_listen_addr = self.metrics_listen_addr.parse().map_err(|_| {
             invalid(format!(
                 "metrics_listen_addr '{}' is not an address like 127.0.0.1:9101",
@@ -374,8 +380,12 @@ impl RawConfig {
             slots.get(),
         )?;
         let timing = self.timing()?;
-        if self.cpu_threads == Some(0) {
-            return Err(invalid("cpu_threads must be at least 1".to_string()));
+        if let Some(threads) = self.cpu_threads
+            && !(1..=MAX_CPU_THREADS).contains(&threads)
+        {
+            return Err(invalid(format!(
+                "cpu_threads must be from 1 to {MAX_CPU_THREADS}, got {threads}"
+            )));
         }
         Ok(Config {
             coordinator_url: self.coordinator_url,
@@ -506,6 +516,12 @@ fn resolve_token(token: Option<String>, file: Option<String>) -> Result<Option<S
         (None, None) => Ok(None),
     }
 }
+
+/// The most trials one agent trains at once: each slot is a thread of its own, and a typo of
+/// millions spawned threads until the system refused one.
+pub const MAX_SLOTS: u32 = 1_024;
+/// The most threads of the CPU backend (a typo of millions stalled the agent at startup).
+pub const MAX_CPU_THREADS: usize = 1_024;
 
 /// The longest any timing field may be, in seconds: a day, as the coordinator's lease timeout.
 /// More is a typo, and a value past `Duration`'s range panicked the agent at startup (found by

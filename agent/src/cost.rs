@@ -47,6 +47,16 @@ pub struct InstanceType {
 }
 
 /// The built-in catalogue; see the module docs for where the prices come from.
+/// The highest instance price the agent takes, in dollars an hour: a hundred times the dearest
+/// GPU instance of the catalogue. More is a typo.
+pub const MAX_PRICE_PER_HOUR_DOLLARS: f64 = 10_000.0;
+/// The longest instance type name, in bytes (the coordinator's bound on the texts an agent
+/// registers with).
+pub const MAX_INSTANCE_TYPE_BYTES: usize = 256;
+/// The most dollars one completion may report (the coordinator refuses more); a trial's cost
+/// is capped here.
+pub const MAX_TRIAL_COST_DOLLARS: f64 = 1e6;
+
 pub const CATALOGUE: &[InstanceType] = &[
     InstanceType {
         name: "p2.xlarge",
@@ -130,13 +140,20 @@ impl Pricing {
         slots: u32,
     ) -> Result<Self> {
         if let Some(price) = price_override
-            && !(price.is_finite() && price >= 0.0)
+            && !(price.is_finite() && (0.0..=MAX_PRICE_PER_HOUR_DOLLARS).contains(&price))
         {
             return Err(config_error(format!(
-                "price_per_hour_dollars must be a finite number >= 0, got {price}"
+                "price_per_hour_dollars must be a finite number from 0 to \
+                 {MAX_PRICE_PER_HOUR_DOLLARS}, got {price}"
             )));
         }
         let name = instance_type.unwrap_or("");
+        if name.len() > MAX_INSTANCE_TYPE_BYTES {
+            return Err(config_error(format!(
+                "instance_type must be at most {MAX_INSTANCE_TYPE_BYTES} bytes, got {}",
+                name.len()
+            )));
+        }
         let entry = instance(name);
         let price = match (price_override, entry) {
             (Some(price), _) => price,
@@ -169,9 +186,12 @@ impl Pricing {
         self.device_price_per_hour_dollars() / f64::from(self.slots)
     }
 
-    /// The cost of a trial that held one slot for `wall_seconds`.
+    /// The cost of a trial that held one slot for `wall_seconds`, at most
+    /// [`MAX_TRIAL_COST_DOLLARS`] (a completion reporting more is refused, and its result
+    /// would be lost).
     pub fn trial_cost_dollars(&self, wall_seconds: f64) -> f64 {
-        wall_seconds.max(0.0) * self.slot_price_per_hour_dollars() / 3600.0
+        (wall_seconds.max(0.0) * self.slot_price_per_hour_dollars() / 3600.0)
+            .min(MAX_TRIAL_COST_DOLLARS)
     }
 }
 

@@ -368,6 +368,57 @@ async fn silent_agents_are_pruned_and_an_unregistering_agent_gives_its_trials_ba
     );
 }
 
+/// An agent that leases a trial and unregisters, again and again, could add attempts without
+/// end. At the interruption cap the trial fails with a reason, and the experiment makes another
+/// trial in its place, which the next agent leases.
+#[tokio::test(start_paused = true)]
+async fn a_trial_given_back_at_every_attempt_fails_at_the_cap_and_is_replaced() {
+    use coordinator::service::lifecycle::MAX_INTERRUPTIONS;
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = running(&coordinator, spec("e", 2, 1), 1).await;
+    let mut first = None;
+    for _ in 0..MAX_INTERRUPTIONS {
+        let quitter = agent(&coordinator).await;
+        let lease = lease_now(&coordinator, &quitter).await;
+        assert_eq!(*first.get_or_insert(lease.trial_id.clone()), lease.trial_id);
+        let released = coordinator
+            .unregister_agent(quitter)
+            .await
+            .expect("unregisters");
+        assert_eq!(released, 1);
+    }
+    let trials = coordinator
+        .list_trials(experiment.clone(), false, Page::ALL)
+        .await
+        .expect("lists");
+    let given_back = trials
+        .iter()
+        .find(|t| Some(&t.record.id) == first.as_ref())
+        .expect("the trial");
+    assert_eq!(given_back.record.state, TrialState::Failed);
+    assert_eq!(
+        (given_back.record.attempts, given_back.record.interruptions),
+        (MAX_INTERRUPTIONS, MAX_INTERRUPTIONS)
+    );
+    assert!(
+        given_back
+            .record
+            .failure_reason
+            .contains("interrupted 100 times"),
+        "{}",
+        given_back.record.failure_reason
+    );
+    wait_created(&coordinator, &experiment, 2).await;
+    let honest = agent(&coordinator).await;
+    let next = lease_now(&coordinator, &honest).await;
+    assert_ne!(
+        Some(&next.trial_id),
+        first.as_ref(),
+        "a new trial replaces it"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn agents_silent_past_the_retention_are_forgotten_in_memory_and_in_the_store() {
     let store = MemoryStore::new();

@@ -559,3 +559,68 @@ async fn a_negative_cost_is_refused_and_the_cost_is_unchanged() {
     assert!((cost_of(&mut other, &experiment_id).await - (before + 0.5)).abs() < 1e-9);
     server.shutdown().await;
 }
+
+/// An agent's capabilities were bounded only by the 4 MiB message: a 3 MB instance type (copied
+/// into every trial the agent runs), a NaN price or four billion slots were kept. Each is
+/// refused naming the field, nothing is registered, and an honest agent still registers.
+#[tokio::test]
+async fn agent_capabilities_out_of_bounds_are_refused_at_registration() {
+    let server = start_server().await;
+    let mut other = server.experiments().await;
+    let mut agents = server.agents().await;
+    let honest = pb::AgentCapabilities {
+        backend: pb::Backend::Cuda as i32,
+        device_name: "NVIDIA H100 80GB HBM3".into(),
+        device_ordinal: 0,
+        instance_type: "p5.48xlarge".into(),
+        price_per_hour_dollars: 12.29,
+        slots: 1,
+        hostname: "gpu-node-7".into(),
+        workloads: vec!["textcnn".into(), "function".into()],
+        version: "0.1.0".into(),
+        ..Default::default()
+    };
+    type Edit = fn(&mut pb::AgentCapabilities);
+    let cases: [(Edit, &[&str]); 5] = [
+        (
+            |c| c.instance_type = "x".repeat(3_000_000),
+            &["capabilities.instance_type", "256 bytes", "3000000"],
+        ),
+        (
+            |c| c.price_per_hour_dollars = f64::NAN,
+            &["capabilities.price_per_hour_dollars", "NaN"],
+        ),
+        (
+            |c| c.slots = u32::MAX,
+            &["capabilities.slots", "10000", "4294967295"],
+        ),
+        (
+            |c| c.workloads = vec!["textcnn".into(); 10_000],
+            &["capabilities.workloads", "at most 16"],
+        ),
+        (
+            |c| c.commands = vec!["c".repeat(65)],
+            &["capabilities.commands", "64 bytes"],
+        ),
+    ];
+    for (edit, words) in cases {
+        let mut capabilities = honest.clone();
+        edit(&mut capabilities);
+        let request = pb::RegisterAgentRequest {
+            capabilities: Some(capabilities),
+            ..Default::default()
+        };
+        let result = while_answering(&mut other, agents.register_agent(request)).await;
+        assert_refused(result, words);
+    }
+    let registered = agents
+        .register_agent(pb::RegisterAgentRequest {
+            capabilities: Some(honest),
+            ..Default::default()
+        })
+        .await
+        .expect("an honest agent registers")
+        .into_inner();
+    assert!(!registered.agent_id.is_empty() && !registered.agent_secret.is_empty());
+    server.shutdown().await;
+}

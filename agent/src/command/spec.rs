@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 
 /// The longest command name, as the coordinator allows it.
 pub const MAX_NAME_CHARS: usize = 64;
+/// The most commands one agent may declare (the coordinator's bound at registration).
+pub const MAX_COMMANDS: usize = 1_000;
 /// Default of `epoch_timeout_secs`: an hour without an epoch stops the command.
 pub const DEFAULT_EPOCH_TIMEOUT_SECS: f64 = 3600.0;
 /// Default of `stop_grace_secs`: time between SIGTERM and SIGKILL.
@@ -199,6 +201,14 @@ impl RawCommand {
 /// # Errors
 /// The first invalid declaration, or a name declared twice.
 pub fn validate_all(raw: Vec<RawCommand>) -> Result<Vec<CommandSpec>> {
+    if raw.len() > MAX_COMMANDS {
+        return Err(Error::Config {
+            reason: format!(
+                "commands: at most {MAX_COMMANDS} commands may be declared, got {}",
+                raw.len()
+            ),
+        });
+    }
     let mut specs: Vec<CommandSpec> = Vec::new();
     for command in raw {
         let spec = command.validate()?;
@@ -419,6 +429,18 @@ mod tests {
         }
         let twice = validate_all(vec![raw("t", &["x"]), raw("t", &["y"])]).expect_err("twice");
         assert!(twice.to_string().contains("declared twice"), "{twice}");
+        let many = (0..=MAX_COMMANDS).map(|i| raw(&format!("c{i}"), &["x"]));
+        let error = validate_all(many.collect()).expect_err("too many");
+        assert!(
+            error.to_string().contains("at most 1000 commands")
+                && error.to_string().contains("1001"),
+            "{error}"
+        );
+        let most = (0..MAX_COMMANDS).map(|i| raw(&format!("c{i}"), &["x"]));
+        assert_eq!(
+            validate_all(most.collect()).expect("the most").len(),
+            MAX_COMMANDS
+        );
     }
 
     const DECLARED: &str = r#"

@@ -116,6 +116,62 @@ fn bad_values_name_their_field() {
     }
 }
 
+/// A typo of millions of slots spawned threads until the system refused one; a price of 1e300
+/// made every completion's cost one the coordinator refuses; a megabyte instance type is
+/// refused at registration. Each is refused here, naming the field and its range.
+#[test]
+fn slots_threads_prices_and_names_past_their_bounds_are_refused() {
+    let long_name = format!(
+        "instance_type = \"{}\"\nprice_per_hour_dollars = 1.0",
+        "x".repeat(257)
+    );
+    let cases = [
+        (
+            "slots = 1025".to_string(),
+            "slots must be from 1 to 1024, got 1025",
+        ),
+        (
+            "slots = 4294967295".to_string(),
+            "slots must be from 1 to 1024",
+        ),
+        (
+            "cpu_threads = 0".to_string(),
+            "cpu_threads must be from 1 to 1024, got 0",
+        ),
+        (
+            "cpu_threads = 100000000".to_string(),
+            "cpu_threads must be from 1 to 1024",
+        ),
+        (
+            "price_per_hour_dollars = 1e300".to_string(),
+            "price_per_hour_dollars must be a finite number from 0 to 10000",
+        ),
+        (
+            "price_per_hour_dollars = -1.0".to_string(),
+            "price_per_hour_dollars",
+        ),
+        (
+            long_name,
+            "instance_type must be at most 256 bytes, got 257",
+        ),
+    ];
+    for (text, words) in cases {
+        let err = from_toml_str(&text).expect_err(&text).to_string();
+        assert!(err.contains(words), "{text}: {err}");
+    }
+    let at_bounds = "slots = 1024\ncpu_threads = 1024\nprice_per_hour_dollars = 10000.0";
+    let cfg = from_toml_str(at_bounds).expect("the bounds are allowed");
+    assert_eq!(cfg.slots.get(), 1024);
+    assert_eq!(cfg.cpu_threads, Some(1024));
+    // At the highest price, a trial of a year costs the most a completion may report.
+    let year = 365.0 * 86_400.0;
+    let cost = cfg.pricing.trial_cost_dollars(year);
+    assert!(
+        cost.is_finite() && cost <= crate::cost::MAX_TRIAL_COST_DOLLARS,
+        "{cost}"
+    );
+}
+
 #[test]
 fn a_zero_lease_wait_disables_the_long_poll() {
     let cfg = from_toml_str("lease_wait_secs = 0").expect("an integer 0 parses");

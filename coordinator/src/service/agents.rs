@@ -377,6 +377,7 @@ impl AgentService for Coordinator {
         agent_id: Option<AgentId>,
         secret: Option<String>,
     ) -> Result<Registration> {
+        super::capability_limits::check_capabilities(&capabilities)?;
         self.inner.writer.check()?;
         let fresh = generate_secret()?;
         let now = now_unix();
@@ -676,6 +677,8 @@ impl AgentService for Coordinator {
             tickets.push(self.mutate(&cell, &mut live, changes));
             drop(live);
             self.announce(&cell, count);
+            // A trial at its interruption cap failed: the experiment may need another.
+            self.refill(&cell);
         }
         for ticket in tickets {
             ticket.durable().await?;

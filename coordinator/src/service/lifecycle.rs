@@ -16,7 +16,9 @@
 //! Invariants, checked by the tests: a terminal trial holds no lease and never changes again (a
 //! result is counted once); a leased trial's lease is its `last_lease_id`; `attempts` never
 //! decreases and numbers the attempt every epoch report belongs to; `interruptions <= attempts`.
-//! An attempt that expires counts towards `max_attempts`; an interrupted one does not.
+//! An attempt that expires counts towards `max_attempts`; an interrupted one does not, but a
+//! trial interrupted [`MAX_INTERRUPTIONS`] times fails, so an agent that keeps giving a trial
+//! back cannot add attempts (and their epoch reports) without end.
 
 use super::model::{AgentId, LeaseId, LeaseRecord, TrialRecord, TrialState};
 use super::{Completion, Outcome};
@@ -301,13 +303,25 @@ pub fn transition(trial: &TrialRecord, event: &TrialEvent) -> Result<TrialRecord
     Ok(next)
 }
 
+/// The most interrupted attempts a trial gets: the next interruption fails it. Far above what
+/// a fleet of preemptible instances gives one trial, and it bounds the attempts (each with up
+/// to its planned epochs of reports) an agent can add by interrupting.
+pub const MAX_INTERRUPTIONS: u32 = 100;
+
 /// The attempt ends without a result: back to the queue (not counted towards `max_attempts`),
-/// or cancelled when a stop was requested.
+/// cancelled when a stop was requested, or failed after [`MAX_INTERRUPTIONS`].
 fn interrupt(next: &mut TrialRecord, now_unix: f64) {
     next.lease = None;
     next.interruptions = (next.interruptions + 1).min(next.attempts);
     if next.stop_requested {
         next.state = TrialState::Cancelled;
+        next.finished_unix = Some(now_unix);
+    } else if next.interruptions >= MAX_INTERRUPTIONS {
+        next.state = TrialState::Failed;
+        next.failure_reason = format!(
+            "interrupted {} times: its agents gave it back (shutting down) before it finished",
+            next.interruptions
+        );
         next.finished_unix = Some(now_unix);
     } else {
         next.state = TrialState::Pending;

@@ -426,6 +426,66 @@ fn refusals_map_to_grpc_friendly_errors() {
     ));
 }
 
+/// An agent that leases a trial and gives it back, again and again, gets
+/// [`MAX_INTERRUPTIONS`] attempts: the last interruption fails the trial with a reason, whether
+/// it comes as a release (unregistering) or as an interrupted completion.
+#[test]
+fn a_trial_interrupted_without_end_fails_at_the_cap() {
+    use super::lifecycle::MAX_INTERRUPTIONS;
+    for by_completion in [false, true] {
+        let mut trial = fresh_trial();
+        for attempt in 1..=MAX_INTERRUPTIONS {
+            let lease_id = LeaseId(format!("lease-{attempt}"));
+            let lease = TrialEvent::Lease {
+                lease_id: lease_id.clone(),
+                agent_id: AgentId::from(HOLDER),
+                instance_type: String::new(),
+                deadline_unix: NOW + 60.0,
+            };
+            trial = transition(&trial, &lease).expect("a pending trial is leased");
+            let give_back = if by_completion {
+                TrialEvent::Complete {
+                    lease_id,
+                    completion: super::Completion {
+                        outcome: Outcome::Interrupted,
+                        value: None,
+                        epochs_run: 0,
+                        best_epoch: 0,
+                        wall_seconds: 1.0,
+                        device_seconds: 1.0,
+                        cost_dollars: 0.0,
+                        failure_reason: String::new(),
+                        metrics: std::collections::BTreeMap::new(),
+                    },
+                    last_epoch_value: None,
+                    experiment_stopped: false,
+                    now_unix: NOW,
+                }
+            } else {
+                TrialEvent::Release {
+                    lease_id,
+                    now_unix: NOW,
+                }
+            };
+            trial = transition(&trial, &give_back).expect("the holder gives it back");
+            consistent(&trial).expect("consistent");
+            let want = if attempt < MAX_INTERRUPTIONS {
+                TrialState::Pending
+            } else {
+                TrialState::Failed
+            };
+            assert_eq!(trial.state, want, "after interruption {attempt}");
+        }
+        assert_eq!(trial.interruptions, MAX_INTERRUPTIONS);
+        assert!(
+            trial.failure_reason.contains("interrupted 100 times"),
+            "{}",
+            trial.failure_reason
+        );
+        assert_eq!(trial.finished_unix, Some(NOW));
+    }
+}
+
 fn own_event(done: Done) -> TrialEvent {
     event(own(done))
 }

@@ -127,7 +127,7 @@ fn check_at_most(field: &str, value: u32, max: u32) -> Result<()> {
 }
 
 /// Refuses a number that is not finite or not in `0..=max`.
-fn check_amount(field: &str, value: f64, max: f64) -> Result<()> {
+pub(crate) fn check_amount(field: &str, value: f64, max: f64) -> Result<()> {
     if !value.is_finite() || !(0.0..=max).contains(&value) {
         return Err(invalid(format!(
             "{field} must be a finite number in 0..={max:e}, got {value}"

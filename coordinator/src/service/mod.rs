@@ -23,6 +23,7 @@
 //! value it reached, which the GP then sees as an ordinary observation.
 
 pub mod agents;
+pub mod capability_limits;
 pub mod cell;
 pub mod credentials;
 pub mod early_stop;

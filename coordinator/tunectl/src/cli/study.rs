@@ -63,10 +63,10 @@ pub struct StudyOptions {
     #[arg(long)]
     pub local: bool,
     /// Agents of the local cluster.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub agents: u32,
     /// Local cluster: trials each agent trains at once (several share one GPU).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub slots: u32,
     /// Local cluster: GPU agents (one a GPU) instead of CPU agents.
     #[arg(long)]

@@ -32,8 +32,8 @@ pub struct LocalOptions {
     /// the commands a spec's `command` workload runs. The flags tunectl gives the agents win.
     #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
-    /// Agents to start (with --gpu: GPUs to use, one agent each).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Agents to start (with --gpu: GPUs to use, one agent each), 1 to 1,024.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub agents: u32,
     /// Search strategy: bo, random or grid (default: the scenario's, bo).
     #[arg(long, value_parser = ["bo", "random", "grid"])]
@@ -47,8 +47,9 @@ pub struct LocalOptions {
     /// Seed of the suggestions (default: the coordinator chooses one).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Trials each agent trains at once (several share one GPU).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Trials each agent trains at once (several share one GPU), 1 to 1,024 (the agent's
+    /// bound).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub slots: u32,
     /// Start one agent per GPU (agents 0..N on GPUs 0..N) instead of CPU agents.
     #[arg(long)]
@@ -371,13 +372,15 @@ mod tests {
     }
 
     #[test]
-    fn zero_agents_or_slots_are_refused_naming_the_flag() {
+    fn zero_or_too_many_agents_or_slots_are_refused_naming_the_flag() {
         for flag in ["--agents", "--slots"] {
-            let err = Wrapper::try_parse_from(["tunectl", flag, "0"])
-                .err()
-                .unwrap_or_else(|| panic!("{flag} 0 was accepted"))
-                .to_string();
-            assert!(err.contains(flag) && err.contains('0'), "{err}");
+            for count in ["0", "1025"] {
+                let err = Wrapper::try_parse_from(["tunectl", flag, count])
+                    .err()
+                    .unwrap_or_else(|| panic!("{flag} {count} was accepted"))
+                    .to_string();
+                assert!(err.contains(flag) && err.contains(count), "{err}");
+            }
         }
         assert_eq!(
             Wrapper::parse_from(["tunectl", "--agents", "3"])
