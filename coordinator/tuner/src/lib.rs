@@ -440,6 +440,21 @@ pub fn fit_warm(
     })
 }
 
+/// The most pending points BO conditions its GP on as fantasies (lies): each is a row of the
+/// GP's Cholesky factor, so without a bound a round's cost grew with the running trials. A
+/// round of 16 points over 1,000 results took 7.9 s with 1,000 pending and 332 s with 10,000
+/// (a fleet at the coordinator's largest parallelism), past the coordinator's time budget
+/// (docs/BENCHMARKS.md §2, "Large experiments"). Beyond it the newest pending points are
+/// modelled (the caller lists them oldest first); every pending point is still never
+/// suggested again.
+pub const MAX_PENDING_LIES: usize = DEFAULT_MAX_MODEL_POINTS;
+
+/// How many of the pending points BO models: at most [`MAX_PENDING_LIES`], and at most
+/// [`SuggestConfig::max_model_points`].
+fn modelled_pending(cfg: &SuggestConfig) -> usize {
+    cfg.max_model_points.min(MAX_PENDING_LIES)
+}
+
 /// Proposes up to `q` new points from a fitted model; see [`suggest`].
 ///
 /// # Errors
@@ -486,7 +501,9 @@ pub fn propose(
                 )
             }
             Some(gp) => {
-                let pending_x: Vec<Vec<f64>> = pending_norm
+                // Only the newest pending points condition the GP; the older stay in `seen`.
+                let skip = pending_norm.len().saturating_sub(modelled_pending(&cfg));
+                let pending_x: Vec<Vec<f64>> = pending_norm[skip..]
                     .iter()
                     .map(|a| space.encode(a))
                     .collect::<Result<_>>()?;
@@ -500,9 +517,9 @@ pub fn propose(
         .collect())
 }
 
-/// Suggests up to `q` new points. `pending` are points running now: they enter BO as lies and
-/// are never re-suggested, and neither is an observed point. Pure and deterministic for
-/// (inputs, seed). Grid returns fewer than `q` (possibly zero) when the grid is exhausted, and
+/// Suggests up to `q` new points. `pending` are points running now, oldest first: they enter
+/// BO as lies (the newest [`MAX_PENDING_LIES`] of them) and are never re-suggested, and neither
+/// is an observed point. Pure and deterministic for (inputs, seed). Grid returns fewer than `q` (possibly zero) when the grid is exhausted, and
 /// random search when a finite space is.
 ///
 /// # Errors

@@ -1,5 +1,5 @@
 //! Tests of the crate's entry points: BO finds minima and maxima, the GP sees a subset above
-//! `max_model_points`, integer spaces never repeat, invalid input is an error, the initial design
+//! `max_model_points` and models only the newest pending points, integer spaces never repeat, invalid input is an error, the initial design
 //! never takes most of a small budget, and length-scales are named by parameter.
 
 use super::*;
@@ -92,6 +92,48 @@ fn above_max_model_points_the_gp_sees_a_subset_with_the_best_results() {
     };
     let err = fit(&space, &observations, &bad, 3).expect_err("below the minimum");
     assert!(err.to_string().contains("max_model_points"), "{err}");
+}
+
+/// Pending points beyond the cap are not modelled: the batch is the one the newest `cap` alone
+/// give, and a larger cap (modelling them all) gives another. None is ever re-suggested.
+#[test]
+fn only_the_newest_pending_points_condition_the_gp() {
+    let space = unit_space(2);
+    let f = |x: &[f64]| (x[0] - 0.3).powi(2) + (x[1] - 0.7).powi(2);
+    let mut rng = rng::Rng::new(11);
+    let mut draw = |count: usize| -> Vec<Vec<f64>> { (0..count).map(|_| rng.point(2)).collect() };
+    let observations: Vec<Observation> = draw(30)
+        .into_iter()
+        .map(|x| Observation {
+            params: space.decode(&x),
+            value: f(&x),
+        })
+        .collect();
+    let pending: Vec<Assignment> = draw(50).iter().map(|x| space.decode(x)).collect();
+    let cap = 20;
+    let capped = SuggestConfig {
+        max_model_points: cap,
+        ..SuggestConfig::default()
+    };
+    let all = suggest(&space, &observations, &pending, 4, &capped, 3).expect("suggests");
+    let newest = &pending[pending.len() - cap..];
+    let only_newest = suggest(&space, &observations, newest, 4, &capped, 3).expect("suggests");
+    assert_eq!(all, only_newest, "the older pending points were modelled");
+    let uncapped = SuggestConfig {
+        max_model_points: 100,
+        ..SuggestConfig::default()
+    };
+    let every = suggest(&space, &observations, &pending, 4, &uncapped, 3).expect("suggests");
+    assert_ne!(
+        all, every,
+        "modelling every pending point changes the batch"
+    );
+    for candidate in all.iter().chain(&every) {
+        assert!(
+            !pending.contains(&candidate.params),
+            "a pending point again"
+        );
+    }
 }
 
 #[test]
