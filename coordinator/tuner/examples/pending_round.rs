@@ -9,10 +9,10 @@
 use std::time::Instant;
 
 use tuner::space::Space;
-use tuner::{Observation, SuggestConfig, suggest};
+use tuner::{SuggestConfig, suggest};
 
 mod common;
-use common::{env_number, hartmann6};
+use common::{env_number, hartmann6_observations};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = std::env::args()
@@ -24,15 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let space = Space::unit_cube(6)?;
     let mut rng = tuner::rng::Rng::new(42);
-    let observations: Vec<Observation> = (0..n)
-        .map(|_| {
-            let x = rng.point(6);
-            Observation {
-                params: space.decode(&x),
-                value: hartmann6(&x),
-            }
-        })
-        .collect();
+    let observations = hartmann6_observations(&space, &mut rng, n);
     let pending: Vec<_> = (0..pending_count)
         .map(|_| space.decode(&rng.point(6)))
         .collect();

@@ -24,7 +24,7 @@ use tuner::space::Space;
 use tuner::{BatchStrategy, Observation, SuggestConfig, fit, fit_warm, propose};
 
 mod common;
-use common::{env_number, hartmann6};
+use common::{env_number, hartmann6, hartmann6_observations};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -39,15 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut rng = tuner::rng::Rng::new(42);
     let n: usize = env_number("TUNER_LATENCY_N")?.unwrap_or(200);
-    let mut observations: Vec<Observation> = (0..=n)
-        .map(|_| {
-            let x = rng.point(6);
-            Observation {
-                params: space.decode(&x),
-                value: hartmann6(&x),
-            }
-        })
-        .collect();
+    let mut observations = hartmann6_observations(&space, &mut rng, n + 1);
     if let Some(cap) = env_number("TUNER_MAX_MODEL_POINTS")? {
         cfg.max_model_points = cap;
     }

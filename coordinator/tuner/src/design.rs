@@ -455,19 +455,15 @@ mod tests {
             .collect();
         let mut chosen = Vec::new();
         while chosen.len() < q && !pool.is_empty() {
-            let scores: Vec<f64> = pool
-                .iter()
-                .map(|x| {
-                    points
-                        .iter()
-                        .map(|p| squared_distance(p, x))
-                        .fold(f64::INFINITY, f64::min)
-                })
-                .collect();
             let mut best = 0;
-            for (i, &score) in scores.iter().enumerate() {
-                if score > scores[best] {
-                    best = i;
+            let mut best_score = f64::NEG_INFINITY;
+            for (i, candidate) in pool.iter().enumerate() {
+                let mut score = f64::INFINITY;
+                for point in &points {
+                    score = score.min(squared_distance(point, candidate));
+                }
+                if score > best_score {
+                    (best, best_score) = (i, score);
                 }
             }
             let x = pool.swap_remove(best);

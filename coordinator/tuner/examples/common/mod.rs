@@ -1,6 +1,7 @@
 //! Shared by the examples: Hartmann-6 (Dixon and Szegő, 1978, with the constants of Surjanovic
 //! and Bingham's "Virtual Library of Simulation Experiments"; its minimum is about -3.32237), and
-//! numbers read from the environment ([`env_number`]).
+//! numbers read from the environment ([`env_number`]), and random results of Hartmann-6
+//! ([`hartmann6_observations`]).
 
 /// The number in environment variable `name`, if it is set.
 ///
@@ -30,6 +31,24 @@ const P: [[f64; 6]; 4] = [
     [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381],
 ];
 const ALPHA: [f64; 4] = [1.0, 1.2, 3.0, 3.2];
+
+/// `n` results of Hartmann-6 at uniform random points of `space` (a 6-D unit cube).
+#[allow(dead_code, reason = "not every example draws results")]
+pub fn hartmann6_observations(
+    space: &tuner::space::Space,
+    rng: &mut tuner::rng::Rng,
+    n: usize,
+) -> Vec<tuner::Observation> {
+    (0..n)
+        .map(|_| {
+            let x = rng.point(6);
+            tuner::Observation {
+                params: space.decode(&x),
+                value: hartmann6(&x),
+            }
+        })
+        .collect()
+}
 
 /// Hartmann-6 on [0, 1]^6.
 pub fn hartmann6(x: &[f64]) -> f64 {
