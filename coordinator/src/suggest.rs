@@ -119,6 +119,17 @@ pub struct SuggestInput {
     /// The experiment's last hyperparameters: read as the warm start of this call's fit (an
     /// input, like the seed) and overwritten with the fit's own.
     pub hyperparameters: HyperparameterMemory,
+    /// When the caller gives up on the call ([`tuner::SuggestConfig::deadline`]): past it the
+    /// tuner stops and the call fails, with no fallback to random search. `None`: never.
+    pub deadline: Option<Instant>,
+}
+
+/// The tuner configuration of `input`'s spec for `strategy`, with its deadline.
+fn config_of(input: &SuggestInput, strategy: Strategy) -> SuggestConfig {
+    SuggestConfig {
+        deadline: input.deadline,
+        ..suggest_config(&input.spec, strategy)
+    }
 }
 
 /// Suggests up to `input.q` points. A BO failure (a GP that cannot be fitted) falls back to
@@ -131,12 +142,15 @@ pub fn suggest(input: &SuggestInput, metrics: &Metrics) -> Result<Vec<Assignment
     let space = space_of(&input.spec)?;
     let result = match input.spec.strategy {
         Strategy::Bo => suggest_bo(&space, input, metrics).or_else(|error| {
+            if error == tuner::Error::DeadlinePassed {
+                return Err(error);
+            }
             tracing::warn!(%error, "bo suggestion failed; falling back to random search for this batch");
-            let cfg = suggest_config(&input.spec, Strategy::Random);
+            let cfg = config_of(input, Strategy::Random);
             tuner::suggest(&space, &input.observations, &input.pending, input.q, &cfg, input.seed)
         }),
         strategy => {
-            let cfg = suggest_config(&input.spec, strategy);
+            let cfg = config_of(input, strategy);
             tuner::suggest(&space, &input.observations, &input.pending, input.q, &cfg, input.seed)
         }
     };
@@ -153,7 +167,7 @@ fn suggest_bo(
     input: &SuggestInput,
     metrics: &Metrics,
 ) -> tuner::Result<Vec<tuner::Candidate>> {
-    let cfg = suggest_config(&input.spec, Strategy::Bo);
+    let cfg = config_of(input, Strategy::Bo);
     let fit_started = Instant::now();
     let warm = input.hyperparameters.get();
     let model = tuner::fit_warm(
@@ -164,6 +178,9 @@ fn suggest_bo(
         warm.as_deref(),
     )
     .or_else(|error| {
+        if error == tuner::Error::DeadlinePassed {
+            return Err(error);
+        }
         // A remembered start that no longer fits this space (never expected: an experiment's
         // space is fixed) must not cost the round.
         tracing::warn!(%error, "warm-started GP fit failed; fitting cold");
@@ -256,6 +273,27 @@ mod tests {
             q: 2,
             seed: 5,
             hyperparameters: HyperparameterMemory::default(),
+            deadline: None,
+        }
+    }
+
+    /// A round whose deadline has passed fails naming it, without the random-search fallback
+    /// that other BO failures take (the caller has given up on the round); random and grid
+    /// rounds stop the same way. Without a deadline the same input suggests.
+    #[test]
+    fn a_round_past_its_deadline_fails_without_falling_back() {
+        let metrics = Metrics::new();
+        for strategy in [Strategy::Bo, Strategy::Random, Strategy::Grid] {
+            let mut input = maximize_input(BatchStrategy::McQei);
+            input.spec.strategy = strategy;
+            input.deadline = Some(Instant::now());
+            let error = suggest(&input, &metrics).expect_err("past its deadline");
+            assert!(
+                error.to_string().contains("deadline"),
+                "{strategy:?}: {error}"
+            );
+            input.deadline = None;
+            assert_eq!(suggest(&input, &metrics).expect("suggests").len(), 2);
         }
     }
 

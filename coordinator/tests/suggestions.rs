@@ -30,6 +30,15 @@ enum Behaviour {
     BreaksLater,
     /// Every round takes this long.
     Slow(Duration),
+    /// The real suggester, each round's outcome recorded in [`heavy_rounds`].
+    Recorded,
+}
+
+/// The outcome of each round of the experiment named `heavy`: the points, or the error.
+fn heavy_rounds() -> &'static Mutex<Vec<Result<usize, String>>> {
+    static ROUNDS: std::sync::OnceLock<Mutex<Vec<Result<usize, String>>>> =
+        std::sync::OnceLock::new();
+    ROUNDS.get_or_init(|| Mutex::new(Vec::new()))
 }
 
 fn behaviour(name: &str) -> Behaviour {
@@ -37,6 +46,7 @@ fn behaviour(name: &str) -> Behaviour {
         "broken" => Behaviour::Broken,
         "breaks-later" => Behaviour::BreaksLater,
         "slow" => Behaviour::Slow(Duration::from_secs(3)),
+        "heavy" => Behaviour::Recorded,
         _ => Behaviour::Healthy,
     }
 }
@@ -59,6 +69,12 @@ fn suggester(rounds: Arc<Mutex<HashMap<String, u32>>>) -> Suggester {
             Behaviour::Slow(delay) => {
                 std::thread::sleep(delay);
                 suggest(input, metrics)
+            }
+            Behaviour::Recorded => {
+                let result = suggest(input, metrics);
+                let outcome = result.as_ref().map(Vec::len).map_err(ToString::to_string);
+                heavy_rounds().lock().expect("heavy rounds").push(outcome);
+                result
             }
         }
     })
@@ -170,6 +186,26 @@ async fn lease_one(
     }
 }
 
+/// Completes `lease` as a success of value 0.5 after one epoch.
+async fn succeed(
+    agents: &mut AgentServiceClient<Channel>,
+    registration: &pb::RegisterAgentResponse,
+    lease: pb::Lease,
+) {
+    agents
+        .complete_trial(pb::CompleteTrialRequest {
+            lease_id: lease.lease_id,
+            agent_secret: registration.agent_secret.clone(),
+            outcome: pb::TrialOutcome::Succeeded as i32,
+            value: Some(0.5),
+            epochs_run: 1,
+            best_epoch: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("completes");
+}
+
 /// An agent that runs the healthy experiment to the end: every trial reports `x` and completes.
 async fn run_to_completion(agents: &mut AgentServiceClient<Channel>, budget: u32) {
     let registration = register(agents).await;
@@ -191,18 +227,7 @@ async fn run_to_completion(agents: &mut AgentServiceClient<Channel>, budget: u32
         let Some(pb::lease_trial_response::Outcome::Lease(lease)) = outcome else {
             continue;
         };
-        agents
-            .complete_trial(pb::CompleteTrialRequest {
-                lease_id: lease.lease_id,
-                agent_secret: registration.agent_secret.clone(),
-                outcome: pb::TrialOutcome::Succeeded as i32,
-                value: Some(0.5),
-                epochs_run: 1,
-                best_epoch: 1,
-                ..Default::default()
-            })
-            .await
-            .expect("completes");
+        succeed(agents, &registration, lease).await;
         done += 1;
     }
 }
@@ -271,6 +296,80 @@ async fn a_round_past_its_time_budget_fails_the_experiment_without_freezing_anyo
     server.shutdown().await;
 }
 
+/// A real BO round past its budget stops computing: the tuner gets the deadline, so the round
+/// ends with the deadline's error soon after the coordinator gave up on it, instead of fitting
+/// 800 results on (which holds a suggestion thread for many seconds).
+#[tokio::test]
+async fn a_real_round_past_its_time_budget_stops_at_its_deadline() {
+    let settings = Settings {
+        suggest_timeout: Duration::from_millis(200),
+        ..Settings::default()
+    };
+    let (server, _) = start(settings).await;
+    let (mut experiments, mut agents) = server.clients().await;
+    let mut other = server.experiments().await;
+    let heavy_spec = pb::ExperimentSpec {
+        strategy: pb::Strategy::Bo as i32,
+        initial_trials: 2,
+        ..spec("heavy", 50, 1)
+    };
+    let heavy = create(&mut experiments, heavy_spec).await;
+    let results = (0..800)
+        .map(|i| {
+            let x = (f64::from(i) * 0.618_034) % 1.0;
+            pb::ImportedTrial {
+                params: HashMap::from([(
+                    "x".to_string(),
+                    pb::ParameterValue {
+                        kind: Some(pb::parameter_value::Kind::FloatValue(x)),
+                    },
+                )]),
+                value: Some((x - 0.3).powi(2) + 0.01 * ((f64::from(i) * 12.9898).sin())),
+                ..Default::default()
+            }
+        })
+        .collect();
+    experiments
+        .add_trials(pb::AddTrialsRequest {
+            experiment_id: heavy.clone(),
+            trials: results,
+        })
+        .await
+        .expect("imports");
+    // A result frees the slot, and the next round fits the GP to 801 results.
+    let registration = register(&mut agents).await;
+    let lease = lease_one(&mut agents, &registration).await;
+    succeed(&mut agents, &registration, lease).await;
+    let failed = wait_ended(
+        &mut experiments,
+        &mut other,
+        &heavy,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(failed.state(), pb::ExperimentState::Failed, "{failed:?}");
+    assert!(
+        failed.failure_reason.contains("time budget of 0.2 s"),
+        "{}",
+        failed.failure_reason
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    let last = loop {
+        let rounds = heavy_rounds().lock().expect("heavy rounds").clone();
+        if let Some(last @ Err(_)) = rounds.last() {
+            break last.clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "the round past its budget computed on: rounds so far {rounds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let error = last.expect_err("stopped");
+    assert!(error.contains("deadline"), "{error}");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn failing_later_cancels_pending_trials_and_stops_leased_ones() {
     let (server, _) = start(Settings::default()).await;
@@ -280,18 +379,7 @@ async fn failing_later_cancels_pending_trials_and_stops_leased_ones() {
     let registration = register(&mut agents).await;
     // A result frees a slot; topping up then asks for more points, and those rounds fail.
     let first = lease_one(&mut agents, &registration).await;
-    agents
-        .complete_trial(pb::CompleteTrialRequest {
-            lease_id: first.lease_id,
-            agent_secret: registration.agent_secret.clone(),
-            outcome: pb::TrialOutcome::Succeeded as i32,
-            value: Some(0.5),
-            epochs_run: 1,
-            best_epoch: 1,
-            ..Default::default()
-        })
-        .await
-        .expect("completes");
+    succeed(&mut agents, &registration, first).await;
     let lease = lease_one(&mut agents, &registration).await;
     let failed = wait_ended(&mut experiments, &mut other, &id, Duration::from_secs(10)).await;
     assert_eq!(failed.state(), pb::ExperimentState::Failed, "{failed:?}");

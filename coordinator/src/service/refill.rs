@@ -203,7 +203,13 @@ impl Coordinator {
         let suggester = Arc::clone(&self.inner.suggester);
         let budget = self.inner.settings.suggest_timeout;
         let bo = input.spec.strategy == Strategy::Bo;
-        let job = move || suggester(&input, &metrics);
+        // The tuner stops once the budget has passed (counted from the job's start, as the
+        // timeout below), so a round given up on does not hold its thread.
+        let mut input = input;
+        let job = move || {
+            input.deadline = Some(std::time::Instant::now() + budget);
+            suggester(&input, &metrics)
+        };
         let finished = if bo {
             let running = self.inner.suggest_pool.run(job);
             // Queueing behind other experiments' rounds does not count against the budget.
@@ -362,6 +368,7 @@ fn suggest_input(live: &Live, q: usize) -> SuggestInput {
             u32::try_from(live.rounds).unwrap_or(u32::MAX),
         ),
         hyperparameters: live.hyperparameters.clone(),
+        deadline: None,
     }
 }
 

@@ -81,6 +81,7 @@ pub(crate) fn fit_gp(
         warm,
         deterministic: cfg.deterministic,
         categories: &categories,
+        deadline: cfg.deadline,
     };
     let gp = crate::fit::fit_gp_opts(x, &warped, cfg.fit_restarts, seed, &options)?;
     Ok((gp, warp))
@@ -223,6 +224,7 @@ pub(crate) fn propose(
         None
     };
     for _ in 0..q {
+        cfg.check_deadline()?;
         let drawn = sampler.as_ref().map(|s| s.sample(rng)).unwrap_or_default();
         let fresh = candidates(&lattice, cfg.candidates, &local, rng);
         // The drawn choices first; when every candidate with them decodes to an assignment

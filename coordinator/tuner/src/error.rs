@@ -40,6 +40,9 @@ pub enum Error {
     /// A numerical computation produced a non-finite result.
     #[error("numerical failure: {0}")]
     Numerical(String),
+    /// The call ran past [`crate::SuggestConfig::deadline`] and stopped without a result.
+    #[error("the suggestion ran past its deadline and was stopped")]
+    DeadlinePassed,
 }
 
 /// The tuner's result type.

@@ -292,6 +292,9 @@ pub struct FitOptions<'a> {
     /// choices of dimension `k`, 0 when numeric (see [`Matern52::with_categories`]); empty: all
     /// numeric.
     pub categories: &'a [usize],
+    /// Past it, every likelihood evaluation fails, so each L-BFGS run stops at its next step
+    /// ([`crate::SuggestConfig::deadline`]; the caller reports the deadline).
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Fits the hyperparameters to `(x, y)` with [`FitOptions`] and returns the conditioned GP.
@@ -377,7 +380,8 @@ fn fit_theta(
 ) -> Result<Vec<f64>> {
     let dim = x.first().map_or(0, Vec::len);
     let ys: Vec<f64> = y.iter().map(|v| standardize(*v, mean, std)).collect();
-    let mut likelihood = Likelihood::with_categories(x, &ys, opts.categories);
+    let mut likelihood =
+        Likelihood::with_categories(x, &ys, opts.categories).with_deadline(opts.deadline);
     // After a pinned warm fit, the pinned fit first (`pinned_warm`).
     let mut refit_from = None;
     if let Some(warm) = opts.warm.filter(|w| {

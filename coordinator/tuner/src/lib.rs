@@ -211,6 +211,13 @@ pub struct SuggestConfig {
     /// seeded uniform draw from the rest ([`subset`]), so a round's cost stops growing as
     /// `O(n³)` with the experiment. Every result still counts for duplicates and local search.
     pub max_model_points: usize,
+    /// When the call must stop: past it, the GP fit's likelihood evaluations and each point of
+    /// a batch end the call with [`Error::DeadlinePassed`] instead of computing on (a caller
+    /// that has given up on a round, as the coordinator does past `suggest_timeout_secs`,
+    /// gets its thread back within one likelihood evaluation or one point). `None`: no
+    /// deadline. Not serialized; results are the same with any deadline that does not pass.
+    #[serde(skip)]
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// [`SuggestConfig::max_model_points`] by default: a warm fit of this many results took about
@@ -237,6 +244,7 @@ impl Default for SuggestConfig {
             mixed_search: false,
             sample_choices: true,
             max_model_points: DEFAULT_MAX_MODEL_POINTS,
+            deadline: None,
         }
     }
 }
@@ -253,6 +261,17 @@ impl std::ops::Deref for ValidSuggestConfig {
 }
 
 impl SuggestConfig {
+    /// `Err(`[`Error::DeadlinePassed`]`)` once [`SuggestConfig::deadline`] has passed.
+    ///
+    /// # Errors
+    /// [`Error::DeadlinePassed`] past the deadline.
+    pub fn check_deadline(&self) -> Result<()> {
+        match self.deadline {
+            Some(deadline) if std::time::Instant::now() >= deadline => Err(Error::DeadlinePassed),
+            _ => Ok(()),
+        }
+    }
+
     /// A config with the given strategy and direction, the rest default (q-LogEI batches).
     pub fn new(strategy: Strategy, direction: Direction) -> SuggestConfig {
         SuggestConfig {
@@ -417,14 +436,17 @@ pub fn fit_warm(
     let use_gp =
         cfg.strategy == Strategy::Bo && observed.len() >= cfg.effective_initial_trials(space.dim());
     let (gp, warp) = if use_gp {
-        let (gp, warp) = match subset::model_points(&y_min, cfg.max_model_points, seed) {
-            None => bo::fit_gp(space, &x, &y_min, &cfg, seed, warm)?,
+        let fitted = match subset::model_points(&y_min, cfg.max_model_points, seed) {
+            None => bo::fit_gp(space, &x, &y_min, &cfg, seed, warm),
             Some(kept) => {
                 let x_kept: Vec<Vec<f64>> = kept.iter().map(|i| x[*i].clone()).collect();
                 let y_kept: Vec<f64> = kept.iter().map(|i| y_min[*i]).collect();
-                bo::fit_gp(space, &x_kept, &y_kept, &cfg, seed, warm)?
+                bo::fit_gp(space, &x_kept, &y_kept, &cfg, seed, warm)
             }
         };
+        // A fit cut short by the deadline ends wherever its starts were: no model.
+        cfg.check_deadline()?;
+        let (gp, warp) = fitted?;
         (Some(gp), warp)
     } else {
         (None, warp::Warp::identity())
@@ -467,6 +489,7 @@ pub fn propose(
     seed: u64,
 ) -> Result<Vec<Candidate>> {
     let cfg = cfg.validate()?;
+    cfg.check_deadline()?;
     let space = &model.space;
     let mut pending_norm = Vec::with_capacity(pending.len());
     for a in pending {

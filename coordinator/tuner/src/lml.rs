@@ -19,6 +19,7 @@
 //! would take more than [`PRECOMPUTE_LIMIT`] numbers they are recomputed per evaluation instead.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use faer::Mat;
 use faer::linalg::solvers::{DenseSolveCore, Solve};
@@ -50,6 +51,8 @@ pub struct Likelihood<'a> {
     r2: Vec<f64>,
     values: Vec<f64>,
     weights: Vec<f64>,
+    /// Past it, [`Likelihood::evaluate`] fails at once ([`Likelihood::with_deadline`]).
+    deadline: Option<Instant>,
 }
 
 /// Writes `Dₖ` for all pairs into `out` (`levels` choices when categorical, else 0).
@@ -117,6 +120,22 @@ impl<'a> Likelihood<'a> {
             r2: vec![0.0; pairs],
             values: vec![0.0; pairs],
             weights: vec![0.0; pairs],
+            deadline: None,
+        }
+    }
+
+    /// The same likelihood, whose evaluations fail with [`Error::DeadlinePassed`] from
+    /// `deadline` on (so an optimizer stops at its next step).
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Likelihood<'a> {
+        self.deadline = deadline;
+        self
+    }
+
+    fn check_deadline(&self) -> Result<()> {
+        match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => Err(Error::DeadlinePassed),
+            _ => Ok(()),
         }
     }
 
@@ -171,12 +190,14 @@ impl<'a> Likelihood<'a> {
     /// `None` where the matrix cannot be factored.
     ///
     /// # Errors
-    /// `Error::Numerical` for non-finite kernel values.
+    /// `Error::Numerical` for non-finite kernel values; `Error::DeadlinePassed` past the
+    /// deadline.
     pub fn values_at_noises(
         &mut self,
         kernel_theta: &[f64],
         log_noises: &[f64],
     ) -> Result<Vec<Option<f64>>> {
+        self.check_deadline()?;
         let n = self.x.len();
         let (gram, signal) = self.gram(kernel_theta)?;
         let y = faer::ColRef::from_slice(self.y);
@@ -199,8 +220,10 @@ impl<'a> Likelihood<'a> {
     ///
     /// # Errors
     /// `Error::Numerical` for non-finite kernel values or results, and
-    /// `Error::NotPositiveDefinite` when `K` cannot be factored even with the largest jitter.
+    /// `Error::NotPositiveDefinite` when `K` cannot be factored even with the largest jitter;
+    /// `Error::DeadlinePassed` past the deadline.
     pub fn evaluate(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64> {
+        self.check_deadline()?;
         let (n, d, pairs) = (self.x.len(), self.dim, self.pairs);
         debug_assert_eq!(
             theta.len(),

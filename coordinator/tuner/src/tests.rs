@@ -136,6 +136,63 @@ fn only_the_newest_pending_points_condition_the_gp() {
     }
 }
 
+/// A deadline that has passed stops a BO round with `DeadlinePassed`: before the fit, in the
+/// middle of it (a deadline that passes while the likelihood is being optimized), and between
+/// the points of a batch. One that does not pass changes nothing.
+#[test]
+fn a_round_past_its_deadline_stops_with_an_error_and_one_in_time_is_unchanged() {
+    use std::time::{Duration, Instant};
+    let space = unit_space(4);
+    let mut rng = rng::Rng::new(3);
+    let observations: Vec<Observation> = (0..300)
+        .map(|_| {
+            let x = rng.point(4);
+            Observation {
+                params: space.decode(&x),
+                value: x.iter().map(|v| (v - 0.4).powi(2)).sum::<f64>() + 0.01 * rng.uniform(),
+            }
+        })
+        .collect();
+    let with_deadline = |deadline| SuggestConfig {
+        deadline,
+        ..SuggestConfig::default()
+    };
+    let past = with_deadline(Some(Instant::now()));
+    let error = suggest(&space, &observations, &[], 4, &past, 1).expect_err("past");
+    assert_eq!(error, Error::DeadlinePassed);
+    assert!(error.to_string().contains("deadline"), "{error}");
+    // A cold fit of 300 points runs hundreds of likelihood evaluations: a millisecond's deadline
+    // passes among them, and the fit stops there.
+    let soon = with_deadline(Some(Instant::now() + Duration::from_millis(1)));
+    let error = fit(&space, &observations, &soon, 1).expect_err("passes during the fit");
+    assert_eq!(error, Error::DeadlinePassed);
+    // A model fitted in time, and a batch whose deadline passed before its points.
+    let model = fit(&space, &observations, &SuggestConfig::default(), 1).expect("fits");
+    let error = propose(&model, &[], 4, &past, 1).expect_err("past");
+    assert_eq!(error, Error::DeadlinePassed);
+    // The fit stops inside: past the deadline every likelihood evaluation fails (L-BFGS takes a
+    // failed evaluation as a failed step and stops).
+    let x: Vec<Vec<f64>> = observations
+        .iter()
+        .map(|o| space.encode(&o.params).expect("encodes"))
+        .collect();
+    let y: Vec<f64> = observations.iter().map(|o| o.value).collect();
+    let mut grad = vec![0.0; 6];
+    let theta = [0.0, 0.0, 0.0, 0.0, 0.0, -3.0];
+    let mut likelihood = lml::Likelihood::new(&x, &y);
+    assert!(likelihood.evaluate(&theta, &mut grad).is_ok());
+    let mut stopped = lml::Likelihood::new(&x, &y).with_deadline(Some(Instant::now()));
+    assert_eq!(
+        stopped.evaluate(&theta, &mut grad),
+        Err(Error::DeadlinePassed)
+    );
+    let later = with_deadline(Some(Instant::now() + Duration::from_secs(3600)));
+    assert_eq!(
+        suggest(&space, &observations, &[], 4, &later, 1).expect("in time"),
+        suggest(&space, &observations, &[], 4, &SuggestConfig::default(), 1).expect("no deadline"),
+    );
+}
+
 #[test]
 fn maximization_finds_the_maximum() {
     let space = unit_space(1);
