@@ -47,3 +47,11 @@ pub enum Error {
 
 /// The tuner's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `Err(`[`Error::DeadlinePassed`]`)` once `deadline` has passed; `Ok` without one.
+pub(crate) fn check_deadline(deadline: Option<std::time::Instant>) -> Result<()> {
+    match deadline {
+        Some(deadline) if std::time::Instant::now() >= deadline => Err(Error::DeadlinePassed),
+        _ => Ok(()),
+    }
+}

@@ -266,10 +266,7 @@ impl SuggestConfig {
     /// # Errors
     /// [`Error::DeadlinePassed`] past the deadline.
     pub fn check_deadline(&self) -> Result<()> {
-        match self.deadline {
-            Some(deadline) if std::time::Instant::now() >= deadline => Err(Error::DeadlinePassed),
-            _ => Ok(()),
-        }
+        error::check_deadline(self.deadline)
     }
 
     /// A config with the given strategy and direction, the rest default (q-LogEI batches).

@@ -132,13 +132,6 @@ impl<'a> Likelihood<'a> {
         self
     }
 
-    fn check_deadline(&self) -> Result<()> {
-        match self.deadline {
-            Some(deadline) if Instant::now() >= deadline => Err(Error::DeadlinePassed),
-            _ => Ok(()),
-        }
-    }
-
     /// The number of points.
     pub fn len(&self) -> usize {
         self.x.len()
@@ -197,7 +190,7 @@ impl<'a> Likelihood<'a> {
         kernel_theta: &[f64],
         log_noises: &[f64],
     ) -> Result<Vec<Option<f64>>> {
-        self.check_deadline()?;
+        crate::error::check_deadline(self.deadline)?;
         let n = self.x.len();
         let (gram, signal) = self.gram(kernel_theta)?;
         let y = faer::ColRef::from_slice(self.y);
@@ -223,7 +216,7 @@ impl<'a> Likelihood<'a> {
     /// `Error::NotPositiveDefinite` when `K` cannot be factored even with the largest jitter;
     /// `Error::DeadlinePassed` past the deadline.
     pub fn evaluate(&mut self, theta: &[f64], grad: &mut [f64]) -> Result<f64> {
-        self.check_deadline()?;
+        crate::error::check_deadline(self.deadline)?;
         let (n, d, pairs) = (self.x.len(), self.dim, self.pairs);
         debug_assert_eq!(
             theta.len(),
