@@ -6,6 +6,10 @@
 //! lines are skipped. Classes are numbered 0..k-1 in sorted order of the training file's labels
 //! (numeric order when every label is an integer), so any number of classes works (TREC's six).
 //!
+//! A UTF-8 byte order mark at the start of a file is skipped. A training file in which more
+//! than half of the labels label one line only is refused as unlabelled (a file of plain
+//! sentences, whose first words would otherwise become hundreds of classes).
+//!
 //! - Training file only: a tenth of its sentences (at least one) are split off for validation by
 //!   the seeded permutation, exactly as before validation files existed.
 //! - With a validation file: no split; the vocabulary is built from the training then the
@@ -24,6 +28,9 @@ use crate::{Error, Result};
 /// What a labelled line must look like, for errors.
 pub const LINE_FORMAT: &str = "expected 'label<TAB>text' or 'label text' (the label is any \
      non-empty text before the first tab, or before the first space in a line without a tab)";
+
+/// The byte order mark some editors put at the start of a UTF-8 file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The files of a user's data set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,6 +133,8 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         labels: Vec::new(),
         sentences: Vec::new(),
     };
+    // A UTF-8 byte order mark (as Windows editors write) is not part of the first label.
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     for (index, line) in split_lines(bytes).into_iter().enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -165,6 +174,7 @@ fn classes(train: &Parsed) -> Result<Vec<String>> {
         _ => a.cmp(b),
     });
     names.dedup();
+    refuse_unlabelled(train, names.len())?;
     if train.sentences.len() < 2 || names.len() < 2 {
         return Err(Error::Data {
             reason: format!(
@@ -176,6 +186,37 @@ fn classes(train: &Parsed) -> Result<Vec<String>> {
         });
     }
     Ok(names)
+}
+
+/// An error when the training file looks unlabelled: when more than half of its labels label a
+/// single line. Every line of a file of plain sentences (MR's own `rt-polarity.pos`, say) splits
+/// at its first space, so its first words become labels, most of them used once: that file has
+/// 1,429 "classes", 1,023 of them on one line only. A labelled data set has a few classes, each
+/// on many lines.
+fn refuse_unlabelled(train: &Parsed, classes: usize) -> Result<()> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for label in &train.labels {
+        *counts.entry(label.as_str()).or_default() += 1;
+    }
+    let once = counts.values().filter(|&&count| count == 1).count();
+    if classes >= 2 && 2 * once > classes {
+        let mut examples: Vec<&str> = counts
+            .iter()
+            .filter(|(_, count)| **count == 1)
+            .map(|(label, _)| *label)
+            .collect();
+        examples.sort_unstable();
+        let examples: Vec<String> = examples.iter().take(3).map(|l| format!("{l:?}")).collect();
+        return Err(Error::Data {
+            reason: format!(
+                "{} looks unlabelled: {once} of its {classes} labels are on one line only \
+                 (for example {}); each line must start with its class label: {LINE_FORMAT}",
+                train.path.display(),
+                examples.join(", ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The class index of every label, or an error naming the line of one the training file lacks.
@@ -266,6 +307,38 @@ mod tests {
             err.to_string()
                 .starts_with("/data/train.txt:1: empty label"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_label() {
+        let path = Path::new("/data/train.txt");
+        let parsed = parse(path, b"\xEF\xBB\xBFpos\tgood\r\nneg\tbad\r\n").expect("parses");
+        assert_eq!(parsed.labels, vec!["pos", "neg"]);
+    }
+
+    #[test]
+    fn a_file_of_plain_sentences_is_refused_as_unlabelled() {
+        let path = Path::new("/data/rt-polarity.pos");
+        // First words as labels: "the" twice, four others once each.
+        let plain = b"the rock is destined\nthe film works\na gorgeous film\n\
+            effective but too-tepid\nif you sometimes like to go\nemerges as something rare\n";
+        let parsed = parse(path, plain).expect("every line has a space");
+        let err = classes(&parsed)
+            .expect_err("plain sentences are refused")
+            .to_string();
+        assert!(
+            err.contains(
+                "/data/rt-polarity.pos looks unlabelled: 4 of its 5 labels are on one \
+                 line only (for example \"a\", \"effective\", \"emerges\")"
+            ),
+            "{err}"
+        );
+        // Half the classes on one line each is still a data set (a rare class or two).
+        let labelled = parse(path, b"a x\na y\nb x\nb y\nc x\nd y\n").expect("parses");
+        assert_eq!(
+            classes(&labelled).expect("labelled"),
+            vec!["a", "b", "c", "d"]
         );
     }
 }
