@@ -54,6 +54,14 @@ impl<B: Backend> TextCnnTrainer<B> {
             let loaded = load(&key).map_err(|error| {
                 TrialFailure::new(format!("failed to load dataset '{}': {error}", key.0))
             })?;
+            if loaded.cut_sentences > 0 {
+                tracing::warn!(
+                    dataset = %key.0,
+                    cut = loaded.cut_sentences,
+                    "sentences longer than {} tokens were cut to it",
+                    cnn::data::MAX_SEQ_LEN
+                );
+            }
             self.corpus = Some((key, loaded));
         }
         let (max_train, max_dev) = (workload.max_train_examples, workload.max_dev_examples);

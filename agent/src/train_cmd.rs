@@ -92,6 +92,13 @@ pub fn run(opts: &TrainOptions) -> anyhow::Result<()> {
         None => cnn::data::mr_embedded().context("failed to prepare MR")?,
     }
     .truncated(opts.max_train, opts.max_dev);
+    if data.cut_sentences > 0 {
+        eprintln!(
+            "note: {} sentences longer than {} tokens were cut to it",
+            data.cut_sentences,
+            cnn::data::MAX_SEQ_LEN
+        );
+    }
     if let Some(ordinal) = opts.gpu {
         // The probe checks the driver and NVRTC libraries before any cudarc call, so a machine
         // without CUDA gets a clear error instead of cudarc's panic.

@@ -46,7 +46,7 @@ fn mr_matches_the_reference_check_values() {
 #[test]
 fn vocabulary_breaks_count_ties_by_first_appearance() {
     let s = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
-    let vocab = vocabulary(&[s(&["b", "a", "c"]), s(&["c", "a", "d"])]);
+    let vocab = vocabulary(&[s(&["b", "a", "c"]), s(&["c", "a", "d"])], 3);
     assert_eq!(vocab, s(&["a", "c", "b", "d"]));
 }
 
@@ -164,5 +164,122 @@ fn dev_and_test_files_keep_their_sentences_and_labels() {
     assert!(
         err.contains("bad-test.txt:2: label 'maybe' is not a label of the training file"),
         "{err}"
+    );
+}
+
+/// The reference's way: pad every sentence with `PAD` strings, count the padded corpus, map.
+/// Returns the vocabulary and every sentence's ids in corpus order.
+fn materialized_padding(sentences: &[Vec<String>]) -> (Vec<String>, Vec<Vec<u32>>) {
+    let seq_len = sentences.iter().map(Vec::len).max().unwrap_or(0);
+    let padded: Vec<Vec<String>> = sentences
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.resize(seq_len, PAD.to_owned());
+            s
+        })
+        .collect();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for word in padded.iter().flatten() {
+        match counts.iter_mut().find(|(w, _)| w == word) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((word.clone(), 1)),
+        }
+    }
+    // A stable sort by count keeps first appearances in order among ties.
+    counts.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+    let vocab: Vec<String> = counts.into_iter().map(|(w, _)| w).collect();
+    let ids = padded
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|w| vocab.iter().position(|v| v == w).unwrap() as u32)
+                .collect()
+        })
+        .collect();
+    (vocab, ids)
+}
+
+/// `build`'s vocabulary and every sentence's ids in corpus order (undoing the split).
+fn built(sentences: &[Vec<String>]) -> (Vec<String>, Vec<Vec<u32>>) {
+    let corpus = Corpus {
+        sentences: sentences.to_vec(),
+        labels: (0..sentences.len() as u32).map(|i| i % 2).collect(),
+        num_classes: 2,
+        class_names: vec!["a".into(), "b".into()],
+    };
+    let data = build(
+        corpus,
+        Split::Given {
+            train_len: sentences.len(),
+        },
+    )
+    .unwrap();
+    let mut vocab = data.vocab.clone();
+    // Without any padding or literal PAD, `build` still appends PAD for its padding id; the
+    // reference's vocabulary has no such entry.
+    let has_pad = sentences.iter().any(|s| s.len() < data.seq_len)
+        || sentences.iter().flatten().any(|w| w == PAD);
+    if !has_pad {
+        vocab.pop();
+    }
+    let ids = data
+        .train_ids
+        .chunks(data.seq_len)
+        .map(<[u32]>::to_vec)
+        .collect();
+    (vocab, ids)
+}
+
+#[test]
+fn padding_is_counted_exactly_as_the_padded_corpus_counts_it() {
+    let s = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    let corpora = [
+        // The padding's first appearance ties with "b" and "c" and comes between them.
+        vec![s("a b"), s("a b c d"), s("c d a")],
+        // A literal "</s>" before the first padding, and after it.
+        vec![s("x </s> y z"), s("y"), s("</s> q")],
+        vec![s("q"), s("r s t u v w"), s("t </s>")],
+        // Every sentence the same length: no padding at all.
+        vec![s("a b"), s("b a"), s("c c")],
+    ];
+    for corpus in corpora {
+        assert_eq!(built(&corpus), materialized_padding(&corpus), "{corpus:?}");
+    }
+}
+
+#[test]
+fn mr_ids_are_those_of_the_padded_corpus() {
+    let mut sentences = Vec::new();
+    for bytes in [MR_POS, MR_NEG] {
+        sentences.extend(split_lines(bytes).into_iter().map(clean::tokenize));
+    }
+    let data = mr_embedded().unwrap();
+    let (vocab, ids) = materialized_padding(&sentences[..400]);
+    let (built_vocab, built_ids) = built(&sentences[..400]);
+    assert_eq!((built_vocab, built_ids), (vocab, ids));
+    assert_eq!(data.cut_sentences, 0);
+}
+
+#[test]
+fn sentences_longer_than_the_cap_are_cut_to_it() {
+    let long: Vec<String> = (0..MAX_SEQ_LEN + 500)
+        .map(|i| format!("w{}", i % 7))
+        .collect();
+    let short = vec!["w1".to_owned(), "x".to_owned()];
+    let corpus = Corpus {
+        sentences: vec![long.clone(), short.clone(), long, short],
+        labels: vec![0, 1, 0, 1],
+        num_classes: 2,
+        class_names: vec!["a".into(), "b".into()],
+    };
+    let data = build(corpus, Split::Given { train_len: 4 }).unwrap();
+    assert_eq!(data.seq_len, MAX_SEQ_LEN);
+    assert_eq!(data.cut_sentences, 2);
+    assert_eq!(data.train_ids.len(), 4 * MAX_SEQ_LEN);
+    let second = &data.train_ids[MAX_SEQ_LEN..2 * MAX_SEQ_LEN];
+    assert!(
+        second[2..].iter().all(|&id| id == data.pad_id),
+        "padded after its 2 tokens"
     );
 }
