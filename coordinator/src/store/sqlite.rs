@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{self, Checkpointer};
 use super::lock::DataDirLock;
 use super::{Change, ExperimentStore, Snapshot};
 use crate::service::model::{AgentRecord, EpochRecord, ExperimentRecord, LeaseRecord, TrialRecord};
@@ -111,6 +111,9 @@ pub struct SqliteStore {
     _checkpointer: Option<Checkpointer>,
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The WAL file the writer truncates past `wal_reset_bytes` (`None` for `open_file`).
+    wal_path: Option<PathBuf>,
+    wal_reset_bytes: u64,
     // Declared last, so it is released after the connection is closed; `None` for
     // `open_file`, which opens a file without claiming its directory.
     _lock: Option<DataDirLock>,
@@ -137,6 +140,7 @@ impl SqliteStore {
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| Error::store("turn off automatic WAL checkpoints", e))?;
         store._checkpointer = Some(Checkpointer::start(&store.path)?);
+        store.wal_path = Some(wal_path(&store.path));
         store._lock = Some(lock);
         Ok(store)
     }
@@ -160,6 +164,8 @@ impl SqliteStore {
             _checkpointer: None,
             conn: Mutex::new(conn),
             path: path.to_owned(),
+            wal_path: None,
+            wal_reset_bytes: checkpoint::WAL_RESET_BYTES,
             _lock: None,
         })
     }
@@ -491,8 +497,20 @@ impl ExperimentStore for SqliteStore {
             }
             tx.commit()
         };
-        write(&mut conn).map_err(|e| Error::store(format!("commit {} changes", changes.len()), e))
+        write(&mut conn)
+            .map_err(|e| Error::store(format!("commit {} changes", changes.len()), e))?;
+        if let Some(wal) = &self.wal_path {
+            checkpoint::truncate_if_large(&conn, wal, self.wal_reset_bytes);
+        }
+        Ok(())
     }
+}
+
+/// The WAL file of the database at `path` (SQLite's name: the path plus `-wal`).
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// The schema version of a database file, for diagnostics.
