@@ -122,9 +122,19 @@ pub async fn run(
     println!("{}", readiness_line(grpc_addr, metrics_addr));
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, "coordinator ready");
 
+    // A failed store write stops the daemon as a shutdown does, then `run` fails: memory is
+    // ahead of the store, and only a restart (systemd's Restart=on-failure, Kubernetes') reloads
+    // it. Staying up would refuse every write for good while /healthz said "ok".
+    let store_failure = coordinator.store_failure();
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
     let signal = async move {
-        shutdown.await;
-        tracing::info!("shutdown requested");
+        tokio::select! {
+            () = shutdown => tracing::info!("shutdown requested"),
+            message = store_failure => {
+                tracing::error!(error = %message, "a store write failed; stopping so that a restart reloads the store");
+                let _ = failed_tx.send(message);
+            }
+        }
         let _ = stop_tx.send(true);
     };
     let flusher = coordinator.clone();
@@ -147,6 +157,13 @@ pub async fn run(
         Ok(Err(e)) => tracing::warn!(error = %e, "metrics server failed"),
         Err(e) => tracing::warn!(error = %e, "metrics server task failed"),
         Ok(Ok(())) => {}
+    }
+    if let Ok(message) = failed_rx.await {
+        tracing::error!("coordinator stopped after a store failure");
+        return Err(Error::store(
+            "write, so the coordinator stopped (restart it to reload the store)",
+            store::writer::StoreFailure(message),
+        ));
     }
     tracing::info!("coordinator stopped");
     served

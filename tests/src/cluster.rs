@@ -162,6 +162,27 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Waits up to `timeout` for it to exit on its own and returns how it exited.
+    ///
+    /// # Errors
+    /// When it is still running at the deadline (the error holds its log).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().context("cannot wait for the child")? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} still runs after {timeout:?}; log:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM (through `kill`, so no unsafe code) and waits up to `timeout` for it to
     /// exit; returns whether it exited successfully.
     ///
@@ -205,6 +226,7 @@ pub struct ClusterBuilder {
     token: Option<String>,
     config_lines: Vec<String>,
     https: bool,
+    file_size_limit: Option<u64>,
 }
 
 impl ClusterBuilder {
@@ -219,6 +241,14 @@ impl ClusterBuilder {
     /// test builds its own TLS clients.
     pub fn https(mut self) -> Self {
         self.https = true;
+        self
+    }
+
+    /// Starts the coordinator with every file it writes limited to `blocks` of 512 bytes
+    /// (`ulimit -f`, with `SIGXFSZ` ignored so that a write past it fails with `EFBIG`): a disk
+    /// that fills up, without root.
+    pub fn file_size_limit(mut self, blocks: u64) -> Self {
+        self.file_size_limit = Some(blocks);
         self
     }
 
@@ -254,6 +284,7 @@ impl ClusterBuilder {
             coordinator: None,
             grpc_addr: None,
             scheme: if self.https { "https" } else { "http" },
+            file_size_limit: self.file_size_limit,
         };
         cluster.start_coordinator()?;
         Ok(cluster)
@@ -268,6 +299,7 @@ pub struct Cluster {
     coordinator: Option<Daemon>,
     grpc_addr: Option<String>,
     scheme: &'static str,
+    file_size_limit: Option<u64>,
 }
 
 impl Cluster {
@@ -302,7 +334,19 @@ impl Cluster {
     /// # Errors
     /// When it cannot start.
     pub fn start_coordinator(&mut self) -> Result<()> {
-        let mut command = Command::new(binary("coordinator")?);
+        let mut command = match self.file_size_limit {
+            None => Command::new(binary("coordinator")?),
+            Some(blocks) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!(
+                        "ulimit -f {blocks} && trap '' XFSZ && exec \"$0\" \"$@\""
+                    ))
+                    .arg(binary("coordinator")?);
+                shell
+            }
+        };
         command
             .arg("--config")
             .arg(&self.config_path)
@@ -324,6 +368,12 @@ impl Cluster {
         self.coordinator
             .as_mut()
             .context("the coordinator is not running")
+    }
+
+    /// Starts the coordinator without the [`ClusterBuilder::file_size_limit`] from its next start
+    /// on (the disk was freed).
+    pub fn lift_file_size_limit(&mut self) {
+        self.file_size_limit = None;
     }
 
     /// Kills the coordinator with SIGKILL (a crash).

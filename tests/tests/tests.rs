@@ -15,6 +15,7 @@ mod observability_prometheus;
 mod own_data_e2e;
 mod pause_e2e;
 mod process_e2e;
+mod store_failure_e2e;
 mod study_e2e;
 mod tls_e2e;
 mod workload_metrics_e2e;

@@ -589,6 +589,13 @@ impl Coordinator {
         self.inner.writer.barrier().durable().await
     }
 
+    /// Resolves with the message of the first failed store write. Memory is then ahead of the
+    /// store and every later write is refused, so the daemon stops ([`crate::run`]) and its
+    /// supervisor's restart reloads the store.
+    pub fn store_failure(&self) -> impl Future<Output = String> + Send + 'static {
+        self.inner.writer.failure()
+    }
+
     /// The service settings.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings

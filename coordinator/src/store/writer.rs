@@ -9,7 +9,8 @@
 //!
 //! A failed transaction is retried change set by change set, so one bad request fails alone.
 //! Any failure leaves memory ahead of the store, so the writer then refuses every later write
-//! ([`Writer::check`]) until the coordinator is restarted and reloads from the store.
+//! ([`Writer::check`]) and resolves [`Writer::failure`]: the daemon then stops with an error, so
+//! that its supervisor restarts it and it reloads from the store.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -31,6 +32,22 @@ struct Request {
 struct Shared {
     failed: AtomicBool,
     failure: Mutex<String>,
+    /// Turns `true` with `failed`, for [`Writer::failure`]'s waiters.
+    failed_signal: tokio::sync::watch::Sender<bool>,
+}
+
+impl Shared {
+    fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(String::new()),
+            failed_signal: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    fn failure_message(&self) -> String {
+        self.failure.lock().map(|m| m.clone()).unwrap_or_default()
+    }
 }
 
 /// The handle the service submits through. Cloning shares the writer.
@@ -75,9 +92,10 @@ impl Ticket {
     }
 }
 
+/// A store failure's message, as an error source.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct StoreFailure(String);
+pub struct StoreFailure(pub String);
 
 impl Writer {
     /// Starts the writer thread over `store`.
@@ -89,10 +107,7 @@ impl Writer {
         commit_seconds: Option<prometheus::Histogram>,
     ) -> Result<Self> {
         let (sender, receiver) = mpsc::channel::<Request>();
-        let shared = Arc::new(Shared {
-            failed: AtomicBool::new(false),
-            failure: Mutex::new(String::new()),
-        });
+        let shared = Shared::new();
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -115,10 +130,7 @@ impl Writer {
     pub fn inline(store: Arc<dyn ExperimentStore>) -> Self {
         Self {
             mode: Mode::Inline(store),
-            shared: Arc::new(Shared {
-                failed: AtomicBool::new(false),
-                failure: Mutex::new(String::new()),
-            }),
+            shared: Shared::new(),
         }
     }
 
@@ -129,18 +141,24 @@ impl Writer {
     /// `Error::Store` naming the earlier failure.
     pub fn check(&self) -> Result<()> {
         if self.shared.failed.load(Ordering::Acquire) {
-            let message = self
-                .shared
-                .failure
-                .lock()
-                .map(|m| m.clone())
-                .unwrap_or_default();
+            let message = self.shared.failure_message();
             return Err(Error::store(
                 "write (an earlier write failed; restart the coordinator to reload its store)",
                 StoreFailure(message),
             ));
         }
         Ok(())
+    }
+
+    /// Resolves with the failure's message once a write has failed (at once if one has).
+    pub fn failure(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut failed = self.shared.failed_signal.subscribe();
+        let shared = Arc::clone(&self.shared);
+        async move {
+            // The sender lives in `shared`, which this future holds: `wait_for` cannot fail.
+            let _ = failed.wait_for(|failed| *failed).await;
+            shared.failure_message()
+        }
     }
 
     /// Resolves once everything submitted before it is durable (a graceful shutdown waits for it).
@@ -215,6 +233,7 @@ fn fail(shared: &Shared, message: &str) {
         message.clone_into(&mut failure);
     }
     shared.failed.store(true, Ordering::Release);
+    shared.failed_signal.send_replace(true);
     tracing::error!(
         error = message,
         "store write failed; refusing further writes"
@@ -305,5 +324,45 @@ mod tests {
             }
         }
         assert_eq!(store.load().expect("loads"), expected);
+    }
+
+    /// A store whose every commit fails, as a full disk's does.
+    struct FullStore;
+
+    impl ExperimentStore for FullStore {
+        fn load(&self) -> Result<crate::store::Snapshot> {
+            Ok(crate::store::Snapshot::default())
+        }
+        fn commit(&self, _: &[Change]) -> Result<()> {
+            Err(Error::store(
+                "commit",
+                StoreFailure("database or disk is full".into()),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_resolves_failure_and_refuses_later_writes() {
+        let writer = Writer::spawn(Arc::new(FullStore), None).expect("spawns");
+        let failure = writer.failure();
+        writer.check().expect("nothing has failed yet");
+        let (changes, _) = sample_changes();
+        let err = writer
+            .submit(changes[..1].to_vec())
+            .durable()
+            .await
+            .expect_err("the commit fails");
+        assert!(err.to_string().contains("commit changes"), "{err}");
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), failure)
+            .await
+            .expect("failure resolves once a write failed");
+        assert!(message.contains("database or disk is full"), "{message}");
+        let refused = writer.check().expect_err("later writes are refused");
+        assert!(refused.to_string().contains("restart"), "{refused}");
+        // A waiter that comes after the failure is answered at once.
+        let late = tokio::time::timeout(std::time::Duration::from_secs(10), writer.failure())
+            .await
+            .expect("resolves at once");
+        assert_eq!(late, message);
     }
 }
