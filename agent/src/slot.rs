@@ -13,6 +13,7 @@ use proto::v1::{
     lease_trial_response,
 };
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::client::CoordinatorApi;
 use crate::cost::Pricing;
@@ -109,10 +110,15 @@ async fn drive_trial<A: CoordinatorApi>(
     worker: &SlotWorker,
     lease: Lease,
 ) {
-    let job = TrialJob::from_lease(&lease);
     let span = tracing::info_span!("trial", trial_id = %lease.trial_id, experiment_id = %lease.experiment_id,
         agent_id = %ctx.session.agent_id(), slot = ctx.slot);
-    let _entered = span.enter();
+    // Instrumented, not entered: a guard held across an await stays entered on the thread while
+    // the task waits, so the other slots' lines were logged inside this trial's span.
+    run_trial(ctx, worker, lease).instrument(span).await;
+}
+
+async fn run_trial<A: CoordinatorApi>(ctx: &mut SlotContext<A>, worker: &SlotWorker, lease: Lease) {
+    let job = TrialJob::from_lease(&lease);
     tracing::info!(attempt = lease.attempt, workload = %job.workload.kind, "trial leased");
     let mut run = TrialRun {
         lease,

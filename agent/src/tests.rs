@@ -383,3 +383,48 @@ async fn shutdown_does_not_wait_for_a_long_poll() {
     assert_eq!(fake.lease_waits(), vec![60.0]);
     assert_eq!(fake.log(), vec!["unregister agent-1"]);
 }
+
+/// Records the most `trial` spans any event was logged inside.
+struct TrialSpanDepth(Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S> tracing_subscriber::Layer<S> for TrialSpanDepth
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let depth = ctx.event_scope(event).map_or(0, |scope| {
+            scope.filter(|span| span.name() == "trial").count()
+        });
+        self.0
+            .fetch_max(depth, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test]
+async fn each_slot_logs_inside_its_own_trial_only() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let deepest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(TrialSpanDepth(deepest.clone()));
+    // The test's runtime has one thread, so this thread's subscriber sees every slot's events.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let fake = FakeCoordinator::new();
+    for id in ["a1", "b1", "a2", "b2"] {
+        fake.add_lease(lease(id, 3.0, 0.01));
+    }
+    let first = start(&fake).await;
+    let second = start(&fake).await;
+    first
+        .wait_for("four completions", |f| {
+            ["a1", "b1", "a2", "b2"]
+                .iter()
+                .all(|id| f.completions(id) == 1)
+        })
+        .await;
+    first.stop().await;
+    second.stop().await;
+    let deepest = deepest.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        deepest, 1,
+        "an event was logged inside {deepest} trial spans"
+    );
+}
