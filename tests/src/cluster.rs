@@ -432,6 +432,16 @@ impl Cluster {
     /// # Errors
     /// When `tunectl` cannot be started.
     pub fn tunectl(&self, args: &[&str]) -> Result<Output> {
+        self.tunectl_command(args)?
+            .output()
+            .context("cannot run tunectl")
+    }
+
+    /// The command [`Cluster::tunectl`] runs, for a test that spawns it and reads it as it runs.
+    ///
+    /// # Errors
+    /// When the binary is missing or the coordinator never started.
+    pub fn tunectl_command(&self, args: &[&str]) -> Result<Command> {
         let mut command = Command::new(binary("tunectl")?);
         command
             .args(args)
@@ -444,7 +454,7 @@ impl Cluster {
         if let Some(token) = &self.token {
             command.env("TUNEFLEET_TOKEN", token);
         }
-        command.output().context("cannot run tunectl")
+        Ok(command)
     }
 
     /// A tonic channel to the coordinator.

@@ -316,3 +316,77 @@ async fn corrupt_config_and_sigterm() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunectl_watch_rides_out_a_coordinator_restart() -> Result<()> {
+    use std::io::BufRead;
+    let mut cluster = Cluster::builder().start()?;
+    let spec = cluster.dir().join("watched.toml");
+    std::fs::write(
+        &spec,
+        "name = \"watched\"\nmetric = \"value\"\ndirection = \"minimize\"\nstrategy = \"random\"\n\
+         budget = 4\nparallelism = 2\n[[parameters]]\nname = \"x\"\ntype = \"float\"\nlow = 0.0\n\
+         high = 1.0\n[workload]\nkind = \"function\"\ndataset = \"quadratic\"\n",
+    )?;
+    let id = tunectl_ok(&cluster, &["create", &spec.display().to_string()])?;
+    let id = id.trim().to_owned();
+    let mut watch = cluster
+        .tunectl_command(&["watch", &id, "--interval-secs", "0.1"])?
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start tunectl watch")?;
+    // Both streams, merged into one channel of lines as they come.
+    let (lines, received) = std::sync::mpsc::channel();
+    let stderr = watch.stderr.take().context("no stderr")?;
+    let stdout = watch.stdout.take().context("no stdout")?;
+    let forward = |stream: Box<dyn std::io::Read + Send>,
+                   lines: std::sync::mpsc::Sender<String>| {
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        })
+    };
+    forward(Box::new(stderr), lines.clone());
+    forward(Box::new(stdout), lines);
+    let mut printed = Vec::new();
+    let mut wait_line = |needle: &str| -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = received.recv_timeout(left).with_context(|| {
+                format!("no line containing '{needle}' within 30 s; so far: {printed:?}")
+            })?;
+            let found = line.contains(needle);
+            printed.push(line);
+            if found {
+                return Ok(());
+            }
+        }
+    };
+    // Connected and polling: its first progress line.
+    wait_line("trials done")?;
+    cluster.kill_coordinator();
+    wait_line("coordinator not answering")?;
+    cluster.start_coordinator()?;
+    wait_line("coordinator answering again")?;
+    let _agent = integration_tests::agents::start_agent(&cluster, "agent", &[])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = watch.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = watch.kill();
+            bail!("tunectl watch did not end within 60 s of the experiment's agent starting");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    wait_line("completed")?;
+    assert!(status.success(), "tunectl watch exited {status}");
+    Ok(())
+}

@@ -95,6 +95,10 @@ pub enum ExperimentCommand {
         /// Seconds between polls.
         #[arg(long, default_value_t = 1.0)]
         interval_secs: f64,
+        /// How long to keep polling a coordinator that does not answer (restarting, say)
+        /// before giving up, seconds.
+        #[arg(long, default_value_t = 600.0)]
+        reconnect_secs: f64,
     },
     /// Prints the best trial.
     Best {
@@ -195,8 +199,31 @@ pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Client> {
 
 /// Turns a status into a one-line error.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+    anyhow::Error::new(StatusError(status))
 }
+
+/// A refused or failed request, shown as "message (Code)"; kept as the error so callers can
+/// tell a coordinator that is away from one that said no ([`StatusError::code`]).
+#[derive(Debug)]
+pub struct StatusError(pub tonic::Status);
+
+impl StatusError {
+    /// The status code of the first `StatusError` in `error`'s chain, if any.
+    pub fn code(error: &anyhow::Error) -> Option<tonic::Code> {
+        error
+            .chain()
+            .find_map(|e| e.downcast_ref::<StatusError>())
+            .map(|e| e.0.code())
+    }
+}
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:?})", self.0.message(), self.0.code())
+    }
+}
+
+impl std::error::Error for StatusError {}
 
 /// Runs one experiment command, writing its output to `out`.
 ///
@@ -233,9 +260,14 @@ pub async fn run(
                 }
             }
         }
-        ExperimentCommand::Watch { id, interval_secs } => {
+        ExperimentCommand::Watch {
+            id,
+            interval_secs,
+            reconnect_secs,
+        } => {
             let display = watch::Display::for_stdout();
-            watch::watch(&mut client, &id, interval_secs, display, out).await?
+            let timing = watch::Timing::new(interval_secs, reconnect_secs)?;
+            watch::watch(&mut client, &id, timing, display, out).await?
         }
         ExperimentCommand::Best { id } => {
             let request = pb::GetBestTrialRequest { experiment_id: id };

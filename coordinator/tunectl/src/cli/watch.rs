@@ -2,6 +2,10 @@
 //! until it ends, then its status. On a terminal the progress is a live bar on stderr; when
 //! stdout is not a terminal (a pipe, a log file, CI) it is one plain line on stdout per change,
 //! with no bar and no escape codes.
+//!
+//! A coordinator that stops answering (it restarts, or the network drops) is polled again until
+//! it answers, for up to `--reconnect-secs`; notes on stderr say when it went away and came back.
+//! A refusal (an unknown experiment, a wrong token) ends the watch at once.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -9,7 +13,85 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use proto::v1 as pb;
 
-use super::{Client, get_experiment, list_trials, numbers, output};
+use super::{Client, StatusError, get_experiment, list_trials, numbers, output};
+
+/// How often to poll, and how long to wait for a coordinator that does not answer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    interval: Duration,
+    reconnect: Duration,
+}
+
+impl Timing {
+    /// Polls every `interval_secs` (0.05 to 3,600) and waits up to `reconnect_secs` (0 to a
+    /// week) for a coordinator that stopped answering.
+    ///
+    /// # Errors
+    /// When either is out of range or not a number.
+    pub fn new(interval_secs: f64, reconnect_secs: f64) -> anyhow::Result<Timing> {
+        if !(0.05..=3600.0).contains(&interval_secs) {
+            anyhow::bail!("--interval-secs must be from 0.05 to 3600 (got {interval_secs})");
+        }
+        if !(0.0..=604_800.0).contains(&reconnect_secs) {
+            anyhow::bail!("--reconnect-secs must be from 0 to 604800 (got {reconnect_secs})");
+        }
+        Ok(Timing {
+            interval: Duration::from_secs_f64(interval_secs),
+            reconnect: Duration::from_secs_f64(reconnect_secs),
+        })
+    }
+}
+
+/// Whether a failed poll means the coordinator is away (and may come back) rather than that it
+/// refused: it could not be reached, or it was shutting down or overloaded.
+fn is_transient(error: &anyhow::Error) -> bool {
+    matches!(
+        StatusError::code(error),
+        Some(tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled)
+    )
+}
+
+/// When the current outage began, so the watch knows how long it has waited.
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<std::time::Instant>,
+}
+
+impl Outage {
+    /// Handles a failed poll: `Ok` with a note to show when the watch should poll again, else
+    /// the error (a refusal, or an outage past `limit`).
+    fn failed(
+        &mut self,
+        error: anyhow::Error,
+        now: std::time::Instant,
+        limit: Duration,
+    ) -> anyhow::Result<Option<String>> {
+        if !is_transient(&error) {
+            return Err(error);
+        }
+        let since = *self.since.get_or_insert(now);
+        let waited = now.saturating_duration_since(since);
+        if waited > limit {
+            return Err(error.context(format!(
+                "the coordinator did not answer for {:.0} s (--reconnect-secs)",
+                waited.as_secs_f64()
+            )));
+        }
+        Ok((waited.is_zero()).then(|| {
+            format!(
+                "coordinator not answering ({error}); polling again for up to {:.0} s",
+                limit.as_secs_f64()
+            )
+        }))
+    }
+
+    /// Handles a poll that was answered: a note when it ends an outage.
+    fn answered(&mut self) -> Option<String> {
+        self.since
+            .take()
+            .map(|_| "coordinator answering again".to_string())
+    }
+}
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,26 +174,51 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-/// Polls the experiment every `interval_secs` and shows its progress until it is no longer
-/// running, then writes its status to `out`.
+/// One poll: the experiment and its trials done.
+async fn poll(client: &mut Client, id: &str) -> anyhow::Result<(pb::Experiment, u64)> {
+    let experiment = get_experiment(client, id).await?;
+    let trials = list_trials(client, id, false).await?;
+    Ok((experiment, trials_done(&trials)))
+}
+
+/// Polls the experiment every interval and shows its progress until it is no longer running,
+/// then writes its status to `out`. A coordinator that does not answer is polled again for up
+/// to the timing's reconnect window.
 ///
 /// # Errors
-/// When a request or a write fails, or the experiment was paused (its status, with the reason,
-/// is written first).
+/// When a request is refused, the coordinator stays away past the window, a write fails, or
+/// the experiment was paused (its status, with the reason, is written first).
 pub async fn watch(
     client: &mut Client,
     id: &str,
-    interval_secs: f64,
+    timing: Timing,
     display: Display,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
-    let interval = Duration::from_secs_f64(interval_secs.clamp(0.05, 3600.0));
     let bar = (display == Display::Bar).then(progress_bar);
+    let note = |text: String| match &bar {
+        Some(bar) => bar.suspend(|| eprintln!("{text}")),
+        None => eprintln!("{text}"),
+    };
     let mut lines = LinePrinter::default();
+    let mut outage = Outage::default();
     loop {
-        let experiment = get_experiment(client, id).await?;
-        let trials = list_trials(client, id, false).await?;
-        let done = trials_done(&trials);
+        let (experiment, done) = match poll(client, id).await {
+            Ok(polled) => {
+                if let Some(text) = outage.answered() {
+                    note(text);
+                }
+                polled
+            }
+            Err(error) => {
+                let now = std::time::Instant::now();
+                if let Some(text) = outage.failed(error, now, timing.reconnect)? {
+                    note(text);
+                }
+                tokio::time::sleep(timing.interval).await;
+                continue;
+            }
+        };
         match &bar {
             Some(bar) => {
                 let budget = experiment
@@ -144,7 +251,7 @@ pub async fn watch(
             }
             return Ok(());
         }
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(timing.interval).await;
     }
 }
 
@@ -191,5 +298,78 @@ mod tests {
         for line in [first, progressed, ended] {
             assert!(!line.contains('\u{1b}') && !line.contains('\r'), "{line:?}");
         }
+    }
+
+    fn status(code: tonic::Code) -> anyhow::Error {
+        super::super::status_error(tonic::Status::new(code, "down"))
+    }
+
+    #[test]
+    fn an_away_coordinator_is_polled_again_until_the_window_ends() {
+        let limit = Duration::from_secs(60);
+        let start = std::time::Instant::now();
+        let mut outage = Outage::default();
+        let first = outage
+            .failed(status(tonic::Code::Unavailable), start, limit)
+            .expect("polls again");
+        assert!(
+            first
+                .is_some_and(|n| n.contains("not answering (down (Unavailable))")
+                    && n.contains("up to 60 s")),
+            "the first failure says so"
+        );
+        let later = outage
+            .failed(
+                status(tonic::Code::DeadlineExceeded),
+                start + Duration::from_secs(30),
+                limit,
+            )
+            .expect("still within the window");
+        assert_eq!(later, None, "one note an outage");
+        assert_eq!(
+            outage.answered().as_deref(),
+            Some("coordinator answering again")
+        );
+        assert_eq!(outage.answered(), None, "nothing to say when it never left");
+        // A new outage gets its own window and its own note.
+        let again = start + Duration::from_secs(100);
+        assert!(
+            outage
+                .failed(status(tonic::Code::Unavailable), again, limit)
+                .expect("new window")
+                .is_some()
+        );
+        let past = outage
+            .failed(
+                status(tonic::Code::Unavailable),
+                again + Duration::from_secs(61),
+                limit,
+            )
+            .expect_err("past the window");
+        assert!(
+            format!("{past:#}").starts_with("the coordinator did not answer for 61 s"),
+            "{past:#}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_ends_the_watch_at_once() {
+        let mut outage = Outage::default();
+        for code in [
+            tonic::Code::NotFound,
+            tonic::Code::Unauthenticated,
+            tonic::Code::Internal,
+        ] {
+            let err = outage
+                .failed(
+                    status(code),
+                    std::time::Instant::now(),
+                    Duration::from_secs(600),
+                )
+                .expect_err("refused");
+            assert_eq!(StatusError::code(&err), Some(code));
+        }
+        assert!(Timing::new(0.0, 10.0).is_err() && Timing::new(1.0, -1.0).is_err());
+        assert!(Timing::new(f64::NAN, 10.0).is_err());
     }
 }
