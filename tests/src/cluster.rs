@@ -197,20 +197,11 @@ impl Daemon {
         if !status.success() {
             bail!("kill -TERM {} failed", self.pid());
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().context("cannot wait for the child")? {
-                return Ok(status.success());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "{} did not exit within {timeout:?} of SIGTERM; log:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let name = self.name.clone();
+        let status = self
+            .wait_exit(timeout)
+            .with_context(|| format!("{name} did not exit within {timeout:?} of SIGTERM"))?;
+        Ok(status.success())
     }
 }
 
