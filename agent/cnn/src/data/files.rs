@@ -210,13 +210,32 @@ fn refuse_unlabelled(train: &Parsed, classes: usize) -> Result<()> {
         return Err(Error::Data {
             reason: format!(
                 "{} looks unlabelled: {once} of its {classes} labels are on one line only \
-                 (for example {}); each line must start with its class label: {LINE_FORMAT}",
+                 (for example {}){}; each line must start with its class label: {LINE_FORMAT}",
                 train.path.display(),
-                examples.join(", ")
+                examples.join(", "),
+                label_last_hint(train)
             ),
         });
     }
     Ok(())
+}
+
+/// A hint for [`refuse_unlabelled`]'s error when the labels seem to come last on each line
+/// (`text<TAB>label`, as GLUE's SST-2 files have): nine lines in ten or more have a one-token
+/// "text", and those tokens take at most 100 values.
+fn label_last_hint(train: &Parsed) -> &'static str {
+    let single: Vec<&str> = train
+        .sentences
+        .iter()
+        .filter(|tokens| tokens.len() == 1)
+        .map(|tokens| tokens[0].as_str())
+        .collect();
+    let distinct: std::collections::HashSet<&str> = single.iter().copied().collect();
+    if single.len() * 10 >= train.sentences.len() * 9 && distinct.len() <= 100 {
+        " (the label seems to come last, as in 'text<TAB>label' files: put it first)"
+    } else {
+        ""
+    }
 }
 
 /// The class index of every label, or an error naming the line of one the training file lacks.
@@ -331,6 +350,21 @@ mod tests {
             err.contains(
                 "/data/rt-polarity.pos looks unlabelled: 4 of its 5 labels are on one \
                  line only (for example \"a\", \"effective\", \"emerges\")"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("seems to come last"), "{err}");
+        // GLUE's SST-2 layout: a header, then `text<TAB>label`.
+        let glue = parse(
+            path,
+            b"sentence\tlabel\nit 's a charming journey\t1\nunflinchingly bleak\t0\n\
+              the acting is fine\t1\n",
+        )
+        .expect("tab lines");
+        let err = classes(&glue).expect_err("refused").to_string();
+        assert!(
+            err.contains(
+                "(the label seems to come last, as in 'text<TAB>label' files: put it first)"
             ),
             "{err}"
         );
