@@ -1,6 +1,6 @@
 //! Fleet behaviour of the coordinator's core, through the domain traits on paused time (the
 //! lease clock is tokio's, so `tokio::time::advance` moves it): deadlines judged at arrival,
-//! fresh deadlines after a restart, late results, fair scheduling, the long poll, pruning, and
+//! fresh deadlines after a restart, a pause forgiven by the next sweep, late results, fair scheduling, the long poll, pruning, and
 //! cancel-safety of a request dropped in the middle of its commit.
 
 #[path = "fleet/support.rs"]
@@ -721,5 +721,49 @@ async fn a_waiter_restricted_to_one_experiment_leaves_other_wake_ups_to_others()
     assert!(
         matches!(restricted_outcome, LeaseOutcome::RetryAfter(_)),
         "{restricted_outcome:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sweep_after_the_coordinator_was_paused_forgives_the_pause() {
+    let store = MemoryStore::new();
+    let coordinator = start(&store, settings()).await;
+    let experiment = running(&coordinator, spec("e", 1, 1), 1).await;
+    let agent = agent(&coordinator).await;
+    let lease = lease_now(&coordinator, &agent).await;
+
+    // The process did not run for 50 s, past the 10 s lease timeout: its first sweep after
+    // resuming finds the pause and forgives it.
+    advance(Duration::from_secs(50)).await;
+    coordinator.sweep(Duration::from_secs(45)).await;
+    assert_eq!(
+        trial_state(&coordinator, &experiment).await,
+        TrialState::Leased,
+        "the lease outlived the pause"
+    );
+    let beat = coordinator
+        .heartbeat(agent.clone(), vec![lease.lease_id.clone()])
+        .await
+        .expect("the agent is still known and connected");
+    assert_eq!(beat[0].action, LeaseAction::Continue);
+
+    // Time that passes while the coordinator runs is not forgiven: silent past the timeout,
+    // the lease expires at the next sweeps.
+    advance(Duration::from_secs(11)).await;
+    coordinator.sweep(Duration::ZERO).await;
+    assert_eq!(
+        trial_state(&coordinator, &experiment).await,
+        TrialState::Pending
+    );
+    // A stall under a second is scheduling noise, not forgiven either.
+    let lease = lease_now(&coordinator, &agent).await;
+    advance(Duration::from_secs(11)).await;
+    coordinator
+        .sweep(coordinator::service::agents::STALL_FORGIVEN - Duration::from_millis(1))
+        .await;
+    assert_eq!(
+        trial_state(&coordinator, &experiment).await,
+        TrialState::Pending,
+        "{lease:?} expired"
     );
 }

@@ -6,6 +6,9 @@
 //! - `tunectl local` stopped with SIGTERM stops its coordinator and agents and exits 143;
 //!   killed with SIGKILL, its children notice their parent died and stop by themselves (they
 //!   went on training at 90% CPU each).
+//! - A coordinator paused (SIGSTOP) for longer than the lease timeout keeps its leases when it
+//!   resumes: its first sweep forgives the pause instead of expiring every lease, which handed a
+//!   training trial to an idle agent (a second attempt).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -284,5 +287,73 @@ async fn tunectl_local_keeps_its_logs_when_it_fails_and_says_where() -> Result<(
             "{log} does not mention '{logged}':\n{text}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_paused_past_the_lease_timeout_keeps_its_leases() -> Result<()> {
+    let mut cluster = Cluster::builder()
+        .config_line("lease_timeout_secs = 2")
+        .config_line("heartbeat_interval_secs = 1")
+        .config_line("lease_check_interval_secs = 1")
+        .start()?;
+    // Two agents: one trains the trial, the other waits, and would take the trial at once were
+    // its lease expired. Their retries back off to at most 0.5 s, so that after the pause they
+    // call again within the 2 s lease timeout, as agents do within the default 60 s.
+    let mut fleet = Vec::new();
+    for name in ["agent-a", "agent-b"] {
+        let mut command = agents::agent_command(&cluster, &[])?;
+        command.env("AGENT_RETRY_MAX_BACKOFF_SECS", "0.5");
+        fleet.push(integration_tests::cluster::Daemon::spawn(
+            name,
+            command,
+            cluster.dir(),
+            Duration::from_secs(30),
+        )?);
+    }
+    let spec = cluster.dir().join("paused.toml");
+    std::fs::write(
+        &spec,
+        "name = \"paused\"\nmetric = \"value\"\ndirection = \"minimize\"\nstrategy = \"random\"\n\
+         budget = 1\nparallelism = 1\n[[parameters]]\nname = \"x\"\ntype = \"float\"\n\
+         low = 0.0\nhigh = 1.0\n[workload]\nkind = \"function\"\ndataset = \"quadratic\"\n\
+         [workload.fixed_params]\nepochs = 10\nepoch_seconds = 0.5\n",
+    )?;
+    let created = cluster.tunectl(&["create", &spec.display().to_string()])?;
+    ensure!(created.status.success(), "{created:?}");
+    let id = String::from_utf8(created.stdout)?.trim().to_owned();
+    let mut client = agents::experiments(&cluster).await?;
+    wait_for("the trial to be leased", Duration::from_secs(30), || {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move {
+            let trials = agents::trials(&mut client, &id).await?;
+            Ok(trials
+                .iter()
+                .any(|t| matches!(t.state(), pb::TrialState::Leased | pb::TrialState::Running))
+                .then_some(()))
+        }
+    })
+    .await?;
+    // Paused for 12 s, past the 2 s lease timeout and the agents' 10 s request timeout. The sleep is the fault itself: the process
+    // must stay stopped this long.
+    let pid = cluster.coordinator()?.pid();
+    signal(pid, "STOP")?;
+    std::thread::sleep(Duration::from_secs(12));
+    signal(pid, "CONT")?;
+    let done = agents::wait_until_done(&cluster, &id, Duration::from_secs(60)).await?;
+    let trials = agents::trials(&mut client, &id).await?;
+    let log = cluster.coordinator_log();
+    ensure!(
+        done.state() == pb::ExperimentState::Completed
+            && trials.len() == 1
+            && trials[0].attempts == 1
+            && trials[0].state() == pb::TrialState::Succeeded,
+        "the trial must finish in its first attempt: {trials:?}\n{log}"
+    );
+    ensure!(
+        log.contains("the coordinator did not run for a while"),
+        "the pause was not noticed:\n{log}"
+    );
     Ok(())
 }

@@ -48,6 +48,10 @@ fn deadline_unix(deadline: Instant) -> f64 {
             .as_secs_f64()
 }
 
+/// The shortest stall (time the coordinator did not run, beyond the sweep period) that
+/// [`Coordinator::sweep`] forgives; shorter ones are scheduling noise.
+pub const STALL_FORGIVEN: Duration = Duration::from_secs(1);
+
 fn unknown_lease(lease_id: &LeaseId) -> Error {
     Error::FailedPrecondition(format!(
         "lease '{lease_id}' is not current (expired, reassigned or finished)"
@@ -341,18 +345,57 @@ impl Coordinator {
     pub fn spawn_lease_sweeper(&self) -> tokio::task::JoinHandle<()> {
         let coordinator = self.clone();
         tokio::spawn(async move {
-            let mut interval =
-                tokio::time::interval(coordinator.inner.settings.lease_check_interval);
+            let period = coordinator.inner.settings.lease_check_interval;
+            let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_done: Option<Instant> = None;
             loop {
                 interval.tick().await;
-                if let Err(error) = coordinator.expire_leases().await {
-                    tracing::error!(error = %crate::display_chain(&error), "lease expiry sweep failed");
-                }
-                coordinator.prune_agents();
-                coordinator.refresh_gauges();
+                // From the end of the last sweep, the next was due one period later; the rest
+                // of the gap is time the process did not run (a sweep that overran its period
+                // makes the next one due at once, so it is not counted).
+                let stalled = last_done.map_or(Duration::ZERO, |done| {
+                    Instant::now()
+                        .saturating_duration_since(done)
+                        .saturating_sub(period)
+                });
+                coordinator.sweep(stalled).await;
+                last_done = Some(Instant::now());
             }
         })
+    }
+
+    /// One sweep of the lease sweeper: when the coordinator did not run for `stalled` (at least
+    /// [`STALL_FORGIVEN`]), it first moves every lease deadline and every agent's last-seen time
+    /// that much later, since nobody could renew anything meanwhile; then it expires leases and
+    /// prunes agents.
+    ///
+    /// Why: a process that was paused (SIGSTOP, a VM paused or migrated, a swap storm) for
+    /// longer than the lease timeout used to expire every lease at its first sweep after
+    /// resuming, before the agents' heartbeats could arrive, and requeue trials that were
+    /// training fine. A restart gives every lease a fresh deadline for the same reason.
+    pub async fn sweep(&self, stalled: Duration) {
+        if stalled >= STALL_FORGIVEN {
+            let now = Instant::now();
+            let mut moved = 0;
+            for cell in self.cells() {
+                moved += cell.lock().postpone_deadlines(stalled);
+            }
+            self.inner.agents.for_each_mut(|_, entry| {
+                entry.last_seen = (entry.last_seen + stalled).min(now);
+            });
+            warn!(
+                stalled_seconds = stalled.as_secs_f64(),
+                leases = moved,
+                "the coordinator did not run for a while (paused or starved): lease deadlines and \
+                 agent clocks moved that much later"
+            );
+        }
+        if let Err(error) = self.expire_leases().await {
+            tracing::error!(error = %crate::display_chain(&error), "lease expiry sweep failed");
+        }
+        self.prune_agents();
+        self.refresh_gauges();
     }
 
     /// Marks an agent seen at `at` (so it is not forgotten); its record, or `None` when it is

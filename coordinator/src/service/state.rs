@@ -253,6 +253,15 @@ impl Live {
         }
     }
 
+    /// Moves every live deadline `by` later (the coordinator did not run for that long); returns
+    /// how many moved.
+    pub fn postpone_deadlines(&mut self, by: std::time::Duration) -> usize {
+        for deadline in self.deadlines.values_mut() {
+            *deadline += by;
+        }
+        self.deadlines.len()
+    }
+
     /// Leased trials whose deadline is before `now`.
     pub fn expired(&self, now: Instant) -> Vec<TrialId> {
         let mut expired: Vec<usize> = self
