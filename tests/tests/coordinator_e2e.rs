@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use integration_tests::cluster::{Cluster, tunectl_ok};
 use proto::v1 as pb;
 use proto::v1::agent_service_client::AgentServiceClient;
@@ -317,9 +317,89 @@ async fn corrupt_config_and_sigterm() -> Result<()> {
     Ok(())
 }
 
+/// A running `tunectl watch`, its stdout and stderr lines merged as they come.
+struct Watched {
+    child: std::process::Child,
+    received: std::sync::mpsc::Receiver<String>,
+    printed: Vec<String>,
+}
+
+impl Watched {
+    fn spawn(cluster: &Cluster, id: &str) -> Result<Watched> {
+        use std::io::BufRead;
+        let mut child = cluster
+            .tunectl_command(&["watch", id, "--interval-secs", "0.1"])?
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start tunectl watch")?;
+        let (lines, received) = std::sync::mpsc::channel();
+        let streams: [Box<dyn std::io::Read + Send>; 2] = [
+            Box::new(child.stdout.take().context("no stdout")?),
+            Box::new(child.stderr.take().context("no stderr")?),
+        ];
+        for stream in streams {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let _ = lines.send(line);
+                }
+            });
+        }
+        Ok(Watched {
+            child,
+            received,
+            printed: Vec::new(),
+        })
+    }
+
+    /// Waits up to 30 s for a line containing `needle`.
+    fn wait_line(&mut self, needle: &str) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.received.recv_timeout(left).with_context(|| {
+                format!(
+                    "no line containing '{needle}' within 30 s; so far: {:?}",
+                    self.printed
+                )
+            })?;
+            let found = line.contains(needle);
+            self.printed.push(line);
+            if found {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits up to 60 s for it to exit, successfully, having printed the experiment completed.
+    fn finish(mut self) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("tunectl watch did not end within 60 s: {:?}", self.printed);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.wait_line("completed")?;
+        ensure!(
+            status.success(),
+            "tunectl watch exited {status}: {:?}",
+            self.printed
+        );
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunectl_watch_rides_out_a_coordinator_restart() -> Result<()> {
-    use std::io::BufRead;
     let mut cluster = Cluster::builder().start()?;
     let spec = cluster.dir().join("watched.toml");
     std::fs::write(
@@ -330,63 +410,18 @@ async fn tunectl_watch_rides_out_a_coordinator_restart() -> Result<()> {
     )?;
     let id = tunectl_ok(&cluster, &["create", &spec.display().to_string()])?;
     let id = id.trim().to_owned();
-    let mut watch = cluster
-        .tunectl_command(&["watch", &id, "--interval-secs", "0.1"])?
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot start tunectl watch")?;
-    // Both streams, merged into one channel of lines as they come.
-    let (lines, received) = std::sync::mpsc::channel();
-    let stderr = watch.stderr.take().context("no stderr")?;
-    let stdout = watch.stdout.take().context("no stdout")?;
-    let forward = |stream: Box<dyn std::io::Read + Send>,
-                   lines: std::sync::mpsc::Sender<String>| {
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stream)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = lines.send(line);
-            }
-        })
-    };
-    forward(Box::new(stderr), lines.clone());
-    forward(Box::new(stdout), lines);
-    let mut printed = Vec::new();
-    let mut wait_line = |needle: &str| -> Result<()> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = received.recv_timeout(left).with_context(|| {
-                format!("no line containing '{needle}' within 30 s; so far: {printed:?}")
-            })?;
-            let found = line.contains(needle);
-            printed.push(line);
-            if found {
-                return Ok(());
-            }
-        }
-    };
+    let mut during = Watched::spawn(&cluster, &id)?;
     // Connected and polling: its first progress line.
-    wait_line("trials done")?;
+    during.wait_line("trials done")?;
     cluster.kill_coordinator();
-    wait_line("coordinator not answering")?;
+    during.wait_line("coordinator not answering")?;
+    // A watch started while the coordinator is down waits for it too.
+    let mut before = Watched::spawn(&cluster, &id)?;
+    before.wait_line("coordinator not answering")?;
     cluster.start_coordinator()?;
-    wait_line("coordinator answering again")?;
+    during.wait_line("coordinator answering again")?;
+    before.wait_line("coordinator answering again")?;
     let _agent = integration_tests::agents::start_agent(&cluster, "agent", &[])?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = watch.try_wait()? {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = watch.kill();
-            bail!("tunectl watch did not end within 60 s of the experiment's agent starting");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    wait_line("completed")?;
-    assert!(status.success(), "tunectl watch exited {status}");
-    Ok(())
+    during.finish()?;
+    before.finish()
 }

@@ -168,6 +168,37 @@ pub type Client = ExperimentServiceClient<InterceptedService<Channel, BearerToke
 /// When the URL, a TLS file or the token file is invalid, or the coordinator cannot be reached
 /// (or its certificate does not verify).
 pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Client> {
+    let (endpoint, token) = endpoint(options)?;
+    let channel = endpoint.connect().await.with_context(|| {
+        format!(
+            "cannot connect to the coordinator at {}",
+            options.coordinator
+        )
+    })?;
+    Ok(ExperimentServiceClient::with_interceptor(
+        channel,
+        BearerToken(token),
+    ))
+}
+
+/// As [`connect`], but the connection is made at the first request (and made again after it
+/// drops), so a coordinator that is down now is an `Unavailable` request later, not an error
+/// here: for `tunectl watch`, which waits for a coordinator that is restarting.
+///
+/// # Errors
+/// An invalid URL, token or TLS file.
+pub fn connect_lazily(options: &ConnectOptions) -> anyhow::Result<Client> {
+    let (endpoint, token) = endpoint(options)?;
+    Ok(ExperimentServiceClient::with_interceptor(
+        endpoint.connect_lazy(),
+        BearerToken(token),
+    ))
+}
+
+/// The coordinator's endpoint (with TLS when asked for) and the bearer token's header value.
+fn endpoint(
+    options: &ConnectOptions,
+) -> anyhow::Result<(Endpoint, Option<MetadataValue<tonic::metadata::Ascii>>)> {
     let token = tls::token(options)?;
     let mut endpoint = Endpoint::from_shared(options.coordinator.clone())
         .with_context(|| format!("invalid coordinator url '{}'", options.coordinator))?
@@ -177,12 +208,6 @@ pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Client> {
             .tls_config(tls)
             .with_context(|| format!("cannot set up tls for '{}'", options.coordinator))?;
     }
-    let channel = endpoint.connect().await.with_context(|| {
-        format!(
-            "cannot connect to the coordinator at {}",
-            options.coordinator
-        )
-    })?;
     let token = match token {
         Some(token) => Some(
             format!("Bearer {token}")
@@ -191,10 +216,7 @@ pub async fn connect(options: &ConnectOptions) -> anyhow::Result<Client> {
         ),
         None => None,
     };
-    Ok(ExperimentServiceClient::with_interceptor(
-        channel,
-        BearerToken(token),
-    ))
+    Ok((endpoint, token))
 }
 
 /// Turns a status into a one-line error.
@@ -242,7 +264,11 @@ pub async fn run(
         writeln!(out, "{}", experiment.id)?;
         return Ok(());
     }
-    let mut client = connect(options).await?;
+    let mut client = if matches!(command, ExperimentCommand::Watch { .. }) {
+        connect_lazily(options)?
+    } else {
+        connect(options).await?
+    };
     match command {
         ExperimentCommand::Create { .. } => unreachable!("handled above"),
         ExperimentCommand::List { study } => {

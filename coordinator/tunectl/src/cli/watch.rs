@@ -3,8 +3,9 @@
 //! stdout is not a terminal (a pipe, a log file, CI) it is one plain line on stdout per change,
 //! with no bar and no escape codes.
 //!
-//! A coordinator that stops answering (it restarts, or the network drops) is polled again until
-//! it answers, for up to `--reconnect-secs`; notes on stderr say when it went away and came back.
+//! A coordinator that does not answer (it restarts, or the network drops), when the watch starts
+//! ([`super::connect_lazily`]) or later, is polled again until it answers, for up to
+//! `--reconnect-secs`; notes on stderr say when it went away and came back.
 //! A refusal (an unknown experiment, a wrong token) ends the watch at once.
 
 use std::io::IsTerminal;
