@@ -767,3 +767,61 @@ async fn a_sweep_after_the_coordinator_was_paused_forgives_the_pause() {
         "{lease:?} expired"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_registry_forgets_the_agents_silent_longest_and_refuses_when_all_are_connected() {
+    let store = MemoryStore::new();
+    let settings = Settings {
+        max_known_agents: 20,
+        ..settings()
+    };
+    let coordinator = start(&store, settings).await;
+    // Twenty agents registered a second apart, as crashing agents that never unregister do.
+    let mut fleet = Vec::new();
+    for _ in 0..20 {
+        fleet.push(agent(&coordinator).await);
+        advance(Duration::from_secs(1)).await;
+    }
+    let capabilities = coordinator::service::model::AgentCapabilities {
+        backend: "cpu".into(),
+        slots: 1,
+        workloads: vec!["function".into()],
+        ..Default::default()
+    };
+    let refused = coordinator
+        .register_agent(capabilities.clone(), None, None)
+        .await
+        .expect_err("every known agent is connected");
+    assert!(
+        refused.to_string().contains("knows 20 agents, its limit"),
+        "{refused}"
+    );
+    // The last ten stay in touch; the first ten go silent past the 30 s agent timeout.
+    advance(Duration::from_secs(20)).await;
+    for id in &fleet[10..] {
+        coordinator
+            .heartbeat(id.clone(), Vec::new())
+            .await
+            .expect("beats");
+    }
+    advance(Duration::from_secs(15)).await;
+    coordinator.prune_agents();
+    let newcomer = coordinator
+        .register_agent(capabilities, None, None)
+        .await
+        .expect("a disconnected agent's place is taken");
+    // A tenth of the limit (two) was forgotten: the two registered first.
+    for (index, id) in fleet.iter().enumerate() {
+        // A known agent refuses a wrong secret; a forgotten one is not found.
+        let known = !matches!(
+            coordinator.authorize_agent(id, "wrong"),
+            Err(coordinator::Error::NotFound { .. })
+        );
+        assert_eq!(known, index >= 2, "agent {index} ({id:?})");
+    }
+    assert!(
+        coordinator
+            .authorize_agent(&newcomer.agent_id, &newcomer.secret)
+            .is_ok()
+    );
+}

@@ -398,6 +398,53 @@ impl Coordinator {
         self.refresh_gauges();
     }
 
+    /// Keeps the registry under [`Settings::max_known_agents`](super::Settings): when it is
+    /// full, forgets the disconnected agents silent longest, a tenth of the limit at once (so a
+    /// flood of registrations pays for this scan once in many), in memory and in the store.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` when the registry is full and every agent in it is connected.
+    fn make_room_for_an_agent(&self) -> Result<()> {
+        let limit = self.inner.settings.max_known_agents;
+        if self.inner.agents.len() < limit {
+            return Ok(());
+        }
+        let mut silent: Vec<(Instant, AgentId)> = Vec::new();
+        self.inner.agents.for_each_mut(|id, entry| {
+            if !entry.connected {
+                silent.push((entry.last_seen, id.clone()));
+            }
+        });
+        if silent.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "the coordinator knows {limit} agents, its limit, and every one is connected; \
+                 an agent silent for agent_timeout_secs is disconnected, and its place can then \
+                 be taken"
+            )));
+        }
+        silent.sort_by_key(|(last_seen, _)| *last_seen);
+        let oldest: std::collections::HashSet<AgentId> = silent
+            .into_iter()
+            .take((limit / 10).max(1))
+            .map(|(_, id)| id)
+            .collect();
+        let forgotten = self
+            .inner
+            .agents
+            .retain(|id, entry| entry.connected || !oldest.contains(id));
+        warn!(
+            agents = forgotten.len(),
+            "disconnected agents forgotten early: the coordinator knows {limit} agents, its limit"
+        );
+        let changes = forgotten
+            .into_iter()
+            .map(|entry| Change::DeleteAgent(entry.record.id))
+            .collect();
+        // As in `prune_agents`: forgetting need not be durable.
+        drop(self.inner.writer.submit(changes));
+        Ok(())
+    }
+
     /// Marks an agent seen at `at` (so it is not forgotten); its record, or `None` when it is
     /// unknown or was disconnected (it must register again to get work).
     fn touch(&self, agent_id: &AgentId, at: Instant) -> Option<AgentRecord> {
@@ -433,6 +480,9 @@ impl AgentService for Coordinator {
             last_seen_unix: now,
             secret_sha256: SecretDigest::of(&fresh).to_hex(),
         };
+        if self.inner.agents.get(&id).is_none() {
+            self.make_room_for_an_agent()?;
+        }
         let new_entry = |record: &AgentRecord| Some(AgentEntry::new(record.clone(), arrival));
         let secret = self.inner.agents.upsert(id.clone(), |slot| match slot {
             Some(entry) if entry.secret.is_some() => match secret.filter(|s| entry.admits(s)) {
