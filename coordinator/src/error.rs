@@ -23,6 +23,9 @@ pub enum Error {
     /// The caller is not who the request needs (another agent's lease, a wrong agent secret).
     #[error("{0}")]
     PermissionDenied(String),
+    /// A bounded resource is full for now (the registry of agents); the caller may retry later.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The coordinator is shutting down.
     #[error("coordinator is shutting down")]
     Unavailable,

@@ -793,7 +793,7 @@ async fn a_full_registry_forgets_the_agents_silent_longest_and_refuses_when_all_
         .await
         .expect_err("every known agent is connected");
     assert!(
-        refused.to_string().contains("knows 20 agents, its limit"),
+        matches!(&refused, coordinator::Error::ResourceExhausted(m) if m.contains("knows 20 agents, its limit")),
         "{refused}"
     );
     // The last ten stay in touch; the first ten go silent past the 30 s agent timeout.

@@ -12,6 +12,7 @@ pub fn code_of(error: &Error) -> Code {
         Error::NotFound { .. } => Code::NotFound,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::PermissionDenied(_) => Code::PermissionDenied,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::Unavailable => Code::Unavailable,
         Error::Store { .. }
         | Error::ConfigFile { .. }

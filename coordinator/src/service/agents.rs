@@ -403,7 +403,8 @@ impl Coordinator {
     /// flood of registrations pays for this scan once in many), in memory and in the store.
     ///
     /// # Errors
-    /// `FailedPrecondition` when the registry is full and every agent in it is connected.
+    /// `ResourceExhausted` when the registry is full and every agent in it is connected (agents
+    /// retry it with backoff, and get a place once one disconnects).
     fn make_room_for_an_agent(&self) -> Result<()> {
         let limit = self.inner.settings.max_known_agents;
         if self.inner.agents.len() < limit {
@@ -416,7 +417,7 @@ impl Coordinator {
             }
         });
         if silent.is_empty() {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::ResourceExhausted(format!(
                 "the coordinator knows {limit} agents, its limit, and every one is connected; \
                  an agent silent for agent_timeout_secs is disconnected, and its place can then \
                  be taken"
