@@ -732,8 +732,10 @@ async fn a_sweep_after_the_coordinator_was_paused_forgives_the_pause() {
     let agent = agent(&coordinator).await;
     let lease = lease_now(&coordinator, &agent).await;
 
-    // The process did not run for 50 s, past the 10 s lease timeout: its first sweep after
-    // resuming finds the pause and forgives it.
+    // 9 s into the 10 s lease, the process stops running for 50 s: its first sweep after
+    // resuming finds the pause and forgives it, leaving the lease a full timeout (moving the
+    // deadline by the pause alone would leave it already expired).
+    advance(Duration::from_secs(9)).await;
     advance(Duration::from_secs(50)).await;
     coordinator.sweep(Duration::from_secs(45)).await;
     assert_eq!(

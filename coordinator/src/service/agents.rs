@@ -367,8 +367,8 @@ impl Coordinator {
 
     /// One sweep of the lease sweeper: when the coordinator did not run for `stalled` (at least
     /// [`STALL_FORGIVEN`]), it first moves every lease deadline and every agent's last-seen time
-    /// that much later, since nobody could renew anything meanwhile; then it expires leases and
-    /// prunes agents.
+    /// that much later, since nobody could renew anything meanwhile (and every deadline to at
+    /// least one lease timeout from now); then it expires leases and prunes agents.
     ///
     /// Why: a process that was paused (SIGSTOP, a VM paused or migrated, a swap storm) for
     /// longer than the lease timeout used to expire every lease at its first sweep after
@@ -378,8 +378,12 @@ impl Coordinator {
         if stalled >= STALL_FORGIVEN {
             let now = Instant::now();
             let mut moved = 0;
+            // At least a full lease timeout from now, as after a restart: a lease about to
+            // expire when the pause began would otherwise expire before its agent, whose calls
+            // timed out during the pause, is back from its backoff.
+            let fresh = now + self.inner.settings.lease_timeout;
             for cell in self.cells() {
-                moved += cell.lock().postpone_deadlines(stalled);
+                moved += cell.lock().postpone_deadlines(stalled, fresh);
             }
             self.inner.agents.for_each_mut(|_, entry| {
                 entry.last_seen = (entry.last_seen + stalled).min(now);

@@ -253,11 +253,11 @@ impl Live {
         }
     }
 
-    /// Moves every live deadline `by` later (the coordinator did not run for that long); returns
-    /// how many moved.
-    pub fn postpone_deadlines(&mut self, by: std::time::Duration) -> usize {
+    /// Moves every live deadline `by` later (the coordinator did not run for that long), and to
+    /// `at_least` when that is later still; returns how many moved.
+    pub fn postpone_deadlines(&mut self, by: std::time::Duration, at_least: Instant) -> usize {
         for deadline in self.deadlines.values_mut() {
-            *deadline += by;
+            *deadline = (*deadline + by).max(at_least);
         }
         self.deadlines.len()
     }
