@@ -330,12 +330,7 @@ impl Coordinator {
                 "agents forgotten: no request for {}s",
                 retention.as_secs()
             );
-            let changes = forgotten
-                .into_iter()
-                .map(|entry| Change::DeleteAgent(entry.record.id))
-                .collect();
-            // Forgetting need not be durable: a restart would forget them again.
-            drop(self.inner.writer.submit(changes));
+            self.delete_forgotten(forgotten);
         }
         disconnected
     }
@@ -441,13 +436,18 @@ impl Coordinator {
             agents = forgotten.len(),
             "disconnected agents forgotten early: the coordinator knows {limit} agents, its limit"
         );
+        self.delete_forgotten(forgotten);
+        Ok(())
+    }
+
+    /// Deletes agents already forgotten in memory from the store. Not durable before anything
+    /// answers: an agent the store still holds after a crash would be forgotten again.
+    fn delete_forgotten(&self, forgotten: Vec<AgentEntry>) {
         let changes = forgotten
             .into_iter()
             .map(|entry| Change::DeleteAgent(entry.record.id))
             .collect();
-        // As in `prune_agents`: forgetting need not be durable.
         drop(self.inner.writer.submit(changes));
-        Ok(())
     }
 
     /// Marks an agent seen at `at` (so it is not forgotten); its record, or `None` when it is

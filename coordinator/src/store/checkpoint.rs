@@ -87,9 +87,10 @@ fn run(conn: &Connection, path: &Path, stopped: &mpsc::Receiver<()>) {
 pub const WAL_RESET_BYTES: u64 = 64 << 20;
 
 /// On the writing connection, between transactions: when the WAL at `wal` is larger than
-/// `limit` bytes ([`WAL_RESET_BYTES`] in the daemon), copies its frames into the database file and truncates it. A checkpoint
-/// that cannot finish now (a reader holds an older snapshot, or the checkpoint thread is at work)
-/// is left to the next commit; a failed one is logged, and never fails the commit before it.
+/// `limit` bytes ([`WAL_RESET_BYTES`] in the daemon), copies its frames into the database file
+/// and truncates it. A checkpoint that cannot finish now (a reader holds an older snapshot, or
+/// the checkpoint thread is at work) is left to the next commit; a failed one is logged, and
+/// never fails the commit before it.
 pub fn truncate_if_large(conn: &Connection, wal: &Path, limit: u64) {
     let Ok(size) = std::fs::metadata(wal).map(|m| m.len()) else {
         return;

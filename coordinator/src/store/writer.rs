@@ -12,7 +12,6 @@
 //! ([`Writer::check`]) and resolves [`Writer::failure`]: the daemon then stops with an error, so
 //! that its supervisor restarts it and it reloads from the store.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -30,18 +29,16 @@ struct Request {
 }
 
 struct Shared {
-    failed: AtomicBool,
     failure: Mutex<String>,
-    /// Turns `true` with `failed`, for [`Writer::failure`]'s waiters.
-    failed_signal: tokio::sync::watch::Sender<bool>,
+    /// Whether a write failed: read by [`Writer::check`], awaited by [`Writer::failure`].
+    failed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
     fn new() -> Arc<Shared> {
         Arc::new(Shared {
-            failed: AtomicBool::new(false),
             failure: Mutex::new(String::new()),
-            failed_signal: tokio::sync::watch::Sender::new(false),
+            failed: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -140,7 +137,7 @@ impl Writer {
     /// # Errors
     /// `Error::Store` naming the earlier failure.
     pub fn check(&self) -> Result<()> {
-        if self.shared.failed.load(Ordering::Acquire) {
+        if *self.shared.failed.borrow() {
             let message = self.shared.failure_message();
             return Err(Error::store(
                 "write (an earlier write failed; restart the coordinator to reload its store)",
@@ -152,7 +149,7 @@ impl Writer {
 
     /// Resolves with the failure's message once a write has failed (at once if one has).
     pub fn failure(&self) -> impl std::future::Future<Output = String> + Send + 'static {
-        let mut failed = self.shared.failed_signal.subscribe();
+        let mut failed = self.shared.failed.subscribe();
         let shared = Arc::clone(&self.shared);
         async move {
             // The sender lives in `shared`, which this future holds: `wait_for` cannot fail.
@@ -232,8 +229,7 @@ fn fail(shared: &Shared, message: &str) {
     {
         message.clone_into(&mut failure);
     }
-    shared.failed.store(true, Ordering::Release);
-    shared.failed_signal.send_replace(true);
+    shared.failed.send_replace(true);
     tracing::error!(
         error = message,
         "store write failed; refusing further writes"

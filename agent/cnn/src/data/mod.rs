@@ -248,23 +248,19 @@ pub(crate) fn build(mut corpus: Corpus, split: Split) -> Result<Dataset> {
 /// materialized: [`PAD`] first appears at the end of the first sentence shorter than
 /// `seq_len`, and appears `seq_len - len` times in each sentence of `len` tokens.
 fn vocabulary(sentences: &[Vec<String>], seq_len: usize) -> Vec<String> {
+    // (count, order of first appearance) of each word.
     let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
-    let mut order = 0usize;
+    let mut count = |word, times| {
+        let first = counts.len() + 1;
+        counts.entry(word).or_insert((0, first)).0 += times;
+    };
     for sentence in sentences {
         for word in sentence {
-            let entry = counts.entry(word.as_str()).or_insert_with(|| {
-                order += 1;
-                (0, order)
-            });
-            entry.0 += 1;
+            count(word.as_str(), 1);
         }
         let pads = seq_len.saturating_sub(sentence.len());
         if pads > 0 {
-            let entry = counts.entry(PAD).or_insert_with(|| {
-                order += 1;
-                (0, order)
-            });
-            entry.0 += pads;
+            count(PAD, pads);
         }
     }
     let mut words: Vec<(&str, (usize, usize))> = counts.into_iter().collect();

@@ -70,6 +70,7 @@ impl Outage {
         if !is_transient(&error) {
             return Err(error);
         }
+        let first = self.since.is_none();
         let since = *self.since.get_or_insert(now);
         let waited = now.saturating_duration_since(since);
         if waited > limit {
@@ -78,7 +79,7 @@ impl Outage {
                 waited.as_secs_f64()
             )));
         }
-        Ok((waited.is_zero()).then(|| {
+        Ok(first.then(|| {
             format!(
                 "coordinator not answering ({error}); polling again for up to {:.0} s",
                 limit.as_secs_f64()
