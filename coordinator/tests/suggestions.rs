@@ -1,7 +1,8 @@
 //! Suggestion work is bounded and isolated, over real gRPC: an experiment whose suggestions keep
 //! failing, or whose round runs past its time budget, is marked failed with the reason (its
 //! pending trials cancelled, its leased ones told to stop), while other experiments keep
-//! running and another client is answered within 100 ms.
+//! running and another client is answered within 100 ms. An experiment whose budget is spent
+//! completes at its last result even while a round is still computing.
 
 #[path = "common/server.rs"]
 mod server;
@@ -32,6 +33,34 @@ enum Behaviour {
     Slow(Duration),
     /// The real suggester, each round's outcome recorded in [`heavy_rounds`].
     Recorded,
+    /// The first round works, every later one waits for [`release_held`] first.
+    HeldAfterFirst,
+}
+
+/// Whether held rounds may go on, and the condition they wait on.
+fn held_gate() -> &'static (Mutex<bool>, std::sync::Condvar) {
+    static GATE: std::sync::OnceLock<(Mutex<bool>, std::sync::Condvar)> =
+        std::sync::OnceLock::new();
+    GATE.get_or_init(|| (Mutex::new(false), std::sync::Condvar::new()))
+}
+
+/// Blocks a held round until [`release_held`], or 30 s so a failing test does not hang.
+fn wait_held() {
+    let (released, wake) = held_gate();
+    let guard = released.lock().expect("gate lock");
+    let _ = wake
+        .wait_timeout_while(guard, Duration::from_secs(30), |released| !*released)
+        .expect("gate wait");
+}
+
+/// Held rounds that have ended.
+static HELD_ENDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Lets every held round go on.
+fn release_held() {
+    let (released, wake) = held_gate();
+    *released.lock().expect("gate lock") = true;
+    wake.notify_all();
 }
 
 /// The outcome of each round of the experiment named `heavy`: the points, or the error.
@@ -47,6 +76,7 @@ fn behaviour(name: &str) -> Behaviour {
         "breaks-later" => Behaviour::BreaksLater,
         "slow" => Behaviour::Slow(Duration::from_secs(3)),
         "heavy" => Behaviour::Recorded,
+        "held" => Behaviour::HeldAfterFirst,
         _ => Behaviour::Healthy,
     }
 }
@@ -69,6 +99,15 @@ fn suggester(rounds: Arc<Mutex<HashMap<String, u32>>>) -> Suggester {
             Behaviour::Slow(delay) => {
                 std::thread::sleep(delay);
                 suggest(input, metrics)
+            }
+            Behaviour::HeldAfterFirst => {
+                if round == 1 {
+                    return suggest(input, metrics);
+                }
+                wait_held();
+                let result = suggest(input, metrics);
+                HELD_ENDED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                result
             }
             Behaviour::Recorded => {
                 let result = suggest(input, metrics);
@@ -423,5 +462,62 @@ async fn failing_later_cancels_pending_trials_and_stops_leased_ones() {
         get(&mut experiments, &id).await.state(),
         pb::ExperimentState::Failed
     );
+    server.shutdown().await;
+}
+
+/// A BO round replacing the buffer can still be computing when the budget is spent (the buffer
+/// it would replace supplied the last trials): the last result completes the experiment at
+/// once, and the round's points, when they come, are dropped.
+#[tokio::test]
+async fn the_last_result_completes_the_experiment_while_a_round_still_computes() {
+    let (server, rounds) = start(Settings::default()).await;
+    let (mut experiments, mut agents) = server.clients().await;
+    let held_spec = pb::ExperimentSpec {
+        strategy: pb::Strategy::Bo as i32,
+        initial_trials: 2,
+        ..spec("held", 4, 2)
+    };
+    let id = create(&mut experiments, held_spec).await;
+    let (first, second) = (register(&mut agents).await, register(&mut agents).await);
+    // Round 1 computes four points: two trials and a buffer of two.
+    let one = lease_one(&mut agents, &first).await;
+    let two = lease_one(&mut agents, &second).await;
+    // A result: the buffer supplies the third trial and round 2 (held) starts to replace it.
+    succeed(&mut agents, &first, one).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while rounds.lock().expect("rounds").get("held").copied() < Some(2) {
+        assert!(Instant::now() < until, "round 2 never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let three = lease_one(&mut agents, &first).await;
+    // The next result takes the buffer's last point as the fourth trial: the budget is spent.
+    succeed(&mut agents, &second, two).await;
+    let four = lease_one(&mut agents, &second).await;
+    succeed(&mut agents, &first, three).await;
+    succeed(&mut agents, &second, four).await;
+    let view = get(&mut experiments, &id).await;
+    assert_eq!(
+        (view.state(), view.trials_created),
+        (pb::ExperimentState::Completed, 4),
+        "{view:?}"
+    );
+    // The held round ends; its points become nothing.
+    release_held();
+    let until = Instant::now() + Duration::from_secs(10);
+    while HELD_ENDED.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < until, "the held round never ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The coordinator takes the round's end asynchronously; a promoted point would show within
+    // a few requests.
+    for _ in 0..20 {
+        let view = get(&mut experiments, &id).await;
+        assert_eq!(
+            (view.state(), view.trials_created),
+            (pb::ExperimentState::Completed, 4),
+            "{view:?}"
+        );
+        tokio::task::yield_now().await;
+    }
     server.shutdown().await;
 }

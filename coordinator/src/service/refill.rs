@@ -147,7 +147,7 @@ impl Coordinator {
 
     /// The next suggestion round, if one is needed and none is running.
     fn plan_round(&self, cell: &ExperimentCell, live: &mut Live) -> Option<Round> {
-        if live.record.state != ExperimentState::Running || live.suggesting {
+        if live.record.state != ExperimentState::Running {
             return None;
         }
         let counts = live.counts();
@@ -155,6 +155,8 @@ impl Coordinator {
         // Queued configurations fill slots before any suggestion.
         let slots =
             trials_wanted(&live.record, &counts, live.buffer.len() + queued).saturating_sub(queued);
+        // Completion does not wait for a round still computing (one started while the budget
+        // had room): nothing it returns could become a trial, and it is dropped when it ends.
         if slots == 0 && !can_suggest(&live.record, &counts) {
             if counts.in_flight() == 0 && queued == 0 {
                 let mut updated = live.record.clone();
@@ -164,7 +166,7 @@ impl Coordinator {
             }
             return None;
         }
-        if !can_suggest(&live.record, &counts) {
+        if live.suggesting || !can_suggest(&live.record, &counts) {
             return None;
         }
         let results = counts.succeeded + counts.early_stopped;
