@@ -5,7 +5,7 @@ import time
 from google.protobuf.json_format import MessageToDict
 
 from .client import _enum_name
-from .params import params_dict, to_proto
+from .params import Space
 from .v1 import tunefleet_pb2 as pb
 from .worker import Worker
 
@@ -13,14 +13,15 @@ from .worker import Worker
 FINISHED_STATES = frozenset({"completed", "stopped", "failed"})
 
 
-def trial_dict(trial):
-    """A plain dict of a `Trial` message (params as Python values, state as a lowercase name)."""
+def trial_dict(trial, space=None):
+    """A plain dict of a `Trial` message (params as Python values, read through `space`, the
+    experiment's `Space`; state as a lowercase name)."""
     return {
         "id": trial.id,
         "number": trial.number,
         "state": _enum_name(pb.TrialState, trial.state, "TRIAL_STATE_"),
         "value": trial.value if trial.HasField("value") else None,
-        "params": params_dict(trial.params),
+        "params": (space or Space()).decode(trial.params),
         "attempts": trial.attempts,
         "agent_id": trial.agent_id,
         "epochs_run": trial.epochs_run,
@@ -43,6 +44,7 @@ class Experiment:
         self.client = client
         self.id = experiment_id
         self._worker = None
+        self._space = None
 
     def __repr__(self):
         return f"Experiment({self.id!r})"
@@ -54,6 +56,12 @@ class Experiment:
         stub = self.client.experiments_stub
         return self.client.call(stub.GetExperiment,
                                 pb.GetExperimentRequest(experiment_id=self.id)).experiment
+
+    def space(self):
+        """The experiment's `Space` (its spec's parameters, fetched once)."""
+        if self._space is None:
+            self._space = Space(self.proto().spec.parameters)
+        return self._space
 
     def status(self):
         """A dict: state (`running`, `completed`, `stopped`, `failed`), counts, best value..."""
@@ -91,8 +99,9 @@ class Experiment:
         """Adds several results at once, all or none: dicts with `params`, `value` and
         optionally `epochs` and `metrics` (see `tell`). Returns the new trials' ids in order."""
         trials = []
+        space = self.space()
         for result in results:
-            trial = pb.ImportedTrial(params={k: to_proto(v) for k, v in result["params"].items()})
+            trial = pb.ImportedTrial(params=space.encode(result["params"]))
             if result.get("value") is not None:
                 trial.value = float(result["value"])
             for number, epoch in enumerate(result.get("epochs") or [], start=1):
@@ -116,9 +125,9 @@ class Experiment:
         """Queues configurations (dicts of parameter values) to run before any suggestion, in
         order; they count towards the budget. Returns how many are queued now."""
         stub = self.client.experiments_stub
+        space = self.space()
         request = pb.EnqueueTrialsRequest(experiment_id=self.id, configurations=[
-            pb.Configuration(params={k: to_proto(v) for k, v in c.items()})
-            for c in configurations])
+            pb.Configuration(params=space.encode(c)) for c in configurations])
         # Not retried, like `tell_many`.
         return self.client.call(stub.EnqueueTrials, request, retry_seconds=0).experiment.trials_queued
 
@@ -131,18 +140,19 @@ class Experiment:
         """The best trial as a dict, or None before the first result."""
         stub = self.client.experiments_stub
         response = self.client.call(stub.GetBestTrial, pb.GetBestTrialRequest(experiment_id=self.id))
-        return trial_dict(response.trial) if response.HasField("trial") else None
+        return trial_dict(response.trial, self.space()) if response.HasField("trial") else None
 
     def trials_list(self, include_epochs=False, page_size=0):
         """Every trial as a dict, fetched page by page."""
         stub = self.client.experiments_stub
         token = ""
         trials = []
+        space = self.space()
         while True:
             response = self.client.call(stub.ListTrials, pb.ListTrialsRequest(
                 experiment_id=self.id, include_epochs=include_epochs, page_size=page_size,
                 page_token=token))
-            trials.extend(trial_dict(t) for t in response.trials)
+            trials.extend(trial_dict(t, space) for t in response.trials)
             token = response.next_page_token
             if not token:
                 return trials

@@ -1,4 +1,12 @@
-"""Search-space helpers and conversions between Python values and `ParameterValue`."""
+"""Search-space helpers and conversions between Python values and `ParameterValue`.
+
+A categorical's choices travel as strings. `Categorical("batch", [16, 32, 64])` writes them as
+`str(value)`, and a `Space` (built from the experiment's spec) reads them back: a categorical
+whose every choice is the text of an int, a float, a boolean or None gives those Python values
+in `trial.params`, as Optuna's `suggest_categorical` does; one with any other text gives strings.
+"""
+
+import math
 
 from .v1 import tunefleet_pb2 as pb
 
@@ -20,7 +28,8 @@ def IntParam(name, low, high, log=False, default=None):
 
 
 def Categorical(name, choices, default=None):
-    """A parameter that takes one of `choices` (strings)."""
+    """A parameter that takes one of `choices`: strings, or ints, floats, booleans and None,
+    which trials give back as the same Python values."""
     spec = {"name": name, "type": "categorical", "choices": [str(c) for c in choices]}
     if default is not None:
         spec["default"] = str(default)
@@ -78,3 +87,63 @@ def to_proto(value):
 def params_dict(params_map):
     """A plain dict from a protobuf map of `ParameterValue`s."""
     return {name: to_python(value) for name, value in params_map.items()}
+
+
+def _choice_value(text):
+    """The Python value whose `str()` is `text` (an int, a finite float, a boolean or None), or
+    `text` itself when it is none of these."""
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "None":
+        return None
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        if str(value) == text and (kind is int or math.isfinite(value)):
+            return value
+    return text
+
+
+def choice_values(choices):
+    """`{text: value}` for choices that are all the text of non-string values (see
+    `_choice_value`), else None: a categorical with any plain text keeps strings."""
+    values = {text: _choice_value(text) for text in choices}
+    if any(isinstance(value, str) for value in values.values()):
+        return None
+    return values
+
+
+class Space:
+    """The parameters of an experiment's spec, to read a trial's values as Python values and
+    to write values for them."""
+
+    def __init__(self, parameters=()):
+        self._categorical = set()
+        self._typed = {}
+        for param in parameters:
+            if param.WhichOneof("kind") != "categorical":
+                continue
+            self._categorical.add(param.name)
+            values = choice_values(param.categorical.choices)
+            if values is not None:
+                self._typed[param.name] = values
+
+    def decode(self, params_map):
+        """A plain dict from a protobuf map of `ParameterValue`s, a typed categorical's choice
+        as the value it was written from."""
+        decoded = {}
+        for name, message in params_map.items():
+            value = to_python(message)
+            values = self._typed.get(name)
+            if values is not None and isinstance(value, str) and value in values:
+                value = values[value]
+            decoded[name] = value
+        return decoded
+
+    def encode(self, params):
+        """`ParameterValue`s for a dict of Python values: a categorical's as its choice's text."""
+        return {name: (pb.ParameterValue(categorical_value=str(value))
+                       if name in self._categorical else to_proto(value))
+                for name, value in params.items()}

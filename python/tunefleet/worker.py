@@ -13,7 +13,7 @@ import time
 
 import grpc
 
-from .params import params_dict
+from .params import Space, params_dict
 from .v1 import tunefleet_pb2 as pb
 
 log = logging.getLogger("tunefleet")
@@ -37,6 +37,7 @@ class Worker:
         self.heartbeat_interval = 10.0
         self.lease_timeout = 60.0
         self.trials = {}
+        self._spaces = {}
         self._register()
 
     def _register(self, agent_id="", secret=""):
@@ -78,6 +79,19 @@ class Worker:
         self.reregister(agent_id)
         return self.client.call(method, make_request(self.agent_id, self.secret), **kwargs)
 
+    def space(self, experiment_id):
+        """The `Space` of an experiment's parameters (fetched once per experiment)."""
+        with self._lock:
+            space = self._spaces.get(experiment_id)
+        if space is None:
+            experiment = self.client.call(
+                self.client.experiments_stub.GetExperiment,
+                pb.GetExperimentRequest(experiment_id=experiment_id)).experiment
+            space = Space(experiment.spec.parameters)
+            with self._lock:
+                self._spaces[experiment_id] = space
+        return space
+
     def lease(self, experiment_id, wait_seconds):
         """A `Trial` of `experiment_id`, or None when none was ready within `wait_seconds`.
 
@@ -86,6 +100,8 @@ class Worker:
         handed back (INTERRUPTED, which costs the trial no attempt) and None is returned.
         """
         stub = self.client.agents_stub
+        # Before the lease: a failure here leaves no lease to expire.
+        space = self.space(experiment_id)
         response = self.agent_call(
             stub.LeaseTrial,
             lambda agent_id, secret: pb.LeaseTrialRequest(
@@ -96,8 +112,9 @@ class Worker:
         if response.WhichOneof("outcome") != "lease":
             time.sleep(min(response.retry_after_seconds, max(wait_seconds, 0.0)))
             return None
-        trial = Trial(self, response.lease)
-        if response.lease.experiment_id != experiment_id:
+        other = response.lease.experiment_id != experiment_id
+        trial = Trial(self, response.lease, Space() if other else space)
+        if other:
             log.info("handing back trial %s of another experiment", response.lease.trial_id)
             trial.interrupt()
             time.sleep(0.5)
@@ -129,7 +146,7 @@ class Trial:
     to someone else: later calls do nothing).
     """
 
-    def __init__(self, worker, lease):
+    def __init__(self, worker, lease, space=None):
         self.worker = worker
         self.lease = lease
         self.id = lease.trial_id
@@ -140,7 +157,8 @@ class Trial:
         self.direction = pb.Direction.Name(lease.direction)
         # The workload's fixed parameters, overridden by the trial's own (as agents merge them).
         self.fixed_params = params_dict(lease.workload.fixed_params)
-        self.params = {**self.fixed_params, **params_dict(lease.params)}
+        # A typed categorical's choice as the value it was written from (see `Space`).
+        self.params = {**self.fixed_params, **(space or Space()).decode(lease.params)}
         self.epochs = []
         self.finished = False
         self.stop_requested = False

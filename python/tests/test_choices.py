@@ -1,0 +1,76 @@
+"""Categorical choices given as numbers, booleans or None come back as those Python values (as
+Optuna's `suggest_categorical` gives them), through every path: leased trials, the trial list,
+the best trial, told results and queued configurations. Choices of plain text stay strings."""
+
+import tunefleet
+from tunefleet.params import Space, choice_values
+
+SPACE = [
+    tunefleet.Categorical("batch", [16, 32, 64]),
+    tunefleet.Categorical("rate", [0.1, 0.5]),
+    tunefleet.Categorical("shuffle", [True, False]),
+    tunefleet.Categorical("clip", [None, 1.0]),
+    tunefleet.Categorical("activation", ["relu", "tanh"]),
+    tunefleet.Categorical("code", ["7", "x"]),
+]
+
+
+def test_only_choices_that_are_all_the_text_of_values_are_typed():
+    assert choice_values(["16", "32"]) == {"16": 16, "32": 32}
+    assert choice_values(["0.1", "1e-05", "2.0"]) == {"0.1": 0.1, "1e-05": 1e-05, "2.0": 2.0}
+    assert choice_values(["True", "False", "None"]) == {"True": True, "False": False,
+                                                        "None": None}
+    # Any plain text keeps the whole parameter as strings, and only canonical texts are read:
+    # "007", " 1", "1_000", "nan" and "-0" are not what `str()` writes for a value.
+    for choices in (["relu", "1"], ["007", "8"], [" 1", "2"], ["1_000"], ["nan"], ["-0"],
+                    ["true"]):
+        assert choice_values(choices) is None, choices
+
+
+def test_a_space_decodes_typed_choices_and_encodes_values_as_choice_texts():
+    space = Space([tunefleet.params.param_spec(p) for p in SPACE])
+    encoded = space.encode({"batch": 32, "rate": 0.5, "shuffle": False, "clip": None,
+                            "activation": "tanh", "code": "7"})
+    assert {k: v.categorical_value for k, v in encoded.items()} == {
+        "batch": "32", "rate": "0.5", "shuffle": "False", "clip": "None", "activation": "tanh",
+        "code": "7"}
+    assert space.decode(encoded) == {"batch": 32, "rate": 0.5, "shuffle": False, "clip": None,
+                                     "activation": "tanh", "code": "7"}
+
+
+def assert_typed(params):
+    assert type(params["batch"]) is int and params["batch"] in (16, 32, 64), params
+    assert type(params["rate"]) is float and params["rate"] in (0.1, 0.5), params
+    assert type(params["shuffle"]) is bool, params
+    assert params["clip"] in (None, 1.0), params
+    assert params["activation"] in ("relu", "tanh"), params
+    assert params["code"] in ("7", "x"), params
+
+
+def test_typed_choices_reach_workers_lists_and_warm_starts_as_values(client):
+    exp = client.create_experiment("typed-choices", metric="value", direction="minimize",
+                                   params=SPACE, budget=5, parallelism=1, strategy="random",
+                                   seed=11)
+    exp.tell({"batch": 64, "rate": 0.1, "shuffle": True, "clip": None, "activation": "relu",
+              "code": "7"}, value=9.0)
+    queued = {"batch": 16, "rate": 0.5, "shuffle": False, "clip": 1.0, "activation": "tanh",
+              "code": "x"}
+    assert exp.enqueue(queued) == 1
+    seen = []
+    for trial in exp.trials(timeout=30):
+        assert_typed(trial.params)
+        seen.append(trial.params)
+        trial.complete(float(trial.params["batch"]) / 64.0)
+    assert len(seen) == 5
+    # The queued configuration ran (after the trial created with the experiment), with the
+    # values it was queued with.
+    assert queued in seen[:2], seen
+    listed = exp.trials_list()
+    assert len(listed) == 6
+    for trial in listed:
+        assert_typed(trial["params"])
+    told = [t for t in listed if t["imported"]]
+    assert told[0]["params"]["batch"] == 64 and told[0]["params"]["shuffle"] is True
+    best = exp.best()
+    assert_typed(best["params"])
+    assert best["value"] == min(p["batch"] for p in seen) / 64.0
