@@ -15,15 +15,20 @@ SPACE = [
 ]
 
 
-def test_only_choices_that_are_all_the_text_of_values_are_typed():
+def test_only_choices_that_all_stand_for_distinct_values_are_typed():
     assert choice_values(["16", "32"]) == {"16": 16, "32": 32}
+    assert choice_values(["0.1", "1e-05", "1e-5x"]) is None
     assert choice_values(["0.1", "1e-05", "2.0"]) == {"0.1": 0.1, "1e-05": 1e-05, "2.0": 2.0}
+    # As a TOML spec's numbers and booleans arrive (Rust writes 1e-5 and true).
+    assert choice_values(["1e-5", "true", "false"]) == {"1e-5": 1e-05, "true": True,
+                                                        "false": False}
     assert choice_values(["True", "False", "None"]) == {"True": True, "False": False,
                                                         "None": None}
-    # Any plain text keeps the whole parameter as strings, and only canonical texts are read:
-    # "007", " 1", "1_000", "nan" and "-0" are not what `str()` writes for a value.
-    for choices in (["relu", "1"], ["007", "8"], [" 1", "2"], ["1_000"], ["nan"], ["-0"],
-                    ["true"]):
+    # Any plain text keeps the whole parameter as strings, and only plain literals are read:
+    # "007", " 1", "1_000", "nan", "inf" and "0x10" are not. Two texts of one value ("1.5",
+    # "1.50") could not be told apart, so they stay strings too.
+    for choices in (["relu", "1"], ["007", "8"], [" 1", "2"], ["1_000"], ["nan"], ["inf"],
+                    ["0x10"], ["1.5", "1.50"], ["yes"]):
         assert choice_values(choices) is None, choices
 
 
@@ -36,6 +41,12 @@ def test_a_space_decodes_typed_choices_and_encodes_values_as_choice_texts():
         "code": "7"}
     assert space.decode(encoded) == {"batch": 32, "rate": 0.5, "shuffle": False, "clip": None,
                                      "activation": "tanh", "code": "7"}
+    # A spec written in TOML: the texts Rust wrote are kept exactly when values are sent back.
+    toml = Space([tunefleet.params.param_spec(
+        {"name": "wd", "type": "categorical", "choices": ["1e-5", "0.001", "true"]})])
+    assert toml.decode(toml.encode({"wd": 1e-05})) == {"wd": 1e-05}
+    assert toml.encode({"wd": 1e-05})["wd"].categorical_value == "1e-5"
+    assert toml.encode({"wd": True})["wd"].categorical_value == "true"
 
 
 def assert_typed(params):

@@ -2,11 +2,13 @@
 
 A categorical's choices travel as strings. `Categorical("batch", [16, 32, 64])` writes them as
 `str(value)`, and a `Space` (built from the experiment's spec) reads them back: a categorical
-whose every choice is the text of an int, a float, a boolean or None gives those Python values
-in `trial.params`, as Optuna's `suggest_categorical` does; one with any other text gives strings.
+whose every choice is the plain text of a distinct int, float, boolean or None gives those
+Python values in `trial.params`, as Optuna's `suggest_categorical` does; one with any other
+text gives strings. Values sent back are written as the choice's own text.
 """
 
 import math
+import re
 
 from .v1 import tunefleet_pb2 as pb
 
@@ -89,28 +91,36 @@ def params_dict(params_map):
     return {name: to_python(value) for name, value in params_map.items()}
 
 
+_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_WORDS = {"True": True, "False": False, "true": True, "false": False, "None": None}
+
+
 def _choice_value(text):
-    """The Python value whose `str()` is `text` (an int, a finite float, a boolean or None), or
-    `text` itself when it is none of these."""
-    if text in ("True", "False"):
-        return text == "True"
-    if text == "None":
-        return None
-    for kind in (int, float):
-        try:
-            value = kind(text)
-        except ValueError:
-            continue
-        if str(value) == text and (kind is int or math.isfinite(value)):
-            return value
+    """The Python value a choice's text stands for, or `text` when it stands for none: an int
+    (`"32"`, no leading zeros), a finite float (`"0.5"`, `"1e-05"`, `"1e-5"`: as Python's
+    `str()` or a TOML spec writes it), a boolean (`"True"`, `"true"`) or None (`"None"`)."""
+    if text in _WORDS:
+        return _WORDS[text]
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text) and math.isfinite(float(text)):
+        return float(text)
     return text
 
 
+def _key(value):
+    """A dict key that tells `True` from `1` and `1` from `1.0`."""
+    return (type(value), value)
+
+
 def choice_values(choices):
-    """`{text: value}` for choices that are all the text of non-string values (see
+    """`{text: value}` for choices that all stand for distinct non-string values (see
     `_choice_value`), else None: a categorical with any plain text keeps strings."""
     values = {text: _choice_value(text) for text in choices}
     if any(isinstance(value, str) for value in values.values()):
+        return None
+    if len({_key(value) for value in values.values()}) < len(values):
         return None
     return values
 
@@ -122,6 +132,7 @@ class Space:
     def __init__(self, parameters=()):
         self._categorical = set()
         self._typed = {}
+        self._texts = {}
         for param in parameters:
             if param.WhichOneof("kind") != "categorical":
                 continue
@@ -129,10 +140,11 @@ class Space:
             values = choice_values(param.categorical.choices)
             if values is not None:
                 self._typed[param.name] = values
+                self._texts[param.name] = {_key(v): text for text, v in values.items()}
 
     def decode(self, params_map):
         """A plain dict from a protobuf map of `ParameterValue`s, a typed categorical's choice
-        as the value it was written from."""
+        as the value it stands for."""
         decoded = {}
         for name, message in params_map.items():
             value = to_python(message)
@@ -143,7 +155,13 @@ class Space:
         return decoded
 
     def encode(self, params):
-        """`ParameterValue`s for a dict of Python values: a categorical's as its choice's text."""
-        return {name: (pb.ParameterValue(categorical_value=str(value))
-                       if name in self._categorical else to_proto(value))
-                for name, value in params.items()}
+        """`ParameterValue`s for a dict of Python values: a categorical's as its choice's text
+        (an int given for a float choice, or the reverse, is matched by `str()` as written)."""
+        encoded = {}
+        for name, value in params.items():
+            if name not in self._categorical:
+                encoded[name] = to_proto(value)
+                continue
+            text = self._texts.get(name, {}).get(_key(value), str(value))
+            encoded[name] = pb.ParameterValue(categorical_value=text)
+        return encoded

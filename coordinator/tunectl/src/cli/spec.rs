@@ -158,13 +158,16 @@ impl SpecFile {
     /// # Errors
     /// When it is not valid TOML or the search space is invalid.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let spec: SpecFile =
+        let mut spec: SpecFile =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         if spec.budget == 0 {
             bail!("budget must be at least 1");
         }
-        tuner::space::Space::new(spec.parameters.clone())
+        let space = tuner::space::Space::new(spec.parameters.clone())
             .map_err(|e| anyhow::anyhow!("invalid search space: {e}"))?;
+        // Defaults in their parameter's own kind (`default = 32` of a categorical is its
+        // choice "32"; `default = 3.0` of an int is 3), as the wire carries them.
+        spec.parameters = space.params().to_vec();
         spec.early_stopping
             .validate()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -269,6 +272,21 @@ epochs = 1
         let capped = BRANIN.replace("budget = 10", "budget = 10\nmax_model_points = 2000");
         let spec = SpecFile::parse(&capped).expect("parses");
         assert_eq!(spec.to_pb().max_model_points, 2000);
+    }
+
+    #[test]
+    fn numbers_and_booleans_as_choices_reach_the_wire_as_their_text() {
+        let text = BRANIN.replace(
+            "[workload]",
+            "[[parameters]]\nname = \"batch\"\ntype = \"categorical\"\n\
+             choices = [16, 32, 1e-5, true]\ndefault = 32\n[workload]",
+        );
+        let wire = SpecFile::parse(&text).expect("parses").to_pb();
+        let Some(pb::parameter_spec::Kind::Categorical(batch)) = &wire.parameters[2].kind else {
+            panic!("a categorical: {:?}", wire.parameters[2]);
+        };
+        assert_eq!(batch.choices, ["16", "32", "1e-5", "true"]);
+        assert_eq!(batch.default_value.as_deref(), Some("32"));
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl std::fmt::Display for Value {
 /// One point of a search space: a value for every parameter, by name.
 pub type Assignment = BTreeMap<String, Value>;
 
+mod choice_text;
 mod param;
 
 use param::param_error;
@@ -144,7 +145,8 @@ impl Space {
 
     /// Validates `a` and returns it with each value in its parameter's canonical variant
     /// (an integral float for an int parameter becomes `Value::Int`, an int for a float
-    /// parameter becomes `Value::Float`).
+    /// parameter becomes `Value::Float`, a number for a categorical becomes the choice whose
+    /// text reads as it).
     ///
     /// # Errors
     /// As [`Space::validate`].

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::Value;
+use super::choice_text::{RawChoice, numeric_choice};
 use crate::error::{Error, Result};
 
 /// The type and range of a parameter.
@@ -81,7 +82,7 @@ struct RawParamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     log: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    choices: Option<Vec<String>>,
+    choices: Option<Vec<RawChoice>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     default: Option<Value>,
 }
@@ -146,7 +147,9 @@ impl TryFrom<RawParamSpec> for ParamSpec {
                         "a categorical parameter needs 'choices'",
                     ));
                 };
-                ParamKind::Categorical { choices }
+                ParamKind::Categorical {
+                    choices: choices.into_iter().map(RawChoice::into_text).collect(),
+                }
             }
         };
         Ok(ParamSpec {
@@ -194,7 +197,9 @@ impl From<ParamSpec> for RawParamSpec {
                     Some(log),
                 );
             }
-            ParamKind::Categorical { choices } => raw.choices = Some(choices),
+            ParamKind::Categorical { choices } => {
+                raw.choices = Some(choices.into_iter().map(RawChoice::Text).collect());
+            }
         }
         raw
     }
@@ -308,6 +313,9 @@ impl ParamSpec {
             }
             (ParamKind::Categorical { choices }, Value::Categorical(c)) if choices.contains(c) => {
                 Ok(value.clone())
+            }
+            (ParamKind::Categorical { choices }, Value::Int(_) | Value::Float(_)) => {
+                numeric_choice(choices, value)
             }
             (ParamKind::Categorical { choices }, _) => {
                 Err(format!("'{value}' is not one of {choices:?}"))

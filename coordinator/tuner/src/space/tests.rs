@@ -197,3 +197,73 @@ fn the_unit_cube_encodes_each_coordinate_as_itself() {
     assert_eq!(space.encode(&assignment).expect("encodes"), point);
     assert!(Space::unit_cube(0).is_err());
 }
+
+#[test]
+fn numbers_and_booleans_as_choices_stand_for_their_text() {
+    let param = spec(
+        r#"{"name":"b","type":"categorical","choices":[16, 0.5, 1e-5, true, "relu"],"default":16}"#,
+    );
+    let ParamKind::Categorical { choices } = &param.kind else {
+        panic!("categorical: {param:?}");
+    };
+    assert_eq!(choices, &["16", "0.5", "1e-5", "true", "relu"]);
+    let space = Space::new(vec![param.clone()]).expect("valid");
+    assert_eq!(
+        space.params()[0].default,
+        Some(Value::Categorical("16".into()))
+    );
+    // Serialized, the choices are their texts, and read back the same.
+    let json = serde_json::to_string(&param).expect("serializes");
+    assert!(
+        json.contains(r#""choices":["16","0.5","1e-5","true","relu"]"#),
+        "{json}"
+    );
+    assert_eq!(spec(&json).kind, param.kind);
+    let nested = serde_json::from_str::<ParamSpec>(
+        r#"{"name":"b","type":"categorical","choices":[16, [32]]}"#,
+    )
+    .expect_err("a list is no choice")
+    .to_string();
+    assert!(
+        nested.contains("a string, a number or a boolean"),
+        "{nested}"
+    );
+}
+
+#[test]
+fn a_number_sent_for_a_categorical_is_the_choice_that_reads_as_it() {
+    let space = Space::new(vec![spec(
+        r#"{"name":"b","type":"categorical","choices":["16","32","1e-05","relu"]}"#,
+    )])
+    .expect("valid");
+    let with = |value: Value| Assignment::from([("b".to_string(), value)]);
+    let normalized = |value: Value| space.normalize(&with(value)).map(|a| a["b"].clone());
+    assert_eq!(
+        normalized(Value::Int(32)).ok(),
+        Some(Value::Categorical("32".into()))
+    );
+    assert_eq!(
+        normalized(Value::Float(16.0)).ok(),
+        Some(Value::Categorical("16".into()))
+    );
+    assert_eq!(
+        normalized(Value::Float(1e-5)).ok(),
+        Some(Value::Categorical("1e-05".into()))
+    );
+    let missing = normalized(Value::Int(7))
+        .expect_err("not a choice")
+        .to_string();
+    assert!(
+        missing.contains("'b'") && missing.contains("'7' is not one of"),
+        "{missing}"
+    );
+    let twice = Space::new(vec![spec(
+        r#"{"name":"r","type":"categorical","choices":["1.5","1.50"]}"#,
+    )])
+    .expect("distinct texts are valid");
+    let ambiguous = twice
+        .normalize(&Assignment::from([("r".to_string(), Value::Float(1.5))]))
+        .expect_err("two choices read as 1.5")
+        .to_string();
+    assert!(ambiguous.contains("more than one choice"), "{ambiguous}");
+}
