@@ -51,22 +51,27 @@ impl TrialJob {
         }
     }
 
-    /// The parameters as numbers, for workloads whose parameters are all numeric.
+    /// The parameters as numbers, for workloads whose parameters are all numeric (a
+    /// categorical's choice counts when its text is a number, as with `choices = [32, 64]`).
     ///
     /// # Errors
-    /// A [`TrialFailure`] naming a categorical or empty parameter.
+    /// A [`TrialFailure`] naming a parameter whose choice is not a number, or an empty one.
     pub fn numeric_params(&self) -> Result<BTreeMap<String, f64>, TrialFailure> {
         let mut numbers = BTreeMap::new();
         for (name, value) in &self.params {
             let number = match &value.kind {
                 Some(Kind::IntValue(int)) => *int as f64,
                 Some(Kind::FloatValue(float)) => *float,
-                Some(Kind::CategoricalValue(text)) => {
-                    return Err(TrialFailure::new(format!(
-                        "parameter '{name}' is categorical ('{text}'), workload '{}' takes numbers",
-                        self.workload.kind
-                    )));
-                }
+                // A numeric choice (`choices = [32, 64, 128]`) is its number.
+                Some(Kind::CategoricalValue(text)) => match text.trim().parse::<f64>() {
+                    Ok(number) if number.is_finite() => number,
+                    _ => {
+                        return Err(TrialFailure::new(format!(
+                            "parameter '{name}' is categorical ('{text}'), workload '{}' takes numbers",
+                            self.workload.kind
+                        )));
+                    }
+                },
                 None => {
                     return Err(TrialFailure::new(format!(
                         "parameter '{name}' has no value"
@@ -299,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn categorical_values_are_a_clear_failure() {
+    fn categorical_values_that_are_not_numbers_are_a_clear_failure() {
         let lease = Lease {
             workload: Some(Workload {
                 kind: "textcnn".into(),
@@ -318,6 +323,22 @@ mod tests {
             .numeric_params()
             .expect_err("categorical");
         assert!(err.reason.contains("'opt'"), "{err}");
+        let mut numeric = lease;
+        for (name, text) in [("batch", "64"), ("rate", "1e-5"), ("opt", "0.5")] {
+            numeric.params.insert(
+                name.to_string(),
+                ParameterValue {
+                    kind: Some(Kind::CategoricalValue(text.into())),
+                },
+            );
+        }
+        let numbers = TrialJob::from_lease(&numeric)
+            .numeric_params()
+            .expect("numeric choices are numbers");
+        assert_eq!(
+            (numbers["batch"], numbers["rate"], numbers["opt"]),
+            (64.0, 1e-5, 0.5)
+        );
     }
 
     #[test]

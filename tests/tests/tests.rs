@@ -3,6 +3,7 @@
 //! `workload_tables_mirror` starts none: it checks the coordinator's tables against the agent.
 
 mod agent_e2e;
+mod choices_e2e;
 mod command_e2e;
 mod connections_e2e;
 mod coordinator_e2e;

@@ -1,7 +1,8 @@
 //! The parameters a `textcnn` workload trains with and the values each takes, so that
 //! `CreateExperiment` refuses a spec whose every trial would fail on the agent: an unknown
 //! parameter name (a typo), a range outside what the model accepts, a float search over a
-//! whole-number parameter, or a categorical (the text CNN takes numbers).
+//! whole-number parameter, or a categorical with a choice that is not such a number (the text
+//! CNN takes numbers; `choices = [32, 64]` is a categorical of numbers).
 //!
 //! The table mirrors the agent's `HyperParams::with_overrides` (`agent/cnn/src/params.rs`) and
 //! its `seed`. The coordinator never links the agent (STYLE.md §1), so
@@ -128,15 +129,7 @@ pub fn check_textcnn_params(workload: Option<&Workload>, parameters: &[ParamSpec
 fn check_searched(spec: &ParamSpec) -> Result<()> {
     let param = known(&spec.name, "parameter")?;
     let (low, high) = match &spec.kind {
-        ParamKind::Categorical { .. } => {
-            return Err(Error::InvalidArgument(format!(
-                "parameter '{}' is categorical, but the textcnn workload takes numbers: search it \
-                 as type \"{}\" ({})",
-                param.name,
-                if param.integer { "int" } else { "float" },
-                param.range()
-            )));
-        }
+        ParamKind::Categorical { choices } => return check_choices(param, choices),
         ParamKind::Float { .. } if param.integer => {
             return Err(Error::InvalidArgument(format!(
                 "parameter '{}' takes whole numbers: search it as type \"int\" ({})",
@@ -154,6 +147,27 @@ fn check_searched(spec: &ParamSpec) -> Result<()> {
         "parameter '{}' is searched from {low} to {high}, but textcnn takes {}",
         param.name,
         param.range()
+    )))
+}
+
+/// A categorical of numbers (`choices = [32, 64]`) trains with each number, so each must be one
+/// the model takes.
+fn check_choices(param: &TextCnnParam, choices: &[String]) -> Result<()> {
+    let Some(wrong) = choices.iter().find(|choice| {
+        !choice
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|value| param.contains(value))
+    }) else {
+        return Ok(());
+    };
+    Err(Error::InvalidArgument(format!(
+        "parameter '{}' has the choice '{}', but textcnn takes {}: give numbers as choices \
+         (choices = [32, 64]) or search it as type \"{}\"",
+        param.name,
+        super::limits::short(wrong),
+        param.range(),
+        if param.integer { "int" } else { "float" },
     )))
 }
 

@@ -101,22 +101,38 @@ fn ranges_past_the_models_bounds_are_refused() {
 }
 
 #[test]
-fn whole_number_parameters_refuse_float_and_categorical_searches() {
+fn whole_number_parameters_refuse_float_searches_and_choices_that_are_not_their_numbers() {
     let textcnn = workload("textcnn", &[]);
     let message = refusal(&textcnn, &[float("batch_size", 10.0, 100.0)]);
     assert!(message.contains("search it as type \"int\""), "{message}");
-    let categorical = ParamSpec {
-        name: "dropout".into(),
+    let categorical = |name: &str, choices: &[&str]| ParamSpec {
+        name: name.into(),
         kind: ParamKind::Categorical {
-            choices: vec!["0.1".into(), "0.5".into()],
+            choices: choices.iter().map(|c| (*c).to_string()).collect(),
         },
         default: None,
     };
-    let message = refusal(&textcnn, &[categorical]);
+    let message = refusal(&textcnn, &[categorical("dropout", &["0.1", "adam"])]);
     assert!(
-        message.contains("categorical") && message.contains("type \"float\""),
+        message.contains("the choice 'adam'") && message.contains("type \"float\""),
         "{message}"
     );
+    let message = refusal(&textcnn, &[categorical("batch_size", &["32", "2.5"])]);
+    assert!(
+        message.contains("the choice '2.5'") && message.contains("a whole number"),
+        "{message}"
+    );
+    let message = refusal(&textcnn, &[categorical("batch_size", &["32", "5000"])]);
+    assert!(message.contains("the choice '5000'"), "{message}");
+    // A categorical of numbers the model takes trains with each number.
+    check_textcnn_params(
+        Some(&textcnn),
+        &[
+            categorical("batch_size", &["25", "50", "100"]),
+            categorical("dropout", &["0.1", "0.5"]),
+        ],
+    )
+    .expect("numeric choices are accepted");
 }
 
 #[test]
