@@ -2,6 +2,8 @@
 Optuna's `suggest_categorical` gives them), through every path: leased trials, the trial list,
 the best trial, told results and queued configurations. Choices of plain text stay strings."""
 
+from fractions import Fraction
+
 import tunefleet
 from tunefleet.params import Space, choice_values
 
@@ -47,6 +49,11 @@ def test_a_space_decodes_typed_choices_and_encodes_values_as_choice_texts():
     assert toml.decode(toml.encode({"wd": 1e-05})) == {"wd": 1e-05}
     assert toml.encode({"wd": 1e-05})["wd"].categorical_value == "1e-5"
     assert toml.encode({"wd": True})["wd"].categorical_value == "true"
+    # A number no choice's value is (numpy's float64 prints 1e-05) goes as a number, which the
+    # coordinator matches to the choice that reads as it; a string goes as it is.
+    assert toml.encode({"wd": Fraction(1, 1000)})["wd"].float_value == 0.001
+    assert toml.encode({"wd": 7})["wd"].int_value == 7
+    assert toml.encode({"wd": "0.001"})["wd"].categorical_value == "0.001"
 
 
 def assert_typed(params):
@@ -64,6 +71,9 @@ def test_typed_choices_reach_workers_lists_and_warm_starts_as_values(client):
                                    seed=11)
     exp.tell({"batch": 64, "rate": 0.1, "shuffle": True, "clip": None, "activation": "relu",
               "code": "7"}, value=9.0)
+    # A number for a choice of text ("7") is matched by the coordinator.
+    exp.tell({"batch": 32, "rate": 0.5, "shuffle": False, "clip": 1.0, "activation": "tanh",
+              "code": 7}, value=8.0)
     queued = {"batch": 16, "rate": 0.5, "shuffle": False, "clip": 1.0, "activation": "tanh",
               "code": "x"}
     assert exp.enqueue(queued) == 1
@@ -77,11 +87,12 @@ def test_typed_choices_reach_workers_lists_and_warm_starts_as_values(client):
     # values it was queued with.
     assert queued in seen[:2], seen
     listed = exp.trials_list()
-    assert len(listed) == 6
+    assert len(listed) == 7
     for trial in listed:
         assert_typed(trial["params"])
-    told = [t for t in listed if t["imported"]]
-    assert told[0]["params"]["batch"] == 64 and told[0]["params"]["shuffle"] is True
+    told = sorted((t for t in listed if t["imported"]), key=lambda t: t["value"])
+    assert [t["params"]["batch"] for t in told] == [32, 64]
+    assert told[0]["params"]["code"] == "7" and told[1]["params"]["shuffle"] is True
     best = exp.best()
     assert_typed(best["params"])
     assert best["value"] == min(p["batch"] for p in seen) / 64.0

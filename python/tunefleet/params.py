@@ -8,6 +8,7 @@ text gives strings. Values sent back are written as the choice's own text.
 """
 
 import math
+import numbers
 import re
 
 from .v1 import tunefleet_pb2 as pb
@@ -155,13 +156,26 @@ class Space:
         return decoded
 
     def encode(self, params):
-        """`ParameterValue`s for a dict of Python values: a categorical's as its choice's text
-        (an int given for a float choice, or the reverse, is matched by `str()` as written)."""
+        """`ParameterValue`s for a dict of Python values: a categorical's as its choice's own
+        text when the value is one the choices stand for, a number the coordinator matches to
+        the choice that reads as it (numpy's included), else the value's `str()`."""
         encoded = {}
         for name, value in params.items():
-            if name not in self._categorical:
+            if name in self._categorical:
+                encoded[name] = self._choice(name, value)
+            else:
                 encoded[name] = to_proto(value)
-                continue
-            text = self._texts.get(name, {}).get(_key(value), str(value))
-            encoded[name] = pb.ParameterValue(categorical_value=text)
         return encoded
+
+    def _choice(self, name, value):
+        try:
+            text = self._texts.get(name, {}).get(_key(value))
+        except TypeError:  # unhashable: no choice stands for it
+            text = None
+        if text is not None:
+            return pb.ParameterValue(categorical_value=text)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return pb.ParameterValue(int_value=int(value))
+        if isinstance(value, numbers.Real):
+            return pb.ParameterValue(float_value=float(value))
+        return pb.ParameterValue(categorical_value=str(value))
