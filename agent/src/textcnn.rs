@@ -6,7 +6,7 @@
 //! (embedded) or a path to a training file of `label<TAB>text` or `label text` lines on the
 //! agent's machine, with optional `dev_dataset` (else a seeded split of the training file) and
 //! `test_dataset` files (`cnn::data::files`); the loaded corpus is cached on the slot's thread
-//! between trials.
+//! between trials, and loaded again when a file's size or modification time changed.
 //!
 //! The objective is never measured on the test file: the final model (the one the dev accuracy
 //! score is measured on) is scored on it once after training, reported as the extra metric
@@ -28,10 +28,24 @@ pub const TEST_ACCURACY: &str = "test_accuracy";
 /// The files a corpus was loaded from: (dataset, dev_dataset, test_dataset).
 type CorpusKey = (String, String, String);
 
+/// The size and modification time of each of a corpus's files when it was loaded, so a file
+/// changed on disk (a user fixed or grew their data) is loaded again, not served from the cache.
+type FileStamps = Vec<Option<(u64, std::time::SystemTime)>>;
+
+fn stamps((train, dev, test): &CorpusKey) -> FileStamps {
+    [train, dev, test]
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        })
+        .collect()
+}
+
 /// Trains the text CNN on one backend.
 pub struct TextCnnTrainer<B: Backend> {
     backend: B,
-    corpus: Option<(CorpusKey, Dataset)>,
+    corpus: Option<(CorpusKey, FileStamps, Dataset)>,
 }
 
 impl<B: Backend> TextCnnTrainer<B> {
@@ -49,7 +63,11 @@ impl<B: Backend> TextCnnTrainer<B> {
             workload.dev_dataset.clone(),
             workload.test_dataset.clone(),
         );
-        let cached = matches!(&self.corpus, Some((cached_key, _)) if *cached_key == key);
+        let stamped = stamps(&key);
+        let cached = matches!(
+            &self.corpus,
+            Some((cached_key, cached_stamps, _)) if *cached_key == key && *cached_stamps == stamped
+        );
         if !cached {
             let loaded = load(&key).map_err(|error| {
                 TrialFailure::new(format!("failed to load dataset '{}': {error}", key.0))
@@ -62,10 +80,10 @@ impl<B: Backend> TextCnnTrainer<B> {
                     cnn::data::MAX_SEQ_LEN
                 );
             }
-            self.corpus = Some((key, loaded));
+            self.corpus = Some((key, stamped, loaded));
         }
         let (max_train, max_dev) = (workload.max_train_examples, workload.max_dev_examples);
-        let (_, full) = self
+        let (_, _, full) = self
             .corpus
             .as_ref()
             .expect("the corpus was loaded just above");
@@ -324,6 +342,16 @@ mod tests {
         let test = outcome.metrics[TEST_ACCURACY];
         assert!((0.0..=1.0).contains(&test), "{test}");
         assert!((0.0..=1.0).contains(&outcome.final_value));
+
+        // A file fixed or grown on disk is read again, not served from the slot's cache.
+        let small = trainer.dataset(&tiny.workload).expect("cached");
+        write("train.txt", &lines(90, 0));
+        let grown = trainer.dataset(&tiny.workload).expect("reloaded");
+        assert_eq!(
+            (small.train_len(), grown.train_len()),
+            (60, 90),
+            "the grown training file is read again"
+        );
 
         tiny.workload.test_dataset = write("bad.txt", "1 fine\n\njust-a-label\n");
         let err = trainer
