@@ -21,6 +21,7 @@ fn spec() -> pb::ExperimentSpec {
         parameters: vec![pb::ParameterSpec {
             name: "lr".into(),
             kind: Some(pb::parameter_spec::Kind::Float(pb::FloatParam {
+                step: None,
                 low: 1e-4,
                 high: 1.0,
                 log: true,

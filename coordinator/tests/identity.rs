@@ -68,6 +68,7 @@ async fn create(experiments: &mut ExperimentServiceClient<Channel>, budget: u32)
         parameters: vec![pb::ParameterSpec {
             name: "x".into(),
             kind: Some(pb::parameter_spec::Kind::Float(pb::FloatParam {
+                step: None,
                 low: 0.0,
                 high: 1.0,
                 log: false,

@@ -19,6 +19,7 @@ fn float_param(name: &str, low: f64, high: f64) -> pb::ParameterSpec {
     pb::ParameterSpec {
         name: name.into(),
         kind: Some(pb::parameter_spec::Kind::Float(pb::FloatParam {
+            step: None,
             low,
             high,
             log: false,

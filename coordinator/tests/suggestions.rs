@@ -130,6 +130,7 @@ fn spec(name: &str, budget: u32, parallelism: u32) -> pb::ExperimentSpec {
         parameters: vec![pb::ParameterSpec {
             name: "x".into(),
             kind: Some(pb::parameter_spec::Kind::Float(pb::FloatParam {
+                step: None,
                 low: 0.0,
                 high: 1.0,
                 log: false,

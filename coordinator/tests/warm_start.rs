@@ -45,6 +45,7 @@ fn spec(strategy: pb::Strategy, budget: u32, parallelism: u32) -> pb::Experiment
             pb::ParameterSpec {
                 name: "x".into(),
                 kind: Some(pb::parameter_spec::Kind::Float(pb::FloatParam {
+                    step: None,
                     low: 0.0,
                     high: 1.0,
                     log: false,
@@ -54,6 +55,7 @@ fn spec(strategy: pb::Strategy, budget: u32, parallelism: u32) -> pb::Experiment
             pb::ParameterSpec {
                 name: "n".into(),
                 kind: Some(pb::parameter_spec::Kind::Int(pb::IntParam {
+                    step: None,
                     low: 1,
                     high: 4,
                     log: false,

@@ -14,19 +14,25 @@ import re
 from .v1 import tunefleet_pb2 as pb
 
 
-def FloatParam(name, low, high, log=False, default=None):
-    """A real parameter in [low, high] (log scale requires low > 0)."""
+def FloatParam(name, low, high, log=False, default=None, step=None):
+    """A real parameter in [low, high] (log scale requires low > 0). With `step`, only
+    low, low + step, ... up to high (as Optuna's `suggest_float(..., step=)`; not with log)."""
     spec = {"name": name, "type": "float", "low": float(low), "high": float(high), "log": log}
     if default is not None:
         spec["default"] = float(default)
+    if step is not None:
+        spec["step"] = float(step)
     return spec
 
 
-def IntParam(name, low, high, log=False, default=None):
-    """An integer parameter in [low, high] (log scale requires low >= 1)."""
+def IntParam(name, low, high, log=False, default=None, step=None):
+    """An integer parameter in [low, high] (log scale requires low >= 1). With `step`, only
+    low, low + step, ... up to high (as Optuna's `suggest_int(..., step=)`; not with log)."""
     spec = {"name": name, "type": "int", "low": int(low), "high": int(high), "log": log}
     if default is not None:
         spec["default"] = int(default)
+    if step is not None:
+        spec["step"] = int(step)
     return spec
 
 
@@ -54,11 +60,15 @@ def param_spec(spec):
                                              log=bool(spec.get("log", False))))
         if default is not None:
             message.float.default_value = float(default)
+        if spec.get("step") is not None:
+            message.float.step = float(spec["step"])
     elif kind == "int":
         message.int.CopyFrom(pb.IntParam(low=int(spec["low"]), high=int(spec["high"]),
                                          log=bool(spec.get("log", False))))
         if default is not None:
             message.int.default_value = int(default)
+        if spec.get("step") is not None:
+            message.int.step = int(spec["step"])
     elif kind == "categorical":
         message.categorical.CopyFrom(pb.CategoricalParam(choices=[str(c) for c in spec["choices"]]))
         if default is not None:

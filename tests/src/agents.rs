@@ -179,6 +179,7 @@ pub fn float(value: f64) -> pb::ParameterValue {
 
 fn int_param(name: &str, low: i64, high: i64) -> pb::ParameterSpec {
     let kind = pb::parameter_spec::Kind::Int(pb::IntParam {
+        step: None,
         low,
         high,
         log: false,
@@ -192,6 +193,7 @@ fn int_param(name: &str, low: i64, high: i64) -> pb::ParameterSpec {
 
 fn float_param(name: &str, low: f64, high: f64, log: bool) -> pb::ParameterSpec {
     let kind = pb::parameter_spec::Kind::Float(pb::FloatParam {
+        step: None,
         low,
         high,
         log,

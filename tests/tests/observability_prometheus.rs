@@ -183,6 +183,7 @@ async fn run_study(
     let float = |name: &str, low: f64, high: f64| ParameterSpec {
         name: name.to_string(),
         kind: Some(parameter_spec::Kind::Float(FloatParam {
+            step: None,
             low,
             high,
             log: false,

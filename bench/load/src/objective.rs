@@ -45,6 +45,7 @@ pub fn branin_space() -> Vec<pb::ParameterSpec> {
     let float = |name: &str, low: f64, high: f64| pb::ParameterSpec {
         name: name.to_owned(),
         kind: Some(pb::parameter_spec::Kind::Float(pb::FloatParam {
+            step: None,
             low,
             high,
             log: false,

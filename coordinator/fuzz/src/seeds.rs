@@ -129,12 +129,43 @@ min_epochs = 1
 eta = 3
 "#;
 
+/// A text-CNN grid over stepped parameters (`step`) and a categorical given as numbers.
+pub const STEPS_AND_NUMERIC_CHOICES: &str = r#"name = "steps"
+metric = "dev_accuracy"
+direction = "maximize"
+strategy = "grid"
+budget = 50
+grid_levels = 8
+[[parameters]]
+name = "batch_size"
+type = "int"
+low = 25
+high = 100
+step = 25
+default = 50
+[[parameters]]
+name = "dropout"
+type = "float"
+low = 0.1
+high = 0.5
+step = 0.1
+[[parameters]]
+name = "num_feature_maps"
+type = "categorical"
+choices = [50, 100, 150]
+default = 100
+[workload]
+kind = "textcnn"
+dataset = "mr"
+"#;
+
 /// Every spec file seed, by name.
-pub const SPECS: [(&str, &str); 4] = [
+pub const SPECS: [(&str, &str); 5] = [
     ("mr-basic", MR_BASIC),
     ("branin-random", BRANIN_RANDOM),
     ("branin-bo-median", BRANIN_BO_MEDIAN),
     ("grid-mixed", GRID_MIXED),
+    ("steps-and-numeric-choices", STEPS_AND_NUMERIC_CHOICES),
 ];
 
 /// A seed spec on the wire, as `tunectl create` sends it.

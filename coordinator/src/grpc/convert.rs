@@ -80,12 +80,31 @@ pub fn param_spec_to_pb(spec: &ParamSpec) -> pb::ParameterSpec {
                 Value::Int(v) => Some(*v),
                 _ => None,
             }),
+            step: None,
         }),
         ParamKind::Float { low, high, log } => Kind::Float(pb::FloatParam {
             low: *low,
             high: *high,
             log: *log,
             default_value: spec.default.as_ref().and_then(Value::as_f64),
+            step: None,
+        }),
+        ParamKind::Stepped(steps) if steps.integer => Kind::Int(pb::IntParam {
+            low: steps.low as i64,
+            high: steps.high() as i64,
+            log: false,
+            default_value: spec.default.as_ref().and_then(|d| match d {
+                Value::Int(v) => Some(*v),
+                _ => None,
+            }),
+            step: Some(steps.step as i64),
+        }),
+        ParamKind::Stepped(steps) => Kind::Float(pb::FloatParam {
+            low: steps.low,
+            high: steps.high(),
+            log: false,
+            default_value: spec.default.as_ref().and_then(Value::as_f64),
+            step: Some(steps.step),
         }),
         ParamKind::Categorical { choices } => Kind::Categorical(pb::CategoricalParam {
             choices: choices.clone(),
@@ -101,6 +120,23 @@ pub fn param_spec_to_pb(spec: &ParamSpec) -> pb::ParameterSpec {
     }
 }
 
+/// A stepped kind from the wire, or the reason naming the parameter.
+fn stepped(
+    spec: &pb::ParameterSpec,
+    low: f64,
+    high: f64,
+    step: f64,
+    integer: bool,
+    log: bool,
+) -> Result<ParamKind> {
+    ParamKind::stepped(low, high, step, integer, log).map_err(|reason| {
+        invalid(format!(
+            "invalid parameter '{}': {reason}",
+            short(&spec.name)
+        ))
+    })
+}
+
 /// A tuner parameter spec from the wire (checked later, with the whole space, by `Space::new`).
 ///
 /// # Errors
@@ -109,18 +145,24 @@ pub fn param_spec_from_pb(spec: &pb::ParameterSpec) -> Result<ParamSpec> {
     use pb::parameter_spec::Kind;
     let (kind, default) = match &spec.kind {
         Some(Kind::Int(p)) => (
-            ParamKind::Int {
-                low: p.low,
-                high: p.high,
-                log: p.log,
+            match p.step {
+                None | Some(1) => ParamKind::Int {
+                    low: p.low,
+                    high: p.high,
+                    log: p.log,
+                },
+                Some(step) => stepped(spec, p.low as f64, p.high as f64, step as f64, true, p.log)?,
             },
             p.default_value.map(Value::Int),
         ),
         Some(Kind::Float(p)) => (
-            ParamKind::Float {
-                low: p.low,
-                high: p.high,
-                log: p.log,
+            match p.step {
+                None => ParamKind::Float {
+                    low: p.low,
+                    high: p.high,
+                    log: p.log,
+                },
+                Some(step) => stepped(spec, p.low, p.high, step, false, p.log)?,
             },
             p.default_value.map(Value::Float),
         ),

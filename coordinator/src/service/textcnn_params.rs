@@ -137,6 +137,14 @@ fn check_searched(spec: &ParamSpec) -> Result<()> {
                 param.range()
             )));
         }
+        ParamKind::Stepped(steps) if param.integer && !steps.integer => {
+            return Err(Error::InvalidArgument(format!(
+                "parameter '{}' takes whole numbers: search it as type \"int\" ({})",
+                param.name,
+                param.range()
+            )));
+        }
+        ParamKind::Stepped(steps) => (steps.low, steps.high()),
         ParamKind::Float { low, high, .. } => (*low, *high),
         ParamKind::Int { low, high, .. } => (*low as f64, *high as f64),
     };

@@ -125,6 +125,7 @@ fn spec(
 
 fn int(name: &str, low: i64, high: i64, log: bool, default: i64) -> ParameterSpec {
     let kind = Kind::Int(IntParam {
+        step: None,
         low,
         high,
         log,
@@ -138,6 +139,7 @@ fn int(name: &str, low: i64, high: i64, log: bool, default: i64) -> ParameterSpe
 
 fn float(name: &str, low: f64, high: f64, log: bool, default: f64) -> ParameterSpec {
     let kind = Kind::Float(FloatParam {
+        step: None,
         low,
         high,
         log,
@@ -240,7 +242,8 @@ mod tests {
                 low: 1e-8,
                 high: 1.0,
                 log: true,
-                default_value: Some(0.0005)
+                default_value: Some(0.0005),
+                step: None,
             }))
         );
     }

@@ -8,7 +8,9 @@ fn param_specs_round_trip() {
     let specs: Vec<ParamSpec> = serde_json::from_str(
         r#"[{"name":"lr","type":"float","low":1e-8,"high":1.0,"log":true,"default":0.0005},
             {"name":"n","type":"int","low":1,"high":8},
-            {"name":"opt","type":"categorical","choices":["a","b"],"default":"b"}]"#,
+            {"name":"opt","type":"categorical","choices":["a","b"],"default":"b"},
+            {"name":"units","type":"int","low":32,"high":256,"step":32,"default":64},
+            {"name":"dropout","type":"float","low":0.0,"high":0.5,"step":0.1,"default":0.2}]"#,
     )
     .expect("specs parse");
     for spec in &specs {
@@ -17,6 +19,37 @@ fn param_specs_round_trip() {
             spec
         );
     }
+}
+
+#[test]
+fn a_bad_step_on_the_wire_is_refused_naming_the_parameter() {
+    let stepped = |log: bool, step: i64| pb::ParameterSpec {
+        name: "units".into(),
+        kind: Some(pb::parameter_spec::Kind::Int(pb::IntParam {
+            low: 32,
+            high: 256,
+            log,
+            default_value: None,
+            step: Some(step),
+        })),
+    };
+    for (spec, needle) in [
+        (stepped(true, 32), "cannot be log-scaled"),
+        (stepped(false, 0), "above 0"),
+        (stepped(false, 500), "wider than the range"),
+    ] {
+        let error = param_spec_from_pb(&spec).expect_err(needle).to_string();
+        assert!(
+            error.contains("parameter 'units'") && error.contains(needle),
+            "{error}"
+        );
+    }
+    // A step of 1 is a plain int, log scale and all.
+    let plain = param_spec_from_pb(&stepped(true, 1)).expect("every integer");
+    assert!(
+        matches!(plain.kind, ParamKind::Int { log: true, .. }),
+        "{plain:?}"
+    );
 }
 
 #[test]

@@ -136,6 +136,44 @@ fn whole_number_parameters_refuse_float_searches_and_choices_that_are_not_their_
 }
 
 #[test]
+fn stepped_searches_are_checked_like_their_kind() {
+    let textcnn = workload("textcnn", &[]);
+    let stepped = |name: &str, json: &str| -> ParamSpec {
+        serde_json::from_str(&format!(r#"{{"name":"{name}",{json}}}"#)).expect("parses")
+    };
+    check_textcnn_params(
+        Some(&textcnn),
+        &[
+            stepped(
+                "batch_size",
+                r#""type":"int","low":25,"high":100,"step":25"#,
+            ),
+            stepped(
+                "dropout",
+                r#""type":"float","low":0.1,"high":0.5,"step":0.1"#,
+            ),
+        ],
+    )
+    .expect("steps the model takes");
+    let message = refusal(
+        &textcnn,
+        &[stepped(
+            "batch_size",
+            r#""type":"float","low":10,"high":100,"step":2.5"#,
+        )],
+    );
+    assert!(message.contains("search it as type \"int\""), "{message}");
+    let message = refusal(
+        &textcnn,
+        &[stepped(
+            "dropout",
+            r#""type":"float","low":0.5,"high":2.0,"step":0.5"#,
+        )],
+    );
+    assert!(message.contains("searched from 0.5 to 2"), "{message}");
+}
+
+#[test]
 fn fixed_values_are_checked_like_searched_ones() {
     for (value, needle) in [
         (Value::Int(0), "is 0"),

@@ -399,11 +399,13 @@ mod tests {
                     high: 1.0,
                     log: true,
                     default_value: None,
+                    step: None,
                 }),
             ),
             spec(
                 "epochs",
                 Kind::Int(pb::IntParam {
+                    step: None,
                     low: 1,
                     high: 50,
                     log: false,

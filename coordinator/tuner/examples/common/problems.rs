@@ -316,6 +316,7 @@ pub fn check_points(problem: &Problem) -> Vec<BTreeMap<String, Value>> {
                         ParamKind::Int { low, high, .. } => {
                             Value::Int(low + (t * (high - low) as f64).round() as i64)
                         }
+                        ParamKind::Stepped(steps) => steps.value((t * steps.count as f64) as u64),
                         ParamKind::Categorical { choices } => {
                             Value::Categorical(choices[(k + i) % choices.len()].clone())
                         }

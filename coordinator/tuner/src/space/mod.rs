@@ -52,9 +52,11 @@ pub type Assignment = BTreeMap<String, Value>;
 
 mod choice_text;
 mod param;
+mod stepped;
 
 use param::param_error;
 pub use param::{MAX_ABS_BOUND, ParamKind, ParamSpec};
+pub use stepped::{MAX_STEPS, Steps};
 
 /// A validated search space.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

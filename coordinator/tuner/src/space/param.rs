@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Value;
 use super::choice_text::{RawChoice, numeric_choice};
+use super::stepped::Steps;
 use crate::error::{Error, Result};
 
 /// The type and range of a parameter.
@@ -31,6 +32,8 @@ pub enum ParamKind {
         /// Search in `ln v` (requires `low > 0`).
         log: bool,
     },
+    /// An `int` or a `float` searched only on its steps (`low, low + step, …`; a spec's `step`).
+    Stepped(Steps),
     /// One of a list of strings.
     Categorical {
         /// The choices, in order.
@@ -42,7 +45,8 @@ pub enum ParamKind {
 ///
 /// (De)serializes as `{"name":"lr","type":"float","low":1e-8,"high":1.0,"log":true,
 /// "default":0.0005}`, `{"name":"n","type":"int","low":1,"high":8}` or
-/// `{"name":"opt","type":"categorical","choices":["a","b"]}`.
+/// `{"name":"opt","type":"categorical","choices":["a","b"]}`; a `"step"` makes an int or a
+/// float [`ParamKind::Stepped`] (`{"name":"units","type":"int","low":32,"high":256,"step":32}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawParamSpec", into = "RawParamSpec")]
 pub struct ParamSpec {
@@ -82,6 +86,8 @@ struct RawParamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     log: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    step: Option<RawNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     choices: Option<Vec<RawChoice>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     default: Option<Value>,
@@ -120,22 +126,46 @@ impl TryFrom<RawParamSpec> for ParamSpec {
                 let (RawNumber::Int(low), RawNumber::Int(high)) = (low, high) else {
                     return Err(param_error(&name, "int bounds must be integers"));
                 };
-                ParamKind::Int {
-                    low,
-                    high,
-                    log: raw.log.unwrap_or(false),
+                let log = raw.log.unwrap_or(false);
+                match raw.step {
+                    // A step of 1 is every integer.
+                    None | Some(RawNumber::Int(1)) => ParamKind::Int { low, high, log },
+                    Some(RawNumber::Int(step)) => {
+                        stepped(&name, log, low as f64, high as f64, step as f64, true)?
+                    }
+                    Some(RawNumber::Float(_)) => {
+                        return Err(param_error(
+                            &name,
+                            "an int parameter's step must be a whole number",
+                        ));
+                    }
                 }
             }
             RawKind::Float => {
                 let (low, high) = numeric_bounds("float")?;
-                ParamKind::Float {
-                    low: low.as_f64(),
-                    high: high.as_f64(),
-                    log: raw.log.unwrap_or(false),
+                let log = raw.log.unwrap_or(false);
+                match raw.step {
+                    None => ParamKind::Float {
+                        low: low.as_f64(),
+                        high: high.as_f64(),
+                        log,
+                    },
+                    Some(step) => stepped(
+                        &name,
+                        log,
+                        low.as_f64(),
+                        high.as_f64(),
+                        step.as_f64(),
+                        false,
+                    )?,
                 }
             }
             RawKind::Categorical => {
-                if raw.low.is_some() || raw.high.is_some() || raw.log.is_some() {
+                if raw.low.is_some()
+                    || raw.high.is_some()
+                    || raw.log.is_some()
+                    || raw.step.is_some()
+                {
                     return Err(param_error(
                         &name,
                         "a categorical parameter takes only 'choices'",
@@ -160,6 +190,39 @@ impl TryFrom<RawParamSpec> for ParamSpec {
     }
 }
 
+/// A stepped kind, or why not, the error naming the parameter.
+fn stepped(
+    name: &str,
+    log: bool,
+    low: f64,
+    high: f64,
+    step: f64,
+    integer: bool,
+) -> Result<ParamKind> {
+    ParamKind::stepped(low, high, step, integer, log).map_err(|reason| param_error(name, reason))
+}
+
+impl ParamKind {
+    /// An `int` (`integer`) or `float` parameter searched only on `low, low + step, …` up to
+    /// `high`, as a spec's `step` asks.
+    ///
+    /// # Errors
+    /// Why not, for the caller to name the parameter: a log scale has no even steps, and
+    /// [`Steps::new`]'s reasons.
+    pub fn stepped(
+        low: f64,
+        high: f64,
+        step: f64,
+        integer: bool,
+        log: bool,
+    ) -> std::result::Result<ParamKind, String> {
+        if log {
+            return Err("a parameter with a step cannot be log-scaled".to_string());
+        }
+        Steps::new(low, high, step, integer).map(ParamKind::Stepped)
+    }
+}
+
 impl RawNumber {
     fn as_f64(self) -> f64 {
         match self {
@@ -177,6 +240,7 @@ impl From<ParamSpec> for RawParamSpec {
             low: None,
             high: None,
             log: None,
+            step: None,
             choices: None,
             default: spec.default,
         };
@@ -195,6 +259,22 @@ impl From<ParamSpec> for RawParamSpec {
                     Some(RawNumber::Float(low)),
                     Some(RawNumber::Float(high)),
                     Some(log),
+                );
+            }
+            ParamKind::Stepped(steps) if steps.integer => {
+                raw.kind = RawKind::Int;
+                (raw.low, raw.high, raw.step) = (
+                    Some(RawNumber::Int(steps.low as i64)),
+                    Some(RawNumber::Int(steps.high() as i64)),
+                    Some(RawNumber::Int(steps.step as i64)),
+                );
+            }
+            ParamKind::Stepped(steps) => {
+                raw.kind = RawKind::Float;
+                (raw.low, raw.high, raw.step) = (
+                    Some(RawNumber::Float(steps.low)),
+                    Some(RawNumber::Float(steps.high())),
+                    Some(RawNumber::Float(steps.step)),
                 );
             }
             ParamKind::Categorical { choices } => {
@@ -266,6 +346,17 @@ impl ParamSpec {
                     ));
                 }
             }
+            ParamKind::Stepped(steps) => {
+                // Built directly (not parsed), the fields must still be a valid lattice.
+                let valid = Steps::new(steps.low, steps.high(), steps.step, steps.integer)
+                    .map_err(|reason| param_error(name, reason))?;
+                if valid.count != steps.count {
+                    return Err(param_error(
+                        name,
+                        format!("{} steps do not fit its bounds", steps.count),
+                    ));
+                }
+            }
             ParamKind::Categorical { choices } => {
                 if choices.is_empty() {
                     return Err(param_error(name, "choices are empty"));
@@ -311,6 +402,7 @@ impl ParamSpec {
                 }
                 Ok(Value::Float(v))
             }
+            (ParamKind::Stepped(steps), _) => steps.normalize(value),
             (ParamKind::Categorical { choices }, Value::Categorical(c)) if choices.contains(c) => {
                 Ok(value.clone())
             }
@@ -364,6 +456,7 @@ impl ParamSpec {
                 },
                 Value::Float(v),
             ) => (v.ln() - low.ln()) / (high.ln() - low.ln()),
+            (ParamKind::Stepped(steps), value) => steps.encode(value),
             (ParamKind::Categorical { choices }, Value::Categorical(c)) => {
                 let index = choices.iter().position(|x| x == c).unwrap_or(0);
                 (index as f64 + 0.5) / choices.len() as f64
@@ -406,6 +499,7 @@ impl ParamSpec {
                 let v = (low.ln() + x * (high.ln() - low.ln())).exp();
                 Value::Float(v.clamp(*low, *high))
             }
+            ParamKind::Stepped(steps) => steps.decode(x),
             ParamKind::Categorical { choices } => {
                 let index = ((x * choices.len() as f64).floor() as usize).min(choices.len() - 1);
                 Value::Categorical(choices[index].clone())
@@ -418,6 +512,7 @@ impl ParamSpec {
         match &self.kind {
             ParamKind::Int { low, high, .. } => Some(high.abs_diff(*low).saturating_add(1)),
             ParamKind::Float { .. } => None,
+            ParamKind::Stepped(steps) => Some(steps.count),
             ParamKind::Categorical { choices } => Some(choices.len() as u64),
         }
     }

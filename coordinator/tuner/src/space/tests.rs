@@ -267,3 +267,53 @@ fn a_number_sent_for_a_categorical_is_the_choice_that_reads_as_it() {
         .to_string();
     assert!(ambiguous.contains("more than one choice"), "{ambiguous}");
 }
+
+#[test]
+fn a_step_makes_a_stepped_parameter_that_serializes_back() {
+    let units = spec(r#"{"name":"u","type":"int","low":32,"high":250,"step":32,"default":64}"#);
+    let ParamKind::Stepped(steps) = units.kind else {
+        panic!("stepped: {units:?}");
+    };
+    assert_eq!((steps.count, steps.high(), steps.integer), (7, 224.0, true));
+    let json = serde_json::to_string(&units).expect("serializes");
+    assert!(json.contains(r#""low":32,"high":224,"step":32"#), "{json}");
+    assert_eq!(spec(&json), units);
+    let rate = spec(r#"{"name":"d","type":"float","low":0.0,"high":0.5,"step":0.1}"#);
+    assert_eq!(
+        spec(&serde_json::to_string(&rate).expect("serializes")),
+        rate
+    );
+    // A step of 1 is every integer: the plain kind.
+    let plain = spec(r#"{"name":"n","type":"int","low":1,"high":8,"step":1}"#);
+    assert!(matches!(plain.kind, ParamKind::Int { .. }), "{plain:?}");
+    let space = Space::new(vec![units]).expect("valid");
+    assert_eq!(space.params()[0].default, Some(Value::Int(64)));
+    for (json, needle) in [
+        (
+            r#"{"name":"u","type":"int","low":1,"high":64,"step":2,"log":true}"#,
+            "cannot be log-scaled",
+        ),
+        (
+            r#"{"name":"u","type":"int","low":1,"high":64,"step":2.5}"#,
+            "step must be a whole number",
+        ),
+        (
+            r#"{"name":"d","type":"float","low":0,"high":1,"step":-0.1}"#,
+            "above 0",
+        ),
+        (
+            r#"{"name":"c","type":"categorical","choices":["a"],"step":1}"#,
+            "takes only 'choices'",
+        ),
+        (
+            r#"{"name":"u","type":"int","low":32,"high":250,"step":32,"default":48}"#,
+            "not one of the steps",
+        ),
+    ] {
+        let error = serde_json::from_str::<ParamSpec>(json)
+            .map_err(|e| e.to_string())
+            .and_then(|p| Space::new(vec![p]).map_err(|e| e.to_string()))
+            .expect_err(needle);
+        assert!(error.contains(needle), "{json}: {error}");
+    }
+}
