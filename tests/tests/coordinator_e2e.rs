@@ -425,3 +425,32 @@ async fn tunectl_watch_rides_out_a_coordinator_restart() -> Result<()> {
     during.finish()?;
     before.finish()
 }
+
+/// A watch of a coordinator that never answers (a wrong port, say) fails within its connect
+/// window, asking about the URL, instead of waiting the ten minutes a restart gets.
+#[test]
+fn tunectl_watch_of_a_coordinator_that_never_answers_fails_in_its_connect_window() -> Result<()> {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(integration_tests::cluster::binary("tunectl")?)
+        .args(["--coordinator", &format!("http://127.0.0.1:{port}")])
+        .args(["watch", "exp-nowhere", "--interval-secs", "0.2"])
+        .args(["--connect-secs", "1"])
+        .output()
+        .context("cannot run tunectl")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(!output.status.success(), "it failed: {stderr}");
+    ensure!(
+        stderr.contains("(--connect-secs) (it never answered: is the URL right?)"),
+        "{stderr}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(30),
+        "it gave up after {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}

@@ -95,7 +95,11 @@ pub enum ExperimentCommand {
         /// Seconds between polls.
         #[arg(long, default_value_t = 1.0)]
         interval_secs: f64,
-        /// How long to keep polling a coordinator that does not answer (restarting, say)
+        /// How long to wait for the coordinator's first answer (one still starting) before
+        /// giving up, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        connect_secs: f64,
+        /// How long to keep polling a coordinator that stopped answering (restarting, say)
         /// before giving up, seconds.
         #[arg(long, default_value_t = 600.0)]
         reconnect_secs: f64,
@@ -289,10 +293,11 @@ pub async fn run(
         ExperimentCommand::Watch {
             id,
             interval_secs,
+            connect_secs,
             reconnect_secs,
         } => {
             let display = watch::Display::for_stdout();
-            let timing = watch::Timing::new(interval_secs, reconnect_secs)?;
+            let timing = watch::Timing::new(interval_secs, connect_secs, reconnect_secs)?;
             watch::watch(&mut client, &id, timing, display, out).await?
         }
         ExperimentCommand::Best { id } => {

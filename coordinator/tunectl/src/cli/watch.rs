@@ -3,9 +3,10 @@
 //! stdout is not a terminal (a pipe, a log file, CI) it is one plain line on stdout per change,
 //! with no bar and no escape codes.
 //!
-//! A coordinator that does not answer (it restarts, or the network drops), when the watch starts
-//! ([`super::connect_lazily`]) or later, is polled again until it answers, for up to
-//! `--reconnect-secs`; notes on stderr say when it went away and came back.
+//! A coordinator that does not answer (it restarts, or the network drops) is polled again until
+//! it answers: for up to `--connect-secs` before its first answer (a coordinator still starting,
+//! [`super::connect_lazily`]; a wrong URL fails in that time, not in ten minutes), and for up to
+//! `--reconnect-secs` once it has answered; notes on stderr say when it went away and came back.
 //! A refusal (an unknown experiment, a wrong token) ends the watch at once.
 
 use std::io::IsTerminal;
@@ -20,24 +21,36 @@ use super::{Client, StatusError, get_experiment, list_trials, numbers, output};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timing {
     interval: Duration,
+    connect: Duration,
     reconnect: Duration,
 }
 
 impl Timing {
-    /// Polls every `interval_secs` (0.05 to 3,600) and waits up to `reconnect_secs` (0 to a
-    /// week) for a coordinator that stopped answering.
+    /// Polls every `interval_secs` (0.05 to 3,600); waits up to `connect_secs` for the
+    /// coordinator's first answer and up to `reconnect_secs` for one that stopped answering
+    /// (each 0 to a week).
     ///
     /// # Errors
-    /// When either is out of range or not a number.
-    pub fn new(interval_secs: f64, reconnect_secs: f64) -> anyhow::Result<Timing> {
+    /// When one is out of range or not a number.
+    pub fn new(
+        interval_secs: f64,
+        connect_secs: f64,
+        reconnect_secs: f64,
+    ) -> anyhow::Result<Timing> {
         if !(0.05..=3600.0).contains(&interval_secs) {
             anyhow::bail!("--interval-secs must be from 0.05 to 3600 (got {interval_secs})");
         }
-        if !(0.0..=604_800.0).contains(&reconnect_secs) {
-            anyhow::bail!("--reconnect-secs must be from 0 to 604800 (got {reconnect_secs})");
+        for (flag, secs) in [
+            ("--connect-secs", connect_secs),
+            ("--reconnect-secs", reconnect_secs),
+        ] {
+            if !(0.0..=604_800.0).contains(&secs) {
+                anyhow::bail!("{flag} must be from 0 to 604800 (got {secs})");
+            }
         }
         Ok(Timing {
             interval: Duration::from_secs_f64(interval_secs),
+            connect: Duration::from_secs_f64(connect_secs),
             reconnect: Duration::from_secs_f64(reconnect_secs),
         })
     }
@@ -52,30 +65,42 @@ fn is_transient(error: &anyhow::Error) -> bool {
     )
 }
 
-/// When the current outage began, so the watch knows how long it has waited.
+/// When the current outage began, so the watch knows how long it has waited, and whether the
+/// coordinator ever answered (which window applies).
 #[derive(Debug, Default)]
 struct Outage {
     since: Option<std::time::Instant>,
+    answered_once: bool,
 }
 
 impl Outage {
     /// Handles a failed poll: `Ok` with a note to show when the watch should poll again, else
-    /// the error (a refusal, or an outage past `limit`).
+    /// the error (a refusal, or an outage past the timing's window).
     fn failed(
         &mut self,
         error: anyhow::Error,
         now: std::time::Instant,
-        limit: Duration,
+        timing: &Timing,
     ) -> anyhow::Result<Option<String>> {
         if !is_transient(&error) {
             return Err(error);
         }
+        let (limit, flag) = if self.answered_once {
+            (timing.reconnect, "--reconnect-secs")
+        } else {
+            (timing.connect, "--connect-secs")
+        };
         let first = self.since.is_none();
         let since = *self.since.get_or_insert(now);
         let waited = now.saturating_duration_since(since);
         if waited > limit {
+            let never = if self.answered_once {
+                ""
+            } else {
+                " (it never answered: is the URL right?)"
+            };
             return Err(error.context(format!(
-                "the coordinator did not answer for {:.0} s (--reconnect-secs)",
+                "the coordinator did not answer for {:.0} s ({flag}){never}",
                 waited.as_secs_f64()
             )));
         }
@@ -89,6 +114,7 @@ impl Outage {
 
     /// Handles a poll that was answered: a note when it ends an outage.
     fn answered(&mut self) -> Option<String> {
+        self.answered_once = true;
         self.since
             .take()
             .map(|_| "coordinator answering again".to_string())
@@ -214,7 +240,7 @@ pub async fn watch(
             }
             Err(error) => {
                 let now = std::time::Instant::now();
-                if let Some(text) = outage.failed(error, now, timing.reconnect)? {
+                if let Some(text) = outage.failed(error, now, &timing)? {
                     note(text);
                 }
                 tokio::time::sleep(timing.interval).await;
@@ -308,48 +334,63 @@ mod tests {
 
     #[test]
     fn an_away_coordinator_is_polled_again_until_the_window_ends() {
-        let limit = Duration::from_secs(60);
+        let timing = Timing::new(1.0, 10.0, 60.0).expect("valid");
         let start = std::time::Instant::now();
-        let mut outage = Outage::default();
-        let first = outage
-            .failed(status(tonic::Code::Unavailable), start, limit)
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let unavailable = || status(tonic::Code::Unavailable);
+
+        // Never answered: the connect window, and an error that asks about the URL.
+        let mut never = Outage::default();
+        let first = never
+            .failed(unavailable(), start, &timing)
             .expect("polls again");
         assert!(
             first
                 .is_some_and(|n| n.contains("not answering (down (Unavailable))")
-                    && n.contains("up to 60 s")),
+                    && n.contains("up to 10 s")),
             "the first failure says so"
         );
-        let later = outage
-            .failed(
-                status(tonic::Code::DeadlineExceeded),
-                start + Duration::from_secs(30),
-                limit,
-            )
-            .expect("still within the window");
-        assert_eq!(later, None, "one note an outage");
+        let gave_up = never
+            .failed(unavailable(), at(11), &timing)
+            .expect_err("past the connect window");
+        assert!(
+            format!("{gave_up:#}").starts_with(
+                "the coordinator did not answer for 11 s (--connect-secs) (it never answered: \
+                 is the URL right?)"
+            ),
+            "{gave_up:#}"
+        );
+
+        // Answered once: later outages get the reconnect window, each with its own note.
+        let mut outage = Outage::default();
+        assert!(
+            outage
+                .failed(unavailable(), start, &timing)
+                .expect("polls")
+                .is_some()
+        );
         assert_eq!(
             outage.answered().as_deref(),
             Some("coordinator answering again")
         );
         assert_eq!(outage.answered(), None, "nothing to say when it never left");
-        // A new outage gets its own window and its own note.
-        let again = start + Duration::from_secs(100);
+        let again = outage
+            .failed(unavailable(), at(100), &timing)
+            .expect("new window");
         assert!(
-            outage
-                .failed(status(tonic::Code::Unavailable), again, limit)
-                .expect("new window")
-                .is_some()
+            again.is_some_and(|n| n.contains("up to 60 s")),
+            "a note a new outage"
         );
+        let later = outage
+            .failed(status(tonic::Code::DeadlineExceeded), at(130), &timing)
+            .expect("still within the window");
+        assert_eq!(later, None, "one note an outage");
         let past = outage
-            .failed(
-                status(tonic::Code::Unavailable),
-                again + Duration::from_secs(61),
-                limit,
-            )
+            .failed(unavailable(), at(161), &timing)
             .expect_err("past the window");
         assert!(
-            format!("{past:#}").starts_with("the coordinator did not answer for 61 s"),
+            format!("{past:#}")
+                .starts_with("the coordinator did not answer for 61 s (--reconnect-secs)"),
             "{past:#}"
         );
     }
@@ -362,16 +403,15 @@ mod tests {
             tonic::Code::Unauthenticated,
             tonic::Code::Internal,
         ] {
+            let timing = Timing::new(1.0, 600.0, 600.0).expect("valid");
             let err = outage
-                .failed(
-                    status(code),
-                    std::time::Instant::now(),
-                    Duration::from_secs(600),
-                )
+                .failed(status(code), std::time::Instant::now(), &timing)
                 .expect_err("refused");
             assert_eq!(StatusError::code(&err), Some(code));
         }
-        assert!(Timing::new(0.0, 10.0).is_err() && Timing::new(1.0, -1.0).is_err());
-        assert!(Timing::new(f64::NAN, 10.0).is_err());
+        assert!(Timing::new(0.0, 10.0, 10.0).is_err() && Timing::new(1.0, 10.0, -1.0).is_err());
+        assert!(
+            Timing::new(f64::NAN, 10.0, 10.0).is_err() && Timing::new(1.0, -1.0, 10.0).is_err()
+        );
     }
 }
