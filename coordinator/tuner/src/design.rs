@@ -187,14 +187,24 @@ fn all_levels(spec: &crate::space::ParamSpec) -> Vec<f64> {
     (0..n).map(|i| (i as f64 + 0.5) / n as f64).collect()
 }
 
+/// The most steps of a stepped parameter the grid enumerates one by one (the most levels a
+/// spec may ask of a numeric parameter).
+pub const GRID_STEPS: u64 = 10_000;
+
 /// The encoded grid levels of one parameter: `levels` evenly spaced points of the unit interval
-/// (ends included; the middle when `levels` is 1), integers deduplicated after rounding, and every
-/// choice of a categorical. Costs O(`levels`): decoding is monotone, so a repeated integer is
-/// always the previous one.
+/// (ends included; the middle when `levels` is 1), integers deduplicated after rounding, every
+/// choice of a categorical and every step of a stepped parameter of at most [`GRID_STEPS`] steps
+/// (its step is its grid; one with more is levelled as an integer is). Costs O(`levels`) (or the
+/// choices, or the steps): decoding is monotone, so a repeated integer is always the previous
+/// one.
 fn param_levels(space: &Space, index: usize, levels: usize) -> Vec<f64> {
     let spec = &space.params()[index];
-    if let ParamKind::Categorical { choices } = &spec.kind {
-        let k = choices.len();
+    let every = match &spec.kind {
+        ParamKind::Categorical { choices } => Some(choices.len() as u64),
+        ParamKind::Stepped(steps) if steps.count <= GRID_STEPS => Some(steps.count),
+        _ => None,
+    };
+    if let Some(k) = every {
         return (0..k).map(|i| (i as f64 + 0.5) / k as f64).collect();
     }
     let mut out: Vec<f64> = Vec::with_capacity(levels.clamp(1, 1 << 16));

@@ -1,6 +1,7 @@
 //! Stepped parameters (`step` in a spec, as Optuna's `suggest_int(..., step=32)` and
 //! `suggest_float(..., step=0.1)`): every strategy suggests only values on the steps, BO
-//! converges on a stepped objective, and the grid enumerates the steps.
+//! converges on a stepped objective, and the grid enumerates the steps (whatever its levels),
+//! up to its cap.
 
 use tuner::space::{Assignment, ParamSpec, Space, Value};
 use tuner::{Direction, Observation, Strategy, SuggestConfig, suggest};
@@ -90,9 +91,11 @@ fn the_grid_enumerates_the_steps() {
     .expect("parses");
     let space = Space::new(params).expect("valid");
     assert_eq!(space.cardinality(), Some(48));
-    // Ten levels a parameter reach each of the 8 and 6 steps.
+    // A step is its parameter's grid: three levels a numeric parameter still enumerate each
+    // of the 8 and 6 steps.
+    assert_eq!(tuner::grid_size(&space, 3), 48);
     let cfg = SuggestConfig {
-        strategy: Strategy::Grid { levels: 10 },
+        strategy: Strategy::Grid { levels: 3 },
         ..SuggestConfig::default()
     };
     let mut seen: Vec<Assignment> = Vec::new();
@@ -108,4 +111,24 @@ fn the_grid_enumerates_the_steps() {
         seen.iter()
             .all(|a| units(a) % 32 == 0 && [0.0, 0.1, 0.2, 0.3, 0.4, 0.5].contains(&dropout(a)))
     );
+}
+
+#[test]
+fn a_stepped_parameter_past_the_cap_is_levelled_like_an_integer() {
+    let params: Vec<ParamSpec> =
+        serde_json::from_str(r#"[{"name":"x","type":"float","low":0.0,"high":1.0,"step":1e-9}]"#)
+            .expect("parses");
+    let space = Space::new(params).expect("valid");
+    assert_eq!(space.cardinality(), Some(1_000_000_001));
+    assert_eq!(tuner::grid_size(&space, 5), 5);
+    let cfg = SuggestConfig {
+        strategy: Strategy::Grid { levels: 5 },
+        ..SuggestConfig::default()
+    };
+    let points = suggest(&space, &[], &[], 10, &cfg, 1).expect("grid");
+    let xs: Vec<f64> = points
+        .iter()
+        .filter_map(|c| c.params["x"].as_f64())
+        .collect();
+    assert_eq!(xs, [0.0, 0.25, 0.5, 0.75, 1.0]);
 }
