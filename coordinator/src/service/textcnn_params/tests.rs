@@ -155,22 +155,21 @@ fn stepped_searches_are_checked_like_their_kind() {
         ],
     )
     .expect("steps the model takes");
-    let message = refusal(
-        &textcnn,
-        &[stepped(
+    for (name, json, needle) in [
+        (
             "batch_size",
             r#""type":"float","low":10,"high":100,"step":2.5"#,
-        )],
-    );
-    assert!(message.contains("search it as type \"int\""), "{message}");
-    let message = refusal(
-        &textcnn,
-        &[stepped(
+            "search it as type \"int\"",
+        ),
+        (
             "dropout",
             r#""type":"float","low":0.5,"high":2.0,"step":0.5"#,
-        )],
-    );
-    assert!(message.contains("searched from 0.5 to 2"), "{message}");
+            "searched from 0.5 to 2",
+        ),
+    ] {
+        let message = refusal(&textcnn, &[stepped(name, json)]);
+        assert!(message.contains(needle), "{message}");
+    }
 }
 
 #[test]
