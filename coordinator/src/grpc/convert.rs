@@ -71,15 +71,16 @@ pub fn params_from_pb(
 /// A tuner parameter spec to the wire.
 pub fn param_spec_to_pb(spec: &ParamSpec) -> pb::ParameterSpec {
     use pb::parameter_spec::Kind;
+    let int_default = || match spec.default {
+        Some(Value::Int(v)) => Some(v),
+        _ => None,
+    };
     let kind = match &spec.kind {
         ParamKind::Int { low, high, log } => Kind::Int(pb::IntParam {
             low: *low,
             high: *high,
             log: *log,
-            default_value: spec.default.as_ref().and_then(|d| match d {
-                Value::Int(v) => Some(*v),
-                _ => None,
-            }),
+            default_value: int_default(),
             step: None,
         }),
         ParamKind::Float { low, high, log } => Kind::Float(pb::FloatParam {
@@ -93,10 +94,7 @@ pub fn param_spec_to_pb(spec: &ParamSpec) -> pb::ParameterSpec {
             low: steps.low as i64,
             high: steps.high() as i64,
             log: false,
-            default_value: spec.default.as_ref().and_then(|d| match d {
-                Value::Int(v) => Some(*v),
-                _ => None,
-            }),
+            default_value: int_default(),
             step: Some(steps.step as i64),
         }),
         ParamKind::Stepped(steps) => Kind::Float(pb::FloatParam {
@@ -120,21 +118,12 @@ pub fn param_spec_to_pb(spec: &ParamSpec) -> pb::ParameterSpec {
     }
 }
 
-/// A stepped kind from the wire, or the reason naming the parameter.
-fn stepped(
-    spec: &pb::ParameterSpec,
-    low: f64,
-    high: f64,
-    step: f64,
-    integer: bool,
-    log: bool,
-) -> Result<ParamKind> {
-    ParamKind::stepped(low, high, step, integer, log).map_err(|reason| {
-        invalid(format!(
-            "invalid parameter '{}': {reason}",
-            short(&spec.name)
-        ))
-    })
+/// The error of a parameter the wire describes wrongly, naming it.
+fn bad_param(spec: &pb::ParameterSpec, reason: &str) -> Error {
+    invalid(format!(
+        "invalid parameter '{}': {reason}",
+        short(&spec.name)
+    ))
 }
 
 /// A tuner parameter spec from the wire (checked later, with the whole space, by `Space::new`).
@@ -145,25 +134,11 @@ pub fn param_spec_from_pb(spec: &pb::ParameterSpec) -> Result<ParamSpec> {
     use pb::parameter_spec::Kind;
     let (kind, default) = match &spec.kind {
         Some(Kind::Int(p)) => (
-            match p.step {
-                None | Some(1) => ParamKind::Int {
-                    low: p.low,
-                    high: p.high,
-                    log: p.log,
-                },
-                Some(step) => stepped(spec, p.low as f64, p.high as f64, step as f64, true, p.log)?,
-            },
+            ParamKind::int(p.low, p.high, p.log, p.step).map_err(|r| bad_param(spec, &r))?,
             p.default_value.map(Value::Int),
         ),
         Some(Kind::Float(p)) => (
-            match p.step {
-                None => ParamKind::Float {
-                    low: p.low,
-                    high: p.high,
-                    log: p.log,
-                },
-                Some(step) => stepped(spec, p.low, p.high, step, false, p.log)?,
-            },
+            ParamKind::float(p.low, p.high, p.log, p.step).map_err(|r| bad_param(spec, &r))?,
             p.default_value.map(Value::Float),
         ),
         Some(Kind::Categorical(p)) => (

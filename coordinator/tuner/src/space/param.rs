@@ -126,39 +126,28 @@ impl TryFrom<RawParamSpec> for ParamSpec {
                 let (RawNumber::Int(low), RawNumber::Int(high)) = (low, high) else {
                     return Err(param_error(&name, "int bounds must be integers"));
                 };
-                let log = raw.log.unwrap_or(false);
-                match raw.step {
-                    // A step of 1 is every integer.
-                    None | Some(RawNumber::Int(1)) => ParamKind::Int { low, high, log },
-                    Some(RawNumber::Int(step)) => {
-                        stepped(&name, log, low as f64, high as f64, step as f64, true)?
-                    }
+                let step = match raw.step {
+                    None => None,
+                    Some(RawNumber::Int(step)) => Some(step),
                     Some(RawNumber::Float(_)) => {
                         return Err(param_error(
                             &name,
                             "an int parameter's step must be a whole number",
                         ));
                     }
-                }
+                };
+                ParamKind::int(low, high, raw.log.unwrap_or(false), step)
+                    .map_err(|reason| param_error(&name, reason))?
             }
             RawKind::Float => {
                 let (low, high) = numeric_bounds("float")?;
-                let log = raw.log.unwrap_or(false);
-                match raw.step {
-                    None => ParamKind::Float {
-                        low: low.as_f64(),
-                        high: high.as_f64(),
-                        log,
-                    },
-                    Some(step) => stepped(
-                        &name,
-                        log,
-                        low.as_f64(),
-                        high.as_f64(),
-                        step.as_f64(),
-                        false,
-                    )?,
-                }
+                ParamKind::float(
+                    low.as_f64(),
+                    high.as_f64(),
+                    raw.log.unwrap_or(false),
+                    raw.step.map(RawNumber::as_f64),
+                )
+                .map_err(|reason| param_error(&name, reason))?
             }
             RawKind::Categorical => {
                 if raw.low.is_some()
@@ -190,19 +179,41 @@ impl TryFrom<RawParamSpec> for ParamSpec {
     }
 }
 
-/// A stepped kind, or why not, the error naming the parameter.
-fn stepped(
-    name: &str,
-    log: bool,
-    low: f64,
-    high: f64,
-    step: f64,
-    integer: bool,
-) -> Result<ParamKind> {
-    ParamKind::stepped(low, high, step, integer, log).map_err(|reason| param_error(name, reason))
-}
-
 impl ParamKind {
+    /// An `int` parameter: every integer of `[low, high]`, or with a `step` (other than 1) only
+    /// `low, low + step, …` up to `high`.
+    ///
+    /// # Errors
+    /// Why a stepped one is invalid, for the caller to name the parameter (see
+    /// [`ParamKind::stepped`]).
+    pub fn int(
+        low: i64,
+        high: i64,
+        log: bool,
+        step: Option<i64>,
+    ) -> std::result::Result<ParamKind, String> {
+        match step {
+            None | Some(1) => Ok(ParamKind::Int { low, high, log }),
+            Some(step) => ParamKind::stepped(low as f64, high as f64, step as f64, true, log),
+        }
+    }
+
+    /// A `float` parameter: all of `[low, high]`, or with a `step` only its steps.
+    ///
+    /// # Errors
+    /// As [`ParamKind::int`].
+    pub fn float(
+        low: f64,
+        high: f64,
+        log: bool,
+        step: Option<f64>,
+    ) -> std::result::Result<ParamKind, String> {
+        match step {
+            None => Ok(ParamKind::Float { low, high, log }),
+            Some(step) => ParamKind::stepped(low, high, step, false, log),
+        }
+    }
+
     /// An `int` (`integer`) or `float` parameter searched only on `low, low + step, …` up to
     /// `high`, as a spec's `step` asks.
     ///
